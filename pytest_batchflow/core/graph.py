@@ -1,0 +1,281 @@
+"""Tests, their dependency edges, and the graph algorithms the plan needs.
+
+Nodes are plain hashable values (collection indices for tests, names for
+batches); edges are given as ``predecessors[node] = the nodes it depends on``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+__all__ = [
+    "CycleError",
+    "DependencyMark",
+    "Resolution",
+    "TestSpec",
+    "UnresolvedTarget",
+    "find_cycle",
+    "longest_chains",
+    "resolve_dependencies",
+    "stable_topological_order",
+]
+
+N = TypeVar("N", bound=Hashable)
+
+DependencyScope = Literal["session", "package", "module", "class"]
+
+
+class CycleError(ValueError):
+    """The edges contain a cycle; ``cycle`` lists it, first node repeated last."""
+
+    def __init__(self, cycle: Sequence[Hashable]) -> None:
+        super().__init__(" -> ".join(str(node) for node in cycle))
+        self.cycle = list(cycle)
+
+
+@dataclass(frozen=True)
+class DependencyMark:
+    """A pytest-dependency ``@pytest.mark.dependency(name=, depends=, scope=)``."""
+
+    name: str | None = None
+    depends: tuple[str, ...] = ()
+    scope: DependencyScope = "module"
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """What the planner knows of one collected test; plain strings only.
+
+    ``index`` is the position in the full collection (before deselection) and
+    identifies the test everywhere in the core.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    index: int
+    nodeid: str
+    module_id: str
+    class_id: str | None
+    name: str
+    base_name: str
+    path: str
+    marker_names: frozenset[str] = frozenset()
+    batch_mark: str | None = None
+    depends_on: tuple[str, ...] = ()
+    dependency: DependencyMark | None = None
+
+    @classmethod
+    def from_nodeid(cls, index: int, nodeid: str, **kwargs: object) -> TestSpec:
+        """Derive module, class and names from a node id ``path::[Class::]name[params]``."""
+        head, bracket, _ = nodeid.partition("[")
+        parts = head.split("::")
+        module_id = parts[0]
+        class_id = "::".join(parts[:-1]) if len(parts) > 2 else None
+        name = nodeid[len("::".join(parts[:-1])) + 2 :]
+        return cls(
+            index=index,
+            nodeid=nodeid,
+            module_id=module_id,
+            class_id=class_id,
+            name=name,
+            base_name=parts[-1],
+            path=module_id,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    @property
+    def base_nodeid(self) -> str:
+        """The node id without its parametrization, shared by all instances."""
+        return self.nodeid[: len(self.nodeid) - len(self.name) + len(self.base_name)]
+
+    @property
+    def name_in_module(self) -> str:
+        return self.nodeid[len(self.module_id) + 2 :]
+
+    @property
+    def package_id(self) -> str:
+        return self.module_id.rpartition("/")[0]
+
+
+@dataclass(frozen=True)
+class UnresolvedTarget:
+    dependent: int
+    target: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Dependency edges by dependent index, and the targets no test matched."""
+
+    predecessors: Mapping[int, tuple[int, ...]]
+    unresolved: tuple[UnresolvedTarget, ...] = field(default=())
+
+    @property
+    def edge_count(self) -> int:
+        return sum(len(targets) for targets in self.predecessors.values())
+
+
+def resolve_dependencies(tests: Sequence[TestSpec]) -> Resolution:
+    """Turn ``depends_on`` targets and pytest-dependency marks into edges."""
+    by_nodeid: dict[str, list[TestSpec]] = {}
+    for test in tests:
+        by_nodeid.setdefault(test.nodeid, []).append(test)
+        if test.base_nodeid != test.nodeid:
+            by_nodeid.setdefault(test.base_nodeid, []).append(test)
+    by_module: dict[str, list[TestSpec]] = {}
+    for test in tests:
+        by_module.setdefault(test.module_id, []).append(test)
+    marked = [test for test in tests if test.dependency is not None]
+
+    predecessors: dict[int, tuple[int, ...]] = {}
+    unresolved: list[UnresolvedTarget] = []
+    for test in tests:
+        found: dict[int, None] = {}
+        for target in test.depends_on:
+            matches = _match_depends_on(test, target, by_nodeid, by_module)
+            if not matches:
+                unresolved.append(UnresolvedTarget(test.index, target))
+            found.update(dict.fromkeys(m.index for m in matches if m.index != test.index))
+        if test.dependency is not None:
+            for target in test.dependency.depends:
+                matches = _match_dependency_mark(test, target, test.dependency.scope, marked)
+                if not matches:
+                    unresolved.append(UnresolvedTarget(test.index, target))
+                found.update(dict.fromkeys(m.index for m in matches if m.index != test.index))
+        if found:
+            predecessors[test.index] = tuple(found)
+    return Resolution(predecessors, tuple(unresolved))
+
+
+def _match_depends_on(
+    test: TestSpec,
+    target: str,
+    by_nodeid: Mapping[str, list[TestSpec]],
+    by_module: Mapping[str, list[TestSpec]],
+) -> list[TestSpec]:
+    if "::" in target and target in by_nodeid:
+        return by_nodeid[target]
+    siblings = by_module.get(test.module_id, [])
+    if test.class_id is not None and "::" not in target:
+        in_class = [
+            other
+            for other in siblings
+            if other.class_id == test.class_id and target in (other.name, other.base_name)
+        ]
+        if in_class:
+            return in_class
+    return [
+        other
+        for other in siblings
+        if target in (other.name_in_module, _base_name_in_module(other))
+    ]
+
+
+def _base_name_in_module(test: TestSpec) -> str:
+    return test.base_nodeid[len(test.module_id) + 2 :]
+
+
+def _match_dependency_mark(
+    test: TestSpec, target: str, scope: DependencyScope, marked: Sequence[TestSpec]
+) -> list[TestSpec]:
+    """pytest-dependency's naming: an explicit ``name=`` or the id within the scope."""
+    matches = []
+    for other in marked:
+        assert other.dependency is not None
+        if scope == "module" and other.module_id != test.module_id:
+            continue
+        if scope == "class" and (test.class_id is None or other.class_id != test.class_id):
+            continue
+        if scope == "package" and other.package_id != test.package_id:
+            continue
+        if other.dependency.name is not None:
+            names: Collection[str] = (other.dependency.name,)
+        elif scope == "module":
+            names = (other.name_in_module,)
+        elif scope == "class":
+            names = (other.name,)
+        else:
+            names = (other.nodeid,)
+        if target in names:
+            matches.append(other)
+    return matches
+
+
+def find_cycle(nodes: Iterable[N], predecessors: Mapping[N, Collection[N]]) -> list[N] | None:
+    """Return one cycle as a path ``[a, b, ..., a]`` (a depends on b ...), or None."""
+    state: dict[N, int] = {}  # 1 = on the current path, 2 = finished
+    for root in nodes:
+        if state.get(root):
+            continue
+        path: list[N] = [root]
+        iterators = [iter(predecessors.get(root, ()))]
+        state[root] = 1
+        while iterators:
+            nxt = next(iterators[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iterators.pop()
+                continue
+            mark = state.get(nxt)
+            if mark == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if mark is None:
+                state[nxt] = 1
+                path.append(nxt)
+                iterators.append(iter(predecessors.get(nxt, ())))
+    return None
+
+
+def stable_topological_order(
+    nodes: Sequence[N], predecessors: Mapping[N, Collection[N]]
+) -> list[N]:
+    """Order ``nodes`` so every node follows its predecessors.
+
+    Among the nodes ready at each step the one earliest in ``nodes`` goes
+    first, so the given order is kept wherever no edge forces otherwise: two
+    neighbours end up out of the given order only when the second depends on
+    the first. Predecessors outside ``nodes`` are ignored. Raises CycleError.
+    """
+    position = {node: i for i, node in enumerate(nodes)}
+    waiting = {
+        node: sum(1 for p in set(predecessors.get(node, ())) if p in position) for node in nodes
+    }
+    successors: dict[N, list[N]] = {node: [] for node in nodes}
+    for node in nodes:
+        for pred in set(predecessors.get(node, ())):
+            if pred in position:
+                successors[pred].append(node)
+    ready = [position[node] for node in nodes if waiting[node] == 0]
+    heapq.heapify(ready)
+    order: list[N] = []
+    while ready:
+        node = nodes[heapq.heappop(ready)]
+        order.append(node)
+        for succ in successors[node]:
+            waiting[succ] -= 1
+            if waiting[succ] == 0:
+                heapq.heappush(ready, position[succ])
+    if len(order) != len(nodes):
+        inside = {node: [p for p in predecessors.get(node, ()) if p in position] for node in nodes}
+        cycle = find_cycle([node for node in nodes if waiting[node]], inside)
+        assert cycle is not None
+        raise CycleError(cycle)
+    return order
+
+
+def longest_chains(
+    order: Sequence[N], predecessors: Mapping[N, Collection[N]], weight: Mapping[N, float]
+) -> dict[N, float]:
+    """For each node, the heaviest chain of dependencies ending with it (inclusive).
+
+    ``order`` must be topological. The maximum over all nodes is the critical
+    path: no schedule on any number of workers can finish sooner.
+    """
+    finish: dict[N, float] = {}
+    for node in order:
+        start = max((finish[p] for p in predecessors.get(node, ()) if p in finish), default=0.0)
+        finish[node] = start + weight[node]
+    return finish

@@ -1,0 +1,274 @@
+"""Batch assignment, batch and test ordering, and duration estimates."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, Protocol
+
+from .graph import CycleError, TestSpec, find_cycle, longest_chains, stable_topological_order
+from .markexpr import MarkerExpression
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "BatchPolicy",
+    "BatchRule",
+    "Plan",
+    "PlanError",
+    "PlannedBatch",
+    "assign_batch",
+    "build_plan",
+    "glob_matches",
+    "order_batches",
+]
+
+DEFAULT_BATCH = "default"
+
+Kind = Literal["test", "benchmark"]
+Mode = Literal["parallel", "serial", "exclusive"]
+UpstreamFailure = Literal["skip", "run"]
+
+
+class PlanError(ValueError):
+    """The configuration or the markers describe a plan that cannot run."""
+
+
+class BatchPolicy(Protocol):
+    """The execution policy of one batch, as parsed from its batch line."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def paths(self) -> tuple[str, ...]: ...
+    @property
+    def markers(self) -> str | None: ...
+    @property
+    def after(self) -> tuple[str, ...]: ...
+    @property
+    def mode(self) -> Mode: ...
+    @property
+    def workers(self) -> int | None: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def reruns(self) -> int: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def maxfail(self) -> int | None: ...
+    @property
+    def cov(self) -> bool: ...
+    @property
+    def on_upstream_failure(self) -> UpstreamFailure: ...
+
+
+@lru_cache(maxsize=256)
+def _segment_regex(segment: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(segment))
+
+
+def _match_segments(pattern: Sequence[str], segments: Sequence[str]) -> bool:
+    if not pattern:
+        return not segments
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match_segments(rest, segments[i:]) for i in range(len(segments) + 1))
+    return (
+        bool(segments)
+        and _segment_regex(head).match(segments[0]) is not None
+        and _match_segments(rest, segments[1:])
+    )
+
+
+def glob_matches(pattern: str, relpath: str) -> bool:
+    """Whether ``pattern`` matches the file ``relpath`` or any folder above it.
+
+    Both are ``/``-separated and relative to rootdir; ``*`` and ``?`` stay
+    within one path segment, ``**`` spans any number of segments.
+    """
+    pattern_segments = [s for s in pattern.strip().strip("/").split("/") if s not in ("", ".")]
+    segments = [s for s in relpath.split("/") if s not in ("", ".")]
+    return any(
+        _match_segments(pattern_segments, segments[:end]) for end in range(1, len(segments) + 1)
+    )
+
+
+@dataclass(frozen=True)
+class BatchRule:
+    """A batch line compiled for matching tests."""
+
+    name: str
+    paths: tuple[str, ...]
+    markers: MarkerExpression | None
+
+    @classmethod
+    def from_policy(cls, policy: BatchPolicy) -> BatchRule:
+        markers = MarkerExpression.compile(policy.markers) if policy.markers else None
+        return cls(policy.name, policy.paths, markers)
+
+    def matches(self, test: TestSpec) -> bool:
+        if not self.paths and self.markers is None:
+            return False
+        if self.paths and not any(glob_matches(p, test.path) for p in self.paths):
+            return False
+        return self.markers is None or self.markers.matches(test.marker_names)
+
+
+def assign_batch(test: TestSpec, rules: Sequence[BatchRule]) -> str:
+    """The ``batch`` marker wins, then the first matching line, else ``default``."""
+    if test.batch_mark is not None:
+        return test.batch_mark
+    return next((rule.name for rule in rules if rule.matches(test)), DEFAULT_BATCH)
+
+
+def order_batches(batches: Sequence[BatchPolicy]) -> list[BatchPolicy]:
+    """Batches by their ``after`` DAG, then higher priority, then line order."""
+    ranked = sorted(range(len(batches)), key=lambda i: (-batches[i].priority, i))
+    names = [batches[i].name for i in ranked]
+    by_name = {batch.name: batch for batch in batches}
+    predecessors = {batch.name: batch.after for batch in batches}
+    try:
+        return [by_name[name] for name in stable_topological_order(names, predecessors)]
+    except CycleError as cycle:
+        raise PlanError(
+            f"the batches' after= edges form a cycle: {cycle}; remove one of these edges"
+        ) from None
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    policy: BatchPolicy
+    tests: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The run: batches in order, each with its tests in order, and estimates.
+
+    ``predecessors`` holds every dependency edge of a planned test;
+    ``external`` the subset whose target is not planned to run (deselected
+    or in a batch left out of the selection).
+    """
+
+    batches: tuple[PlannedBatch, ...]
+    batch_of: Mapping[int, str]
+    predecessors: Mapping[int, tuple[int, ...]]
+    external: Mapping[int, tuple[int, ...]]
+    estimates: Mapping[int, float]
+    measured: frozenset[int]
+
+    @property
+    def order(self) -> list[int]:
+        return [index for batch in self.batches for index in batch.tests]
+
+    @property
+    def edge_count(self) -> int:
+        return sum(len(preds) for preds in self.predecessors.values())
+
+    @property
+    def total_estimate(self) -> float:
+        return sum(self.estimates.values())
+
+    def batch(self, name: str) -> PlannedBatch:
+        return next(batch for batch in self.batches if batch.name == name)
+
+    def batch_estimate(self, name: str) -> float:
+        return sum(self.estimates.get(i, 0.0) for i in self.batch(name).tests)
+
+    def critical_path(self) -> float:
+        """The longest chain of test edges and batch ``after`` barriers."""
+        finish: dict[int, float] = {}
+        batch_finish: dict[str, float] = {}
+        for batch in self.batches:
+            barrier = max((batch_finish.get(a, 0.0) for a in batch.policy.after), default=0.0)
+            chains = longest_chains(
+                batch.tests,
+                {i: self.predecessors.get(i, ()) for i in batch.tests},
+                {i: self.estimates.get(i, 0.0) for i in batch.tests},
+            )
+            for index in batch.tests:
+                outside = max(
+                    (finish[p] for p in self.predecessors.get(index, ()) if p in finish),
+                    default=0.0,
+                )
+                finish[index] = max(barrier, outside) + chains[index]
+            batch_finish[batch.name] = max((finish[i] for i in batch.tests), default=barrier)
+        return max(batch_finish.values(), default=0.0)
+
+    def lower_bound(self, workers: int = 1) -> float:
+        """No schedule on ``workers`` workers can finish before this."""
+        return max(self.total_estimate / max(workers, 1), self.critical_path())
+
+
+def build_plan(
+    tests: Sequence[TestSpec],
+    batches: Sequence[BatchPolicy],
+    batch_of: Mapping[int, str],
+    predecessors: Mapping[int, tuple[int, ...]],
+    run_order: Sequence[int],
+    durations: Mapping[str, float],
+) -> Plan:
+    """Order the tests in ``run_order`` (indices, in the order pytest holds them).
+
+    ``tests`` is the whole collection, deselected tests included, so that
+    cycles and edges against batch order are found whatever the selection.
+    Raises PlanError.
+    """
+    by_index = {test.index: test for test in tests}
+    ordered = order_batches(batches)
+    position = {batch.name: i for i, batch in enumerate(ordered)}
+
+    for dependent, preds in predecessors.items():
+        for pred in preds:
+            if position[batch_of[pred]] > position[batch_of[dependent]]:
+                raise PlanError(
+                    f"{by_index[dependent].nodeid} (batch {batch_of[dependent]!r}) depends on "
+                    f"{by_index[pred].nodeid} (batch {batch_of[pred]!r}), which runs later; "
+                    f"move one of them or add after={batch_of[pred]} to the line of "
+                    f"{batch_of[dependent]!r}"
+                )
+    cycle = find_cycle([test.index for test in tests], predecessors)
+    if cycle is not None:
+        path = " -> ".join(by_index[i].nodeid for i in cycle)
+        raise PlanError(f"dependency cycle: {path}; remove one of these dependencies")
+
+    planned = set(run_order)
+    members: dict[str, list[int]] = {batch.name: [] for batch in ordered}
+    for index in run_order:
+        members[batch_of[index]].append(index)
+    planned_batches = tuple(
+        PlannedBatch(batch, tuple(stable_topological_order(members[batch.name], predecessors)))
+        for batch in ordered
+    )
+    planned_preds = {i: predecessors[i] for i in run_order if i in predecessors}
+    external = {
+        i: outside
+        for i, preds in planned_preds.items()
+        if (outside := tuple(p for p in preds if p not in planned))
+    }
+    measured = {i for i in run_order if by_index[i].nodeid in durations}
+    known = [durations[by_index[i].nodeid] for i in measured]
+    fallback = sum(known) / len(known) if known else 0.0
+    estimates = {i: durations.get(by_index[i].nodeid, fallback) for i in run_order}
+    return Plan(
+        batches=planned_batches,
+        batch_of={i: batch_of[i] for i in run_order},
+        predecessors=planned_preds,
+        external=external,
+        estimates=estimates,
+        measured=frozenset(measured),
+    )
+
+
+def unknown_batches(names: Collection[str], batches: Sequence[BatchPolicy]) -> list[str]:
+    known = {batch.name for batch in batches}
+    return [name for name in names if name not in known]

@@ -1,0 +1,215 @@
+"""The SQLite history store: runs and every test attempt, across runs.
+
+Written only by the process that owns the run, one transaction per test so
+an interrupted run keeps what finished. A file that cannot be read is moved
+aside and a fresh store started: the history is never worth a failed run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SCHEMA_VERSION", "HistoryError", "HistoryStore", "error_digest"]
+
+#: Each entry migrates the store from version ``i`` to ``i + 1``.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started REAL NOT NULL,
+        stopped REAL,
+        git_commit TEXT,
+        hostname TEXT,
+        python TEXT,
+        invocation TEXT,
+        exitstatus INTEGER
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        nodeid TEXT NOT NULL,
+        batch TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        phase TEXT,
+        duration REAL NOT NULL,
+        started REAL NOT NULL,
+        stopped REAL NOT NULL,
+        worker TEXT NOT NULL,
+        error_digest TEXT,
+        git_commit TEXT
+    );
+    CREATE INDEX attempts_by_nodeid ON attempts (nodeid, id);
+    CREATE INDEX attempts_by_commit ON attempts (git_commit, outcome);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+#: How many recent passing attempts a duration estimate averages over.
+DURATION_WINDOW = 5
+
+_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\d+(\.\d+)?")
+
+
+class HistoryError(Exception):
+    """The store could not be used; the message says why, for a warning line."""
+
+
+def error_digest(longrepr: str | None) -> str | None:
+    """A short fingerprint of a failure's last line, stable across runs.
+
+    Numbers and addresses are blanked so that the same error with another
+    value or object id groups together.
+    """
+    if not longrepr:
+        return None
+    last = next((line for line in reversed(longrepr.splitlines()) if line.strip()), "")
+    return hashlib.sha1(_VOLATILE.sub("#", last.strip()).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    nodeid: str
+    batch: str
+    outcome: str
+    phase: str | None
+    duration: float
+    started: float
+    stopped: float
+    worker: str
+    longrepr: str | None
+
+
+class HistoryStore:
+    """One open store; use :meth:`open` to get one with corruption handled."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[HistoryStore, str | None]:
+        """Open or create the store; a damaged file is moved aside.
+
+        Returns the store and, when a file was moved aside, a warning to show.
+        Raises HistoryError when no store can be used: a fresh one cannot be
+        created, or the file belongs to a newer batchflow (left untouched).
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _ignore_in_git(path.parent)
+        try:
+            return cls(path, _connect(path)), None
+        except sqlite3.DatabaseError as error:
+            if not path.exists():
+                raise HistoryError(f"cannot create history store {path}: {error}") from None
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{path}{suffix}").unlink()
+            path.replace(aside)
+            warning = f"history store {path} was unreadable ({error}); moved it to {aside.name}"
+        try:
+            return cls(path, _connect(path)), f"{warning} and started a fresh one"
+        except sqlite3.DatabaseError as error:
+            raise HistoryError(f"cannot create history store {path}: {error}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def start_run(self, started: float, git_commit: str | None, hostname: str,
+                  python: str, invocation: str) -> int:
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO runs (started, git_commit, hostname, python, invocation)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (started, git_commit, hostname, python, invocation),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def record_attempt(self, run_id: int, git_commit: str | None, attempt: Attempt) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO attempts (run_id, nodeid, batch, outcome, phase, duration, started,"
+                " stopped, worker, error_digest, git_commit) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id, attempt.nodeid, attempt.batch, attempt.outcome, attempt.phase,
+                    attempt.duration, attempt.started, attempt.stopped, attempt.worker,
+                    error_digest(attempt.longrepr), git_commit,
+                ),
+            )
+
+    def finish_run(self, run_id: int, stopped: float, exitstatus: int) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET stopped = ?, exitstatus = ? WHERE id = ?",
+                (stopped, exitstatus, run_id),
+            )
+
+    def durations(self) -> dict[str, float]:
+        """Mean duration of each test's last few passing attempts."""
+        rows = self._db.execute(
+            """
+            SELECT nodeid, AVG(duration) FROM (
+                SELECT nodeid, duration, ROW_NUMBER() OVER (
+                    PARTITION BY nodeid ORDER BY id DESC) AS recent
+                FROM attempts WHERE outcome IN ('passed', 'xpassed')
+            ) WHERE recent <= ? GROUP BY nodeid
+            """,
+            (DURATION_WINDOW,),
+        )
+        return {nodeid: float(mean) for nodeid, mean in rows}
+
+    def passed_at_commit(self, git_commit: str, nodeids: Iterable[str]) -> set[str]:
+        """Which of these tests have a passing attempt, last of its run, at this commit."""
+        wanted = set(nodeids)
+        rows = self._db.execute(
+            """
+            SELECT nodeid, outcome FROM attempts WHERE id IN (
+                SELECT MAX(id) FROM attempts WHERE git_commit = ? GROUP BY nodeid
+            )
+            """,
+            (git_commit,),
+        )
+        return {nodeid for nodeid, outcome in rows
+                if nodeid in wanted and outcome in ("passed", "xpassed")}
+
+    def run_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        connection.execute("PRAGMA busy_timeout = 30000")
+        connection.execute("PRAGMA journal_mode = WAL")
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"schema version {version} is newer than this batchflow's {SCHEMA_VERSION}"
+            )
+        for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            # executescript commits first; run each migration in its own transaction.
+            connection.executescript(
+                f"BEGIN; {script}; PRAGMA user_version = {target}; COMMIT;"
+            )
+        connection.execute("SELECT COUNT(*) FROM runs").fetchone()
+        connection.isolation_level = "DEFERRED"
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _ignore_in_git(folder: Path) -> None:
+    """Keep run outputs out of commits, as pytest does for its cache folder."""
+    gitignore = folder / ".gitignore"
+    if not gitignore.exists():
+        with contextlib.suppress(OSError):
+            gitignore.write_text("# created by pytest-batchflow\n*\n", encoding="utf-8")

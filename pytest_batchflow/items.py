@@ -1,0 +1,95 @@
+"""Read what the planner needs from pytest items: ids, markers, dependencies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .core.graph import DependencyMark, TestSpec
+
+__all__ = ["MarkerError", "describe_item"]
+
+_DEPENDENCY_SCOPES = ("session", "package", "module", "class")
+
+
+class MarkerError(ValueError):
+    """A batchflow marker used with the wrong arguments; one line for the user."""
+
+
+def _relative_posix(path: Path, rootpath: Path) -> str:
+    try:
+        return path.relative_to(rootpath).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def describe_item(index: int, item: pytest.Item, rootpath: Path) -> TestSpec:
+    module = item.getparent(pytest.Module)
+    cls = item.getparent(pytest.Class)
+    return TestSpec(
+        index=index,
+        nodeid=item.nodeid,
+        module_id=module.nodeid if module is not None else item.nodeid.split("::")[0],
+        class_id=cls.nodeid if cls is not None else None,
+        name=item.name,
+        base_name=getattr(item, "originalname", item.name),
+        path=_relative_posix(item.path, rootpath),
+        marker_names=frozenset(mark.name for mark in item.iter_markers()),
+        batch_mark=_batch_mark(item),
+        depends_on=_depends_on(item),
+        dependency=_dependency_mark(item),
+    )
+
+
+def _batch_mark(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("batch")
+    if mark is None:
+        return None
+    name = mark.args[0] if len(mark.args) == 1 and not mark.kwargs else mark.kwargs.get("name")
+    if not isinstance(name, str) or not name or len(mark.args) + len(mark.kwargs) != 1:
+        raise MarkerError(
+            f"{item.nodeid}: @pytest.mark.batch takes one batch name, "
+            f'e.g. @pytest.mark.batch("db"); got {_show_args(mark)}'
+        )
+    return name
+
+
+def _depends_on(item: pytest.Item) -> tuple[str, ...]:
+    targets: list[str] = []
+    for mark in item.iter_markers("depends_on"):
+        if mark.kwargs or not mark.args or not all(isinstance(a, str) and a for a in mark.args):
+            raise MarkerError(
+                f"{item.nodeid}: @pytest.mark.depends_on takes test names or node ids, "
+                f'e.g. @pytest.mark.depends_on("test_login"); got {_show_args(mark)}'
+            )
+        targets.extend(mark.args)
+    return tuple(dict.fromkeys(targets))
+
+
+def _dependency_mark(item: pytest.Item) -> DependencyMark | None:
+    mark = item.get_closest_marker("dependency")
+    if mark is None:
+        return None
+    name = mark.kwargs.get("name")
+    depends = mark.kwargs.get("depends", ())
+    scope = mark.kwargs.get("scope", "module")
+    if isinstance(depends, str):
+        depends = (depends,)
+    valid = (
+        (name is None or isinstance(name, str))
+        and isinstance(depends, (list, tuple))
+        and all(isinstance(target, str) for target in depends)
+        and scope in _DEPENDENCY_SCOPES
+    )
+    if not valid:
+        raise MarkerError(
+            f"{item.nodeid}: @pytest.mark.dependency takes name=str, depends=[names] and "
+            f"scope in {', '.join(_DEPENDENCY_SCOPES)}; got {_show_args(mark)}"
+        )
+    return DependencyMark(name=name, depends=tuple(depends), scope=scope)
+
+
+def _show_args(mark: pytest.Mark) -> str:
+    args = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"({', '.join(args)})"

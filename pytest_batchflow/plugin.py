@@ -1,0 +1,138 @@
+"""The ``pytest11`` entry point: options, ini keys, markers.
+
+Kept cheap to import: pydantic, sqlite3 and the orchestration code load only
+when batchflow is switched on, so an installed but unused plugin costs close
+to nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .settings import RawValue, Settings
+
+_BATCHES_INI = "batchflow_batches"
+_ORCHESTRATOR_NAME = "batchflow-orchestrator"
+
+_MARKERS = (
+    "batch(name): put the test (or class/module via pytestmark) in the named batchflow batch; "
+    "beats the batchflow_batches lines.",
+    "depends_on(*targets): run only after these tests passed, else skip; a target is a test "
+    "name in the same module, a node id, or a parametrized base name (all its instances).",
+    "locks(*names): tests holding a common lock never run at the same time.",
+)
+_DEPENDENCY_MARKER = (
+    "dependency(name=None, depends=[], scope='module'): pytest-dependency's marker, "
+    "honoured by batchflow."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from .settings import BATCHES_INI, BATCHES_INI_HELP, OPTIONS
+
+    group = parser.getgroup("batchflow", "batch jobs, dependencies and run history (batchflow)")
+    for option in OPTIONS:
+        dest = option.flag.lstrip("-").replace("-", "_")
+        if option.is_flag:
+            group.addoption(option.flag, action="store_true", default=None, dest=dest,
+                            help=option.help)
+        else:
+            group.addoption(option.flag, default=None, dest=dest, help=option.help,
+                            metavar=option.field.split("_")[0].upper())
+        parser.addini(option.ini, help=option.help, default=None)
+    parser.addini(BATCHES_INI, help=BATCHES_INI_HELP, type="linelist", default=[])
+
+
+_PATH_FIELDS = frozenset({"json_path", "history_path"})
+
+
+def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
+    """Each setting from the first source that gives it: command line, env, ini.
+
+    Relative paths are taken from where they were written: the invocation
+    directory for the command line and environment, the ini file's folder for ini.
+    """
+    from .settings import OPTIONS, RawValue
+
+    inidir = config.inipath.parent if config.inipath else config.rootpath
+    inifile = config.inipath.name if config.inipath else "ini"
+    raw: dict[str, RawValue] = {}
+    for option in OPTIONS:
+        dest = option.flag.lstrip("-").replace("-", "_")
+        cli_value = config.getoption(dest)
+        env_value = os.environ.get(option.env)
+        ini_value = config.getini(option.ini)
+        if cli_value is not None:
+            value, source, base = cli_value, f"command line {option.flag}", None
+        elif env_value is not None:
+            value, source, base = env_value, f"environment {option.env}", None
+        elif ini_value is not None:
+            value, source, base = ini_value, f"{inifile} {option.ini}", inidir
+        else:
+            continue
+        if option.field in _PATH_FIELDS and isinstance(value, str) and value.strip():
+            value = str((base or config.invocation_params.dir) / os.path.expanduser(value))
+        raw[option.field] = RawValue(value, source)
+    if "history_path" not in raw:
+        default = config.rootpath / ".batchflow" / "history.sqlite"
+        raw["history_path"] = RawValue(str(default), "default")
+    return raw
+
+
+def _wants_batchflow(config: pytest.Config) -> bool:
+    """Whether any source mentions the switch: only then is anything heavy loaded."""
+    return (
+        config.getoption("batchflow") is not None
+        or "BATCHFLOW" in os.environ
+        or config.getini("batchflow") is not None
+    )
+
+
+def load_settings(config: pytest.Config) -> Settings:
+    """Resolve and validate all settings; a bad value is a pytest.UsageError."""
+    from .settings import SettingsError, parse_settings
+
+    raw = _raw_values(config)
+    inifile = str(config.inipath) if config.inipath else "no ini file"
+    try:
+        return parse_settings(raw, config.getini(_BATCHES_INI), inifile)
+    except SettingsError as error:
+        raise pytest.UsageError(f"batchflow: {error}") from None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in _MARKERS:
+        config.addinivalue_line("markers", line)
+    if not _wants_batchflow(config):
+        return
+    settings = load_settings(config)
+    if not settings.enabled:
+        return
+    if not config.pluginmanager.has_plugin("dependency"):
+        config.addinivalue_line("markers", _DEPENDENCY_MARKER)
+    if _xdist_requested(config):
+        raise pytest.UsageError(
+            "batchflow: --batchflow does not run under pytest-xdist yet "
+            f"(-n {config.getoption('numprocesses')}); drop -n/--dist, or drop --batchflow"
+        )
+    from .orchestrator import Orchestrator
+
+    config.pluginmanager.register(Orchestrator(config, settings), _ORCHESTRATOR_NAME)
+
+
+def _xdist_requested(config: pytest.Config) -> bool:
+    if not config.pluginmanager.has_plugin("xdist"):
+        return False
+    dist = config.getoption("dist", "no")
+    return bool(config.getoption("numprocesses", None)) or dist not in (None, "no")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    orchestrator = config.pluginmanager.get_plugin(_ORCHESTRATOR_NAME)
+    if orchestrator is not None:
+        config.pluginmanager.unregister(orchestrator)

@@ -1,0 +1,124 @@
+"""The results model: one versioned shape every output is rendered from.
+
+The JSON result file is this model dumped; later outputs (HTML, JUnit,
+merged shards) read it back with :meth:`RunResult.model_validate_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BatchResult",
+    "Environment",
+    "PhaseResult",
+    "RunResult",
+    "TestOutcome",
+    "TestResult",
+    "json_schema",
+]
+
+SCHEMA_VERSION = 1
+
+TestOutcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PhaseResult(_Model):
+    """One of a test's setup, call and teardown phases, as pytest reported it."""
+
+    when: Literal["setup", "call", "teardown"]
+    outcome: Literal["passed", "failed", "skipped"]
+    duration: float = Field(description="Seconds, as measured by pytest.")
+    start: float = Field(description="Unix time the phase started.")
+    stop: float = Field(description="Unix time the phase ended.")
+    longrepr: str | None = Field(None, description="Failure text or skip reason.")
+
+
+class TestResult(_Model):
+    """One test's final result in this run."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    nodeid: str
+    batch: str
+    outcome: TestOutcome
+    duration: float = Field(description="Seconds, all phases together.")
+    start: float
+    stop: float
+    worker: str = Field(description="'main' for a serial run, else the xdist worker id.")
+    dependencies: list[str] = Field(default_factory=list, description="Node ids it depends on.")
+    phases: list[PhaseResult]
+    longrepr: str | None = Field(
+        None, description="The failure text of the failing phase, or the skip reason."
+    )
+    stdout: str = ""
+    stderr: str = ""
+    log: str = ""
+
+
+class BatchResult(_Model):
+    """One batch: its policy, what happened to its tests, and its wall time."""
+
+    name: str
+    kind: Literal["test", "benchmark"]
+    mode: Literal["parallel", "serial", "exclusive"]
+    after: list[str]
+    priority: int
+    status: Literal["passed", "failed", "skipped", "empty"]
+    skip_reason: str | None = None
+    tests: int
+    outcomes: dict[str, int] = Field(description="Test count by outcome.")
+    duration: float = Field(description="Wall-clock seconds from its first start to last stop.")
+    estimated: float | None = Field(None, description="Seconds estimated from history.")
+
+
+class Environment(_Model):
+    python: str
+    implementation: str
+    platform: str
+    pytest: str
+    batchflow: str
+    plugins: list[str] = Field(description="Installed pytest plugins as 'name==version'.")
+    rootdir: str
+    invocation: list[str] = Field(description="The command-line arguments.")
+    hostname: str
+    git_commit: str | None = None
+
+
+class RunResult(_Model):
+    """A whole batchflow run."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    started: float
+    stopped: float
+    duration: float
+    exitstatus: int
+    environment: Environment
+    batches: list[BatchResult]
+    tests: list[TestResult]
+    deselected: int = 0
+
+    def outcome_counts(self) -> Counter[str]:
+        return Counter(test.outcome for test in self.tests)
+
+    def write(self, path: Path) -> None:
+        """Write atomically: a reader never sees half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(self.model_dump_json(indent=1), encoding="utf-8")
+        temporary.replace(path)
+
+
+def json_schema() -> str:
+    """The JSON Schema of the result file, as published in the docs."""
+    return json.dumps(RunResult.model_json_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,325 @@
+"""Options, ini keys and batch lines, validated into one frozen pydantic model.
+
+Every value is looked up command line first, then environment, then ini; a
+bad value becomes a :class:`SettingsError` that names the key, where the value
+came from, what is wrong and a value that would work.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .core.markexpr import MarkerExpression, MarkerExpressionError
+from .core.plan import DEFAULT_BATCH, PlanError, order_batches
+
+__all__ = [
+    "BATCH_LINE_KEYS",
+    "OPTIONS",
+    "BatchLine",
+    "Option",
+    "RawValue",
+    "Settings",
+    "SettingsError",
+    "parse_batch_line",
+    "parse_settings",
+]
+
+BATCH_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+
+
+class SettingsError(ValueError):
+    """A bad option, ini or batch-line value; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting and its three spellings, with the help text they share."""
+
+    field: str
+    flag: str
+    env: str
+    ini: str
+    help: str
+    example: str
+    is_flag: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "enabled",
+        "--batchflow",
+        "BATCHFLOW",
+        "batchflow",
+        "Run the suite as batch jobs in dependency order.",
+        "true",
+        is_flag=True,
+    ),
+    Option(
+        "plan_only",
+        "--batchflow-plan",
+        "BATCHFLOW_PLAN",
+        "batchflow_plan",
+        "Print the plan (batches in order, tests, dependencies, estimated durations, "
+        "lower bound) and exit without running tests.",
+        "true",
+        is_flag=True,
+    ),
+    Option(
+        "select",
+        "--batchflow-batches",
+        "BATCHFLOW_BATCHES",
+        "batchflow_select",
+        "Run only these batches, comma-separated (a CI stage).",
+        "unit,db",
+    ),
+    Option(
+        "json_path",
+        "--batchflow-json",
+        "BATCHFLOW_JSON",
+        "batchflow_json",
+        "Write the run's JSON result to this path.",
+        ".batchflow/result.json",
+    ),
+    Option(
+        "history_path",
+        "--batchflow-history",
+        "BATCHFLOW_HISTORY",
+        "batchflow_history",
+        "SQLite history store (default: .batchflow/history.sqlite in rootdir).",
+        ".batchflow/history.sqlite",
+    ),
+    Option(
+        "no_history",
+        "--batchflow-no-history",
+        "BATCHFLOW_NO_HISTORY",
+        "batchflow_no_history",
+        "Neither read nor write the history store.",
+        "true",
+        is_flag=True,
+    ),
+    Option(
+        "missing_dependency",
+        "--batchflow-missing-dependency",
+        "BATCHFLOW_MISSING_DEPENDENCY",
+        "batchflow_missing_dependency",
+        "What a dependency on an unknown test does: 'error' (usage error) or 'skip' "
+        "(the dependent is skipped).",
+        "skip",
+    ),
+)
+
+BATCHES_INI = "batchflow_batches"
+BATCHES_INI_HELP = (
+    "Batch lines, one per line: 'NAME: key=value ...' with keys paths, markers, kind, "
+    "after, mode, workers, priority, reruns, timeout, maxfail, cov, on_upstream_failure."
+)
+BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
+
+
+class BatchLine(BaseModel):
+    """One ``batchflow_batches`` line: a named batch and its execution policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(pattern=BATCH_NAME_PATTERN)]
+    kind: Literal["test", "benchmark"] = "test"
+    paths: tuple[str, ...] = ()
+    markers: str | None = None
+    after: tuple[str, ...] = ()
+    mode: Literal["parallel", "serial", "exclusive"] = "parallel"
+    workers: Annotated[int, Field(ge=1)] | None = None
+    priority: int = 0
+    reruns: Annotated[int, Field(ge=0)] = 0
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    maxfail: Annotated[int, Field(ge=1)] | None = None
+    cov: bool = True
+    on_upstream_failure: Literal["skip", "run"] = "skip"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _benchmarks_default_to_no_coverage(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "benchmark" and "cov" not in data:
+            return {**data, "cov": False}
+        return data
+
+    @field_validator("markers")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                MarkerExpression.compile(value)
+            except MarkerExpressionError as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("paths", "after")
+    @classmethod
+    def _no_empty_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not item for item in value):
+            raise ValueError("empty item in a comma-separated list (no spaces around commas)")
+        return value
+
+
+BATCH_LINE_KEYS: tuple[str, ...] = tuple(key for key in BatchLine.model_fields if key != "name")
+_LIST_KEYS = frozenset({"paths", "after"})
+_KEY_EXAMPLES = {
+    "kind": "kind=benchmark",
+    "paths": "paths=tests/unit,tests/api/test_*.py",
+    "markers": 'markers="db and not slow"',
+    "after": "after=smoke,unit",
+    "mode": "mode=serial",
+    "workers": "workers=2",
+    "priority": "priority=10",
+    "reruns": "reruns=2",
+    "timeout": "timeout=300",
+    "maxfail": "maxfail=1",
+    "cov": "cov=off",
+    "on_upstream_failure": "on_upstream_failure=run",
+}
+
+
+def parse_batch_line(line: str) -> BatchLine:
+    """Parse ``NAME: key=value key="a value" ...``; raise SettingsError."""
+    name, colon, rest = line.partition(":")
+    name = name.strip()
+    if not colon or not name:
+        raise SettingsError(f"line {line!r} has no 'NAME:' at its start; e.g. {BATCH_EXAMPLE!r}")
+    try:
+        words = shlex.split(rest)
+    except ValueError as error:
+        raise SettingsError(f"line {line!r}: {error}; quote a value with spaces once") from None
+    data: dict[str, Any] = {"name": name}
+    for word in words:
+        key, equals, value = word.partition("=")
+        if not equals or not key:
+            raise SettingsError(
+                f"line {line!r}: {word!r} is not key=value; e.g. {BATCH_EXAMPLE!r}"
+            )
+        if key not in BATCH_LINE_KEYS:
+            raise SettingsError(
+                f"line {line!r}: unknown key {key!r}; known keys: {', '.join(BATCH_LINE_KEYS)}"
+            )
+        if key in data:
+            raise SettingsError(f"line {line!r}: key {key!r} is given twice")
+        data[key] = tuple(value.split(",")) if key in _LIST_KEYS else value
+    try:
+        return BatchLine.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else "name"
+        shown = data.get(key, name)
+        if isinstance(shown, tuple):
+            shown = ",".join(shown)
+        example = _KEY_EXAMPLES.get(key, f"{BATCH_EXAMPLE!r} (names: letters, digits, _ . -)")
+        raise SettingsError(
+            f"line {line!r}: {key}={shown!r}: {_first_sentence(first['msg'])}; e.g. {example}"
+        ) from None
+
+
+def _first_sentence(message: str) -> str:
+    return message.removeprefix("Value error, ").split("\n")[0]
+
+
+class Settings(BaseModel):
+    """Every batchflow setting of one run, resolved and validated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    plan_only: bool = False
+    select: tuple[str, ...] | None = None
+    json_path: Path | None = None
+    history_path: Path
+    no_history: bool = False
+    missing_dependency: Literal["error", "skip"] = "error"
+    batches: tuple[BatchLine, ...] = ()
+
+    @field_validator("select", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(name.strip() for name in value.split(","))
+            if not all(names):
+                raise ValueError("empty batch name in the list")
+            return names
+        return value
+
+    @property
+    def policies(self) -> tuple[BatchLine, ...]:
+        """The batch lines plus the implicit ``default`` batch unless a line names it."""
+        if any(line.name == DEFAULT_BATCH for line in self.batches):
+            return self.batches
+        return (*self.batches, BatchLine(name=DEFAULT_BATCH))
+
+
+@dataclass(frozen=True)
+class RawValue:
+    """A setting's raw text and where it came from, for error messages."""
+
+    value: Any
+    source: str
+
+
+def parse_settings(raw: Mapping[str, RawValue], batch_lines: Sequence[str], lines_source: str) -> Settings:
+    """Validate raw values (by ``Option.field``) and batch lines into Settings."""
+    batches: list[BatchLine] = []
+    for line in batch_lines:
+        try:
+            batches.append(parse_batch_line(line))
+        except SettingsError as error:
+            raise SettingsError(f"{BATCHES_INI} ({lines_source}): {error}") from None
+    _check_batch_names(batches, lines_source)
+    data: dict[str, Any] = {field: raw_value.value for field, raw_value in raw.items()}
+    try:
+        settings = Settings.model_validate({**data, "batches": tuple(batches)})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0])
+        option = next(option for option in OPTIONS if option.field == field)
+        source = raw[field].source if field in raw else "default"
+        raise SettingsError(
+            f"{option.ini} ({source}): {raw[field].value!r}: {_first_sentence(first['msg'])}; "
+            f"e.g. {option.flag}={option.example}"
+        ) from None
+    if settings.select is not None:
+        known = {policy.name for policy in settings.policies}
+        unknown = [name for name in settings.select if name not in known]
+        if unknown:
+            source = raw["select"].source
+            raise SettingsError(
+                f"batchflow_select ({source}): unknown batch {unknown[0]!r}; "
+                f"known batches: {', '.join(sorted(known))}"
+            )
+    return settings
+
+
+def _check_batch_names(batches: Sequence[BatchLine], source: str) -> None:
+    names = [batch.name for batch in batches]
+    known = set(names) | {DEFAULT_BATCH}
+    for batch in batches:
+        if names.count(batch.name) > 1:
+            raise SettingsError(
+                f"{BATCHES_INI} ({source}): batch {batch.name!r} is defined twice; "
+                "give each line its own name"
+            )
+        for upstream in batch.after:
+            if upstream not in known:
+                raise SettingsError(
+                    f"{BATCHES_INI} ({source}): batch {batch.name!r} has after={upstream}, "
+                    f"an unknown batch; known batches: {', '.join(sorted(known))}"
+                )
+            if upstream == batch.name:
+                raise SettingsError(
+                    f"{BATCHES_INI} ({source}): batch {batch.name!r} is after itself; "
+                    "drop it from its own after="
+                )
+    try:
+        order_batches([*batches, BatchLine(name=DEFAULT_BATCH)] if DEFAULT_BATCH not in names else batches)
+    except PlanError as error:
+        raise SettingsError(f"{BATCHES_INI} ({source}): {error}") from None
