@@ -122,8 +122,9 @@ class HistoryStore:
     def close(self) -> None:
         self._db.close()
 
-    def start_run(self, started: float, git_commit: str | None, hostname: str,
-                  python: str, invocation: str) -> int:
+    def start_run(
+        self, started: float, git_commit: str | None, hostname: str, python: str, invocation: str
+    ) -> int:
         with self._db:
             cursor = self._db.execute(
                 "INSERT INTO runs (started, git_commit, hostname, python, invocation)"
@@ -139,9 +140,17 @@ class HistoryStore:
                 "INSERT INTO attempts (run_id, nodeid, batch, outcome, phase, duration, started,"
                 " stopped, worker, error_digest, git_commit) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    run_id, attempt.nodeid, attempt.batch, attempt.outcome, attempt.phase,
-                    attempt.duration, attempt.started, attempt.stopped, attempt.worker,
-                    error_digest(attempt.longrepr), git_commit,
+                    run_id,
+                    attempt.nodeid,
+                    attempt.batch,
+                    attempt.outcome,
+                    attempt.phase,
+                    attempt.duration,
+                    attempt.started,
+                    attempt.stopped,
+                    attempt.worker,
+                    error_digest(attempt.longrepr),
+                    git_commit,
                 ),
             )
 
@@ -177,8 +186,11 @@ class HistoryStore:
             """,
             (git_commit,),
         )
-        return {nodeid for nodeid, outcome in rows
-                if nodeid in wanted and outcome in ("passed", "xpassed")}
+        return {
+            nodeid
+            for nodeid, outcome in rows
+            if nodeid in wanted and outcome in ("passed", "xpassed")
+        }
 
     def run_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
@@ -196,9 +208,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             )
         for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
             # executescript commits first; run each migration in its own transaction.
-            connection.executescript(
-                f"BEGIN; {script}; PRAGMA user_version = {target}; COMMIT;"
-            )
+            connection.executescript(f"BEGIN; {script}; PRAGMA user_version = {target}; COMMIT;")
         connection.execute("SELECT COUNT(*) FROM runs").fetchone()
         connection.isolation_level = "DEFERRED"
     except BaseException:

@@ -42,8 +42,12 @@ def _git_commit(rootpath: Path) -> str | None:
             return os.environ[variable]
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=rootpath, capture_output=True, text=True,
-            timeout=10, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=rootpath,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -51,7 +55,7 @@ def _git_commit(rootpath: Path) -> str | None:
 
 
 def _test_outcome(phases: Sequence[pytest.TestReport]) -> str:
-    by_when = {report.when: report for report in phases}
+    by_when: dict[str, pytest.TestReport] = {str(report.when): report for report in phases}
     for when, word in (("setup", "error"), ("call", "failed"), ("teardown", "error")):
         report = by_when.get(when)
         if report is not None and report.failed:
@@ -71,7 +75,7 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     elif report.skipped and isinstance(report.longrepr, tuple):
         longrepr = str(report.longrepr[2])
     return PhaseResult(
-        when=report.when,  # type: ignore[arg-type]
+        when=report.when,
         outcome=report.outcome,
         duration=report.duration,
         start=report.start,
@@ -126,7 +130,7 @@ class Orchestrator:
         settings = self.settings
         rootpath = self.config.rootpath
         specs = [describe_item(i, item, rootpath) for i, item in enumerate(collected)]
-        for item, spec in zip(collected, specs):
+        for item, spec in zip(collected, specs, strict=True):
             item.stash[INDEX_KEY] = spec.index
         self.specs = {spec.index: spec for spec in specs}
         policies = settings.policies
@@ -313,7 +317,7 @@ class Orchestrator:
         return TestResult(
             nodeid=self.specs[index].nodeid,
             batch=self.plan.batch_of[index],
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             duration=sum(p.duration for p in phases),
             start=min(p.start for p in phases),
             stop=max(p.stop for p in phases),
@@ -377,7 +381,8 @@ class Orchestrator:
             history.close()
 
     def _batch_results(self) -> list[BatchResult]:
-        assert self.plan is not None and self.state is not None
+        assert self.plan is not None
+        assert self.state is not None
         batches = []
         for batch in self.plan.batches:
             if self.settings.select is not None and batch.name not in self.settings.select:

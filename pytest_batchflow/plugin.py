@@ -8,6 +8,7 @@ to nothing and changes nothing.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -38,12 +39,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         dest = option.flag.lstrip("-").replace("-", "_")
         if option.is_flag:
-            group.addoption(option.flag, action="store_true", default=None, dest=dest,
-                            help=option.help)
+            group.addoption(
+                option.flag, action="store_true", default=None, dest=dest, help=option.help
+            )
         else:
-            group.addoption(option.flag, default=None, dest=dest, help=option.help,
-                            metavar=option.field.split("_")[0].upper())
-        parser.addini(option.ini, help=option.help, default=None)
+            group.addoption(
+                option.flag,
+                default=None,
+                dest=dest,
+                help=option.help,
+                metavar=option.field.split("_")[0].upper(),
+            )
+        parser.addini(
+            option.ini, help=option.help, type="bool" if option.is_flag else "string", default=None
+        )
     parser.addini(BATCHES_INI, help=BATCHES_INI_HELP, type="linelist", default=[])
 
 
@@ -65,22 +74,35 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
         dest = option.flag.lstrip("-").replace("-", "_")
         cli_value = config.getoption(dest)
         env_value = os.environ.get(option.env)
-        ini_value = config.getini(option.ini)
+        ini_value = _getini(config, option.ini)
         if cli_value is not None:
-            value, source, base = cli_value, f"command line {option.flag}", None
+            given = RawValue(cli_value, "cli", "command line")
         elif env_value is not None:
-            value, source, base = env_value, f"environment {option.env}", None
+            given = RawValue(env_value, "env", "environment")
         elif ini_value is not None:
-            value, source, base = ini_value, f"{inifile} {option.ini}", inidir
+            given = RawValue(ini_value, "ini", inifile)
         else:
             continue
+        value = given.value
         if option.field in _PATH_FIELDS and isinstance(value, str) and value.strip():
-            value = str((base or config.invocation_params.dir) / os.path.expanduser(value))
-        raw[option.field] = RawValue(value, source)
+            base = inidir if given.origin == "ini" else config.invocation_params.dir
+            given = replace(given, value=str(base / os.path.expanduser(value)))
+        raw[option.field] = given
     if "history_path" not in raw:
         default = config.rootpath / ".batchflow" / "history.sqlite"
-        raw["history_path"] = RawValue(str(default), "default")
+        raw["history_path"] = RawValue(str(default), "default", "default")
     return raw
+
+
+def _getini(config: pytest.Config, name: str) -> object:
+    """pytest parses bool ini keys itself; say which key a bad one was."""
+    try:
+        return config.getini(name)
+    except (ValueError, pytest.UsageError) as error:  # pytest >= 9.1 raises UsageError
+        where = config.inipath.name if config.inipath else "ini"
+        raise pytest.UsageError(
+            f"batchflow: {name} ({where}): {error}; e.g. {name} = true"
+        ) from None
 
 
 def _wants_batchflow(config: pytest.Config) -> bool:
@@ -88,7 +110,7 @@ def _wants_batchflow(config: pytest.Config) -> bool:
     return (
         config.getoption("batchflow") is not None
         or "BATCHFLOW" in os.environ
-        or config.getini("batchflow") is not None
+        or _getini(config, "batchflow") is not None
     )
 
 

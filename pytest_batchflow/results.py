@@ -98,7 +98,7 @@ class Environment(_Model):
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     started: float
     stopped: float
     duration: float

@@ -198,9 +198,7 @@ def parse_batch_line(line: str) -> BatchLine:
     for word in words:
         key, equals, value = word.partition("=")
         if not equals or not key:
-            raise SettingsError(
-                f"line {line!r}: {word!r} is not key=value; e.g. {BATCH_EXAMPLE!r}"
-            )
+            raise SettingsError(f"line {line!r}: {word!r} is not key=value; e.g. {BATCH_EXAMPLE!r}")
         if key not in BATCH_LINE_KEYS:
             raise SettingsError(
                 f"line {line!r}: unknown key {key!r}; known keys: {', '.join(BATCH_LINE_KEYS)}"
@@ -250,6 +248,13 @@ class Settings(BaseModel):
             return names
         return value
 
+    @field_validator("json_path", "history_path", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the path is empty")
+        return value
+
     @property
     def policies(self) -> tuple[BatchLine, ...]:
         """The batch lines plus the implicit ``default`` batch unless a line names it."""
@@ -260,13 +265,32 @@ class Settings(BaseModel):
 
 @dataclass(frozen=True)
 class RawValue:
-    """A setting's raw text and where it came from, for error messages."""
+    """A setting's raw value and where it came from, for error messages.
+
+    ``origin`` is ``cli``, ``env``, ``ini`` or ``default``; ``source`` says
+    it for people (``command line``, ``environment``, ``pytest.ini``).
+    """
 
     value: Any
+    origin: Literal["cli", "env", "ini", "default"]
     source: str
 
+    def spelling(self, option: Option) -> str:
+        """The option's name as the user wrote it."""
+        return {"cli": option.flag, "env": option.env}.get(self.origin, option.ini)
 
-def parse_settings(raw: Mapping[str, RawValue], batch_lines: Sequence[str], lines_source: str) -> Settings:
+    def example(self, option: Option) -> str:
+        """A good value, written the way this source takes it."""
+        if self.origin == "env":
+            return f"{option.env}={'1' if option.is_flag else option.example}"
+        if self.origin == "cli":
+            return option.flag if option.is_flag else f"{option.flag}={option.example}"
+        return f"{option.ini} = {option.example}"
+
+
+def parse_settings(
+    raw: Mapping[str, RawValue], batch_lines: Sequence[str], lines_source: str
+) -> Settings:
     """Validate raw values (by ``Option.field``) and batch lines into Settings."""
     batches: list[BatchLine] = []
     for line in batch_lines:
@@ -282,18 +306,19 @@ def parse_settings(raw: Mapping[str, RawValue], batch_lines: Sequence[str], line
         first = error.errors()[0]
         field = str(first["loc"][0])
         option = next(option for option in OPTIONS if option.field == field)
-        source = raw[field].source if field in raw else "default"
+        given = raw[field]
         raise SettingsError(
-            f"{option.ini} ({source}): {raw[field].value!r}: {_first_sentence(first['msg'])}; "
-            f"e.g. {option.flag}={option.example}"
+            f"{given.spelling(option)} ({given.source}): {given.value!r}: "
+            f"{_first_sentence(first['msg'])}; e.g. {given.example(option)}"
         ) from None
     if settings.select is not None:
         known = {policy.name for policy in settings.policies}
         unknown = [name for name in settings.select if name not in known]
         if unknown:
-            source = raw["select"].source
+            given = raw["select"]
+            option = next(option for option in OPTIONS if option.field == "select")
             raise SettingsError(
-                f"batchflow_select ({source}): unknown batch {unknown[0]!r}; "
+                f"{given.spelling(option)} ({given.source}): unknown batch {unknown[0]!r}; "
                 f"known batches: {', '.join(sorted(known))}"
             )
     return settings
@@ -320,6 +345,8 @@ def _check_batch_names(batches: Sequence[BatchLine], source: str) -> None:
                     "drop it from its own after="
                 )
     try:
-        order_batches([*batches, BatchLine(name=DEFAULT_BATCH)] if DEFAULT_BATCH not in names else batches)
+        order_batches(
+            [*batches, BatchLine(name=DEFAULT_BATCH)] if DEFAULT_BATCH not in names else batches
+        )
     except PlanError as error:
         raise SettingsError(f"{BATCHES_INI} ({source}): {error}") from None

@@ -22,7 +22,7 @@ def _count(number: int, word: str) -> str:
 
 def _policy_words(plan: Plan, name: str) -> str:
     policy = plan.batch(name).policy
-    words = [policy.kind, policy.mode]
+    words: list[str] = [policy.kind, policy.mode]
     for key in ("workers", "priority", "reruns", "timeout", "maxfail"):
         value = getattr(policy, key)
         if value not in (None, 0):
@@ -99,7 +99,7 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
     for row in rows:
         cells = [
             cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths))
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
         ]
         lines.append("  ".join([*cells, row[-1]]))
     return lines

@@ -79,8 +79,13 @@ class Store:
         # isolation_level=None turns off the sqlite3 module's implicit transactions, which
         # begin at the first write: too late to protect a read-then-write like reserve().
         self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error:
+            # Schema setup waits on other writers and can time out; don't leak the handle.
+            self._conn.close()
+            raise
         self.cache: LRUCache[str, Product] = LRUCache(cache_size)
 
     def close(self) -> None:

@@ -70,7 +70,7 @@ class TestSpec:
     @classmethod
     def from_nodeid(cls, index: int, nodeid: str, **kwargs: object) -> TestSpec:
         """Derive module, class and names from a node id ``path::[Class::]name[params]``."""
-        head, bracket, _ = nodeid.partition("[")
+        head = nodeid.partition("[")[0]
         parts = head.split("::")
         module_id = parts[0]
         class_id = "::".join(parts[:-1]) if len(parts) > 2 else None
@@ -168,9 +168,7 @@ def _match_depends_on(
         if in_class:
             return in_class
     return [
-        other
-        for other in siblings
-        if target in (other.name_in_module, _base_name_in_module(other))
+        other for other in siblings if target in (other.name_in_module, _base_name_in_module(other))
     ]
 
 

@@ -78,9 +78,8 @@ class RunState:
                 f" (maxfail={policy.maxfail})"
             )
         started = self.batch_started.get(batch)
-        if policy.timeout is not None and started is not None:
-            if now - started >= policy.timeout:
-                return f"batch {batch!r} spent its timeout of {policy.timeout:g}s"
+        if policy.timeout is not None and started is not None and now - started >= policy.timeout:
+            return f"batch {batch!r} spent its timeout of {policy.timeout:g}s"
         return None
 
     def upstream_block(self, batch: str) -> str | None:

@@ -1,0 +1,133 @@
+"""Batch assignment, batch order and the per-batch summary, run serially."""
+
+from __future__ import annotations
+
+import pytest
+
+INI = """
+[pytest]
+batchflow_batches =
+    smoke: paths=tests/smoke
+    unit:  paths=tests/unit after=smoke
+    db:    markers="db and not slow" after=unit
+    late:  paths=tests/late priority=-5
+    early: paths=tests/early priority=5 after=smoke
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini(INI + "markers =\n    db\n    slow\n")
+    pytester.mkpydir("tests")
+    for folder in ("smoke", "unit", "late", "early", "misc"):
+        pytester.mkpydir(f"tests/{folder}")
+    pytester.makepyfile(
+        **{
+            "tests/misc/test_misc.py": """
+                import pytest
+                def test_plain(): pass
+                @pytest.mark.db
+                def test_db(): pass
+                @pytest.mark.db
+                @pytest.mark.slow
+                def test_db_slow(): pass
+            """,
+            "tests/late/test_late.py": "def test_late(): pass",
+            "tests/unit/test_unit.py": """
+                import pytest
+                def test_unit_a(): pass
+                @pytest.mark.db
+                def test_unit_db(): pass
+                @pytest.mark.batch("late")
+                def test_marked_late(): pass
+            """,
+            "tests/early/test_early.py": "def test_early(): pass",
+            "tests/smoke/test_smoke.py": "def test_smoke(): pass",
+        }
+    )
+    return pytester
+
+
+def run_order(result: pytest.RunResult) -> list[str]:
+    """The node ids of a ``-v`` run, in the order they ran."""
+    words = (" PASSED", " FAILED", " SKIPPED", " ERROR", " XFAIL", " XPASS")
+    return [line.split(" ")[0] for line in result.outlines if "::" in line and any(
+        word in line for word in words
+    )]
+
+
+def test_batches_run_in_after_priority_line_order(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--batchflow", "-v")
+    result.assert_outcomes(passed=9)
+    assert run_order(result) == [
+        "tests/smoke/test_smoke.py::test_smoke",
+        # early (priority 5) runs before unit although its line comes later
+        "tests/early/test_early.py::test_early",
+        "tests/unit/test_unit.py::test_unit_a",
+        # the first matching line wins: paths= of unit before markers= of db
+        "tests/unit/test_unit.py::test_unit_db",
+        "tests/misc/test_misc.py::test_db",
+        # default batch (no line matched) before late, which has priority -5
+        "tests/misc/test_misc.py::test_plain",
+        "tests/misc/test_misc.py::test_db_slow",
+        # @pytest.mark.batch beats the unit line
+        "tests/late/test_late.py::test_late",
+        "tests/unit/test_unit.py::test_marked_late",
+    ]
+
+
+def test_header_and_summary_table(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--batchflow")
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: 6 batches, 9 tests, 0 dependencies",
+            "*= batchflow =*",
+            "batch *kind *tests *passed *failed *skipped *duration *status",
+            "smoke *test *1 *1 *0 *0 *s *passed",
+            "early *test *1 *1 *0 *0 *s *passed",
+            "unit *test *2 *2 *0 *0 *s *passed",
+            "db *test *1 *1 *0 *0 *s *passed",
+            "default *test *2 *2 *0 *0 *s *passed",
+            "late *test *2 *2 *0 *0 *s *passed",
+        ]
+    )
+
+
+def test_batch_marker_on_class_and_module(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    first: priority=1\n    second:\n")
+    pytester.makepyfile(
+        test_module="""
+            import pytest
+            pytestmark = pytest.mark.batch("second")
+            def test_in_second(): pass
+            @pytest.mark.batch("first")
+            class TestFirst:
+                def test_in_first(self): pass
+        """
+    )
+    result = pytester.runpytest("--batchflow", "-v")
+    result.assert_outcomes(passed=2)
+    assert run_order(result) == [
+        "test_module.py::TestFirst::test_in_first",
+        "test_module.py::test_in_second",
+    ]
+
+
+def test_glob_paths_match_files_and_folders(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n"
+        "    api: paths=pkg/test_api_*.py\n"
+        "    deep: paths=**/deep\n"
+    )
+    pytester.mkpydir("pkg")
+    pytester.mkpydir("pkg/sub")
+    pytester.mkpydir("pkg/sub/deep")
+    pytester.makepyfile(
+        **{
+            "pkg/test_api_users.py": "def test_users(): pass",
+            "pkg/test_other.py": "def test_other(): pass",
+            "pkg/sub/deep/test_x.py": "def test_x(): pass",
+        }
+    )
+    result = pytester.runpytest("--batchflow")
+    result.stdout.fnmatch_lines(["api *1 *1 *", "deep *1 *1 *", "default *1 *1 *"])
