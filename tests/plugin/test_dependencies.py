@@ -16,7 +16,7 @@ def test_dependency_runs_first_and_dependents_of_a_failure_are_skipped(
             @pytest.fixture
             def resource(request):
                 with open("setups.txt", "a") as log:
-                    log.write(request.node.name + "\n")
+                    log.write(request.node.name + "\\n")
 
             @pytest.mark.depends_on("test_create")
             def test_update(resource):
