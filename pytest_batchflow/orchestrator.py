@@ -179,13 +179,14 @@ class Orchestrator:
             [item.stash[INDEX_KEY] for item in items],
             durations,
         )
-        self.plan = plan
+        # Set together, once nothing can fail any more: the later hooks use both.
         self.state = RunState(
             plan,
             {spec.index: spec.nodeid for spec in specs},
             self._external_reasons(plan, kept, batch_of),
             unresolved,
         )
+        self.plan = plan
         by_index = {item.stash[INDEX_KEY]: item for item in items}
         items[:] = [by_index[i] for i in plan.order]
         self.index_of = {item.nodeid: item.stash[INDEX_KEY] for item in items}

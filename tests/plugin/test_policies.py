@@ -1,0 +1,148 @@
+"""Batch policies in a serial run: maxfail, timeout, upstream failures, selection."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_maxfail_skips_the_rest_of_the_batch_only(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    fragile: paths=test_fragile.py maxfail=2\n"
+        "    other: paths=test_other.py on_upstream_failure=run\n"
+    )
+    pytester.makepyfile(
+        test_fragile="""
+            def test_1(): assert 0
+            def test_2(): pass
+            def test_3(): assert 0
+            def test_4(): pass
+            def test_5(): pass
+        """,
+        test_other="def test_other(): pass",
+    )
+    result = pytester.runpytest("--batchflow", "-rs")
+    result.assert_outcomes(failed=2, passed=2, skipped=2)
+    result.stdout.fnmatch_lines(
+        # pytest folds mark-based skips of one file into one line, as for @pytest.mark.skip.
+        ["SKIPPED [2] test_fragile.py: batchflow: batch 'fragile' stopped after 2 failures"
+         " (maxfail=2)"]
+    )
+
+
+def test_timeout_skips_unstarted_tests_once_the_budget_is_spent(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    slow: paths=test_slow.py timeout=0.2\n")
+    pytester.makepyfile(
+        test_slow="""
+            import time
+            def test_long(): time.sleep(0.3)
+            def test_next(): pass
+        """,
+        test_fast="def test_elsewhere(): pass",
+    )
+    result = pytester.runpytest("--batchflow", "-rs")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*batchflow: batch 'slow' spent its timeout of 0.2s"])
+
+
+UPSTREAM_INI = """
+[pytest]
+batchflow_batches =
+    base: paths=test_base.py
+    mid:  paths=test_mid.py after=base
+    top:  paths=test_top.py after=mid
+    free: paths=test_free.py after=base on_upstream_failure=run
+"""
+
+
+def test_upstream_failure_skips_downstream_batches_transitively(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(UPSTREAM_INI)
+    pytester.makepyfile(
+        test_base="def test_base(): assert 0",
+        test_mid="def test_mid(): pass",
+        test_top="def test_top(): pass",
+        test_free="def test_free(): pass",
+    )
+    result = pytester.runpytest("--batchflow", "-rs")
+    result.assert_outcomes(failed=1, passed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "base *1 *0 *1 *0 *failed",
+            "mid *1 *0 *0 *1 *skipped: upstream batch 'base' had 1 failure",
+            "top *1 *0 *0 *1 *skipped: upstream batch 'mid' was skipped",
+            "free *1 *1 *0 *0 *passed",
+        ]
+    )
+
+
+def test_batch_selection_runs_only_those_batches(pytester: pytest.Pytester) -> None:
+    pytester.makeini(UPSTREAM_INI)
+    pytester.makepyfile(
+        test_base="def test_base(): pass",
+        test_mid="def test_mid(): pass",
+        test_top="def test_top(): pass",
+        test_free="def test_free(): pass",
+    )
+    result = pytester.runpytest("--batchflow", "--batchflow-batches=mid,top", "-v")
+    result.assert_outcomes(passed=2, deselected=2)
+    result.stdout.fnmatch_lines(["batchflow: 2 batches, 2 tests, 0 dependencies"])
+    assert "test_base.py::test_base PASSED" not in result.stdout.str()
+
+
+def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini(UPSTREAM_INI)
+    pytester.makepyfile(
+        test_base="def test_seed(): pass",
+        test_mid="""
+            import pytest
+            @pytest.mark.depends_on("test_base.py::test_seed")
+            def test_use(): pass
+        """,
+    )
+    monkeypatch.setenv("BATCHFLOW_COMMIT", "abc123")
+    refused = pytester.runpytest("--batchflow", "--batchflow-batches=mid")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: test_mid.py::test_use depends on test_base.py::test_seed in batch "
+            "'base', which --batchflow-batches leaves out and the history has not seen pass at "
+            "commit abc123; select 'base' too or run it first"
+        ]
+    )
+    # An earlier CI stage ran base at the same commit: now the stage may run alone.
+    pytester.runpytest("--batchflow", "--batchflow-batches=base").assert_outcomes(passed=1)
+    stage = pytester.runpytest("--batchflow", "--batchflow-batches=mid")
+    stage.assert_outcomes(passed=1, deselected=1)
+    # At another commit the earlier pass does not count.
+    monkeypatch.setenv("BATCHFLOW_COMMIT", "def456")
+    other = pytester.runpytest(
+        "--batchflow", "--batchflow-batches=mid", "-o", "batchflow_missing_dependency=skip", "-rs"
+    )
+    other.assert_outcomes(skipped=1, deselected=1)
+    other.stdout.fnmatch_lines(
+        ["*depends on test_base.py::test_seed, which is in batch 'base', not selected, and has "
+         "not passed at this commit"]
+    )
+
+
+def test_environment_beats_ini_and_command_line_beats_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini(UPSTREAM_INI + "batchflow = true\nbatchflow_select = base\n")
+    pytester.makepyfile(
+        test_base="def test_base(): pass",
+        test_mid="def test_mid(): pass",
+        test_top="def test_top(): pass",
+        test_free="def test_free(): pass",
+    )
+    pytester.runpytest().assert_outcomes(passed=1, deselected=3)
+    monkeypatch.setenv("BATCHFLOW_BATCHES", "base,mid")
+    pytester.runpytest().assert_outcomes(passed=2, deselected=2)
+    pytester.runpytest("--batchflow-batches=top").assert_outcomes(passed=1, deselected=3)
+    monkeypatch.setenv("BATCHFLOW", "0")
+    pytester.runpytest().assert_outcomes(passed=4)

@@ -1,0 +1,391 @@
+"""Catalogue of bad inputs: each is a one-line usage error that says how to fix it.
+
+Every case runs pytest in-process on a small suite and expects exit code 4,
+exactly one ``ERROR: batchflow: ...`` line on stderr naming the key, where the
+value came from and a value that would work, and no traceback anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+SUITE = """
+def test_one():
+    pass
+
+def test_two():
+    pass
+"""
+
+PREFIX = "ERROR: batchflow: "
+# Batch lines come from the ini file, named by its path (a tmp path here).
+LINES = "batchflow_batches (*tox.ini): "
+NAME_RULE = r"String should match pattern '^[A-Za-z_][A-Za-z0-9_.\-]*$'"
+KNOWN_KEYS = (
+    "kind, paths, markers, after, mode, workers, priority, reruns, timeout, maxfail, cov, "
+    "on_upstream_failure"
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input and the message it must produce (``*`` only for volatile parts)."""
+
+    id: str
+    message: str
+    batches: tuple[str, ...] = ()
+    ini: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ("--batchflow",)
+    suite: str = SUITE
+
+
+def marked(decorator: str) -> str:
+    """A suite whose ``test_a`` carries ``decorator``."""
+    return f"import pytest\n\n{decorator}\ndef test_a():\n    pass\n\ndef test_b():\n    pass\n"
+
+
+CYCLE_SUITE = """
+import pytest
+
+@pytest.mark.depends_on("test_b")
+def test_a():
+    pass
+
+@pytest.mark.depends_on("test_a")
+def test_b():
+    pass
+"""
+
+CASES = [
+    # --- batch lines -------------------------------------------------------------------
+    Case(
+        "line-without-name",
+        LINES + "line 'paths=tests/unit' has no 'NAME:' at its start; "
+        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel'",
+        batches=("paths=tests/unit",),
+    ),
+    Case(
+        # The first colon is inside a node id, not after a name.
+        "line-without-name-colon-in-value",
+        LINES + "line 'paths=tests/test_a.py::test_x' has no 'NAME:' at its start; "
+        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel'",
+        batches=("paths=tests/test_a.py::test_x",),
+    ),
+    Case(
+        "line-unknown-key",
+        LINES + f"line 'unit: path=tests/unit': unknown key 'path'; known keys: {KNOWN_KEYS}",
+        batches=("unit: path=tests/unit",),
+    ),
+    Case(
+        "line-key-without-equals",
+        LINES + "line 'unit: paths': 'paths' is not key=value; "
+        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel'",
+        batches=("unit: paths",),
+    ),
+    Case(
+        "line-key-given-twice",
+        LINES + "line 'unit: mode=serial mode=parallel': key 'mode' is given twice",
+        batches=("unit: mode=serial mode=parallel",),
+    ),
+    Case(
+        "line-unbalanced-quote",
+        LINES + "line 'unit: markers=\"db and': No closing quotation; "
+        'quote a value with spaces once, e.g. markers="db and not slow"',
+        batches=('unit: markers="db and',),
+    ),
+    Case(
+        "line-bad-kind",
+        LINES + "line 'unit: kind=bench': kind='bench': Input should be 'test' or 'benchmark'; "
+        "e.g. kind=benchmark",
+        batches=("unit: kind=bench",),
+    ),
+    Case(
+        "line-bad-mode",
+        LINES + "line 'unit: mode=fast': mode='fast': "
+        "Input should be 'parallel', 'serial' or 'exclusive'; e.g. mode=serial",
+        batches=("unit: mode=fast",),
+    ),
+    Case(
+        "line-workers-0",
+        LINES + "line 'unit: workers=0': workers='0': "
+        "Input should be greater than or equal to 1; e.g. workers=2",
+        batches=("unit: workers=0",),
+    ),
+    Case(
+        "line-workers-not-a-number",
+        LINES + "line 'unit: workers=two': workers='two': "
+        "Input should be a valid integer, unable to parse string as an integer; e.g. workers=2",
+        batches=("unit: workers=two",),
+    ),
+    Case(
+        "line-timeout-negative",
+        LINES + "line 'unit: timeout=-1': timeout='-1': Input should be greater than 0; "
+        "e.g. timeout=300",
+        batches=("unit: timeout=-1",),
+    ),
+    Case(
+        "line-timeout-not-a-number",
+        LINES + "line 'unit: timeout=abc': timeout='abc': "
+        "Input should be a valid number, unable to parse string as a number; e.g. timeout=300",
+        batches=("unit: timeout=abc",),
+    ),
+    Case(
+        "line-maxfail-0",
+        LINES + "line 'unit: maxfail=0': maxfail='0': "
+        "Input should be greater than or equal to 1; e.g. maxfail=1",
+        batches=("unit: maxfail=0",),
+    ),
+    Case(
+        "line-reruns-negative",
+        LINES + "line 'unit: reruns=-1': reruns='-1': "
+        "Input should be greater than or equal to 0; e.g. reruns=2",
+        batches=("unit: reruns=-1",),
+    ),
+    Case(
+        "line-priority-not-a-number",
+        LINES + "line 'unit: priority=high': priority='high': "
+        "Input should be a valid integer, unable to parse string as an integer; e.g. priority=10",
+        batches=("unit: priority=high",),
+    ),
+    Case(
+        "line-bad-cov",
+        LINES + "line 'unit: cov=maybe': cov='maybe': "
+        "Input should be a valid boolean, unable to interpret input; e.g. cov=off",
+        batches=("unit: cov=maybe",),
+    ),
+    Case(
+        "line-bad-on-upstream-failure",
+        LINES + "line 'unit: on_upstream_failure=never': on_upstream_failure='never': "
+        "Input should be 'skip' or 'run'; e.g. on_upstream_failure=run",
+        batches=("unit: on_upstream_failure=never",),
+    ),
+    Case(
+        "line-bad-marker-expression",
+        LINES + "line 'unit: markers=\"db and\"': markers='db and': "
+        "unexpected end of expression in marker expression 'db and'; "
+        'e.g. markers="db and not slow"',
+        batches=('unit: markers="db and"',),
+    ),
+    Case(
+        "line-empty-list-item",
+        LINES + "line 'unit: paths=a,,b': paths='a,,b': "
+        "empty item in a comma-separated list (no spaces around commas); "
+        "e.g. paths=tests/unit,tests/api/test_*.py",
+        batches=("unit: paths=a,,b",),
+    ),
+    Case(
+        "line-name-starts-with-digit",
+        LINES + "line '9x: paths=a': name='9x': " + NAME_RULE + "; "
+        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel' (names: letters, digits, _ . -)",
+        batches=("9x: paths=a",),
+    ),
+    Case(
+        "line-name-with-space",
+        LINES + "line 'a b: paths=a': name='a b': " + NAME_RULE + "; "
+        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel' (names: letters, digits, _ . -)",
+        batches=("a b: paths=a",),
+    ),
+    Case(
+        "batch-defined-twice",
+        LINES + "batch 'unit' is defined twice; give each line its own name",
+        batches=("unit: paths=a", "unit: paths=b"),
+    ),
+    Case(
+        "after-unknown-batch",
+        LINES + "batch 'unit' has after=smoke, an unknown batch; known batches: default, unit",
+        batches=("unit: after=smoke",),
+    ),
+    Case(
+        "after-itself",
+        LINES + "batch 'unit' is after itself; drop it from its own after=",
+        batches=("unit: after=unit",),
+    ),
+    Case(
+        "after-cycle",
+        LINES + "the batches' after= edges form a cycle: a -> b -> a; remove one of these edges",
+        batches=("a: after=b", "b: after=a"),
+    ),
+    # --- options: command line, environment, ini ---------------------------------------
+    Case(
+        "select-unknown-cli",
+        "--batchflow-batches (command line): unknown batch 'nope'; known batches: default, unit",
+        batches=("unit: paths=a",),
+        args=("--batchflow", "--batchflow-batches=nope"),
+    ),
+    Case(
+        "select-empty-name-cli",
+        "--batchflow-batches (command line): 'unit,,default': empty batch name in the list; "
+        "e.g. --batchflow-batches=unit,db",
+        batches=("unit: paths=a",),
+        args=("--batchflow", "--batchflow-batches=unit,,default"),
+    ),
+    Case(
+        "select-unknown-env",
+        "BATCHFLOW_BATCHES (environment): unknown batch 'nope'; known batches: default",
+        env={"BATCHFLOW_BATCHES": "nope"},
+    ),
+    Case(
+        "select-unknown-ini",
+        "batchflow_select (tox.ini): unknown batch 'nope'; known batches: default",
+        ini=("batchflow_select = nope",),
+    ),
+    Case(
+        "json-path-empty-cli",
+        "--batchflow-json (command line): '': the path is empty; "
+        "e.g. --batchflow-json=.batchflow/result.json",
+        args=("--batchflow", "--batchflow-json="),
+    ),
+    Case(
+        "history-path-empty-env",
+        "BATCHFLOW_HISTORY (environment): '': the path is empty; "
+        "e.g. BATCHFLOW_HISTORY=.batchflow/history.sqlite",
+        env={"BATCHFLOW_HISTORY": ""},
+    ),
+    Case(
+        "missing-dependency-ini",
+        "batchflow_missing_dependency (tox.ini): 'maybe': Input should be 'error' or 'skip'; "
+        "e.g. batchflow_missing_dependency = skip",
+        ini=("batchflow_missing_dependency = maybe",),
+    ),
+    Case(
+        "missing-dependency-cli",
+        "--batchflow-missing-dependency (command line): 'maybe': "
+        "Input should be 'error' or 'skip'; e.g. --batchflow-missing-dependency=skip",
+        args=("--batchflow", "--batchflow-missing-dependency=maybe"),
+    ),
+    Case(
+        "switch-env-banana",
+        "BATCHFLOW (environment): 'banana': "
+        "Input should be a valid boolean, unable to interpret input; e.g. BATCHFLOW=1",
+        env={"BATCHFLOW": "banana"},
+        args=(),
+    ),
+    Case(
+        "plan-env-banana",
+        "BATCHFLOW_PLAN (environment): 'banana': "
+        "Input should be a valid boolean, unable to interpret input; e.g. BATCHFLOW_PLAN=1",
+        env={"BATCHFLOW_PLAN": "banana"},
+    ),
+    Case(
+        "switch-ini-maybe",
+        "batchflow (tox.ini): invalid truth value 'maybe'; e.g. batchflow = true",
+        ini=("batchflow = maybe",),
+        args=(),
+    ),
+    Case(
+        "xdist-n-2",
+        "--batchflow does not run under pytest-xdist yet (-n 2); "
+        "drop -n/--dist, or drop --batchflow",
+        args=("--batchflow", "-n", "2"),
+    ),
+    Case(
+        "xdist-dist-without-n",
+        "--batchflow does not run under pytest-xdist yet (--dist loadscope); "
+        "drop -n/--dist, or drop --batchflow",
+        args=("--batchflow", "--dist", "loadscope"),
+    ),
+    # --- markers -----------------------------------------------------------------------
+    Case(
+        "mark-batch-unknown",
+        "test_suite.py::test_a: @pytest.mark.batch('nope') names an unknown batch; "
+        "known batches: default",
+        suite=marked('@pytest.mark.batch("nope")'),
+    ),
+    Case(
+        "mark-batch-no-name",
+        "test_suite.py::test_a: @pytest.mark.batch takes one batch name, "
+        'e.g. @pytest.mark.batch("db"); got ()',
+        suite=marked("@pytest.mark.batch()"),
+    ),
+    Case(
+        "mark-depends-on-no-target",
+        "test_suite.py::test_a: @pytest.mark.depends_on takes test names or node ids, "
+        'e.g. @pytest.mark.depends_on("test_login"); got ()',
+        suite=marked("@pytest.mark.depends_on()"),
+    ),
+    Case(
+        "mark-depends-on-non-string",
+        "test_suite.py::test_a: @pytest.mark.depends_on takes test names or node ids, "
+        'e.g. @pytest.mark.depends_on("test_login"); got (3)',
+        suite=marked("@pytest.mark.depends_on(3)"),
+    ),
+    Case(
+        "mark-dependency-bad-scope",
+        "test_suite.py::test_a: @pytest.mark.dependency takes name=str, depends=[names] and "
+        "scope in session, package, module, class; got (scope='galaxy')",
+        suite=marked('@pytest.mark.dependency(scope="galaxy")'),
+        args=("--batchflow", "-p", "no:dependency"),
+    ),
+    Case(
+        "test-dependency-cycle",
+        "dependency cycle: test_suite.py::test_a -> test_suite.py::test_b -> "
+        "test_suite.py::test_a; remove one of these dependencies",
+        suite=CYCLE_SUITE,
+    ),
+    Case(
+        "test-dependency-unknown-target",
+        "test_suite.py::test_a depends on 'test_missing', which matches no collected test; "
+        "fix the name, select that test too, or set batchflow_missing_dependency = skip",
+        suite=marked('@pytest.mark.depends_on("test_missing")'),
+    ),
+]
+
+
+def fnmatch_escape(text: str) -> str:
+    """Escape fnmatch's ``[``, ``]`` and ``?`` so that only ``*`` stays a wildcard."""
+    return re.sub(r"[\[\]?]", lambda match: f"[{match.group()}]", text)
+
+
+def assert_usage_error(result: pytest.RunResult, message: str) -> str:
+    """Exit code 4, one ``ERROR: batchflow:`` line matching ``message``, no traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stderr.str()
+    errors = [line for line in result.stderr.lines if line.startswith(PREFIX)]
+    assert len(errors) == 1, result.stderr.str()
+    result.stderr.fnmatch_lines([fnmatch_escape(PREFIX + message)], consecutive=True)
+    # The message is one line: nothing but blank lines around it.
+    assert [line for line in result.stderr.lines if line.strip()] == errors
+    assert "Traceback" not in result.stdout.str()
+    assert "Traceback" not in result.stderr.str()
+    return errors[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_a_one_line_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, case: Case
+) -> None:
+    ini = ["[pytest]", *case.ini]
+    if case.batches:
+        ini += ["batchflow_batches =", *(f"    {line}" for line in case.batches)]
+    pytester.makeini("\n".join(ini) + "\n")
+    pytester.makepyfile(test_suite=case.suite)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
+    result = pytester.runpytest(*case.args)
+    assert_usage_error(result, case.message)
+
+
+def test_catalogue_is_large_and_ids_are_unique() -> None:
+    assert len(CASES) >= 20
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+def test_pyproject_toml_gives_the_same_message_naming_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\nbatchflow_batches = ["unit: path=tests/unit"]\n'
+    )
+    message = f"line 'unit: path=tests/unit': unknown key 'path'; known keys: {KNOWN_KEYS}"
+    from_toml = assert_usage_error(
+        pytester.runpytest("--batchflow"),
+        f"batchflow_batches (*pyproject.toml): {message}",
+    )
+
+    (pytester.path / "pyproject.toml").unlink()
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    unit: path=tests/unit\n")
+    from_ini = assert_usage_error(pytester.runpytest("--batchflow"), LINES + message)
+
+    assert from_toml.partition("): ")[2] == from_ini.partition("): ")[2]
