@@ -101,7 +101,10 @@ class HistoryStore:
         Raises HistoryError when no store can be used: a fresh one cannot be
         created, or the file belongs to a newer batchflow (left untouched).
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise HistoryError(f"cannot create the folder of {path}: {error}") from None
         _ignore_in_git(path.parent)
         try:
             return cls(path, _connect(path)), None

@@ -73,7 +73,7 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     if report.failed:
         longrepr = report.longreprtext
     elif report.skipped and isinstance(report.longrepr, tuple):
-        longrepr = str(report.longrepr[2])
+        longrepr = str(report.longrepr[2]).removeprefix("Skipped: ")
     return PhaseResult(
         when=report.when,
         outcome=report.outcome,
@@ -100,7 +100,10 @@ class Orchestrator:
         self.reports: dict[int, list[pytest.TestReport]] = {}
         self.results: dict[int, TestResult] = {}
         self.index_of: dict[str, int] = {}
-        if not settings.no_history:
+        # A plan only reads durations: it creates no store where there is none.
+        if not settings.no_history and not (
+            settings.plan_only and not settings.history_path.exists()
+        ):
             self._open_history()
 
     def _open_history(self) -> None:
@@ -302,7 +305,7 @@ class Orchestrator:
                         started=result.start,
                         stopped=result.stop,
                         worker=result.worker,
-                        longrepr=result.longrepr,
+                        longrepr=failing.longrepr if failing else None,
                     ),
                 )
             )
@@ -408,6 +411,12 @@ class Orchestrator:
                     mode=policy.mode,
                     after=list(policy.after),
                     priority=policy.priority,
+                    workers=policy.workers,
+                    reruns=policy.reruns,
+                    timeout=policy.timeout,
+                    maxfail=policy.maxfail,
+                    cov=policy.cov,
+                    on_upstream_failure=policy.on_upstream_failure,
                     status=status,
                     skip_reason=blocked,
                     tests=len(batch.tests),

@@ -50,9 +50,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=option.help,
                 metavar=option.field.split("_")[0].upper(),
             )
-        parser.addini(
-            option.ini, help=option.help, type="bool" if option.is_flag else "string", default=None
-        )
+        if option.is_flag:
+            parser.addini(option.ini, help=option.help, type="bool", default=None)
+        else:
+            parser.addini(option.ini, help=option.help, type="string", default=None)
     parser.addini(BATCHES_INI, help=BATCHES_INI_HELP, type="linelist", default=[])
 
 
@@ -107,10 +108,14 @@ def _getini(config: pytest.Config, name: str) -> object:
 
 def _wants_batchflow(config: pytest.Config) -> bool:
     """Whether any source mentions the switch: only then is anything heavy loaded."""
-    return (
-        config.getoption("batchflow") is not None
-        or "BATCHFLOW" in os.environ
-        or _getini(config, "batchflow") is not None
+    return any(
+        config.getoption(dest) is not None
+        or variable in os.environ
+        or _getini(config, ini) is not None
+        for dest, variable, ini in (
+            ("batchflow", "BATCHFLOW", "batchflow"),
+            ("batchflow_plan", "BATCHFLOW_PLAN", "batchflow_plan"),
+        )
     )
 
 
@@ -137,21 +142,28 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if not config.pluginmanager.has_plugin("dependency"):
         config.addinivalue_line("markers", _DEPENDENCY_MARKER)
-    if _xdist_requested(config):
+    xdist_words = _xdist_request(config)
+    if xdist_words:
         raise pytest.UsageError(
-            "batchflow: --batchflow does not run under pytest-xdist yet "
-            f"(-n {config.getoption('numprocesses')}); drop -n/--dist, or drop --batchflow"
+            f"batchflow: --batchflow does not run under pytest-xdist yet ({xdist_words}); "
+            "drop -n/--dist, or drop --batchflow"
         )
     from .orchestrator import Orchestrator
 
     config.pluginmanager.register(Orchestrator(config, settings), _ORCHESTRATOR_NAME)
 
 
-def _xdist_requested(config: pytest.Config) -> bool:
+def _xdist_request(config: pytest.Config) -> str:
+    """How the user asked for xdist workers, in their words; empty if they did not."""
     if not config.pluginmanager.has_plugin("xdist"):
-        return False
+        return ""
+    words = []
+    if config.getoption("numprocesses", None):
+        words.append(f"-n {config.getoption('numprocesses')}")
     dist = config.getoption("dist", "no")
-    return bool(config.getoption("numprocesses", None)) or dist not in (None, "no")
+    if dist not in (None, "no") and not words:  # -n alone implies --dist load
+        words.append(f"--dist {dist}")
+    return " ".join(words)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

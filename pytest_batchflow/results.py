@@ -74,6 +74,12 @@ class BatchResult(_Model):
     mode: Literal["parallel", "serial", "exclusive"]
     after: list[str]
     priority: int
+    workers: int | None = Field(None, description="Concurrency cap; None is no cap.")
+    reruns: int
+    timeout: float | None = Field(None, description="Wall-clock budget in seconds.")
+    maxfail: int | None
+    cov: bool
+    on_upstream_failure: Literal["skip", "run"]
     status: Literal["passed", "failed", "skipped", "empty"]
     skip_reason: str | None = None
     tests: int

@@ -136,7 +136,7 @@ class BatchLine(BaseModel):
     workers: Annotated[int, Field(ge=1)] | None = None
     priority: int = 0
     reruns: Annotated[int, Field(ge=0)] = 0
-    timeout: Annotated[float, Field(gt=0)] | None = None
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     maxfail: Annotated[int, Field(ge=1)] | None = None
     cov: bool = True
     on_upstream_failure: Literal["skip", "run"] = "skip"
@@ -188,15 +188,23 @@ def parse_batch_line(line: str) -> BatchLine:
     """Parse ``NAME: key=value key="a value" ...``; raise SettingsError."""
     name, colon, rest = line.partition(":")
     name = name.strip()
-    if not colon or not name:
+    if not colon or not name or "=" in name:
         raise SettingsError(f"line {line!r} has no 'NAME:' at its start; e.g. {BATCH_EXAMPLE!r}")
     try:
         words = shlex.split(rest)
     except ValueError as error:
-        raise SettingsError(f"line {line!r}: {error}; quote a value with spaces once") from None
+        raise SettingsError(
+            f"line {line!r}: {error}; close the quotes around a value with spaces, "
+            f"e.g. {_KEY_EXAMPLES['markers']}"
+        ) from None
     data: dict[str, Any] = {"name": name}
     for word in words:
         key, equals, value = word.partition("=")
+        if not equals and data and words[words.index(word) - 1].endswith(","):
+            raise SettingsError(
+                f"line {line!r}: {word!r} follows a comma and a space; write lists without "
+                f"spaces, e.g. {_KEY_EXAMPLES['paths']}"
+            )
         if not equals or not key:
             raise SettingsError(f"line {line!r}: {word!r} is not key=value; e.g. {BATCH_EXAMPLE!r}")
         if key not in BATCH_LINE_KEYS:
@@ -214,9 +222,14 @@ def parse_batch_line(line: str) -> BatchLine:
         shown = data.get(key, name)
         if isinstance(shown, tuple):
             shown = ",".join(shown)
-        example = _KEY_EXAMPLES.get(key, f"{BATCH_EXAMPLE!r} (names: letters, digits, _ . -)")
+        if key == "name":
+            raise SettingsError(
+                f"line {line!r}: batch name {name!r} must start with a letter or _ and hold "
+                f"only letters, digits, _ . -; e.g. {BATCH_EXAMPLE!r}"
+            ) from None
         raise SettingsError(
-            f"line {line!r}: {key}={shown!r}: {_first_sentence(first['msg'])}; e.g. {example}"
+            f"line {line!r}: {key}={shown!r}: {_first_sentence(first['msg'])}; "
+            f"e.g. {_KEY_EXAMPLES[key]}"
         ) from None
 
 
@@ -254,6 +267,13 @@ class Settings(BaseModel):
         if isinstance(value, str) and not value.strip():
             raise ValueError("the path is empty")
         return value
+
+    @model_validator(mode="after")
+    def _plan_implies_enabled(self) -> Settings:
+        # --batchflow-plan alone is a request for batchflow's plan.
+        if self.plan_only and not self.enabled:
+            return self.model_copy(update={"enabled": True})
+        return self
 
     @property
     def policies(self) -> tuple[BatchLine, ...]:

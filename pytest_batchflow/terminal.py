@@ -27,6 +27,8 @@ def _policy_words(plan: Plan, name: str) -> str:
         value = getattr(policy, key)
         if value not in (None, 0):
             words.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+    if not policy.cov:
+        words.append("cov=off")
     if policy.on_upstream_failure != "skip":
         words.append(f"on_upstream_failure={policy.on_upstream_failure}")
     return ", ".join(words)

@@ -51,9 +51,11 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 def run_order(result: pytest.RunResult) -> list[str]:
     """The node ids of a ``-v`` run, in the order they ran."""
     words = (" PASSED", " FAILED", " SKIPPED", " ERROR", " XFAIL", " XPASS")
-    return [line.split(" ")[0] for line in result.outlines if "::" in line and any(
-        word in line for word in words
-    )]
+    return [
+        line.split(" ")[0]
+        for line in result.outlines
+        if "::" in line and any(word in line for word in words)
+    ]
 
 
 def test_batches_run_in_after_priority_line_order(suite: pytest.Pytester) -> None:
@@ -115,9 +117,7 @@ def test_batch_marker_on_class_and_module(pytester: pytest.Pytester) -> None:
 
 def test_glob_paths_match_files_and_folders(pytester: pytest.Pytester) -> None:
     pytester.makeini(
-        "[pytest]\nbatchflow_batches =\n"
-        "    api: paths=pkg/test_api_*.py\n"
-        "    deep: paths=**/deep\n"
+        "[pytest]\nbatchflow_batches =\n    api: paths=pkg/test_api_*.py\n    deep: paths=**/deep\n"
     )
     pytester.mkpydir("pkg")
     pytester.mkpydir("pkg/sub")

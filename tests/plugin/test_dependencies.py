@@ -138,7 +138,10 @@ def test_target_forms_node_id_class_and_parametrized_base(pytester: pytest.Pytes
     )
     # One failing instance of the parametrized base is enough to skip the dependent.
     result.stdout.fnmatch_lines(
-        ["*pkg/test_later.py:7: batchflow: depends on pkg/test_later.py::test_rows[[]2[]], which failed"]
+        [
+            "*pkg/test_later.py:7: batchflow: depends on pkg/test_later.py::test_rows[[]2[]],"
+            " which failed"
+        ]
     )
     result.assert_outcomes(passed=6, failed=1, skipped=1)
 
@@ -192,8 +195,10 @@ def test_unknown_target_is_an_error_or_a_skip(pytester: pytest.Pytester) -> None
     result = pytester.runpytest("--batchflow")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: batchflow: test_unknown.py::test_a depends on 'test_missing', which matches no "
-         "collected test; *batchflow_missing_dependency = skip"]
+        [
+            "ERROR: batchflow: test_unknown.py::test_a depends on 'test_missing', which matches no "
+            "collected test; *batchflow_missing_dependency = skip"
+        ]
     )
     result = pytester.runpytest("--batchflow", "-o", "batchflow_missing_dependency=skip", "-rs")
     result.assert_outcomes(passed=1, skipped=1)

@@ -24,8 +24,10 @@ def test_maxfail_skips_the_rest_of_the_batch_only(pytester: pytest.Pytester) -> 
     result.assert_outcomes(failed=2, passed=2, skipped=2)
     result.stdout.fnmatch_lines(
         # pytest folds mark-based skips of one file into one line, as for @pytest.mark.skip.
-        ["SKIPPED [2] test_fragile.py: batchflow: batch 'fragile' stopped after 2 failures"
-         " (maxfail=2)"]
+        [
+            "SKIPPED [2] test_fragile.py: batchflow: batch 'fragile' stopped after 2 failures"
+            " (maxfail=2)"
+        ]
     )
 
 
@@ -125,8 +127,10 @@ def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
     )
     other.assert_outcomes(skipped=1, deselected=1)
     other.stdout.fnmatch_lines(
-        ["*depends on test_base.py::test_seed, which is in batch 'base', not selected, and has "
-         "not passed at this commit"]
+        [
+            "*depends on test_base.py::test_seed, which is in batch 'base', not selected, and has "
+            "not passed at this commit"
+        ]
     )
 
 

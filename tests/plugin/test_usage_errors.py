@@ -23,7 +23,7 @@ def test_two():
 PREFIX = "ERROR: batchflow: "
 # Batch lines come from the ini file, named by its path (a tmp path here).
 LINES = "batchflow_batches (*tox.ini): "
-NAME_RULE = r"String should match pattern '^[A-Za-z_][A-Za-z0-9_.\-]*$'"
+NAME_RULE = "must start with a letter or _ and hold only letters, digits, _ . -"
 KNOWN_KEYS = (
     "kind, paths, markers, after, mode, workers, priority, reruns, timeout, maxfail, cov, "
     "on_upstream_failure"
@@ -94,7 +94,7 @@ CASES = [
     Case(
         "line-unbalanced-quote",
         LINES + "line 'unit: markers=\"db and': No closing quotation; "
-        'quote a value with spaces once, e.g. markers="db and not slow"',
+        'close the quotes around a value with spaces, e.g. markers="db and not slow"',
         batches=('unit: markers="db and',),
     ),
     Case(
@@ -126,6 +126,18 @@ CASES = [
         LINES + "line 'unit: timeout=-1': timeout='-1': Input should be greater than 0; "
         "e.g. timeout=300",
         batches=("unit: timeout=-1",),
+    ),
+    Case(
+        "line-timeout-infinite",
+        LINES + "line 'unit: timeout=inf': timeout='inf': Input should be a finite number; "
+        "e.g. timeout=300",
+        batches=("unit: timeout=inf",),
+    ),
+    Case(
+        "line-list-with-space-after-comma",
+        LINES + "line 'unit: paths=a, b': 'b' follows a comma and a space; write lists without "
+        "spaces, e.g. paths=tests/unit,tests/api/test_*.py",
+        batches=("unit: paths=a, b",),
     ),
     Case(
         "line-timeout-not-a-number",
@@ -179,14 +191,14 @@ CASES = [
     ),
     Case(
         "line-name-starts-with-digit",
-        LINES + "line '9x: paths=a': name='9x': " + NAME_RULE + "; "
-        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel' (names: letters, digits, _ . -)",
+        LINES + "line '9x: paths=a': batch name '9x' " + NAME_RULE + "; "
+        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel'",
         batches=("9x: paths=a",),
     ),
     Case(
         "line-name-with-space",
-        LINES + "line 'a b: paths=a': name='a b': " + NAME_RULE + "; "
-        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel' (names: letters, digits, _ . -)",
+        LINES + "line 'a b: paths=a': batch name 'a b' " + NAME_RULE + "; "
+        "e.g. 'unit: paths=tests/unit after=smoke mode=parallel'",
         batches=("a b: paths=a",),
     ),
     Case(
@@ -318,7 +330,6 @@ CASES = [
         "test_suite.py::test_a: @pytest.mark.dependency takes name=str, depends=[names] and "
         "scope in session, package, module, class; got (scope='galaxy')",
         suite=marked('@pytest.mark.dependency(scope="galaxy")'),
-        args=("--batchflow", "-p", "no:dependency"),
     ),
     Case(
         "test-dependency-cycle",

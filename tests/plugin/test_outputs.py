@@ -1,0 +1,221 @@
+"""What a run leaves behind: the plan, the JSON result and the history store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_batchflow.results import RunResult
+
+SUITE = {
+    "test_shop": """
+        import pytest
+
+        @pytest.fixture
+        def cart():
+            print("cart ready")
+            return []
+
+        def test_add(cart):
+            print("adding")
+            cart.append(1)
+            assert cart == [1]
+
+        @pytest.mark.depends_on("test_add")
+        def test_checkout(cart):
+            assert cart == ["paid"], "checkout lost the cart"
+
+        @pytest.mark.depends_on("test_checkout")
+        def test_receipt():
+            pass
+
+        @pytest.mark.xfail(reason="known")
+        def test_known_bug():
+            assert 0
+    """
+}
+INI = "[pytest]\nbatchflow_batches =\n    shop: paths=test_shop.py maxfail=3 reruns=1\n"
+
+
+def test_json_result_holds_every_test_with_phases_and_output(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(**SUITE)
+    result = pytester.runpytest("--batchflow", "--batchflow-json=out/result.json")
+    result.assert_outcomes(passed=1, failed=1, skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines([f"batchflow: JSON result: {pytester.path}/out/result.json"])
+    data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
+    assert data.schema_version == 1
+    assert data.exitstatus == 1
+    assert data.environment.pytest == pytest.__version__
+    assert data.environment.python == ".".join(map(str, sys.version_info[:3]))
+    tests = {test.nodeid.split("::")[1]: test for test in data.tests}
+    assert [test.nodeid.split("::")[1] for test in data.tests] == [
+        "test_add",
+        "test_checkout",
+        "test_receipt",
+        "test_known_bug",
+    ]
+    assert {name: test.outcome for name, test in tests.items()} == {
+        "test_add": "passed",
+        "test_checkout": "failed",
+        "test_receipt": "skipped",
+        "test_known_bug": "xfailed",
+    }
+    add = tests["test_add"]
+    assert [phase.when for phase in add.phases] == ["setup", "call", "teardown"]
+    assert add.stdout == "cart ready\nadding\n"
+    assert add.worker == "main"
+    assert add.batch == "shop"
+    assert add.start <= add.stop
+    checkout = tests["test_checkout"]
+    assert checkout.dependencies == ["test_shop.py::test_add"]
+    assert checkout.longrepr is not None
+    assert "checkout lost the cart" in checkout.longrepr
+    receipt = tests["test_receipt"]
+    assert receipt.longrepr == "batchflow: depends on test_shop.py::test_checkout, which failed"
+    assert [phase.when for phase in receipt.phases] == ["setup", "teardown"]
+    (batch,) = [b for b in data.batches if b.name == "shop"]
+    assert (batch.status, batch.tests, batch.maxfail, batch.reruns) == ("failed", 4, 3, 1)
+    assert batch.outcomes == {"failed": 1, "passed": 1, "skipped": 1, "xfailed": 1}
+
+
+def test_plan_prints_batches_tests_and_estimates_and_runs_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        **SUITE, test_sentinel="def test_touch():\n    open('ran.txt', 'w').close()\n"
+    )
+    first = pytester.runpytest("--batchflow-plan")
+    assert first.ret == pytest.ExitCode.OK
+    first.stdout.fnmatch_lines(
+        [
+            "batchflow plan: 2 batches, 5 tests, 2 dependencies",
+            "[[]1[]] shop (test, parallel, reruns=1, maxfail=3): 4 tests",
+            "    test_shop.py::test_add",
+            "    test_shop.py::test_checkout  <- test_shop.py::test_add",
+            "    test_shop.py::test_receipt  <- test_shop.py::test_checkout",
+            "    test_shop.py::test_known_bug",
+            "[[]2[]] default (test, parallel): 1 test",
+            "    test_sentinel.py::test_touch",
+            "estimated duration: unknown (no history yet; run once to measure)",
+        ]
+    )
+    assert not (pytester.path / "ran.txt").exists()
+    assert not (pytester.path / ".batchflow").exists()
+
+    pytester.runpytest("--batchflow")
+    (pytester.path / "ran.txt").unlink()
+    second = pytester.runpytest("--batchflow", "--batchflow-plan")
+    assert second.ret == pytest.ExitCode.OK
+    second.stdout.fnmatch_lines(
+        [
+            "[[]1[]] shop (*): 4 tests, est. *s",
+            "    test_shop.py::test_add  *s",
+            "    test_shop.py::test_checkout  *s (average)  <- test_shop.py::test_add",
+            "estimated duration: *s (history for 2 of 5 tests; 3 counted at the average)",
+            "lower bound: *s on 1 worker (critical path *s)",
+        ]
+    )
+    assert not (pytester.path / "ran.txt").exists()
+
+
+def history_rows(path: Path, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(query).fetchall()
+
+
+def test_history_stores_every_attempt_with_commit(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(**SUITE)
+    monkeypatch.setenv("BATCHFLOW_COMMIT", "c0ffee")
+    pytester.runpytest("--batchflow")
+    pytester.runpytest("--batchflow")
+    store = pytester.path / ".batchflow" / "history.sqlite"
+    assert (pytester.path / ".batchflow" / ".gitignore").read_text().endswith("*\n")
+    assert history_rows(store, "SELECT COUNT(*), MIN(exitstatus) FROM runs") == [(2, 1)]
+    rows = history_rows(
+        store,
+        "SELECT nodeid, batch, outcome, phase, worker, git_commit, error_digest IS NOT NULL"
+        " FROM attempts WHERE run_id = 2 ORDER BY id",
+    )
+    assert rows == [
+        ("test_shop.py::test_add", "shop", "passed", None, "main", "c0ffee", 0),
+        ("test_shop.py::test_checkout", "shop", "failed", "call", "main", "c0ffee", 1),
+        ("test_shop.py::test_receipt", "shop", "skipped", None, "main", "c0ffee", 0),
+        ("test_shop.py::test_known_bug", "shop", "xfailed", None, "main", "c0ffee", 0),
+    ]
+    assert history_rows(store, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_no_history_and_custom_history_path(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    pytester.runpytest("--batchflow", "--batchflow-no-history").assert_outcomes(passed=1)
+    assert not (pytester.path / ".batchflow").exists()
+    pytester.runpytest("--batchflow", "--batchflow-history=store/h.db").assert_outcomes(passed=1)
+    assert history_rows(pytester.path / "store/h.db", "SELECT COUNT(*) FROM attempts") == [(1,)]
+
+
+def test_corrupt_history_is_moved_aside_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    store = pytester.path / ".batchflow" / "history.sqlite"
+    store.parent.mkdir()
+    store.write_bytes(b"this is not a database" * 100)
+    result = pytester.runpytest("--batchflow")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"batchflow: warning: history store {store} was unreadable (file is not a database);"
+            " moved it to history.sqlite.corrupt-* and started a fresh one",
+        ]
+    )
+    aside = list(store.parent.glob("history.sqlite.corrupt-*"))
+    assert len(aside) == 1
+    assert aside[0].read_bytes().startswith(b"this is not a database")
+    assert history_rows(store, "SELECT COUNT(*) FROM attempts") == [(1,)]
+
+
+def test_unusable_history_location_runs_without_history(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    (pytester.path / "blocker").write_text("a file where a folder should be")
+    result = pytester.runpytest("--batchflow", "--batchflow-history=blocker/h.sqlite")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["batchflow: warning: running without history: cannot create the folder of *"]
+    )
+
+
+def test_interrupted_run_keeps_the_attempts_that_finished(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_crash="""
+            import os
+            def test_first(): pass
+            def test_second(): pass
+            def test_dies(): os._exit(3)
+            def test_never(): pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--batchflow")
+    assert result.ret == 3
+    rows = history_rows(
+        pytester.path / ".batchflow" / "history.sqlite", "SELECT nodeid, outcome FROM attempts"
+    )
+    assert rows == [
+        ("test_crash.py::test_first", "passed"),
+        ("test_crash.py::test_second", "passed"),
+    ]
+
+
+def test_json_schema_in_docs_matches_the_model() -> None:
+    """docs/conf.py regenerates it; this catches a model change without a docs build."""
+    from pytest_batchflow.results import json_schema
+
+    schema = json.loads(json_schema())
+    assert schema["title"] == "RunResult"
+    assert {"schema_version", "environment", "batches", "tests"} <= set(schema["properties"])
