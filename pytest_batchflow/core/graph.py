@@ -18,7 +18,6 @@ __all__ = [
     "TestSpec",
     "UnresolvedTarget",
     "find_cycle",
-    "longest_chains",
     "resolve_dependencies",
     "stable_topological_order",
 ]
@@ -156,10 +155,11 @@ def _match_depends_on(
     by_nodeid: Mapping[str, list[TestSpec]],
     by_module: Mapping[str, list[TestSpec]],
 ) -> list[TestSpec]:
-    if "::" in target and target in by_nodeid:
+    if target in by_nodeid:
         return by_nodeid[target]
     siblings = by_module.get(test.module_id, [])
-    if test.class_id is not None and "::" not in target:
+    # A parametrization id may itself hold "::"; only the part before it counts.
+    if test.class_id is not None and "::" not in target.partition("[")[0]:
         in_class = [
             other
             for other in siblings
@@ -262,18 +262,3 @@ def stable_topological_order(
         assert cycle is not None
         raise CycleError(cycle)
     return order
-
-
-def longest_chains(
-    order: Sequence[N], predecessors: Mapping[N, Collection[N]], weight: Mapping[N, float]
-) -> dict[N, float]:
-    """For each node, the heaviest chain of dependencies ending with it (inclusive).
-
-    ``order`` must be topological. The maximum over all nodes is the critical
-    path: no schedule on any number of workers can finish sooner.
-    """
-    finish: dict[N, float] = {}
-    for node in order:
-        start = max((finish[p] for p in predecessors.get(node, ()) if p in finish), default=0.0)
-        finish[node] = start + weight[node]
-    return finish

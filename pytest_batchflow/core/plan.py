@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Protocol
 
-from .graph import CycleError, TestSpec, find_cycle, longest_chains, stable_topological_order
+from .graph import CycleError, TestSpec, find_cycle, stable_topological_order
 from .markexpr import MarkerExpression
 
 __all__ = [
@@ -190,17 +190,13 @@ class Plan:
         batch_finish: dict[str, float] = {}
         for batch in self.batches:
             barrier = max((batch_finish.get(a, 0.0) for a in batch.policy.after), default=0.0)
-            chains = longest_chains(
-                batch.tests,
-                {i: self.predecessors.get(i, ()) for i in batch.tests},
-                {i: self.estimates.get(i, 0.0) for i in batch.tests},
-            )
+            # Plan order is topological, so every planned predecessor is done.
             for index in batch.tests:
-                outside = max(
+                start = max(
                     (finish[p] for p in self.predecessors.get(index, ()) if p in finish),
                     default=0.0,
                 )
-                finish[index] = max(barrier, outside) + chains[index]
+                finish[index] = max(barrier, start) + self.estimates.get(index, 0.0)
             batch_finish[batch.name] = max((finish[i] for i in batch.tests), default=barrier)
         return max(batch_finish.values(), default=0.0)
 
@@ -267,8 +263,3 @@ def build_plan(
         estimates=estimates,
         measured=frozenset(measured),
     )
-
-
-def unknown_batches(names: Collection[str], batches: Sequence[BatchPolicy]) -> list[str]:
-    known = {batch.name for batch in batches}
-    return [name for name in names if name not in known]

@@ -25,4 +25,3 @@ class Policy:
     maxfail: int | None = None
     cov: bool = True
     on_upstream_failure: Literal["skip", "run"] = "skip"
-

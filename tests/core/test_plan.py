@@ -165,7 +165,9 @@ class TestOrderBatches:
         with pytest.raises(PlanError, match="after= edges form a cycle") as excinfo:
             order_batches(batches)
         message = str(excinfo.value)
-        assert any(path in message for path in ("a -> c -> b -> a", "b -> a -> c -> b", "c -> b -> a -> c"))
+        assert any(
+            path in message for path in ("a -> c -> b -> a", "b -> a -> c -> b", "c -> b -> a -> c")
+        )
 
     def test_self_cycle(self) -> None:
         with pytest.raises(PlanError, match="a -> a"):
@@ -234,7 +236,11 @@ class TestBuildPlan:
             "u.py::test_a",
             "d.py::test_db",
         ]
-        assert nodeids(specs, plan.batch("unit").tests) == ["u.py::test_b", "u.py::test_c", "u.py::test_a"]
+        assert nodeids(specs, plan.batch("unit").tests) == [
+            "u.py::test_b",
+            "u.py::test_c",
+            "u.py::test_a",
+        ]
         assert plan.batch("default").tests == ()
         assert plan.batch("unit").policy is PIPELINE[1]
         assert plan.batch_of == {0: "db", 1: "unit", 2: "unit", 3: "unit", 4: "smoke"}
@@ -298,9 +304,18 @@ class TestBuildPlan:
 
     def test_dependencies_outside_the_run_are_external(self) -> None:
         plan, specs = make_plan(
-            {"t.py::a": "default", "t.py::b": "default", "t.py::c": "default", "t.py::d": "default"},
+            {
+                "t.py::a": "default",
+                "t.py::b": "default",
+                "t.py::c": "default",
+                "t.py::d": "default",
+            },
             [Policy("default")],
-            edges={"t.py::c": ["t.py::a", "t.py::b"], "t.py::d": ["t.py::b"], "t.py::a": ["t.py::b"]},
+            edges={
+                "t.py::c": ["t.py::a", "t.py::b"],
+                "t.py::d": ["t.py::b"],
+                "t.py::a": ["t.py::b"],
+            },
             run=["t.py::b", "t.py::c", "t.py::d"],
         )
         assert nodeids(specs, plan.order) == ["t.py::b", "t.py::c", "t.py::d"]

@@ -9,7 +9,7 @@ from core_policy import Policy
 
 from pytest_batchflow.core.graph import TestSpec
 from pytest_batchflow.core.plan import build_plan
-from pytest_batchflow.core.scheduler import FAILING_OUTCOMES, SATISFYING_OUTCOMES, RunState
+from pytest_batchflow.core.scheduler import RunState
 
 
 def run_state(
@@ -81,7 +81,9 @@ class TestDependencies:
             ("xfailed", "xfailed"),
         ],
     )
-    def test_unmet_dependency_names_the_test_and_its_outcome(self, outcome: str, words: str) -> None:
+    def test_unmet_dependency_names_the_test_and_its_outcome(
+        self, outcome: str, words: str
+    ) -> None:
         state, ids = run_state(
             {"tests/t.py::TestX::test_a[1]": "default", "tests/t.py::test_b": "default"},
             ONE_BATCH,
@@ -95,7 +97,12 @@ class TestDependencies:
 
     def test_first_unmet_dependency_is_named(self) -> None:
         state, ids = run_state(
-            {"t.py::a": "default", "t.py::b": "default", "t.py::c": "default", "t.py::d": "default"},
+            {
+                "t.py::a": "default",
+                "t.py::b": "default",
+                "t.py::c": "default",
+                "t.py::d": "default",
+            },
             ONE_BATCH,
             edges={"t.py::d": ["t.py::a", "t.py::b", "t.py::c"]},
         )
@@ -131,7 +138,9 @@ class TestDependencies:
             external_reasons={"t.py::a": "was deselected"},
         )
         assert state.plan.external == {ids["t.py::b"]: (ids["t.py::a"],)}
-        assert state.skip_reason(ids["t.py::b"], now=0.0) == "depends on t.py::a, which was deselected"
+        assert (
+            state.skip_reason(ids["t.py::b"], now=0.0) == "depends on t.py::a, which was deselected"
+        )
 
     def test_external_dependency_known_to_have_passed(self) -> None:
         state, ids = run_state(
@@ -142,10 +151,6 @@ class TestDependencies:
             external_reasons={"t.py::a": None},
         )
         assert state.skip_reason(ids["t.py::b"], now=0.0) is None
-
-    def test_outcome_sets(self) -> None:
-        assert SATISFYING_OUTCOMES == {"passed", "xpassed"}
-        assert FAILING_OUTCOMES == {"failed", "error"}
 
 
 class TestMaxfail:
@@ -193,7 +198,9 @@ class TestTimeout:
         state.test_started(ids["t.py::a"], now=100.0)
         state.test_started(ids["t.py::a"], now=105.0)  # a rerun does not restart the clock
         assert state.skip_reason(ids["t.py::b"], now=109.9) is None
-        assert state.skip_reason(ids["t.py::b"], now=110.0) == "batch 'slow' spent its timeout of 10s"
+        assert (
+            state.skip_reason(ids["t.py::b"], now=110.0) == "batch 'slow' spent its timeout of 10s"
+        )
         assert state.skip_reason(ids["o.py::c"], now=1000.0) is None
 
     def test_batch_that_has_not_started_has_not_timed_out(self) -> None:
@@ -204,7 +211,9 @@ class TestTimeout:
     def test_fractional_timeout_in_the_reason(self) -> None:
         state, ids = run_state(self.TESTS, [Policy("slow", timeout=1.5), Policy("other")])
         state.test_started(ids["t.py::a"], now=0.0)
-        assert state.skip_reason(ids["t.py::b"], now=2.0) == "batch 'slow' spent its timeout of 1.5s"
+        assert (
+            state.skip_reason(ids["t.py::b"], now=2.0) == "batch 'slow' spent its timeout of 1.5s"
+        )
 
     def test_no_timeout_means_no_limit(self) -> None:
         state, ids = run_state(self.TESTS, [Policy("slow"), Policy("other")])
