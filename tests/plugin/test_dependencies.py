@@ -260,10 +260,6 @@ PYTEST_DEPENDENCY_SUITE = """
 
 def test_pytest_dependency_markers_get_batchflow_semantics(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_legacy=PYTEST_DEPENDENCY_SUITE)
-    # Without batchflow, pytest-dependency skips test_c and test_y: they ran first.
-    plain = pytester.runpytest("-p", "dependency", "-v")
-    plain.assert_outcomes(passed=3, failed=1, skipped=2)
-
     result = pytester.runpytest("--batchflow", "-p", "no:dependency", "-v", "-rs")
     result.assert_outcomes(passed=4, failed=1, skipped=1)
     order = run_order(result)
@@ -275,7 +271,11 @@ def test_pytest_dependency_markers_get_batchflow_semantics(pytester: pytest.Pyte
 
 
 def test_warns_when_pytest_dependency_is_active_alongside(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_dependency")
     pytester.makepyfile(test_legacy=PYTEST_DEPENDENCY_SUITE)
+    # Alone, pytest-dependency skips test_c and test_y: they come before their targets.
+    plain = pytester.runpytest("-p", "dependency", "-v")
+    plain.assert_outcomes(passed=3, failed=1, skipped=2)
     result = pytester.runpytest("--batchflow", "-p", "dependency")
     result.assert_outcomes(passed=4, failed=1, skipped=1)
     result.stdout.fnmatch_lines(

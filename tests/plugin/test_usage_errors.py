@@ -368,6 +368,8 @@ def assert_usage_error(result: pytest.RunResult, message: str) -> str:
 def test_bad_input_is_a_one_line_usage_error(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, case: Case
 ) -> None:
+    if case.id.startswith("xdist-"):
+        pytest.importorskip("xdist")
     ini = ["[pytest]", *case.ini]
     if case.batches:
         ini += ["batchflow_batches =", *(f"    {line}" for line in case.batches)]
