@@ -16,7 +16,7 @@ from pytest_batchflow.results import json_schema  # noqa: E402
 
 project = "pytest-batchflow"
 author = "pytest-batchflow developers"
-copyright = "pytest-batchflow developers"  # noqa: A001
+copyright = "pytest-batchflow developers"
 release = pytest_batchflow.__version__
 version = ".".join(release.split(".")[:2])
 
