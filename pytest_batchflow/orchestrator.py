@@ -98,6 +98,7 @@ class Orchestrator:
         self.specs: dict[int, TestSpec] = {}
         self.deselected = 0
         self.reports: dict[int, list[pytest.TestReport]] = {}
+        self.failed_subtests: set[int] = set()
         self.results: dict[int, TestResult] = {}
         self.index_of: dict[str, int] = {}
         # A plan only reads durations: it creates no store where there is none.
@@ -276,7 +277,14 @@ class Orchestrator:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         index = self.index_of.get(report.nodeid)
-        if index is not None:
+        if index is None:
+            return
+        # Subtest reports (pytest's subtests fixture, unittest's subTest) carry a
+        # ``context`` and, for unittest, no times: they decide the outcome only.
+        if hasattr(report, "context"):
+            if report.failed:
+                self.failed_subtests.add(index)
+        else:
             self.reports.setdefault(index, []).append(report)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
@@ -287,6 +295,8 @@ class Orchestrator:
         if not phases:
             return
         outcome = _test_outcome(phases)
+        if index in self.failed_subtests and outcome in ("passed", "xpassed"):
+            outcome = "failed"
         self.state.test_finished(index, outcome)
         result = self._test_result(index, outcome, phases)
         self.results[index] = result

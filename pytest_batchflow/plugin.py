@@ -33,7 +33,7 @@ _DEPENDENCY_MARKER = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from .settings import BATCHES_INI, BATCHES_INI_HELP, OPTIONS
+    from .options import BATCHES_INI, BATCHES_INI_HELP, OPTIONS
 
     group = parser.getgroup("batchflow", "batch jobs, dependencies and run history (batchflow)")
     for option in OPTIONS:
@@ -66,7 +66,8 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
     Relative paths are taken from where they were written: the invocation
     directory for the command line and environment, the ini file's folder for ini.
     """
-    from .settings import OPTIONS, RawValue
+    from .options import OPTIONS
+    from .settings import RawValue
 
     inidir = config.inipath.parent if config.inipath else config.rootpath
     inifile = config.inipath.name if config.inipath else "ini"

@@ -17,12 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
+from .options import BATCHES_INI, OPTIONS, Option
 
 __all__ = [
     "BATCH_LINE_KEYS",
-    "OPTIONS",
     "BatchLine",
-    "Option",
     "RawValue",
     "Settings",
     "SettingsError",
@@ -37,88 +36,6 @@ class SettingsError(ValueError):
     """A bad option, ini or batch-line value; the message is one line for the user."""
 
 
-@dataclass(frozen=True)
-class Option:
-    """One setting and its three spellings, with the help text they share."""
-
-    field: str
-    flag: str
-    env: str
-    ini: str
-    help: str
-    example: str
-    is_flag: bool = False
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "enabled",
-        "--batchflow",
-        "BATCHFLOW",
-        "batchflow",
-        "Run the suite as batch jobs in dependency order.",
-        "true",
-        is_flag=True,
-    ),
-    Option(
-        "plan_only",
-        "--batchflow-plan",
-        "BATCHFLOW_PLAN",
-        "batchflow_plan",
-        "Print the plan (batches in order, tests, dependencies, estimated durations, "
-        "lower bound) and exit without running tests.",
-        "true",
-        is_flag=True,
-    ),
-    Option(
-        "select",
-        "--batchflow-batches",
-        "BATCHFLOW_BATCHES",
-        "batchflow_select",
-        "Run only these batches, comma-separated (a CI stage).",
-        "unit,db",
-    ),
-    Option(
-        "json_path",
-        "--batchflow-json",
-        "BATCHFLOW_JSON",
-        "batchflow_json",
-        "Write the run's JSON result to this path.",
-        ".batchflow/result.json",
-    ),
-    Option(
-        "history_path",
-        "--batchflow-history",
-        "BATCHFLOW_HISTORY",
-        "batchflow_history",
-        "SQLite history store (default: .batchflow/history.sqlite in rootdir).",
-        ".batchflow/history.sqlite",
-    ),
-    Option(
-        "no_history",
-        "--batchflow-no-history",
-        "BATCHFLOW_NO_HISTORY",
-        "batchflow_no_history",
-        "Neither read nor write the history store.",
-        "true",
-        is_flag=True,
-    ),
-    Option(
-        "missing_dependency",
-        "--batchflow-missing-dependency",
-        "BATCHFLOW_MISSING_DEPENDENCY",
-        "batchflow_missing_dependency",
-        "What a dependency on an unknown test does: 'error' (usage error) or 'skip' "
-        "(the dependent is skipped).",
-        "skip",
-    ),
-)
-
-BATCHES_INI = "batchflow_batches"
-BATCHES_INI_HELP = (
-    "Batch lines, one per line: 'NAME: key=value ...' with keys paths, markers, kind, "
-    "after, mode, workers, priority, reruns, timeout, maxfail, cov, on_upstream_failure."
-)
 BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
 
 

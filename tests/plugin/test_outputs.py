@@ -219,3 +219,27 @@ def test_json_schema_in_docs_matches_the_model() -> None:
     schema = json.loads(json_schema())
     assert schema["title"] == "RunResult"
     assert {"schema_version", "environment", "batches", "tests"} <= set(schema["properties"])
+
+
+def test_failed_subtest_fails_the_test_and_skips_its_dependents(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_sub="""
+            import unittest
+            import pytest
+
+            class TestRows(unittest.TestCase):
+                def test_rows(self):
+                    for n in range(3):
+                        with self.subTest(n=n):
+                            self.assertNotEqual(n, 1)
+
+            @pytest.mark.depends_on("test_sub.py::TestRows::test_rows")
+            def test_after_rows():
+                pass
+        """
+    )
+    result = pytester.runpytest("--batchflow", "--batchflow-json=r.json", "-rs")
+    result.stdout.fnmatch_lines(["*depends on test_sub.py::TestRows::test_rows, which failed"])
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    assert [test.outcome for test in data.tests] == ["failed", "skipped"]
+    assert all(test.start > 0 for test in data.tests)
