@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -33,6 +34,7 @@ from .terminal import batch_table, format_plan
 __all__ = ["Orchestrator"]
 
 INDEX_KEY = pytest.StashKey[int]()
+T = TypeVar("T")
 WORKER = "main"
 
 
@@ -66,6 +68,21 @@ def _test_outcome(phases: Sequence[pytest.TestReport]) -> str:
             return "xfailed" if hasattr(report, "wasxfail") else "skipped"
     call = by_when.get("call")
     return "xpassed" if call is not None and hasattr(call, "wasxfail") else "passed"
+
+
+def _attempt(result: TestResult) -> Attempt:
+    failing = next((phase for phase in result.phases if phase.outcome == "failed"), None)
+    return Attempt(
+        nodeid=result.nodeid,
+        batch=result.batch,
+        outcome=result.outcome,
+        phase=failing.when if failing else None,
+        duration=result.duration,
+        started=result.start,
+        stopped=result.stop,
+        worker=result.worker,
+        longrepr=failing.longrepr if failing else None,
+    )
 
 
 def _phase(report: pytest.TestReport) -> PhaseResult:
@@ -174,7 +191,7 @@ class Orchestrator:
                 self.config.hook.pytest_deselected(items=dropped)
                 items[:] = [item for item in items if batch_of[item.stash[INDEX_KEY]] in selected]
         self.deselected = len(collected) - len(items)
-        durations = self.history.durations() if self.history is not None else {}
+        durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
         plan = build_plan(
             specs,
             policies,
@@ -206,10 +223,10 @@ class Orchestrator:
         outside = {pred for preds in plan.external.values() for pred in preds}
         unselected = {pred for pred in outside if pred in kept}
         passed: set[str] = set()
-        if unselected and self.history is not None and self.commit is not None:
-            passed = self.history.passed_at_commit(
-                self.commit, [self.specs[pred].nodeid for pred in unselected]
-            )
+        commit = self.commit
+        if unselected and commit is not None:
+            nodeids = [self.specs[pred].nodeid for pred in unselected]
+            passed = self._use_history(lambda h: h.passed_at_commit(commit, nodeids), set())
         reasons: dict[int, str | None] = {}
         for pred in outside:
             nodeid = self.specs[pred].nodeid
@@ -300,25 +317,10 @@ class Orchestrator:
         self.state.test_finished(index, outcome)
         result = self._test_result(index, outcome, phases)
         self.results[index] = result
-        if self.history is not None and self.run_id is not None:
-            failing = next((p for p in result.phases if p.outcome == "failed"), None)
-            self._store(
-                lambda: self.history.record_attempt(  # type: ignore[union-attr]
-                    self.run_id,  # type: ignore[arg-type]
-                    self.commit,
-                    Attempt(
-                        nodeid=result.nodeid,
-                        batch=result.batch,
-                        outcome=result.outcome,
-                        phase=failing.when if failing else None,
-                        duration=result.duration,
-                        started=result.start,
-                        stopped=result.stop,
-                        worker=result.worker,
-                        longrepr=failing.longrepr if failing else None,
-                    ),
-                )
-            )
+        run_id = self.run_id
+        if run_id is not None:
+            attempt = _attempt(result)
+            self._use_history(lambda h: h.record_attempt(run_id, self.commit, attempt), None)
 
     def _test_result(
         self, index: int, outcome: str, reports: list[pytest.TestReport]
@@ -347,31 +349,31 @@ class Orchestrator:
 
     # -- history, results and summary --------------------------------------------
 
-    def _store(self, write: Callable[[], object]) -> None:
-        """Run one history write; a failing store is dropped, never the run."""
+    def _use_history(self, action: Callable[[HistoryStore], T], fallback: T) -> T:
+        """One read or write of the store; a failing store is dropped, never the run."""
+        if self.history is None:
+            return fallback
         try:
-            write()
+            return action(self.history)
         except sqlite3.Error as error:
             self.notes.append(f"history store failed ({error}); the rest of this run is not stored")
-            if self.history is not None:
-                self.history.close()
+            self.history.close()
             self.history = None
+            return fallback
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        history = self.history
-        if history is None or self.settings.plan_only:
+        if self.settings.plan_only:
             return
-
-        def start() -> None:
-            self.run_id = history.start_run(
+        self.run_id = self._use_history(
+            lambda h: h.start_run(
                 self.started,
                 self.commit,
                 socket.gethostname(),
                 platform.python_version(),
                 " ".join(self.config.invocation_params.args),
-            )
-
-        self._store(start)
+            ),
+            None,
+        )
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.plan is None or self.settings.plan_only:
@@ -389,10 +391,11 @@ class Orchestrator:
         )
         if self.settings.json_path is not None:
             self.run_result.write(self.settings.json_path)
-        history, run_id = self.history, self.run_id
-        if history is not None and run_id is not None:
-            self._store(lambda: history.finish_run(run_id, stopped, int(exitstatus)))
-            history.close()
+        run_id = self.run_id
+        if run_id is not None:
+            self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)
+        if self.history is not None:
+            self.history.close()
 
     def _batch_results(self) -> list[BatchResult]:
         assert self.plan is not None

@@ -243,3 +243,21 @@ def test_failed_subtest_fails_the_test_and_skips_its_dependents(pytester: pytest
     data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
     assert [test.outcome for test in data.tests] == ["failed", "skipped"]
     assert all(test.start > 0 for test in data.tests)
+
+
+def test_store_of_a_newer_batchflow_is_left_untouched(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    store = pytester.path / ".batchflow" / "history.sqlite"
+    store.parent.mkdir()
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA user_version = 99")
+    result = pytester.runpytest("--batchflow")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: warning: running without history: schema version 99 is newer than this "
+            "batchflow's 1"
+        ]
+    )
+    assert history_rows(store, "PRAGMA user_version") == [(99,)]
+    assert not list(store.parent.glob("*.corrupt-*"))
