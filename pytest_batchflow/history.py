@@ -207,7 +207,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise HistoryError(
-                f"schema version {version} is newer than this batchflow's {SCHEMA_VERSION}"
+                f"schema version {version} is newer than this batchflow's {SCHEMA_VERSION}; "
+                "upgrade pytest-batchflow or use another --batchflow-history"
             )
         for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
             # executescript commits first; run each migration in its own transaction.
