@@ -349,6 +349,12 @@ class Orchestrator:
 
     # -- history, results and summary --------------------------------------------
 
+    def close(self) -> None:
+        """Release the history store, however the session ended (usage errors too)."""
+        if self.history is not None:
+            self.history.close()
+            self.history = None
+
     def _use_history(self, action: Callable[[HistoryStore], T], fallback: T) -> T:
         """One read or write of the store; a failing store is dropped, never the run."""
         if self.history is None:
@@ -394,8 +400,6 @@ class Orchestrator:
         run_id = self.run_id
         if run_id is not None:
             self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)
-        if self.history is not None:
-            self.history.close()
 
     def _batch_results(self) -> list[BatchResult]:
         assert self.plan is not None

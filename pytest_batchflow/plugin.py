@@ -170,4 +170,5 @@ def _xdist_request(config: pytest.Config) -> str:
 def pytest_unconfigure(config: pytest.Config) -> None:
     orchestrator = config.pluginmanager.get_plugin(_ORCHESTRATOR_NAME)
     if orchestrator is not None:
+        orchestrator.close()
         config.pluginmanager.unregister(orchestrator)

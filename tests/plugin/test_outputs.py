@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,7 @@ def test_plan_prints_batches_tests_and_estimates_and_runs_nothing(
 
 
 def history_rows(path: Path, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         return db.execute(query).fetchall()
 
 
@@ -249,7 +250,7 @@ def test_store_of_a_newer_batchflow_is_left_untouched(pytester: pytest.Pytester)
     pytester.makepyfile(test_one="def test_one(): pass")
     store = pytester.path / ".batchflow" / "history.sqlite"
     store.parent.mkdir()
-    with sqlite3.connect(store) as db:
+    with closing(sqlite3.connect(store)) as db:
         db.execute("PRAGMA user_version = 99")
     result = pytester.runpytest("--batchflow")
     result.assert_outcomes(passed=1)
