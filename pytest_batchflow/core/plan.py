@@ -200,6 +200,32 @@ class Plan:
             batch_finish[batch.name] = max((finish[i] for i in batch.tests), default=barrier)
         return max(batch_finish.values(), default=0.0)
 
+    def remaining_paths(self) -> dict[int, float]:
+        """For each test, the longest chain of work from its start to the end of the run.
+
+        Test edges and batch ``after`` barriers both count; dispatching the test
+        with the longest remaining path first is the critical-path rule.
+        """
+        successors: dict[int, list[int]] = {i: [] for i in self.batch_of}
+        for index, preds in self.predecessors.items():
+            for pred in preds:
+                if pred in successors:
+                    successors[pred].append(index)
+        downstream: dict[str, list[str]] = {batch.name: [] for batch in self.batches}
+        for batch in self.batches:
+            for upstream in batch.policy.after:
+                if upstream in downstream:
+                    downstream[upstream].append(batch.name)
+        remaining: dict[int, float] = {}
+        batch_head: dict[str, float] = {}
+        for batch in reversed(self.batches):
+            barrier = max((batch_head[d] for d in downstream[batch.name]), default=0.0)
+            for index in reversed(batch.tests):
+                after = max((remaining[s] for s in successors[index]), default=0.0)
+                remaining[index] = self.estimates.get(index, 0.0) + max(after, barrier)
+            batch_head[batch.name] = max((remaining[i] for i in batch.tests), default=barrier)
+        return remaining
+
     def lower_bound(self, workers: int = 1) -> float:
         """No schedule on ``workers`` workers can finish before this."""
         return max(self.total_estimate / max(workers, 1), self.critical_path())

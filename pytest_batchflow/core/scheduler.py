@@ -1,18 +1,35 @@
-"""Run-time decisions: what may still run, and why a test is skipped instead.
+"""Run-time decisions: what may still run, where, and why a test is skipped instead.
 
-The state follows the run as tests finish. The serial runner asks it before
-each test; the dispatch loop for several workers builds on the same rules.
+:class:`RunState` follows the run as tests finish; the serial runner asks it
+before each test. :class:`Dispatcher` applies the same rules to W workers that
+obey pytest-xdist's last-item rule: a worker starts the last test it was sent
+only once it receives another one (pytest needs the next item to decide what
+to tear down). The dispatcher therefore follows each test with a release
+token, :class:`Idle`, a no-op item under the same parent, so that a test runs
+as soon as it is sent, nothing is committed to a worker before it is needed,
+and the parent's fixtures stay set up for whatever comes next.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .plan import Plan
 
-__all__ = ["FAILING_OUTCOMES", "SATISFYING_OUTCOMES", "Outcome", "RunState"]
+__all__ = [
+    "FAILING_OUTCOMES",
+    "SATISFYING_OUTCOMES",
+    "Decision",
+    "Dispatcher",
+    "Idle",
+    "Outcome",
+    "RunState",
+    "SchedulerStalled",
+]
 
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
 
@@ -118,6 +135,285 @@ class RunState:
         self.batch_started.setdefault(self.plan.batch_of[index], now)
 
     def test_finished(self, index: int, outcome: str) -> None:
+        """Record a test's final outcome; the first record wins (a crash is final)."""
+        if index in self.outcomes:
+            return
         self.outcomes[index] = outcome
         if outcome in FAILING_OUTCOMES:
             self.batch_failures[self.plan.batch_of[index]] += 1
+
+
+@dataclass(frozen=True)
+class Idle:
+    """A no-op item under ``parent``: sent behind a test so that it starts at once."""
+
+    parent: str
+
+
+Sendable = int | Idle
+
+
+class SchedulerStalled(RuntimeError):
+    """Tests remain but none can ever be sent: a bug, reported instead of a hang."""
+
+
+@dataclass
+class Decision:
+    """What to do after an event: items to send, tests to skip, workers to stop."""
+
+    send: dict[str, list[Sendable]] = field(default_factory=dict)
+    skip: list[tuple[int, str]] = field(default_factory=list)
+    shutdown: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Decides which test goes to which worker, and when.
+
+    Every rule of the plan holds on any number of workers: a test is sent only
+    once its dependencies and the batches it comes after are done; a test whose
+    dependency failed is skipped without being sent; ``mode=serial`` batches
+    run one test at a time in plan order; ``mode=exclusive`` batches run alone
+    on the whole cluster; ``workers=k`` caps a batch's concurrency; tests
+    sharing a lock never overlap. Among the tests that may start, the one with
+    the longest remaining path (critical path) goes first, then the longest.
+
+    It only reacts: the caller reports events (worker added or lost, test
+    finished) and then asks :meth:`decide` what to do.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        state: RunState,
+        parents: Mapping[int, str],
+        locks: Mapping[int, frozenset[str]],
+    ) -> None:
+        self.plan = plan
+        self.state = state
+        self.parents = parents
+        self.locks = locks
+        self.queues: dict[str, list[Sendable]] = {}
+        self.pending: set[int] = set(plan.order)
+        self.running: dict[int, str] = {}
+        self.done: set[int] = set()
+        self.stopping: set[str] = set()
+        self._policies = {batch.name: batch.policy for batch in plan.batches}
+        self._batch_tests = {batch.name: batch.tests for batch in plan.batches}
+        self._serial_next = {batch.name: 0 for batch in plan.batches}
+        self._batch_left = Counter(plan.batch_of[i] for i in plan.order)
+        self._batch_running: Counter[str] = Counter()
+        self._held: Counter[str] = Counter()
+        remaining = plan.remaining_paths()
+        position = {index: i for i, index in enumerate(plan.order)}
+        self._key = {
+            i: (-remaining[i], -plan.estimates.get(i, 0.0), position[i]) for i in plan.order
+        }
+        planned = set(plan.order)
+        self._successors: dict[int, list[int]] = {i: [] for i in plan.order}
+        self._waiting: dict[int, int] = {}
+        for index in plan.order:
+            preds = [p for p in set(plan.predecessors.get(index, ())) if p in planned]
+            self._waiting[index] = len(preds)
+            for pred in preds:
+                self._successors[pred].append(index)
+        self._upstream = {
+            batch.name: {a for a in batch.policy.after if self._batch_left[a]}
+            for batch in plan.batches
+        }
+        self._downstream: dict[str, list[str]] = {batch.name: [] for batch in plan.batches}
+        for batch in plan.batches:
+            for upstream in self._upstream[batch.name]:
+                self._downstream[upstream].append(batch.name)
+        self._fresh: list[int] = [
+            i for i in plan.order if not self._upstream[plan.batch_of[i]] and not self._waiting[i]
+        ]
+        self._ready: list[tuple[tuple[float, float, int], int]] = []
+
+    # -- events -------------------------------------------------------------
+
+    def add_worker(self, worker: str) -> None:
+        self.queues.setdefault(worker, [])
+
+    def remove_worker(self, worker: str) -> int | None:
+        """Forget a worker that went away; return the test it was running, if any.
+
+        A test has started once something was queued behind it; it counts as
+        failed (its worker crashed). Tests that had not started go back to be
+        sent elsewhere.
+        """
+        queue = self.queues.pop(worker, [])
+        self.stopping.discard(worker)
+        crashed = None
+        for position, item in enumerate(queue):
+            if isinstance(item, Idle):
+                continue
+            self._release(item)
+            if crashed is None and position < len(queue) - 1:
+                crashed = item
+                self.state.test_finished(item, "failed")
+                self._complete(item)
+            else:
+                self._requeue(item)
+        return crashed
+
+    def test_complete(self, worker: str, item: Sendable) -> None:
+        """The worker finished ``item``; a test's outcome is already in the run state."""
+        self.queues[worker].remove(item)
+        if isinstance(item, int):
+            self._release(item)
+            self._complete(item)
+
+    def unscheduled(self, worker: str, items: Sequence[int]) -> None:
+        """Tests taken back from a worker before they started."""
+        for item in items:
+            self.queues[worker].remove(item)
+            self._release(item)
+            self._requeue(item)
+
+    # -- decisions ----------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return not self.pending and not self.running
+
+    def decide(self, now: float) -> Decision:
+        """Send work to every worker that has none, skip what can never run."""
+        decision = Decision()
+        workers = sorted(self.queues, key=lambda w: (self._busy(w), w))
+        for worker in workers:
+            if worker in self.stopping or self._busy(worker):
+                continue
+            test = self._pick(now, decision)
+            if test is None:
+                break
+            self._send(decision, worker, test, now)
+        self._take_fresh(now, decision)
+        if not self.pending:
+            for worker in workers:
+                if worker not in self.stopping and not self._busy(worker):
+                    self.stopping.add(worker)
+                    decision.shutdown.append(worker)
+        elif not self.running and self.queues:
+            waiting = sorted(self.pending, key=self._key.__getitem__)[:3]
+            raise SchedulerStalled(
+                f"{len(self.pending)} tests wait but none can start; first: "
+                + ", ".join(self.state.nodeids[i] for i in waiting)
+            )
+        return decision
+
+    def _busy(self, worker: str) -> bool:
+        return any(not isinstance(item, Idle) for item in self.queues[worker])
+
+    def _take_fresh(self, now: float, decision: Decision) -> None:
+        """Tests whose dependencies and upstream batches are done: skip or make ready."""
+        while self._fresh:
+            index = self._fresh.pop()
+            if index not in self.pending:
+                continue
+            reason = self.state.skip_reason(index, now)
+            if reason is None:
+                heapq.heappush(self._ready, (self._key[index], index))
+            else:
+                self._skip(index, reason, decision)
+
+    def _pick(self, now: float, decision: Decision) -> int | None:
+        """The best ready test that may start now, skipping those that must not run."""
+        self._take_fresh(now, decision)
+        if any(self._policies[self.plan.batch_of[i]].mode == "exclusive" for i in self.running):
+            return None
+        deferred: list[tuple[tuple[float, float, int], int]] = []
+        chosen = None
+        while self._ready:
+            entry = heapq.heappop(self._ready)
+            index = entry[1]
+            if index not in self.pending:
+                continue
+            reason = self.state.skip_reason(index, now)
+            if reason is not None:
+                self._skip(index, reason, decision)
+                self._take_fresh(now, decision)
+                continue
+            if self._allowed(index):
+                chosen = index
+                break
+            deferred.append(entry)
+            if self._policies[self.plan.batch_of[index]].mode == "exclusive" and not deferred[:-1]:
+                break  # the best test needs the cluster alone: let it drain
+        for entry in deferred:
+            heapq.heappush(self._ready, entry)
+        return chosen
+
+    def _allowed(self, index: int) -> bool:
+        batch = self.plan.batch_of[index]
+        policy = self._policies[batch]
+        if policy.mode == "exclusive" and self.running:
+            return False
+        if policy.mode in ("serial", "exclusive") and (
+            self._batch_running[batch] or self._next_in_order(batch) != index
+        ):
+            return False
+        if policy.workers is not None and self._batch_running[batch] >= policy.workers:
+            return False
+        if any(self._held[lock] for lock in self.locks.get(index, ())):
+            return False
+        return all(name == batch for name in self._exclusive_underway())
+
+    def _exclusive_underway(self) -> list[str]:
+        """Exclusive batches that started and still have tests to run: they own the cluster."""
+        return [
+            name
+            for name, policy in self._policies.items()
+            if policy.mode == "exclusive"
+            and name in self.state.batch_started
+            and self._batch_left[name]
+        ]
+
+    def _next_in_order(self, batch: str) -> int | None:
+        tests = self._batch_tests[batch]
+        position = self._serial_next[batch]
+        while position < len(tests) and tests[position] not in self.pending:
+            position += 1
+        self._serial_next[batch] = position
+        return tests[position] if position < len(tests) else None
+
+    def _send(self, decision: Decision, worker: str, index: int, now: float) -> None:
+        batch = self.plan.batch_of[index]
+        self.pending.discard(index)
+        self.running[index] = worker
+        self._batch_running[batch] += 1
+        self._held.update(self.locks.get(index, ()))
+        self.state.test_started(index, now)
+        items: list[Sendable] = [index, Idle(self.parents[index])]
+        self.queues[worker].extend(items)
+        decision.send.setdefault(worker, []).extend(items)
+
+    def _skip(self, index: int, reason: str, decision: Decision) -> None:
+        self.pending.discard(index)
+        self.state.test_finished(index, "skipped")
+        decision.skip.append((index, reason))
+        self._complete(index)
+
+    def _requeue(self, index: int) -> None:
+        self.pending.add(index)
+        heapq.heappush(self._ready, (self._key[index], index))
+
+    def _release(self, index: int) -> None:
+        if self.running.pop(index, None) is None:
+            return
+        self._batch_running[self.plan.batch_of[index]] -= 1
+        self._held.subtract(self.locks.get(index, ()))
+
+    def _complete(self, index: int) -> None:
+        self.done.add(index)
+        for successor in self._successors[index]:
+            self._waiting[successor] -= 1
+            if not self._waiting[successor] and not self._upstream[self.plan.batch_of[successor]]:
+                self._fresh.append(successor)
+        batch = self.plan.batch_of[index]
+        self._batch_left[batch] -= 1
+        if self._batch_left[batch]:
+            return
+        for downstream in self._downstream[batch]:
+            self._upstream[downstream].discard(batch)
+            if not self._upstream[downstream]:
+                self._fresh.extend(i for i in self._batch_tests[downstream] if not self._waiting[i])
