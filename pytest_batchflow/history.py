@@ -98,29 +98,33 @@ class HistoryStore:
         """Open or create the store; a damaged file is moved aside.
 
         Returns the store and, when a file was moved aside, a warning to show.
-        Raises HistoryError when no store can be used: a fresh one cannot be
-        created, or the file belongs to a newer batchflow (left untouched).
+        Raises HistoryError when no store can be used: the folder or a fresh
+        store cannot be created, the file belongs to a newer batchflow, or it
+        is locked or read-only (all left untouched).
         """
         try:
+            created = not path.parent.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise HistoryError(f"cannot create the folder of {path}: {error}") from None
-        _ignore_in_git(path.parent)
+        if created:
+            _ignore_in_git(path.parent)
         try:
             return cls(path, _connect(path)), None
         except sqlite3.DatabaseError as error:
-            if not path.exists():
-                raise HistoryError(f"cannot create history store {path}: {error}") from None
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(f"{path}{suffix}").unlink()
-            path.replace(aside)
-            warning = f"history store {path} was unreadable ({error}); moved it to {aside.name}"
+            if not _is_corrupt(error) or not path.exists():
+                raise HistoryError(f"cannot use history store {path}: {error}") from None
+            damage = error
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
-            return cls(path, _connect(path)), f"{warning} and started a fresh one"
-        except sqlite3.DatabaseError as error:
-            raise HistoryError(f"cannot create history store {path}: {error}") from None
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            path.replace(aside)
+            store = cls(path, _connect(path))
+        except (OSError, sqlite3.Error) as error:
+            raise HistoryError(f"history store {path} is unreadable ({damage}): {error}") from None
+        warning = f"history store {path} was unreadable ({damage}); moved it to {aside.name}"
+        return store, f"{warning} and started a fresh one"
 
     def close(self) -> None:
         self._db.close()
@@ -195,8 +199,14 @@ class HistoryStore:
             if nodeid in wanted and outcome in ("passed", "xpassed")
         }
 
-    def run_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
+    """Only a damaged file is moved aside; locked or read-only ones are left alone."""
+    name = getattr(error, "sqlite_errorname", None)  # Python >= 3.11
+    if name is not None:
+        return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+    message = str(error)
+    return "not a database" in message or "malformed" in message
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -204,6 +214,22 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         connection.execute("PRAGMA busy_timeout = 30000")
         connection.execute("PRAGMA journal_mode = WAL")
+        # Under WAL a commit survives a crash of the process; only a power loss
+        # may take the last few, which a test history can afford for speed.
+        connection.execute("PRAGMA synchronous = NORMAL")
+        _migrate(connection)
+        connection.execute("SELECT COUNT(*) FROM runs").fetchone()
+        connection.isolation_level = "DEFERRED"
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring the schema up to date; concurrent runs serialise on the write lock."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise HistoryError(
@@ -211,14 +237,14 @@ def _connect(path: Path) -> sqlite3.Connection:
                 "upgrade pytest-batchflow or use another --batchflow-history"
             )
         for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            # executescript commits first; run each migration in its own transaction.
-            connection.executescript(f"BEGIN; {script}; PRAGMA user_version = {target}; COMMIT;")
-        connection.execute("SELECT COUNT(*) FROM runs").fetchone()
-        connection.isolation_level = "DEFERRED"
+            for statement in script.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {target}")
+        connection.execute("COMMIT")
     except BaseException:
-        connection.close()
+        connection.execute("ROLLBACK")
         raise
-    return connection
 
 
 def _ignore_in_git(folder: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BATCHES_INI", "BATCHES_INI_HELP", "OPTIONS", "Option"]
+__all__ = ["BATCHES_INI", "BATCHES_INI_HELP", "OPTIONS", "SWITCHES", "Option"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,12 @@ class Option:
     help: str
     example: str
     is_flag: bool = False
+    metavar: str = "VALUE"
+
+    @property
+    def dest(self) -> str:
+        """The attribute on ``config.option``."""
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -51,6 +57,7 @@ OPTIONS: tuple[Option, ...] = (
         "batchflow_select",
         "Run only these batches, comma-separated (a CI stage).",
         "unit,db",
+        metavar="NAMES",
     ),
     Option(
         "json_path",
@@ -59,6 +66,7 @@ OPTIONS: tuple[Option, ...] = (
         "batchflow_json",
         "Write the run's JSON result to this path.",
         ".batchflow/result.json",
+        metavar="PATH",
     ),
     Option(
         "history_path",
@@ -67,6 +75,7 @@ OPTIONS: tuple[Option, ...] = (
         "batchflow_history",
         "SQLite history store (default: .batchflow/history.sqlite in rootdir).",
         ".batchflow/history.sqlite",
+        metavar="PATH",
     ),
     Option(
         "no_history",
@@ -85,6 +94,7 @@ OPTIONS: tuple[Option, ...] = (
         "What a dependency on an unknown test does: 'error' (usage error) or 'skip' "
         "(the dependent is skipped).",
         "skip",
+        metavar="error|skip",
     ),
 )
 
@@ -93,3 +103,6 @@ BATCHES_INI_HELP = (
     "Batch lines, one per line: 'NAME: key=value ...' with keys paths, markers, kind, "
     "after, mode, workers, priority, reruns, timeout, maxfail, cov, on_upstream_failure."
 )
+
+#: The options that switch batchflow on (a plan is batchflow's too).
+SWITCHES: tuple[Option, ...] = tuple(o for o in OPTIONS if o.field in ("enabled", "plan_only"))

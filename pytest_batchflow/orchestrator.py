@@ -1,9 +1,14 @@
-"""The plugin object registered when ``--batchflow`` is on (serial runs).
+"""The plugin object registered when ``--batchflow`` is on.
 
-It turns the collection into a plan, reorders the items to it, skips tests
-whose dependencies or batch policies forbid them to run (before any fixture
-is set up), and turns pytest's reports into the results model, the history
-store and the terminal summary.
+It plays one of three roles. *Serial* (no xdist): it turns the collection into
+a plan, reorders the items to it and skips, before any fixture is set up, the
+tests whose dependencies or batch policies forbid them to run. *Worker* (an
+xdist worker): it analyses its collection for the controller and runs what it
+is sent, including the no-op release items of the dispatcher. *Controller*
+(xdist's main process): it plans from a worker's analysis and dispatches
+through :mod:`pytest_batchflow.xdist_scheduler`. Serial and controller turn
+pytest's reports into the results model, the history store, the JSON file and
+the terminal summary.
 """
 
 from __future__ import annotations
@@ -16,26 +21,44 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import pytest
 
 from . import __version__
-from .core.graph import TestSpec, resolve_dependencies
-from .core.plan import BatchRule, Plan, PlanError, assign_batch, build_plan
+from .collection import Analysis, analyse
+from .core.plan import Plan, PlanError, build_plan
 from .core.scheduler import RunState
 from .history import Attempt, HistoryError, HistoryStore
-from .items import MarkerError, describe_item
+from .items import MarkerError
 from .results import BatchResult, Environment, PhaseResult, RunResult, TestResult
 from .settings import Settings
-from .terminal import batch_table, format_plan
+from .terminal import batch_table, format_header, format_plan
 
-__all__ = ["Orchestrator"]
+__all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "Role"]
 
+#: A test's index in the full collection (the core's name for it).
 INDEX_KEY = pytest.StashKey[int]()
 T = TypeVar("T")
-WORKER = "main"
+Role = Literal["serial", "worker", "controller"]
+SERIAL_WORKER = "main"
+
+
+class IdleItem(pytest.Item):
+    """A no-op item a worker runs after a test, so that the test starts at once.
+
+    It sits under the test's parent: the test's teardown keeps the parent's
+    fixtures, and the idle item tears down only what the next item sent does
+    not need. It produces no report.
+    """
+
+    def runtest(self) -> None:
+        """Nothing: only its place between two tests matters."""
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, "batchflow idle"
 
 
 def _git_commit(rootpath: Path) -> str | None:
@@ -56,18 +79,40 @@ def _git_commit(rootpath: Path) -> str | None:
     return completed.stdout.strip() or None if completed.returncode == 0 else None
 
 
-def _test_outcome(phases: Sequence[pytest.TestReport]) -> str:
-    by_when: dict[str, pytest.TestReport] = {str(report.when): report for report in phases}
+def _test_outcome(reports: Sequence[pytest.TestReport]) -> str:
+    """One outcome word from a test's reports (the last attempt's, under reruns)."""
+    by_when = {str(report.when): report for report in reports}
+    if any(report.failed for when, report in by_when.items() if when not in _PHASES):
+        return "failed"  # a crashed worker's report: when="???"
     for when, word in (("setup", "error"), ("call", "failed"), ("teardown", "error")):
-        report = by_when.get(when)
-        if report is not None and report.failed:
+        failed = by_when.get(when)
+        if failed is not None and failed.failed:
             return word
     for when in ("setup", "call"):
-        report = by_when.get(when)
-        if report is not None and report.skipped:
-            return "xfailed" if hasattr(report, "wasxfail") else "skipped"
+        skipped = by_when.get(when)
+        if skipped is not None and skipped.skipped:
+            return "xfailed" if hasattr(skipped, "wasxfail") else "skipped"
     call = by_when.get("call")
     return "xpassed" if call is not None and hasattr(call, "wasxfail") else "passed"
+
+
+_PHASES = ("setup", "call", "teardown")
+
+
+def _phase(report: pytest.TestReport) -> PhaseResult:
+    longrepr = None
+    if report.failed:
+        longrepr = report.longreprtext
+    elif report.skipped and isinstance(report.longrepr, tuple):
+        longrepr = str(report.longrepr[2]).removeprefix("Skipped: ")
+    return PhaseResult(
+        when=str(report.when),
+        outcome=report.outcome,
+        duration=report.duration,
+        start=report.start,
+        stop=report.stop,
+        longrepr=longrepr,
+    )
 
 
 def _attempt(result: TestResult) -> Attempt:
@@ -85,260 +130,403 @@ def _attempt(result: TestResult) -> Attempt:
     )
 
 
-def _phase(report: pytest.TestReport) -> PhaseResult:
-    longrepr = None
-    if report.failed:
-        longrepr = report.longreprtext
-    elif report.skipped and isinstance(report.longrepr, tuple):
-        longrepr = str(report.longrepr[2]).removeprefix("Skipped: ")
-    return PhaseResult(
-        when=report.when,
-        outcome=report.outcome,
-        duration=report.duration,
-        start=report.start,
-        stop=report.stop,
-        longrepr=longrepr,
-    )
-
-
 class Orchestrator:
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, role: Role) -> None:
         self.config = config
         self.settings = settings
+        self.role = role
         self.started = time.time()
-        self.commit = _git_commit(config.rootpath)
         self.notes: list[str] = []
-        self.history: HistoryStore | None = None
-        self.run_id: int | None = None
         self.plan: Plan | None = None
         self.state: RunState | None = None
-        self.specs: dict[int, TestSpec] = {}
-        self.deselected = 0
+        self.analysis: Analysis | None = None
+        self.workers = 1
         self.reports: dict[int, list[pytest.TestReport]] = {}
         self.failed_subtests: set[int] = set()
         self.results: dict[int, TestResult] = {}
-        self.index_of: dict[str, int] = {}
-        # A plan only reads durations: it creates no store where there is none.
-        if not settings.no_history and not (
-            settings.plan_only and not settings.history_path.exists()
-        ):
-            self._open_history()
+        self.run_result: RunResult | None = None
+        # Which test a report belongs to: the item being run (serially) or, on
+        # the controller, the collection position xdist puts on every report.
+        self.current: int | None = None
+        self.position_index: list[int] = []
+        self.open_tests: dict[str, int] = {}
+        self._history: HistoryStore | None = None
+        self._history_opened = False
+        self.run_id: int | None = None
+        option = config.option
+        # Runs that execute no test bodies leave no results and no history.
+        self.recording = role != "worker" and not (
+            settings.plan_only
+            or option.collectonly
+            or getattr(option, "setuponly", False)
+            or getattr(option, "setupplan", False)
+            or getattr(option, "showfixtures", False)
+            or getattr(option, "show_fixtures_per_test", False)
+        )
 
-    def _open_history(self) -> None:
+    # -- history ---------------------------------------------------------------
+
+    @cached_property
+    def commit(self) -> str | None:
+        return _git_commit(self.config.rootpath)
+
+    @property
+    def history(self) -> HistoryStore | None:
+        """The store, opened on first use; None without history."""
+        if not self._history_opened:
+            self._history_opened = True
+            path = self.settings.history_path
+            # A plan or a collection only reads durations: it creates no store.
+            if self.settings.no_history or (not self.recording and not path.exists()):
+                return None
+            try:
+                self._history, warning = HistoryStore.open(path)
+            except HistoryError as error:
+                self.notes.append(f"running without history: {error}")
+                return None
+            if warning:
+                self.notes.append(warning)
+        return self._history
+
+    def _use_history(self, action: Callable[[HistoryStore], T], fallback: T) -> T:
+        """One read or write of the store; a failing store is dropped, never the run."""
+        history = self.history
+        if history is None:
+            return fallback
         try:
-            self.history, warning = HistoryStore.open(self.settings.history_path)
-        except HistoryError as error:
-            self.notes.append(f"running without history: {error}")
-            return
-        if warning:
-            self.notes.append(warning)
+            return action(history)
+        except (sqlite3.Error, OSError) as error:
+            self.notes.append(f"history store failed ({error}); the rest of this run is not stored")
+            self.close()
+            return fallback
 
-    # -- collection -------------------------------------------------------------
+    def close(self) -> None:
+        """Release the history store, however the session ended (usage errors too)."""
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+        self._history_opened = True
 
-    @pytest.hookimpl(wrapper=True)
+    # -- collection (serial and worker) -----------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
+        # Outermost wrapper: what other plugins deselect or reorder (-k, -m,
+        # --lf, --ff) is in ``items`` by the time the plan is made.
         collected = list(items)
         result = yield
         try:
-            self._plan(collected, items)
+            self._plan_collection(collected, items)
         except (PlanError, MarkerError) as error:
-            raise pytest.UsageError(f"batchflow: {error}") from None
+            if self.role != "worker":
+                raise pytest.UsageError(f"batchflow: {error}") from None
+            self._write_for_controller(error=str(error))
         return result
 
-    def _plan(self, collected: list[pytest.Item], items: list[pytest.Item]) -> None:
-        settings = self.settings
-        rootpath = self.config.rootpath
-        specs = [describe_item(i, item, rootpath) for i, item in enumerate(collected)]
-        for item, spec in zip(collected, specs, strict=True):
-            item.stash[INDEX_KEY] = spec.index
-        self.specs = {spec.index: spec for spec in specs}
-        policies = settings.policies
-        known = {policy.name for policy in policies}
-        rules = [BatchRule.from_policy(policy) for policy in policies]
-        batch_of = {spec.index: assign_batch(spec, rules) for spec in specs}
-        for spec in specs:
-            if batch_of[spec.index] not in known:
-                raise MarkerError(
-                    f"{spec.nodeid}: @pytest.mark.batch({batch_of[spec.index]!r}) names an "
-                    f"unknown batch; known batches: {', '.join(sorted(known))}"
-                )
-        if self.config.pluginmanager.has_plugin("dependency") and any(
-            spec.dependency is not None for spec in specs
-        ):
+    def _plan_collection(self, collected: list[pytest.Item], items: list[pytest.Item]) -> None:
+        analysis = analyse(collected, items, self.settings, self.config.rootpath)
+        for index, item in enumerate(collected):
+            item.stash[INDEX_KEY] = index
+        analysis.check(self.settings, narrowed=self._narrowed_selection())
+        if analysis.uses_dependency_marks and self.config.pluginmanager.has_plugin("dependency"):
             self.notes.append(
                 "pytest-dependency is active too; batchflow orders and skips its dependents "
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
-        resolution = resolve_dependencies(specs)
-        if resolution.unresolved and settings.missing_dependency == "error":
-            first = resolution.unresolved[0]
-            raise PlanError(
-                f"{self.specs[first.dependent].nodeid} depends on {first.target!r}, which "
-                "matches no collected test; fix the name, select that test too, or set "
-                "batchflow_missing_dependency = skip"
-            )
-        unresolved: dict[int, str] = {}
-        for target in resolution.unresolved:
-            unresolved.setdefault(target.dependent, target.target)
+        run = set(analysis.run)
+        dropped = [item for item in items if item.stash[INDEX_KEY] not in run]
+        if dropped:
+            self.config.hook.pytest_deselected(items=dropped)
+        by_index = {item.stash[INDEX_KEY]: item for item in items}
+        if self.role == "worker":
+            self._write_for_controller(analysis=analysis)
+            items[:] = [by_index[i] for i in analysis.run]
+            return
+        plan = self.make_plan(analysis)[0]
+        items[:] = [by_index[i] for i in plan.order]
 
-        kept = {item.stash[INDEX_KEY] for item in items}
-        if settings.select is not None:
-            selected = set(settings.select)
-            dropped = [item for item in items if batch_of[item.stash[INDEX_KEY]] not in selected]
-            if dropped:
-                self.config.hook.pytest_deselected(items=dropped)
-                items[:] = [item for item in items if batch_of[item.stash[INDEX_KEY]] in selected]
-        self.deselected = len(collected) - len(items)
+    def _narrowed_selection(self) -> bool:
+        """Whether the command line picked tests rather than the whole suite.
+
+        Then a dependency may simply not be collected (``pytest file::test``,
+        ``--lf``): the dependent is skipped with that reason instead of refused.
+        """
+        option = self.config.option
+        return (
+            any("::" in str(arg) for arg in self.config.args)
+            or bool(getattr(option, "lf", False))
+            or bool(getattr(option, "stepwise", False))
+        )
+
+    def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
+        """Plan the run from an analysis; history gives durations and earlier passes."""
         durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
         plan = build_plan(
-            specs,
-            policies,
-            batch_of,
-            resolution.predecessors,
-            [item.stash[INDEX_KEY] for item in items],
+            analysis.specs,
+            self.settings.policies,
+            analysis.batch_of,
+            analysis.predecessors,
+            analysis.run,
             durations,
         )
-        # Set together, once nothing can fail any more: the later hooks use both.
-        self.state = RunState(
+        state = RunState(
             plan,
-            {spec.index: spec.nodeid for spec in specs},
-            self._external_reasons(plan, kept, batch_of),
-            unresolved,
+            {spec.index: spec.nodeid for spec in analysis.specs},
+            self._external_reasons(plan, analysis),
+            analysis.unresolved,
         )
-        self.plan = plan
-        by_index = {item.stash[INDEX_KEY]: item for item in items}
-        items[:] = [by_index[i] for i in plan.order]
-        self.index_of = {item.nodeid: item.stash[INDEX_KEY] for item in items}
+        # Set together, once nothing can fail any more: the later hooks use all three.
+        self.analysis, self.plan, self.state = analysis, plan, state
+        return plan, state
 
-    def _external_reasons(
-        self, plan: Plan, kept: set[int], batch_of: dict[int, str]
-    ) -> dict[int, str | None]:
+    def _external_reasons(self, plan: Plan, analysis: Analysis) -> dict[int, str | None]:
         """Why each dependency outside the plan is missing; None if it passed before.
 
         A dependency in a batch left out by --batchflow-batches counts as met
         when the history has it passing at this same commit (an earlier CI stage).
         """
+        kept = set(analysis.kept)
         outside = {pred for preds in plan.external.values() for pred in preds}
         unselected = {pred for pred in outside if pred in kept}
         passed: set[str] = set()
         commit = self.commit
         if unselected and commit is not None:
-            nodeids = [self.specs[pred].nodeid for pred in unselected]
+            nodeids = [analysis.specs[pred].nodeid for pred in unselected]
             passed = self._use_history(lambda h: h.passed_at_commit(commit, nodeids), set())
         reasons: dict[int, str | None] = {}
         for pred in outside:
-            nodeid = self.specs[pred].nodeid
+            nodeid = analysis.specs[pred].nodeid
+            batch = analysis.batch_of[pred]
             if pred not in kept:
                 reasons[pred] = "was deselected"
             elif nodeid in passed:
                 reasons[pred] = None
             elif self.settings.missing_dependency == "skip":
                 reasons[pred] = (
-                    f"is in batch {batch_of[pred]!r}, not selected, and has not passed at "
-                    "this commit"
+                    f"is in batch {batch!r}, not selected, and has not passed at this commit"
                 )
             else:
                 dependent = next(i for i, preds in plan.external.items() if pred in preds)
                 raise PlanError(
-                    f"{self.specs[dependent].nodeid} depends on {nodeid} in batch "
-                    f"{batch_of[pred]!r}, which --batchflow-batches leaves out and the history "
-                    f"has not seen pass at commit {self.commit or '(unknown)'}; select "
-                    f"{batch_of[pred]!r} too or run it first"
+                    f"{analysis.specs[dependent].nodeid} depends on {nodeid} in batch "
+                    f"{batch!r}, which --batchflow-batches leaves out and the history "
+                    f"has not seen pass at commit {commit or '(unknown)'}; select "
+                    f"{batch!r} too or run it first"
                 )
         return reasons
 
-    # -- reporting in the header ------------------------------------------------
+    # -- the worker's side of the channel --------------------------------------
 
-    def pytest_report_header(self) -> list[str]:
-        return [f"batchflow: warning: {note}" for note in self.notes]
+    def _write_for_controller(
+        self, analysis: Analysis | None = None, error: str | None = None
+    ) -> None:
+        from .xdist_scheduler import write_worker_analysis
 
-    def pytest_report_collectionfinish(self) -> list[str]:
-        if self.plan is None:
-            return []
-        batches = [batch for batch in self.plan.batches if batch.tests]
-        tests = len(self.plan.order)
-        return [
-            f"batchflow: {len(batches)} batch{'es' if len(batches) != 1 else ''}, "
-            f"{tests} test{'s' if tests != 1 else ''}, "
-            f"{self.plan.edge_count} dependenc{'ies' if self.plan.edge_count != 1 else 'y'}"
-        ]
-
-    # -- running -----------------------------------------------------------------
+        write_worker_analysis(self.config, analysis, error)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self.role == "worker":
+            # Release items go after the collection the controller knows, one
+            # per parent, in the order the controller expects them.
+            parents = {item.parent.nodeid: item.parent for item in session.items if item.parent}
+            session.items.extend(
+                IdleItem.from_parent(parents[nodeid], name="batchflow-idle")
+                for nodeid in sorted(parents)
+            )
+            return None
         if not self.settings.plan_only or self.plan is None:
             return None
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        lines = format_plan(self.plan, self.specs, workers=1)
-        if terminal is not None:
-            for line in lines:
-                terminal.write_line(line)
+        if session.testsfailed and not self.config.option.continue_on_collection_errors:
+            errors = session.testsfailed
+            raise session.Interrupted(
+                f"{errors} error{'s' if errors != 1 else ''} during collection"
+            )
+        self.print_plan()
         return True
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        if self.state is not None and INDEX_KEY in item.stash:
-            index = item.stash[INDEX_KEY]
-            now = time.monotonic()
-            reason = self.state.skip_reason(index, now)
-            if reason is not None:
-                # A skip marker makes pytest's own skipping plugin skip the test
-                # before any fixture is set up, reported at the test's location.
-                item.add_marker(pytest.mark.skip(reason=f"batchflow: {reason}"))
-            else:
-                self.state.test_started(index, now)
-        return (yield)
+    def print_plan(self) -> None:
+        assert self.plan is not None
+        assert self.analysis is not None
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            specs = {spec.index: spec for spec in self.analysis.specs}
+            for line in format_plan(self.plan, specs, workers=self.workers):
+                terminal.write_line(line)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        if isinstance(item, IdleItem):
+            _run_idle(item, nextitem)
+            return True
+        self.current = item.stash.get(INDEX_KEY, None)
+        return None
+
+    # -- the controller's side ------------------------------------------------------
+
+    @property
+    def _own_worker_name(self) -> str:
+        return SERIAL_WORKER if self.role == "serial" else "controller"
+
+    def analysis_nodeid(self, index: int) -> str:
+        assert self.analysis is not None
+        return self.analysis.specs[index].nodeid
+
+    def write_line(self, line: str) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line(line)
+
+    def emit_skip(self, index: int, reason: str) -> None:
+        """Report a test the dispatcher will never send as skipped, as pytest would."""
+        assert self.analysis is not None
+        nodeid = self.analysis.specs[index].nodeid
+        location = self.analysis.locations[index]
+        hook = self.config.hook
+        now = time.time()
+        longrepr = (location[0], (location[1] or 0) + 1, f"Skipped: batchflow: {reason}")
+        # The keywords make the short summary fold it like a skip marker's.
+        keywords: dict[str, Literal[1]] = {"skip": 1, self.analysis.specs[index].name: 1}
+        self.open_tests[nodeid] = index
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        setup = pytest.TestReport(
+            nodeid, location, keywords, "skipped", longrepr, "setup", start=now, stop=now
+        )
+        teardown = pytest.TestReport(
+            nodeid, location, keywords, "passed", None, "teardown", start=now, stop=now
+        )
+        hook.pytest_runtest_logreport(report=setup)
+        hook.pytest_runtest_logreport(report=teardown)
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    # -- the serial run ----------------------------------------------------------
+
+    def pytest_report_collectionfinish(self) -> list[str]:
+        if self.plan is None or self.role != "serial":
+            return []
+        return [format_header(self.plan)]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.role != "serial" or self.state is None or INDEX_KEY not in item.stash:
+            return
+        index = item.stash[INDEX_KEY]
+        now = time.monotonic()
+        reason = self.state.skip_reason(index, now)
+        if reason is None:
+            self.state.test_started(index, now)
+        elif self.config.pluginmanager.has_plugin("skipping"):
+            # The skipping plugin (tryfirst too, registered earlier, so called
+            # after us) then skips before any fixture, at the test's location.
+            item.add_marker(pytest.mark.skip(reason=f"batchflow: {reason}"))
+        else:
+            pytest.skip(f"batchflow: {reason}")
+
+    # -- reports (serial and controller) -----------------------------------------
+
+    def _report_index(self, report: pytest.TestReport) -> int | None:
+        if self.role == "serial":
+            return self.current
+        position = getattr(report, "item_index", None)
+        if isinstance(position, int) and 0 <= position < len(self.position_index):
+            index = self.position_index[position]
+            self.open_tests[report.nodeid] = index
+            return index
+        return self.open_tests.get(report.nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        index = self.index_of.get(report.nodeid)
+        if self.role == "worker" or self.state is None:
+            return
+        index = self._report_index(report)
         if index is None:
             return
-        # Subtest reports (pytest's subtests fixture, unittest's subTest) carry a
-        # ``context`` and, for unittest, no times: they decide the outcome only.
         if hasattr(report, "context"):
+            # Subtest reports (pytest's subtests fixture, unittest's subTest)
+            # carry no times of their own: they decide the outcome only.
             if report.failed:
                 self.failed_subtests.add(index)
-        else:
-            self.reports.setdefault(index, []).append(report)
+            return
+        if index in self.results:
+            self._late_report(index, report)
+            return
+        self.reports.setdefault(index, []).append(report)
+        if report.when not in _PHASES:  # a crashed worker: no logfinish follows
+            self.open_tests.pop(report.nodeid, None)
+            self._finalize(index)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        index = self.index_of.get(nodeid)
-        if index is None or self.state is None or self.plan is None:
+        if self.role == "worker":
             return
-        phases = self.reports.pop(index, [])
-        if not phases:
+        index = self.current if self.role == "serial" else self.open_tests.pop(nodeid, None)
+        if index is not None and index not in self.results:
+            self._finalize(index)
+
+    def _finalize(self, index: int) -> None:
+        assert self.state is not None
+        reports = self.reports.pop(index, [])
+        if not reports:
             return
-        outcome = _test_outcome(phases)
+        outcome = _test_outcome(reports)
         if index in self.failed_subtests and outcome in ("passed", "xpassed"):
             outcome = "failed"
         self.state.test_finished(index, outcome)
-        result = self._test_result(index, outcome, phases)
+        result = self._test_result(index, outcome, reports)
         self.results[index] = result
+        if not self.recording:
+            return
+        if self.run_id is None:
+            self.run_id = self._use_history(
+                lambda h: h.start_run(
+                    self.started,
+                    self.commit,
+                    socket.gethostname(),
+                    platform.python_version(),
+                    " ".join(self.config.invocation_params.args),
+                ),
+                None,
+            )
         run_id = self.run_id
         if run_id is not None:
             attempt = _attempt(result)
             self._use_history(lambda h: h.record_attempt(run_id, self.commit, attempt), None)
 
+    def _late_report(self, index: int, report: pytest.TestReport) -> None:
+        """A teardown error reported after the test finished (fixtures torn down late)."""
+        if not report.failed:
+            return
+        result = self.results[index]
+        self.results[index] = result.model_copy(
+            update={
+                "outcome": "error" if result.outcome == "passed" else result.outcome,
+                "phases": [*result.phases, _phase(report)],
+                "longrepr": result.longrepr or report.longreprtext,
+            }
+        )
+
     def _test_result(
         self, index: int, outcome: str, reports: list[pytest.TestReport]
     ) -> TestResult:
         assert self.plan is not None
+        assert self.analysis is not None
+        specs = self.analysis.specs
         phases = [_phase(report) for report in reports]
         decisive = next((p for p in phases if p.outcome == "failed"), None) or next(
             (p for p in phases if p.outcome == "skipped"), None
         )
         return TestResult(
-            nodeid=self.specs[index].nodeid,
+            nodeid=specs[index].nodeid,
             batch=self.plan.batch_of[index],
             outcome=outcome,
             duration=sum(p.duration for p in phases),
             start=min(p.start for p in phases),
             stop=max(p.stop for p in phases),
-            worker=WORKER,
-            dependencies=[self.specs[p].nodeid for p in self.plan.predecessors.get(index, ())],
+            # Tests the controller skipped itself never reached a worker.
+            worker=str(getattr(reports[-1], "worker_id", self._own_worker_name)),
+            dependencies=[specs[p].nodeid for p in self.plan.predecessors.get(index, ())],
             phases=phases,
             longrepr=decisive.longrepr if decisive else None,
             # pytest gives each report the output of all phases so far.
@@ -347,44 +535,16 @@ class Orchestrator:
             log=reports[-1].caplog,
         )
 
-    # -- history, results and summary --------------------------------------------
-
-    def close(self) -> None:
-        """Release the history store, however the session ended (usage errors too)."""
-        if self.history is not None:
-            self.history.close()
-            self.history = None
-
-    def _use_history(self, action: Callable[[HistoryStore], T], fallback: T) -> T:
-        """One read or write of the store; a failing store is dropped, never the run."""
-        if self.history is None:
-            return fallback
-        try:
-            return action(self.history)
-        except sqlite3.Error as error:
-            self.notes.append(f"history store failed ({error}); the rest of this run is not stored")
-            self.history.close()
-            self.history = None
-            return fallback
-
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.settings.plan_only:
-            return
-        self.run_id = self._use_history(
-            lambda h: h.start_run(
-                self.started,
-                self.commit,
-                socket.gethostname(),
-                platform.python_version(),
-                " ".join(self.config.invocation_params.args),
-            ),
-            None,
-        )
+    # -- the end of the run ------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.plan is None or self.settings.plan_only:
+        if self.plan is None or not self.recording:
             return
         stopped = time.time()
+        run_id = self.run_id
+        if run_id is not None:
+            self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)
+        assert self.analysis is not None
         self.run_result = RunResult(
             started=self.started,
             stopped=stopped,
@@ -393,31 +553,33 @@ class Orchestrator:
             environment=self._environment(),
             batches=self._batch_results(),
             tests=[self.results[i] for i in self.plan.order if i in self.results],
-            deselected=self.deselected,
+            deselected=len(self.analysis.specs) - len(self.plan.order),
         )
         if self.settings.json_path is not None:
-            self.run_result.write(self.settings.json_path)
-        run_id = self.run_id
-        if run_id is not None:
-            self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)
+            try:
+                self.run_result.write(self.settings.json_path)
+            except OSError as error:
+                self.notes.append(f"could not write the JSON result: {error}")
 
     def _batch_results(self) -> list[BatchResult]:
         assert self.plan is not None
         assert self.state is not None
         batches = []
+        selected = self.settings.select
         for batch in self.plan.batches:
-            if self.settings.select is not None and batch.name not in self.settings.select:
+            if selected is not None and batch.name not in selected:
                 continue
             results = [self.results[i] for i in batch.tests if i in self.results]
             outcomes = Counter(result.outcome for result in results)
-            failed = outcomes["failed"] + outcomes["error"]
             blocked = self.state.upstream_block(batch.name) if batch.tests else None
             if not batch.tests:
                 status = "empty"
             elif blocked is not None:
                 status = "skipped"
-            elif failed:
+            elif outcomes["failed"] + outcomes["error"]:
                 status = "failed"
+            elif len(results) < len(batch.tests):
+                status = "incomplete"
             else:
                 status = "passed"
             policy = batch.policy
@@ -437,6 +599,7 @@ class Orchestrator:
                     status=status,
                     skip_reason=blocked,
                     tests=len(batch.tests),
+                    not_run=len(batch.tests) - len(results),
                     outcomes=dict(sorted(outcomes.items())),
                     duration=(max(r.stop for r in results) - min(r.start for r in results))
                     if results
@@ -464,18 +627,40 @@ class Orchestrator:
             invocation=list(self.config.invocation_params.args),
             hostname=socket.gethostname(),
             git_commit=self.commit,
+            workers=self.workers,
         )
 
+    def pytest_report_header(self) -> list[str]:
+        return [f"batchflow: warning: {note}" for note in self.notes]
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.settings.plan_only:
-            return
-        result = getattr(self, "run_result", None)
-        if result is None:
-            return
-        terminalreporter.write_sep("=", "batchflow")
-        for line in batch_table([batch for batch in result.batches if batch.tests]):
-            terminalreporter.write_line(line)
+        result = self.run_result
+        if result is not None:
+            rows = [batch for batch in result.batches if batch.tests]
+            if rows:
+                terminalreporter.write_sep("=", "batchflow")
+                for line in batch_table(rows):
+                    terminalreporter.write_line(line)
         for note in self.notes:
             terminalreporter.write_line(f"batchflow: warning: {note}", yellow=True)
-        if self.settings.json_path is not None:
+        if result is not None and self.settings.json_path is not None:
             terminalreporter.write_line(f"batchflow: JSON result: {self.settings.json_path}")
+
+
+def _run_idle(item: IdleItem, nextitem: pytest.Item | None) -> None:
+    """Run an idle item through pytest's setup and teardown hooks, without reports.
+
+    Its setup finds its parents set up already; its teardown tears down what
+    ``nextitem`` does not need. Only a failure is reported, under the idle
+    item's own node id: a module fixture whose finalizer raised as the worker
+    moved on, which pytest would report at the teardown of the module's last test.
+    """
+    hooks = (
+        ("setup", lambda: item.ihook.pytest_runtest_setup(item=item)),
+        ("teardown", lambda: item.ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)),
+    )
+    for when, hook in hooks:
+        call = pytest.CallInfo.from_call(hook, when=when)  # type: ignore[arg-type]
+        if call.excinfo is not None:
+            report = pytest.TestReport.from_item_and_call(item, call)
+            item.ihook.pytest_runtest_logreport(report=report)

@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .options import BATCHES_INI, BATCHES_INI_HELP, OPTIONS, SWITCHES, Option
+
 if TYPE_CHECKING:
+    from .orchestrator import Role
     from .settings import RawValue, Settings
 
-_BATCHES_INI = "batchflow_batches"
 _ORCHESTRATOR_NAME = "batchflow-orchestrator"
+_XDIST_HOOKS_NAME = "batchflow-xdist"
 
 _MARKERS = (
     "batch(name): put the test (or class/module via pytestmark) in the named batchflow batch; "
@@ -30,34 +33,40 @@ _DEPENDENCY_MARKER = (
     "dependency(name=None, depends=[], scope='module'): pytest-dependency's marker, "
     "honoured by batchflow."
 )
+_PATH_FIELDS = frozenset({"json_path", "history_path"})
+#: xdist modes batchflow's scheduler replaces: they only balance load.
+_REPLACED_DIST_MODES = frozenset({"load", "worksteal"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from .options import BATCHES_INI, BATCHES_INI_HELP, OPTIONS
-
     group = parser.getgroup("batchflow", "batch jobs, dependencies and run history (batchflow)")
     for option in OPTIONS:
-        dest = option.flag.lstrip("-").replace("-", "_")
         if option.is_flag:
             group.addoption(
-                option.flag, action="store_true", default=None, dest=dest, help=option.help
+                option.flag, action="store_true", default=None, dest=option.dest, help=option.help
             )
+            parser.addini(option.ini, help=option.help, type="bool", default=None)
         else:
             group.addoption(
                 option.flag,
                 default=None,
-                dest=dest,
+                dest=option.dest,
                 help=option.help,
-                metavar=option.field.split("_")[0].upper(),
+                metavar=option.metavar,
             )
-        if option.is_flag:
-            parser.addini(option.ini, help=option.help, type="bool", default=None)
-        else:
             parser.addini(option.ini, help=option.help, type="string", default=None)
     parser.addini(BATCHES_INI, help=BATCHES_INI_HELP, type="linelist", default=[])
 
 
-_PATH_FIELDS = frozenset({"json_path", "history_path"})
+def _getini(config: pytest.Config, option: Option) -> object:
+    """pytest parses typed ini keys itself; say which key a bad value was in."""
+    try:
+        return config.getini(option.ini)
+    except (ValueError, pytest.UsageError) as error:  # pytest >= 9.1 raises UsageError
+        where = config.inipath.name if config.inipath else "ini"
+        raise pytest.UsageError(
+            f"batchflow: {option.ini} ({where}): {error}; e.g. {option.ini} = {option.example}"
+        ) from None
 
 
 def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
@@ -65,23 +74,25 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
 
     Relative paths are taken from where they were written: the invocation
     directory for the command line and environment, the ini file's folder for ini.
+    An empty environment variable counts as unset.
     """
-    from .options import OPTIONS
     from .settings import RawValue
 
     inidir = config.inipath.parent if config.inipath else config.rootpath
     inifile = config.inipath.name if config.inipath else "ini"
     raw: dict[str, RawValue] = {}
     for option in OPTIONS:
-        dest = option.flag.lstrip("-").replace("-", "_")
-        cli_value = config.getoption(dest)
-        env_value = os.environ.get(option.env)
-        ini_value = _getini(config, option.ini)
+        cli_value = config.getoption(option.dest)
+        env_value = os.environ.get(option.env) or None
+        ini_value = _getini(config, option)
         if cli_value is not None:
             given = RawValue(cli_value, "cli", "command line")
         elif env_value is not None:
             given = RawValue(env_value, "env", "environment")
         elif ini_value is not None:
+            # Native TOML may hold a list where a comma-separated string is meant.
+            if isinstance(ini_value, list):
+                ini_value = ",".join(str(value) for value in ini_value)
             given = RawValue(ini_value, "ini", inifile)
         else:
             continue
@@ -96,27 +107,13 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
     return raw
 
 
-def _getini(config: pytest.Config, name: str) -> object:
-    """pytest parses bool ini keys itself; say which key a bad one was."""
-    try:
-        return config.getini(name)
-    except (ValueError, pytest.UsageError) as error:  # pytest >= 9.1 raises UsageError
-        where = config.inipath.name if config.inipath else "ini"
-        raise pytest.UsageError(
-            f"batchflow: {name} ({where}): {error}; e.g. {name} = true"
-        ) from None
-
-
 def _wants_batchflow(config: pytest.Config) -> bool:
-    """Whether any source mentions the switch: only then is anything heavy loaded."""
+    """Whether any source mentions a switch: only then is anything heavy loaded."""
     return any(
-        config.getoption(dest) is not None
-        or variable in os.environ
-        or _getini(config, ini) is not None
-        for dest, variable, ini in (
-            ("batchflow", "BATCHFLOW", "batchflow"),
-            ("batchflow_plan", "BATCHFLOW_PLAN", "batchflow_plan"),
-        )
+        config.getoption(option.dest) is not None
+        or os.environ.get(option.env)
+        or _getini(config, option) is not None
+        for option in SWITCHES
     )
 
 
@@ -127,7 +124,7 @@ def load_settings(config: pytest.Config) -> Settings:
     raw = _raw_values(config)
     inifile = str(config.inipath) if config.inipath else "no ini file"
     try:
-        return parse_settings(raw, config.getini(_BATCHES_INI), inifile)
+        return parse_settings(raw, config.getini(BATCHES_INI), inifile)
     except SettingsError as error:
         raise pytest.UsageError(f"batchflow: {error}") from None
 
@@ -143,32 +140,58 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if not config.pluginmanager.has_plugin("dependency"):
         config.addinivalue_line("markers", _DEPENDENCY_MARKER)
-    xdist_words = _xdist_request(config)
-    if xdist_words:
-        raise pytest.UsageError(
-            f"batchflow: --batchflow does not run under pytest-xdist yet ({xdist_words}); "
-            "drop -n/--dist, or drop --batchflow"
-        )
     from .orchestrator import Orchestrator
 
-    config.pluginmanager.register(Orchestrator(config, settings), _ORCHESTRATOR_NAME)
+    role: Role = "serial"
+    workers = 1
+    if hasattr(config, "workerinput"):
+        role = "worker"
+    elif _xdist_distributes(config):
+        workers = _check_xdist_mode(config)
+        if settings.plan_only:
+            # A plan runs nothing: collect here, in one process, as --collect-only
+            # does under xdist, and show the lower bound for the workers asked for.
+            config.option.dist, config.option.tx = "no", []
+            if config.pluginmanager.has_plugin("dsession"):
+                config.pluginmanager.unregister(name="dsession")
+        else:
+            role = "controller"
+    orchestrator = Orchestrator(config, settings, role)
+    orchestrator.workers = workers
+    config.pluginmanager.register(orchestrator, _ORCHESTRATOR_NAME)
+    if role == "controller":
+        from .xdist_scheduler import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(orchestrator), _XDIST_HOOKS_NAME)
 
 
-def _xdist_request(config: pytest.Config) -> str:
-    """How the user asked for xdist workers, in their words; empty if they did not."""
-    if not config.pluginmanager.has_plugin("xdist"):
-        return ""
-    words = []
-    if config.getoption("numprocesses", None):
-        words.append(f"-n {config.getoption('numprocesses')}")
-    dist = config.getoption("dist", "no")
-    if dist not in (None, "no") and not words:  # -n alone implies --dist load
-        words.append(f"--dist {dist}")
-    return " ".join(words)
+def _xdist_distributes(config: pytest.Config) -> bool:
+    """Whether xdist will run this session on workers (its own test, whichever
+    of its configure hook and ours runs first)."""
+    return (
+        config.pluginmanager.has_plugin("xdist")
+        and not config.option.collectonly
+        and config.getoption("dist", "no") != "no"
+        and bool(config.getoption("tx", None))
+    )
+
+
+def _check_xdist_mode(config: pytest.Config) -> int:
+    """Refuse the xdist modes batchflow cannot honour; return the number of workers."""
+    dist = config.getoption("dist")
+    if dist not in _REPLACED_DIST_MODES:
+        raise pytest.UsageError(
+            f"batchflow: --dist {dist} cannot be combined with --batchflow, whose scheduler "
+            "decides where each test runs; drop --dist (use -n alone), or use batch lines, "
+            "@pytest.mark.locks or mode=serial to keep tests apart"
+        )
+    return len(config.getoption("tx") or ()) or 1
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    orchestrator = config.pluginmanager.get_plugin(_ORCHESTRATOR_NAME)
-    if orchestrator is not None:
-        orchestrator.close()
-        config.pluginmanager.unregister(orchestrator)
+    for name in (_XDIST_HOOKS_NAME, _ORCHESTRATOR_NAME):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            if hasattr(plugin, "close"):
+                plugin.close()
+            config.pluginmanager.unregister(plugin)

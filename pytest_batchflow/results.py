@@ -7,7 +7,8 @@ merged shards) read it back with :meth:`RunResult.model_validate_json`.
 from __future__ import annotations
 
 import json
-from collections import Counter
+import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-TestOutcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+TestOutcome = str
 
 
 class _Model(BaseModel):
@@ -36,8 +37,8 @@ class _Model(BaseModel):
 class PhaseResult(_Model):
     """One of a test's setup, call and teardown phases, as pytest reported it."""
 
-    when: Literal["setup", "call", "teardown"]
-    outcome: Literal["passed", "failed", "skipped"]
+    when: str = Field(description="setup, call or teardown; ??? for a crashed worker.")
+    outcome: str = Field(description="passed, failed or skipped; other plugins add words (rerun).")
     duration: float = Field(description="Seconds, as measured by pytest.")
     start: float = Field(description="Unix time the phase started.")
     stop: float = Field(description="Unix time the phase ended.")
@@ -51,7 +52,7 @@ class TestResult(_Model):
 
     nodeid: str
     batch: str
-    outcome: TestOutcome
+    outcome: TestOutcome = Field(description="passed, failed, error, skipped, xfailed or xpassed.")
     duration: float = Field(description="Seconds, all phases together.")
     start: float
     stop: float
@@ -80,9 +81,12 @@ class BatchResult(_Model):
     maxfail: int | None
     cov: bool
     on_upstream_failure: Literal["skip", "run"]
-    status: Literal["passed", "failed", "skipped", "empty"]
+    status: Literal["passed", "failed", "skipped", "incomplete", "empty"] = Field(
+        description="incomplete: some tests never ran (the run stopped early)."
+    )
     skip_reason: str | None = None
     tests: int
+    not_run: int = Field(0, description="Tests of the batch without a result.")
     outcomes: dict[str, int] = Field(description="Test count by outcome.")
     duration: float = Field(description="Wall-clock seconds from its first start to last stop.")
     estimated: float | None = Field(None, description="Seconds estimated from history.")
@@ -99,6 +103,7 @@ class Environment(_Model):
     invocation: list[str] = Field(description="The command-line arguments.")
     hostname: str
     git_commit: str | None = None
+    workers: int = Field(1, description="Worker processes: 1 serially, else xdist's -n.")
 
 
 class RunResult(_Model):
@@ -114,15 +119,17 @@ class RunResult(_Model):
     tests: list[TestResult]
     deselected: int = 0
 
-    def outcome_counts(self) -> Counter[str]:
-        return Counter(test.outcome for test in self.tests)
-
     def write(self, path: Path) -> None:
-        """Write atomically: a reader never sees half a file."""
+        """Write atomically: a reader never sees half a file. Raises OSError."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(self.model_dump_json(indent=1), encoding="utf-8")
-        temporary.replace(path)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+                stream.write(self.model_dump_json(indent=1))
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def json_schema() -> str:

@@ -115,9 +115,9 @@ def parse_batch_line(line: str) -> BatchLine:
             f"e.g. {_KEY_EXAMPLES['markers']}"
         ) from None
     data: dict[str, Any] = {"name": name}
-    for word in words:
+    for position, word in enumerate(words):
         key, equals, value = word.partition("=")
-        if not equals and data and words[words.index(word) - 1].endswith(","):
+        if not equals and position and words[position - 1].endswith(","):
             raise SettingsError(
                 f"line {line!r}: {word!r} follows a comma and a space; write lists without "
                 f"spaces, e.g. {_KEY_EXAMPLES['paths']}"

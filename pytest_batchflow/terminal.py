@@ -8,7 +8,7 @@ from .core.graph import TestSpec
 from .core.plan import Plan
 from .results import BatchResult
 
-__all__ = ["batch_table", "format_plan"]
+__all__ = ["batch_table", "format_header", "format_plan"]
 
 
 def _seconds(value: float) -> str:
@@ -34,14 +34,20 @@ def _policy_words(plan: Plan, name: str) -> str:
     return ", ".join(words)
 
 
+def format_header(plan: Plan, what: str = "batchflow") -> str:
+    """``batchflow: 4 batches, 42 tests, 5 dependencies``."""
+    batches = sum(1 for batch in plan.batches if batch.tests)
+    return (
+        f"{what}: {_count(batches, 'batch')}, {_count(len(plan.order), 'test')}, "
+        f"{_count(plan.edge_count, 'dependency')}"
+    )
+
+
 def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list[str]:
     """The plan as ``--batchflow-plan`` prints it."""
     batches = [batch for batch in plan.batches if batch.tests]
     known = bool(plan.measured)
-    lines = [
-        f"batchflow plan: {_count(len(batches), 'batch')}, {_count(len(plan.order), 'test')}, "
-        f"{_count(plan.edge_count, 'dependency')}"
-    ]
+    lines = [format_header(plan, "batchflow plan")]
     for number, batch in enumerate(batches, start=1):
         after = f" after {','.join(batch.policy.after)}" if batch.policy.after else ""
         estimate = f", est. {_seconds(plan.batch_estimate(batch.name))}" if known else ""

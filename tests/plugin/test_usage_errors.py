@@ -252,12 +252,6 @@ CASES = [
         args=("--batchflow", "--batchflow-json="),
     ),
     Case(
-        "history-path-empty-env",
-        "BATCHFLOW_HISTORY (environment): '': the path is empty; "
-        "e.g. BATCHFLOW_HISTORY=.batchflow/history.sqlite",
-        env={"BATCHFLOW_HISTORY": ""},
-    ),
-    Case(
         "missing-dependency-ini",
         "batchflow_missing_dependency (tox.ini): 'maybe': Input should be 'error' or 'skip'; "
         "e.g. batchflow_missing_dependency = skip",
@@ -289,16 +283,18 @@ CASES = [
         args=(),
     ),
     Case(
-        "xdist-n-2",
-        "--batchflow does not run under pytest-xdist yet (-n 2); "
-        "drop -n/--dist, or drop --batchflow",
-        args=("--batchflow", "-n", "2"),
+        "xdist-dist-each",
+        "--dist each cannot be combined with --batchflow, whose scheduler decides where each "
+        "test runs; drop --dist (use -n alone), or use batch lines, @pytest.mark.locks or "
+        "mode=serial to keep tests apart",
+        args=("--batchflow", "-n", "2", "--dist", "each"),
     ),
     Case(
-        "xdist-dist-without-n",
-        "--batchflow does not run under pytest-xdist yet (--dist loadscope); "
-        "drop -n/--dist, or drop --batchflow",
-        args=("--batchflow", "--dist", "loadscope"),
+        "xdist-dist-loadgroup",
+        "--dist loadgroup cannot be combined with --batchflow, whose scheduler decides where "
+        "each test runs; drop --dist (use -n alone), or use batch lines, @pytest.mark.locks or "
+        "mode=serial to keep tests apart",
+        args=("--batchflow", "-n", "2", "--dist", "loadgroup"),
     ),
     # --- markers -----------------------------------------------------------------------
     Case(

@@ -1,0 +1,125 @@
+"""What the collection tells the planner, in one serialisable record.
+
+Serially the same process collects and plans. Under xdist the controller
+does not collect: each worker writes its :class:`Analysis` as JSON into the
+run directory, and the controller plans from that (DESIGN: metadata travels
+by an explicit channel, never inside node ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import TypeAdapter
+
+from .core.graph import TestSpec, resolve_dependencies
+from .core.plan import BatchRule, PlanError, assign_batch, build_plan
+from .items import MarkerError, describe_item
+from .settings import Settings
+
+__all__ = ["Analysis", "analyse"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Every collected test (deselected ones too) and what the plan needs of it.
+
+    ``kept`` are the indices pytest kept after ``-k``/``-m``/``--deselect``;
+    ``run`` the ones to run (``kept`` within the selected batches), in the
+    order pytest holds them; ``parents`` the node id of each test's parent,
+    whose fixtures a worker keeps between tests.
+    """
+
+    specs: tuple[TestSpec, ...]
+    batch_of: dict[int, str]
+    predecessors: dict[int, tuple[int, ...]]
+    unresolved: dict[int, str]
+    kept: tuple[int, ...]
+    run: tuple[int, ...]
+    parents: dict[int, str]
+    locks: dict[int, frozenset[str]]
+    locations: dict[int, tuple[str, int | None, str]]
+    uses_dependency_marks: bool
+
+    def to_json(self) -> bytes:
+        return _ADAPTER.dump_json(self)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Analysis:
+        return _ADAPTER.validate_json(data)
+
+    def check(self, settings: Settings, narrowed: bool) -> None:
+        """Refuse what can never run: unknown targets, cycles, edges against batch order.
+
+        ``narrowed``: the command line picked some tests (``file::test``, ``--lf``),
+        so an unknown target may exist but not be collected: its dependents are
+        skipped with that reason rather than refused.
+        """
+        if self.unresolved and settings.missing_dependency == "error" and not narrowed:
+            dependent, target = next(iter(self.unresolved.items()))
+            raise PlanError(
+                f"{self.specs[dependent].nodeid} depends on {target!r}, which matches no "
+                "collected test; fix the name, select that test too, or set "
+                "batchflow_missing_dependency = skip"
+            )
+        build_plan(self.specs, settings.policies, self.batch_of, self.predecessors, self.run, {})
+
+
+_ADAPTER = TypeAdapter(Analysis)
+
+
+def _locks(item: pytest.Item) -> frozenset[str]:
+    names: set[str] = set()
+    for mark in item.iter_markers("locks"):
+        if mark.kwargs or not mark.args or not all(isinstance(a, str) and a for a in mark.args):
+            raise MarkerError(
+                f"{item.nodeid}: @pytest.mark.locks takes lock names, "
+                f'e.g. @pytest.mark.locks("db", "port-8080"); got {mark.args!r}'
+            )
+        names.update(mark.args)
+    return frozenset(names)
+
+
+def analyse(
+    collected: Sequence[pytest.Item], kept: Sequence[pytest.Item], settings: Settings, root: Path
+) -> Analysis:
+    """Describe ``collected`` (pytest's collection) given the ``kept`` subset.
+
+    Raises MarkerError for a marker used wrongly or naming an unknown batch.
+    """
+    specs = tuple(describe_item(i, item, root) for i, item in enumerate(collected))
+    position = {id(item): i for i, item in enumerate(collected)}
+    policies = settings.policies
+    known = {policy.name for policy in policies}
+    rules = [BatchRule.from_policy(policy) for policy in policies]
+    batch_of = {spec.index: assign_batch(spec, rules) for spec in specs}
+    for spec in specs:
+        if batch_of[spec.index] not in known:
+            raise MarkerError(
+                f"{spec.nodeid}: @pytest.mark.batch({batch_of[spec.index]!r}) names an "
+                f"unknown batch; known batches: {', '.join(sorted(known))}"
+            )
+    resolution = resolve_dependencies(specs)
+    unresolved: dict[int, str] = {}
+    for target in resolution.unresolved:
+        unresolved.setdefault(target.dependent, target.target)
+    kept_indices = tuple(position[id(item)] for item in kept)
+    selected = set(settings.select) if settings.select is not None else known
+    return Analysis(
+        specs=specs,
+        batch_of=batch_of,
+        predecessors=dict(resolution.predecessors),
+        unresolved=unresolved,
+        kept=kept_indices,
+        run=tuple(i for i in kept_indices if batch_of[i] in selected),
+        parents={
+            i: item.parent.nodeid if item.parent is not None else ""
+            for i, item in enumerate(collected)
+        },
+        locks={i: locks for i, item in enumerate(collected) if (locks := _locks(item))},
+        locations={i: item.location for i, item in enumerate(collected)},
+        uses_dependency_marks=any(spec.dependency is not None for spec in specs),
+    )

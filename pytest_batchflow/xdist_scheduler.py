@@ -1,0 +1,234 @@
+"""pytest-xdist adapter: batchflow's scheduler over the pure core dispatcher.
+
+The controller collects nothing. Each worker writes its analysis of the
+collection (batches, dependencies, locks, parents) as JSON into a run
+directory the controller passes through ``workerinput``; the first one
+becomes the plan. After that the scheduler only translates: xdist's calls
+become dispatcher events, the dispatcher's decisions become ``runtests``,
+``shutdown`` and, for tests that must not run, skipped reports the
+controller emits itself without sending the test anywhere.
+
+Positions in the collection identify tests on the wire. Past the end of the
+collection each worker holds one no-op release item per parent (see
+:class:`pytest_batchflow.orchestrator.IdleItem`), in sorted parent order.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .collection import Analysis
+from .core.plan import PlanError
+from .core.scheduler import Decision, Dispatcher, Idle, Sendable
+from .terminal import format_header
+
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
+    from .orchestrator import Orchestrator
+
+__all__ = ["BatchflowScheduling", "XdistHooks", "write_worker_analysis"]
+
+RUNDIR_KEY = "batchflow_rundir"
+
+
+def _analysis_path(rundir: Path, worker: str) -> Path:
+    return rundir / f"analysis-{worker}.json"
+
+
+def write_worker_analysis(
+    config: pytest.Config, analysis: Analysis | None, error: str | None
+) -> None:
+    """On a worker: leave the analysis (or why there is none) for the controller."""
+    workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
+    path = _analysis_path(Path(workerinput[RUNDIR_KEY]), str(workerinput["workerid"]))
+    if analysis is not None:
+        path.write_bytes(analysis.to_json())
+    else:
+        path.write_text(json.dumps({"error": error}), encoding="utf-8")
+
+
+def _read_worker_analysis(rundir: Path, worker: str) -> Analysis:
+    """On the controller; a worker's planning error becomes the usage error it is."""
+    data = _analysis_path(rundir, worker).read_bytes()
+    if data.startswith(b'{"error"'):
+        raise pytest.UsageError(f"batchflow: {json.loads(data)['error']}")
+    return Analysis.from_json(data)
+
+
+class XdistHooks:
+    """The controller's xdist hooks, registered only when xdist runs batchflow."""
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self.orchestrator = orchestrator
+        self.rundir = Path(tempfile.mkdtemp(prefix="batchflow-"))
+
+    def pytest_configure_node(self, node: WorkerController) -> None:
+        node.workerinput[RUNDIR_KEY] = str(self.rundir)
+
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> BatchflowScheduling:
+        return BatchflowScheduling(self.orchestrator, self.rundir)
+
+    def close(self) -> None:
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+
+class BatchflowScheduling:
+    """xdist's ``Scheduling`` protocol, answered by the core dispatcher."""
+
+    def __init__(self, orchestrator: Orchestrator, rundir: Path) -> None:
+        self.orchestrator = orchestrator
+        self.rundir = rundir
+        self.collections: dict[WorkerController, list[str] | None] = {}
+        self.collection: list[str] | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.aborted = False
+        self.item_at: dict[int, Sendable] = {}
+        self.position_of: dict[Sendable, int] = {}
+
+    # -- state xdist asks about ------------------------------------------------
+
+    @property
+    def nodes(self) -> list[WorkerController]:
+        return list(self.collections)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return bool(self.collections) and all(c is not None for c in self.collections.values())
+
+    @property
+    def tests_finished(self) -> bool:
+        if self.aborted:
+            return True
+        return self.collection_is_completed and (
+            self.dispatcher is not None and self.dispatcher.finished
+        )
+
+    @property
+    def has_pending(self) -> bool:
+        return self.dispatcher is not None and not self.dispatcher.finished
+
+    # -- events -----------------------------------------------------------------
+
+    def add_node(self, node: WorkerController) -> None:
+        self.collections[node] = None
+        if self.dispatcher is not None:
+            self.dispatcher.add_worker(node.gateway.id)
+
+    def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
+        self.collections[node] = list(collection)
+        if self.collection is None:
+            self.collection = list(collection)
+            self._start(node.gateway.id)
+        elif list(collection) != self.collection:
+            self._report_collection_difference(node, collection)
+
+    def mark_test_complete(
+        self, node: WorkerController, item_index: int, duration: float = 0
+    ) -> None:
+        assert self.dispatcher is not None
+        self.dispatcher.test_complete(node.gateway.id, self.item_at[item_index])
+        self._decide()
+
+    def mark_test_pending(self, item: str) -> None:
+        """Asked by a crash handler (pytest-rerunfailures) to run a crashed test again.
+
+        Batchflow decides reruns itself; the crashed test stays failed.
+        """
+        self.orchestrator.notes.append(
+            f"a plugin asked to rerun the crashed test {item}; batchflow's scheduler "
+            "does not take such requests, the test stays failed"
+        )
+
+    def remove_pending_tests_from_node(
+        self, node: WorkerController, indices: Sequence[int]
+    ) -> None:
+        assert self.dispatcher is not None
+        tests = [item for item in map(self.item_at.__getitem__, indices) if isinstance(item, int)]
+        self.dispatcher.unscheduled(node.gateway.id, tests)
+        self._decide()
+
+    def remove_node(self, node: WorkerController) -> str | None:
+        self.collections.pop(node, None)
+        if self.dispatcher is None:
+            return None
+        crashed = self.dispatcher.remove_worker(node.gateway.id)
+        if crashed is None:
+            self._decide()
+            return None
+        nodeid = self.orchestrator.analysis_nodeid(crashed)
+        # xdist reports the crash next, with no position: say which test it was.
+        self.orchestrator.open_tests[nodeid] = crashed
+        self._decide()
+        return nodeid
+
+    def schedule(self) -> None:
+        if self.dispatcher is not None and not self.aborted:
+            self._decide()
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _start(self, worker: str) -> None:
+        assert self.collection is not None
+        try:
+            analysis = _read_worker_analysis(self.rundir, worker)
+            plan, state = self.orchestrator.make_plan(analysis)
+        except PlanError as error:
+            raise pytest.UsageError(f"batchflow: {error}") from None
+        expected = [analysis.specs[index].nodeid for index in analysis.run]
+        if expected != self.collection:
+            raise RuntimeError(
+                f"batchflow: worker {worker} sent a collection that differs from its analysis"
+            )
+        self.orchestrator.position_index = list(analysis.run)
+        for position, index in enumerate(analysis.run):
+            self.item_at[position] = index
+            self.position_of[index] = position
+        parents = {index: analysis.parents[index] for index in analysis.run}
+        for offset, parent in enumerate(sorted(set(parents.values()))):
+            position = len(self.collection) + offset
+            self.item_at[position] = Idle(parent)
+            self.position_of[Idle(parent)] = position
+        self.dispatcher = Dispatcher(plan, state, parents, analysis.locks)
+        for node in self.collections:
+            self.dispatcher.add_worker(node.gateway.id)
+        self.orchestrator.write_line(format_header(plan))
+
+    def _decide(self) -> None:
+        if self.dispatcher is None or self.aborted:
+            return
+        decision: Decision = self.dispatcher.decide(time.monotonic())
+        for index, reason in decision.skip:
+            self.orchestrator.emit_skip(index, reason)
+        nodes = {node.gateway.id: node for node in self.collections}
+        for worker, items in decision.send.items():
+            nodes[worker].send_runtest_some([self.position_of[item] for item in items])
+        for worker in decision.shutdown:
+            nodes[worker].shutdown()
+
+    def _report_collection_difference(
+        self, node: WorkerController, collection: Sequence[str]
+    ) -> None:
+        """As xdist's own schedulers do: a collection error, and no test is run."""
+        from xdist.report import report_collection_diff
+
+        assert self.collection is not None
+        first = next(iter(self.collections))
+        message = report_collection_diff(
+            self.collection, collection, first.gateway.id, node.gateway.id
+        )
+        if message:
+            self.aborted = True
+            self.orchestrator.config.hook.pytest_collectreport(
+                report=pytest.CollectReport(
+                    nodeid=node.gateway.id, outcome="failed", longrepr=message, result=[]
+                )
+            )
