@@ -105,12 +105,14 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
         longrepr = report.longreprtext
     elif report.skipped and isinstance(report.longrepr, tuple):
         longrepr = str(report.longrepr[2]).removeprefix("Skipped: ")
+    # xdist's report of a crashed worker carries no times: it happened now.
+    now = time.time()
     return PhaseResult(
         when=str(report.when),
         outcome=report.outcome,
         duration=report.duration,
-        start=report.start,
-        stop=report.stop,
+        start=report.start or now,
+        stop=report.stop or now,
         longrepr=longrepr,
     )
 

@@ -3,6 +3,12 @@
 A worker starts the head of its queue only when something is queued behind it
 or it was told to shut down (pytest needs the next item before it runs one).
 Time is simulated: a test takes its given duration, an ``Idle`` item none.
+
+A test in ``crashes`` kills its worker halfway through its duration (the first
+time it runs): the dispatcher hears of it only then, as xdist would, and a
+replacement worker joins at that moment. A test in ``teardown_crashes`` passes,
+but its worker dies while running the release token that follows it, where
+pytest tears down the test's fixtures (its next item is then known).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import heapq
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pytest_batchflow.core.scheduler import Dispatcher, Idle, RunState, Sendable
 
@@ -22,6 +29,7 @@ class Execution:
     start: float
     stop: float
     crashed: bool = False
+    outcome: str = "passed"
 
 
 @dataclass
@@ -39,6 +47,19 @@ class Outcome:
     skipped: dict[int, str]
     makespan: float
     restarts: int
+    #: When each skip was decided.
+    skipped_at: dict[int, float] = field(default_factory=dict)
+    #: Every worker that ever joined, in order.
+    workers: list[str] = field(default_factory=list)
+    #: Workers that crashed.
+    crashed_workers: set[str] = field(default_factory=set)
+    #: When each worker was told to shut down.
+    shutdowns: dict[str, float] = field(default_factory=dict)
+    #: What the dispatcher named as the crashed test of each crashed worker.
+    blamed: dict[str, int | None] = field(default_factory=dict)
+
+
+EventKind = Literal["finish", "crash"]
 
 
 class Cluster:
@@ -53,25 +74,34 @@ class Cluster:
         outcomes: Mapping[int, str] | None = None,
         crashes: frozenset[int] = frozenset(),
         max_restarts: int = 10,
+        teardown_crashes: frozenset[int] = frozenset(),
     ) -> None:
         self.dispatcher = dispatcher
         self.state = state
         self.durations = durations
         self.outcomes = outcomes or {}
         self.crashes = set(crashes)
+        self.teardown_crashes = set(teardown_crashes)
+        #: The test each worker ran last, whose fixtures its next item tears down.
+        self.last_test: dict[str, int] = {}
+        #: What the dispatcher named as the crashed test of each crashed worker.
+        self.blamed: dict[str, int | None] = {}
         self.max_restarts = max_restarts
         self.names = (f"gw{n}" for n in itertools.count())
         self.workers: dict[str, Worker] = {}
-        self.events: list[tuple[float, int, str, Sendable]] = []
+        self.events: list[tuple[float, int, EventKind, str, Sendable]] = []
         self.sequence = itertools.count()
         self.executions: list[Execution] = []
         self.started: dict[str, tuple[Sendable, float]] = {}
         self.skipped: dict[int, str] = {}
+        self.skipped_at: dict[int, float] = {}
+        self.shutdowns: dict[str, float] = {}
+        self.crashed_workers: set[str] = set()
         self.restarts = 0
         for _ in range(workers):
-            self._add_worker(0.0)
+            self._add_worker()
 
-    def _add_worker(self, now: float) -> None:
+    def _add_worker(self) -> None:
         name = next(self.names)
         self.workers[name] = Worker(name)
         self.dispatcher.add_worker(name)
@@ -82,62 +112,97 @@ class Cluster:
         for _ in range(limit):
             if not self.events:
                 break
-            now, _, name, item = heapq.heappop(self.events)
+            now, _, kind, name, item = heapq.heappop(self.events)
             worker = self.workers[name]
             if not worker.alive:
                 continue
-            self._finish(worker, item, now)
+            if kind == "crash":
+                self._crash(worker, item, now)
+            else:
+                self._finish(worker, item, now)
             self._decide(now)
         else:
             raise AssertionError("simulation did not end")
         assert self.dispatcher.finished, "cluster went quiet with tests left"
         stops = [e.stop for e in self.executions]
-        return Outcome(self.executions, self.skipped, max(stops, default=0.0), self.restarts)
+        return Outcome(
+            self.executions,
+            self.skipped,
+            max(stops, default=0.0),
+            self.restarts,
+            skipped_at=self.skipped_at,
+            workers=list(self.workers),
+            crashed_workers=self.crashed_workers,
+            shutdowns=self.shutdowns,
+            blamed=self.blamed,
+        )
 
     def _decide(self, now: float) -> None:
         decision = self.dispatcher.decide(now)
         for index, reason in decision.skip:
-            assert index not in self.skipped
+            assert index not in self.skipped, f"{index} skipped twice"
             self.skipped[index] = reason
+            self.skipped_at[index] = now
         for name, items in decision.send.items():
-            self.workers[name].queue.extend(items)
+            worker = self.workers[name]
+            assert worker.alive, f"items sent to {name}, which is gone"
+            assert not worker.shutting_down, f"items sent to {name} after its shutdown"
+            worker.queue.extend(items)
         for name in decision.shutdown:
+            assert name not in self.shutdowns, f"{name} told to shut down twice"
+            self.shutdowns[name] = now
             self.workers[name].shutting_down = True
         for worker in list(self.workers.values()):
             self._try_start(worker, now)
 
     def _try_start(self, worker: Worker, now: float) -> None:
-        if not worker.alive or worker.busy_until is not None or not worker.queue:
+        if not worker.alive or worker.busy_until is not None:
+            return
+        if not worker.queue:
+            if worker.shutting_down:  # nothing left to run: the worker exits
+                worker.alive = False
+                self.dispatcher.remove_worker(worker.name)
             return
         if len(worker.queue) < 2 and not worker.shutting_down:
             return  # the last-item rule: pytest needs the next item first
         item = worker.queue[0]
         duration = 0.0 if isinstance(item, Idle) else self.durations[item]
+        kind: EventKind = "finish"
         if isinstance(item, int) and item in self.crashes:
             self.crashes.discard(item)
-            self._crash(worker, item, now, now + duration / 2)
-            return
+            kind = "crash"
+            duration /= 2
+        elif isinstance(item, Idle) and self.last_test.get(worker.name) in self.teardown_crashes:
+            self.teardown_crashes.discard(self.last_test[worker.name])
+            kind = "crash"
         worker.busy_until = now + duration
         self.started[worker.name] = (item, now)
-        heapq.heappush(self.events, (now + duration, next(self.sequence), worker.name, item))
+        heapq.heappush(self.events, (now + duration, next(self.sequence), kind, worker.name, item))
 
     def _finish(self, worker: Worker, item: Sendable, now: float) -> None:
         _, start = self.started.pop(worker.name)
         worker.busy_until = None
-        worker.queue.pop(0)
+        assert worker.queue.pop(0) == item
         if isinstance(item, int):
-            self.executions.append(Execution(item, worker.name, start, now))
-            self.state.test_finished(item, self.outcomes.get(item, "passed"))
+            self.last_test[worker.name] = item
+            outcome = self.outcomes.get(item, "passed")
+            self.executions.append(Execution(item, worker.name, start, now, outcome=outcome))
+            # xdist delivers a test's reports before mark_test_complete.
+            self.state.test_finished(item, outcome)
         self.dispatcher.test_complete(worker.name, item)
         if worker.shutting_down and not worker.queue:
             worker.alive = False
             self.dispatcher.remove_worker(worker.name)
 
-    def _crash(self, worker: Worker, item: int, start: float, when: float) -> None:
+    def _crash(self, worker: Worker, item: Sendable, now: float) -> None:
+        _, start = self.started.pop(worker.name)
         worker.alive = False
-        crashed = self.dispatcher.remove_worker(worker.name)
-        assert crashed == item, (crashed, item, worker.queue)
-        self.executions.append(Execution(item, worker.name, start, when, crashed=True))
+        self.crashed_workers.add(worker.name)
+        self.blamed[worker.name] = self.dispatcher.remove_worker(worker.name)
+        if isinstance(item, int):  # else a release token: no test was running
+            self.executions.append(
+                Execution(item, worker.name, start, now, crashed=True, outcome="failed")
+            )
         if self.restarts < self.max_restarts:
             self.restarts += 1
-            self._add_worker(when)
+            self._add_worker()
