@@ -102,7 +102,11 @@ class BatchflowScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        return bool(self.collections) and all(c is not None for c in self.collections.values())
+        """Every expected worker has collected (as xdist's load scheduling counts)."""
+        collected = [c for c in self.collections.values() if c is not None]
+        return len(collected) >= self.orchestrator.workers and len(collected) == len(
+            self.collections
+        )
 
     @property
     def tests_finished(self) -> bool:
@@ -203,7 +207,7 @@ class BatchflowScheduling:
         self.orchestrator.write_line(format_header(plan))
 
     def _decide(self) -> None:
-        if self.dispatcher is None or self.aborted:
+        if self.dispatcher is None or self.aborted or self._xdist_stopping():
             return
         decision: Decision = self.dispatcher.decide(time.monotonic())
         for index, reason in decision.skip:
@@ -213,6 +217,14 @@ class BatchflowScheduling:
             nodes[worker].send_runtest_some([self.position_of[item] for item in items])
         for worker in decision.shutdown:
             nodes[worker].shutdown()
+
+    def _xdist_stopping(self) -> bool:
+        """xdist shuts the session down (-x, a crash too many): send nothing more."""
+        assert self.dispatcher is not None
+        return any(
+            node.shutting_down and node.gateway.id not in self.dispatcher.stopping
+            for node in self.collections
+        )
 
     def _report_collection_difference(
         self, node: WorkerController, collection: Sequence[str]

@@ -107,8 +107,6 @@ class RunState:
         if policy.on_upstream_failure == "run":
             return None
         for upstream in policy.after:
-            if upstream not in self._policies:
-                continue  # left out of this run's selection
             if self.batch_failures[upstream]:
                 failures = _plural(self.batch_failures[upstream], "failure")
                 self.blocked[batch] = f"upstream batch {upstream!r} had {failures}"
@@ -216,10 +214,7 @@ class Dispatcher:
             self._waiting[index] = len(preds)
             for pred in preds:
                 self._successors[pred].append(index)
-        self._upstream = {
-            batch.name: {a for a in batch.policy.after if self._batch_left[a]}
-            for batch in plan.batches
-        }
+        self._upstream = {batch.name: self._nonempty_upstream(batch.name) for batch in plan.batches}
         self._downstream: dict[str, list[str]] = {batch.name: [] for batch in plan.batches}
         for batch in plan.batches:
             for upstream in self._upstream[batch.name]:
@@ -229,6 +224,16 @@ class Dispatcher:
         ]
         self._ready: list[tuple[tuple[float, float, int], int]] = []
 
+    def _nonempty_upstream(self, batch: str) -> set[str]:
+        """The batches with tests that ``batch`` comes after, through empty ones too."""
+        found: set[str] = set()
+        for upstream in self._policies[batch].after:
+            if self._batch_left[upstream]:
+                found.add(upstream)
+            else:
+                found |= self._nonempty_upstream(upstream)
+        return found
+
     # -- events -------------------------------------------------------------
 
     def add_worker(self, worker: str) -> None:
@@ -237,24 +242,23 @@ class Dispatcher:
     def remove_worker(self, worker: str) -> int | None:
         """Forget a worker that went away; return the test it was running, if any.
 
-        A test has started once something was queued behind it; it counts as
-        failed (its worker crashed). Tests that had not started go back to be
-        sent elsewhere.
+        That test counts as failed (its worker crashed); tests that had not
+        started go back to be sent elsewhere.
         """
         queue = self.queues.pop(worker, [])
         self.stopping.discard(worker)
-        crashed = None
-        for position, item in enumerate(queue):
-            if isinstance(item, Idle):
-                continue
-            self._release(item)
-            if crashed is None and position < len(queue) - 1:
-                crashed = item
-                self.state.test_finished(item, "failed")
-                self._complete(item)
-            else:
-                self._requeue(item)
-        return crashed
+        # Only the head of a queue can have started, and only with something
+        # behind it; a crash in a release item (tearing down fixtures) blames none.
+        started = queue[0] if len(queue) >= 2 and not isinstance(queue[0], Idle) else None
+        for item in queue:
+            if isinstance(item, int):
+                self._release(item)
+                if item != started:
+                    self._requeue(item)
+        if started is not None:
+            self.state.test_finished(started, "failed")
+            self._complete(started)
+        return started
 
     def test_complete(self, worker: str, item: Sendable) -> None:
         """The worker finished ``item``; a test's outcome is already in the run state."""
@@ -321,6 +325,15 @@ class Dispatcher:
         self._take_fresh(now, decision)
         if any(self._policies[self.plan.batch_of[i]].mode == "exclusive" for i in self.running):
             return None
+        while True:
+            skipped = len(decision.skip)
+            chosen = self._scan_ready(now, decision)
+            # A skip may have cleared the way for a test set aside (the next
+            # test of a serial batch): look again until nothing changes.
+            if chosen is not None or len(decision.skip) == skipped:
+                return chosen
+
+    def _scan_ready(self, now: float, decision: Decision) -> int | None:
         deferred: list[tuple[tuple[float, float, int], int]] = []
         chosen = None
         while self._ready:
@@ -337,8 +350,8 @@ class Dispatcher:
                 chosen = index
                 break
             deferred.append(entry)
-            if self._policies[self.plan.batch_of[index]].mode == "exclusive" and not deferred[:-1]:
-                break  # the best test needs the cluster alone: let it drain
+            if self._waits_only_for_the_cluster(index):
+                break  # an exclusive test is next in line: let the cluster drain
         for entry in deferred:
             heapq.heappush(self._ready, entry)
         return chosen
@@ -346,7 +359,7 @@ class Dispatcher:
     def _allowed(self, index: int) -> bool:
         batch = self.plan.batch_of[index]
         policy = self._policies[batch]
-        if policy.mode == "exclusive" and self.running:
+        if policy.mode == "exclusive" and (self.running or not self._needs_met(batch)):
             return False
         if policy.mode in ("serial", "exclusive") and (
             self._batch_running[batch] or self._next_in_order(batch) != index
@@ -357,6 +370,31 @@ class Dispatcher:
         if any(self._held[lock] for lock in self.locks.get(index, ())):
             return False
         return all(name == batch for name in self._exclusive_underway())
+
+    def _waits_only_for_the_cluster(self, index: int) -> bool:
+        """An exclusive test that could start as soon as the running tests end."""
+        batch = self.plan.batch_of[index]
+        return (
+            self._policies[batch].mode == "exclusive"
+            and bool(self.running)
+            and not self._batch_running[batch]
+            and self._next_in_order(batch) == index
+            and self._needs_met(batch)
+        )
+
+    def _needs_met(self, batch: str) -> bool:
+        """Whether every test of the batch has its dependencies outside it done.
+
+        An exclusive batch starts only then: once it runs, nothing else may,
+        so nothing it waits for could ever finish.
+        """
+        return all(
+            pred in self.done or pred not in self._successors
+            for index in self._batch_tests[batch]
+            if index in self.pending
+            for pred in self.plan.predecessors.get(index, ())
+            if self.plan.batch_of.get(pred) != batch
+        )
 
     def _exclusive_underway(self) -> list[str]:
         """Exclusive batches that started and still have tests to run: they own the cluster."""

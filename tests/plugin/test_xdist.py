@@ -1,0 +1,288 @@
+"""Batchflow's scheduler under pytest-xdist: every rule holds across workers.
+
+Overlaps are read from the start and stop times in the JSON result, never
+from wall-clock assertions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from itertools import combinations
+
+import pytest
+
+from pytest_batchflow.results import RunResult, TestResult
+
+pytest.importorskip("xdist")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=result.json", "-p", "no:cacheprovider", *args
+    )
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    return result, data
+
+
+def by_name(data: RunResult) -> dict[str, TestResult]:
+    return {test.nodeid.split("::")[-1]: test for test in data.tests}
+
+
+def overlap(a: TestResult, b: TestResult) -> bool:
+    return a.start < b.stop and b.start < a.stop
+
+
+SLEEPY = "import time\nimport pytest\n\ndef nap():\n    time.sleep(0.4)\n"
+
+
+def test_diamond_runs_its_middle_in_parallel_and_respects_every_edge(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_diamond=SLEEPY
+        + """
+def test_a(): nap()
+
+@pytest.mark.depends_on("test_a")
+def test_b(): nap()
+
+@pytest.mark.depends_on("test_a")
+def test_c(): nap()
+
+@pytest.mark.depends_on("test_b", "test_c")
+def test_d(): nap()
+"""
+    )
+    result, data = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["batchflow: 1 batch, 4 tests, 4 dependencies"])
+    tests = by_name(data)
+    assert overlap(tests["test_b"], tests["test_c"])
+    assert {tests["test_b"].worker, tests["test_c"].worker} == {"gw0", "gw1"}
+    assert tests["test_a"].stop <= min(tests["test_b"].start, tests["test_c"].start)
+    assert max(tests["test_b"].stop, tests["test_c"].stop) <= tests["test_d"].start
+
+
+def test_dependent_of_a_failure_is_skipped_and_never_sent(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_chain="""
+import pytest
+
+@pytest.fixture
+def resource(request):
+    with open("setups.txt", "a") as log:
+        log.write(request.node.name + "\\n")
+
+def test_create():
+    assert False
+
+@pytest.mark.depends_on("test_create")
+def test_update(resource):
+    pass
+
+@pytest.mark.depends_on("test_update")
+def test_delete(resource):
+    pass
+
+def test_other(resource):
+    pass
+"""
+    )
+    result, data = run(pytester, "-n", "2", "-rs")
+    result.assert_outcomes(passed=1, failed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*batchflow: depends on test_chain.py::test_create, which failed",
+            "*batchflow: depends on test_chain.py::test_update, which was skipped",
+        ]
+    )
+    assert (pytester.path / "setups.txt").read_text().split() == ["test_other"]
+    tests = by_name(data)
+    assert tests["test_update"].worker == tests["test_delete"].worker == "controller"
+
+
+POLICY_INI = """
+[pytest]
+batchflow_batches =
+    first:  paths=test_first.py
+    later:  paths=test_later.py after=first
+    one:    paths=test_one.py mode=serial
+    alone:  paths=test_alone.py mode=exclusive
+    capped: paths=test_capped.py workers=1
+"""
+
+
+def test_batch_modes_caps_after_and_locks_hold_on_three_workers(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(POLICY_INI)
+    body = SLEEPY + "".join(f"\ndef test_{n}(): nap()\n" for n in range(3))
+    pytester.makepyfile(
+        test_first=body,
+        test_later=body,
+        test_one=body,
+        test_alone=body,
+        test_capped=body,
+        test_locked=SLEEPY
+        + "".join(f'\n@pytest.mark.locks("db")\ndef test_lock{n}(): nap()\n' for n in range(3)),
+    )
+    result, data = run(pytester, "-n", "3")
+    result.assert_outcomes(passed=18)
+    tests = {test.nodeid: test for test in data.tests}
+
+    def of(module: str) -> list[TestResult]:
+        return [t for nodeid, t in tests.items() if nodeid.startswith(module)]
+
+    assert max(t.stop for t in of("test_first.py")) <= min(t.start for t in of("test_later.py"))
+    for module in ("test_one.py", "test_capped.py", "test_locked.py"):
+        for a, b in combinations(of(module), 2):
+            assert not overlap(a, b), (a.nodeid, b.nodeid)
+    serial = of("test_one.py")
+    assert [t.nodeid for t in sorted(serial, key=lambda t: t.start)] == [t.nodeid for t in serial]
+    alone = of("test_alone.py")
+    window = (min(t.start for t in alone), max(t.stop for t in alone))
+    others = [t for t in data.tests if not t.nodeid.startswith("test_alone.py")]
+    assert all(t.stop <= window[0] or t.start >= window[1] for t in others)
+    assert len({t.worker for t in data.tests}) == 3
+
+
+def test_maxfail_of_a_batch_holds_across_workers(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    fragile: maxfail=1 paths=test_f.py\n")
+    pytester.makepyfile(
+        test_f=SLEEPY
+        + "\ndef test_0(): assert 0\n"
+        + "".join(
+            f"\n@pytest.mark.depends_on('test_0')\ndef test_{n}(): pass\n" for n in range(1, 3)
+        )
+        + "".join(f"\ndef test_free{n}(): nap()\n" for n in range(6))
+    )
+    result, data = run(pytester, "-n", "2", "-rs")
+    outcomes = [t.outcome for t in data.tests]
+    assert outcomes.count("failed") == 1
+    # The failure's dependents and what had not started are skipped; what was
+    # already running when the failure came in finishes.
+    assert outcomes.count("skipped") >= 2
+    result.stdout.fnmatch_lines(["*batch 'fragile' stopped after 1 failure (maxfail=1)*"])
+
+
+CRASH_SUITE = """
+import os
+import pytest
+
+def test_first():
+    pass
+
+def test_dies():
+    os._exit(3)
+
+@pytest.mark.depends_on("test_dies")
+def test_dependent():
+    pass
+
+def test_after_1():
+    pass
+
+def test_after_2():
+    pass
+"""
+
+
+def test_crashed_worker_fails_its_test_skips_dependents_and_keeps_the_rest(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_crash=CRASH_SUITE)
+    result, data = run(pytester, "-n", "2", "-rs")
+    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*replacing crashed worker gw*",
+            "*worker 'gw*' crashed while running 'test_crash.py::test_dies'*",
+            "*depends on test_crash.py::test_dies, which failed",
+        ]
+    )
+    tests = by_name(data)
+    assert tests["test_dies"].outcome == "failed"
+    assert "crashed" in (tests["test_dies"].longrepr or "")
+    assert {t.outcome for n, t in tests.items() if n.startswith("test_after")} == {"passed"}
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
+        stored = dict(db.execute("SELECT nodeid, outcome FROM attempts").fetchall())
+    assert stored["test_crash.py::test_dies"] == "failed"
+    assert stored["test_crash.py::test_after_2"] == "passed"
+
+
+def test_max_worker_restart_is_respected_and_nothing_hangs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_crash=CRASH_SUITE)
+    result, _ = run(pytester, "-n", "2", "--max-worker-restart=0")
+    result.stdout.fnmatch_lines(["*worker gw* crashed and worker restarting disabled*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_same_outcomes_as_the_serial_run(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    base: paths=test_base.py\n"
+        "    top: paths=test_top.py after=base\n"
+    )
+    pytester.makepyfile(
+        test_base="""
+import pytest
+def test_ok(): pass
+def test_bad(): assert 0
+@pytest.mark.depends_on("test_bad")
+def test_after_bad(): pass
+@pytest.mark.xfail(reason="known")
+def test_xfail(): assert 0
+@pytest.mark.parametrize("n", range(4))
+def test_rows(n): assert n != 3
+@pytest.mark.depends_on("test_rows")
+def test_all_rows(): pass
+""",
+        test_top="def test_top(): pass",
+    )
+    outcomes = {}
+    for workers in ("0", "2", "4"):
+        _, data = run(pytester, "-n", workers)
+        outcomes[workers] = {t.nodeid: t.outcome for t in data.tests}
+    assert outcomes["0"] == outcomes["2"] == outcomes["4"]
+    assert outcomes["0"]["test_top.py::test_top"] == "skipped"
+
+
+def test_planning_error_found_by_a_worker_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_cycle="""
+import pytest
+@pytest.mark.depends_on("test_b")
+def test_a(): pass
+@pytest.mark.depends_on("test_a")
+def test_b(): pass
+"""
+    )
+    result = pytester.runpytest_subprocess("--batchflow", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: batchflow: dependency cycle: test_cycle.py::test_a -> *; remove one of these*"]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_plan_shows_the_lower_bound_for_the_workers_asked_for(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_p=SLEEPY + "".join(f"\ndef test_{n}(): nap()\n" for n in range(4)))
+    pytester.runpytest_subprocess("--batchflow", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("--batchflow-plan", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["lower bound: 0.8*s on 2 workers (critical path 0.4*s)"])
+
+
+def test_different_collections_are_reported_as_xdist_does(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+import os
+def pytest_collection_modifyitems(items):
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1":
+        items.reverse()
+"""
+    )
+    pytester.makepyfile(test_two="def test_a(): pass\ndef test_b(): pass\n")
+    result = pytester.runpytest_subprocess("--batchflow", "-n", "2")
+    result.stdout.fnmatch_lines(["*Different tests were collected between gw0 and gw1*"])
+    assert result.ret != pytest.ExitCode.OK
