@@ -107,6 +107,8 @@ class RunState:
         if policy.on_upstream_failure == "run":
             return None
         for upstream in policy.after:
+            if upstream not in self._policies:
+                continue  # a plan made for fewer batches than the lines name
             if self.batch_failures[upstream]:
                 failures = _plural(self.batch_failures[upstream], "failure")
                 self.blocked[batch] = f"upstream batch {upstream!r} had {failures}"
