@@ -1,0 +1,153 @@
+"""What other plugins, odd command lines and broken surroundings must not break."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+
+import pytest
+
+from pytest_batchflow.results import RunResult
+from test_batches import run_order
+
+CHAIN = """
+import os
+import pytest
+
+def test_make():
+    pass
+
+@pytest.mark.depends_on("test_make")
+def test_use():
+    assert os.environ.get("BREAK_USE") != "1"
+
+def test_other():
+    pass
+"""
+
+
+def test_duplicate_node_ids_keep_every_result(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_d="""
+import pytest
+def test_first(): pass
+@pytest.mark.depends_on("test_first")
+def test_second(): pass
+"""
+    )
+    result = pytester.runpytest(
+        "--batchflow", "--keep-duplicates", "test_d.py", "test_d.py", "--batchflow-json=r.json"
+    )
+    result.assert_outcomes(passed=4)
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    assert [t.outcome for t in data.tests] == ["passed"] * 4
+
+
+def test_failed_first_keeps_dependencies_first(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_chain=CHAIN)
+    monkeypatch.setenv("BREAK_USE", "1")
+    pytester.runpytest("-p", "cacheprovider", "--batchflow").assert_outcomes(passed=2, failed=1)
+    monkeypatch.delenv("BREAK_USE")
+    result = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--ff", "-v")
+    result.assert_outcomes(passed=3)
+    assert run_order(result) == [
+        "test_chain.py::test_make",
+        "test_chain.py::test_use",
+        "test_chain.py::test_other",
+    ]
+
+
+def test_last_failed_skips_a_dependency_it_did_not_select(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_chain=CHAIN)
+    monkeypatch.setenv("BREAK_USE", "1")
+    pytester.runpytest("-p", "cacheprovider", "--batchflow").assert_outcomes(passed=2, failed=1)
+    result = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--lf", "-rs")
+    # --lf collects only the failed test: its dependency is not there to run.
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*depends on 'test_make', which matches no collected test"])
+
+
+def test_selecting_one_test_by_node_id_skips_its_uncollected_dependency(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_chain=CHAIN)
+    result = pytester.runpytest("--batchflow", "test_chain.py::test_use", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*depends on 'test_make', which matches no collected test"])
+
+
+def test_without_the_skipping_plugin_dependents_are_still_skipped(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_s="""
+import pytest
+def test_a(): assert 0
+@pytest.mark.depends_on("test_a")
+def test_b(): pass
+"""
+    )
+    result = pytester.runpytest("--batchflow", "-p", "no:skipping")
+    result.assert_outcomes(failed=1, skipped=1)
+
+
+@pytest.mark.parametrize(
+    "option", ["--collect-only", "--setup-plan", "--fixtures"], ids=lambda o: o.strip("-")
+)
+def test_runs_that_execute_no_test_leave_no_results(pytester: pytest.Pytester, option: str) -> None:
+    pytester.makepyfile(test_one="def test_one(): assert 0")
+    pytester.runpytest("--batchflow", "--batchflow-json=r.json", option)
+    assert not (pytester.path / "r.json").exists()
+    assert not (pytester.path / ".batchflow").exists()
+
+
+def test_unwritable_json_is_a_warning_not_a_crash(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    (pytester.path / "blocker").write_text("a file where a folder should be")
+    result = pytester.runpytest("--batchflow", "--batchflow-json=blocker/r.json")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["batchflow: warning: could not write the JSON result: *"])
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
+        assert db.execute("SELECT exitstatus FROM runs").fetchall() == [(0,)]
+
+
+def test_a_custom_history_folder_that_exists_gets_no_gitignore(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    pytester.runpytest("--batchflow", "--batchflow-history=h.sqlite").assert_outcomes(passed=1)
+    assert not (pytester.path / ".gitignore").exists()
+    assert (pytester.path / "h.sqlite").exists()
+
+
+def test_concurrent_runs_share_one_store_without_damage(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass\ndef test_two(): pass\n")
+    command = [sys.executable, "-m", "pytest", "--batchflow", "-q", "-p", "no:cacheprovider"]
+    runs = [
+        subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 6, outputs
+    assert not any("warning" in output for output in outputs), outputs
+    assert not list((pytester.path / ".batchflow").glob("*.corrupt-*"))
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
+        assert db.execute("SELECT COUNT(*) FROM attempts").fetchone() == (12,)
+
+
+def test_stopping_early_marks_batches_incomplete(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    one: paths=test_one.py\n"
+        "    two: paths=test_two.py after=one on_upstream_failure=run\n"
+    )
+    pytester.makepyfile(test_one="def test_fail(): assert 0", test_two="def test_x(): pass")
+    pytester.runpytest("--batchflow", "-x", "--batchflow-json=r.json")
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    statuses = {batch.name: (batch.status, batch.not_run) for batch in data.batches}
+    assert statuses["one"] == ("failed", 0)
+    assert statuses["two"] == ("incomplete", 1)
