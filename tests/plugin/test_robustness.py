@@ -8,9 +8,9 @@ import sys
 from contextlib import closing
 
 import pytest
+from test_batches import run_order
 
 from pytest_batchflow.results import RunResult
-from test_batches import run_order
 
 CHAIN = """
 import os
