@@ -228,14 +228,20 @@ def find_cycle(nodes: Iterable[N], predecessors: Mapping[N, Collection[N]]) -> l
 
 
 def stable_topological_order(
-    nodes: Sequence[N], predecessors: Mapping[N, Collection[N]]
+    nodes: Sequence[N],
+    predecessors: Mapping[N, Collection[N]],
+    group: Mapping[N, Hashable] | None = None,
 ) -> list[N]:
     """Order ``nodes`` so every node follows its predecessors.
 
     Among the nodes ready at each step the one earliest in ``nodes`` goes
     first, so the given order is kept wherever no edge forces otherwise: two
     neighbours end up out of the given order only when the second depends on
-    the first. Predecessors outside ``nodes`` are ignored. Raises CycleError.
+    the first. With ``group`` (a test's module, say), a ready node of the
+    group just emitted goes before the others, so that a dependency pulled
+    forward does not split its group: then neighbours may also be out of the
+    given order when they share a group. Predecessors outside ``nodes`` are
+    ignored. Raises CycleError.
     """
     position = {node: i for i, node in enumerate(nodes)}
     waiting = {
@@ -248,14 +254,37 @@ def stable_topological_order(
                 successors[pred].append(node)
     ready = [position[node] for node in nodes if waiting[node] == 0]
     heapq.heapify(ready)
+    ready_in: dict[Hashable, list[int]] = {}
+    if group is not None:
+        for index in ready:
+            heapq.heappush(ready_in.setdefault(group[nodes[index]], []), index)
+    emitted: set[int] = set()
+
+    def earliest(heap: list[int]) -> int | None:
+        while heap and heap[0] in emitted:  # taken already through the other heap
+            heapq.heappop(heap)
+        return heapq.heappop(heap) if heap else None
+
     order: list[N] = []
-    while ready:
-        node = nodes[heapq.heappop(ready)]
+    current: Hashable = None
+    while True:
+        found = earliest(ready_in.get(current, [])) if group is not None else None
+        if found is None:
+            found = earliest(ready)
+        if found is None:
+            break
+        index = found
+        emitted.add(index)
+        node = nodes[index]
         order.append(node)
+        if group is not None:
+            current = group[node]
         for succ in successors[node]:
             waiting[succ] -= 1
             if waiting[succ] == 0:
                 heapq.heappush(ready, position[succ])
+                if group is not None:
+                    heapq.heappush(ready_in.setdefault(group[succ], []), position[succ])
     if len(order) != len(nodes):
         inside = {node: [p for p in predecessors.get(node, ()) if p in position] for node in nodes}
         cycle = find_cycle([node for node in nodes if waiting[node]], inside)

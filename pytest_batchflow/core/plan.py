@@ -267,8 +267,13 @@ def build_plan(
     members: dict[str, list[int]] = {batch.name: [] for batch in ordered}
     for index in run_order:
         members[batch_of[index]].append(index)
+    # Group by module: a dependency pulled forward keeps its module together
+    # (and its module-scoped fixtures set up once).
+    modules = {test.index: test.module_id for test in tests}
     planned_batches = tuple(
-        PlannedBatch(batch, tuple(stable_topological_order(members[batch.name], predecessors)))
+        PlannedBatch(
+            batch, tuple(stable_topological_order(members[batch.name], predecessors, modules))
+        )
         for batch in ordered
     )
     planned_preds = {i: predecessors[i] for i in run_order if i in predecessors}

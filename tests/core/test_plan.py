@@ -442,3 +442,24 @@ class TestCriticalPathAndLowerBound:
     def test_lower_bound_counts_at_least_one_worker(self, workers: int) -> None:
         plan, _ = make_plan({"t.py::a": "default"}, [Policy("default")], durations={"t.py::a": 3.0})
         assert plan.lower_bound(workers) == 3.0
+
+
+def test_a_dependency_pulled_forward_keeps_its_module_together() -> None:
+    """a1 needs b1: b's tests stay together (b1, b2) and a1 follows them."""
+    nodeids = ["a.py::a1", "a.py::a2", "a.py::a3", "b.py::b1", "b.py::b2"]
+    specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(nodeids)]
+    plan = build_plan(
+        specs,
+        [Policy(name="default")],
+        dict.fromkeys(range(5), "default"),
+        {0: (3,)},
+        range(5),
+        {},
+    )
+    assert [nodeids[i] for i in plan.order] == [
+        "a.py::a2",
+        "a.py::a3",
+        "b.py::b1",
+        "b.py::b2",
+        "a.py::a1",
+    ]

@@ -114,6 +114,25 @@ def test_topological_order_keeps_the_given_order_unless_an_edge_forces_it(dag: D
 
 
 @MODEST
+@given(dags(), st.integers(1, 4))
+def test_grouped_order_leaves_a_group_only_when_none_of_it_is_ready(dag: Dag, groups: int) -> None:
+    group = {node: node % groups for node in dag.nodes}
+    order = stable_topological_order(dag.nodes, dag.predecessors, group)
+    position = {node: i for i, node in enumerate(order)}
+    assert sorted(order) == sorted(dag.nodes)
+    for dependent, pred in dag.edges():
+        assert position[pred] < position[dependent]
+    for first, second in pairwise(order):
+        if group[first] != group[second]:
+            # Leaving a group: none of its nodes was ready any more.
+            rest = [n for n in order[position[second] :] if group[n] == group[first]]
+            assert all(
+                any(position[p] >= position[second] for p in dag.predecessors.get(n, ()))
+                for n in rest
+            )
+
+
+@MODEST
 @given(st.integers(0, 20).flatmap(lambda n: st.permutations(range(n))))
 def test_topological_order_without_edges_is_the_identity(nodes: list[int]) -> None:
     assert stable_topological_order(nodes, {}) == list(nodes)
