@@ -91,6 +91,7 @@ class BatchflowScheduling:
         self.collection: list[str] | None = None
         self.dispatcher: Dispatcher | None = None
         self.aborted = False
+        self._collected_once = False
         self.item_at: dict[int, Sendable] = {}
         self.position_of: dict[Sendable, int] = {}
 
@@ -102,11 +103,15 @@ class BatchflowScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        """Every expected worker has collected (as xdist's load scheduling counts)."""
+        """Every expected worker has collected (as xdist's load scheduling counts).
+
+        Once true it stays true while the workers present have collected:
+        workers the dispatcher shut down leave early, and the run goes on.
+        """
         collected = [c for c in self.collections.values() if c is not None]
-        return len(collected) >= self.orchestrator.workers and len(collected) == len(
-            self.collections
-        )
+        if len(collected) >= self.orchestrator.workers:
+            self._collected_once = True
+        return self._collected_once and len(collected) == len(self.collections)
 
     @property
     def tests_finished(self) -> bool:

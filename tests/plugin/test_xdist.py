@@ -56,7 +56,8 @@ def test_d(): nap()
     )
     result, data = run(pytester, "-n", "2")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["batchflow: 1 batch, 4 tests, 4 dependencies"])
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["batchflow: 1 batch, 4 tests, 4 dependencies", "*= batchflow =*"])
     tests = by_name(data)
     assert overlap(tests["test_b"], tests["test_c"])
     assert {tests["test_b"].worker, tests["test_c"].worker} == {"gw0", "gw1"}
@@ -286,3 +287,14 @@ def pytest_collection_modifyitems(items):
     result = pytester.runpytest_subprocess("--batchflow", "-n", "2")
     result.stdout.fnmatch_lines(["*Different tests were collected between gw0 and gw1*"])
     assert result.ret != pytest.ExitCode.OK
+
+
+def test_workers_with_nothing_left_are_shut_down_and_the_run_ends_cleanly(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one=SLEEPY + "\ndef test_only(): nap()\n")
+    result, data = run(pytester, "-n", "3")
+    assert result.ret == pytest.ExitCode.OK
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*= batchflow =*", "default *1 *1 *0 *0 *passed"])
+    assert [t.outcome for t in data.tests] == ["passed"]

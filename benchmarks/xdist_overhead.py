@@ -1,0 +1,103 @@
+"""Dispatch overhead on many fast tests: ``--dist load`` vs batchflow on ``-n 2``.
+
+Run with ``python benchmarks/xdist_overhead.py [repetitions]`` (default 3;
+about four minutes). Generates 5,000 no-op tests over 50 modules in a temporary
+directory and times the whole ``python -m pytest -n 2`` command (perf_counter
+around the subprocess) three ways: ``--dist load``, ``--batchflow
+--batchflow-no-history`` and ``--batchflow`` reading and writing the history
+store. One untimed warm-up run of each first (bytecode caches; the history
+variant's warm-up fills the store), then the variants alternate within each
+repetition so that drift hits them alike; the table gives the median and the
+range. Standard library only; it prints figures and the target, and asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from _xdist_bench import check, clean_env, machine, run_pytest, seconds, table, write_project
+
+TESTS = 5000
+MODULES = 50
+WORKERS = 2
+DEFAULT_REPETITIONS = 3
+COMMON = ["-p", "no:cacheprovider", "-q", "-n", str(WORKERS)]
+VARIANTS = {
+    "--dist load": ["--dist", "load"],
+    "batchflow, --batchflow-no-history": ["--batchflow", "--batchflow-no-history"],
+    "batchflow, history": ["--batchflow"],
+}
+BASE = "--dist load"
+TARGET = 1.15
+
+
+def make_suite(root: Path) -> None:
+    write_project(root, timing=False)
+    per_module = TESTS // MODULES
+    for module in range(MODULES):
+        body = "".join(f"def test_{n}():\n    pass\n\n\n" for n in range(per_module))
+        (root / f"test_noop_{module:02d}.py").write_text(body, encoding="utf-8")
+
+
+def main() -> None:
+    repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
+    env = clean_env()
+    print(
+        f"xdist_overhead: {TESTS} no-op tests in {MODULES} modules, -n {WORKERS}, "
+        f"{repetitions} repetitions; {machine()}",
+        flush=True,
+    )
+    expect = f"{TESTS} passed"
+    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    statuses: dict[str, set[str]] = {name: set() for name in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="batchflow-overhead-") as tmp:
+        root = Path(tmp)
+        make_suite(root)
+        for name, extra in VARIANTS.items():  # warm-up; fills the history store
+            print(f"warm-up {name} ...", flush=True)
+            check(run_pytest(root, [*COMMON, *extra], env), expect)
+        for repetition in range(repetitions):
+            print(f"repetition {repetition + 1}/{repetitions} ...", flush=True)
+            for name, extra in VARIANTS.items():
+                run = run_pytest(root, [*COMMON, *extra], env)
+                check(run, expect)
+                samples[name].append(run.wall)
+                statuses[name].add(run.status())
+    base = statistics.median(samples[BASE])
+    rows = []
+    for name, values in samples.items():
+        median = statistics.median(values)
+        rows.append(
+            [
+                name,
+                seconds(median),
+                seconds(min(values)),
+                seconds(max(values)),
+                f"{median / base:.3f}",
+                f"{1000 * (median - base) / TESTS:+.2f}",
+                ", ".join(sorted(statuses[name])),
+            ]
+        )
+    print()
+    print(table(["variant", "median", "min", "max", "/load", "ms/test", "status"], rows))
+    print()
+    for name in VARIANTS:
+        if name == BASE:
+            continue
+        value = statistics.median(samples[name]) / base
+        print(
+            f"target {name} <= {TARGET:.2f} x {BASE}: {'met' if value <= TARGET else 'NOT met'} "
+            f"({value:.3f})"
+        )
+    print(
+        "wall time of the whole pytest command; ms/test: the median's difference to "
+        f"{BASE} spread over the {TESTS} tests"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
