@@ -285,7 +285,7 @@ def pytest_collection_modifyitems(items):
     )
     pytester.makepyfile(test_two="def test_a(): pass\ndef test_b(): pass\n")
     result = pytester.runpytest_subprocess("--batchflow", "-n", "2")
-    result.stdout.fnmatch_lines(["*Different tests were collected between gw0 and gw1*"])
+    result.stdout.fnmatch_lines(["*Different tests were collected between gw? and gw?*"])
     assert result.ret != pytest.ExitCode.OK
 
 
