@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from .core.graph import TestSpec, resolve_dependencies
 from .core.plan import BatchRule, PlanError, assign_batch, build_plan
-from .items import MarkerError, describe_item
+from .items import MarkerError, describe_item, string_arguments
 from .settings import Settings
 
 __all__ = ["Analysis", "analyse"]
@@ -72,15 +72,7 @@ _ADAPTER = TypeAdapter(Analysis)
 
 
 def _locks(item: pytest.Item) -> frozenset[str]:
-    names: set[str] = set()
-    for mark in item.iter_markers("locks"):
-        if mark.kwargs or not mark.args or not all(isinstance(a, str) and a for a in mark.args):
-            raise MarkerError(
-                f"{item.nodeid}: @pytest.mark.locks takes lock names, "
-                f'e.g. @pytest.mark.locks("db", "port-8080"); got {mark.args!r}'
-            )
-        names.update(mark.args)
-    return frozenset(names)
+    return frozenset(string_arguments(item, "locks", "lock names", '"db", "port-8080"'))
 
 
 def analyse(

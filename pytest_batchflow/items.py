@@ -55,16 +55,21 @@ def _batch_mark(item: pytest.Item) -> str | None:
     return name
 
 
-def _depends_on(item: pytest.Item) -> tuple[str, ...]:
-    targets: list[str] = []
-    for mark in item.iter_markers("depends_on"):
+def string_arguments(item: pytest.Item, marker: str, what: str, example: str) -> tuple[str, ...]:
+    """The names given to every ``marker`` on the item, in order, without repeats."""
+    names: list[str] = []
+    for mark in item.iter_markers(marker):
         if mark.kwargs or not mark.args or not all(isinstance(a, str) and a for a in mark.args):
             raise MarkerError(
-                f"{item.nodeid}: @pytest.mark.depends_on takes test names or node ids, "
-                f'e.g. @pytest.mark.depends_on("test_login"); got {_show_args(mark)}'
+                f"{item.nodeid}: @pytest.mark.{marker} takes {what}, "
+                f"e.g. @pytest.mark.{marker}({example}); got {_show_args(mark)}"
             )
-        targets.extend(mark.args)
-    return tuple(dict.fromkeys(targets))
+        names.extend(mark.args)
+    return tuple(dict.fromkeys(names))
+
+
+def _depends_on(item: pytest.Item) -> tuple[str, ...]:
+    return string_arguments(item, "depends_on", "test names or node ids", '"test_login"')
 
 
 def _dependency_mark(item: pytest.Item) -> DependencyMark | None:
