@@ -133,7 +133,9 @@ def _attempt(result: TestResult) -> Attempt:
 
 
 class Orchestrator:
-    def __init__(self, config: pytest.Config, settings: Settings, role: Role) -> None:
+    def __init__(
+        self, config: pytest.Config, settings: Settings, role: Role, workers: int = 1
+    ) -> None:
         self.config = config
         self.settings = settings
         self.role = role
@@ -142,7 +144,7 @@ class Orchestrator:
         self.plan: Plan | None = None
         self.state: RunState | None = None
         self.analysis: Analysis | None = None
-        self.workers = 1
+        self.workers = workers
         self.reports: dict[int, list[pytest.TestReport]] = {}
         self.failed_subtests: set[int] = set()
         self.results: dict[int, TestResult] = {}

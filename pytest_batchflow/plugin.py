@@ -156,8 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.pluginmanager.unregister(name="dsession")
         else:
             role = "controller"
-    orchestrator = Orchestrator(config, settings, role)
-    orchestrator.workers = workers
+    orchestrator = Orchestrator(config, settings, role, workers)
     config.pluginmanager.register(orchestrator, _ORCHESTRATOR_NAME)
     if role == "controller":
         from .xdist_scheduler import XdistHooks

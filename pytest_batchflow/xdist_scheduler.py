@@ -15,7 +15,6 @@ collection each worker holds one no-op release item per parent (see
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -44,24 +43,28 @@ def _analysis_path(rundir: Path, worker: str) -> Path:
     return rundir / f"analysis-{worker}.json"
 
 
+def _error_path(rundir: Path, worker: str) -> Path:
+    return rundir / f"error-{worker}.txt"
+
+
 def write_worker_analysis(
     config: pytest.Config, analysis: Analysis | None, error: str | None
 ) -> None:
     """On a worker: leave the analysis (or why there is none) for the controller."""
     workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
-    path = _analysis_path(Path(workerinput[RUNDIR_KEY]), str(workerinput["workerid"]))
+    rundir, worker = Path(workerinput[RUNDIR_KEY]), str(workerinput["workerid"])
     if analysis is not None:
-        path.write_bytes(analysis.to_json())
+        _analysis_path(rundir, worker).write_bytes(analysis.to_json())
     else:
-        path.write_text(json.dumps({"error": error}), encoding="utf-8")
+        _error_path(rundir, worker).write_text(str(error), encoding="utf-8")
 
 
 def _read_worker_analysis(rundir: Path, worker: str) -> Analysis:
     """On the controller; a worker's planning error becomes the usage error it is."""
-    data = _analysis_path(rundir, worker).read_bytes()
-    if data.startswith(b'{"error"'):
-        raise pytest.UsageError(f"batchflow: {json.loads(data)['error']}")
-    return Analysis.from_json(data)
+    error = _error_path(rundir, worker)
+    if error.exists():
+        raise pytest.UsageError(f"batchflow: {error.read_text(encoding='utf-8')}")
+    return Analysis.from_json(_analysis_path(rundir, worker).read_bytes())
 
 
 class XdistHooks:
