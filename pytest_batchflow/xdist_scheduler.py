@@ -147,7 +147,7 @@ class BatchflowScheduling:
         self, node: WorkerController, item_index: int, duration: float = 0
     ) -> None:
         assert self.dispatcher is not None
-        self.dispatcher.test_complete(node.gateway.id, self.item_at[item_index])
+        self.dispatcher.test_complete(node.gateway.id, self.item_at[item_index], duration)
         self._decide()
 
     def mark_test_pending(self, item: str) -> None:

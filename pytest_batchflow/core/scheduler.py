@@ -8,6 +8,14 @@ to tear down). The dispatcher therefore follows each test with a release
 token, :class:`Idle`, a no-op item under the same parent, so that a test runs
 as soon as it is sent, nothing is committed to a worker before it is needed,
 and the parent's fixtures stay set up for whatever comes next.
+
+Short tests are the exception: waiting for the controller between two
+tests of a millisecond would cost more than the tests. A worker that runs
+tests known to be short (from the history, or from the tests measured so
+far in this run) is kept supplied with a few of them at once, never more
+than :data:`PIPELINE_HORIZON` seconds of estimated work behind the running
+test, and only tests no rule could still hold back (see
+:meth:`Dispatcher._pipelinable`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ __all__ = [
     "FAILING_OUTCOMES",
     "SATISFYING_OUTCOMES",
     "Decision",
+    "PIPELINE_DEPTH",
+    "PIPELINE_HORIZON",
     "Dispatcher",
     "Idle",
     "Outcome",
@@ -44,6 +54,14 @@ _OUTCOME_WORDS = {
     "skipped": "was skipped",
     "xfailed": "xfailed",
 }
+
+
+#: The most tests a worker holds at once (the running one included).
+PIPELINE_DEPTH = 16
+#: Estimated seconds of work that may wait on a worker behind the running test.
+PIPELINE_HORIZON = 0.1
+#: Tests the run must have measured before their mean stands for unknown tests.
+MIN_OBSERVATIONS = 8
 
 
 def _plural(count: int, word: str) -> str:
@@ -176,6 +194,8 @@ class Dispatcher:
     on the whole cluster; ``workers=k`` caps a batch's concurrency; tests
     sharing a lock never overlap. Among the tests that may start, the one with
     the longest remaining path (critical path) goes first, then the longest.
+    ``horizon`` bounds the estimated work queued behind a worker's running
+    test (0 turns pipelining of short tests off).
 
     It only reacts: the caller reports events (worker added or lost, test
     finished) and then asks :meth:`decide` what to do.
@@ -187,8 +207,12 @@ class Dispatcher:
         state: RunState,
         parents: Mapping[int, str],
         locks: Mapping[int, frozenset[str]],
+        horizon: float = PIPELINE_HORIZON,
     ) -> None:
         self.plan = plan
+        self.horizon = horizon
+        self._observed = 0.0
+        self._observations = 0
         self.state = state
         self.parents = parents
         self.locks = locks
@@ -262,12 +286,18 @@ class Dispatcher:
             self._complete(started)
         return started
 
-    def test_complete(self, worker: str, item: Sendable) -> None:
-        """The worker finished ``item``; a test's outcome is already in the run state."""
+    def test_complete(self, worker: str, item: Sendable, duration: float | None = None) -> None:
+        """The worker finished ``item`` in ``duration`` seconds, if known.
+
+        A test's outcome is already in the run state.
+        """
         self.queues[worker].remove(item)
         if isinstance(item, int):
             self._release(item)
             self._complete(item)
+            if duration is not None:
+                self._observed += duration
+                self._observations += 1
 
     def unscheduled(self, worker: str, items: Sequence[int]) -> None:
         """Tests taken back from a worker before they started."""
@@ -293,6 +323,13 @@ class Dispatcher:
             if test is None:
                 break
             self._send(decision, worker, test, now)
+        if self.horizon > 0:
+            self._top_up(now, decision)
+        for worker, items in decision.send.items():
+            last = items[-1]
+            assert isinstance(last, int)
+            items.append(Idle(self.parents[last]))
+            self.queues[worker].append(items[-1])
         self._take_fresh(now, decision)
         if not self.pending:
             for worker in workers:
@@ -309,6 +346,79 @@ class Dispatcher:
 
     def _busy(self, worker: str) -> bool:
         return any(not isinstance(item, Idle) for item in self.queues[worker])
+
+    def _top_up(self, now: float, decision: Decision) -> None:
+        """Queue more short tests on workers that run short tests and are running low.
+
+        Workers take turns, so the most critical of these tests spread out; it
+        stops at the first test that is not short or free of rules (it waits
+        for a worker with nothing queued).
+        """
+        backlog: dict[str, float] = {}
+        for worker in sorted(self.queues):
+            if worker not in self.stopping and 0 < self._queued(worker) <= PIPELINE_DEPTH // 2:
+                queued = self._backlog(worker)
+                if queued is not None:
+                    backlog[worker] = queued
+        while backlog:
+            for worker in list(backlog):
+                test = self._pick(now, decision)
+                if test is None:
+                    return
+                estimate = self._estimate(test)
+                if (
+                    estimate is None
+                    or not self._pipelinable(test)
+                    or backlog[worker] + estimate > self.horizon
+                ):
+                    self._requeue(test)
+                    return
+                self._send(decision, worker, test, now)
+                backlog[worker] += estimate
+                if self._queued(worker) >= PIPELINE_DEPTH:
+                    del backlog[worker]
+
+    def _queued(self, worker: str) -> int:
+        return sum(isinstance(item, int) for item in self.queues[worker])
+
+    def _backlog(self, worker: str) -> float | None:
+        """Estimated work queued behind the running test; None unless all of it is short."""
+        estimates = []
+        for item in self.queues[worker]:
+            if isinstance(item, int):
+                estimate = self._estimate(item)
+                if estimate is None or estimate > self.horizon or not self._pipelinable(item):
+                    return None
+                estimates.append(estimate)
+        return sum(estimates[1:])
+
+    def _estimate(self, index: int) -> float | None:
+        """The test's expected duration: history, else this run's mean, else unknown."""
+        if index in self.plan.measured:
+            return self.plan.estimates[index]
+        if self._observations >= MIN_OBSERVATIONS:
+            return self._observed / self._observations
+        return None
+
+    def _pipelinable(self, index: int) -> bool:
+        """Whether the test may wait in a worker's queue.
+
+        Tests with locks, in serial, exclusive or capped batches, or in batches
+        with ``maxfail`` or ``timeout`` (which may stop a batch while a test
+        waits in a queue), and tests others depend on (a wait would delay a
+        whole chain) are sent only to a worker with nothing queued. So a
+        pipelined test waits for at most the rest of the running test and the
+        horizon's worth of tests ahead of it.
+        """
+        policy = self._policies[self.plan.batch_of[index]]
+        return (
+            not self._successors[index]
+            and policy.mode == "parallel"
+            and policy.workers is None
+            and policy.maxfail is None
+            and policy.timeout is None
+            and not self.locks.get(index)
+        )
 
     def _take_fresh(self, now: float, decision: Decision) -> None:
         """Tests whose dependencies and upstream batches are done: skip or make ready."""
@@ -423,9 +533,8 @@ class Dispatcher:
         self._batch_running[batch] += 1
         self._held.update(self.locks.get(index, ()))
         self.state.test_started(index, now)
-        items: list[Sendable] = [index, Idle(self.parents[index])]
-        self.queues[worker].extend(items)
-        decision.send.setdefault(worker, []).extend(items)
+        self.queues[worker].append(index)
+        decision.send.setdefault(worker, []).append(index)
 
     def _skip(self, index: int, reason: str, decision: Decision) -> None:
         self.pending.discard(index)

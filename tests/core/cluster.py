@@ -57,6 +57,8 @@ class Outcome:
     shutdowns: dict[str, float] = field(default_factory=dict)
     #: What the dispatcher named as the crashed test of each crashed worker.
     blamed: dict[str, int | None] = field(default_factory=dict)
+    #: Every send, in order: the worker and the items sent to it at once.
+    sends: list[tuple[str, list[Sendable]]] = field(default_factory=list)
 
 
 EventKind = Literal["finish", "crash"]
@@ -86,6 +88,7 @@ class Cluster:
         self.last_test: dict[str, int] = {}
         #: What the dispatcher named as the crashed test of each crashed worker.
         self.blamed: dict[str, int | None] = {}
+        self.sends: list[tuple[str, list[Sendable]]] = []
         self.max_restarts = max_restarts
         self.names = (f"gw{n}" for n in itertools.count())
         self.workers: dict[str, Worker] = {}
@@ -135,6 +138,7 @@ class Cluster:
             crashed_workers=self.crashed_workers,
             shutdowns=self.shutdowns,
             blamed=self.blamed,
+            sends=self.sends,
         )
 
     def _decide(self, now: float) -> None:
@@ -148,6 +152,7 @@ class Cluster:
             assert worker.alive, f"items sent to {name}, which is gone"
             assert not worker.shutting_down, f"items sent to {name} after its shutdown"
             worker.queue.extend(items)
+            self.sends.append((name, list(items)))
         for name in decision.shutdown:
             assert name not in self.shutdowns, f"{name} told to shut down twice"
             self.shutdowns[name] = now
@@ -189,7 +194,7 @@ class Cluster:
             self.executions.append(Execution(item, worker.name, start, now, outcome=outcome))
             # xdist delivers a test's reports before mark_test_complete.
             self.state.test_finished(item, outcome)
-        self.dispatcher.test_complete(worker.name, item)
+        self.dispatcher.test_complete(worker.name, item, now - start)
         if worker.shutting_down and not worker.queue:
             worker.alive = False
             self.dispatcher.remove_worker(worker.name)

@@ -29,8 +29,12 @@ from pytest_batchflow.core.graph import TestSpec
 from pytest_batchflow.core.plan import Plan, build_plan, order_batches
 from pytest_batchflow.core.scheduler import (
     FAILING_OUTCOMES,
+    MIN_OBSERVATIONS,
+    PIPELINE_DEPTH,
+    PIPELINE_HORIZON,
     SATISFYING_OUTCOMES,
     Dispatcher,
+    Idle,
     RunState,
 )
 
@@ -68,6 +72,10 @@ class Scenario:
     crashes: frozenset[int] = frozenset()
     teardown_crashes: frozenset[int] = frozenset()
     locks: dict[int, frozenset[str]] = field(default_factory=dict)
+    #: The dispatcher's pipeline horizon (0: one test per worker at a time).
+    horizon: float = PIPELINE_HORIZON
+    #: Whether the durations are known from history before the run.
+    history: bool = True
 
     def plan(self) -> Plan:
         specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(self.nodeids)]
@@ -77,14 +85,14 @@ class Scenario:
             self.batch_of,
             self.predecessors,
             self.run_order,
-            {self.nodeids[i]: d for i, d in self.durations.items()},
+            {self.nodeids[i]: d for i, d in self.durations.items()} if self.history else {},
         )
 
     def simulate(self) -> tuple[Plan, Outcome]:
         plan = self.plan()
         state = RunState(plan, dict(enumerate(self.nodeids)), {}, {})
         parents = {i: nodeid.partition("::")[0] for i, nodeid in enumerate(self.nodeids)}
-        dispatcher = Dispatcher(plan, state, parents, self.locks)
+        dispatcher = Dispatcher(plan, state, parents, self.locks, horizon=self.horizon)
         cluster = Cluster(
             dispatcher,
             state,
@@ -137,6 +145,8 @@ def simulate(
     crashes: Iterable[str] = (),
     teardown_crashes: Iterable[str] = (),
     locks: Mapping[str, Iterable[str]] | None = None,
+    horizon: float = PIPELINE_HORIZON,
+    history: bool = True,
 ) -> Run:
     """Run tests named ``t.py::<name>`` (a list, or name -> batch) and check the run.
 
@@ -157,6 +167,8 @@ def simulate(
         crashes=frozenset(ids[name] for name in crashes),
         teardown_crashes=frozenset(ids[name] for name in teardown_crashes),
         locks={ids[name]: frozenset(held) for name, held in (locks or {}).items()},
+        horizon=horizon,
+        history=history,
     )
     plan, result = scenario.simulate()
     check_run(scenario, plan, result)
@@ -575,6 +587,95 @@ class TestWorkers:
         assert run.result.shutdowns == {"gw0": 0.0, "gw1": 0.0}
 
 
+def sizes_of_sends(run: Run) -> list[int]:
+    return [sum(isinstance(item, int) for item in items) for _, items in run.result.sends]
+
+
+class TestPipelining:
+    """Short tests go several at a time, so that workers never wait for the controller."""
+
+    def names(self, count: int) -> list[str]:
+        return [f"t{n}" for n in range(count)]
+
+    def test_short_tests_go_several_at_a_time(self) -> None:
+        names = self.names(400)
+        run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.001))
+        sends = sizes_of_sends(run)
+        assert max(sends) == PIPELINE_DEPTH
+        # A top-up when half the queue is left: a send (and one release item) per 8 tests.
+        assert len(sends) <= 400 // (PIPELINE_DEPTH // 2) + 4
+        for _, items in run.result.sends:
+            assert isinstance(items[-1], Idle)
+            assert not any(isinstance(item, Idle) for item in items[:-1])
+        assert run.makespan == pytest.approx(0.2)
+
+    def test_queued_work_stays_within_the_horizon(self) -> None:
+        names = self.names(60)
+        run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.03))
+        # The running test and at most 0.1 s (three tests) behind it.
+        assert max(sizes_of_sends(run)) == 4
+
+    def test_long_tests_go_one_at_a_time(self) -> None:
+        names = self.names(12)
+        run = simulate(names, workers=3)
+        assert set(sizes_of_sends(run)) == {1}
+
+    def test_without_history_the_run_measures_first(self) -> None:
+        names = self.names(100)
+        run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.001), history=False)
+        sends = sizes_of_sends(run)
+        # One at a time until MIN_OBSERVATIONS tests have finished, then several.
+        assert sends[: MIN_OBSERVATIONS + 1] == [1] * (MIN_OBSERVATIONS + 1)
+        assert max(sends) == PIPELINE_DEPTH
+
+    def test_without_history_long_tests_stay_one_at_a_time(self) -> None:
+        names = self.names(30)
+        run = simulate(names, workers=2, history=False)
+        assert set(sizes_of_sends(run)) == {1}
+
+    @pytest.mark.parametrize(
+        ("policy", "locks"),
+        [
+            (Policy("default", mode="serial"), None),
+            (Policy("default", workers=2), None),
+            (Policy("default", maxfail=3), None),
+            (Policy("default", timeout=10.0), None),
+            (Policy("default"), "all"),
+        ],
+        ids=["serial", "capped", "maxfail", "timeout", "locks"],
+    )
+    def test_tests_under_rules_go_one_at_a_time(self, policy: Policy, locks: str | None) -> None:
+        names = self.names(50)
+        run = simulate(
+            names,
+            [policy],
+            workers=2,
+            durations=dict.fromkeys(names, 0.001),
+            locks={name: [f"lock{n}"] for n, name in enumerate(names)} if locks else None,
+        )
+        assert set(sizes_of_sends(run)) == {1}
+
+    def test_tests_others_depend_on_go_one_at_a_time(self) -> None:
+        names = self.names(40)
+        edges = {name: ["t0"] for name in names[20:]}
+        run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.001), edges=edges)
+        first = next(i for i, (_, items) in enumerate(run.result.sends) if run.ids["t0"] in items)
+        assert sizes_of_sends(run)[first] == 1
+        assert max(sizes_of_sends(run)) > 1
+
+    def test_horizon_zero_turns_pipelining_off(self) -> None:
+        names = self.names(100)
+        run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.001), horizon=0)
+        assert set(sizes_of_sends(run)) == {1}
+
+    def test_a_crash_in_a_pipeline_blames_the_running_test_only(self) -> None:
+        names = self.names(40)
+        run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.001), crashes={"t5"})
+        assert run.one("t5").crashed
+        assert run.result.blamed == {run.one("t5").worker: run.ids["t5"]}
+        assert sorted(run.executed) == sorted(names)
+
+
 class TestReportedBugs:
     """Minimal runs that the dispatcher gets wrong (see the report of these tests)."""
 
@@ -700,7 +801,7 @@ def scenarios(draw: st.DrawFn, *, plain: bool = False) -> Scenario:
 
     durations = draw(
         st.lists(
-            st.floats(0.01, 5.0) | st.sampled_from([0.5, 1.0, 2.0]),
+            st.floats(0.01, 5.0) | st.sampled_from([0.5, 1.0, 2.0]) | st.floats(0.001, 0.04),
             min_size=count,
             max_size=count,
         )
@@ -726,6 +827,8 @@ def scenarios(draw: st.DrawFn, *, plain: bool = False) -> Scenario:
         outcomes=outcomes,
         crashes=crashes,
         locks=locks,
+        horizon=draw(st.sampled_from([PIPELINE_HORIZON, 0.0])),
+        history=True if plain else draw(st.booleans()),
     )
 
 
@@ -741,6 +844,9 @@ def test_every_rule_holds_on_any_cluster(scenario: Scenario) -> None:
 def test_makespan_within_grahams_bound(scenario: Scenario) -> None:
     plan, result = scenario.simulate()
     workers = scenario.workers
-    bound = (2 - 1 / workers) * plan.lower_bound(workers)
+    # A pipelined test waits for at most the rest of a short running test and
+    # the horizon's work queued before it; each batch barrier can pass that on.
+    slack = 2 * scenario.horizon * len(plan.batches)
+    bound = (2 - 1 / workers) * plan.lower_bound(workers) + slack
     assert result.makespan <= bound + 1e-9, (result.makespan, plan.lower_bound(workers))
     check_run(scenario, plan, result)
