@@ -12,7 +12,7 @@ import hashlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,24 +141,30 @@ class HistoryStore:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def record_attempt(self, run_id: int, git_commit: str | None, attempt: Attempt) -> None:
+    def record_attempts(
+        self, run_id: int, git_commit: str | None, attempts: Sequence[Attempt]
+    ) -> None:
+        """Store attempts in one transaction (one commit per test would cost more than it)."""
         with self._db:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO attempts (run_id, nodeid, batch, outcome, phase, duration, started,"
                 " stopped, worker, error_digest, git_commit) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    run_id,
-                    attempt.nodeid,
-                    attempt.batch,
-                    attempt.outcome,
-                    attempt.phase,
-                    attempt.duration,
-                    attempt.started,
-                    attempt.stopped,
-                    attempt.worker,
-                    error_digest(attempt.longrepr),
-                    git_commit,
-                ),
+                [
+                    (
+                        run_id,
+                        attempt.nodeid,
+                        attempt.batch,
+                        attempt.outcome,
+                        attempt.phase,
+                        attempt.duration,
+                        attempt.started,
+                        attempt.stopped,
+                        attempt.worker,
+                        error_digest(attempt.longrepr),
+                        git_commit,
+                    )
+                    for attempt in attempts
+                ],
             )
 
     def finish_run(self, run_id: int, stopped: float, exitstatus: int) -> None:

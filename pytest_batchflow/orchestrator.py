@@ -44,6 +44,9 @@ INDEX_KEY = pytest.StashKey[int]()
 T = TypeVar("T")
 Role = Literal["serial", "worker", "controller"]
 SERIAL_WORKER = "main"
+#: Under xdist, attempts reach the history store in batches: after this many, or this long.
+SAVE_EVERY_ATTEMPTS = 500
+SAVE_EVERY_SECONDS = 2.0
 
 
 class IdleItem(pytest.Item):
@@ -157,6 +160,9 @@ class Orchestrator:
         self._history: HistoryStore | None = None
         self._history_opened = False
         self.run_id: int | None = None
+        #: Attempts not yet in the history store, and when it was last written.
+        self._unsaved: list[Attempt] = []
+        self._saved_at = time.monotonic()
         option = config.option
         # Runs that execute no test bodies leave no results and no history.
         self.recording = role != "worker" and not (
@@ -493,10 +499,23 @@ class Orchestrator:
                 ),
                 None,
             )
-        run_id = self.run_id
-        if run_id is not None:
-            attempt = _attempt(result)
-            self._use_history(lambda h: h.record_attempt(run_id, self.commit, attempt), None)
+        if self.run_id is not None:
+            self._unsaved.append(_attempt(result))
+            # A serial run executes tests in this process, which a test may kill:
+            # each attempt is saved at once. A controller only receives reports.
+            if (
+                self.role == "serial"
+                or len(self._unsaved) >= SAVE_EVERY_ATTEMPTS
+                or time.monotonic() - self._saved_at >= SAVE_EVERY_SECONDS
+            ):
+                self._save_attempts()
+
+    def _save_attempts(self) -> None:
+        """Write the attempts gathered so far to the history store, in one transaction."""
+        run_id, attempts = self.run_id, self._unsaved
+        self._unsaved, self._saved_at = [], time.monotonic()
+        if run_id is not None and attempts:
+            self._use_history(lambda h: h.record_attempts(run_id, self.commit, attempts), None)
 
     def _late_report(self, index: int, report: pytest.TestReport) -> None:
         """A teardown error reported after the test finished (fixtures torn down late)."""
@@ -545,6 +564,7 @@ class Orchestrator:
         if self.plan is None or not self.recording:
             return
         stopped = time.time()
+        self._save_attempts()
         run_id = self.run_id
         if run_id is not None:
             self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)

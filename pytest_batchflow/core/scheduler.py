@@ -30,10 +30,10 @@ from .plan import Plan
 
 __all__ = [
     "FAILING_OUTCOMES",
-    "SATISFYING_OUTCOMES",
-    "Decision",
     "PIPELINE_DEPTH",
     "PIPELINE_HORIZON",
+    "SATISFYING_OUTCOMES",
+    "Decision",
     "Dispatcher",
     "Idle",
     "Outcome",
@@ -57,7 +57,7 @@ _OUTCOME_WORDS = {
 
 
 #: The most tests a worker holds at once (the running one included).
-PIPELINE_DEPTH = 16
+PIPELINE_DEPTH = 64
 #: Estimated seconds of work that may wait on a worker behind the running test.
 PIPELINE_HORIZON = 0.1
 #: Tests the run must have measured before their mean stands for unknown tests.
@@ -219,6 +219,8 @@ class Dispatcher:
         self.queues: dict[str, list[Sendable]] = {}
         self.pending: set[int] = set(plan.order)
         self.running: dict[int, str] = {}
+        #: Tests sent to each worker and not finished (queued or running).
+        self._load: Counter[str] = Counter()
         self.done: set[int] = set()
         self.stopping: set[str] = set()
         self._policies = {batch.name: batch.policy for batch in plan.batches}
@@ -249,6 +251,13 @@ class Dispatcher:
             i for i in plan.order if not self._upstream[plan.batch_of[i]] and not self._waiting[i]
         ]
         self._ready: list[tuple[tuple[float, float, int], int]] = []
+        # Affinity: the parent (module or class) each worker ran last, the ready
+        # tests of each parent (entries go stale once a test leaves ``pending``)
+        # and the estimated work not yet sent.
+        self._remaining = remaining
+        self._last_parent: dict[str, str] = {}
+        self._ready_in: dict[str, list[tuple[tuple[float, float, int], int]]] = {}
+        self._work_left = sum(plan.estimates.get(i, 0.0) for i in plan.order)
 
     def _nonempty_upstream(self, batch: str) -> set[str]:
         """The batches with tests that ``batch`` comes after, through empty ones too."""
@@ -319,7 +328,7 @@ class Dispatcher:
         for worker in workers:
             if worker in self.stopping or self._busy(worker):
                 continue
-            test = self._pick(now, decision)
+            test = self._pick_for(worker, now, decision)
             if test is None:
                 break
             self._send(decision, worker, test, now)
@@ -345,7 +354,7 @@ class Dispatcher:
         return decision
 
     def _busy(self, worker: str) -> bool:
-        return any(not isinstance(item, Idle) for item in self.queues[worker])
+        return self._load[worker] > 0
 
     def _top_up(self, now: float, decision: Decision) -> None:
         """Queue more short tests on workers that run short tests and are running low.
@@ -362,7 +371,7 @@ class Dispatcher:
                     backlog[worker] = queued
         while backlog:
             for worker in list(backlog):
-                test = self._pick(now, decision)
+                test = self._pick_for(worker, now, decision)
                 if test is None:
                     return
                 estimate = self._estimate(test)
@@ -379,7 +388,7 @@ class Dispatcher:
                     del backlog[worker]
 
     def _queued(self, worker: str) -> int:
-        return sum(isinstance(item, int) for item in self.queues[worker])
+        return self._load[worker]
 
     def _backlog(self, worker: str) -> float | None:
         """Estimated work queued behind the running test; None unless all of it is short."""
@@ -428,7 +437,7 @@ class Dispatcher:
                 continue
             reason = self.state.skip_reason(index, now)
             if reason is None:
-                heapq.heappush(self._ready, (self._key[index], index))
+                self._make_ready(index)
             else:
                 self._skip(index, reason, decision)
 
@@ -444,6 +453,46 @@ class Dispatcher:
             # test of a serial batch): look again until nothing changes.
             if chosen is not None or len(decision.skip) == skipped:
                 return chosen
+
+    def _pick_for(self, worker: str, now: float, decision: Decision) -> int | None:
+        """The test for ``worker``: the best one, or one under the parent it ran last.
+
+        Staying under the same parent (module or class) keeps that parent's
+        fixtures set up on the worker. A test there is taken instead of the best
+        one only when that cannot lengthen the run: the best test's remaining
+        path, delayed by the other test, still ends before the estimated work
+        left could, spread over the workers.
+        """
+        best = self._pick(now, decision)
+        parent = self._last_parent.get(worker)
+        if best is None or parent is None or self.parents[best] == parent:
+            return best
+        local = self._ready_under(parent, now)
+        if local is None:
+            return best
+        workers = max(len(self.queues) - len(self.stopping), 1)
+        delayed = self._remaining[best] + self.plan.estimates.get(local, 0.0)
+        if delayed > self._work_left / workers:
+            return best
+        heapq.heappush(self._ready, (self._key[best], best))
+        return local
+
+    def _ready_under(self, parent: str, now: float) -> int | None:
+        """The best ready test under ``parent`` if it may start now and needs no rule."""
+        heap = self._ready_in.get(parent)
+        while heap and heap[0][1] not in self.pending:
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        index = heap[0][1]
+        if (
+            not self._pipelinable(index)
+            or not self._allowed(index)
+            or self.state.skip_reason(index, now) is not None
+        ):
+            return None
+        heapq.heappop(heap)
+        return index
 
     def _scan_ready(self, now: float, decision: Decision) -> int | None:
         deferred: list[tuple[tuple[float, float, int], int]] = []
@@ -529,7 +578,10 @@ class Dispatcher:
     def _send(self, decision: Decision, worker: str, index: int, now: float) -> None:
         batch = self.plan.batch_of[index]
         self.pending.discard(index)
+        self._work_left -= self.plan.estimates.get(index, 0.0)
+        self._last_parent[worker] = self.parents[index]
         self.running[index] = worker
+        self._load[worker] += 1
         self._batch_running[batch] += 1
         self._held.update(self.locks.get(index, ()))
         self.state.test_started(index, now)
@@ -538,17 +590,26 @@ class Dispatcher:
 
     def _skip(self, index: int, reason: str, decision: Decision) -> None:
         self.pending.discard(index)
+        self._work_left -= self.plan.estimates.get(index, 0.0)
         self.state.test_finished(index, "skipped")
         decision.skip.append((index, reason))
         self._complete(index)
 
     def _requeue(self, index: int) -> None:
         self.pending.add(index)
-        heapq.heappush(self._ready, (self._key[index], index))
+        self._work_left += self.plan.estimates.get(index, 0.0)
+        self._make_ready(index)
+
+    def _make_ready(self, index: int) -> None:
+        entry = (self._key[index], index)
+        heapq.heappush(self._ready, entry)
+        heapq.heappush(self._ready_in.setdefault(self.parents[index], []), entry)
 
     def _release(self, index: int) -> None:
-        if self.running.pop(index, None) is None:
+        worker = self.running.pop(index, None)
+        if worker is None:
             return
+        self._load[worker] -= 1
         self._batch_running[self.plan.batch_of[index]] -= 1
         self._held.subtract(self.locks.get(index, ()))
 
