@@ -298,3 +298,49 @@ def test_workers_with_nothing_left_are_shut_down_and_the_run_ends_cleanly(
     assert "INTERNALERROR" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*= batchflow =*", "default *1 *1 *0 *0 *passed"])
     assert [t.outcome for t in data.tests] == ["passed"]
+
+
+def test_timeout_of_a_batch_holds_across_workers(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    slow: paths=test_slow.py timeout=1\n"
+        "    other: paths=test_other.py\n"
+    )
+    # The batch's clock starts when its first test is sent. A slow test lasts
+    # over 0.6 s and holds its worker, so each of the two workers is sent at
+    # most two slow tests within the batch's second: at least two of the six
+    # are left over however slow the machine is, and exact counts are not.
+    nap = "import time\n\ndef nap():\n    time.sleep(0.6)\n"
+    pytester.makepyfile(
+        test_slow=nap
+        + "".join(f"\ndef test_slow{n}():\n    nap()\n    assert {n} % 2\n" for n in range(6)),
+        test_other=nap + "".join(f"\ndef test_other{n}(): nap()\n" for n in range(4)),
+    )
+    result, data = run(pytester, "-n", "2", "-rs")
+    tests = by_name(data)
+    slow = {name: t for name, t in tests.items() if name.startswith("test_slow")}
+    ran = {name: t for name, t in slow.items() if t.outcome != "skipped"}
+    skipped = {name: t for name, t in slow.items() if t.outcome == "skipped"}
+    assert len(slow) == 6
+    assert len(ran) >= 1
+    assert len(skipped) >= 2
+    # What started finishes as it would have: odd tests pass, even ones fail.
+    assert {name: t.outcome for name, t in ran.items()} == {
+        name: "passed" if int(name[-1]) % 2 else "failed" for name in ran
+    }
+    assert {t.worker for t in ran.values()} <= {"gw0", "gw1"}
+    reason = "batchflow: batch 'slow' spent its timeout of 1s"
+    assert {t.worker for t in skipped.values()} == {"controller"}
+    assert all(t.longrepr is not None and reason in t.longrepr for t in skipped.values())
+    assert {t.outcome for name, t in tests.items() if name.startswith("test_other")} == {"passed"}
+    failed = sum(t.outcome == "failed" for t in ran.values())
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == len(ran) - failed + 4
+    assert outcomes.get("failed", 0) == failed
+    assert outcomes["skipped"] == len(skipped)
+    result.stdout.fnmatch_lines(
+        [
+            f"slow *test *6 *{len(ran) - failed} *{failed} *{len(skipped)} *",
+            "other *test *4 *4 *0 *0 *passed",
+            f"SKIPPED * test_slow.py: {reason}",
+        ]
+    )
