@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from .core.graph import TestSpec, resolve_dependencies
 from .core.plan import BatchRule, PlanError, assign_batch, build_plan
-from .items import MarkerError, describe_item, string_arguments
+from .items import MarkerError, describe_item, rerun_budget, string_arguments
 from .settings import Settings
 
 __all__ = ["Analysis", "analyse"]
@@ -30,7 +30,8 @@ class Analysis:
     ``kept`` are the indices pytest kept after ``-k``/``-m``/``--deselect``;
     ``run`` the ones to run (``kept`` within the selected batches), in the
     order pytest holds them; ``parents`` the node id of each test's parent,
-    whose fixtures a worker keeps between tests.
+    whose fixtures a worker keeps between tests; ``reruns`` the budget of
+    each test with a ``reruns`` marker.
     """
 
     specs: tuple[TestSpec, ...]
@@ -43,6 +44,7 @@ class Analysis:
     locks: dict[int, frozenset[str]]
     locations: dict[int, tuple[str, int | None, str]]
     uses_dependency_marks: bool
+    reruns: dict[int, int]
 
     def to_json(self) -> bytes:
         return _ADAPTER.dump_json(self)
@@ -114,4 +116,9 @@ def analyse(
         locks={i: locks for i, item in enumerate(collected) if (locks := _locks(item))},
         locations={i: item.location for i, item in enumerate(collected)},
         uses_dependency_marks=any(spec.dependency is not None for spec in specs),
+        reruns={
+            i: budget
+            for i, item in enumerate(collected)
+            if (budget := rerun_budget(item)) is not None
+        },
     )

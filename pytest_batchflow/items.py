@@ -68,6 +68,20 @@ def string_arguments(item: pytest.Item, marker: str, what: str, example: str) ->
     return tuple(dict.fromkeys(names))
 
 
+def rerun_budget(item: pytest.Item) -> int | None:
+    """The ``@pytest.mark.reruns(N)`` closest to the test, if any."""
+    mark = item.get_closest_marker("reruns")
+    if mark is None:
+        return None
+    count = mark.args[0] if len(mark.args) == 1 and not mark.kwargs else None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise MarkerError(
+            f"{item.nodeid}: @pytest.mark.reruns takes one whole number of reruns, "
+            f"e.g. @pytest.mark.reruns(2); got {_show_args(mark)}"
+        )
+    return count
+
+
 def _depends_on(item: pytest.Item) -> tuple[str, ...]:
     return string_arguments(item, "depends_on", "test names or node ids", '"test_login"')
 

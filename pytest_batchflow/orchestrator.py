@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -29,21 +29,31 @@ import pytest
 
 from . import __version__
 from .collection import Analysis, analyse
+from .core.flaky import RerunPolicy, budget_for, final_outcome
 from .core.plan import Plan, PlanError, build_plan
 from .core.scheduler import RunState
 from .history import Attempt, HistoryError, HistoryStore
 from .items import MarkerError
-from .results import BatchResult, Environment, PhaseResult, RunResult, TestResult
+from .results import (
+    AttemptResult,
+    BatchResult,
+    Environment,
+    PhaseResult,
+    RunResult,
+    TestResult,
+)
 from .settings import Settings
 from .terminal import batch_table, format_header, format_plan
 
-__all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "Role"]
+__all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "Role", "run_idle"]
 
 #: A test's index in the full collection (the core's name for it).
 INDEX_KEY = pytest.StashKey[int]()
 T = TypeVar("T")
 Role = Literal["serial", "worker", "controller"]
 SERIAL_WORKER = "main"
+#: The outcome of a failed attempt that is rerun (as pytest-rerunfailures calls it).
+RERUN = "rerun"
 #: Under xdist, attempts reach the history store in batches: after this many, or this long.
 SAVE_EVERY_ATTEMPTS = 500
 SAVE_EVERY_SECONDS = 2.0
@@ -82,14 +92,19 @@ def _git_commit(rootpath: Path) -> str | None:
     return completed.stdout.strip() or None if completed.returncode == 0 else None
 
 
+def _failed(report: pytest.TestReport) -> bool:
+    """A failure, including one batchflow turned into a rerun."""
+    return report.failed or report.outcome == RERUN
+
+
 def _test_outcome(reports: Sequence[pytest.TestReport]) -> str:
-    """One outcome word from a test's reports (the last attempt's, under reruns)."""
+    """One outcome word from the reports of one attempt of a test."""
     by_when = {str(report.when): report for report in reports}
-    if any(report.failed for when, report in by_when.items() if when not in _PHASES):
+    if any(_failed(report) for when, report in by_when.items() if when not in _PHASES):
         return "failed"  # a crashed worker's report: when="???"
     for when, word in (("setup", "error"), ("call", "failed"), ("teardown", "error")):
         failed = by_when.get(when)
-        if failed is not None and failed.failed:
+        if failed is not None and _failed(failed):
             return word
     for when in ("setup", "call"):
         skipped = by_when.get(when)
@@ -104,7 +119,7 @@ _PHASES = ("setup", "call", "teardown")
 
 def _phase(report: pytest.TestReport) -> PhaseResult:
     longrepr = None
-    if report.failed:
+    if _failed(report):
         longrepr = report.longreprtext
     elif report.skipped and isinstance(report.longrepr, tuple):
         longrepr = str(report.longrepr[2]).removeprefix("Skipped: ")
@@ -120,12 +135,13 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     )
 
 
-def _attempt(result: TestResult) -> Attempt:
-    failing = next((phase for phase in result.phases if phase.outcome == "failed"), None)
+def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Attempt:
+    """The history's record of one attempt (a flaky test's last one passed)."""
+    failing = next((phase for phase in result.phases if phase.outcome in ("failed", RERUN)), None)
     return Attempt(
-        nodeid=result.nodeid,
-        batch=result.batch,
-        outcome=result.outcome,
+        nodeid=nodeid,
+        batch=batch,
+        outcome="passed" if result.outcome == "flaky" else result.outcome,
         phase=failing.when if failing else None,
         duration=result.duration,
         started=result.start,
@@ -160,6 +176,17 @@ class Orchestrator:
         self._history: HistoryStore | None = None
         self._history_opened = False
         self.run_id: int | None = None
+        self.rerun_policy = RerunPolicy(
+            only=settings.reruns_only, never=settings.reruns_except, delay=settings.reruns_delay
+        )
+        #: Each rerun test's earlier (failed) attempts, oldest first.
+        self.earlier: dict[int, list[AttemptResult]] = {}
+        #: Tests whose current attempt failed and will be rerun.
+        self.rerunning: set[int] = set()
+        #: Tests waiting for a rerun, with the delay before it (seconds).
+        self.rerun_due: dict[int, float] = {}
+        #: Reruns that could not run (the batch stopped): their failure stands.
+        self.given_up: dict[int, str] = {}
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -347,7 +374,14 @@ class Orchestrator:
                 for nodeid in sorted(parents)
             )
             return None
-        if not self.settings.plan_only or self.plan is None:
+        if self.plan is None:
+            return None
+        if not self.settings.plan_only:
+            if self.role == "serial" and self.reruns_possible:
+                from .serial import SerialLoop
+
+                SerialLoop(self, session).run()
+                return True
             return None
         if session.testsfailed and not self.config.option.continue_on_collection_errors:
             errors = session.testsfailed
@@ -371,7 +405,7 @@ class Orchestrator:
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> bool | None:
         if isinstance(item, IdleItem):
-            _run_idle(item, nextitem)
+            run_idle(item, nextitem)
             return True
         self.current = item.stash.get(INDEX_KEY, None)
         return None
@@ -394,6 +428,9 @@ class Orchestrator:
     def emit_skip(self, index: int, reason: str) -> None:
         """Report a test the dispatcher will never send as skipped, as pytest would."""
         assert self.analysis is not None
+        if index in self.earlier:
+            self.give_up_rerun(index, reason)
+            return
         nodeid = self.analysis.specs[index].nodeid
         location = self.analysis.locations[index]
         hook = self.config.hook
@@ -448,7 +485,10 @@ class Orchestrator:
             return index
         return self.open_tests.get(report.nodeid)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # First, so that a failure to be rerun reaches pytest (the terminal,
+        # the failure count, -x) as a rerun.
         if self.role == "worker" or self.state is None:
             return
         index = self._report_index(report)
@@ -463,6 +503,10 @@ class Orchestrator:
         if index in self.results:
             self._late_report(index, report)
             return
+        if report.failed and self._to_rerun(index, report.longreprtext):
+            report.outcome = RERUN  # type: ignore[assignment]
+        elif index in self.earlier and report.when == "call" and report.passed:
+            report.batchflow_flaky = True  # type: ignore[attr-defined]
         self.reports.setdefault(index, []).append(report)
         if report.when not in _PHASES:  # a crashed worker: no logfinish follows
             self.open_tests.pop(report.nodeid, None)
@@ -475,17 +519,120 @@ class Orchestrator:
         if index is not None and index not in self.results:
             self._finalize(index)
 
+    # -- reruns ----------------------------------------------------------------------
+
+    def rerun_budget(self, index: int) -> int:
+        assert self.plan is not None
+        assert self.analysis is not None
+        policy = self.plan.batch(self.plan.batch_of[index]).policy
+        return budget_for(
+            self.analysis.reruns.get(index),
+            policy.reruns,
+            self.settings.reruns,
+            benchmark=policy.kind == "benchmark",
+        )
+
+    @property
+    def reruns_possible(self) -> bool:
+        assert self.plan is not None
+        return any(self.rerun_budget(index) for index in self.plan.order)
+
+    def _to_rerun(self, index: int, error: str) -> bool:
+        """Whether this failure of the test's current attempt means a rerun.
+
+        Decided at the attempt's first failing report; its later failing
+        reports (a teardown error after a failed call) belong to the same rerun.
+        """
+        if index in self.rerunning:
+            return True
+        if index in self.given_up:
+            return False
+        earlier = len(self.earlier.get(index, ()))
+        if earlier < self.rerun_budget(index) and self.rerun_policy.allows(error):
+            self.rerunning.add(index)
+            return True
+        return False
+
+    def rerun_after_crash(self, index: int, worker: str) -> float | None:
+        """On the controller: the crashed worker's test, rerun in how many seconds, or None."""
+        nodeid = self.analysis_nodeid(index)
+        if not self._to_rerun(index, f"worker {worker!r} crashed while running {nodeid!r}"):
+            return None
+        return self.rerun_policy.delay_before(len(self.earlier.get(index, ())) + 1)
+
+    def take_rerun(self, index: int) -> float | None:
+        """On the controller: whether the test just finished is to be rerun, and its delay."""
+        return self.rerun_due.pop(index, None)
+
     def _finalize(self, index: int) -> None:
         assert self.state is not None
+        assert self.plan is not None
         reports = self.reports.pop(index, [])
         if not reports:
+            return
+        if index in self.rerunning:
+            self.rerunning.discard(index)
+            self._rerun_attempt(index, reports)
             return
         outcome = _test_outcome(reports)
         if index in self.failed_subtests and outcome in ("passed", "xpassed"):
             outcome = "failed"
-        self.state.test_finished(index, outcome)
-        result = self._test_result(index, outcome, reports)
+        earlier = self.earlier.get(index, [])
+        verdict = final_outcome([attempt.outcome for attempt in earlier], outcome)
+        self.state.test_finished(index, "passed" if verdict == "flaky" else verdict)
+        result = self._test_result(index, verdict, reports)
         self.results[index] = result
+        if index not in self.given_up:
+            self._record(_attempt(result, result.nodeid, result.batch))
+
+    def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
+        """Keep a failed attempt; the test is due for a rerun (a crashed one is already)."""
+        assert self.plan is not None
+        phases = [_phase(report) for report in reports]
+        failing = next((p for p in phases if p.outcome == RERUN), None)
+        attempt = AttemptResult(
+            outcome=_test_outcome(reports),
+            worker=str(getattr(reports[-1], "worker_id", self._own_worker_name)),
+            duration=sum(p.duration for p in phases),
+            start=min(p.start for p in phases),
+            stop=max(p.stop for p in phases),
+            phases=phases,
+            longrepr=failing.longrepr if failing else None,
+        )
+        attempts = self.earlier.setdefault(index, [])
+        attempts.append(attempt)
+        if all(str(report.when) in _PHASES for report in reports):
+            self.rerun_due[index] = self.rerun_policy.delay_before(len(attempts))
+        self._record(_attempt(attempt, self.analysis_nodeid(index), self.plan.batch_of[index]))
+
+    def give_up_rerun(self, index: int, reason: str) -> None:
+        """A rerun the rules no longer allow (maxfail, timeout): its last failure stands.
+
+        pytest hears of it as a failure of the test, so that it counts as one.
+        """
+        assert self.analysis is not None
+        attempts = self.earlier[index]
+        self.rerun_due.pop(index, None)
+        self.given_up[index] = reason
+        nodeid = self.analysis.specs[index].nodeid
+        location = self.analysis.locations[index]
+        now = time.time()
+        longrepr = (
+            f"{attempts[-1].longrepr or ''}\n\nbatchflow: the rerun of this failure did not "
+            f"run: {reason}"
+        )
+        hook = self.config.hook
+        self.open_tests[nodeid] = index
+        self.current = index
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        report = pytest.TestReport(
+            nodeid, location, {}, "failed", longrepr, "call", start=now, stop=now
+        )
+        hook.pytest_runtest_logreport(report=report)
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    def _record(self, attempt: Attempt) -> None:
+        """Queue an attempt for the history store."""
         if not self.recording:
             return
         if self.run_id is None:
@@ -500,7 +647,7 @@ class Orchestrator:
                 None,
             )
         if self.run_id is not None:
-            self._unsaved.append(_attempt(result))
+            self._unsaved.append(attempt)
             # A serial run executes tests in this process, which a test may kill:
             # each attempt is saved at once. A controller only receives reports.
             if (
@@ -556,12 +703,17 @@ class Orchestrator:
             stdout=reports[-1].capstdout,
             stderr=reports[-1].capstderr,
             log=reports[-1].caplog,
+            attempts=self.earlier.get(index, []),
         )
 
     # -- the end of the run ------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.plan is None or not self.recording:
+        if self.plan is None or self.role == "worker":
+            return
+        if self.settings.strict_flaky and self.flaky and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
+        if not self.recording:
             return
         stopped = time.time()
         self._save_attempts()
@@ -615,7 +767,12 @@ class Orchestrator:
                     after=list(policy.after),
                     priority=policy.priority,
                     workers=policy.workers,
-                    reruns=policy.reruns,
+                    reruns=budget_for(
+                        None,
+                        policy.reruns,
+                        self.settings.reruns,
+                        benchmark=policy.kind == "benchmark",
+                    ),
                     timeout=policy.timeout,
                     maxfail=policy.maxfail,
                     cov=policy.cov,
@@ -654,6 +811,43 @@ class Orchestrator:
             workers=self.workers,
         )
 
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport
+    ) -> tuple[str, str, tuple[str, Mapping[str, bool]]] | None:
+        if report.outcome == RERUN:
+            return "rerun", "R", ("RERUN", {"yellow": True})
+        if getattr(report, "batchflow_flaky", False):
+            return "flaky", "K", ("FLAKY", {"yellow": True})
+        return None
+
+    @property
+    def flaky(self) -> list[TestResult]:
+        assert self.plan is not None
+        return [
+            self.results[i]
+            for i in self.plan.order
+            if i in self.results and self.results[i].outcome == "flaky"
+        ]
+
+    def _flaky_summary(self, terminal: pytest.TerminalReporter) -> None:
+        """Each flaky test with the error of each failed attempt; strict mode says it fails."""
+        flaky = self.flaky
+        if not flaky:
+            return
+        terminal.write_sep("=", "flaky tests (failed, then passed on a rerun)", yellow=True)
+        for result in flaky:
+            terminal.write_line(
+                f"FLAKY {result.nodeid}: passed at attempt {len(result.attempts) + 1}"
+            )
+            for number, attempt in enumerate(result.attempts, 1):
+                terminal.write_line(
+                    f"  attempt {number} ({attempt.outcome} on {attempt.worker}): "
+                    f"{_error_line(attempt.longrepr)}"
+                )
+        if self.settings.strict_flaky:
+            count = "1 flaky test fails" if len(flaky) == 1 else f"{len(flaky)} flaky tests fail"
+            terminal.write_line(f"batchflow: {count} the run (--batchflow-strict-flaky)", red=True)
+
     def pytest_report_header(self) -> list[str]:
         return [f"batchflow: warning: {note}" for note in self.notes]
 
@@ -665,13 +859,24 @@ class Orchestrator:
                 terminalreporter.write_sep("=", "batchflow")
                 for line in batch_table(rows):
                     terminalreporter.write_line(line)
+        if self.plan is not None and self.role != "worker":
+            self._flaky_summary(terminalreporter)
         for note in self.notes:
             terminalreporter.write_line(f"batchflow: warning: {note}", yellow=True)
         if result is not None and self.settings.json_path is not None:
             terminalreporter.write_line(f"batchflow: JSON result: {self.settings.json_path}")
 
 
-def _run_idle(item: IdleItem, nextitem: pytest.Item | None) -> None:
+def _error_line(longrepr: str | None) -> str:
+    """The line that says what went wrong: pytest's ``E`` line, else the last one."""
+    lines = [line for line in (longrepr or "").splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("E "):
+            return line[1:].strip()
+    return lines[-1].strip() if lines else "(no error text)"
+
+
+def run_idle(item: IdleItem, nextitem: pytest.Item | None) -> None:
     """Run an idle item through pytest's setup and teardown hooks, without reports.
 
     Its setup finds its parents set up already; its teardown tears down what

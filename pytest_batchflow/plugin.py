@@ -28,6 +28,8 @@ _MARKERS = (
     "depends_on(*targets): run only after these tests passed, else skip; a target is a test "
     "name in the same module, a node id, or a parametrized base name (all its instances).",
     "locks(*names): tests holding a common lock never run at the same time.",
+    "reruns(n): rerun this test up to n times when it fails (batchflow); beats the batch "
+    "line's reruns= and --batchflow-reruns.",
 )
 _DEPENDENCY_MARKER = (
     "dependency(name=None, depends=[], scope='module'): pytest-dependency's marker, "

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AttemptResult",
     "BatchResult",
     "Environment",
     "PhaseResult",
@@ -45,6 +46,18 @@ class PhaseResult(_Model):
     longrepr: str | None = Field(None, description="Failure text or skip reason.")
 
 
+class AttemptResult(_Model):
+    """An earlier attempt of a test: one that failed and was rerun."""
+
+    outcome: str = Field(description="failed or error (a crashed worker's test: failed).")
+    worker: str = Field(description="'main' for a serial run, else the xdist worker id.")
+    duration: float = Field(description="Seconds, all phases together.")
+    start: float
+    stop: float
+    phases: list[PhaseResult]
+    longrepr: str | None = Field(None, description="The failure text of the failing phase.")
+
+
 class TestResult(_Model):
     """One test's final result in this run."""
 
@@ -52,7 +65,10 @@ class TestResult(_Model):
 
     nodeid: str
     batch: str
-    outcome: TestOutcome = Field(description="passed, failed, error, skipped, xfailed or xpassed.")
+    outcome: TestOutcome = Field(
+        description="passed, failed, error, skipped, xfailed, xpassed, or flaky (failed, "
+        "then passed on a rerun)."
+    )
     duration: float = Field(description="Seconds, all phases together.")
     start: float
     stop: float
@@ -65,6 +81,11 @@ class TestResult(_Model):
     stdout: str = ""
     stderr: str = ""
     log: str = ""
+    attempts: list[AttemptResult] = Field(
+        default_factory=list,
+        description="Earlier attempts, oldest first: each failed and was rerun. The "
+        "test's own fields describe its last attempt.",
+    )
 
 
 class BatchResult(_Model):

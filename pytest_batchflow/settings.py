@@ -7,6 +7,7 @@ came from, what is wrong and a value that would work.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class BatchLine(BaseModel):
     mode: Literal["parallel", "serial", "exclusive"] = "parallel"
     workers: Annotated[int, Field(ge=1)] | None = None
     priority: int = 0
-    reruns: Annotated[int, Field(ge=0)] = 0
+    reruns: Annotated[int, Field(ge=0)] | None = None
     timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     maxfail: Annotated[int, Field(ge=1)] | None = None
     cov: bool = True
@@ -166,7 +167,22 @@ class Settings(BaseModel):
     history_path: Path
     no_history: bool = False
     missing_dependency: Literal["error", "skip"] = "error"
+    reruns: Annotated[int, Field(ge=0)] = 0
+    reruns_delay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    reruns_only: re.Pattern[str] | None = None
+    reruns_except: re.Pattern[str] | None = None
+    strict_flaky: bool = False
     batches: tuple[BatchLine, ...] = ()
+
+    @field_validator("reruns_only", "reruns_except", mode="before")
+    @classmethod
+    def _compile(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a regular expression ({error})") from None
+        return value
 
     @field_validator("select", mode="before")
     @classmethod

@@ -85,24 +85,32 @@ _COLUMNS = ("batch", "kind", "tests", "passed", "failed", "skipped", "duration",
 
 
 def batch_table(batches: Sequence[BatchResult]) -> list[str]:
-    """One row per batch; xpassed counts as passed, errors as failed, xfailed as skipped."""
-    rows = [list(_COLUMNS)]
+    """One row per batch; xpassed counts as passed, errors as failed, xfailed as skipped.
+
+    A ``flaky`` column (failed, then passed on a rerun) appears when a batch has one.
+    """
+    flaky = any(batch.outcomes.get("flaky") for batch in batches)
+    columns = list(_COLUMNS)
+    if flaky:
+        columns.insert(4, "flaky")
+    rows = [columns]
     for batch in batches:
         o = batch.outcomes
         status = batch.status if batch.skip_reason is None else f"skipped: {batch.skip_reason}"
-        rows.append(
-            [
-                batch.name,
-                batch.kind,
-                str(batch.tests),
-                str(o.get("passed", 0) + o.get("xpassed", 0)),
-                str(o.get("failed", 0) + o.get("error", 0)),
-                str(o.get("skipped", 0) + o.get("xfailed", 0)),
-                _seconds(batch.duration),
-                status,
-            ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
+        row = [
+            batch.name,
+            batch.kind,
+            str(batch.tests),
+            str(o.get("passed", 0) + o.get("xpassed", 0)),
+            str(o.get("failed", 0) + o.get("error", 0)),
+            str(o.get("skipped", 0) + o.get("xfailed", 0)),
+            _seconds(batch.duration),
+            status,
+        ]
+        if flaky:
+            row.insert(4, str(o.get("flaky", 0)))
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) - 1)]
     lines = []
     for row in rows:
         cells = [

@@ -147,17 +147,23 @@ class BatchflowScheduling:
         self, node: WorkerController, item_index: int, duration: float = 0
     ) -> None:
         assert self.dispatcher is not None
-        self.dispatcher.test_complete(node.gateway.id, self.item_at[item_index], duration)
+        item = self.item_at[item_index]
+        rerun_at = None
+        if isinstance(item, int):
+            delay = self.orchestrator.take_rerun(item)
+            if delay is not None:
+                rerun_at = time.monotonic() + delay
+        self.dispatcher.test_complete(node.gateway.id, item, duration, rerun_at)
         self._decide()
 
     def mark_test_pending(self, item: str) -> None:
         """Asked by a crash handler (pytest-rerunfailures) to run a crashed test again.
 
-        Batchflow decides reruns itself; the crashed test stays failed.
+        Batchflow decides reruns itself (``--batchflow-reruns``); this request is noted.
         """
         self.orchestrator.notes.append(
             f"a plugin asked to rerun the crashed test {item}; batchflow's scheduler "
-            "does not take such requests, the test stays failed"
+            "reruns crashed tests within their --batchflow-reruns budget only"
         )
 
     def remove_pending_tests_from_node(
@@ -172,7 +178,13 @@ class BatchflowScheduling:
         self.collections.pop(node, None)
         if self.dispatcher is None:
             return None
-        crashed = self.dispatcher.remove_worker(node.gateway.id)
+        worker = node.gateway.id
+
+        def rerun_at(index: int) -> float | None:
+            delay = self.orchestrator.rerun_after_crash(index, worker)
+            return None if delay is None else time.monotonic() + delay
+
+        crashed = self.dispatcher.remove_worker(worker, rerun_at)
         if crashed is None:
             self._decide()
             return None
@@ -218,6 +230,15 @@ class BatchflowScheduling:
         if self.dispatcher is None or self.aborted or self._xdist_stopping():
             return
         decision: Decision = self.dispatcher.decide(time.monotonic())
+        self._apply(decision)
+        while decision.wait is not None:
+            # Only reruns waiting out their delay are left: xdist calls in only
+            # on events, and none will come, so wait here.
+            time.sleep(decision.wait)
+            decision = self.dispatcher.decide(time.monotonic())
+            self._apply(decision)
+
+    def _apply(self, decision: Decision) -> None:
         for index, reason in decision.skip:
             self.orchestrator.emit_skip(index, reason)
         nodes = {node.gateway.id: node for node in self.collections}

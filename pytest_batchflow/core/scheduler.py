@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -182,6 +182,9 @@ class Decision:
     send: dict[str, list[Sendable]] = field(default_factory=dict)
     skip: list[tuple[int, str]] = field(default_factory=list)
     shutdown: list[str] = field(default_factory=list)
+    #: Nothing runs and only reruns waiting for their delay are left: ask again
+    #: after this many seconds.
+    wait: float | None = None
 
 
 class Dispatcher:
@@ -258,6 +261,9 @@ class Dispatcher:
         self._last_parent: dict[str, str] = {}
         self._ready_in: dict[str, list[tuple[tuple[float, float, int], int]]] = {}
         self._work_left = sum(plan.estimates.get(i, 0.0) for i in plan.order)
+        # Reruns: the workers a test failed on, and when it may run again.
+        self._failed_on: dict[int, set[str]] = {}
+        self._not_before: dict[int, float] = {}
 
     def _nonempty_upstream(self, batch: str) -> set[str]:
         """The batches with tests that ``batch`` comes after, through empty ones too."""
@@ -274,11 +280,14 @@ class Dispatcher:
     def add_worker(self, worker: str) -> None:
         self.queues.setdefault(worker, [])
 
-    def remove_worker(self, worker: str) -> int | None:
+    def remove_worker(
+        self, worker: str, rerun_at: Callable[[int], float | None] | None = None
+    ) -> int | None:
         """Forget a worker that went away; return the test it was running, if any.
 
-        That test counts as failed (its worker crashed); tests that had not
-        started go back to be sent elsewhere.
+        That test counts as failed (its worker crashed) unless ``rerun_at``
+        gives a time to run it again (its rerun budget allows); tests that had
+        not started go back to be sent elsewhere.
         """
         queue = self.queues.pop(worker, [])
         self.stopping.discard(worker)
@@ -291,19 +300,34 @@ class Dispatcher:
                 if item != started:
                     self._requeue(item)
         if started is not None:
-            self.state.test_finished(started, "failed")
-            self._complete(started)
+            when = rerun_at(started) if rerun_at is not None else None
+            if when is None:
+                self.state.test_finished(started, "failed")
+                self._complete(started)
+            else:
+                self._rerun(started, worker, when)
         return started
 
-    def test_complete(self, worker: str, item: Sendable, duration: float | None = None) -> None:
+    def test_complete(
+        self,
+        worker: str,
+        item: Sendable,
+        duration: float | None = None,
+        rerun_at: float | None = None,
+    ) -> None:
         """The worker finished ``item`` in ``duration`` seconds, if known.
 
-        A test's outcome is already in the run state.
+        A test's outcome is already in the run state, unless the attempt
+        failed and is to be rerun: then ``rerun_at`` says when it may start
+        again (on another worker when there is one); its dependents wait.
         """
         self.queues[worker].remove(item)
         if isinstance(item, int):
             self._release(item)
-            self._complete(item)
+            if rerun_at is None:
+                self._complete(item)
+            else:
+                self._rerun(item, worker, rerun_at)
             if duration is not None:
                 self._observed += duration
                 self._observations += 1
@@ -330,7 +354,7 @@ class Dispatcher:
                 continue
             test = self._pick_for(worker, now, decision)
             if test is None:
-                break
+                continue  # another worker may take what this one must not (a rerun)
             self._send(decision, worker, test, now)
         if self.horizon > 0:
             self._top_up(now, decision)
@@ -346,6 +370,10 @@ class Dispatcher:
                     self.stopping.add(worker)
                     decision.shutdown.append(worker)
         elif not self.running and self.queues:
+            delayed = [self._not_before[i] for i in self.pending if i in self._not_before]
+            if delayed and min(delayed) > now:
+                decision.wait = min(delayed) - now
+                return decision
             waiting = sorted(self.pending, key=self._key.__getitem__)[:3]
             raise SchedulerStalled(
                 f"{len(self.pending)} tests wait but none can start; first: "
@@ -441,14 +469,14 @@ class Dispatcher:
             else:
                 self._skip(index, reason, decision)
 
-    def _pick(self, now: float, decision: Decision) -> int | None:
+    def _pick(self, now: float, decision: Decision, worker: str) -> int | None:
         """The best ready test that may start now, skipping those that must not run."""
         self._take_fresh(now, decision)
         if any(self._policies[self.plan.batch_of[i]].mode == "exclusive" for i in self.running):
             return None
         while True:
             skipped = len(decision.skip)
-            chosen = self._scan_ready(now, decision)
+            chosen = self._scan_ready(now, decision, worker)
             # A skip may have cleared the way for a test set aside (the next
             # test of a serial batch): look again until nothing changes.
             if chosen is not None or len(decision.skip) == skipped:
@@ -463,11 +491,11 @@ class Dispatcher:
         path, delayed by the other test, still ends before the estimated work
         left could, spread over the workers.
         """
-        best = self._pick(now, decision)
+        best = self._pick(now, decision, worker)
         parent = self._last_parent.get(worker)
         if best is None or parent is None or self.parents[best] == parent:
             return best
-        local = self._ready_under(parent, now)
+        local = self._ready_under(parent, now, worker)
         if local is None:
             return best
         workers = max(len(self.queues) - len(self.stopping), 1)
@@ -477,7 +505,7 @@ class Dispatcher:
         heapq.heappush(self._ready, (self._key[best], best))
         return local
 
-    def _ready_under(self, parent: str, now: float) -> int | None:
+    def _ready_under(self, parent: str, now: float, worker: str) -> int | None:
         """The best ready test under ``parent`` if it may start now and needs no rule."""
         heap = self._ready_in.get(parent)
         while heap and heap[0][1] not in self.pending:
@@ -487,6 +515,7 @@ class Dispatcher:
         index = heap[0][1]
         if (
             not self._pipelinable(index)
+            or index in self._failed_on
             or not self._allowed(index)
             or self.state.skip_reason(index, now) is not None
         ):
@@ -494,7 +523,7 @@ class Dispatcher:
         heapq.heappop(heap)
         return index
 
-    def _scan_ready(self, now: float, decision: Decision) -> int | None:
+    def _scan_ready(self, now: float, decision: Decision, worker: str) -> int | None:
         deferred: list[tuple[tuple[float, float, int], int]] = []
         chosen = None
         while self._ready:
@@ -506,6 +535,9 @@ class Dispatcher:
             if reason is not None:
                 self._skip(index, reason, decision)
                 self._take_fresh(now, decision)
+                continue
+            if self._not_before.get(index, now) > now or self._avoids(index, worker):
+                deferred.append(entry)  # a rerun: not yet, or rather elsewhere
                 continue
             if self._allowed(index):
                 chosen = index
@@ -589,11 +621,26 @@ class Dispatcher:
         decision.send.setdefault(worker, []).append(index)
 
     def _skip(self, index: int, reason: str, decision: Decision) -> None:
+        """Never send the test; a rerun that may not run leaves its failure standing."""
         self.pending.discard(index)
         self._work_left -= self.plan.estimates.get(index, 0.0)
-        self.state.test_finished(index, "skipped")
+        self.state.test_finished(index, "failed" if index in self._failed_on else "skipped")
         decision.skip.append((index, reason))
         self._complete(index)
+
+    def _rerun(self, index: int, worker: str, when: float) -> None:
+        self._failed_on.setdefault(index, set()).add(worker)
+        self._not_before[index] = when
+        self._requeue(index)
+
+    def _avoids(self, index: int, worker: str) -> bool:
+        """Whether the test failed on this worker and another one could take it."""
+        failed_on = self._failed_on.get(index)
+        return (
+            failed_on is not None
+            and worker in failed_on
+            and any(w not in failed_on and w not in self.stopping for w in self.queues)
+        )
 
     def _requeue(self, index: int) -> None:
         self.pending.add(index)

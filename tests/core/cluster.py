@@ -4,6 +4,10 @@ A worker starts the head of its queue only when something is queued behind it
 or it was told to shut down (pytest needs the next item before it runs one).
 Time is simulated: a test takes its given duration, an ``Idle`` item none.
 
+A test in ``attempts`` has an outcome per attempt (its last one repeats); one
+that fails with rerun budget left (``budgets``) is handed back for a rerun, as
+the controller does, after ``rerun_delay`` doubled per rerun.
+
 A test in ``crashes`` kills its worker halfway through its duration (the first
 time it runs): the dispatcher hears of it only then, as xdist would, and a
 replacement worker joins at that moment. A test in ``teardown_crashes`` passes,
@@ -15,11 +19,18 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pytest_batchflow.core.scheduler import Dispatcher, Idle, RunState, Sendable
+from pytest_batchflow.core.scheduler import (
+    FAILING_OUTCOMES,
+    Dispatcher,
+    Idle,
+    RunState,
+    Sendable,
+)
 
 
 @dataclass
@@ -30,6 +41,8 @@ class Execution:
     stop: float
     crashed: bool = False
     outcome: str = "passed"
+    #: This attempt failed and the test was handed back for a rerun.
+    rerun: bool = False
 
 
 @dataclass
@@ -61,7 +74,7 @@ class Outcome:
     sends: list[tuple[str, list[Sendable]]] = field(default_factory=list)
 
 
-EventKind = Literal["finish", "crash"]
+EventKind = Literal["finish", "crash", "wake"]
 
 
 class Cluster:
@@ -77,8 +90,16 @@ class Cluster:
         crashes: frozenset[int] = frozenset(),
         max_restarts: int = 10,
         teardown_crashes: frozenset[int] = frozenset(),
+        attempts: Mapping[int, Sequence[str]] | None = None,
+        budgets: Mapping[int, int] | None = None,
+        rerun_delay: float = 0.0,
     ) -> None:
         self.dispatcher = dispatcher
+        self.attempts = attempts or {}
+        self.budgets = budgets or {}
+        self.rerun_delay = rerun_delay
+        #: Attempts each test has started.
+        self.tries: Counter[int] = Counter()
         self.state = state
         self.durations = durations
         self.outcomes = outcomes or {}
@@ -116,6 +137,9 @@ class Cluster:
             if not self.events:
                 break
             now, _, kind, name, item = heapq.heappop(self.events)
+            if kind == "wake":
+                self._decide(now)
+                continue
             worker = self.workers[name]
             if not worker.alive:
                 continue
@@ -153,6 +177,9 @@ class Cluster:
             assert not worker.shutting_down, f"items sent to {name} after its shutdown"
             worker.queue.extend(items)
             self.sends.append((name, list(items)))
+        if decision.wait is not None:
+            assert decision.wait > 0
+            heapq.heappush(self.events, (now + decision.wait, next(self.sequence), "wake", "", 0))
         for name in decision.shutdown:
             assert name not in self.shutdowns, f"{name} told to shut down twice"
             self.shutdowns[name] = now
@@ -188,25 +215,63 @@ class Cluster:
         _, start = self.started.pop(worker.name)
         worker.busy_until = None
         assert worker.queue.pop(0) == item
+        rerun_at = None
         if isinstance(item, int):
             self.last_test[worker.name] = item
-            outcome = self.outcomes.get(item, "passed")
-            self.executions.append(Execution(item, worker.name, start, now, outcome=outcome))
-            # xdist delivers a test's reports before mark_test_complete.
-            self.state.test_finished(item, outcome)
-        self.dispatcher.test_complete(worker.name, item, now - start)
+            self.tries[item] += 1
+            outcome = self._outcome(item)
+            rerun_at = self._rerun_at(item, now) if outcome in FAILING_OUTCOMES else None
+            self.executions.append(
+                Execution(
+                    item, worker.name, start, now, outcome=outcome, rerun=rerun_at is not None
+                )
+            )
+            # xdist delivers a test's reports before mark_test_complete; an
+            # attempt to be rerun is not the test's outcome.
+            if rerun_at is None:
+                self.state.test_finished(item, outcome)
+        self.dispatcher.test_complete(worker.name, item, now - start, rerun_at)
         if worker.shutting_down and not worker.queue:
             worker.alive = False
             self.dispatcher.remove_worker(worker.name)
+
+    def _outcome(self, index: int) -> str:
+        attempts = self.attempts.get(index)
+        if attempts:
+            return attempts[min(self.tries[index], len(attempts)) - 1]
+        return self.outcomes.get(index, "passed")
+
+    def _rerun_at(self, index: int, now: float) -> float | None:
+        """When a failed attempt runs again, or None: the budget is spent."""
+        reruns = self.tries[index]  # the rerun this would be
+        if reruns > self.budgets.get(index, 0):
+            return None
+        return now + self.rerun_delay * 2 ** (reruns - 1)
 
     def _crash(self, worker: Worker, item: Sendable, now: float) -> None:
         _, start = self.started.pop(worker.name)
         worker.alive = False
         self.crashed_workers.add(worker.name)
-        self.blamed[worker.name] = self.dispatcher.remove_worker(worker.name)
+        if isinstance(item, int):
+            self.tries[item] += 1
+        rerun: dict[int, float | None] = {}
+
+        def rerun_at(index: int) -> float | None:
+            rerun[index] = self._rerun_at(index, now)
+            return rerun[index]
+
+        self.blamed[worker.name] = self.dispatcher.remove_worker(worker.name, rerun_at)
         if isinstance(item, int):  # else a release token: no test was running
             self.executions.append(
-                Execution(item, worker.name, start, now, crashed=True, outcome="failed")
+                Execution(
+                    item,
+                    worker.name,
+                    start,
+                    now,
+                    crashed=True,
+                    outcome="failed",
+                    rerun=rerun.get(item) is not None,
+                )
             )
         if self.restarts < self.max_restarts:
             self.restarts += 1

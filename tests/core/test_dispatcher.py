@@ -76,6 +76,10 @@ class Scenario:
     horizon: float = PIPELINE_HORIZON
     #: Whether the durations are known from history before the run.
     history: bool = True
+    #: Outcomes per attempt (the last repeats), rerun budgets, first rerun's delay.
+    attempts: dict[int, list[str]] = field(default_factory=dict)
+    budgets: dict[int, int] = field(default_factory=dict)
+    rerun_delay: float = 0.0
 
     def plan(self) -> Plan:
         specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(self.nodeids)]
@@ -101,6 +105,9 @@ class Scenario:
             outcomes=self.outcomes,
             crashes=self.crashes,
             teardown_crashes=self.teardown_crashes,
+            attempts=self.attempts,
+            budgets=self.budgets,
+            rerun_delay=self.rerun_delay,
         )
         return plan, cluster.run()
 
@@ -147,6 +154,9 @@ def simulate(
     locks: Mapping[str, Iterable[str]] | None = None,
     horizon: float = PIPELINE_HORIZON,
     history: bool = True,
+    attempts: Mapping[str, list[str]] | None = None,
+    budgets: Mapping[str, int] | None = None,
+    rerun_delay: float = 0.0,
 ) -> Run:
     """Run tests named ``t.py::<name>`` (a list, or name -> batch) and check the run.
 
@@ -171,6 +181,9 @@ def simulate(
         locks={ids[name]: frozenset(held) for name, held in (locks or {}).items()},
         horizon=horizon,
         history=history,
+        attempts={ids[name]: outcomes for name, outcomes in (attempts or {}).items()},
+        budgets={ids[name]: budget for name, budget in (budgets or {}).items()},
+        rerun_delay=rerun_delay,
     )
     plan, result = scenario.simulate()
     check_run(scenario, plan, result)
@@ -213,29 +226,41 @@ def check_run(scenario: Scenario, plan: Plan, result: Outcome) -> None:
         if not any(e.crashed and e.worker == worker for e in result.executions):
             assert blamed is None, f"{worker} crashed between tests, yet {blamed} is blamed"
 
-    # Each test is executed exactly once (a crash counts) or skipped, never both.
+    # Each test is executed once (a crash counts), plus a rerun per failed
+    # attempt its budget allows, or skipped, never both.
     runs: dict[int, list[Execution]] = defaultdict(list)
     for execution in result.executions:
         runs[execution.index].append(execution)
     for index in plan.order:
-        count, skipped = len(runs.get(index, [])), index in result.skipped
-        assert (count, skipped) in ((1, False), (0, True)), (
-            f"{nodeids[index]} executed {count} times, skipped: {skipped}"
+        attempts, skipped = runs.get(index, []), index in result.skipped
+        # A rerun the rules skip (maxfail, timeout) leaves the last failure standing.
+        given_up = bool(attempts) and attempts[-1].rerun
+        assert bool(attempts) != skipped or given_up, (
+            f"{nodeids[index]} executed {len(attempts)} times, skipped: {skipped}"
         )
+        if attempts:
+            assert len(attempts) <= 1 + scenario.budgets.get(index, 0), nodeids[index]
+            assert [e.rerun for e in attempts[:-1]] == [True] * (len(attempts) - 1)
+            assert attempts[-1].rerun == skipped, nodeids[index]
+            for earlier, later in pairwise(attempts):
+                assert earlier.outcome in FAILING_OUTCOMES
+                assert later.start >= earlier.stop + scenario.rerun_delay - 1e-9
     assert set(runs) | set(result.skipped) == set(plan.order)
-    run = {index: executions[0] for index, executions in runs.items()}
+    # A test's final attempt decides; its first one is when it started.
+    run = {index: executions[-1] for index, executions in runs.items()}
+    began = {index: executions[0].start for index, executions in runs.items()}
 
     final = {index: e.outcome for index, e in run.items()}
-    final.update(dict.fromkeys(result.skipped, "skipped"))
+    final.update({i: "skipped" for i in result.skipped if i not in run})
 
     # Dependencies: a test starts only after each of its dependencies passed.
-    for index, execution in run.items():
+    for index in run:
         for pred in plan.predecessors.get(index, ()):
             if pred not in plan.batch_of:
                 continue
             assert pred in run, f"{nodeids[index]} ran although {nodeids[pred]} did not"
-            assert run[pred].stop <= execution.start, (
-                f"{nodeids[index]} started at {execution.start}, "
+            assert run[pred].stop <= began[index], (
+                f"{nodeids[index]} started at {began[index]}, "
                 f"before its dependency {nodeids[pred]} stopped at {run[pred].stop}"
             )
             assert final[pred] in SATISFYING_OUTCOMES, (nodeids[index], nodeids[pred])
@@ -247,27 +272,31 @@ def check_run(scenario: Scenario, plan: Plan, result: Outcome) -> None:
         direct = [a for a in policies[batch].after if a in policies]
         return frozenset(direct).union(*(upstream(a) for a in direct))
 
-    for index, execution in run.items():
+    for index in run:
         for before in upstream(plan.batch_of[index]):
             for earlier in tests_of[before]:
                 done = run[earlier].stop if earlier in run else result.skipped_at[earlier]
-                assert done <= execution.start, (
+                assert done <= began[index], (
                     f"{nodeids[index]} (batch {plan.batch_of[index]!r}) started at "
-                    f"{execution.start}, before {nodeids[earlier]} (batch {before!r}, "
+                    f"{began[index]}, before {nodeids[earlier]} (batch {before!r}, "
                     f"which it comes after) was done at {done}"
                 )
 
     # Modes and caps.
     for batch in plan.batches:
         policy = batch.policy
-        mine = sorted((run[i] for i in batch.tests if i in run), key=lambda e: (e.start, e.stop))
+        # Every attempt holds its batch's slot (and its locks, below).
+        mine = sorted(
+            (e for i in batch.tests for e in runs.get(i, [])), key=lambda e: (e.start, e.stop)
+        )
         if policy.mode in ("serial", "exclusive"):
             for first, second in pairwise(mine):
                 assert first.stop <= second.start, (
                     f"{policy.mode} batch {batch.name!r}: {nodeids[first.index]} and "
                     f"{nodeids[second.index]} overlap"
                 )
-            assert [e.index for e in mine] == [i for i in batch.tests if i in run], (
+            started = list(dict.fromkeys(e.index for e in mine))
+            assert started == [i for i in batch.tests if i in run], (
                 f"{policy.mode} batch {batch.name!r} did not start in plan order"
             )
         if policy.mode == "exclusive" and mine:
@@ -283,8 +312,8 @@ def check_run(scenario: Scenario, plan: Plan, result: Outcome) -> None:
 
     # Locks.
     holders: dict[str, list[Execution]] = defaultdict(list)
-    for index, execution in run.items():
-        for lock in scenario.locks.get(index, ()):
+    for execution in result.executions:
+        for lock in scenario.locks.get(execution.index, ()):
             holders[lock].append(execution)
     for lock, executions in holders.items():
         for a, b in pairwise(sorted(executions, key=lambda e: e.start)):
@@ -308,13 +337,17 @@ def check_run(scenario: Scenario, plan: Plan, result: Outcome) -> None:
                 return f"upstream batch {before!r} was skipped"
         return None
 
+    def failed_at(index: int) -> float:
+        """When the test's failure counted: a given-up rerun's when it was given up."""
+        return result.skipped_at[index] if index in result.skipped else run[index].stop
+
     def failures_before(batch: str, moment: float, *, inclusive: bool) -> int:
         return sum(
             1
             for index, execution in run.items()
             if plan.batch_of[index] == batch
             and execution.outcome in FAILING_OUTCOMES
-            and (execution.stop <= moment if inclusive else execution.stop < moment)
+            and (failed_at(index) <= moment if inclusive else failed_at(index) < moment)
         )
 
     for index in plan.order:
@@ -326,10 +359,10 @@ def check_run(scenario: Scenario, plan: Plan, result: Outcome) -> None:
                 if pred in plan.batch_of and final[pred] not in SATISFYING_OUTCOMES:
                     reason = f"depends on {nodeids[pred]}, which {WORDS[final[pred]]}"
                     break
-        if index in run:
+        if index in run and index not in result.skipped:
             assert reason is None, f"{nodeids[index]} ran, but {reason}"
             if maxfail is not None:
-                count = failures_before(name, run[index].start, inclusive=False)
+                count = failures_before(name, began[index], inclusive=False)
                 assert count < maxfail, (
                     f"{nodeids[index]} started after {count} failures of batch {name!r} "
                     f"(maxfail={maxfail})"
@@ -719,6 +752,86 @@ class TestAffinity:
         assert run.makespan <= run.plan.lower_bound(2) * 1.05
 
 
+class TestReruns:
+    def attempts_of(self, run: Run, name: str) -> list[Execution]:
+        return [e for e in run.result.executions if e.index == run.ids[name]]
+
+    def test_a_rerun_goes_to_another_worker_and_dependents_wait(self) -> None:
+        run = simulate(
+            ["a", "b", "c"],
+            workers=2,
+            edges={"c": ["a"]},
+            attempts={"a": ["failed", "passed"]},
+            budgets={"a": 1},
+            durations={"b": 3.0},
+        )
+        first, second = self.attempts_of(run, "a")
+        assert (first.outcome, first.rerun, second.outcome, second.rerun) == (
+            "failed",
+            True,
+            "passed",
+            False,
+        )
+        assert first.worker != second.worker
+        # gw1 is busy with b until 3.0: the rerun waits for it rather than run on gw0.
+        assert second.start == 3.0
+        assert run.one("c").start >= second.stop
+        assert run.skipped == {}
+
+    def test_with_one_worker_the_rerun_runs_there(self) -> None:
+        run = simulate(
+            ["a", "b"], workers=1, attempts={"a": ["failed", "passed"]}, budgets={"a": 1}
+        )
+        assert [e.worker for e in self.attempts_of(run, "a")] == ["gw0", "gw0"]
+
+    def test_the_delay_doubles_and_the_run_waits_for_it(self) -> None:
+        run = simulate(
+            ["a"],
+            workers=2,
+            attempts={"a": ["failed", "failed", "passed"]},
+            budgets={"a": 2},
+            rerun_delay=2.0,
+        )
+        starts = [e.start for e in self.attempts_of(run, "a")]
+        assert starts == [0.0, 3.0, 8.0]  # 1 s runs, then 2 s and 4 s of delay
+
+    def test_a_spent_budget_leaves_the_failure_and_skips_dependents(self) -> None:
+        run = simulate(
+            ["a", "b"],
+            workers=2,
+            edges={"b": ["a"]},
+            attempts={"a": ["failed"]},
+            budgets={"a": 2},
+        )
+        assert [e.outcome for e in self.attempts_of(run, "a")] == ["failed"] * 3
+        assert run.skipped == {"b": "depends on t.py::a, which failed"}
+
+    def test_a_crashed_test_is_rerun_within_its_budget(self) -> None:
+        run = simulate(["a", "b"], workers=2, crashes={"a"}, budgets={"a": 1})
+        crashed, rerun = self.attempts_of(run, "a")
+        assert crashed.crashed
+        assert crashed.rerun
+        assert rerun.outcome == "passed"
+        assert rerun.worker != crashed.worker
+
+    def test_a_rerun_the_batch_stopped_for_is_given_up_as_failed(self) -> None:
+        run = simulate(
+            {"a": "x", "b": "x", "c": "y"},
+            [Policy("x", maxfail=1), Policy("y", after=("x",))],
+            workers=2,
+            attempts={"a": ["failed", "passed"]},
+            budgets={"a": 1},
+            durations={"a": 1.0, "b": 1.0},
+            outcomes={"b": "failed"},
+            rerun_delay=1.0,
+        )
+        assert [e.outcome for e in self.attempts_of(run, "a")] == ["failed"]
+        assert run.skipped == {
+            "a": "batch 'x' stopped after 1 failure (maxfail=1)",
+            "c": "upstream batch 'x' had 2 failures",
+        }
+
+
 class TestReportedBugs:
     """Minimal runs that the dispatcher gets wrong (see the report of these tests)."""
 
@@ -853,10 +966,21 @@ def scenarios(draw: st.DrawFn, *, plain: bool = False) -> Scenario:
         outcomes: dict[int, str] = {}
         crashes: frozenset[int] = frozenset()
         locks: dict[int, frozenset[str]] = {}
+        budgets: dict[int, int] = {}
+        attempts: dict[int, list[str]] = {}
     else:
         drawn = draw(st.lists(st.sampled_from(RUNTIME_OUTCOMES), min_size=count, max_size=count))
         outcomes = {i: outcome for i, outcome in enumerate(drawn) if outcome != "passed"}
         crashes = frozenset(draw(st.lists(st.integers(0, count - 1), max_size=3, unique=True)))
+        budgets = draw(
+            st.dictionaries(st.integers(0, count - 1), st.integers(0, 2), max_size=count)
+        )
+        attempts = draw(
+            st.dictionaries(
+                st.sampled_from(sorted(budgets)) if budgets else st.nothing(),
+                st.lists(st.sampled_from(RUNTIME_OUTCOMES), min_size=1, max_size=3),
+            )
+        )
         held = draw(st.lists(st.sampled_from(LOCK_SETS), min_size=count, max_size=count))
         locks = {i: lock_set for i, lock_set in enumerate(held) if lock_set}
     return Scenario(
@@ -872,6 +996,9 @@ def scenarios(draw: st.DrawFn, *, plain: bool = False) -> Scenario:
         locks=locks,
         horizon=draw(st.sampled_from([PIPELINE_HORIZON, 0.0])),
         history=True if plain else draw(st.booleans()),
+        attempts=attempts,
+        budgets=budgets,
+        rerun_delay=0.0 if plain else draw(st.sampled_from([0.0, 0.0, 0.3])),
     )
 
 
