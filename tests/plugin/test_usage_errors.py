@@ -328,6 +328,37 @@ CASES = [
         suite=marked('@pytest.mark.dependency(scope="galaxy")'),
     ),
     Case(
+        "option-reruns-negative",
+        "--batchflow-reruns (command line): '-1': Input should be greater than or equal to 0; "
+        "e.g. --batchflow-reruns=2",
+        args=("--batchflow", "--batchflow-reruns=-1"),
+    ),
+    Case(
+        "option-reruns-delay-not-a-number",
+        "--batchflow-reruns-delay (command line): 'soon': Input should be a valid number, "
+        "unable to parse string as a number; e.g. --batchflow-reruns-delay=0.5",
+        args=("--batchflow", "--batchflow-reruns-delay=soon"),
+    ),
+    Case(
+        "ini-reruns-only-bad-regex",
+        "batchflow_reruns_only (*tox.ini): 'Error(': not a regular expression "
+        "(missing ), unterminated subpattern at position 5); "
+        'e.g. batchflow_reruns_only = "ConnectionError|TimeoutError"',
+        ini=("batchflow_reruns_only = Error(",),
+    ),
+    Case(
+        "env-strict-flaky-not-a-boolean",
+        "BATCHFLOW_STRICT_FLAKY (environment): 'maybe': Input should be a valid boolean, "
+        "unable to interpret input; e.g. BATCHFLOW_STRICT_FLAKY=1",
+        env={"BATCHFLOW_STRICT_FLAKY": "maybe"},
+    ),
+    Case(
+        "marker-reruns-not-a-number",
+        "test_suite.py::test_a: @pytest.mark.reruns takes one whole number of reruns, "
+        "e.g. @pytest.mark.reruns(2); got ('2')",
+        suite=marked('@pytest.mark.reruns("2")'),
+    ),
+    Case(
         "test-dependency-cycle",
         "dependency cycle: test_suite.py::test_a -> test_suite.py::test_b -> "
         "test_suite.py::test_a; remove one of these dependencies",

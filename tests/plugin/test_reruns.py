@@ -1,0 +1,478 @@
+"""Reruns: budgets, where and when a failed test runs again, and what the user sees.
+
+Flaky tests here are deterministic: each counts its attempts in a file next to
+it and fails the ones it is told to.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_batchflow.results import RunResult, TestResult
+
+FLAKY = """
+import os
+import pathlib
+import pytest
+
+def attempt(name):
+    '''The number of this attempt of test ``name`` (1 for the first).'''
+    path = pathlib.Path(__file__).with_name(f".attempts-{name}")
+    count = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(count))
+    return count
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=result.json", "-p", "no:cacheprovider", *args
+    )
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    return result, data
+
+
+def by_name(data: RunResult) -> dict[str, TestResult]:
+    return {test.nodeid.split("::")[-1]: test for test in data.tests}
+
+
+def xdist(*args: str) -> tuple[str, ...]:
+    pytest.importorskip("xdist")
+    return ("-n", "2", *args)
+
+
+SUITE = (
+    FLAKY
+    + """
+def test_flaky():
+    assert attempt("flaky") >= 2, "fails the first time"
+
+def test_broken():
+    raise ValueError("always broken")
+
+def test_fine():
+    pass
+"""
+)
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_flaky_test_is_rerun_and_reported_flaky(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result, data = run(pytester, "--batchflow-reruns=2", *(xdist() if workers else ()))
+    # test_broken: two reruns, then failed; test_flaky: one rerun, then flaky.
+    assert result.parseoutcomes() == {"failed": 1, "passed": 1, "rerun": 3, "flaky": 1}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # test_broken; flaky alone would not
+    result.stdout.fnmatch_lines(
+        [
+            "*= flaky tests (failed, then passed on a rerun) =*",
+            "FLAKY test_suite.py::test_flaky: passed at attempt 2",
+            "  attempt 1 (failed on *): AssertionError: fails the first time",
+        ]
+    )
+    result.stdout.fnmatch_lines(["FAILED test_suite.py::test_broken - ValueError: always broken"])
+    tests = by_name(data)
+    assert tests["test_flaky"].outcome == "flaky"
+    assert [a.outcome for a in tests["test_flaky"].attempts] == ["failed"]
+    assert "fails the first time" in (tests["test_flaky"].attempts[0].longrepr or "")
+    assert tests["test_broken"].outcome == "failed"
+    assert len(tests["test_broken"].attempts) == 2
+    assert tests["test_fine"].outcome == "passed"
+    assert tests["test_fine"].attempts == []
+    assert data.batches[0].outcomes == {"failed": 1, "flaky": 1, "passed": 1}
+    result.stdout.fnmatch_lines(
+        ["batch * tests * passed * flaky * failed * skipped *", "default * 3 * 1 * 1 * 1 * 0 *"]
+    )
+
+
+def test_serially_the_rerun_comes_at_the_end_of_the_batch(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n"
+        "    first: paths=test_a.py reruns=1\n"
+        "    second: paths=test_b.py after=first\n"
+    )
+    pytester.makepyfile(
+        test_a=FLAKY
+        + """
+def test_one():
+    assert attempt("one") == 2
+
+def test_two():
+    pass
+
+@pytest.mark.depends_on("test_one")
+def test_three():
+    pass
+
+def test_four():
+    pass
+""",
+        test_b="def test_later():\n    pass\n",
+    )
+    result, data = run(pytester, "-v")
+    result.stdout.fnmatch_lines(
+        [
+            "test_a.py::test_one RERUN*",
+            "test_a.py::test_two PASSED*",
+            "test_a.py::test_four PASSED*",
+            # The rerun at the end of its batch, its dependent behind it, then the next batch.
+            "test_a.py::test_one FLAKY*",
+            "test_a.py::test_three PASSED*",
+            "test_b.py::test_later PASSED*",
+        ]
+    )
+    tests = by_name(data)
+    assert tests["test_three"].start >= tests["test_one"].stop
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_under_xdist_the_rerun_goes_to_another_worker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+import time
+
+def test_flaky():
+    assert attempt("flaky") == 2
+
+@pytest.mark.depends_on("test_flaky")
+def test_dependent():
+    pass
+
+@pytest.mark.parametrize("n", range(6))
+def test_filler(n):
+    time.sleep(0.1)
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1", *xdist())
+    assert result.parseoutcomes() == {"passed": 7, "rerun": 1, "flaky": 1}
+    tests = by_name(data)
+    flaky = tests["test_flaky"]
+    assert flaky.outcome == "flaky"
+    assert flaky.worker != flaky.attempts[0].worker
+    assert {flaky.worker, flaky.attempts[0].worker} == {"gw0", "gw1"}
+    # Its dependent waited for the final outcome, not the first attempt.
+    assert tests["test_dependent"].outcome == "passed"
+    assert tests["test_dependent"].start >= flaky.stop
+
+
+def test_a_crashed_worker_s_test_is_rerun_within_its_budget(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_dies_once():
+    if attempt("dies") == 1:
+        os._exit(3)
+
+@pytest.mark.parametrize("n", range(4))
+def test_other(n):
+    pass
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1", *xdist())
+    assert result.parseoutcomes() == {"passed": 4, "rerun": 1, "flaky": 1}
+    tests = by_name(data)
+    dies = tests["test_dies_once"]
+    assert dies.outcome == "flaky"
+    assert dies.attempts[0].worker != dies.worker
+    assert "crashed" in (dies.attempts[0].longrepr or "")
+    assert all(tests[f"test_other[{n}]"].outcome == "passed" for n in range(4))
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_strict_flaky_fails_the_run(pytester: pytest.Pytester, workers: tuple[str, ...]) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_flaky():
+    assert attempt("flaky") >= 2
+
+def test_fine():
+    pass
+"""
+    )
+    args = ("--batchflow-reruns=1", *(xdist() if workers else ()))
+    result, data = run(pytester, *args, "--batchflow-strict-flaky")
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 1, "flaky": 1}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert data.exitstatus == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["batchflow: 1 flaky test fails the run (--batchflow-strict-flaky)"]
+    )
+    (pytester.path / ".attempts-flaky").unlink()
+    relaxed, _ = run(pytester, *args)
+    assert relaxed.ret == pytest.ExitCode.OK
+
+
+def test_budget_precedence_marker_then_batch_line_then_option(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    lined: paths=test_lined.py reruns=1\n")
+    pytester.makepyfile(
+        test_default="""
+import pytest
+
+def test_option():
+    assert 0
+
+@pytest.mark.reruns(0)
+def test_marker_none():
+    assert 0
+
+@pytest.mark.reruns(3)
+def test_marker_three():
+    assert 0
+""",
+        test_lined="def test_line():\n    assert 0\n",
+    )
+    _, data = run(pytester, "--batchflow-reruns=2")
+    attempts = {name: len(test.attempts) + 1 for name, test in by_name(data).items()}
+    assert attempts == {
+        "test_option": 3,
+        "test_marker_none": 1,
+        "test_marker_three": 4,
+        "test_line": 2,
+    }
+    assert {batch.name: batch.reruns for batch in data.batches} == {"lined": 1, "default": 2}
+
+
+def test_benchmark_batches_are_not_rerun_unless_asked(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n"
+        "    perf: kind=benchmark paths=test_perf.py\n"
+        "    perf2: kind=benchmark paths=test_perf2.py reruns=1\n"
+    )
+    pytester.makepyfile(
+        test_perf="def test_speed():\n    assert 0\n",
+        test_perf2="def test_speed2():\n    assert 0\n",
+    )
+    _, data = run(pytester, "--batchflow-reruns=2")
+    tests = by_name(data)
+    assert len(tests["test_speed"].attempts) == 0
+    assert len(tests["test_speed2"].attempts) == 1
+
+
+def test_patterns_pick_which_failures_are_rerun(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite="""
+def test_network():
+    raise ConnectionError("peer reset")
+
+def test_logic():
+    assert 1 == 2
+
+def test_network_but_known():
+    raise ConnectionError("known outage")
+"""
+    )
+    _, data = run(
+        pytester,
+        "--batchflow-reruns=1",
+        "--batchflow-reruns-only=ConnectionError",
+        "--batchflow-reruns-except=known outage",
+    )
+    attempts = {name: len(test.attempts) for name, test in by_name(data).items()}
+    assert attempts == {"test_network": 1, "test_logic": 0, "test_network_but_known": 0}
+
+
+def test_skips_and_xfails_are_never_rerun(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite="""
+import pytest
+
+def test_skip():
+    pytest.skip("not here")
+
+@pytest.mark.xfail(reason="known")
+def test_xfail():
+    assert 0
+
+@pytest.mark.xfail(reason="fixed?")
+def test_xpass():
+    pass
+
+def test_failing():
+    assert 0
+
+@pytest.mark.depends_on("test_failing")
+def test_dependent():
+    pass
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1")
+    assert result.parseoutcomes() == {
+        "failed": 1,
+        "skipped": 2,
+        "xfailed": 1,
+        "xpassed": 1,
+        "rerun": 1,
+    }
+    attempts = {name: len(test.attempts) for name, test in by_name(data).items()}
+    assert attempts == {
+        "test_skip": 0,
+        "test_xfail": 0,
+        "test_xpass": 0,
+        "test_failing": 1,
+        "test_dependent": 0,
+    }
+    assert by_name(data)["test_dependent"].longrepr == (
+        "batchflow: depends on test_suite.py::test_failing, which failed"
+    )
+
+
+def test_a_failing_teardown_is_rerun_too(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+@pytest.fixture
+def resource():
+    yield
+    assert attempt("teardown") >= 2, "teardown failed"
+
+def test_uses_resource(resource):
+    pass
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1")
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 1, "flaky": 1}
+    attempt = by_name(data)["test_uses_resource"].attempts[0]
+    assert attempt.outcome == "error"
+    assert [p.when for p in attempt.phases if p.outcome == "rerun"] == ["teardown"]
+
+
+def test_fixtures_are_set_up_and_torn_down_around_a_rerun(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_a=FLAKY
+        + """
+LOG = pathlib.Path(__file__).with_name("fixtures.log")
+
+@pytest.fixture(scope="module")
+def module_resource():
+    with LOG.open("a") as log:
+        log.write("setup a\\n")
+    yield
+    with LOG.open("a") as log:
+        log.write("teardown a\\n")
+
+def test_flaky(module_resource):
+    assert attempt("flaky") == 2
+
+def test_fine(module_resource):
+    pass
+""",
+        test_b="""
+import pathlib
+import pytest
+
+LOG = pathlib.Path(__file__).with_name("fixtures.log")
+
+@pytest.fixture(scope="module")
+def other_resource():
+    with LOG.open("a") as log:
+        log.write("setup b\\n")
+    yield
+    with LOG.open("a") as log:
+        log.write("teardown b\\n")
+
+def test_b(other_resource):
+    pass
+""",
+    )
+    result, _ = run(pytester, "--batchflow-reruns=1")
+    assert result.parseoutcomes() == {"passed": 2, "rerun": 1, "flaky": 1}
+    # The rerun (at the end of the only batch, after test_b.py) sets test_a.py's
+    # module fixture up again, and every setup has its teardown.
+    assert (pytester.path / "fixtures.log").read_text().splitlines() == [
+        "setup a",
+        "teardown a",
+        "setup b",
+        "teardown b",
+        "setup a",
+        "teardown a",
+    ]
+
+
+def test_a_dependent_waiting_behind_a_rerun_does_not_keep_fixtures_up(
+    pytester: pytest.Pytester,
+) -> None:
+    # test_one ran expecting test_two (same module) next; test_two must wait
+    # for test_one's rerun, so test_b.py runs first: test_a.py's fixture is
+    # torn down before test_b.py's is set up, as pytest would.
+    pytester.makepyfile(
+        test_a=FLAKY
+        + """
+LOG = pathlib.Path(__file__).with_name("fixtures.log")
+
+@pytest.fixture(scope="module")
+def module_resource():
+    with LOG.open("a") as log:
+        log.write("setup a\\n")
+    yield
+    with LOG.open("a") as log:
+        log.write("teardown a\\n")
+
+def test_one(module_resource):
+    assert attempt("one") == 2
+
+@pytest.mark.depends_on("test_one")
+def test_two(module_resource):
+    pass
+""",
+        test_b="""
+import pathlib
+
+def test_b():
+    with pathlib.Path(__file__).with_name("fixtures.log").open("a") as log:
+        log.write("test b\\n")
+""",
+    )
+    result, _ = run(pytester, "--batchflow-reruns=1", "-p", "no:randomly")
+    assert result.parseoutcomes() == {"passed": 2, "rerun": 1, "flaky": 1}
+    assert (pytester.path / "fixtures.log").read_text().splitlines() == [
+        "setup a",
+        "teardown a",
+        "test b",
+        "setup a",
+        "teardown a",
+    ]
+
+
+def test_the_delay_is_waited_and_doubles(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_flaky():
+    assert attempt("flaky") == 3
+"""
+    )
+    _, data = run(pytester, "--batchflow-reruns=2", "--batchflow-reruns-delay=0.3")
+    test = by_name(data)["test_flaky"]
+    first, second = test.attempts
+    assert second.start - first.stop >= 0.3
+    assert test.start - second.stop >= 0.6
+
+
+def test_a_rerun_the_batch_stopped_for_leaves_the_failure(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    x: paths=test_suite.py maxfail=1\n")
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+@pytest.mark.reruns(1)
+def test_flaky():
+    assert attempt("flaky") == 2, "first attempt"
+
+def test_broken():
+    assert 0, "broken"
+"""
+    )
+    result, data = run(pytester, "-p", "no:randomly")
+    assert result.parseoutcomes() == {"failed": 2, "rerun": 1}
+    test = by_name(data)["test_flaky"]
+    assert test.outcome == "failed"
+    assert test.longrepr is not None
+    assert "first attempt" in test.longrepr
+    assert test.longrepr.endswith(
+        "batchflow: the rerun of this failure did not run: "
+        "batch 'x' stopped after 1 failure (maxfail=1)"
+    )
+    assert (pytester.path / ".attempts-flaky").read_text() == "1"  # never rerun
