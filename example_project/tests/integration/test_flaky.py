@@ -3,6 +3,10 @@
 On its first attempt in a run, another connection holds the database's write lock and
 the store, told not to wait, fails with "database is locked": the transient contention
 that makes real SQLite-backed suites flaky. Every later attempt in the same run passes.
+
+Its batch line (``integration: ... reruns=2``) gives it two reruns: batchflow reruns it
+at the end of the batch (on another worker under ``-n``) and reports it ``flaky``. A
+plain ``pytest`` run, without reruns, reports it failed: the problem batchflow is for.
 """
 
 from __future__ import annotations
@@ -10,8 +14,6 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING
-
-import pytest
 
 from inventory import Product, Store
 
@@ -32,11 +34,6 @@ def claim_first_attempt(marker: Path) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    reason="flaky by construction: fails on its first attempt of each run; "
-    "batchflow reruns classify it as flaky",
-    strict=False,
-)
 def test_reserve_under_lock_contention(run_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "contended.sqlite3"
     with Store(path, timeout=0.0) as store:
