@@ -1,8 +1,9 @@
 """The SQLite history store: runs and every test attempt, across runs.
 
-Written only by the process that owns the run, one transaction per test so
-an interrupted run keeps what finished. A file that cannot be read is moved
-aside and a fresh store started: the history is never worth a failed run.
+Written only by the process that owns the run: serially one transaction per
+attempt, so an interrupted run keeps what finished; under xdist in batches. A
+file that cannot be read is moved aside and a fresh store started: the history
+is never worth a failed run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .core.flaky import RunRecord, is_infrastructure_failure
 
 __all__ = ["SCHEMA_VERSION", "HistoryError", "HistoryStore", "error_digest"]
 
@@ -204,6 +207,38 @@ class HistoryStore:
             for nodeid, outcome in rows
             if nodeid in wanted and outcome in ("passed", "xpassed")
         }
+
+    def run_records(self) -> dict[str, list[RunRecord]]:
+        """Each test's runs, oldest first, for the flakiness score.
+
+        A run in which too many tests failed (their last attempts) is marked as
+        an infrastructure failure for every test in it.
+        """
+        rows = self._db.execute(
+            "SELECT a.run_id, r.git_commit, a.nodeid, a.outcome FROM attempts a"
+            " JOIN runs r ON r.id = a.run_id ORDER BY a.run_id, a.id"
+        )
+        runs: dict[int, tuple[str | None, dict[str, list[str]]]] = {}
+        for run_id, commit, nodeid, outcome in rows:
+            runs.setdefault(run_id, (commit, {}))[1].setdefault(nodeid, []).append(outcome)
+        records: dict[str, list[RunRecord]] = {}
+        for run_id, (commit, tests) in runs.items():
+            failed = sum(1 for outcomes in tests.values() if outcomes[-1] in ("failed", "error"))
+            infrastructure = is_infrastructure_failure(failed, len(tests))
+            for nodeid, outcomes in tests.items():
+                records.setdefault(nodeid, []).append(
+                    RunRecord(run_id, commit, tuple(outcomes), infrastructure)
+                )
+        return records
+
+    def attempts_of(self, nodeid: str, limit: int) -> list[tuple[object, ...]]:
+        """A test's most recent attempts, newest first: run, start, commit, worker,
+        outcome, duration, phase, error digest."""
+        return self._db.execute(
+            "SELECT run_id, started, git_commit, worker, outcome, duration, phase, error_digest"
+            " FROM attempts WHERE nodeid = ? ORDER BY id DESC LIMIT ?",
+            (nodeid, limit),
+        ).fetchall()
 
 
 def _is_corrupt(error: sqlite3.DatabaseError) -> bool:

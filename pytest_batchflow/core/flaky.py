@@ -6,6 +6,8 @@ A test's rerun budget comes from the most specific place that sets one: its
 attempt is rerun while budget is left and its error text passes the
 patterns; the last attempt decides the outcome, and a failure followed by a
 pass is ``flaky``.
+
+Across runs, :func:`flakiness` scores each test from its history.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["RerunPolicy", "budget_for", "final_outcome"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "Flakiness",
+    "RerunPolicy",
+    "RunRecord",
+    "budget_for",
+    "final_outcome",
+    "flakiness",
+    "is_infrastructure_failure",
+]
 
 #: pytest outcomes a later pass turns into ``flaky``.
 _FAILURES = frozenset({"failed", "error"})
@@ -71,3 +82,98 @@ def final_outcome(earlier: Sequence[str], last: str) -> str:
     if last == "skipped" and failed_before:
         return earlier[-1]
     return last
+
+
+# -- the flakiness score across runs --------------------------------------------------
+
+#: A run counts as an infrastructure failure (and against no single test) when at
+#: least this share of its tests failed, and at least INFRASTRUCTURE_MIN of them.
+INFRASTRUCTURE_SHARE = 0.5
+INFRASTRUCTURE_MIN = 5
+#: How many of a test's recent runs the score looks at, by default.
+DEFAULT_WINDOW = 20
+
+_PASSES = frozenset({"passed", "xpassed"})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of one test, from the history: its attempts' outcomes, in order."""
+
+    run: int
+    commit: str | None
+    outcomes: tuple[str, ...]
+    infrastructure: bool = False
+
+    @property
+    def verdict(self) -> str | None:
+        """``pass`` or ``fail`` from the last attempt; None for skips and xfails."""
+        if not self.outcomes:
+            return None
+        last = self.outcomes[-1]
+        if last in _PASSES:
+            return "pass"
+        return "fail" if last in _FAILURES else None
+
+    @property
+    def flaky(self) -> bool:
+        """A failure, then a pass, within the run."""
+        failed = False
+        for outcome in self.outcomes:
+            failed = failed or outcome in _FAILURES
+            if failed and outcome in _PASSES:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Flakiness:
+    """A test's flakiness score and the evidence behind it.
+
+    ``score = (flaky_runs + flips) / (runs + pairs)``, 0 with no runs: the share
+    of chances to show flakiness that did. ``runs`` are the counted runs (the
+    last ``window`` with a pass or fail outcome, infrastructure failures left
+    out); ``flaky_runs`` those with a failure and then a pass; ``pairs`` the
+    consecutive counted runs at the same commit, ``flips`` those whose final
+    outcomes differ. A test that always passes, or always fails, scores 0; one
+    fixed (or broken) by a commit too.
+    """
+
+    score: float
+    runs: int
+    flaky_runs: int
+    flips: int
+    pairs: int
+    excluded: int
+
+
+def is_infrastructure_failure(failed: int, total: int) -> bool:
+    """Whether a run failed too broadly for any single test to be blamed."""
+    return failed >= INFRASTRUCTURE_MIN and failed >= INFRASTRUCTURE_SHARE * total
+
+
+def flakiness(records: Sequence[RunRecord], window: int = DEFAULT_WINDOW) -> Flakiness:
+    """The score over a test's runs (oldest first); see :class:`Flakiness`."""
+    countable = [r for r in records if not r.infrastructure and r.verdict is not None]
+    counted = countable[-window:] if window > 0 else []
+    excluded = len(records) - len(countable)
+    flaky_runs = sum(1 for record in counted if record.flaky)
+    flips = pairs = 0
+    last_at: dict[str, RunRecord] = {}
+    for record in sorted(counted, key=lambda r: r.run):
+        if record.commit is None:
+            continue
+        previous = last_at.get(record.commit)
+        if previous is not None:
+            pairs += 1
+            flips += previous.verdict != record.verdict
+        last_at[record.commit] = record
+    chances = len(counted) + pairs
+    return Flakiness(
+        score=(flaky_runs + flips) / chances if chances else 0.0,
+        runs=len(counted),
+        flaky_runs=flaky_runs,
+        flips=flips,
+        pairs=pairs,
+        excluded=excluded,
+    )

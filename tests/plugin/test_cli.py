@@ -1,0 +1,97 @@
+"""The ``batchflow`` command over a history written by real runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pytest_batchflow.cli import main
+
+SUITE = """
+import pathlib
+
+def attempt(name):
+    path = pathlib.Path(__file__).with_name(f".attempts-{name}")
+    count = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(count))
+    return count
+
+def test_flaky():
+    # Fails on the first attempt of every run (odd attempts), passes on its rerun.
+    assert attempt("flaky") % 2 == 0, "odd attempt"
+
+def test_stable():
+    pass
+
+def test_broken():
+    assert 0, "always"
+"""
+
+
+@pytest.fixture
+def store(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """Three runs of SUITE with one rerun each, at the same commit."""
+    monkeypatch.setenv("BATCHFLOW_COMMIT", "c0ffee")
+    pytester.makepyfile(test_suite=SUITE)
+    for _ in range(3):
+        result = pytester.runpytest_subprocess("--batchflow", "--batchflow-reruns=1")
+        assert result.parseoutcomes() == {"failed": 1, "passed": 1, "flaky": 1, "rerun": 2}
+    monkeypatch.chdir(pytester.path)
+    return pytester
+
+
+def test_flaky_lists_tests_by_score_with_evidence(
+    store: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["flaky"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["score", "runs", "flaky", "runs", "flips", "excluded", "test"]
+    # Flaky in each of 3 runs; same outcome each run: 3 / (3 runs + 2 pairs).
+    assert lines[1].split() == ["0.60", "3", "3", "0/2", "0", "test_suite.py::test_flaky"]
+    # Always broken and always passing tests are not flaky.
+    assert not any("test_broken" in line or "test_stable" in line for line in lines)
+    assert main(["flaky", "--all"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
+    assert rows[1:] == [
+        ["0.00", "3", "0", "0/2", "0", "test_suite.py::test_broken"],
+        ["0.00", "3", "0", "0/2", "0", "test_suite.py::test_stable"],
+    ]
+
+
+def test_history_shows_a_test_s_attempts_newest_first(
+    store: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["history", "test_suite.py::test_flaky", "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["run", "started", "(UTC)"]
+    rows = [line.split() for line in lines[1:]]
+    # run, date, time, commit, worker, outcome, ...
+    assert [(row[0], row[3], row[4], row[5]) for row in rows] == [
+        ("3", "c0ffee", "main", "passed"),
+        ("3", "c0ffee", "main", "failed"),
+        ("2", "c0ffee", "main", "passed"),
+    ]
+
+
+def test_a_missing_store_is_a_clear_error(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["flaky", "--history", str(pytester.path / "nope.sqlite")]) == 2
+    assert capsys.readouterr().err == (
+        f"batchflow: no history store at {pytester.path / 'nope.sqlite'}; run pytest "
+        "--batchflow first, or give --history PATH\n"
+    )
+
+
+def test_runs_as_a_module(store: pytest.Pytester) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest_batchflow.cli", "flaky"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=store.path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "test_suite.py::test_flaky" in completed.stdout
