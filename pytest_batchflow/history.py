@@ -13,7 +13,7 @@ import hashlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,18 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX attempts_by_nodeid ON attempts (nodeid, id);
     CREATE INDEX attempts_by_commit ON attempts (git_commit, outcome);
+    """,
+    """
+    CREATE TABLE quarantine (
+        nodeid TEXT PRIMARY KEY,
+        score REAL NOT NULL,
+        entered REAL NOT NULL,
+        clean_runs INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE quarantine_releases (
+        nodeid TEXT PRIMARY KEY,
+        released_after_run INTEGER NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -230,6 +242,58 @@ class HistoryStore:
                     RunRecord(run_id, commit, tuple(outcomes), infrastructure)
                 )
         return records
+
+    def quarantine(self) -> tuple[dict[str, tuple[float, int]], dict[str, int]]:
+        """Automatic quarantine: who is in (score, clean runs since), and when each
+        test last left it (the run after which its score starts afresh)."""
+        inside = {
+            nodeid: (float(score), int(clean))
+            for nodeid, score, clean in self._db.execute(
+                "SELECT nodeid, score, clean_runs FROM quarantine"
+            )
+        }
+        released = dict(
+            self._db.execute("SELECT nodeid, released_after_run FROM quarantine_releases")
+        )
+        return inside, released
+
+    def enter_quarantine(self, entries: Mapping[str, float], now: float) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO quarantine (nodeid, score, entered, clean_runs)"
+                " VALUES (?, ?, ?, 0)",
+                [(nodeid, score, now) for nodeid, score in entries.items()],
+            )
+
+    def settle_quarantine(
+        self, clean: Iterable[str], dirty: Iterable[str], release_after: int, run_id: int
+    ) -> list[str]:
+        """Count a run for quarantined tests; return those that leave after enough clean runs."""
+        with self._db:
+            self._db.executemany(
+                "UPDATE quarantine SET clean_runs = clean_runs + 1 WHERE nodeid = ?",
+                [(nodeid,) for nodeid in clean],
+            )
+            self._db.executemany(
+                "UPDATE quarantine SET clean_runs = 0 WHERE nodeid = ?",
+                [(nodeid,) for nodeid in dirty],
+            )
+            leaving = [
+                nodeid
+                for (nodeid,) in self._db.execute(
+                    "SELECT nodeid FROM quarantine WHERE clean_runs >= ? ORDER BY nodeid",
+                    (release_after,),
+                )
+            ]
+            self._db.executemany(
+                "DELETE FROM quarantine WHERE nodeid = ?", [(nodeid,) for nodeid in leaving]
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO quarantine_releases (nodeid, released_after_run)"
+                " VALUES (?, ?)",
+                [(nodeid, run_id) for nodeid in leaving],
+            )
+        return leaving
 
     def attempts_of(self, nodeid: str, limit: int) -> list[tuple[object, ...]]:
         """A test's most recent attempts, newest first: run, start, commit, worker,

@@ -133,6 +133,27 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option(
+        "quarantine",
+        "--batchflow-quarantine",
+        "BATCHFLOW_QUARANTINE",
+        "batchflow_quarantine",
+        "Quarantined tests still run, but their failures do not fail the run: "
+        "comma-separated files of node ids and/or auto[:SCORE] (tests whose flakiness "
+        "score reaches SCORE, default 0.3).",
+        "quarantine.txt,auto:0.3",
+        metavar="SPEC",
+    ),
+    Option(
+        "quarantine_release",
+        "--batchflow-quarantine-release",
+        "BATCHFLOW_QUARANTINE_RELEASE",
+        "batchflow_quarantine_release",
+        "An automatically quarantined test leaves quarantine after this many clean runs "
+        "in a row (default 3).",
+        "3",
+        metavar="N",
+    ),
+    Option(
         "missing_dependency",
         "--batchflow-missing-dependency",
         "BATCHFLOW_MISSING_DEPENDENCY",

@@ -29,7 +29,7 @@ import pytest
 
 from . import __version__
 from .collection import Analysis, analyse
-from .core.flaky import RerunPolicy, budget_for, final_outcome
+from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
 from .core.plan import Plan, PlanError, build_plan
 from .core.scheduler import RunState
 from .history import Attempt, HistoryError, HistoryStore
@@ -54,6 +54,8 @@ Role = Literal["serial", "worker", "controller"]
 SERIAL_WORKER = "main"
 #: The outcome of a failed attempt that is rerun (as pytest-rerunfailures calls it).
 RERUN = "rerun"
+#: The outcome of a quarantined test's failure: reported, but it fails nothing.
+QUARANTINED = "quarantined"
 #: Under xdist, attempts reach the history store in batches: after this many, or this long.
 SAVE_EVERY_ATTEMPTS = 500
 SAVE_EVERY_SECONDS = 2.0
@@ -93,8 +95,8 @@ def _git_commit(rootpath: Path) -> str | None:
 
 
 def _failed(report: pytest.TestReport) -> bool:
-    """A failure, including one batchflow turned into a rerun."""
-    return report.failed or report.outcome == RERUN
+    """A failure, including one batchflow turned into a rerun or a quarantined one."""
+    return report.failed or report.outcome in (RERUN, QUARANTINED)
 
 
 def _test_outcome(reports: Sequence[pytest.TestReport]) -> str:
@@ -137,7 +139,10 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
 
 def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Attempt:
     """The history's record of one attempt (a flaky test's last one passed)."""
-    failing = next((phase for phase in result.phases if phase.outcome in ("failed", RERUN)), None)
+    failing = next(
+        (phase for phase in result.phases if phase.outcome in ("failed", RERUN, QUARANTINED)),
+        None,
+    )
     return Attempt(
         nodeid=nodeid,
         batch=batch,
@@ -187,6 +192,11 @@ class Orchestrator:
         self.rerun_due: dict[int, float] = {}
         #: Reruns that could not run (the batch stopped): their failure stands.
         self.given_up: dict[int, str] = {}
+        #: Lines for tests that entered or left quarantine in this run.
+        self.quarantine_news: list[str] = []
+        #: Quarantined tests and why; those quarantined by their score.
+        self.quarantined: dict[int, str] = {}
+        self.auto_quarantined: set[int] = set()
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -316,7 +326,58 @@ class Orchestrator:
         )
         # Set together, once nothing can fail any more: the later hooks use all three.
         self.analysis, self.plan, self.state = analysis, plan, state
+        if self.settings.quarantine is not None and self.recording:
+            self._load_quarantine(plan, analysis)
         return plan, state
+
+    def _load_quarantine(self, plan: Plan, analysis: Analysis) -> None:
+        """Who is quarantined: tests the files list, and tests whose score is too high."""
+        quarantine = self.settings.quarantine
+        assert quarantine is not None
+        planned = {analysis.specs[index].nodeid: index for index in plan.order}
+        for nodeid, path in quarantine.node_ids().items():
+            if nodeid in planned:
+                self.quarantined[planned[nodeid]] = f"listed in {path.name}"
+        threshold = quarantine.auto
+        if threshold is None:
+            return
+        nothing: tuple[dict[str, tuple[float, int]], dict[str, int]] = ({}, {})
+        inside, released = self._use_history(lambda h: h.quarantine(), nothing)
+        no_records: dict[str, list[RunRecord]] = {}
+        records = self._use_history(lambda h: h.run_records(), no_records)
+        entering: dict[str, float] = {}
+        for nodeid, index in planned.items():
+            if nodeid in inside:
+                score = inside[nodeid][0]
+            else:
+                since = released.get(nodeid, -1)
+                score = flakiness([r for r in records.get(nodeid, []) if r.run > since]).score
+                if score < threshold:
+                    continue
+                entering[nodeid] = score
+                self.quarantine_news.append(
+                    f"{nodeid} enters quarantine (flakiness score {score:.2f} >= {threshold:g})"
+                )
+            self.auto_quarantined.add(index)
+            self.quarantined.setdefault(index, f"flakiness score {score:.2f}")
+        if entering:
+            self._use_history(lambda h: h.enter_quarantine(entering, time.time()), None)
+
+    def _settle_quarantine(self) -> None:
+        """Count this run for automatically quarantined tests; release the clean ones."""
+        run_id = self.run_id
+        if not self.auto_quarantined or run_id is None:
+            return
+        ran = {i: self.results[i] for i in self.auto_quarantined if i in self.results}
+        clean = [r.nodeid for r in ran.values() if r.outcome == "passed" and not r.attempts]
+        dirty = [r.nodeid for r in ran.values() if r.nodeid not in clean]
+        release = self.settings.quarantine_release
+        none: list[str] = []
+        leaving = self._use_history(
+            lambda h: h.settle_quarantine(clean, dirty, release, run_id), none
+        )
+        for nodeid in leaving:
+            self.quarantine_news.append(f"{nodeid} leaves quarantine after {release} clean runs")
 
     def _external_reasons(self, plan: Plan, analysis: Analysis) -> dict[int, str | None]:
         """Why each dependency outside the plan is missing; None if it passed before.
@@ -505,6 +566,8 @@ class Orchestrator:
             return
         if report.failed and self._to_rerun(index, report.longreprtext):
             report.outcome = RERUN  # type: ignore[assignment]
+        elif report.failed and index in self.quarantined:
+            report.outcome = QUARANTINED  # type: ignore[assignment]
         elif index in self.earlier and report.when == "call" and report.passed:
             report.batchflow_flaky = True  # type: ignore[attr-defined]
         self.reports.setdefault(index, []).append(report)
@@ -580,6 +643,8 @@ class Orchestrator:
         earlier = self.earlier.get(index, [])
         verdict = final_outcome([attempt.outcome for attempt in earlier], outcome)
         self.state.test_finished(index, "passed" if verdict == "flaky" else verdict)
+        if verdict in ("failed", "error") and index in self.quarantined:
+            verdict = QUARANTINED
         result = self._test_result(index, verdict, reports)
         self.results[index] = result
         if index not in self.given_up:
@@ -684,7 +749,7 @@ class Orchestrator:
         assert self.analysis is not None
         specs = self.analysis.specs
         phases = [_phase(report) for report in reports]
-        decisive = next((p for p in phases if p.outcome == "failed"), None) or next(
+        decisive = next((p for p in phases if p.outcome in ("failed", QUARANTINED)), None) or next(
             (p for p in phases if p.outcome == "skipped"), None
         )
         return TestResult(
@@ -717,6 +782,7 @@ class Orchestrator:
             return
         stopped = time.time()
         self._save_attempts()
+        self._settle_quarantine()
         run_id = self.run_id
         if run_id is not None:
             self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)
@@ -818,6 +884,8 @@ class Orchestrator:
             return "rerun", "R", ("RERUN", {"yellow": True})
         if getattr(report, "batchflow_flaky", False):
             return "flaky", "K", ("FLAKY", {"yellow": True})
+        if report.outcome == QUARANTINED:
+            return QUARANTINED, "Q", ("QUARANTINED", {"yellow": True})
         return None
 
     @property
@@ -848,6 +916,24 @@ class Orchestrator:
             count = "1 flaky test fails" if len(flaky) == 1 else f"{len(flaky)} flaky tests fail"
             terminal.write_line(f"batchflow: {count} the run (--batchflow-strict-flaky)", red=True)
 
+    def _quarantine_summary(self, terminal: pytest.TerminalReporter) -> None:
+        """Quarantined failures, apart from the others; tests leaving quarantine."""
+        assert self.plan is not None
+        failed = [
+            (i, self.results[i])
+            for i in self.plan.order
+            if i in self.results and self.results[i].outcome == QUARANTINED
+        ]
+        if failed:
+            terminal.write_sep("=", "quarantined tests (failures that do not fail the run)")
+            for index, result in failed:
+                terminal.write_line(
+                    f"QUARANTINED {result.nodeid} ({self.quarantined[index]}): "
+                    f"{_error_line(result.longrepr)}"
+                )
+        for line in self.quarantine_news:
+            terminal.write_line(f"batchflow: {line}", yellow=True)
+
     def pytest_report_header(self) -> list[str]:
         return [f"batchflow: warning: {note}" for note in self.notes]
 
@@ -861,6 +947,7 @@ class Orchestrator:
                     terminalreporter.write_line(line)
         if self.plan is not None and self.role != "worker":
             self._flaky_summary(terminalreporter)
+            self._quarantine_summary(terminalreporter)
         for note in self.notes:
             terminalreporter.write_line(f"batchflow: warning: {note}", yellow=True)
         if result is not None and self.settings.json_path is not None:

@@ -99,9 +99,21 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
         else:
             continue
         value = given.value
+        base = inidir if given.origin == "ini" else config.invocation_params.dir
         if option.field in _PATH_FIELDS and isinstance(value, str) and value.strip():
-            base = inidir if given.origin == "ini" else config.invocation_params.dir
             given = replace(given, value=str(base / os.path.expanduser(value)))
+        elif option.field == "quarantine" and isinstance(value, str):
+            # Files relative to where the value was written; auto[:SCORE] as it is.
+            items = [item.strip() for item in value.split(",")]
+            given = replace(
+                given,
+                value=",".join(
+                    item
+                    if not item or item == "auto" or item.startswith("auto:")
+                    else str(base / os.path.expanduser(item))
+                    for item in items
+                ),
+            )
         raw[option.field] = given
     if "history_path" not in raw:
         default = config.rootpath / ".batchflow" / "history.sqlite"

@@ -23,6 +23,7 @@ from .options import BATCHES_INI, OPTIONS, Option
 __all__ = [
     "BATCH_LINE_KEYS",
     "BatchLine",
+    "Quarantine",
     "RawValue",
     "Settings",
     "SettingsError",
@@ -155,6 +156,50 @@ def _first_sentence(message: str) -> str:
     return message.removeprefix("Value error, ").split("\n")[0]
 
 
+#: The score from which ``auto`` quarantines a test, unless ``auto:SCORE`` says.
+DEFAULT_QUARANTINE_SCORE = 0.3
+
+
+class Quarantine(BaseModel):
+    """Where quarantined tests come from: files of node ids, and the automatic score."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    files: tuple[Path, ...] = ()
+    auto: float | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Quarantine:
+        files: list[Path] = []
+        auto = None
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                raise ValueError("empty item in the list")
+            if item == "auto" or item.startswith("auto:"):
+                text = item.partition(":")[2] or str(DEFAULT_QUARANTINE_SCORE)
+                try:
+                    auto = float(text)
+                except ValueError:
+                    raise ValueError(f"auto:{text}: the score is not a number") from None
+                if not 0 < auto <= 1:
+                    raise ValueError(f"auto:{text}: the score must be above 0 and at most 1")
+            elif not Path(item).is_file():
+                raise ValueError(f"no file {item} (a file of node ids, or auto[:SCORE])")
+            else:
+                files.append(Path(item))
+        return cls(files=tuple(files), auto=auto)
+
+    def node_ids(self) -> dict[str, Path]:
+        """The node ids the files list (blank lines and ``#`` comments skipped)."""
+        listed: dict[str, Path] = {}
+        for path in self.files:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                nodeid = line.split("#", 1)[0].strip()
+                if nodeid:
+                    listed.setdefault(nodeid, path)
+        return listed
+
+
 class Settings(BaseModel):
     """Every batchflow setting of one run, resolved and validated."""
 
@@ -172,7 +217,14 @@ class Settings(BaseModel):
     reruns_only: re.Pattern[str] | None = None
     reruns_except: re.Pattern[str] | None = None
     strict_flaky: bool = False
+    quarantine: Quarantine | None = None
+    quarantine_release: Annotated[int, Field(ge=1)] = 3
     batches: tuple[BatchLine, ...] = ()
+
+    @field_validator("quarantine", mode="before")
+    @classmethod
+    def _parse_quarantine(cls, value: Any) -> Any:
+        return Quarantine.parse(value) if isinstance(value, str) else value
 
     @field_validator("reruns_only", "reruns_except", mode="before")
     @classmethod

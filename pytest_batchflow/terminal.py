@@ -87,12 +87,14 @@ _COLUMNS = ("batch", "kind", "tests", "passed", "failed", "skipped", "duration",
 def batch_table(batches: Sequence[BatchResult]) -> list[str]:
     """One row per batch; xpassed counts as passed, errors as failed, xfailed as skipped.
 
-    A ``flaky`` column (failed, then passed on a rerun) appears when a batch has one.
+    ``flaky`` (failed, then passed on a rerun) and ``quarantined`` (failed, but
+    quarantined) columns appear when a batch has such a test.
     """
-    flaky = any(batch.outcomes.get("flaky") for batch in batches)
+    extras = [
+        word for word in ("flaky", "quarantined") if any(b.outcomes.get(word) for b in batches)
+    ]
     columns = list(_COLUMNS)
-    if flaky:
-        columns.insert(4, "flaky")
+    columns[4:4] = extras
     rows = [columns]
     for batch in batches:
         o = batch.outcomes
@@ -107,8 +109,7 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
             _seconds(batch.duration),
             status,
         ]
-        if flaky:
-            row.insert(4, str(o.get("flaky", 0)))
+        row[4:4] = [str(o.get(word, 0)) for word in extras]
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns) - 1)]
     lines = []

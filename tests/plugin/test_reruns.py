@@ -476,3 +476,97 @@ def test_broken():
         "batch 'x' stopped after 1 failure (maxfail=1)"
     )
     assert (pytester.path / ".attempts-flaky").read_text() == "1"  # never rerun
+
+
+# -- quarantine ---------------------------------------------------------------------
+
+
+QUARANTINE_SUITE = (
+    FLAKY
+    + """
+def test_known_bug():
+    assert 0, "ticket 12"
+
+def test_fine():
+    pass
+
+@pytest.mark.depends_on("test_known_bug")
+def test_after_bug():
+    pass
+"""
+)
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_listed_test_s_failure_is_quarantined_and_fails_nothing(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(test_suite=QUARANTINE_SUITE)
+    (pytester.path / "quarantine.txt").write_text(
+        "# known failures\ntest_suite.py::test_known_bug  # ticket 12\n"
+    )
+    result, data = run(
+        pytester, "--batchflow-quarantine=quarantine.txt", *(xdist() if workers else ())
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"passed": 1, "skipped": 1, "quarantined": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "*= quarantined tests (failures that do not fail the run) =*",
+            "QUARANTINED test_suite.py::test_known_bug (listed in quarantine.txt): "
+            "AssertionError: ticket 12",
+        ]
+    )
+    tests = by_name(data)
+    assert tests["test_known_bug"].outcome == "quarantined"
+    # It still failed: what depends on it is skipped.
+    assert tests["test_after_bug"].longrepr == (
+        "batchflow: depends on test_suite.py::test_known_bug, which failed"
+    )
+    assert data.batches[0].status == "passed"
+
+
+def test_auto_quarantine_enters_on_score_and_leaves_after_clean_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+MODE = pathlib.Path(__file__).with_name("mode")
+
+def test_wobbly():
+    if MODE.read_text() == "flaky":
+        assert attempt("wobbly") % 2 == 0, "odd attempt"
+    elif MODE.read_text() == "broken":
+        assert 0, "broken now"
+
+def test_fine():
+    pass
+"""
+    )
+    mode = pytester.path / "mode"
+    args = ("--batchflow-reruns=1", "--batchflow-quarantine=auto:0.5")
+    args += ("--batchflow-quarantine-release=2",)
+    mode.write_text("flaky")
+    first, _ = run(pytester, *args)  # flaky once: score 1.0 from now on
+    first.stdout.no_fnmatch_line("*enters quarantine*")
+    mode.write_text("broken")
+    second, data = run(pytester, *args)
+    second.stdout.fnmatch_lines(
+        ["batchflow: test_suite.py::test_wobbly enters quarantine (flakiness score 1.00 >= 0.5)"]
+    )
+    assert by_name(data)["test_wobbly"].outcome == "quarantined"
+    assert second.ret == pytest.ExitCode.OK
+    mode.write_text("fixed")
+    third, _ = run(pytester, *args)
+    third.stdout.no_fnmatch_line("*leaves quarantine*")
+    fourth, _ = run(pytester, *args)
+    fourth.stdout.fnmatch_lines(
+        ["batchflow: test_suite.py::test_wobbly leaves quarantine after 2 clean runs"]
+    )
+    # Out of quarantine, its old flakiness does not put it back; a failure fails again.
+    mode.write_text("broken")
+    fifth, data = run(pytester, *args)
+    fifth.stdout.no_fnmatch_line("*enters quarantine*")
+    assert by_name(data)["test_wobbly"].outcome == "failed"
+    assert fifth.ret == pytest.ExitCode.TESTS_FAILED

@@ -353,6 +353,19 @@ CASES = [
         env={"BATCHFLOW_STRICT_FLAKY": "maybe"},
     ),
     Case(
+        "option-quarantine-missing-file",
+        "--batchflow-quarantine (command line): '*/nope.txt': no file */nope.txt "
+        "(a file of node ids, or auto[:SCORE]); "
+        "e.g. --batchflow-quarantine=quarantine.txt,auto:0.3",
+        args=("--batchflow", "--batchflow-quarantine=nope.txt"),
+    ),
+    Case(
+        "option-quarantine-score-out-of-range",
+        "--batchflow-quarantine (command line): 'auto:2': auto:2: the score must be above 0 "
+        "and at most 1; e.g. --batchflow-quarantine=quarantine.txt,auto:0.3",
+        args=("--batchflow", "--batchflow-quarantine=auto:2"),
+    ),
+    Case(
         "marker-reruns-not-a-number",
         "test_suite.py::test_a: @pytest.mark.reruns takes one whole number of reruns, "
         "e.g. @pytest.mark.reruns(2); got ('2')",
