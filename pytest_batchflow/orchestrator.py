@@ -194,6 +194,8 @@ class Orchestrator:
         self.given_up: dict[int, str] = {}
         #: Lines for tests that entered or left quarantine in this run.
         self.quarantine_news: list[str] = []
+        #: The worker each crashed test was running on (its report does not say).
+        self.crashed_on: dict[int, str] = {}
         #: Quarantined tests and why; those quarantined by their score.
         self.quarantined: dict[int, str] = {}
         self.auto_quarantined: set[int] = set()
@@ -657,7 +659,7 @@ class Orchestrator:
         failing = next((p for p in phases if p.outcome == RERUN), None)
         attempt = AttemptResult(
             outcome=_test_outcome(reports),
-            worker=str(getattr(reports[-1], "worker_id", self._own_worker_name)),
+            worker=self._worker_of(index, reports[-1]),
             duration=sum(p.duration for p in phases),
             start=min(p.start for p in phases),
             stop=max(p.stop for p in phases),
@@ -669,6 +671,13 @@ class Orchestrator:
         if all(str(report.when) in _PHASES for report in reports):
             self.rerun_due[index] = self.rerun_policy.delay_before(len(attempts))
         self._record(_attempt(attempt, self.analysis_nodeid(index), self.plan.batch_of[index]))
+
+    def _worker_of(self, index: int, report: pytest.TestReport) -> str:
+        """Where the reports come from; the controller for tests it skipped itself."""
+        worker = getattr(report, "worker_id", None)
+        if worker is None and str(report.when) not in _PHASES:
+            worker = self.crashed_on.get(index)
+        return str(worker or self._own_worker_name)
 
     def give_up_rerun(self, index: int, reason: str) -> None:
         """A rerun the rules no longer allow (maxfail, timeout): its last failure stands.
@@ -682,9 +691,10 @@ class Orchestrator:
         nodeid = self.analysis.specs[index].nodeid
         location = self.analysis.locations[index]
         now = time.time()
+        # The first line is what pytest's short summary shows.
         longrepr = (
-            f"{attempts[-1].longrepr or ''}\n\nbatchflow: the rerun of this failure did not "
-            f"run: {reason}"
+            f"batchflow: the rerun of this failure did not run: {reason}\n\n"
+            f"{attempts[-1].longrepr or ''}"
         )
         hook = self.config.hook
         self.open_tests[nodeid] = index
@@ -760,7 +770,7 @@ class Orchestrator:
             start=min(p.start for p in phases),
             stop=max(p.stop for p in phases),
             # Tests the controller skipped itself never reached a worker.
-            worker=str(getattr(reports[-1], "worker_id", self._own_worker_name)),
+            worker=self._worker_of(index, reports[-1]),
             dependencies=[specs[p].nodeid for p in self.plan.predecessors.get(index, ())],
             phases=phases,
             longrepr=decisive.longrepr if decisive else None,

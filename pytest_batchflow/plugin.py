@@ -160,6 +160,10 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = 1
     if hasattr(config, "workerinput"):
         role = "worker"
+        # The controller decides which failures are reruns (and counts -x and
+        # --maxfail from its relabelled reports); a worker counting its own raw
+        # failures would stop at a failure that is only going to be rerun.
+        config.option.maxfail = 0
     elif _xdist_distributes(config):
         workers = _check_xdist_mode(config)
         if settings.plan_only:

@@ -89,6 +89,8 @@ class BatchflowScheduling:
 
     def __init__(self, orchestrator: Orchestrator, rundir: Path) -> None:
         self.orchestrator = orchestrator
+        #: xdist's schedulers have it; crash handlers of other plugins read it.
+        self.config = orchestrator.config
         self.rundir = rundir
         self.collections: dict[WorkerController, list[str] | None] = {}
         self.collection: list[str] | None = None
@@ -189,8 +191,10 @@ class BatchflowScheduling:
             self._decide()
             return None
         nodeid = self.orchestrator.analysis_nodeid(crashed)
-        # xdist reports the crash next, with no position: say which test it was.
+        # xdist reports the crash next, with no position and no worker id: say
+        # which test it was, and where.
         self.orchestrator.open_tests[nodeid] = crashed
+        self.orchestrator.crashed_on[crashed] = worker
         self._decide()
         return nodeid
 

@@ -177,6 +177,7 @@ def test_other(n):
     dies = tests["test_dies_once"]
     assert dies.outcome == "flaky"
     assert dies.attempts[0].worker != dies.worker
+    assert {dies.attempts[0].worker, dies.worker} <= {"gw0", "gw1", "gw2"}
     assert "crashed" in (dies.attempts[0].longrepr or "")
     assert all(tests[f"test_other[{n}]"].outcome == "passed" for n in range(4))
 
@@ -471,10 +472,12 @@ def test_broken():
     assert test.outcome == "failed"
     assert test.longrepr is not None
     assert "first attempt" in test.longrepr
-    assert test.longrepr.endswith(
+    assert test.longrepr.startswith(
         "batchflow: the rerun of this failure did not run: "
-        "batch 'x' stopped after 1 failure (maxfail=1)"
+        "batch 'x' stopped after 1 failure (maxfail=1)\n"
     )
+    # The short summary shows the reason (as far as the terminal is wide).
+    result.stdout.fnmatch_lines(["FAILED test_suite.py::test_flaky - batchflow: the rerun of*"])
     assert (pytester.path / ".attempts-flaky").read_text() == "1"  # never rerun
 
 
@@ -570,3 +573,20 @@ def test_fine():
     fifth.stdout.no_fnmatch_line("*enters quarantine*")
     assert by_name(data)["test_wobbly"].outcome == "failed"
     assert fifth.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_x_under_xdist_stops_at_a_real_failure_not_a_rerun(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_flaky():
+    assert attempt("flaky") == 2
+
+@pytest.mark.parametrize("n", range(4))
+def test_fine(n):
+    pass
+"""
+    )
+    result, _ = run(pytester, "--batchflow-reruns=1", "-x", *xdist())
+    assert result.parseoutcomes() == {"passed": 4, "rerun": 1, "flaky": 1}
+    assert result.ret == pytest.ExitCode.OK
