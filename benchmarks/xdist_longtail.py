@@ -39,7 +39,6 @@ from __future__ import annotations
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def run_layout(label: str, durations: dict[str, float], bound: float, longest: f
     """Run the four variants on one layout and print its table and targets."""
     env = clean_env()
     expect = f"{TESTS} passed"
-    rows = []
+    rows: list[list[str]] = []
     results: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory(prefix="batchflow-longtail-") as tmp:
         root = Path(tmp)
@@ -227,4 +226,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
