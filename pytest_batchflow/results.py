@@ -26,7 +26,7 @@ __all__ = [
     "json_schema",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TestOutcome = str
 
@@ -130,7 +130,7 @@ class Environment(_Model):
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     started: float
     stopped: float
     duration: float
