@@ -260,7 +260,7 @@ def test_store_of_a_newer_batchflow_is_left_untouched(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(
         [
             "batchflow: warning: running without history: schema version 99 is newer than this "
-            "batchflow's 1; upgrade pytest-batchflow or use another --batchflow-history"
+            "batchflow's 2; upgrade pytest-batchflow or use another --batchflow-history"
         ]
     )
     assert history_rows(store, "PRAGMA user_version") == [(99,)]
