@@ -144,6 +144,15 @@ OPTIONS: tuple[Option, ...] = (
         metavar="SPEC",
     ),
     Option(
+        "flaky_window",
+        "--batchflow-flaky-window",
+        "BATCHFLOW_FLAKY_WINDOW",
+        "batchflow_flaky_window",
+        "How many of a test's recent runs its flakiness score looks at (default 20).",
+        "20",
+        metavar="RUNS",
+    ),
+    Option(
         "quarantine_release",
         "--batchflow-quarantine-release",
         "BATCHFLOW_QUARANTINE_RELEASE",

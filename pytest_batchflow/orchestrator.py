@@ -353,7 +353,8 @@ class Orchestrator:
                 score = inside[nodeid][0]
             else:
                 since = released.get(nodeid, -1)
-                score = flakiness([r for r in records.get(nodeid, []) if r.run > since]).score
+                recent = [r for r in records.get(nodeid, []) if r.run > since]
+                score = flakiness(recent, self.settings.flaky_window).score
                 if score < threshold:
                     continue
                 entering[nodeid] = score

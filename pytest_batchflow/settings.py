@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
 from .options import BATCHES_INI, OPTIONS, Option
@@ -219,6 +220,7 @@ class Settings(BaseModel):
     strict_flaky: bool = False
     quarantine: Quarantine | None = None
     quarantine_release: Annotated[int, Field(ge=1)] = 3
+    flaky_window: Annotated[int, Field(ge=1)] = DEFAULT_WINDOW
     batches: tuple[BatchLine, ...] = ()
 
     @field_validator("quarantine", mode="before")

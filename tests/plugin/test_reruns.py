@@ -590,3 +590,33 @@ def test_fine(n):
     result, _ = run(pytester, "--batchflow-reruns=1", "-x", *xdist())
     assert result.parseoutcomes() == {"passed": 4, "rerun": 1, "flaky": 1}
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_the_flaky_window_limits_which_runs_the_score_counts(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+MODE = pathlib.Path(__file__).with_name("mode")
+
+def test_wobbly():
+    if MODE.read_text() == "flaky":
+        assert attempt("wobbly") % 2 == 0, "odd attempt"
+    elif MODE.read_text() == "broken":
+        assert 0, "broken now"
+"""
+    )
+    mode = pytester.path / "mode"
+    args = ("--batchflow-reruns=1", "--batchflow-quarantine=auto:0.3")
+    mode.write_text("flaky")
+    run(pytester, "--batchflow-reruns=1")  # no quarantine yet: just history
+    mode.write_text("fixed")
+    run(pytester, "--batchflow-reruns=1")
+    mode.write_text("broken")
+    # The last run alone was clean: a window of 1 sees a score of 0.
+    narrow, data = run(pytester, *args, "--batchflow-flaky-window=1")
+    narrow.stdout.no_fnmatch_line("*enters quarantine*")
+    assert by_name(data)["test_wobbly"].outcome == "failed"
+    # The default window sees the flaky run too.
+    wide, data = run(pytester, *args)
+    wide.stdout.fnmatch_lines(["batchflow: test_suite.py::test_wobbly enters quarantine *"])
+    assert by_name(data)["test_wobbly"].outcome == "quarantined"

@@ -366,6 +366,12 @@ CASES = [
         args=("--batchflow", "--batchflow-quarantine=auto:2"),
     ),
     Case(
+        "option-flaky-window-zero",
+        "--batchflow-flaky-window (command line): '0': Input should be greater than or equal "
+        "to 1; e.g. --batchflow-flaky-window=20",
+        args=("--batchflow", "--batchflow-flaky-window=0"),
+    ),
+    Case(
         "marker-reruns-not-a-number",
         "test_suite.py::test_a: @pytest.mark.reruns takes one whole number of reruns, "
         "e.g. @pytest.mark.reruns(2); got ('2')",
