@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BATCHES_INI", "BATCHES_INI_HELP", "OPTIONS", "SWITCHES", "Option"]
+__all__ = ["ALONE_ENV", "BATCHES_INI", "BATCHES_INI_HELP", "OPTIONS", "SWITCHES", "Option"]
+
+#: Set in the process a probe runs a test alone in: batchflow stays off there,
+#: whatever the options, so that run writes no history, JSON or report.
+ALONE_ENV = "BATCHFLOW_PROBE_ALONE"
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,17 @@ OPTIONS: tuple[Option, ...] = (
         "An automatically quarantined test leaves quarantine after this many clean runs "
         "in a row (default 3).",
         "3",
+        metavar="N",
+    ),
+    Option(
+        "probe",
+        "--batchflow-probe",
+        "BATCHFLOW_PROBE",
+        "batchflow_probe",
+        "Run every test N times, interleaved and spread over the workers, and report each "
+        "failing test's failure rate (with a 95 percent interval) and whether it fails "
+        "only after other tests (order-dependent), with suspects. Reruns are off meanwhile.",
+        "10",
         metavar="N",
     ),
     Option(

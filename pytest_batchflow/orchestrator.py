@@ -31,6 +31,7 @@ from . import __version__
 from .collection import Analysis, analyse
 from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
 from .core.plan import Plan, PlanError, build_plan
+from .core.probe import ALONE_RUNS, overall_outcome
 from .core.scheduler import RunState
 from .history import Attempt, HistoryError, HistoryStore
 from .items import MarkerError
@@ -59,6 +60,8 @@ QUARANTINED = "quarantined"
 #: Under xdist, attempts reach the history store in batches: after this many, or this long.
 SAVE_EVERY_ATTEMPTS = 500
 SAVE_EVERY_SECONDS = 2.0
+#: At most this many failing tests of a probe are run alone (see probing.py).
+MAX_ALONE_TESTS = 20
 
 
 class IdleItem(pytest.Item):
@@ -194,6 +197,8 @@ class Orchestrator:
         self.given_up: dict[int, str] = {}
         #: Lines for tests that entered or left quarantine in this run.
         self.quarantine_news: list[str] = []
+        #: Probed tests whose runs stopped early (the batch stopped), and why.
+        self.probe_cut: dict[int, str] = {}
         #: The worker each crashed test was running on (its report does not say).
         self.crashed_on: dict[int, str] = {}
         #: Quarantined tests and why; those quarantined by their score.
@@ -571,7 +576,12 @@ class Orchestrator:
             report.outcome = RERUN  # type: ignore[assignment]
         elif report.failed and index in self.quarantined:
             report.outcome = QUARANTINED  # type: ignore[assignment]
-        elif index in self.earlier and report.when == "call" and report.passed:
+        elif (
+            index in self.earlier
+            and self.settings.probe is None
+            and report.when == "call"
+            and report.passed
+        ):
             report.batchflow_flaky = True  # type: ignore[attr-defined]
         self.reports.setdefault(index, []).append(report)
         if report.when not in _PHASES:  # a crashed worker: no logfinish follows
@@ -600,8 +610,28 @@ class Orchestrator:
 
     @property
     def reruns_possible(self) -> bool:
+        """Whether any test may run more than once (a rerun budget, or a probe)."""
         assert self.plan is not None
+        if self.settings.probe is not None:
+            return any(self.probe_runs(index) > 1 for index in self.plan.order)
         return any(self.rerun_budget(index) for index in self.plan.order)
+
+    def probe_runs(self, index: int) -> int:
+        """How many times a probe runs the test: all but benchmark batches' tests."""
+        assert self.plan is not None
+        if self.settings.probe is None:
+            return 1
+        kind = self.plan.batch(self.plan.batch_of[index]).policy.kind
+        return 1 if kind == "benchmark" else self.settings.probe
+
+    def standing_outcome(self, index: int) -> str:
+        """The outcome of a test whose next attempt may never run: the failure stands.
+
+        A probed test's runs so far decide (they need not have failed).
+        """
+        if self.settings.probe is None:
+            return "failed"
+        return overall_outcome([attempt.outcome for attempt in self.earlier.get(index, [])])
 
     def _to_rerun(self, index: int, error: str) -> bool:
         """Whether this failure of the test's current attempt means a rerun.
@@ -611,7 +641,7 @@ class Orchestrator:
         """
         if index in self.rerunning:
             return True
-        if index in self.given_up:
+        if index in self.given_up or self.settings.probe is not None:
             return False
         earlier = len(self.earlier.get(index, ()))
         if earlier < self.rerun_budget(index) and self.rerun_policy.allows(error):
@@ -621,6 +651,9 @@ class Orchestrator:
 
     def rerun_after_crash(self, index: int, worker: str) -> float | None:
         """On the controller: the crashed worker's test, rerun in how many seconds, or None."""
+        if self.settings.probe is not None:
+            # A probe runs on after a crash: it counts as one failed run.
+            return 0.0 if len(self.earlier.get(index, ())) + 1 < self.probe_runs(index) else None
         nodeid = self.analysis_nodeid(index)
         if not self._to_rerun(index, f"worker {worker!r} crashed while running {nodeid!r}"):
             return None
@@ -636,30 +669,52 @@ class Orchestrator:
         reports = self.reports.pop(index, [])
         if not reports:
             return
+        subtest_failed = index in self.failed_subtests
+        self.failed_subtests.discard(index)
         if index in self.rerunning:
             self.rerunning.discard(index)
             self._rerun_attempt(index, reports)
             return
         outcome = _test_outcome(reports)
-        if index in self.failed_subtests and outcome in ("passed", "xpassed"):
+        if subtest_failed and outcome in ("passed", "xpassed"):
             outcome = "failed"
         earlier = self.earlier.get(index, [])
-        verdict = final_outcome([attempt.outcome for attempt in earlier], outcome)
+        if self.settings.probe is not None:
+            if outcome != "skipped" and len(earlier) + 1 < self.probe_runs(index):
+                self._keep_attempt(index, reports, outcome)
+                if all(str(report.when) in _PHASES for report in reports):
+                    self.rerun_due[index] = 0.0  # a crashed worker's test is requeued already
+                return
+            verdict = overall_outcome([attempt.outcome for attempt in earlier] + [outcome])
+        else:
+            verdict = final_outcome([attempt.outcome for attempt in earlier], outcome)
         self.state.test_finished(index, "passed" if verdict == "flaky" else verdict)
         if verdict in ("failed", "error") and index in self.quarantined:
             verdict = QUARANTINED
         result = self._test_result(index, verdict, reports)
+        if result.longrepr is None and verdict in ("failed", "error", QUARANTINED):
+            # A probed test whose last run passed: the failure of an earlier run.
+            failure = next((a.longrepr for a in earlier if a.longrepr), None)
+            result = result.model_copy(update={"longrepr": failure})
         self.results[index] = result
         if index not in self.given_up:
             self._record(_attempt(result, result.nodeid, result.batch))
 
     def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
         """Keep a failed attempt; the test is due for a rerun (a crashed one is already)."""
+        attempts = self._keep_attempt(index, reports, _test_outcome(reports))
+        if all(str(report.when) in _PHASES for report in reports):
+            self.rerun_due[index] = self.rerun_policy.delay_before(len(attempts))
+
+    def _keep_attempt(
+        self, index: int, reports: list[pytest.TestReport], outcome: str
+    ) -> list[AttemptResult]:
+        """Keep an attempt that is not the test's last, in the results and the history."""
         assert self.plan is not None
         phases = [_phase(report) for report in reports]
-        failing = next((p for p in phases if p.outcome == RERUN), None)
+        failing = next((p for p in phases if p.outcome in ("failed", RERUN, QUARANTINED)), None)
         attempt = AttemptResult(
-            outcome=_test_outcome(reports),
+            outcome=outcome,
             worker=self._worker_of(index, reports[-1]),
             duration=sum(p.duration for p in phases),
             start=min(p.start for p in phases),
@@ -669,9 +724,8 @@ class Orchestrator:
         )
         attempts = self.earlier.setdefault(index, [])
         attempts.append(attempt)
-        if all(str(report.when) in _PHASES for report in reports):
-            self.rerun_due[index] = self.rerun_policy.delay_before(len(attempts))
         self._record(_attempt(attempt, self.analysis_nodeid(index), self.plan.batch_of[index]))
+        return attempts
 
     def _worker_of(self, index: int, report: pytest.TestReport) -> str:
         """Where the reports come from; the controller for tests it skipped itself."""
@@ -688,6 +742,9 @@ class Orchestrator:
         assert self.analysis is not None
         attempts = self.earlier[index]
         self.rerun_due.pop(index, None)
+        if self.settings.probe is not None:
+            self._cut_probe(index, reason)
+            return
         self.given_up[index] = reason
         nodeid = self.analysis.specs[index].nodeid
         location = self.analysis.locations[index]
@@ -706,6 +763,35 @@ class Orchestrator:
         )
         hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    def _cut_probe(self, index: int, reason: str) -> None:
+        """A probed test's next run may not run (its batch stopped): its runs so far stand.
+
+        pytest heard of each run as it ended; only the result is left to make.
+        """
+        assert self.plan is not None
+        assert self.state is not None
+        assert self.analysis is not None
+        *earlier, last = self.earlier.pop(index)
+        outcome = overall_outcome([attempt.outcome for attempt in [*earlier, last]])
+        self.state.test_finished(index, outcome)
+        self.probe_cut[index] = reason
+        specs = self.analysis.specs
+        self.results[index] = TestResult(
+            nodeid=specs[index].nodeid,
+            batch=self.plan.batch_of[index],
+            outcome=QUARANTINED
+            if outcome in ("failed", "error") and index in self.quarantined
+            else outcome,
+            duration=last.duration,
+            start=last.start,
+            stop=last.stop,
+            worker=last.worker,
+            dependencies=[specs[p].nodeid for p in self.plan.predecessors.get(index, ())],
+            phases=last.phases,
+            longrepr=next((a.longrepr for a in [*earlier, last] if a.longrepr), None),
+            attempts=earlier,
+        )
 
     def _record(self, attempt: Attempt) -> None:
         """Queue an attempt for the history store."""
@@ -798,6 +884,18 @@ class Orchestrator:
         if run_id is not None:
             self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)
         assert self.analysis is not None
+        tests = [self.results[i] for i in self.plan.order if i in self.results]
+        probe = None
+        if self.settings.probe is not None:
+            from .probing import probe_result
+
+            failing = sum(1 for t in tests if t.outcome in ("failed", "error", QUARANTINED))
+            if failing:
+                self.write_line(
+                    f"batchflow: probe: running {min(failing, MAX_ALONE_TESTS)} failing "
+                    f"test{'s' if failing != 1 else ''} alone, {ALONE_RUNS} times each"
+                )
+            probe = probe_result(self.config, self.settings.probe, tests, self.workers)
         self.run_result = RunResult(
             started=self.started,
             stopped=stopped,
@@ -805,8 +903,9 @@ class Orchestrator:
             exitstatus=int(exitstatus),
             environment=self._environment(),
             batches=self._batch_results(),
-            tests=[self.results[i] for i in self.plan.order if i in self.results],
+            tests=tests,
             deselected=len(self.analysis.specs) - len(self.plan.order),
+            probe=probe,
         )
         if self.settings.json_path is not None:
             try:
@@ -959,6 +1058,13 @@ class Orchestrator:
         if self.plan is not None and self.role != "worker":
             self._flaky_summary(terminalreporter)
             self._quarantine_summary(terminalreporter)
+        if result is not None and result.probe is not None:
+            from .probing import probe_lines
+
+            terminalreporter.write_sep("=", f"probe: every test run {result.probe.runs} times")
+            cut = [(self.analysis_nodeid(i), reason) for i, reason in self.probe_cut.items()]
+            for line in probe_lines(result.probe, cut):
+                terminalreporter.write_line(line)
         for note in self.notes:
             terminalreporter.write_line(f"batchflow: warning: {note}", yellow=True)
         if result is not None and self.settings.json_path is not None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .options import BATCHES_INI, BATCHES_INI_HELP, OPTIONS, SWITCHES, Option
+from .options import ALONE_ENV, BATCHES_INI, BATCHES_INI_HELP, OPTIONS, SWITCHES, Option
 
 if TYPE_CHECKING:
     from .orchestrator import Role
@@ -123,6 +123,8 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
 
 def _wants_batchflow(config: pytest.Config) -> bool:
     """Whether any source mentions a switch: only then is anything heavy loaded."""
+    if os.environ.get(ALONE_ENV):
+        return False  # a probe's run of one test alone (see probing.py)
     return any(
         config.getoption(option.dest) is not None
         or os.environ.get(option.env)

@@ -20,13 +20,15 @@ __all__ = [
     "BatchResult",
     "Environment",
     "PhaseResult",
+    "ProbeResult",
+    "ProbeTest",
     "RunResult",
     "TestOutcome",
     "TestResult",
     "json_schema",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TestOutcome = str
 
@@ -113,6 +115,47 @@ class BatchResult(_Model):
     estimated: float | None = Field(None, description="Seconds estimated from history.")
 
 
+class ProbeTest(_Model):
+    """One test's runs in a probe (``--batchflow-probe``)."""
+
+    __test__ = False
+
+    nodeid: str
+    runs: int = Field(description="How many times it ran in the suite.")
+    failures: int = Field(description="How many of those runs failed or errored.")
+    rate: float = Field(description="failures / runs.")
+    low: float = Field(description="The 95% Wilson score interval of the rate: lower end.")
+    high: float = Field(description="The 95% Wilson score interval of the rate: upper end.")
+    alone_runs: int = Field(0, description="Runs alone, each in a fresh process.")
+    alone_failures: int = 0
+    verdict: Literal["order-dependent", "fails alone", "inconclusive", "not checked"] | None = (
+        Field(None, description="For a test that failed in the suite: what its runs alone say.")
+    )
+    p_value: float | None = Field(
+        None,
+        description="One-sided Fisher exact test: the chance of passing alone so often "
+        "if order made no difference.",
+    )
+    problem: str | None = Field(None, description="Why it could not be run alone, or not fully.")
+    suspects: list[str] = Field(
+        default_factory=list,
+        description="Tests that ran before its failing runs on the same worker, likeliest "
+        "first (at most 20).",
+    )
+    confirmed: list[str] = Field(
+        default_factory=list,
+        description="Of an order-dependent test's first 5 suspects, those that make it fail "
+        "when run just before it, the two alone in a fresh process.",
+    )
+
+
+class ProbeResult(_Model):
+    """What a probe found: every probed test's failure rate and verdict."""
+
+    runs: int = Field(description="The N of --batchflow-probe=N.")
+    tests: list[ProbeTest]
+
+
 class Environment(_Model):
     python: str
     implementation: str
@@ -130,7 +173,7 @@ class Environment(_Model):
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     started: float
     stopped: float
     duration: float
@@ -139,6 +182,7 @@ class RunResult(_Model):
     batches: list[BatchResult]
     tests: list[TestResult]
     deselected: int = 0
+    probe: ProbeResult | None = Field(None, description="With --batchflow-probe only.")
 
     def write(self, path: Path) -> None:
         """Write atomically: a reader never sees half a file. Raises OSError."""

@@ -221,6 +221,7 @@ class Settings(BaseModel):
     quarantine: Quarantine | None = None
     quarantine_release: Annotated[int, Field(ge=1)] = 3
     flaky_window: Annotated[int, Field(ge=1)] = DEFAULT_WINDOW
+    probe: Annotated[int, Field(ge=2)] | None = None
     batches: tuple[BatchLine, ...] = ()
 
     @field_validator("quarantine", mode="before")

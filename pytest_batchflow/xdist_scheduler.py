@@ -151,11 +151,13 @@ class BatchflowScheduling:
         assert self.dispatcher is not None
         item = self.item_at[item_index]
         rerun_at = None
+        standing = "failed"
         if isinstance(item, int):
             delay = self.orchestrator.take_rerun(item)
             if delay is not None:
                 rerun_at = time.monotonic() + delay
-        self.dispatcher.test_complete(node.gateway.id, item, duration, rerun_at)
+                standing = self.orchestrator.standing_outcome(item)
+        self.dispatcher.test_complete(node.gateway.id, item, duration, rerun_at, standing)
         self._decide()
 
     def mark_test_pending(self, item: str) -> None:
@@ -225,7 +227,13 @@ class BatchflowScheduling:
             position = len(self.collection) + offset
             self.item_at[position] = Idle(parent)
             self.position_of[Idle(parent)] = position
-        self.dispatcher = Dispatcher(plan, state, parents, analysis.locks)
+        self.dispatcher = Dispatcher(
+            plan,
+            state,
+            parents,
+            analysis.locks,
+            interleave=self.orchestrator.settings.probe is not None,
+        )
         for node in self.collections:
             self.dispatcher.add_worker(node.gateway.id)
         self.orchestrator.write_line(format_header(plan))

@@ -48,6 +48,9 @@ SATISFYING_OUTCOMES: frozenset[str] = frozenset({"passed", "xpassed"})
 #: These count as failures of a batch (for maxfail and its downstream batches).
 FAILING_OUTCOMES: frozenset[str] = frozenset({"failed", "error"})
 
+#: A ready test's priority, smallest first: its round (a probe's runs, else 0),
+#: minus its remaining path, minus its estimate, its place in the plan.
+_Key = tuple[int, float, float, int]
 _OUTCOME_WORDS = {
     "failed": "failed",
     "error": "errored",
@@ -198,7 +201,9 @@ class Dispatcher:
     sharing a lock never overlap. Among the tests that may start, the one with
     the longest remaining path (critical path) goes first, then the longest.
     ``horizon`` bounds the estimated work queued behind a worker's running
-    test (0 turns pipelining of short tests off).
+    test (0 turns pipelining of short tests off). With ``interleave`` a test
+    that is to run again (a probe's next run) goes behind every test that has
+    run fewer times, so the runs come in rounds, spread over the workers.
 
     It only reacts: the caller reports events (worker added or lost, test
     finished) and then asks :meth:`decide` what to do.
@@ -211,9 +216,11 @@ class Dispatcher:
         parents: Mapping[int, str],
         locks: Mapping[int, frozenset[str]],
         horizon: float = PIPELINE_HORIZON,
+        interleave: bool = False,
     ) -> None:
         self.plan = plan
         self.horizon = horizon
+        self.interleave = interleave
         self._observed = 0.0
         self._observations = 0
         self.state = state
@@ -234,8 +241,8 @@ class Dispatcher:
         self._held: Counter[str] = Counter()
         remaining = plan.remaining_paths()
         position = {index: i for i, index in enumerate(plan.order)}
-        self._key = {
-            i: (-remaining[i], -plan.estimates.get(i, 0.0), position[i]) for i in plan.order
+        self._key: dict[int, _Key] = {
+            i: (0, -remaining[i], -plan.estimates.get(i, 0.0), position[i]) for i in plan.order
         }
         planned = set(plan.order)
         self._successors: dict[int, list[int]] = {i: [] for i in plan.order}
@@ -253,17 +260,19 @@ class Dispatcher:
         self._fresh: list[int] = [
             i for i in plan.order if not self._upstream[plan.batch_of[i]] and not self._waiting[i]
         ]
-        self._ready: list[tuple[tuple[float, float, int], int]] = []
+        self._ready: list[tuple[_Key, int]] = []
         # Affinity: the parent (module or class) each worker ran last, the ready
         # tests of each parent (entries go stale once a test leaves ``pending``)
         # and the estimated work not yet sent.
         self._remaining = remaining
         self._last_parent: dict[str, str] = {}
-        self._ready_in: dict[str, list[tuple[tuple[float, float, int], int]]] = {}
+        self._ready_in: dict[str, list[tuple[_Key, int]]] = {}
         self._work_left = sum(plan.estimates.get(i, 0.0) for i in plan.order)
-        # Reruns: the workers a test failed on, and when it may run again.
+        # Reruns: the workers a test failed on, and when it may run again;
+        # the outcome that stands if it may not.
         self._failed_on: dict[int, set[str]] = {}
         self._not_before: dict[int, float] = {}
+        self._standing: dict[int, str] = {}
 
     def _nonempty_upstream(self, batch: str) -> set[str]:
         """The batches with tests that ``batch`` comes after, through empty ones too."""
@@ -314,12 +323,15 @@ class Dispatcher:
         item: Sendable,
         duration: float | None = None,
         rerun_at: float | None = None,
+        standing: str = "failed",
     ) -> None:
         """The worker finished ``item`` in ``duration`` seconds, if known.
 
-        A test's outcome is already in the run state, unless the attempt
-        failed and is to be rerun: then ``rerun_at`` says when it may start
-        again (on another worker when there is one); its dependents wait.
+        A test's outcome is already in the run state, unless it is to run
+        again (a failed attempt's rerun, a probe's next run): then
+        ``rerun_at`` says when it may start again (on another worker when
+        there is one), and ``standing`` is its outcome should it never run
+        again; its dependents wait.
         """
         self.queues[worker].remove(item)
         if isinstance(item, int):
@@ -327,6 +339,7 @@ class Dispatcher:
             if rerun_at is None:
                 self._complete(item)
             else:
+                self._standing[item] = standing
                 self._rerun(item, worker, rerun_at)
             if duration is not None:
                 self._observed += duration
@@ -524,7 +537,7 @@ class Dispatcher:
         return index
 
     def _scan_ready(self, now: float, decision: Decision, worker: str) -> int | None:
-        deferred: list[tuple[tuple[float, float, int], int]] = []
+        deferred: list[tuple[_Key, int]] = []
         chosen = None
         while self._ready:
             entry = heapq.heappop(self._ready)
@@ -624,11 +637,16 @@ class Dispatcher:
         """Never send the test; a rerun that may not run leaves its failure standing."""
         self.pending.discard(index)
         self._work_left -= self.plan.estimates.get(index, 0.0)
-        self.state.test_finished(index, "failed" if index in self._failed_on else "skipped")
+        standing = self._standing.get(index, "failed") if index in self._failed_on else "skipped"
+        self.state.test_finished(index, standing)
         decision.skip.append((index, reason))
         self._complete(index)
 
     def _rerun(self, index: int, worker: str, when: float) -> None:
+        if self.interleave:
+            # Behind every test that has run fewer times: runs come in rounds.
+            rounds, remaining, estimate, position = self._key[index]
+            self._key[index] = (rounds + 1, remaining, estimate, position)
         self._failed_on.setdefault(index, set()).add(worker)
         self._not_before[index] = when
         self._requeue(index)

@@ -1,0 +1,162 @@
+"""The probe's statistics: failure rates with intervals, order dependence, suspects.
+
+``--batchflow-probe=N`` runs every test N times and then asks two questions of
+each test that failed: how often does it fail (a rate with a 95% Wilson score
+interval), and does it fail only after other tests (it passes when run alone,
+in a fresh process). Pure functions, no pytest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ALONE_RUNS",
+    "SIGNIFICANCE",
+    "Alone",
+    "Run",
+    "fewer_failures_p",
+    "overall_outcome",
+    "suspects",
+    "verdict",
+    "wilson_interval",
+]
+
+#: How many times, at most, a test that failed in the suite runs alone.
+ALONE_RUNS = 5
+#: The p-value below which "fails in the suite, passes alone" counts as order dependence.
+SIGNIFICANCE = 0.05
+_Z95 = 1.959963984540054  # the normal distribution's 97.5th percentile
+
+
+def wilson_interval(failures: int, runs: int, z: float = _Z95) -> tuple[float, float]:
+    """The Wilson score interval for a failure rate of ``failures`` in ``runs``.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at
+    0 or ``runs`` failures: 0 failures in 10 runs gives (0, 0.278).
+    """
+    if runs <= 0:
+        raise ValueError("runs must be positive")
+    if not 0 <= failures <= runs:
+        raise ValueError("failures must be between 0 and runs")
+    rate = failures / runs
+    denominator = 1 + z * z / runs
+    centre = (rate + z * z / (2 * runs)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / runs + z * z / (4 * runs * runs)) / denominator
+    # Exact at the edges, whatever the rounding.
+    low = 0.0 if failures == 0 else max(0.0, centre - half)
+    high = 1.0 if failures == runs else min(1.0, centre + half)
+    return low, high
+
+
+def fewer_failures_p(
+    suite_failures: int, suite_runs: int, alone_failures: int, alone_runs: int
+) -> float:
+    """One-sided Fisher exact test: how likely so few failures alone, were runs alike.
+
+    The p-value of seeing ``alone_failures`` or fewer among the alone runs if
+    every run, in the suite or alone, failed with the same probability (the
+    hypergeometric tail). Small when the test fails clearly more often in the
+    suite than alone.
+    """
+    total_runs = suite_runs + alone_runs
+    total_failures = suite_failures + alone_failures
+    possible = math.comb(total_runs, total_failures)
+    tail = sum(
+        math.comb(alone_runs, k) * math.comb(suite_runs, total_failures - k)
+        for k in range(alone_failures + 1)
+    )
+    return tail / possible
+
+
+@dataclass(frozen=True)
+class Alone:
+    """A test's runs alone, each in a fresh process: how many ran and failed."""
+
+    runs: int
+    failures: int
+    #: Why no verdict could be reached (the process could not run the test), if so.
+    problem: str | None = None
+
+
+def verdict(suite_failures: int, suite_runs: int, alone: Alone) -> tuple[str, float | None]:
+    """What the alone runs say of a test that failed in the suite, and the p-value.
+
+    ``order-dependent``: it passed every time alone, and it failed in the suite
+    significantly more often than that (:func:`fewer_failures_p` below
+    :data:`SIGNIFICANCE`). ``fails alone``: it failed alone too, so order is
+    not (the whole) cause. ``inconclusive``: it passed alone, but it failed
+    too rarely in the suite to tell chance from order; or it could not run alone.
+    """
+    if alone.problem is not None or alone.runs == 0:
+        return "inconclusive", None
+    if alone.failures:
+        return "fails alone", None
+    p = fewer_failures_p(suite_failures, suite_runs, 0, alone.runs)
+    return ("order-dependent" if p < SIGNIFICANCE else "inconclusive"), p
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attempt of one test, as the probe saw it: where, when, and whether it failed."""
+
+    test: str
+    worker: str
+    start: float
+    failed: bool
+
+
+def suspects(victim: str, runs: Sequence[Run]) -> list[str]:
+    """Tests that ran before the victim's failing attempts on the same worker, likeliest first.
+
+    A test that ran earlier on the worker of every failing attempt ranks
+    first; one that also ran before a passing attempt on the same worker
+    ranks lower (what it leaves behind did not make the victim fail then).
+    Ties go to the test that ran closest before a failure.
+    """
+    by_worker: dict[str, list[Run]] = {}
+    for run in sorted(runs, key=lambda r: r.start):
+        by_worker.setdefault(run.worker, []).append(run)
+    before_failures: dict[str, int] = {}
+    before_passes: dict[str, int] = {}
+    closeness: dict[str, int] = {}
+    failing = 0
+    for worker_runs in by_worker.values():
+        earlier: list[str] = []
+        for run in worker_runs:
+            if run.test == victim:
+                seen = {test for test in earlier if test != victim}
+                counts = before_failures if run.failed else before_passes
+                for test in seen:
+                    counts[test] = counts.get(test, 0) + 1
+                if run.failed:
+                    failing += 1
+                    for distance, test in enumerate(reversed(earlier)):
+                        if test != victim:
+                            closeness[test] = min(distance, closeness.get(test, distance))
+            earlier.append(run.test)
+    if not failing:
+        return []
+    return sorted(
+        before_failures,
+        key=lambda test: (
+            -before_failures[test],
+            before_passes.get(test, 0),
+            closeness.get(test, math.inf),
+            test,
+        ),
+    )
+
+
+def overall_outcome(outcomes: Sequence[str]) -> str:
+    """A probed test's outcome from its runs' outcomes, oldest first.
+
+    Any failure makes it fail (``failed`` before ``error``, as a call failure
+    says more than a setup one); otherwise its last run's outcome.
+    """
+    for word in ("failed", "error"):
+        if word in outcomes:
+            return word
+    return outcomes[-1]
