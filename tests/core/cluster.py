@@ -6,7 +6,9 @@ Time is simulated: a test takes its given duration, an ``Idle`` item none.
 
 A test in ``attempts`` has an outcome per attempt (its last one repeats); one
 that fails with rerun budget left (``budgets``) is handed back for a rerun, as
-the controller does, after ``rerun_delay`` doubled per rerun.
+the controller does, after ``rerun_delay`` doubled per rerun. With ``probe``
+every test runs that many times, whatever its outcomes, as under
+``--batchflow-probe``.
 
 A test in ``crashes`` kills its worker halfway through its duration (the first
 time it runs): the dispatcher hears of it only then, as xdist would, and a
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pytest_batchflow.core.probe import overall_outcome
 from pytest_batchflow.core.scheduler import (
     FAILING_OUTCOMES,
     Dispatcher,
@@ -93,13 +96,17 @@ class Cluster:
         attempts: Mapping[int, Sequence[str]] | None = None,
         budgets: Mapping[int, int] | None = None,
         rerun_delay: float = 0.0,
+        probe: int = 0,
     ) -> None:
         self.dispatcher = dispatcher
+        #: A probe's runs per test (0: no probe): every test runs this many times.
+        self.probe = probe
         self.attempts = attempts or {}
         self.budgets = budgets or {}
         self.rerun_delay = rerun_delay
-        #: Attempts each test has started.
+        #: Attempts each test has started; a probe's outcomes so far.
         self.tries: Counter[int] = Counter()
+        self.probe_outcomes: dict[int, list[str]] = {}
         self.state = state
         self.durations = durations
         self.outcomes = outcomes or {}
@@ -220,7 +227,13 @@ class Cluster:
             self.last_test[worker.name] = item
             self.tries[item] += 1
             outcome = self._outcome(item)
-            rerun_at = self._rerun_at(item, now) if outcome in FAILING_OUTCOMES else None
+            final = outcome
+            if self.probe:
+                rerun_at = now if self.tries[item] < self.probe else None
+                self.probe_outcomes.setdefault(item, []).append(outcome)
+                final = overall_outcome(self.probe_outcomes[item])
+            else:
+                rerun_at = self._rerun_at(item, now) if outcome in FAILING_OUTCOMES else None
             self.executions.append(
                 Execution(
                     item, worker.name, start, now, outcome=outcome, rerun=rerun_at is not None
@@ -229,7 +242,7 @@ class Cluster:
             # xdist delivers a test's reports before mark_test_complete; an
             # attempt to be rerun is not the test's outcome.
             if rerun_at is None:
-                self.state.test_finished(item, outcome)
+                self.state.test_finished(item, final)
         self.dispatcher.test_complete(worker.name, item, now - start, rerun_at)
         if worker.shutting_down and not worker.queue:
             worker.alive = False

@@ -1020,3 +1020,70 @@ def test_makespan_within_grahams_bound(scenario: Scenario) -> None:
     bound = (2 - 1 / workers) * plan.lower_bound(workers) + slack
     assert result.makespan <= bound + 1e-9, (result.makespan, plan.lower_bound(workers))
     check_run(scenario, plan, result)
+
+
+class TestProbe:
+    """``--batchflow-probe``: every test N times, in rounds, spread over the workers."""
+
+    def probe(
+        self,
+        names: Sequence[str],
+        runs: int,
+        *,
+        workers: int,
+        edges: Mapping[str, Sequence[str]] | None = None,
+        attempts: Mapping[str, list[str]] | None = None,
+    ) -> tuple[dict[str, int], Outcome, RunState]:
+        ids = {name: i for i, name in enumerate(names)}
+        scenario = Scenario(
+            nodeids=[f"t{i % 2}.py::{name}" for i, name in enumerate(names)],
+            batches=list(ONE_BATCH),
+            batch_of=dict.fromkeys(ids.values(), "default"),
+            predecessors={ids[d]: tuple(ids[p] for p in ps) for d, ps in (edges or {}).items()},
+            run_order=list(ids.values()),
+            durations=dict.fromkeys(ids.values(), 1.0),
+            workers=workers,
+            horizon=0.0,
+        )
+        plan = scenario.plan()
+        state = RunState(plan, dict(enumerate(scenario.nodeids)), {}, {})
+        parents = {i: nodeid.partition("::")[0] for i, nodeid in enumerate(scenario.nodeids)}
+        dispatcher = Dispatcher(plan, state, parents, {}, horizon=0.0, interleave=True)
+        cluster = Cluster(
+            dispatcher,
+            state,
+            workers,
+            scenario.durations,
+            attempts={ids[n]: a for n, a in (attempts or {}).items()},
+            probe=runs,
+        )
+        return ids, cluster.run(), state
+
+    def test_runs_come_in_rounds(self) -> None:
+        ids, result, _ = self.probe(["a", "b", "c"], 3, workers=1)
+        names = {i: name for name, i in ids.items()}
+        order = [names[e.index] for e in sorted(result.executions, key=lambda e: e.start)]
+        # Each round runs every test once (in module order: a and c share t0.py).
+        assert order == ["a", "c", "b"] * 3
+
+    def test_a_test_s_runs_spread_over_the_workers(self) -> None:
+        ids, result, _ = self.probe(["a", "b", "c", "d"], 4, workers=2)
+        for index in ids.values():
+            workers = {e.worker for e in result.executions if e.index == index}
+            assert workers == {"gw0", "gw1"}
+        assert Counter(e.index for e in result.executions) == dict.fromkeys(ids.values(), 4)
+
+    def test_dependents_wait_for_every_run_and_see_any_failure(self) -> None:
+        ids, result, state = self.probe(
+            ["a", "b", "c", "d"],
+            3,
+            workers=2,
+            edges={"b": ["a"], "d": ["c"]},
+            attempts={"a": ["passed", "failed", "passed"]},
+        )
+        assert not any(e.index == ids["b"] for e in result.executions)
+        assert state.outcomes[ids["a"]] == "failed"
+        assert state.outcomes[ids["b"]] == "skipped"
+        first_d = min(e.start for e in result.executions if e.index == ids["d"])
+        last_c = max(e.stop for e in result.executions if e.index == ids["c"])
+        assert first_d >= last_c

@@ -372,6 +372,12 @@ CASES = [
         args=("--batchflow", "--batchflow-flaky-window=0"),
     ),
     Case(
+        "option-probe-once",
+        "--batchflow-probe (command line): '1': Input should be greater than or equal to 2; "
+        "e.g. --batchflow-probe=10",
+        args=("--batchflow", "--batchflow-probe=1"),
+    ),
+    Case(
         "marker-reruns-not-a-number",
         "test_suite.py::test_a: @pytest.mark.reruns takes one whole number of reruns, "
         "e.g. @pytest.mark.reruns(2); got ('2')",

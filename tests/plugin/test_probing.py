@@ -1,0 +1,205 @@
+"""``--batchflow-probe=N``: every test N times, failure rates, order dependence.
+
+The order-dependent case is a real polluter and victim: one test leaves state
+behind in a shared module, another fails when it finds it. A batch line puts
+the polluter's batch first, so every run of the victim comes after it, on any
+number of workers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from pytest_batchflow.core.probe import ALONE_RUNS, wilson_interval
+from pytest_batchflow.results import RunResult, TestResult
+
+POLLUTED = {
+    "shared": "STATE = {}\n",
+    "test_a": """
+import shared
+
+def test_polluter():
+    shared.STATE["dirty"] = True
+
+def test_bystander():
+    pass
+""",
+    "test_b": """
+import shared
+
+def test_victim():
+    assert not shared.STATE, "state left behind"
+""",
+}
+ORDERED = """[pytest]
+batchflow_batches =
+    first: paths=test_a.py
+    then: paths=test_b.py after=first
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=result.json", "-p", "no:randomly", *args
+    )
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    return result, data
+
+
+def by_name(tests: list[TestResult]) -> dict[str, TestResult]:
+    return {test.nodeid.split("::")[-1]: test for test in tests}
+
+
+WORKERS = [pytest.param((), id="serial"), pytest.param(("-n", "2"), id="xdist")]
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_victim_is_flagged_order_dependent_and_its_polluter_confirmed(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeini(ORDERED)
+    pytester.makepyfile(**POLLUTED)
+    result, data = run(pytester, "--batchflow-probe=4", *workers)
+    assert result.parseoutcomes() == {"failed": 4, "passed": 8}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert data.probe is not None
+    probed = {test.nodeid: test for test in data.probe.tests}
+    victim = probed["test_b.py::test_victim"]
+    assert (victim.runs, victim.failures, victim.rate) == (4, 4, 1.0)
+    assert (victim.low, victim.high) == pytest.approx(wilson_interval(4, 4))
+    assert (victim.alone_runs, victim.alone_failures) == (ALONE_RUNS, 0)
+    assert victim.verdict == "order-dependent"
+    assert victim.p_value == pytest.approx(1 / 126)  # 4 of 4 failed, 0 of 5 alone
+    assert victim.confirmed == ["test_a.py::test_polluter"]
+    assert set(victim.suspects) == {"test_a.py::test_polluter", "test_a.py::test_bystander"}
+    assert victim.suspects[0] == "test_a.py::test_polluter"
+    for clean in ("test_a.py::test_polluter", "test_a.py::test_bystander"):
+        assert (probed[clean].failures, probed[clean].verdict) == (0, None)
+    result.stdout.fnmatch_lines(
+        [
+            "*= probe: every test run 4 times =*",
+            "test_b.py::test_victim: failed 4 of 4 runs, 100% (95% interval 51% to 100%)",
+            "  ORDER-DEPENDENT: passes alone (alone: failed 0 of 5, p=0.00794)",
+            "  fails right after: test_a.py::test_polluter (confirmed alone)",
+            "  suspects: test_a.py::test_polluter, test_a.py::test_bystander",
+            "batchflow: probe: 3 tests run up to 4 times each; 2 never failed",
+        ]
+    )
+    tests = by_name(data.tests)
+    assert tests["test_victim"].outcome == "failed"
+    assert [a.outcome for a in tests["test_victim"].attempts] == ["failed"] * 3
+    if workers:
+        # The runs spread over both workers.
+        runs = [*tests["test_polluter"].attempts, tests["test_polluter"]]
+        assert {run.worker for run in runs} == {"gw0", "gw1"}
+
+
+def test_the_runs_come_in_rounds(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_order="def test_one():\n    pass\n\ndef test_two():\n    pass\n")
+    result, data = run(pytester, "--batchflow-probe=3")
+    assert result.ret == pytest.ExitCode.OK
+    runs = sorted(
+        (run.start, test.nodeid.split("::")[1])
+        for test in data.tests
+        for run in [*test.attempts, test]
+    )
+    assert [name for _, name in runs] == ["test_one", "test_two"] * 3
+    result.stdout.fnmatch_lines(
+        ["batchflow: probe: 2 tests run up to 3 times each; 2 never failed"]
+    )
+    result.stdout.no_fnmatch_line("*running * alone*")
+
+
+def test_a_test_failing_alone_too_is_not_order_dependent(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite="""
+import pathlib
+
+def test_every_other():
+    counter = pathlib.Path(__file__).with_name("count")
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    assert count % 2 == 0, f"odd run {count}"
+
+def test_fine():
+    pass
+"""
+    )
+    result, data = run(pytester, "--batchflow-probe=4")
+    assert result.parseoutcomes() == {"failed": 2, "passed": 6}
+    assert data.probe is not None
+    wobbly = {t.nodeid: t for t in data.probe.tests}["test_suite.py::test_every_other"]
+    # Runs 1 and 3 failed in the suite; of the five alone (runs 5 to 9), 5, 7 and 9.
+    assert (wobbly.failures, wobbly.runs, wobbly.rate) == (2, 4, 0.5)
+    assert (wobbly.alone_runs, wobbly.alone_failures) == (ALONE_RUNS, 3)
+    assert wobbly.verdict == "fails alone"
+    assert by_name(data.tests)["test_every_other"].longrepr is not None
+    result.stdout.fnmatch_lines(
+        [
+            "test_suite.py::test_every_other: failed 2 of 4 runs, 50% (95% interval 15% to 85%)",
+            "  fails alone too (alone: failed 3 of 5): not (only) the order",
+        ]
+    )
+
+
+def test_reruns_are_off_and_skips_and_benchmarks_run_once(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    perf: kind=benchmark paths=test_perf.py\n")
+    pytester.makepyfile(
+        test_suite="""
+import pytest
+
+def test_broken():
+    assert 0
+
+@pytest.mark.skip(reason="not here")
+def test_skipped():
+    pass
+""",
+        test_perf="def test_speed():\n    pass\n",
+    )
+    result, data = run(pytester, "--batchflow-probe=3", "--batchflow-reruns=2")
+    assert result.parseoutcomes() == {"failed": 3, "skipped": 1, "passed": 1}
+    tests = by_name(data.tests)
+    assert [len(tests[name].attempts) for name in ("test_broken", "test_skipped")] == [2, 0]
+    assert len(tests["test_speed"].attempts) == 0
+
+
+def test_the_runs_alone_leave_no_history_and_no_outputs(pytester: pytest.Pytester) -> None:
+    # Switched on in the ini file, batchflow would be on in the processes that
+    # run a test alone too, but for the variable the probe sets there.
+    pytester.makeini("[pytest]\nbatchflow = true\naddopts = --batchflow-json=alone.json\n")
+    pytester.makepyfile(test_suite="def test_broken():\n    assert 0\n")
+    result, data = run(pytester, "--batchflow-probe=2")
+    result.stdout.fnmatch_lines(["batchflow: probe: running 1 failing test alone, 5 times each"])
+    assert data.probe is not None
+    assert data.probe.tests[0].alone_runs == ALONE_RUNS
+    with sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite") as db:
+        (runs,) = db.execute("SELECT count(*) FROM runs").fetchone()
+    assert runs == 1
+    assert not (pytester.path / "alone.json").exists()
+
+
+def test_a_rare_failure_that_passes_alone_is_inconclusive(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite="""
+import pathlib
+
+def test_first_run_fails():
+    counter = pathlib.Path(__file__).with_name("count")
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    assert count > 1
+"""
+    )
+    result, data = run(pytester, "--batchflow-probe=3")
+    assert data.probe is not None
+    (test,) = data.probe.tests
+    assert (test.failures, test.alone_failures, test.verdict) == (1, 0, "inconclusive")
+    # 1 failure among 8 runs, in the 3 of the suite: 3/8.
+    assert test.p_value == pytest.approx(3 / 8)
+    why = "it failed too rarely in the suite to tell (p=0.38)"
+    result.stdout.fnmatch_lines([f"  inconclusive (alone: failed 0 of 5): {why}"])
