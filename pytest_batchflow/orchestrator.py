@@ -928,7 +928,9 @@ class Orchestrator:
                 status = "empty"
             elif blocked is not None:
                 status = "skipped"
-            elif outcomes["failed"] + outcomes["error"]:
+            elif outcomes["failed"] + outcomes["error"] or (
+                self.settings.strict_flaky and outcomes["flaky"]
+            ):
                 status = "failed"
             elif len(results) < len(batch.tests):
                 status = "incomplete"

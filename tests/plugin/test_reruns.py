@@ -202,9 +202,11 @@ def test_fine():
     result.stdout.fnmatch_lines(
         ["batchflow: 1 flaky test fails the run (--batchflow-strict-flaky)"]
     )
+    assert [batch.status for batch in data.batches] == ["failed"]
     (pytester.path / ".attempts-flaky").unlink()
-    relaxed, _ = run(pytester, *args)
+    relaxed, data = run(pytester, *args)
     assert relaxed.ret == pytest.ExitCode.OK
+    assert [batch.status for batch in data.batches] == ["passed"]
 
 
 def test_budget_precedence_marker_then_batch_line_then_option(pytester: pytest.Pytester) -> None:
