@@ -31,7 +31,8 @@ class Analysis:
     ``run`` the ones to run (``kept`` within the selected batches), in the
     order pytest holds them; ``parents`` the node id of each test's parent,
     whose fixtures a worker keeps between tests; ``reruns`` the budget of
-    each test with a ``reruns`` marker.
+    each test with a ``reruns`` marker; ``locations`` pytest's location of
+    each test batchflow may have to report without running it (a skip).
     """
 
     specs: tuple[TestSpec, ...]
@@ -101,6 +102,27 @@ def analyse(
     for target in resolution.unresolved:
         unresolved.setdefault(target.dependent, target.target)
     kept_indices = tuple(position[id(item)] for item in kept)
+    by_name = {policy.name: policy for policy in policies}
+    whole_run = bool(settings.reruns or settings.probe)
+
+    def reported_unrun(index: int) -> bool:
+        """Whether batchflow may report the test without running it (skip, given-up rerun).
+
+        Only those need their location (costly to compute for every test on
+        every worker; pytest computes it anyway for the tests it runs).
+        """
+        policy = by_name[batch_of[index]]
+        return bool(
+            whole_run
+            or resolution.predecessors.get(index)
+            or index in unresolved
+            or policy.after
+            or policy.maxfail is not None
+            or policy.timeout is not None
+            or policy.reruns
+            or "reruns" in specs[index].marker_names
+        )
+
     selected = set(settings.select) if settings.select is not None else known
     return Analysis(
         specs=specs,
@@ -113,12 +135,16 @@ def analyse(
             i: item.parent.nodeid if item.parent is not None else ""
             for i, item in enumerate(collected)
         },
-        locks={i: locks for i, item in enumerate(collected) if (locks := _locks(item))},
-        locations={i: item.location for i, item in enumerate(collected)},
+        locks={
+            i: locks
+            for i, item in enumerate(collected)
+            if "locks" in specs[i].marker_names and (locks := _locks(item))
+        },
+        locations={i: item.location for i, item in enumerate(collected) if reported_unrun(i)},
         uses_dependency_marks=any(spec.dependency is not None for spec in specs),
         reruns={
             i: budget
             for i, item in enumerate(collected)
-            if (budget := rerun_budget(item)) is not None
+            if "reruns" in specs[i].marker_names and (budget := rerun_budget(item)) is not None
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ class MarkerError(ValueError):
     """A batchflow marker used with the wrong arguments; one line for the user."""
 
 
+@lru_cache(maxsize=4096)  # one call per test, a few hundred files
 def _relative_posix(path: Path, rootpath: Path) -> str:
     try:
         return path.relative_to(rootpath).as_posix()
@@ -27,6 +29,8 @@ def _relative_posix(path: Path, rootpath: Path) -> str:
 def describe_item(index: int, item: pytest.Item, rootpath: Path) -> TestSpec:
     module = item.getparent(pytest.Module)
     cls = item.getparent(pytest.Class)
+    # One walk over the markers; the marker readers only for markers present.
+    names = frozenset(mark.name for mark in item.iter_markers())
     return TestSpec(
         index=index,
         nodeid=item.nodeid,
@@ -35,10 +39,10 @@ def describe_item(index: int, item: pytest.Item, rootpath: Path) -> TestSpec:
         name=item.name,
         base_name=getattr(item, "originalname", item.name),
         path=_relative_posix(item.path, rootpath),
-        marker_names=frozenset(mark.name for mark in item.iter_markers()),
-        batch_mark=_batch_mark(item),
-        depends_on=_depends_on(item),
-        dependency=_dependency_mark(item),
+        marker_names=names,
+        batch_mark=_batch_mark(item) if "batch" in names else None,
+        depends_on=_depends_on(item) if "depends_on" in names else (),
+        dependency=_dependency_mark(item) if "dependency" in names else None,
     )
 
 

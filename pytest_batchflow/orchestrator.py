@@ -485,6 +485,12 @@ class Orchestrator:
     def _own_worker_name(self) -> str:
         return SERIAL_WORKER if self.role == "serial" else "controller"
 
+    def _location(self, index: int) -> tuple[str, int | None, str]:
+        """Where pytest would say the test is (see ``Analysis.locations``)."""
+        assert self.analysis is not None
+        spec = self.analysis.specs[index]
+        return self.analysis.locations.get(index) or (spec.path, None, spec.name)
+
     def analysis_nodeid(self, index: int) -> str:
         assert self.analysis is not None
         return self.analysis.specs[index].nodeid
@@ -501,7 +507,7 @@ class Orchestrator:
             self.give_up_rerun(index, reason)
             return
         nodeid = self.analysis.specs[index].nodeid
-        location = self.analysis.locations[index]
+        location = self._location(index)
         hook = self.config.hook
         now = time.time()
         longrepr = (location[0], (location[1] or 0) + 1, f"Skipped: batchflow: {reason}")
@@ -747,7 +753,7 @@ class Orchestrator:
             return
         self.given_up[index] = reason
         nodeid = self.analysis.specs[index].nodeid
-        location = self.analysis.locations[index]
+        location = self._location(index)
         now = time.time()
         # The first line is what pytest's short summary shows.
         longrepr = (

@@ -253,6 +253,8 @@ class BatchflowScheduling:
     def _apply(self, decision: Decision) -> None:
         for index, reason in decision.skip:
             self.orchestrator.emit_skip(index, reason)
+        if not (decision.send or decision.shutdown):
+            return
         nodes = {node.gateway.id: node for node in self.collections}
         for worker, items in decision.send.items():
             nodes[worker].send_runtest_some([self.position_of[item] for item in items])

@@ -21,7 +21,7 @@ test, and only tests no rule could still hold back (see
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -229,11 +229,17 @@ class Dispatcher:
         self.queues: dict[str, list[Sendable]] = {}
         self.pending: set[int] = set(plan.order)
         self.running: dict[int, str] = {}
-        #: Tests sent to each worker and not finished (queued or running).
+        #: Tests sent to each worker and not finished (queued or running); of
+        #: these, the estimated seconds of the short ones (as estimated when
+        #: sent) and how many others.
         self._load: Counter[str] = Counter()
+        self._queued_work: dict[str, float] = defaultdict(float)
+        self._unbounded: Counter[str] = Counter()
+        self._sent_estimate: dict[int, float | None] = {}
         self.done: set[int] = set()
         self.stopping: set[str] = set()
         self._policies = {batch.name: batch.policy for batch in plan.batches}
+        self._exclusive = [b.name for b in plan.batches if b.policy.mode == "exclusive"]
         self._batch_tests = {batch.name: batch.tests for batch in plan.batches}
         self._serial_next = {batch.name: 0 for batch in plan.batches}
         self._batch_left = Counter(plan.batch_of[i] for i in plan.order)
@@ -400,6 +406,10 @@ class Dispatcher:
     def _top_up(self, now: float, decision: Decision) -> None:
         """Queue more short tests on workers that run short tests and are running low.
 
+        Running low is at half the depth or half the horizon queued; then the
+        queue is filled to the depth or the horizon, so that sends carry many
+        tests each.
+
         Workers take turns, so the most critical of these tests spread out; it
         stops at the first test that is not short or free of rules (it waits
         for a worker with nothing queued).
@@ -408,7 +418,8 @@ class Dispatcher:
         for worker in sorted(self.queues):
             if worker not in self.stopping and 0 < self._queued(worker) <= PIPELINE_DEPTH // 2:
                 queued = self._backlog(worker)
-                if queued is not None:
+                # Only at half the horizon: a send per test would cost more than it saves.
+                if queued is not None and queued <= self.horizon / 2:
                     backlog[worker] = queued
         while backlog:
             for worker in list(backlog):
@@ -432,15 +443,15 @@ class Dispatcher:
         return self._load[worker]
 
     def _backlog(self, worker: str) -> float | None:
-        """Estimated work queued behind the running test; None unless all of it is short."""
-        estimates = []
-        for item in self.queues[worker]:
-            if isinstance(item, int):
-                estimate = self._estimate(item)
-                if estimate is None or estimate > self.horizon or not self._pipelinable(item):
-                    return None
-                estimates.append(estimate)
-        return sum(estimates[1:])
+        """Estimated work queued behind the running test; None unless all of it is short.
+
+        Each test counts with its estimate when it was sent (kept up to date
+        as tests are sent and finish, so this costs no walk over the queue).
+        """
+        if self._unbounded[worker]:
+            return None
+        head = next(item for item in self.queues[worker] if isinstance(item, int))
+        return max(0.0, self._queued_work[worker] - (self._sent_estimate[head] or 0.0))
 
     def _estimate(self, index: int) -> float | None:
         """The test's expected duration: history, else this run's mean, else unknown."""
@@ -485,7 +496,7 @@ class Dispatcher:
     def _pick(self, now: float, decision: Decision, worker: str) -> int | None:
         """The best ready test that may start now, skipping those that must not run."""
         self._take_fresh(now, decision)
-        if any(self._policies[self.plan.batch_of[i]].mode == "exclusive" for i in self.running):
+        if any(self._batch_running[batch] for batch in self._exclusive):
             return None
         while True:
             skipped = len(decision.skip)
@@ -627,6 +638,13 @@ class Dispatcher:
         self._last_parent[worker] = self.parents[index]
         self.running[index] = worker
         self._load[worker] += 1
+        estimate = self._estimate(index)
+        if estimate is None or estimate > self.horizon or not self._pipelinable(index):
+            self._unbounded[worker] += 1
+            self._sent_estimate[index] = None
+        else:
+            self._queued_work[worker] += estimate
+            self._sent_estimate[index] = estimate
         self._batch_running[batch] += 1
         self._held.update(self.locks.get(index, ()))
         self.state.test_started(index, now)
@@ -675,6 +693,13 @@ class Dispatcher:
         if worker is None:
             return
         self._load[worker] -= 1
+        estimate = self._sent_estimate.pop(index)
+        if estimate is None:
+            self._unbounded[worker] -= 1
+        elif self._load[worker]:
+            self._queued_work[worker] -= estimate
+        else:
+            self._queued_work[worker] = 0.0  # no rounding left over
         self._batch_running[self.plan.batch_of[index]] -= 1
         self._held.subtract(self.locks.get(index, ()))
 

@@ -33,6 +33,25 @@ def test_victim():
     assert not shared.STATE, "state left behind"
 """,
 }
+#: Runs alone go side by side: the count is taken under a lock.
+COUNTER = '''
+import fcntl
+import os
+import pathlib
+
+def next_count():
+    """This run's number, 1 for the first, across processes."""
+    path = pathlib.Path(__file__).with_name("count")
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        count = int(os.read(descriptor, 32) or b"0") + 1
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        os.write(descriptor, str(count).encode())
+        return count
+    finally:
+        os.close(descriptor)
+'''
 ORDERED = """[pytest]
 batchflow_batches =
     first: paths=test_a.py
@@ -116,18 +135,17 @@ def test_the_runs_come_in_rounds(pytester: pytest.Pytester) -> None:
 
 def test_a_test_failing_alone_too_is_not_order_dependent(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
+        counter=COUNTER,
         test_suite="""
-import pathlib
+from counter import next_count
 
 def test_every_other():
-    counter = pathlib.Path(__file__).with_name("count")
-    count = int(counter.read_text()) + 1 if counter.exists() else 1
-    counter.write_text(str(count))
+    count = next_count()
     assert count % 2 == 0, f"odd run {count}"
 
 def test_fine():
     pass
-"""
+""",
     )
     result, data = run(pytester, "--batchflow-probe=4")
     assert result.parseoutcomes() == {"failed": 2, "passed": 6}
@@ -185,15 +203,13 @@ def test_the_runs_alone_leave_no_history_and_no_outputs(pytester: pytest.Pyteste
 
 def test_a_rare_failure_that_passes_alone_is_inconclusive(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
+        counter=COUNTER,
         test_suite="""
-import pathlib
+from counter import next_count
 
 def test_first_run_fails():
-    counter = pathlib.Path(__file__).with_name("count")
-    count = int(counter.read_text()) + 1 if counter.exists() else 1
-    counter.write_text(str(count))
-    assert count > 1
-"""
+    assert next_count() > 1
+""",
     )
     result, data = run(pytester, "--batchflow-probe=3")
     assert data.probe is not None
