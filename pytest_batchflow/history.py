@@ -63,6 +63,11 @@ _MIGRATIONS: tuple[str, ...] = (
         released_after_run INTEGER NOT NULL
     );
     """,
+    # Seconds the attempt's setup phase spent setting up class, module and
+    # package fixtures (NULL: not measured, an older batchflow).
+    """
+    ALTER TABLE attempts ADD COLUMN shared_setup REAL;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -99,6 +104,7 @@ class Attempt:
     stopped: float
     worker: str
     longrepr: str | None
+    shared_setup: float | None = None
 
 
 class HistoryStore:
@@ -163,7 +169,8 @@ class HistoryStore:
         with self._db:
             self._db.executemany(
                 "INSERT INTO attempts (run_id, nodeid, batch, outcome, phase, duration, started,"
-                " stopped, worker, error_digest, git_commit) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " stopped, worker, error_digest, git_commit, shared_setup)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         run_id,
@@ -177,6 +184,7 @@ class HistoryStore:
                         attempt.worker,
                         error_digest(attempt.longrepr),
                         git_commit,
+                        attempt.shared_setup,
                     )
                     for attempt in attempts
                 ],
@@ -202,6 +210,21 @@ class HistoryStore:
             (DURATION_WINDOW,),
         )
         return {nodeid: float(mean) for nodeid, mean in rows}
+
+    def shared_setups(self) -> dict[str, float]:
+        """Each test's shared fixture setup time in its latest measured attempt.
+
+        The test that set up its module's (or class's) fixtures on a worker
+        shows their cost; the tests after it show about 0.
+        """
+        rows = self._db.execute(
+            """
+            SELECT nodeid, shared_setup FROM attempts WHERE id IN (
+                SELECT MAX(id) FROM attempts WHERE shared_setup IS NOT NULL GROUP BY nodeid
+            )
+            """
+        )
+        return {nodeid: float(seconds) for nodeid, seconds in rows}
 
     def passed_at_commit(self, git_commit: str, nodeids: Iterable[str]) -> set[str]:
         """Which of these tests have a passing attempt, last of its run, at this commit."""

@@ -60,6 +60,10 @@ QUARANTINED = "quarantined"
 #: Under xdist, attempts reach the history store in batches: after this many, or this long.
 SAVE_EVERY_ATTEMPTS = 500
 SAVE_EVERY_SECONDS = 2.0
+#: The setup report's attribute (it travels from xdist workers with the report):
+#: seconds spent setting up class, module and package fixtures in that setup.
+SHARED_SETUP = "batchflow_shared_setup"
+_SHARED_SCOPES = frozenset({"class", "module", "package"})
 #: At most this many failing tests of a probe are run alone (see probing.py).
 MAX_ALONE_TESTS = 20
 
@@ -137,6 +141,7 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
         start=report.start or now,
         stop=report.stop or now,
         longrepr=longrepr,
+        shared_setup=getattr(report, SHARED_SETUP, None) if report.when == "setup" else None,
     )
 
 
@@ -156,6 +161,7 @@ def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Att
         stopped=result.stop,
         worker=result.worker,
         longrepr=failing.longrepr if failing else None,
+        shared_setup=next((p.shared_setup for p in result.phases if p.when == "setup"), None),
     )
 
 
@@ -204,6 +210,12 @@ class Orchestrator:
         #: Quarantined tests and why; those quarantined by their score.
         self.quarantined: dict[int, str] = {}
         self.auto_quarantined: set[int] = set()
+        #: Shared fixture setup time in the current test's setup (serial, worker),
+        #: and how deep in nested shared fixture setups we are.
+        self._shared_setup = 0.0
+        self._shared_depth = 0
+        #: Measured setup cost of each parent's shared fixtures, from history.
+        self.setup_costs: dict[str, float] = {}
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -317,6 +329,14 @@ class Orchestrator:
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""
         durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
+        shared: dict[str, float] = self._use_history(lambda h: h.shared_setups(), {})
+        costs: dict[str, float] = {}
+        for index in analysis.run:
+            seconds = shared.get(analysis.specs[index].nodeid)
+            if seconds is not None:
+                parent = analysis.parents[index]
+                costs[parent] = max(costs.get(parent, 0.0), seconds)
+        self.setup_costs = costs
         plan = build_plan(
             analysis.specs,
             self.settings.policies,
@@ -479,6 +499,33 @@ class Orchestrator:
         self.current = item.stash.get(INDEX_KEY, None)
         return None
 
+    # -- measuring shared fixture setups (serial and worker) ----------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        if fixturedef.scope not in _SHARED_SCOPES:
+            return (yield)
+        self._shared_depth += 1
+        started = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            self._shared_depth -= 1
+            if not self._shared_depth:  # a fixture it requests is counted once, with it
+                self._shared_setup += time.perf_counter() - started
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when == "setup" and self.role != "controller":
+            setattr(report, SHARED_SETUP, round(self._shared_setup, 6))
+        self._shared_setup = 0.0
+        return report
+
     # -- the controller's side ------------------------------------------------------
 
     @property
@@ -636,7 +683,8 @@ class Orchestrator:
         A probed test's runs so far decide (they need not have failed).
         """
         if self.settings.probe is None:
-            return "failed"
+            earlier = self.earlier.get(index)
+            return earlier[-1].outcome if earlier else "failed"
         return overall_outcome([attempt.outcome for attempt in self.earlier.get(index, [])])
 
     def _to_rerun(self, index: int, error: str) -> bool:
@@ -764,8 +812,10 @@ class Orchestrator:
         self.open_tests[nodeid] = index
         self.current = index
         hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        # An error (setup or teardown) stays an error, a failure a failure.
+        when: Literal["setup", "call"] = "setup" if attempts[-1].outcome == "error" else "call"
         report = pytest.TestReport(
-            nodeid, location, {}, "failed", longrepr, "call", start=now, stop=now
+            nodeid, location, {}, "failed", longrepr, when, start=now, stop=now
         )
         hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)

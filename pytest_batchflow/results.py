@@ -46,6 +46,11 @@ class PhaseResult(_Model):
     start: float = Field(description="Unix time the phase started.")
     stop: float = Field(description="Unix time the phase ended.")
     longrepr: str | None = Field(None, description="Failure text or skip reason.")
+    shared_setup: float | None = Field(
+        None,
+        description="Setup phase only: seconds spent setting up class, module and package "
+        "fixtures (the first test of a module on a worker pays for the module's).",
+    )
 
 
 class AttemptResult(_Model):

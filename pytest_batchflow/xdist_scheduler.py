@@ -233,6 +233,7 @@ class BatchflowScheduling:
             parents,
             analysis.locks,
             interleave=self.orchestrator.settings.probe is not None,
+            setup_costs=self.orchestrator.setup_costs,
         )
         for node in self.collections:
             self.dispatcher.add_worker(node.gateway.id)

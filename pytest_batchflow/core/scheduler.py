@@ -61,6 +61,9 @@ _OUTCOME_WORDS = {
 
 #: The most tests a worker holds at once (the running one included).
 PIPELINE_DEPTH = 64
+#: Seconds of class/module fixture setup below which a parent's tests are not
+#: kept together for it (measured from the setup phase, see ``setup_costs``).
+AFFINITY_MIN_COST = 0.01
 #: Estimated seconds of work that may wait on a worker behind the running test.
 PIPELINE_HORIZON = 0.1
 #: Tests the run must have measured before their mean stands for unknown tests.
@@ -217,8 +220,10 @@ class Dispatcher:
         locks: Mapping[int, frozenset[str]],
         horizon: float = PIPELINE_HORIZON,
         interleave: bool = False,
+        setup_costs: Mapping[str, float] | None = None,
     ) -> None:
         self.plan = plan
+        self.setup_costs = setup_costs or {}
         self.horizon = horizon
         self.interleave = interleave
         self._observed = 0.0
@@ -274,6 +279,9 @@ class Dispatcher:
         self._last_parent: dict[str, str] = {}
         self._ready_in: dict[str, list[tuple[_Key, int]]] = {}
         self._work_left = sum(plan.estimates.get(i, 0.0) for i in plan.order)
+        self._parent_work: dict[str, float] = defaultdict(float)
+        for i in plan.order:
+            self._parent_work[parents[i]] += plan.estimates.get(i, 0.0)
         # Reruns: the workers a test failed on, and when it may run again;
         # the outcome that stands if it may not.
         self._failed_on: dict[int, set[str]] = {}
@@ -306,6 +314,7 @@ class Dispatcher:
         """
         queue = self.queues.pop(worker, [])
         self.stopping.discard(worker)
+        self._last_parent.pop(worker, None)
         # Only the head of a queue can have started, and only with something
         # behind it; a crash in a release item (tearing down fixtures) blames none.
         started = queue[0] if len(queue) >= 2 and not isinstance(queue[0], Idle) else None
@@ -432,7 +441,7 @@ class Dispatcher:
                     or not self._pipelinable(test)
                     or backlog[worker] + estimate > self.horizon
                 ):
-                    self._requeue(test)
+                    self._make_ready(test)  # picked, not sent: back in line
                     return
                 self._send(decision, worker, test, now)
                 backlog[worker] += estimate
@@ -507,27 +516,99 @@ class Dispatcher:
                 return chosen
 
     def _pick_for(self, worker: str, now: float, decision: Decision) -> int | None:
-        """The test for ``worker``: the best one, or one under the parent it ran last.
+        """The test for ``worker``: the best one, or one that saves a fixture setup.
 
         Staying under the same parent (module or class) keeps that parent's
-        fixtures set up on the worker. A test there is taken instead of the best
-        one only when that cannot lengthen the run: the best test's remaining
-        path, delayed by the other test, still ends before the estimated work
-        left could, spread over the workers.
+        fixtures set up on the worker; a parent whose fixtures cost time to
+        set up (``setup_costs``, measured in earlier runs) is best not set up
+        on a second worker while another has it. So the worker takes, instead
+        of the best test, a test under the parent it ran last (unless that
+        parent's setup was measured as free), or else, when the best test's
+        parent is costly and set up on another worker, the best test under a
+        parent set up nowhere else. Only when that cannot lengthen the run: the
+        best test's remaining path, delayed by the other test, still ends
+        before the estimated work left could, spread over the workers.
         """
         best = self._pick(now, decision, worker)
+        if best is None:
+            return None
         parent = self._last_parent.get(worker)
-        if best is None or parent is None or self.parents[best] == parent:
+        chosen = None
+        if parent is not None and self.parents[best] != parent and self._worth_keeping(parent):
+            chosen = self._ready_under(parent, now, worker)
+        if (
+            chosen is None
+            and self.parents[best] != parent
+            and self.setup_costs.get(self.parents[best], 0.0) >= AFFINITY_MIN_COST
+            and self._set_up_elsewhere(self.parents[best], worker)
+        ):
+            chosen = self._ready_apart(worker, now)
+            if chosen is None and not self._worth_joining(best):
+                heapq.heappush(self._ready, (self._key[best], best))
+                return None  # the workers that have the fixtures finish sooner alone
+        if chosen is None:
             return best
-        local = self._ready_under(parent, now, worker)
-        if local is None:
-            return best
-        workers = max(len(self.queues) - len(self.stopping), 1)
-        delayed = self._remaining[best] + self.plan.estimates.get(local, 0.0)
-        if delayed > self._work_left / workers:
+        if not self._safe_instead(best, chosen):
+            if parent is not None and self.parents[chosen] == parent:
+                heapq.heappush(self._ready_in[parent], (self._key[chosen], chosen))
             return best
         heapq.heappush(self._ready, (self._key[best], best))
-        return local
+        return chosen
+
+    def _worth_keeping(self, parent: str) -> bool:
+        """Whether staying under ``parent`` may save a setup: not measured as free."""
+        cost = self.setup_costs.get(parent)
+        return cost is None or cost >= AFFINITY_MIN_COST
+
+    def _set_up_elsewhere(self, parent: str, worker: str) -> bool:
+        return any(
+            last == parent and other != worker and other not in self.stopping
+            for other, last in self._last_parent.items()
+        )
+
+    def _worth_joining(self, index: int) -> bool:
+        """Whether setting up the test's costly parent on one more worker can pay off.
+
+        With ``k`` workers having it and ``U`` seconds of its tests not yet
+        sent, they finish in ``U / k``; one more finishes in ``c + U / (k + 1)``
+        after paying the setup ``c``: sooner only when ``U > c k (k + 1)``. A
+        test others depend on is always worth it (its chain may be critical).
+        """
+        if self._successors[index]:
+            return True
+        parent = self.parents[index]
+        having = sum(
+            1
+            for other, last in self._last_parent.items()
+            if last == parent and other not in self.stopping
+        )
+        cost = self.setup_costs.get(parent, 0.0)
+        return self._parent_work[parent] > cost * having * (having + 1)
+
+    def _safe_instead(self, best: int, other: int) -> bool:
+        """Whether running ``other`` first cannot make the run end later."""
+        workers = max(len(self.queues) - len(self.stopping), 1)
+        delayed = self._remaining[best] + self.plan.estimates.get(other, 0.0)
+        return delayed <= self._work_left / workers
+
+    def _ready_apart(self, worker: str, now: float, looks: int = 32) -> int | None:
+        """The best ready test free of rules whose parent no other worker has set up.
+
+        Looks at the ``looks`` best ready tests only; the test stays in the
+        ready heap (it leaves ``pending`` when sent).
+        """
+        taken = {last for other, last in self._last_parent.items() if other != worker}
+        for _, index in heapq.nsmallest(looks, self._ready):
+            if (
+                index in self.pending
+                and self.parents[index] not in taken
+                and self._pipelinable(index)
+                and index not in self._failed_on
+                and self._allowed(index)
+                and self.state.skip_reason(index, now) is None
+            ):
+                return index
+        return None
 
     def _ready_under(self, parent: str, now: float, worker: str) -> int | None:
         """The best ready test under ``parent`` if it may start now and needs no rule."""
@@ -635,6 +716,7 @@ class Dispatcher:
         batch = self.plan.batch_of[index]
         self.pending.discard(index)
         self._work_left -= self.plan.estimates.get(index, 0.0)
+        self._parent_work[self.parents[index]] -= self.plan.estimates.get(index, 0.0)
         self._last_parent[worker] = self.parents[index]
         self.running[index] = worker
         self._load[worker] += 1
@@ -655,6 +737,7 @@ class Dispatcher:
         """Never send the test; a rerun that may not run leaves its failure standing."""
         self.pending.discard(index)
         self._work_left -= self.plan.estimates.get(index, 0.0)
+        self._parent_work[self.parents[index]] -= self.plan.estimates.get(index, 0.0)
         standing = self._standing.get(index, "failed") if index in self._failed_on else "skipped"
         self.state.test_finished(index, standing)
         decision.skip.append((index, reason))
@@ -681,6 +764,7 @@ class Dispatcher:
     def _requeue(self, index: int) -> None:
         self.pending.add(index)
         self._work_left += self.plan.estimates.get(index, 0.0)
+        self._parent_work[self.parents[index]] += self.plan.estimates.get(index, 0.0)
         self._make_ready(index)
 
     def _make_ready(self, index: int) -> None:

@@ -8,7 +8,9 @@ A test in ``attempts`` has an outcome per attempt (its last one repeats); one
 that fails with rerun budget left (``budgets``) is handed back for a rerun, as
 the controller does, after ``rerun_delay`` doubled per rerun. With ``probe``
 every test runs that many times, whatever its outcomes, as under
-``--batchflow-probe``.
+``--batchflow-probe``. A test whose parent is in ``setup_costs`` takes that much
+longer when its worker ran another parent's test last (or none): the parent's
+fixtures are set up first.
 
 A test in ``crashes`` kills its worker halfway through its duration (the first
 time it runs): the dispatcher hears of it only then, as xdist would, and a
@@ -97,8 +99,14 @@ class Cluster:
         budgets: Mapping[int, int] | None = None,
         rerun_delay: float = 0.0,
         probe: int = 0,
+        setup_costs: Mapping[str, float] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        #: Seconds each parent's fixtures take to set up on a worker that
+        #: does not have them (pytest tears them down when a worker moves on).
+        self.setup_costs = setup_costs or {}
+        self.fixtures_of: dict[str, str] = {}
+        self.setups: Counter[str] = Counter()
         #: A probe's runs per test (0: no probe): every test runs this many times.
         self.probe = probe
         self.attempts = attempts or {}
@@ -206,6 +214,13 @@ class Cluster:
             return  # the last-item rule: pytest needs the next item first
         item = worker.queue[0]
         duration = 0.0 if isinstance(item, Idle) else self.durations[item]
+        if isinstance(item, int):
+            parent = self.dispatcher.parents[item]
+            if self.fixtures_of.get(worker.name) != parent and parent in self.setup_costs:
+                # The parent's fixtures are set up on this worker first.
+                duration += self.setup_costs[parent]
+                self.setups[parent] += 1
+            self.fixtures_of[worker.name] = parent
         kind: EventKind = "finish"
         if isinstance(item, int) and item in self.crashes:
             self.crashes.discard(item)
@@ -243,7 +258,8 @@ class Cluster:
             # attempt to be rerun is not the test's outcome.
             if rerun_at is None:
                 self.state.test_finished(item, final)
-        self.dispatcher.test_complete(worker.name, item, now - start, rerun_at)
+        standing = final if isinstance(item, int) else "failed"
+        self.dispatcher.test_complete(worker.name, item, now - start, rerun_at, standing)
         if worker.shutting_down and not worker.queue:
             worker.alive = False
             self.dispatcher.remove_worker(worker.name)

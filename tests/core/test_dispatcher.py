@@ -752,6 +752,74 @@ class TestAffinity:
         assert run.makespan <= run.plan.lower_bound(2) * 1.05
 
 
+def with_setup_costs(
+    durations: Mapping[str, float], costs: Mapping[str, float], *, workers: int, known: bool
+) -> tuple[Cluster, Outcome]:
+    """Run tests whose modules cost ``costs`` to set up; the dispatcher knows them or not."""
+    nodeids = list(durations)
+    ids = {nodeid: i for i, nodeid in enumerate(nodeids)}
+    scenario = Scenario(
+        nodeids=nodeids,
+        batches=list(ONE_BATCH),
+        batch_of=dict.fromkeys(ids.values(), "default"),
+        predecessors={},
+        run_order=list(ids.values()),
+        durations={ids[n]: d for n, d in durations.items()},
+        workers=workers,
+        horizon=0.0,
+    )
+    plan = scenario.plan()
+    state = RunState(plan, dict(enumerate(nodeids)), {}, {})
+    parents = {i: nodeid.partition("::")[0] for i, nodeid in enumerate(nodeids)}
+    dispatcher = Dispatcher(
+        plan, state, parents, {}, horizon=0.0, setup_costs=costs if known else None
+    )
+    cluster = Cluster(dispatcher, state, workers, scenario.durations, setup_costs=costs)
+    result = cluster.run()
+    assert Counter(e.index for e in result.executions) == dict.fromkeys(ids.values(), 1)
+    return cluster, result
+
+
+class TestSetupCosts:
+    """Measured fixture setup costs: keep a costly module on one worker, not a free one."""
+
+    def test_a_costly_module_is_not_set_up_on_a_second_worker(self) -> None:
+        durations = {f"{m}.py::t{n}": 0.5 for m in "abcd" for n in range(6)}
+        costs = {"a.py": 3.0, "b.py": 0.0, "c.py": 0.0, "d.py": 0.0}
+        blind, blind_run = with_setup_costs(durations, costs, workers=2, known=False)
+        aware, aware_run = with_setup_costs(durations, costs, workers=2, known=True)
+        # Unaware, the second worker starts on a.py too (the next test in order).
+        assert blind.setups["a.py"] == 2
+        assert aware.setups["a.py"] == 1
+        assert aware_run.makespan < blind_run.makespan
+
+    def test_a_module_measured_free_does_not_hold_its_worker(self) -> None:
+        # By remaining path the modules alternate: 3.0 a, 2.9 b, 2.8 a, ...
+        durations = {f"{'ab'[n % 2]}.py::t{n}": 3.0 - 0.1 * n for n in range(10)}
+        free = {"a.py": 0.0, "b.py": 0.0}
+        _, run = with_setup_costs(durations, free, workers=1, known=True)
+        order = [e.index for e in sorted(run.executions, key=lambda e: e.start)]
+        assert order == list(range(10))
+        # Unknown costs: a worker stays with its module, as before.
+        _, run = with_setup_costs(durations, free, workers=1, known=False)
+        order = [e.index for e in sorted(run.executions, key=lambda e: e.start)]
+        assert order == [0, 2, 4, 6, 8, 1, 3, 5, 7, 9]
+
+    def test_when_only_the_costly_module_is_left_both_workers_run_it(self) -> None:
+        durations = {f"a.py::t{n}": 1.0 for n in range(10)}
+        cluster, run = with_setup_costs(durations, {"a.py": 1.0}, workers=2, known=True)
+        assert cluster.setups["a.py"] == 2
+        assert run.makespan == 6.0  # 5 tests and one setup each, not 10 and one
+
+    def test_keeping_apart_never_delays_the_critical_path(self) -> None:
+        # b.py::long must start at once; a.py is costly and set up on gw0.
+        durations = {"a.py::t0": 1.0, "b.py::long": 6.0, "a.py::t1": 1.0, "c.py::t0": 1.0}
+        costs = {"a.py": 2.0, "b.py": 0.0, "c.py": 0.0}
+        _, run = with_setup_costs(durations, costs, workers=2, known=True)
+        long = next(e for e in run.executions if e.index == 1)
+        assert long.start == 0.0
+
+
 class TestReruns:
     def attempts_of(self, run: Run, name: str) -> list[Execution]:
         return [e for e in run.result.executions if e.index == run.ids[name]]
@@ -805,6 +873,20 @@ class TestReruns:
         )
         assert [e.outcome for e in self.attempts_of(run, "a")] == ["failed"] * 3
         assert run.skipped == {"b": "depends on t.py::a, which failed"}
+
+    def test_a_rerun_the_batch_stopped_for_leaves_its_error_standing(self) -> None:
+        # a errors and waits 0.5 s for its rerun; b's failure meanwhile stops the batch.
+        run = simulate(
+            ["a", "b", "c"],
+            [Policy("default", maxfail=1)],
+            workers=2,
+            edges={"c": ["a"]},
+            outcomes={"a": "error", "b": "failed"},
+            budgets={"a": 1},
+            rerun_delay=0.5,
+        )
+        assert [e.outcome for e in self.attempts_of(run, "a")] == ["error"]
+        assert run.skipped["c"] == "depends on t.py::a, which errored"
 
     def test_a_crashed_test_is_rerun_within_its_budget(self) -> None:
         run = simulate(["a", "b"], workers=2, crashes={"a"}, budgets={"a": 1})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_batchflow.history import SCHEMA_VERSION
 from pytest_batchflow.results import RunResult
 
 SUITE = {
@@ -259,8 +260,9 @@ def test_store_of_a_newer_batchflow_is_left_untouched(pytester: pytest.Pytester)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "batchflow: warning: running without history: schema version 99 is newer than this "
-            "batchflow's 2; upgrade pytest-batchflow or use another --batchflow-history"
+            "batchflow: warning: running without history: schema version 99 is newer than "
+            f"this batchflow's {SCHEMA_VERSION}; upgrade pytest-batchflow or use another "
+            "--batchflow-history"
         ]
     )
     assert history_rows(store, "PRAGMA user_version") == [(99,)]

@@ -7,6 +7,7 @@ from wall-clock assertions.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from contextlib import closing
 from itertools import combinations
 
@@ -344,3 +345,49 @@ def test_timeout_of_a_batch_holds_across_workers(pytester: pytest.Pytester) -> N
             f"SKIPPED * test_slow.py: {reason}",
         ]
     )
+
+
+COSTLY_MODULES = {
+    f"test_{name}": f"""
+import os
+import pathlib
+import time
+import pytest
+
+@pytest.fixture(scope="module")
+def {name}_service():
+    time.sleep({cost})
+    with pathlib.Path(__file__).with_name("setups.log").open("a") as log:
+        log.write("{name} " + os.environ.get("PYTEST_XDIST_WORKER", "main") + "\\n")
+    yield
+
+@pytest.mark.parametrize("n", range(6))
+def test_uses(n, {name}_service):
+    time.sleep(0.05)
+"""
+    for name, cost in (("costly", 1.0), ("cheap", 0), ("plain", 0))
+}
+
+
+def test_a_costly_module_fixture_is_measured_and_set_up_on_one_worker(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(**COSTLY_MODULES)
+    log = pytester.path / "setups.log"
+    _, first = run(pytester, "-p", "no:randomly")  # serially: measures, fills the history
+    setups = [p.shared_setup for t in first.tests for p in t.phases if p.when == "setup"]
+    costly = [s for t, s in zip(first.tests, setups, strict=True) if "costly" in t.nodeid]
+    # The first test of the module paid for its fixture, the others nothing.
+    assert costly[0] is not None
+    assert costly[0] >= 1.0
+    assert all(s is not None and s < 0.1 for s in costly[1:])
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
+        stored = db.execute("SELECT MAX(shared_setup) FROM attempts").fetchone()[0]
+    assert stored >= 1.0
+    log.unlink()
+    _, second = run(pytester, "-n", "2")
+    setups_of = Counter(log.read_text().split()[0::2])
+    # The costly fixture is set up on one worker only; free ones may be on both.
+    assert setups_of["costly"] == 1
+    assert {"cheap", "plain"} <= set(setups_of)
+    assert len(second.tests) == 18
