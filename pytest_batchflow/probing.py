@@ -195,6 +195,7 @@ def probe_result(
         for test in tests
         if test.verdict == "order-dependent"
         for suspect in test.suspects[:_SHOWN_SUSPECTS]
+        if suspect != test.nodeid  # pytest runs a test once per process
     ]
     if pairs:
         timeout = 60 + 10 * max(r.duration for r in results)
@@ -249,7 +250,10 @@ def probe_lines(probe: ProbeResult, cut: Iterable[tuple[str, str]] = ()) -> list
         elif test.verdict == "not checked":
             lines.append(f"  not run alone: {test.problem}")
         if test.suspects and test.verdict != "fails alone":
-            shown = ", ".join(test.suspects[:_SHOWN_SUSPECTS])
+            shown = ", ".join(
+                "itself (an earlier run on its worker)" if s == test.nodeid else s
+                for s in test.suspects[:_SHOWN_SUSPECTS]
+            )
             more = len(test.suspects) - _SHOWN_SUSPECTS
             lines.append(f"  suspects: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     for nodeid, reason in cut:

@@ -111,39 +111,48 @@ class Run:
 def suspects(victim: str, runs: Sequence[Run]) -> list[str]:
     """Tests that ran before the victim's failing attempts on the same worker, likeliest first.
 
-    A test that ran earlier on the worker of every failing attempt ranks
-    first; one that also ran before a passing attempt on the same worker
-    ranks lower (what it leaves behind did not make the victim fail then).
-    Ties go to the test that ran closest before a failure.
+    Pollution lasts, so the culprit of a failure ran on its worker after the
+    victim's last pass there (or since the worker started): in the failure's
+    *window*. The victim's own passing run opens the next window: a test that
+    fails when run again in the same process is its own suspect. Ranked by
+    how many windows a test is in, then how many failures it ran before, then
+    how few passes (what it leaves behind did not make the victim fail then),
+    the victim itself first on a tie, then how close before a failure it ran.
     """
     by_worker: dict[str, list[Run]] = {}
     for run in sorted(runs, key=lambda r: r.start):
         by_worker.setdefault(run.worker, []).append(run)
+    in_windows: dict[str, int] = {}
     before_failures: dict[str, int] = {}
     before_passes: dict[str, int] = {}
     closeness: dict[str, int] = {}
-    failing = 0
     for worker_runs in by_worker.values():
         earlier: list[str] = []
+        window: set[str] = set()
+        last_failed = False
         for run in worker_runs:
             if run.test == victim:
-                seen = {test for test in earlier if test != victim}
                 counts = before_failures if run.failed else before_passes
-                for test in seen:
+                for test in set(earlier):
                     counts[test] = counts.get(test, 0) + 1
+                if run.failed and not last_failed:
+                    for test in window:
+                        in_windows[test] = in_windows.get(test, 0) + 1
                 if run.failed:
-                    failing += 1
                     for distance, test in enumerate(reversed(earlier)):
-                        if test != victim:
-                            closeness[test] = min(distance, closeness.get(test, distance))
+                        closeness[test] = min(distance, closeness.get(test, distance))
+                else:
+                    window = set()
+                last_failed = run.failed
+            window.add(run.test)
             earlier.append(run.test)
-    if not failing:
-        return []
     return sorted(
         before_failures,
         key=lambda test: (
+            -in_windows.get(test, 0),
             -before_failures[test],
             before_passes.get(test, 0),
+            test != victim,  # a test not meant to run twice: the likeliest on a tie
             closeness.get(test, math.inf),
             test,
         ),

@@ -113,7 +113,10 @@ class TestSuspects:
             Run("polluter", "gw1", 3.0, failed=False),
             Run("victim", "gw1", 4.0, failed=True),
         ]
-        assert suspects("victim", runs) == ["polluter", "bystander"]
+        # Its own earlier runs came before both failures, and before no pass, too:
+        # as likely as the polluter on this evidence (the probe's runs alone of
+        # suspect-then-victim tell them apart).
+        assert suspects("victim", runs) == ["victim", "polluter", "bystander"]
 
     def test_only_the_failing_runs_worker_counts(self) -> None:
         runs = [
@@ -128,6 +131,26 @@ class TestSuspects:
         runs = [Run(name, "main", t, failed=False) for t, name in enumerate("abc")]
         runs.append(Run("victim", "main", 9.0, failed=True))
         assert suspects("victim", runs) == ["c", "b", "a"]
+
+    def test_an_earlier_run_of_the_victim_itself_is_a_suspect(self) -> None:
+        runs = [
+            Run("victim", "main", 0.0, failed=False),
+            Run("other", "main", 1.0, failed=False),
+            Run("victim", "main", 2.0, failed=True),
+        ]
+        assert suspects("victim", runs) == ["victim", "other"]
+        # Before its first run on a worker, it is no suspect of itself.
+        assert suspects("victim", runs[1:]) == ["other"]
+
+    def test_tests_before_the_last_pass_are_not_in_the_window(self) -> None:
+        runs = [
+            Run("early", "main", 0.0, failed=False),
+            Run("victim", "main", 1.0, failed=False),
+            Run("late", "main", 2.0, failed=False),
+            Run("victim", "main", 3.0, failed=True),
+        ]
+        # What "early" left behind was there when the victim passed.
+        assert suspects("victim", runs) == ["victim", "late", "early"]
 
     def test_a_test_that_never_failed_has_none(self) -> None:
         runs = [Run("a", "main", 0.0, False), Run("victim", "main", 1.0, False)]

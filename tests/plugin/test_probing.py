@@ -94,7 +94,12 @@ def test_a_victim_is_flagged_order_dependent_and_its_polluter_confirmed(
     assert victim.verdict == "order-dependent"
     assert victim.p_value == pytest.approx(1 / 126)  # 4 of 4 failed, 0 of 5 alone
     assert victim.confirmed == ["test_a.py::test_polluter"]
-    assert set(victim.suspects) == {"test_a.py::test_polluter", "test_a.py::test_bystander"}
+    # Its own earlier runs on the same worker are suspects too; confirmed ones first.
+    assert set(victim.suspects) == {
+        "test_a.py::test_polluter",
+        "test_a.py::test_bystander",
+        "test_b.py::test_victim",
+    }
     assert victim.suspects[0] == "test_a.py::test_polluter"
     for clean in ("test_a.py::test_polluter", "test_a.py::test_bystander"):
         assert (probed[clean].failures, probed[clean].verdict) == (0, None)
@@ -104,7 +109,7 @@ def test_a_victim_is_flagged_order_dependent_and_its_polluter_confirmed(
             "test_b.py::test_victim: failed 4 of 4 runs, 100% (95% interval 51% to 100%)",
             "  ORDER-DEPENDENT: passes alone (alone: failed 0 of 5, p=0.00794)",
             "  fails right after: test_a.py::test_polluter (confirmed alone)",
-            "  suspects: test_a.py::test_polluter, test_a.py::test_bystander",
+            "  suspects: test_a.py::test_polluter, *",
             "batchflow: probe: 3 tests run up to 4 times each; 2 never failed",
         ]
     )
