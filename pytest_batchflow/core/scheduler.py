@@ -540,7 +540,7 @@ class Dispatcher:
             chosen is None
             and self.parents[best] != parent
             and self.setup_costs.get(self.parents[best], 0.0) >= AFFINITY_MIN_COST
-            and self._set_up_elsewhere(self.parents[best], worker)
+            and self._workers_with(self.parents[best], besides=worker)
         ):
             chosen = self._ready_apart(worker, now)
             if chosen is None and not self._worth_joining(best):
@@ -560,11 +560,13 @@ class Dispatcher:
         cost = self.setup_costs.get(parent)
         return cost is None or cost >= AFFINITY_MIN_COST
 
-    def _set_up_elsewhere(self, parent: str, worker: str) -> bool:
-        return any(
-            last == parent and other != worker and other not in self.stopping
+    def _workers_with(self, parent: str, besides: str | None = None) -> list[str]:
+        """The live workers (other than ``besides``) whose last test was under ``parent``."""
+        return [
+            other
             for other, last in self._last_parent.items()
-        )
+            if last == parent and other != besides and other not in self.stopping
+        ]
 
     def _worth_joining(self, index: int) -> bool:
         """Whether setting up the test's costly parent on one more worker can pay off.
@@ -577,11 +579,7 @@ class Dispatcher:
         if self._successors[index]:
             return True
         parent = self.parents[index]
-        having = sum(
-            1
-            for other, last in self._last_parent.items()
-            if last == parent and other not in self.stopping
-        )
+        having = len(self._workers_with(parent))
         cost = self.setup_costs.get(parent, 0.0)
         return self._parent_work[parent] > cost * having * (having + 1)
 
@@ -597,15 +595,11 @@ class Dispatcher:
         Looks at the ``looks`` best ready tests only; the test stays in the
         ready heap (it leaves ``pending`` when sent).
         """
-        taken = {last for other, last in self._last_parent.items() if other != worker}
         for _, index in heapq.nsmallest(looks, self._ready):
             if (
                 index in self.pending
-                and self.parents[index] not in taken
-                and self._pipelinable(index)
-                and index not in self._failed_on
-                and self._allowed(index)
-                and self.state.skip_reason(index, now) is None
+                and not self._workers_with(self.parents[index], besides=worker)
+                and self._free_to_take(index, now)
             ):
                 return index
         return None
@@ -618,15 +612,19 @@ class Dispatcher:
         if not heap:
             return None
         index = heap[0][1]
-        if (
-            not self._pipelinable(index)
-            or index in self._failed_on
-            or not self._allowed(index)
-            or self.state.skip_reason(index, now) is not None
-        ):
+        if not self._free_to_take(index, now):
             return None
         heapq.heappop(heap)
         return index
+
+    def _free_to_take(self, index: int, now: float) -> bool:
+        """Whether a ready test may be taken out of priority order: no rule can hold it."""
+        return (
+            self._pipelinable(index)
+            and index not in self._failed_on
+            and self._allowed(index)
+            and self.state.skip_reason(index, now) is None
+        )
 
     def _scan_ready(self, now: float, decision: Decision, worker: str) -> int | None:
         deferred: list[tuple[_Key, int]] = []
@@ -715,8 +713,7 @@ class Dispatcher:
     def _send(self, decision: Decision, worker: str, index: int, now: float) -> None:
         batch = self.plan.batch_of[index]
         self.pending.discard(index)
-        self._work_left -= self.plan.estimates.get(index, 0.0)
-        self._parent_work[self.parents[index]] -= self.plan.estimates.get(index, 0.0)
+        self._count_unsent(index, -1)
         self._last_parent[worker] = self.parents[index]
         self.running[index] = worker
         self._load[worker] += 1
@@ -736,8 +733,7 @@ class Dispatcher:
     def _skip(self, index: int, reason: str, decision: Decision) -> None:
         """Never send the test; a rerun that may not run leaves its failure standing."""
         self.pending.discard(index)
-        self._work_left -= self.plan.estimates.get(index, 0.0)
-        self._parent_work[self.parents[index]] -= self.plan.estimates.get(index, 0.0)
+        self._count_unsent(index, -1)
         standing = self._standing.get(index, "failed") if index in self._failed_on else "skipped"
         self.state.test_finished(index, standing)
         decision.skip.append((index, reason))
@@ -763,9 +759,14 @@ class Dispatcher:
 
     def _requeue(self, index: int) -> None:
         self.pending.add(index)
-        self._work_left += self.plan.estimates.get(index, 0.0)
-        self._parent_work[self.parents[index]] += self.plan.estimates.get(index, 0.0)
+        self._count_unsent(index, +1)
         self._make_ready(index)
+
+    def _count_unsent(self, index: int, sign: int) -> None:
+        """Add the test's estimate to (or take it from) the work not yet sent."""
+        estimate = sign * self.plan.estimates.get(index, 0.0)
+        self._work_left += estimate
+        self._parent_work[self.parents[index]] += estimate
 
     def _make_ready(self, index: int) -> None:
         entry = (self._key[index], index)
