@@ -31,7 +31,7 @@ from . import __version__
 from .collection import Analysis, analyse
 from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
 from .core.plan import Plan, PlanError, build_plan
-from .core.probe import ALONE_RUNS, overall_outcome
+from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.scheduler import RunState
 from .history import Attempt, HistoryError, HistoryStore
 from .items import MarkerError
@@ -64,8 +64,6 @@ SAVE_EVERY_SECONDS = 2.0
 #: seconds spent setting up class, module and package fixtures in that setup.
 SHARED_SETUP = "batchflow_shared_setup"
 _SHARED_SCOPES = frozenset({"class", "module", "package"})
-#: At most this many failing tests of a probe are run alone (see probing.py).
-MAX_ALONE_TESTS = 20
 
 
 class IdleItem(pytest.Item):
@@ -329,14 +327,8 @@ class Orchestrator:
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""
         durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
-        shared: dict[str, float] = self._use_history(lambda h: h.shared_setups(), {})
-        costs: dict[str, float] = {}
-        for index in analysis.run:
-            seconds = shared.get(analysis.specs[index].nodeid)
-            if seconds is not None:
-                parent = analysis.parents[index]
-                costs[parent] = max(costs.get(parent, 0.0), seconds)
-        self.setup_costs = costs
+        if self.role == "controller":  # only the xdist scheduler uses them
+            self.setup_costs = self._setup_costs(analysis)
         plan = build_plan(
             analysis.specs,
             self.settings.policies,
@@ -356,6 +348,17 @@ class Orchestrator:
         if self.settings.quarantine is not None and self.recording:
             self._load_quarantine(plan, analysis)
         return plan, state
+
+    def _setup_costs(self, analysis: Analysis) -> dict[str, float]:
+        """Each parent's shared fixture setup cost: the most any of its tests last paid."""
+        shared: dict[str, float] = self._use_history(lambda h: h.shared_setups(), {})
+        costs: dict[str, float] = {}
+        for index in analysis.run:
+            seconds = shared.get(analysis.specs[index].nodeid)
+            if seconds is not None:
+                parent = analysis.parents[index]
+                costs[parent] = max(costs.get(parent, 0.0), seconds)
+        return costs
 
     def _load_quarantine(self, plan: Plan, analysis: Analysis) -> None:
         """Who is quarantined: tests the files list, and tests whose score is too high."""
@@ -743,8 +746,7 @@ class Orchestrator:
         else:
             verdict = final_outcome([attempt.outcome for attempt in earlier], outcome)
         self.state.test_finished(index, "passed" if verdict == "flaky" else verdict)
-        if verdict in ("failed", "error") and index in self.quarantined:
-            verdict = QUARANTINED
+        verdict = self._quarantined(index, verdict)
         result = self._test_result(index, verdict, reports)
         if result.longrepr is None and verdict in ("failed", "error", QUARANTINED):
             # A probed test whose last run passed: the failure of an earlier run.
@@ -836,9 +838,7 @@ class Orchestrator:
         self.results[index] = TestResult(
             nodeid=specs[index].nodeid,
             batch=self.plan.batch_of[index],
-            outcome=QUARANTINED
-            if outcome in ("failed", "error") and index in self.quarantined
-            else outcome,
+            outcome=self._quarantined(index, outcome),
             duration=last.duration,
             start=last.start,
             stop=last.stop,
@@ -848,6 +848,12 @@ class Orchestrator:
             longrepr=next((a.longrepr for a in [*earlier, last] if a.longrepr), None),
             attempts=earlier,
         )
+
+    def _quarantined(self, index: int, outcome: str) -> str:
+        """A quarantined test's failure is reported as quarantined."""
+        if outcome in ("failed", "error") and index in self.quarantined:
+            return QUARANTINED
+        return outcome
 
     def _record(self, attempt: Attempt) -> None:
         """Queue an attempt for the history store."""

@@ -17,9 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .core.probe import ALONE_RUNS, Alone, Run, suspects, verdict, wilson_interval
+from .core.probe import (
+    ALONE_RUNS,
+    MAX_ALONE_TESTS,
+    Alone,
+    Run,
+    suspects,
+    verdict,
+    wilson_interval,
+)
 from .options import ALONE_ENV
-from .orchestrator import MAX_ALONE_TESTS
 from .results import ProbeResult, ProbeTest, TestResult
 
 __all__ = ["MAX_SUSPECTS", "alone_command", "probe_lines", "probe_result"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ALONE_RUNS",
+    "MAX_ALONE_TESTS",
     "SIGNIFICANCE",
     "Alone",
     "Run",
@@ -24,8 +25,10 @@ __all__ = [
     "wilson_interval",
 ]
 
-#: How many times, at most, a test that failed in the suite runs alone.
+#: How many times a test that failed in the suite runs alone.
 ALONE_RUNS = 5
+#: At most this many failing tests are run alone (those failing most often first).
+MAX_ALONE_TESTS = 20
 #: The p-value below which "fails in the suite, passes alone" counts as order dependence.
 SIGNIFICANCE = 0.05
 _Z95 = 1.959963984540054  # the normal distribution's 97.5th percentile

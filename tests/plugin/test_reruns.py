@@ -24,6 +24,18 @@ def attempt(name):
 """
 
 
+#: A test whose behaviour a file next to it sets: flaky, broken, or fine.
+WOBBLY = """
+MODE = pathlib.Path(__file__).with_name("mode")
+
+def test_wobbly():
+    if MODE.read_text() == "flaky":
+        assert attempt("wobbly") % 2 == 0, "odd attempt"
+    elif MODE.read_text() == "broken":
+        assert 0, "broken now"
+"""
+
+
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
     result = pytester.runpytest_subprocess(
         "--batchflow", "--batchflow-json=result.json", "-p", "no:cacheprovider", *args
@@ -534,21 +546,7 @@ def test_a_listed_test_s_failure_is_quarantined_and_fails_nothing(
 def test_auto_quarantine_enters_on_score_and_leaves_after_clean_runs(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(
-        test_suite=FLAKY
-        + """
-MODE = pathlib.Path(__file__).with_name("mode")
-
-def test_wobbly():
-    if MODE.read_text() == "flaky":
-        assert attempt("wobbly") % 2 == 0, "odd attempt"
-    elif MODE.read_text() == "broken":
-        assert 0, "broken now"
-
-def test_fine():
-    pass
-"""
-    )
+    pytester.makepyfile(test_suite=FLAKY + WOBBLY + "\ndef test_fine():\n    pass\n")
     mode = pytester.path / "mode"
     args = ("--batchflow-reruns=1", "--batchflow-quarantine=auto:0.5")
     args += ("--batchflow-quarantine-release=2",)
@@ -595,18 +593,7 @@ def test_fine(n):
 
 
 def test_the_flaky_window_limits_which_runs_the_score_counts(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_suite=FLAKY
-        + """
-MODE = pathlib.Path(__file__).with_name("mode")
-
-def test_wobbly():
-    if MODE.read_text() == "flaky":
-        assert attempt("wobbly") % 2 == 0, "odd attempt"
-    elif MODE.read_text() == "broken":
-        assert 0, "broken now"
-"""
-    )
+    pytester.makepyfile(test_suite=FLAKY + WOBBLY)
     mode = pytester.path / "mode"
     args = ("--batchflow-reruns=1", "--batchflow-quarantine=auto:0.3")
     mode.write_text("flaky")
