@@ -9,6 +9,7 @@ number of workers.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -200,7 +201,7 @@ def test_the_runs_alone_leave_no_history_and_no_outputs(pytester: pytest.Pyteste
     result.stdout.fnmatch_lines(["batchflow: probe: running 1 failing test alone, 5 times each"])
     assert data.probe is not None
     assert data.probe.tests[0].alone_runs == ALONE_RUNS
-    with sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite") as db:
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
         (runs,) = db.execute("SELECT count(*) FROM runs").fetchone()
     assert runs == 1
     assert not (pytester.path / "alone.json").exists()
