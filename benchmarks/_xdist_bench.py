@@ -52,10 +52,16 @@ TIMEOUT = 900.0
 
 
 def clean_env() -> dict[str, str]:
-    """The environment without batchflow or pytest settings from the caller."""
+    """The environment without batchflow or pytest settings from the caller.
+
+    ``PYTHONDONTWRITEBYTECODE`` goes too: the warm-up runs are there to fill
+    the bytecode caches, as a user's machine has them; without the caches every
+    process re-compiles and re-runs pytest's assertion rewriting on each plugin
+    module at start, which drowns what the benchmarks measure.
+    """
     env = {name: value for name, value in os.environ.items() if not name.startswith("BATCHFLOW")}
-    env.pop("PYTEST_ADDOPTS", None)
-    env.pop("BENCH_TIMES", None)
+    for name in ("PYTEST_ADDOPTS", "BENCH_TIMES", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(name, None)
     return env
 
 

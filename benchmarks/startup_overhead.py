@@ -10,13 +10,14 @@ Standard library only.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _xdist_bench import clean_env
 
 TESTS = 500
 PER_FILE = 50
@@ -33,12 +34,6 @@ def make_suite(root: Path) -> None:
     for index in range(TESTS // PER_FILE):
         body = "".join(f"def test_{n}():\n    pass\n\n" for n in range(PER_FILE))
         (root / f"test_gen_{index:02d}.py").write_text(body)
-
-
-def clean_env() -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("BATCHFLOW")}
-    env.pop("PYTEST_ADDOPTS", None)
-    return env
 
 
 def time_collect(root: Path, extra: list[str], env: dict[str, str]) -> float:

@@ -16,7 +16,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from .core.graph import TestSpec, resolve_dependencies
-from .core.plan import BatchRule, PlanError, assign_batch, build_plan
+from .core.plan import BatchRule, PlanError, assign_batch
 from .items import MarkerError, describe_item, rerun_budget, string_arguments
 from .settings import Settings
 
@@ -55,11 +55,13 @@ class Analysis:
         return _ADAPTER.validate_json(data)
 
     def check(self, settings: Settings, narrowed: bool) -> None:
-        """Refuse what can never run: unknown targets, cycles, edges against batch order.
+        """Refuse a dependency on an unknown target.
 
         ``narrowed``: the command line picked some tests (``file::test``, ``--lf``),
         so an unknown target may exist but not be collected: its dependents are
-        skipped with that reason rather than refused.
+        skipped with that reason rather than refused. Cycles and edges against
+        the batch order are refused by :func:`build_plan`, once, where the plan
+        is made (the serial process, the xdist controller).
         """
         if self.unresolved and settings.missing_dependency == "error" and not narrowed:
             dependent, target = next(iter(self.unresolved.items()))
@@ -68,7 +70,6 @@ class Analysis:
                 "collected test; fix the name, select that test too, or set "
                 "batchflow_missing_dependency = skip"
             )
-        build_plan(self.specs, settings.policies, self.batch_of, self.predecessors, self.run, {})
 
 
 _ADAPTER = TypeAdapter(Analysis)

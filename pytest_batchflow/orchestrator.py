@@ -753,7 +753,7 @@ class Orchestrator:
             failure = next((a.longrepr for a in earlier if a.longrepr), None)
             result = result.model_copy(update={"longrepr": failure})
         self.results[index] = result
-        if index not in self.given_up:
+        if self.recording and index not in self.given_up:
             self._record(_attempt(result, result.nodeid, result.batch))
 
     def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
@@ -780,7 +780,8 @@ class Orchestrator:
         )
         attempts = self.earlier.setdefault(index, [])
         attempts.append(attempt)
-        self._record(_attempt(attempt, self.analysis_nodeid(index), self.plan.batch_of[index]))
+        if self.recording:
+            self._record(_attempt(attempt, self.analysis_nodeid(index), self.plan.batch_of[index]))
         return attempts
 
     def _worker_of(self, index: int, report: pytest.TestReport) -> str:

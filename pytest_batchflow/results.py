@@ -34,7 +34,8 @@ TestOutcome = str
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built on first use: xdist workers import these models and never use them.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class PhaseResult(_Model):

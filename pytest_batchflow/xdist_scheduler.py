@@ -97,6 +97,7 @@ class BatchflowScheduling:
         self.dispatcher: Dispatcher | None = None
         self.aborted = False
         self._collected_once = False
+        self._collected = 0  # workers whose collection arrived
         self.item_at: dict[int, Sendable] = {}
         self.position_of: dict[Sendable, int] = {}
 
@@ -113,10 +114,10 @@ class BatchflowScheduling:
         Once true it stays true while the workers present have collected:
         workers the dispatcher shut down leave early, and the run goes on.
         """
-        collected = [c for c in self.collections.values() if c is not None]
-        if len(collected) >= self.orchestrator.workers:
+        # xdist asks at every event: counted as collections arrive, not here.
+        if self._collected >= self.orchestrator.workers:
             self._collected_once = True
-        return self._collected_once and len(collected) == len(self.collections)
+        return self._collected_once and self._collected == len(self.collections)
 
     @property
     def tests_finished(self) -> bool:
@@ -138,6 +139,8 @@ class BatchflowScheduling:
             self.dispatcher.add_worker(node.gateway.id)
 
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
+        if self.collections.get(node) is None:
+            self._collected += 1
         self.collections[node] = list(collection)
         if self.collection is None:
             self.collection = list(collection)
@@ -179,7 +182,8 @@ class BatchflowScheduling:
         self._decide()
 
     def remove_node(self, node: WorkerController) -> str | None:
-        self.collections.pop(node, None)
+        if self.collections.pop(node, None) is not None:
+            self._collected -= 1
         if self.dispatcher is None:
             return None
         worker = node.gateway.id

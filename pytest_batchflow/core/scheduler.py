@@ -60,12 +60,12 @@ _OUTCOME_WORDS = {
 
 
 #: The most tests a worker holds at once (the running one included).
-PIPELINE_DEPTH = 64
+PIPELINE_DEPTH = 128
 #: Seconds of class/module fixture setup below which a parent's tests are not
 #: kept together for it (measured from the setup phase, see ``setup_costs``).
 AFFINITY_MIN_COST = 0.01
 #: Estimated seconds of work that may wait on a worker behind the running test.
-PIPELINE_HORIZON = 0.1
+PIPELINE_HORIZON = 0.25
 #: Tests the run must have measured before their mean stands for unknown tests.
 MIN_OBSERVATIONS = 8
 
