@@ -27,6 +27,8 @@ class Option:
     example: str
     is_flag: bool = False
     metavar: str = "VALUE"
+    #: The flag may be given several times (the values join with commas).
+    repeatable: bool = False
 
     @property
     def dest(self) -> str:
@@ -178,6 +180,37 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
     ),
     Option(
+        "cov_source",
+        "--batchflow-cov",
+        "BATCHFLOW_COV",
+        "batchflow_cov_source",
+        "Measure coverage of this source (a directory or an importable package, as "
+        "coverage's --source takes it; repeat the flag or separate with commas), per batch, "
+        "combined from every worker. The coverage configuration file is honoured.",
+        "src/mypkg",
+        metavar="SOURCE",
+        repeatable=True,
+    ),
+    Option(
+        "cov_context",
+        "--batchflow-cov-context",
+        "BATCHFLOW_COV_CONTEXT",
+        "batchflow_cov_context",
+        "Label coverage by 'batch' (default) or by 'test' (which tests ran each line; "
+        "slower, larger data).",
+        "test",
+        metavar="batch|test",
+    ),
+    Option(
+        "cov_fail_under",
+        "--batchflow-cov-fail-under",
+        "BATCHFLOW_COV_FAIL_UNDER",
+        "batchflow_cov_fail_under",
+        "Fail the run (exit code 1) when total coverage is below this percentage.",
+        "85",
+        metavar="PCT",
+    ),
+    Option(
         "missing_dependency",
         "--batchflow-missing-dependency",
         "BATCHFLOW_MISSING_DEPENDENCY",
@@ -192,7 +225,8 @@ OPTIONS: tuple[Option, ...] = (
 BATCHES_INI = "batchflow_batches"
 BATCHES_INI_HELP = (
     "Batch lines, one per line: 'NAME: key=value ...' with keys paths, markers, kind, "
-    "after, mode, workers, priority, reruns, timeout, maxfail, cov, on_upstream_failure."
+    "after, mode, workers, priority, reruns, timeout, maxfail, cov, cov_fail_under, "
+    "on_upstream_failure."
 )
 
 #: The options that switch batchflow on (a plan is batchflow's too).

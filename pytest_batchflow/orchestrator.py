@@ -38,6 +38,7 @@ from .items import MarkerError
 from .results import (
     AttemptResult,
     BatchResult,
+    CoverageResult,
     Environment,
     PhaseResult,
     RunResult,
@@ -214,6 +215,14 @@ class Orchestrator:
         self._shared_depth = 0
         #: Measured setup cost of each parent's shared fixtures, from history.
         self.setup_costs: dict[str, float] = {}
+        #: Each collected test's batch (every role; the plan has it only where it is made).
+        self.batch_of: Mapping[int, str] = {}
+        #: Where the measuring processes write coverage data, to combine at the end.
+        self.coverage_rundir: Path | None = None
+        #: Per worker: finished tests whose coverage data it had not saved yet.
+        self.coverage_pending: dict[str, int] = {}
+        self.coverage: CoverageResult | None = None
+        self.coverage_lost: list[str] = []
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -291,6 +300,7 @@ class Orchestrator:
 
     def _plan_collection(self, collected: list[pytest.Item], items: list[pytest.Item]) -> None:
         analysis = analyse(collected, items, self.settings, self.config.rootpath)
+        self.batch_of = analysis.batch_of
         for index, item in enumerate(collected):
             item.stash[INDEX_KEY] = index
         analysis.check(self.settings, narrowed=self._narrowed_selection())
@@ -619,6 +629,9 @@ class Orchestrator:
         index = self._report_index(report)
         if index is None:
             return
+        pending = getattr(report, "batchflow_cov_pending", None)
+        if pending is not None:
+            self.coverage_pending[str(getattr(report, "worker_id", SERIAL_WORKER))] = pending
         if hasattr(report, "context"):
             # Subtest reports (pytest's subtests fixture, unittest's subTest)
             # carry no times of their own: they decide the outcome only.
@@ -959,6 +972,15 @@ class Orchestrator:
                     f"test{'s' if failing != 1 else ''} alone, {ALONE_RUNS} times each"
                 )
             probe = probe_result(self.config, self.settings.probe, tests, self.workers)
+        failed_by: list[Literal["tests", "coverage"]] = []
+        if exitstatus != pytest.ExitCode.OK:
+            failed_by.append("tests")
+        if self.coverage_rundir is not None:
+            self.coverage = self._coverage()
+            if self.coverage.failed:
+                failed_by.append("coverage")
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         self.run_result = RunResult(
             started=self.started,
             stopped=stopped,
@@ -969,12 +991,74 @@ class Orchestrator:
             tests=tests,
             deselected=len(self.analysis.specs) - len(self.plan.order),
             probe=probe,
+            coverage=self.coverage,
+            failed_by=failed_by,
         )
         if self.settings.json_path is not None:
             try:
                 self.run_result.write(self.settings.json_path)
             except OSError as error:
                 self.notes.append(f"could not write the JSON result: {error}")
+
+    def coverage_crash(self, worker: str, nodeid: str | None) -> None:
+        """On the controller: a worker died; what of its coverage data is lost."""
+        pending = self.coverage_pending.pop(worker, 0)
+        earlier = f"{pending} earlier test{'s' if pending != 1 else ''}"
+        if nodeid is None:
+            if pending:
+                self.coverage_lost.append(
+                    f"worker {worker} died between tests: the coverage of the {earlier} it "
+                    "ran since its last save is missing"
+                )
+            return
+        also = f" and of the {earlier} it ran since its last save" if pending else ""
+        self.coverage_lost.append(
+            f"worker {worker} crashed running {nodeid}: the coverage of that test{also} is missing"
+        )
+
+    def _coverage(self) -> CoverageResult:
+        """Combine the measuring processes' data and sum it up (serial, controller)."""
+        from .coverage_report import OUTPUT_DIR, combine_and_report
+
+        assert self.plan is not None
+        assert self.analysis is not None
+        assert self.coverage_rundir is not None
+        settings = self.settings
+        selected = settings.select
+        measured = [
+            batch.name
+            for batch in self.plan.batches
+            if batch.policy.cov and batch.tests and (selected is None or batch.name in selected)
+        ]
+        thresholds: dict[str | None, float] = {}
+        if settings.cov_fail_under is not None:
+            thresholds[None] = settings.cov_fail_under
+        for batch in self.plan.batches:
+            if batch.name in measured and batch.policy.cov_fail_under is not None:
+                thresholds[batch.name] = batch.policy.cov_fail_under
+        if settings.cov_context == "test":
+            batch_by_nodeid = {
+                spec.nodeid: self.plan.batch_of[spec.index]
+                for spec in self.analysis.specs
+                if spec.index in self.plan.batch_of
+            }
+            batch_of: Callable[[str], str | None] = batch_by_nodeid.get
+        else:
+            names = set(measured)
+
+            def batch_of(context: str) -> str | None:
+                return context if context in names else None
+
+        return combine_and_report(
+            self.coverage_rundir,
+            self.config.rootpath / OUTPUT_DIR,
+            settings.cov_source,
+            settings.cov_context,
+            measured,
+            batch_of,
+            thresholds,
+            self.coverage_lost,
+        )
 
     def _batch_results(self) -> list[BatchResult]:
         assert self.plan is not None
@@ -1130,6 +1214,16 @@ class Orchestrator:
             cut = [(self.analysis_nodeid(i), reason) for i, reason in self.probe_cut.items()]
             for line in probe_lines(result.probe, cut):
                 terminalreporter.write_line(line)
+        if self.coverage is not None:
+            from .coverage_report import coverage_lines
+
+            terminalreporter.write_sep("=", "batchflow coverage")
+            for line in coverage_lines(self.coverage):
+                terminalreporter.write_line(line, red="FAILED" in line or " lost: " in line)
+            if self.coverage.failed:
+                terminalreporter.write_line(
+                    "batchflow: coverage failed the run (a coverage gate, not a test)", red=True
+                )
         for note in self.notes:
             terminalreporter.write_line(f"batchflow: warning: {note}", yellow=True)
         if result is not None and self.settings.json_path is not None:

@@ -51,6 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(
                 option.flag,
+                action="append" if option.repeatable else "store",
                 default=None,
                 dest=option.dest,
                 help=option.help,
@@ -71,7 +72,14 @@ def _getini(config: pytest.Config, option: Option) -> object:
         ) from None
 
 
-def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
+def _cli_value(config: pytest.Config, option: Option, early: bool) -> object:
+    """The command line's value; ``early``: before pytest parsed all arguments."""
+    if early:
+        return getattr(config.known_args_namespace, option.dest, None)
+    return config.getoption(option.dest)
+
+
+def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValue]:
     """Each setting from the first source that gives it: command line, env, ini.
 
     Relative paths are taken from where they were written: the invocation
@@ -84,9 +92,11 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
     inifile = config.inipath.name if config.inipath else "ini"
     raw: dict[str, RawValue] = {}
     for option in OPTIONS:
-        cli_value = config.getoption(option.dest)
+        cli_value = _cli_value(config, option, early)
         env_value = os.environ.get(option.env) or None
         ini_value = _getini(config, option)
+        if isinstance(cli_value, list):  # a repeatable flag
+            cli_value = ",".join(cli_value)
         if cli_value is not None:
             given = RawValue(cli_value, "cli", "command line")
         elif env_value is not None:
@@ -102,6 +112,15 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
         base = inidir if given.origin == "ini" else config.invocation_params.dir
         if option.field in _PATH_FIELDS and isinstance(value, str) and value.strip():
             given = replace(given, value=str(base / os.path.expanduser(value)))
+        elif option.field == "cov_source" and isinstance(value, str):
+            # A directory relative to where it was written; else a package name.
+            items = [item.strip() for item in value.replace("\n", ",").split(",")]
+            given = replace(
+                given,
+                value=",".join(
+                    str(base / item) if item and (base / item).is_dir() else item for item in items
+                ),
+            )
         elif option.field == "quarantine" and isinstance(value, str):
             # Files relative to where the value was written; auto[:SCORE] as it is.
             items = [item.strip() for item in value.split(",")]
@@ -121,12 +140,12 @@ def _raw_values(config: pytest.Config) -> dict[str, RawValue]:
     return raw
 
 
-def _wants_batchflow(config: pytest.Config) -> bool:
+def _wants_batchflow(config: pytest.Config, early: bool = False) -> bool:
     """Whether any source mentions a switch: only then is anything heavy loaded."""
     if os.environ.get(ALONE_ENV):
         return False  # a probe's run of one test alone (see probing.py)
     return any(
-        config.getoption(option.dest) is not None
+        _cli_value(config, option, early) is not None
         or os.environ.get(option.env)
         or _getini(config, option) is not None
         for option in SWITCHES
@@ -143,6 +162,23 @@ def load_settings(config: pytest.Config) -> Settings:
         return parse_settings(raw, config.getini(BATCHES_INI), inifile)
     except SettingsError as error:
         raise pytest.UsageError(f"batchflow: {error}") from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Start measuring coverage before conftests import the measured code.
+
+    Only with --batchflow and a coverage source; pytest_configure validates
+    every setting later and stops this measurement on a usage error.
+    """
+    if not _wants_batchflow(early_config, early=True):
+        return
+    raw = _raw_values(early_config, early=True)
+    if "cov_source" not in raw:
+        return
+    from .coverage_measure import start_early
+
+    start_early(early_config, str(raw["cov_source"].value).split(","))
 
 
 @pytest.hookimpl(trylast=True)
@@ -177,6 +213,10 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             role = "controller"
     orchestrator = Orchestrator(config, settings, role, workers)
+    if settings.cov_source:
+        from .coverage_measure import set_up
+
+        orchestrator.coverage_rundir = set_up(config, orchestrator)
     config.pluginmanager.register(orchestrator, _ORCHESTRATOR_NAME)
     if role == "controller":
         from .xdist_scheduler import XdistHooks

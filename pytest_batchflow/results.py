@@ -28,7 +28,7 @@ __all__ = [
     "json_schema",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TestOutcome = str
 
@@ -176,10 +176,57 @@ class Environment(_Model):
     workers: int = Field(1, description="Worker processes: 1 serially, else xdist's -n.")
 
 
+class CoverageFile(_Model):
+    path: str = Field(description="As coverage.py reports it (relative to the directory run in).")
+    statements: int
+    covered: int
+    percent: float = Field(description="coverage.py's figure (branches included if measured).")
+    missing: list[int] = Field(description="Statements no test ran.")
+
+
+class CoverageBatch(_Model):
+    name: str
+    covered: int = Field(description="Statements the batch's tests ran (setup and teardown too).")
+    percent: float = Field(description="covered / all measured statements.")
+    only: int = Field(description="Statements no other batch ran.")
+    only_lines: dict[str, list[int]] = Field(
+        description="Those statements, by file (files with none left out)."
+    )
+
+
+class CoverageGate(_Model):
+    batch: str | None = Field(description="None: the total (--batchflow-cov-fail-under).")
+    threshold: float
+    actual: float
+    passed: bool
+
+
+class CoverageResult(_Model):
+    """Coverage of the run, combined from every process that ran tests."""
+
+    sources: list[str]
+    context: Literal["batch", "test"]
+    branch: bool = Field(description="Branch coverage measured (coverage's branch setting).")
+    statements: int
+    covered: int
+    percent: float = Field(description="coverage.py's total (branches included if measured).")
+    files: list[CoverageFile]
+    batches: list[CoverageBatch] = Field(description="Batches measured (cov=on), plan order.")
+    gates: list[CoverageGate]
+    failed: bool = Field(description="A gate failed: coverage failed the run.")
+    lost: list[str] = Field(
+        default_factory=list, description="Data known to be missing (crashed workers), why."
+    )
+    problem: str | None = Field(None, description="Why there are no figures (no data).")
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="data, html, xml and json: the paths written."
+    )
+
+
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     started: float
     stopped: float
     duration: float
@@ -189,6 +236,11 @@ class RunResult(_Model):
     tests: list[TestResult]
     deselected: int = 0
     probe: ProbeResult | None = Field(None, description="With --batchflow-probe only.")
+    coverage: CoverageResult | None = Field(None, description="With --batchflow-cov only.")
+    failed_by: list[Literal["tests", "coverage"]] = Field(
+        default_factory=list,
+        description="What failed the run: tests (a failure or error), coverage (a gate).",
+    )
 
     def write(self, path: Path) -> None:
         """Write atomically: a reader never sees half a file. Raises OSError."""

@@ -59,6 +59,7 @@ class BatchLine(BaseModel):
     timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     maxfail: Annotated[int, Field(ge=1)] | None = None
     cov: bool = True
+    cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     on_upstream_failure: Literal["skip", "run"] = "skip"
 
     @model_validator(mode="before")
@@ -100,6 +101,7 @@ _KEY_EXAMPLES = {
     "timeout": "timeout=300",
     "maxfail": "maxfail=1",
     "cov": "cov=off",
+    "cov_fail_under": "cov_fail_under=80",
     "on_upstream_failure": "on_upstream_failure=run",
 }
 
@@ -222,6 +224,9 @@ class Settings(BaseModel):
     quarantine_release: Annotated[int, Field(ge=1)] = 3
     flaky_window: Annotated[int, Field(ge=1)] = DEFAULT_WINDOW
     probe: Annotated[int, Field(ge=2)] | None = None
+    cov_source: tuple[str, ...] = ()
+    cov_context: Literal["batch", "test"] = "batch"
+    cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     batches: tuple[BatchLine, ...] = ()
 
     @field_validator("quarantine", mode="before")
@@ -247,6 +252,16 @@ class Settings(BaseModel):
             if not all(names):
                 raise ValueError("empty batch name in the list")
             return names
+        return value
+
+    @field_validator("cov_source", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            sources = tuple(item.strip() for item in value.replace("\n", ",").split(","))
+            if not all(sources):
+                raise ValueError("empty source in the list (no spaces around commas)")
+            return tuple(dict.fromkeys(sources))
         return value
 
     @field_validator("json_path", "history_path", mode="before")
@@ -319,6 +334,8 @@ def parse_settings(
             f"{given.spelling(option)} ({given.source}): {given.value!r}: "
             f"{_first_sentence(first['msg'])}; e.g. {given.example(option)}"
         ) from None
+    if not settings.cov_source:
+        _check_coverage_asked(raw, batches, lines_source)
     if settings.select is not None:
         known = {policy.name for policy in settings.policies}
         unknown = [name for name in settings.select if name not in known]
@@ -330,6 +347,28 @@ def parse_settings(
                 f"known batches: {', '.join(sorted(known))}"
             )
     return settings
+
+
+def _check_coverage_asked(
+    raw: Mapping[str, RawValue], batches: Sequence[BatchLine], lines_source: str
+) -> None:
+    """Coverage settings without a source to measure: say what is missing."""
+    source = next(option for option in OPTIONS if option.field == "cov_source")
+    for field in ("cov_context", "cov_fail_under"):
+        if field in raw:
+            given = raw[field]
+            option = next(option for option in OPTIONS if option.field == field)
+            raise SettingsError(
+                f"{given.spelling(option)} ({given.source}) needs a source to measure; "
+                f"add {source.flag}=SOURCE, e.g. {source.flag}={source.example}"
+            )
+    for batch in batches:
+        if batch.cov_fail_under is not None:
+            raise SettingsError(
+                f"{BATCHES_INI} ({lines_source}): batch {batch.name!r} has cov_fail_under= "
+                f"but no source is measured; add {source.flag}=SOURCE, "
+                f"e.g. {source.flag}={source.example}"
+            )
 
 
 def _check_batch_names(batches: Sequence[BatchLine], source: str) -> None:

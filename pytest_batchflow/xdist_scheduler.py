@@ -193,10 +193,15 @@ class BatchflowScheduling:
             return None if delay is None else time.monotonic() + delay
 
         crashed = self.dispatcher.remove_worker(worker, rerun_at)
+        coverage = self.orchestrator.coverage_rundir is not None
         if crashed is None:
+            if coverage and node.shutting_down is False:
+                self.orchestrator.coverage_crash(worker, None)
             self._decide()
             return None
         nodeid = self.orchestrator.analysis_nodeid(crashed)
+        if coverage:
+            self.orchestrator.coverage_crash(worker, nodeid)
         # xdist reports the crash next, with no position and no worker id: say
         # which test it was, and where.
         self.orchestrator.open_tests[nodeid] = crashed

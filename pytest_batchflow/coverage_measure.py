@@ -1,0 +1,299 @@
+"""Coverage measurement in the processes that run tests: serial, or each xdist worker.
+
+Measurement starts from ``pytest_load_initial_conftests`` (see ``plugin.py``),
+before conftests and test modules are imported, so that the module-level code
+of the measured sources counts, under the context :data:`COLLECTION_CONTEXT`.
+Then the context is switched to the batch of the test about to run (when the
+batch changes) or to the test's node id (``--batchflow-cov-context=test``);
+tests of a batch with ``cov=off`` run with measurement paused.
+
+Data goes to ``.coverage.<worker>.<pid>`` in a run directory the controller
+(or the serial process) made and passed down in :data:`RUN_DIR_ENV`. A context
+switch writes the data gathered so far, and so does the end of a test when
+the last write is :data:`SAVE_EVERY` seconds old: a worker that crashes loses
+at most that much, and each teardown report says how many finished tests of
+its worker are not yet saved (``batchflow_cov_pending``) so that the
+controller can say what a crash cost.
+
+Contexts need coverage.py's C tracer: the ``sysmon`` core (the default on
+Python 3.14) records each line once and cannot attribute it to a second
+context, so ``core = ctrace`` is set here whatever the configuration says.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .core.coverage import COLLECTION_CONTEXT
+
+if TYPE_CHECKING:
+    import coverage
+
+    from .orchestrator import Orchestrator
+
+__all__ = [
+    "PENDING",
+    "RUN_DIR_ENV",
+    "SAVE_EVERY",
+    "Measurement",
+    "MeasurementHooks",
+    "set_up",
+    "start_early",
+]
+
+#: Where the measuring processes write their data files (set by the process
+#: that combines them, inherited by xdist's workers).
+RUN_DIR_ENV = "BATCHFLOW_COV_RUN"
+#: Seconds between writes of the data while the context stays the same.
+SAVE_EVERY = 1.0
+#: The report attribute: finished tests of this worker whose data is not yet saved.
+PENDING = "batchflow_cov_pending"
+
+
+class Measurement:
+    """One process's coverage.py measurement, with batchflow's contexts."""
+
+    def __init__(self, sources: list[str], rundir: Path, name: str) -> None:
+        import coverage
+
+        self.rundir = rundir
+        self.cov: coverage.Coverage = coverage.Coverage(
+            data_file=str(rundir / ".coverage"),
+            data_suffix=f"{name}.{os.getpid()}",
+            source=sources or None,
+            config_file=True,
+        )
+        self.cov.set_option("run:core", "ctrace")
+        self.cov.start()
+        self.cov.switch_context(COLLECTION_CONTEXT)
+        self.context: str | None = COLLECTION_CONTEXT
+        self.measuring = True
+        self.pending = 0
+        self._saved_at = time.monotonic()
+
+    def enter(self, context: str | None) -> None:
+        """The next test's context; None pauses measurement (a batch with cov=off)."""
+        if context is None:
+            if self.measuring:
+                self.cov.stop()
+                self.measuring = False
+            return
+        if not self.measuring:
+            self.cov.start()
+            self.measuring = True
+        if context != self.context:
+            self.cov.switch_context(context)  # writes what the old context gathered
+            self.context = context
+            self._saved()
+
+    def test_done(self) -> int:
+        """A test finished: save if due; how many finished tests are not saved yet."""
+        self.pending += 1
+        if time.monotonic() - self._saved_at >= SAVE_EVERY:
+            self.cov.get_data()  # flushes the tracer's data to the data file
+            self._saved()
+        return self.pending
+
+    def _saved(self) -> None:
+        self.pending = 0
+        self._saved_at = time.monotonic()
+
+    def finish(self) -> None:
+        """Stop and write the rest; idempotent."""
+        if self.measuring:
+            self.cov.stop()
+            self.measuring = False
+        if self.context is not None:
+            self.cov.save()
+            self.context = None
+
+    def discard(self) -> None:
+        """Stop without writing (the xdist controller runs no test).
+
+        Not ``Coverage.erase``: with ``parallel = true`` configured, that would
+        delete the workers' data files too.
+        """
+        if self.measuring:
+            self.cov.stop()
+            self.measuring = False
+        self.context = None
+
+
+class MeasurementHooks:
+    """Switches contexts around each test; saves at the end of the session.
+
+    ``context_of`` gives a test item's context label, or None to pause
+    (cov=off), or ``...`` to keep the current one (xdist release items).
+    """
+
+    def __init__(
+        self,
+        measurement: Measurement,
+        context_of: Callable[[pytest.Item], str | None],
+        keeps_context: Callable[[pytest.Item], bool],
+    ) -> None:
+        self.measurement = measurement
+        self.context_of = context_of
+        self.keeps_context = keeps_context
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not self.keeps_context(item):
+            self.measurement.enter(self.context_of(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when == "teardown" and not self.keeps_context(item):
+            setattr(report, PENDING, self.measurement.test_done())
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self) -> None:
+        # First: an xdist worker tells the controller it finished in its own
+        # sessionfinish, and the controller combines the data files then.
+        self.measurement.finish()
+
+
+_MEASUREMENT = pytest.StashKey[Measurement]()
+_RUN_DIR = pytest.StashKey[Path]()
+#: What start_early took this process for: "worker", "serial" or "controller".
+_GUESS = pytest.StashKey[str]()
+_HOOKS_NAME = "batchflow-coverage"
+
+
+def _early_worker() -> str | None:
+    """An xdist worker of a run that measures coverage: its id.
+
+    Both variables: a pytest run inside a worker's test (pytester) inherits
+    the worker's ``PYTEST_XDIST_WORKER`` but is no worker.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return worker if worker and os.environ.get(RUN_DIR_ENV) else None
+
+
+def _make_rundir(config: pytest.Config) -> Path:
+    """The directory the data files go to; removed when pytest unconfigures."""
+    existing = config.stash.get(_RUN_DIR, None)
+    if existing is not None:
+        return existing
+    rundir = Path(tempfile.mkdtemp(prefix="batchflow-cov-"))
+    config.stash[_RUN_DIR] = rundir
+    os.environ[RUN_DIR_ENV] = str(rundir)  # xdist's workers inherit it
+
+    def clean_up() -> None:
+        if os.environ.get(RUN_DIR_ENV) == str(rundir):
+            del os.environ[RUN_DIR_ENV]
+        shutil.rmtree(rundir, ignore_errors=True)
+
+    config.add_cleanup(clean_up)
+    return rundir
+
+
+def _other_tracer(config: pytest.Config, early: bool) -> str | None:
+    """Who else measures coverage in this process, if anyone."""
+    options = config.known_args_namespace if early else config.option
+    if getattr(options, "cov_source", None):
+        return "pytest-cov's --cov"
+    import coverage
+
+    current = coverage.Coverage.current()
+    ours = config.stash.get(_MEASUREMENT, None)
+    if current is not None and (ours is None or current is not ours.cov):
+        return "another coverage.py measurement (coverage run?)"
+    return None
+
+
+def _start(config: pytest.Config, sources: list[str], rundir: Path, name: str) -> Measurement:
+    measurement = Measurement(sources, rundir, name)
+    config.stash[_MEASUREMENT] = measurement
+    config.add_cleanup(measurement.discard)  # after a usage error; else a no-op
+    return measurement
+
+
+def _drop(config: pytest.Config) -> None:
+    measurement = config.stash.get(_MEASUREMENT, None)
+    if measurement is not None:
+        measurement.discard()
+        del config.stash[_MEASUREMENT]
+
+
+def start_early(config: pytest.Config, sources: list[str]) -> None:
+    """From pytest_load_initial_conftests: measure from here on, if this process runs tests.
+
+    A guess made before pytest has parsed everything: :func:`set_up` settles it.
+    """
+    worker = _early_worker()
+    namespace = config.known_args_namespace
+    if worker is None:
+        rundir = _make_rundir(config)
+        if getattr(namespace, "numprocesses", None) or getattr(namespace, "tx", None):
+            config.stash[_GUESS] = "controller"
+            return  # an xdist controller runs no test
+        config.stash[_GUESS] = "serial"
+    else:
+        rundir = Path(os.environ[RUN_DIR_ENV])
+        config.stash[_GUESS] = "worker"
+    if _other_tracer(config, early=True) is None:
+        _start(config, sources, rundir, worker or "main")
+
+
+def set_up(config: pytest.Config, orchestrator: Orchestrator) -> Path | None:
+    """At pytest_configure: refuse a second tracer, settle who measures, hook the contexts.
+
+    Returns the run directory to combine at the end (serial process and xdist
+    controller), None in a worker or a run that runs no test.
+    """
+    from .orchestrator import INDEX_KEY
+
+    settings = orchestrator.settings
+    other = _other_tracer(config, early=False)
+    if other is not None:
+        _drop(config)
+        raise pytest.UsageError(
+            f"batchflow: --batchflow-cov and {other} would both trace this run; drop one "
+            "(batchflow's coverage is per batch and writes coverage's own HTML, XML and JSON)"
+        )
+    role = orchestrator.role
+    if config.stash.get(_GUESS, role) != role or role == "controller":
+        _drop(config)  # guessed wrong early, or this process runs no test
+    if role == "worker":
+        rundir = Path(os.environ.get(RUN_DIR_ENV) or _make_rundir(config))
+    else:
+        rundir = _make_rundir(config)
+        if not orchestrator.recording:
+            _drop(config)
+        if role == "controller":
+            return rundir
+        if not orchestrator.recording:
+            return None
+    measurement = config.stash.get(_MEASUREMENT, None)
+    if measurement is None:  # too late for the conftests; the test modules still count
+        name = str(config.workerinput["workerid"]) if role == "worker" else "main"  # type: ignore[attr-defined]
+        measurement = _start(config, list(settings.cov_source), rundir, name)
+    policies = {policy.name: policy for policy in settings.policies}
+    by_test = settings.cov_context == "test"
+
+    def context_of(item: pytest.Item) -> str | None:
+        batch = orchestrator.batch_of.get(item.stash[INDEX_KEY])
+        if batch is None or not policies[batch].cov:
+            return None
+        return item.nodeid if by_test else batch
+
+    def keeps_context(item: pytest.Item) -> bool:
+        return INDEX_KEY not in item.stash  # xdist release items
+
+    config.pluginmanager.register(
+        MeasurementHooks(measurement, context_of, keeps_context), _HOOKS_NAME
+    )
+    return rundir if role == "serial" else None
