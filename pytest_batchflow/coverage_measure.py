@@ -54,7 +54,8 @@ __all__ = [
 RUN_DIR_ENV = "BATCHFLOW_COV_RUN"
 #: Seconds between writes of the data while the context stays the same.
 SAVE_EVERY = 1.0
-#: The report attribute: finished tests of this worker whose data is not yet saved.
+#: The attribute of setup and teardown reports: finished tests of this worker
+#: whose data is not yet saved.
 PENDING = "batchflow_cov_pending"
 
 
@@ -154,8 +155,12 @@ class MeasurementHooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        if call.when == "teardown" and not self.keeps_context(item):
-            setattr(report, PENDING, self.measurement.test_done())
+        if not self.keeps_context(item):
+            if call.when == "teardown":
+                setattr(report, PENDING, self.measurement.test_done())
+            elif call.when == "setup":
+                # What a crash in this test would lose besides the test itself.
+                setattr(report, PENDING, self.measurement.pending)
         return report
 
     @pytest.hookimpl(tryfirst=True)

@@ -1,0 +1,340 @@
+"""Coverage per batch and per test, serially and across xdist workers.
+
+Every run is a subprocess (coverage.py traces the process it runs in); the
+figures are read back from coverage.py's own JSON report and batchflow's result.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+
+from pytest_batchflow.results import RunResult
+
+PACKAGE = """\
+VALUE = 1
+
+
+def add(a, b):
+    return a + b
+
+
+def sign(x):
+    if x > 0:
+        return 1
+    if x < 0:
+        return -1
+    return 0
+
+
+def never():
+    return "never called"
+"""
+
+API = """\
+from pkg import add
+
+
+def total(values):
+    result = 0
+    for value in values:
+        result = add(result, value)
+    return result
+"""
+
+SLOW = """\
+def slow():
+    return "only the slow batch runs this"
+"""
+
+INI = """\
+[pytest]
+pythonpath = src
+batchflow_batches =
+    unit: paths=tests/unit
+    api: paths=tests/api after=unit
+"""
+
+UNIT_TESTS = """\
+from pkg import add, sign
+
+
+def test_add():
+    assert add(1, 2) == 3
+
+
+def test_sign():
+    assert sign(5) == 1
+    assert sign(-5) == -1
+"""
+
+API_TESTS = """\
+from pkg.api import total
+
+
+def test_total():
+    assert total([1, 2, 3]) == 6
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """Two batches over a small package; the conftest imports it before collection."""
+    package = pytester.path / "src" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(PACKAGE)
+    (package / "api.py").write_text(API)
+    (pytester.path / "pytest.ini").write_text(INI)
+    (pytester.path / "conftest.py").write_text("import pkg\n")
+    for folder, source in (("unit", UNIT_TESTS), ("api", API_TESTS)):
+        (pytester.path / "tests" / folder).mkdir(parents=True)
+        (pytester.path / "tests" / folder / f"test_{folder}.py").write_text(source)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
+    result = pytester.runpytest_subprocess(
+        "--batchflow",
+        "--batchflow-no-history",
+        "--batchflow-json=result.json",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    )
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    return result, data
+
+
+def coverage_json(pytester: pytest.Pytester) -> dict[str, Any]:
+    path = pytester.path / ".batchflow" / "coverage" / "coverage.json"
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def executed(report: dict[str, Any]) -> dict[str, list[int]]:
+    return {path: data["executed_lines"] for path, data in report["files"].items()}
+
+
+INIT = "src/pkg/__init__.py"
+API_FILE = "src/pkg/api.py"
+
+
+@pytest.mark.parametrize("workers", [None, "2", "4"])
+def test_serial_and_xdist_cover_the_same_lines(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    args = ["--batchflow-cov=pkg"] + (["-n", workers] if workers else [])
+    result, data = run(project, *args)
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=3)
+    report = coverage_json(project)
+    # Module-level statements (imported by the conftest) count, under the
+    # collection context; the unreached returns do not.
+    assert executed(report) == {
+        INIT: [1, 4, 5, 8, 9, 10, 11, 12, 16],
+        API_FILE: [1, 4, 5, 6, 7, 8],
+    }
+    assert report["files"][INIT]["contexts"]["1"] == ["(collection)"]
+    assert sorted(report["files"][INIT]["contexts"]["5"]) == ["api", "unit"]
+    assert data.coverage is not None
+    assert data.coverage.statements == 17
+    assert data.coverage.covered == 15
+    assert round(data.coverage.percent, 2) == 88.24
+    batches = {batch.name: batch for batch in data.coverage.batches}
+    # unit ran add's and sign's bodies; api ran total's body and add's.
+    assert (batches["unit"].covered, batches["unit"].only) == (5, 4)
+    assert batches["unit"].only_lines == {INIT: [9, 10, 11, 12]}
+    assert (batches["api"].covered, batches["api"].only) == (5, 4)
+    assert batches["api"].only_lines == {API_FILE: [5, 6, 7, 8]}
+    assert data.failed_by == []
+    result.stdout.fnmatch_lines(
+        [
+            "*batchflow coverage*",
+            "batchflow: coverage 88.24% of 17 statements in 2 files "
+            "(statements; contexts by batch)",
+            "  unit   29.41%       5 statements,     4 only here",
+            "  api    29.41%       5 statements,     4 only here",
+            "batchflow: coverage HTML: *html*index.html",
+        ]
+    )
+    assert (
+        (project.path / ".batchflow" / "coverage" / "coverage.xml").read_text().startswith("<?xml")
+    )
+    html = (project.path / ".batchflow" / "coverage" / "html" / "index.html").read_text()
+    assert "pkg" in html
+
+
+def test_per_test_contexts_say_which_tests_ran_each_line(project: pytest.Pytester) -> None:
+    result, data = run(project, "--batchflow-cov=pkg", "--batchflow-cov-context=test", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    contexts = coverage_json(project)["files"][INIT]["contexts"]
+    assert sorted(contexts["5"]) == [
+        "tests/api/test_api.py::test_total",
+        "tests/unit/test_unit.py::test_add",
+    ]
+    assert contexts["10"] == ["tests/unit/test_unit.py::test_sign"]
+    assert contexts["1"] == ["(collection)"]
+    assert data.coverage is not None
+    assert data.coverage.context == "test"
+    # Per-batch figures are the same as with batch contexts.
+    assert {b.name: (b.covered, b.only) for b in data.coverage.batches} == {
+        "unit": (5, 4),
+        "api": (5, 4),
+    }
+
+
+def test_a_failed_total_gate_fails_the_run_and_says_coverage_did(
+    project: pytest.Pytester,
+) -> None:
+    result, data = run(project, "--batchflow-cov=pkg", "--batchflow-cov-fail-under=90")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "  gate: total 88.24% < 90%: FAILED",
+            "batchflow: coverage failed the run (a coverage gate, not a test)",
+        ]
+    )
+    assert data.failed_by == ["coverage"]
+    assert data.exitstatus == 1
+    assert data.coverage is not None
+    assert data.coverage.failed
+
+
+def test_a_met_gate_passes_and_a_batch_gate_fails_alone(project: pytest.Pytester) -> None:
+    ini = INI.replace("after=unit", "after=unit cov_fail_under=30")
+    (project.path / "pytest.ini").write_text(ini)
+    result, data = run(project, "--batchflow-cov=pkg", "--batchflow-cov-fail-under=85", "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert data.coverage is not None
+    assert [(g.batch, g.passed) for g in data.coverage.gates] == [(None, True), ("api", False)]
+    result.stdout.fnmatch_lines(
+        ["  gate: total 88.24% >= 85%: passed", "  gate: batch 'api' 29.41% < 30%: FAILED"]
+    )
+
+
+def test_a_test_failure_and_a_gate_both_show_in_failed_by(project: pytest.Pytester) -> None:
+    project.makepyfile(**{"tests/unit/test_broken": "def test_broken():\n    assert False\n"})
+    result, data = run(project, "--batchflow-cov=pkg", "--batchflow-cov-fail-under=99")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert data.failed_by == ["tests", "coverage"]
+
+
+def test_a_batch_with_cov_off_is_not_measured(project: pytest.Pytester) -> None:
+    (project.path / "pytest.ini").write_text(INI + "    slow: paths=tests/slow cov=off\n")
+    (project.path / "src" / "pkg" / "slow.py").write_text(SLOW)
+    project.makepyfile(
+        **{"tests/slow/test_slow": "from pkg.slow import slow\n\ndef test_slow():\n    slow()\n"}
+    )
+    result, data = run(project, "--batchflow-cov=pkg", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=4)
+    report = coverage_json(project)
+    assert report["files"]["src/pkg/slow.py"]["missing_lines"] == [2]
+    assert data.coverage is not None
+    assert [batch.name for batch in data.coverage.batches] == ["unit", "api"]
+
+
+def test_the_coverage_configuration_is_honoured(project: pytest.Pytester) -> None:
+    (project.path / ".coveragerc").write_text("[run]\nbranch = True\nomit = */api.py\n")
+    result, data = run(project, "--batchflow-cov=pkg", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    report = coverage_json(project)
+    assert API_FILE not in report["files"]
+    assert report["meta"]["branch_coverage"] is True
+    # sign's branches: x > 0 both ways, x < 0 only true: one partial branch.
+    assert report["files"][INIT]["summary"]["num_partial_branches"] == 1
+    assert data.coverage is not None
+    assert data.coverage.branch
+    result.stdout.fnmatch_lines(["batchflow: coverage *(statements and branches; *"])
+
+
+def test_a_crashed_worker_keeps_the_coverage_of_the_tests_it_finished(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        **{
+            "tests/api/test_crash": """
+import os
+from pkg import sign
+
+def test_negative():
+    assert sign(-1) == -1
+
+def test_zero_crashes():
+    sign(0)
+    os._exit(1)
+"""
+        }
+    )
+    result, data = run(project, "--batchflow-cov=pkg", "--batchflow-cov-context=test", "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=4, failed=1)
+    report = coverage_json(project)
+    contexts = report["files"][INIT]["contexts"]
+    # Every test that finished kept its lines; the crashed one's are lost.
+    assert "tests/api/test_crash.py::test_negative" in contexts["11"]
+    assert "13" not in contexts  # return 0: only the crashed test reached it
+    assert data.coverage is not None
+    # Its setup report said every earlier test's data was saved (the context
+    # switch to it wrote them): only the crashed test's own coverage is lost.
+    assert len(data.coverage.lost) == 1
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: coverage lost: worker gw? crashed running "
+            "tests/api/test_crash.py::test_zero_crashes: the coverage of that test is missing"
+        ]
+    )
+
+
+def test_coverage_settings_without_a_source_are_a_usage_error(
+    project: pytest.Pytester,
+) -> None:
+    result = project.runpytest_subprocess("--batchflow", "--batchflow-cov-fail-under=80")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: --batchflow-cov-fail-under (command line) needs a source to "
+            "measure; add --batchflow-cov=SOURCE, e.g. --batchflow-cov=src/mypkg"
+        ]
+    )
+
+
+def test_under_coverage_run_it_refuses_to_trace_twice(project: pytest.Pytester) -> None:
+    result = project.run(
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        "--batchflow",
+        "--batchflow-cov=pkg",
+        "-p",
+        "no:cacheprovider",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: --batchflow-cov and another coverage.py measurement (coverage "
+            "run?) would both trace this run; drop one *"
+        ]
+    )
+
+
+def test_with_pytest_cov_it_refuses_to_trace_twice(project: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_cov")
+    result = project.runpytest_subprocess("--batchflow", "--batchflow-cov=pkg", "--cov=pkg")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: batchflow: --batchflow-cov and pytest-cov's --cov would both trace this run*"]
+    )
+
+
+def test_without_batchflow_cov_nothing_is_measured(project: pytest.Pytester) -> None:
+    result, data = run(project, "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is None
+    assert not (project.path / ".batchflow" / "coverage").exists()
