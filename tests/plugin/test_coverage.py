@@ -7,7 +7,9 @@ figures are read back from coverage.py's own JSON report and batchflow's result.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -338,3 +340,28 @@ def test_without_batchflow_cov_nothing_is_measured(project: pytest.Pytester) -> 
     assert result.ret == pytest.ExitCode.OK
     assert data.coverage is None
     assert not (project.path / ".batchflow" / "coverage").exists()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
+
+
+@pytest.mark.skipif(not EXAMPLE.is_dir(), reason="the repository's example project is not here")
+def test_the_example_project_covers_the_same_lines_serially_and_on_2_and_4_workers(
+    pytester: pytest.Pytester,
+) -> None:
+    shutil.copytree(
+        EXAMPLE, pytester.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".batchflow")
+    )
+    seen = []
+    for workers in ("0", "2", "4"):
+        result, data = run(pytester, "--batchflow-cov=inventory", "-n", workers)
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+        assert data.coverage is not None
+        figures = [(b.name, b.covered, b.only) for b in data.coverage.batches]
+        seen.append((executed(coverage_json(pytester)), figures, data.coverage.percent))
+    assert seen[0] == seen[1] == seen[2]
+    lines, figures, percent = seen[0]
+    assert set(lines) >= {"inventory/store.py", "inventory/pricing.py"}
+    # The benchmark batch is left out (cov=off by default); the others measured.
+    assert [name for name, _, _ in figures] == ["smoke", "unit", "integration"]
+    assert 50 < percent < 100
