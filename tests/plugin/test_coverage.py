@@ -16,6 +16,14 @@ import pytest
 
 from pytest_batchflow.results import RunResult
 
+try:
+    import xdist  # noqa: F401
+except ImportError:
+    HAS_XDIST = False
+else:
+    HAS_XDIST = True
+needs_xdist = pytest.mark.skipif(not HAS_XDIST, reason="needs pytest-xdist")
+
 PACKAGE = """\
 VALUE = 1
 
@@ -123,7 +131,9 @@ INIT = "src/pkg/__init__.py"
 API_FILE = "src/pkg/api.py"
 
 
-@pytest.mark.parametrize("workers", [None, "2", "4"])
+@pytest.mark.parametrize(
+    "workers", [None, pytest.param("2", marks=needs_xdist), pytest.param("4", marks=needs_xdist)]
+)
 def test_serial_and_xdist_cover_the_same_lines(
     project: pytest.Pytester, workers: str | None
 ) -> None:
@@ -168,6 +178,7 @@ def test_serial_and_xdist_cover_the_same_lines(
     assert "pkg" in html
 
 
+@needs_xdist
 def test_per_test_contexts_say_which_tests_ran_each_line(project: pytest.Pytester) -> None:
     result, data = run(project, "--batchflow-cov=pkg", "--batchflow-cov-context=test", "-n", "2")
     assert result.ret == pytest.ExitCode.OK
@@ -205,6 +216,7 @@ def test_a_failed_total_gate_fails_the_run_and_says_coverage_did(
     assert data.coverage.failed
 
 
+@needs_xdist
 def test_a_met_gate_passes_and_a_batch_gate_fails_alone(project: pytest.Pytester) -> None:
     ini = INI.replace("after=unit", "after=unit cov_fail_under=30")
     (project.path / "pytest.ini").write_text(ini)
@@ -224,6 +236,7 @@ def test_a_test_failure_and_a_gate_both_show_in_failed_by(project: pytest.Pytest
     assert data.failed_by == ["tests", "coverage"]
 
 
+@needs_xdist
 def test_a_batch_with_cov_off_is_not_measured(project: pytest.Pytester) -> None:
     (project.path / "pytest.ini").write_text(INI + "    slow: paths=tests/slow cov=off\n")
     (project.path / "src" / "pkg" / "slow.py").write_text(SLOW)
@@ -239,6 +252,7 @@ def test_a_batch_with_cov_off_is_not_measured(project: pytest.Pytester) -> None:
     assert [batch.name for batch in data.coverage.batches] == ["unit", "api"]
 
 
+@needs_xdist
 def test_the_coverage_configuration_is_honoured(project: pytest.Pytester) -> None:
     (project.path / ".coveragerc").write_text("[run]\nbranch = True\nomit = */api.py\n")
     result, data = run(project, "--batchflow-cov=pkg", "-n", "2")
@@ -253,6 +267,7 @@ def test_the_coverage_configuration_is_honoured(project: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["batchflow: coverage *(statements and branches; *"])
 
 
+@needs_xdist
 def test_a_crashed_worker_keeps_the_coverage_of_the_tests_it_finished(
     project: pytest.Pytester,
 ) -> None:
@@ -335,6 +350,7 @@ def test_with_pytest_cov_it_refuses_to_trace_twice(project: pytest.Pytester) -> 
     )
 
 
+@needs_xdist
 def test_without_batchflow_cov_nothing_is_measured(project: pytest.Pytester) -> None:
     result, data = run(project, "-n", "2")
     assert result.ret == pytest.ExitCode.OK
@@ -345,6 +361,7 @@ def test_without_batchflow_cov_nothing_is_measured(project: pytest.Pytester) -> 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
 
 
+@needs_xdist
 @pytest.mark.skipif(not EXAMPLE.is_dir(), reason="the repository's example project is not here")
 def test_the_example_project_covers_the_same_lines_serially_and_on_2_and_4_workers(
     pytester: pytest.Pytester,
