@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from .core.coverage import summarize
@@ -81,26 +82,9 @@ def combine_and_report(
             "statements": summary.statements,
             "covered": summary.covered,
             "percent": summary.percent,
-            "files": [
-                CoverageFile(
-                    path=f.path,
-                    statements=f.statements,
-                    covered=f.covered,
-                    percent=f.percent,
-                    missing=list(f.missing),
-                )
-                for f in summary.files
-            ],
-            "batches": [
-                CoverageBatch(
-                    name=b.name,
-                    covered=b.covered,
-                    percent=b.percent,
-                    only=b.only,
-                    only_lines={path: list(lines) for path, lines in b.only_lines.items()},
-                )
-                for b in summary.batches
-            ],
+            # The core's dataclasses hold the same fields as the result models.
+            "files": [CoverageFile.model_validate(asdict(f)) for f in summary.files],
+            "batches": [CoverageBatch.model_validate(asdict(b)) for b in summary.batches],
             "gates": gates,
             "failed": any(not gate.passed for gate in gates),
             "outputs": {name: str(path) for name, path in outputs.items()},
