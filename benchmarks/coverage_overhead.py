@@ -1,0 +1,177 @@
+"""Coverage overhead on ``-n 2``: plain, pytest-cov, batchflow by batch and by test.
+
+Run with ``python benchmarks/coverage_overhead.py [repetitions]`` (default 3).
+Generates a package of a few hundred statements (branches, loops) and 1,000
+tests over two batches that call into it, in a temporary directory, and times
+the whole ``python -m pytest -n 2`` command (perf_counter around the
+subprocess) for: no coverage, pytest-cov's ``--cov``, ``--batchflow`` without
+coverage, ``--batchflow --batchflow-cov`` (batch contexts) and with
+``--batchflow-cov-context=test``. One untimed warm-up of each (bytecode
+caches), then the variants alternate within each repetition; the table gives
+the median and the range, and the total percentage each coverage variant
+printed, so that one sees they measured the same code. Needs pytest-cov
+(``pip install pytest-cov``). Standard library only; prints figures and the
+targets, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from _xdist_bench import check, clean_env, machine, run_pytest, seconds, table
+
+TESTS_PER_MODULE = 50
+MODULES = 20
+WORKERS = 2
+DEFAULT_REPETITIONS = 3
+COMMON = ["-p", "no:cacheprovider", "-q", "-n", str(WORKERS)]
+BATCHFLOW = ["--batchflow", "--batchflow-no-history"]
+VARIANTS = {
+    "plain": [],
+    "pytest-cov": ["--cov=benchpkg", "--cov-report=term"],
+    "batchflow, no coverage": BATCHFLOW,
+    "batchflow, batch contexts": [*BATCHFLOW, "--batchflow-cov=benchpkg"],
+    "batchflow, test contexts": [
+        *BATCHFLOW,
+        "--batchflow-cov=benchpkg",
+        "--batchflow-cov-context=test",
+    ],
+}
+BASE = "pytest-cov"
+TARGETS = {"batchflow, batch contexts": 1.05, "batchflow, test contexts": 1.25}
+PERCENT = {
+    "pytest-cov": re.compile(r"^TOTAL\s.*?(\d+(?:\.\d+)?)%\s*$", re.MULTILINE),
+    "batchflow": re.compile(r"^batchflow: coverage (\d+(?:\.\d+)?)% of", re.MULTILINE),
+}
+
+MODULE = """\
+def classify_{n}(value):
+    if value < 0:
+        return "negative"
+    if value == 0:
+        return "zero"
+    if value % 2:
+        return "odd"
+    return "even"
+
+
+def total_{n}(values):
+    result = 0
+    for value in values:
+        if classify_{n}(value) == "odd":
+            result += value
+        else:
+            result -= value
+    return result
+
+
+def table_{n}(size):
+    rows = []
+    for row in range(size):
+        rows.append([row * column for column in range(size)])
+    return rows
+
+
+def unused_{n}():
+    return "no test calls this"
+"""
+
+TEST_MODULE = """\
+import pytest
+
+from benchpkg.mod_{n} import classify_{n}, table_{n}, total_{n}
+
+
+@pytest.mark.parametrize("value", range({count}))
+def test_value(value):
+    assert classify_{n}(value - 5) in ("negative", "zero", "odd", "even")
+    assert isinstance(total_{n}(range(value)), int)
+    assert len(table_{n}(value % 7)) == value % 7
+"""
+
+
+def make_suite(root: Path) -> None:
+    (root / "pytest.ini").write_text(
+        "[pytest]\npythonpath = src\nbatchflow_batches =\n"
+        "    first: paths=tests/first\n    second: paths=tests/second after=first\n",
+        encoding="utf-8",
+    )
+    package = root / "src" / "benchpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    for n in range(MODULES):
+        (package / f"mod_{n}.py").write_text(MODULE.format(n=n), encoding="utf-8")
+        folder = root / "tests" / ("first" if n < MODULES // 2 else "second")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"test_mod_{n}.py").write_text(
+            TEST_MODULE.format(n=n, count=TESTS_PER_MODULE), encoding="utf-8"
+        )
+
+
+def percent_of(name: str, output: str) -> str:
+    pattern = PERCENT["pytest-cov" if name == "pytest-cov" else "batchflow"]
+    found = pattern.search(output)
+    return f"{float(found.group(1)):.2f}%" if found else "?"
+
+
+def main() -> None:
+    if importlib.util.find_spec("pytest_cov") is None:
+        raise SystemExit("coverage_overhead: pytest-cov is needed: pip install pytest-cov")
+    repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
+    env = clean_env()
+    tests = TESTS_PER_MODULE * MODULES
+    print(
+        f"coverage_overhead: {tests} tests over {MODULES} modules in 2 batches, -n {WORKERS}, "
+        f"{repetitions} repetitions; {machine()}",
+        flush=True,
+    )
+    expect = f"{tests} passed"
+    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    percents: dict[str, set[str]] = {name: set() for name in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="batchflow-cov-bench-") as tmp:
+        root = Path(tmp)
+        make_suite(root)
+        for name, extra in VARIANTS.items():
+            print(f"warm-up {name} ...", flush=True)
+            check(run_pytest(root, [*COMMON, *extra], env), expect)
+        for repetition in range(repetitions):
+            print(f"repetition {repetition + 1}/{repetitions} ...", flush=True)
+            for name, extra in VARIANTS.items():
+                run = run_pytest(root, [*COMMON, *extra], env)
+                check(run, expect)
+                samples[name].append(run.wall)
+                if "cov" in " ".join(extra):
+                    percents[name].add(percent_of(name, run.stdout))
+    base = statistics.median(samples[BASE])
+    plain = statistics.median(samples["plain"])
+    rows = []
+    for name, values in samples.items():
+        median = statistics.median(values)
+        rows.append(
+            [
+                name,
+                seconds(median),
+                seconds(min(values)),
+                seconds(max(values)),
+                f"{median / base:.3f}",
+                f"{median / plain:.3f}",
+                ", ".join(sorted(percents[name])) or "-",
+            ]
+        )
+    print()
+    print(table(["variant", "median", "min", "max", f"/{BASE}", "/plain", "total"], rows))
+    print()
+    for name, target in TARGETS.items():
+        value = statistics.median(samples[name]) / base
+        verdict = "met" if value <= target else "NOT met"
+        print(f"target {name} <= {target:.2f} x {BASE}: {verdict} ({value:.3f})")
+    print("wall time of the whole pytest command, medians; total: the coverage each printed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
