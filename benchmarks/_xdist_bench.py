@@ -282,5 +282,30 @@ def check(run: Run, expect: str | None = None) -> None:
         raise SystemExit(f"{run.command}: expected {expect!r} in its output:\n{run.stdout[-3000:]}")
 
 
+def alternate(
+    root: Path,
+    variants: Mapping[str, Sequence[str]],
+    common: Sequence[str],
+    env: Mapping[str, str],
+    expect: str,
+    repetitions: int,
+) -> dict[str, list[Run]]:
+    """One untimed warm-up run of each variant, then the variants in turn per repetition.
+
+    Alternating lets drift (caches, CPU frequency, neighbours) hit every variant alike.
+    """
+    for name, extra in variants.items():
+        print(f"warm-up {name} ...", flush=True)
+        check(run_pytest(root, [*common, *extra], env), expect)
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
+    for repetition in range(repetitions):
+        print(f"repetition {repetition + 1}/{repetitions} ...", flush=True)
+        for name, extra in variants.items():
+            run = run_pytest(root, [*common, *extra], env)
+            check(run, expect)
+            runs[name].append(run)
+    return runs
+
+
 def machine() -> str:
     return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {sys.platform}"

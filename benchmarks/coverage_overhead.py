@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _xdist_bench import check, clean_env, machine, run_pytest, seconds, table
+from _xdist_bench import alternate, clean_env, machine, seconds, table
 
 TESTS_PER_MODULE = 50
 MODULES = 20
@@ -131,22 +131,16 @@ def main() -> None:
         flush=True,
     )
     expect = f"{tests} passed"
-    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    percents: dict[str, set[str]] = {name: set() for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="batchflow-cov-bench-") as tmp:
         root = Path(tmp)
         make_suite(root)
-        for name, extra in VARIANTS.items():
-            print(f"warm-up {name} ...", flush=True)
-            check(run_pytest(root, [*COMMON, *extra], env), expect)
-        for repetition in range(repetitions):
-            print(f"repetition {repetition + 1}/{repetitions} ...", flush=True)
-            for name, extra in VARIANTS.items():
-                run = run_pytest(root, [*COMMON, *extra], env)
-                check(run, expect)
-                samples[name].append(run.wall)
-                if "cov" in " ".join(extra):
-                    percents[name].add(percent_of(name, run.stdout))
+        runs = alternate(root, VARIANTS, COMMON, env, expect, repetitions)
+    samples = {name: [run.wall for run in done] for name, done in runs.items()}
+    percents = {
+        name: {percent_of(name, run.stdout) for run in done}
+        for name, done in runs.items()
+        if "cov" in " ".join(VARIANTS[name])
+    }
     base = statistics.median(samples[BASE])
     plain = statistics.median(samples["plain"])
     rows = []
@@ -160,7 +154,7 @@ def main() -> None:
                 seconds(max(values)),
                 f"{median / base:.3f}",
                 f"{median / plain:.3f}",
-                ", ".join(sorted(percents[name])) or "-",
+                ", ".join(sorted(percents.get(name, ()))) or "-",
             ]
         )
     print()

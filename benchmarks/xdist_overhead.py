@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _xdist_bench import check, clean_env, machine, run_pytest, seconds, table, write_project
+from _xdist_bench import alternate, clean_env, machine, seconds, table, write_project
 
 TESTS = 5000
 MODULES = 50
@@ -52,21 +52,13 @@ def main() -> None:
         flush=True,
     )
     expect = f"{TESTS} passed"
-    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    statuses: dict[str, set[str]] = {name: set() for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="batchflow-overhead-") as tmp:
         root = Path(tmp)
         make_suite(root)
-        for name, extra in VARIANTS.items():  # warm-up; fills the history store
-            print(f"warm-up {name} ...", flush=True)
-            check(run_pytest(root, [*COMMON, *extra], env), expect)
-        for repetition in range(repetitions):
-            print(f"repetition {repetition + 1}/{repetitions} ...", flush=True)
-            for name, extra in VARIANTS.items():
-                run = run_pytest(root, [*COMMON, *extra], env)
-                check(run, expect)
-                samples[name].append(run.wall)
-                statuses[name].add(run.status())
+        # The history variant's warm-up fills the store.
+        runs = alternate(root, VARIANTS, COMMON, env, expect, repetitions)
+    samples = {name: [run.wall for run in done] for name, done in runs.items()}
+    statuses = {name: {run.status() for run in done} for name, done in runs.items()}
     base = statistics.median(samples[BASE])
     rows = []
     for name, values in samples.items():
