@@ -8,7 +8,6 @@ is never worth a failed run.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import sqlite3
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core.flaky import RunRecord, is_infrastructure_failure
+from .files import ignore_in_git
 
 __all__ = ["SCHEMA_VERSION", "HistoryError", "HistoryStore", "error_digest"]
 
@@ -129,7 +129,7 @@ class HistoryStore:
         except OSError as error:
             raise HistoryError(f"cannot create the folder of {path}: {error}") from None
         if created:
-            _ignore_in_git(path.parent)
+            ignore_in_git(path.parent)
         try:
             return cls(path, _connect(path)), None
         except sqlite3.DatabaseError as error:
@@ -373,11 +373,3 @@ def _migrate(connection: sqlite3.Connection) -> None:
     except BaseException:
         connection.execute("ROLLBACK")
         raise
-
-
-def _ignore_in_git(folder: Path) -> None:
-    """Keep run outputs out of commits, as pytest does for its cache folder."""
-    gitignore = folder / ".gitignore"
-    if not gitignore.exists():
-        with contextlib.suppress(OSError):
-            gitignore.write_text("# created by pytest-batchflow\n*\n", encoding="utf-8")

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALONE_ENV", "BATCHES_INI", "BATCHES_INI_HELP", "OPTIONS", "SWITCHES", "Option"]
+__all__ = [
+    "ALONE_ENV",
+    "BATCHES_INI",
+    "BATCHES_INI_HELP",
+    "HTML_OFF",
+    "OPTIONS",
+    "SWITCHES",
+    "Option",
+]
 
 #: Set in the process a probe runs a test alone in: batchflow stays off there,
 #: whatever the options, so that run writes no history, JSON or report.
 ALONE_ENV = "BATCHFLOW_PROBE_ALONE"
+
+
+#: The value of --batchflow-html that writes no report.
+HTML_OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,26 @@ OPTIONS: tuple[Option, ...] = (
         "batchflow_json",
         "Write the run's JSON result to this path.",
         ".batchflow/result.json",
+        metavar="PATH",
+    ),
+    Option(
+        "html_path",
+        "--batchflow-html",
+        "BATCHFLOW_HTML",
+        "batchflow_html",
+        "Write the self-contained HTML report to this path (default: .batchflow/report.html "
+        "in rootdir); 'off' writes none.",
+        ".batchflow/report.html",
+        metavar="PATH",
+    ),
+    Option(
+        "junit_path",
+        "--batchflow-junit",
+        "BATCHFLOW_JUNIT",
+        "batchflow_junit",
+        "Write JUnit XML to this path: one testcase per test with its batch, earlier failed "
+        "attempts as flakyFailure/rerunFailure (pytest's --junitxml is unaffected).",
+        ".batchflow/junit.xml",
         metavar="PATH",
     ),
     Option(

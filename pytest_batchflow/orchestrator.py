@@ -33,6 +33,7 @@ from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flaki
 from .core.plan import Plan, PlanError, build_plan
 from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.scheduler import RunState
+from .files import ignore_in_git
 from .history import Attempt, HistoryError, HistoryStore
 from .items import MarkerError
 from .results import (
@@ -43,6 +44,7 @@ from .results import (
     PhaseResult,
     RunResult,
     TestResult,
+    error_line,
 )
 from .settings import Settings
 from .terminal import batch_table, format_header, format_plan
@@ -223,6 +225,8 @@ class Orchestrator:
         self.coverage_pending: dict[str, int] = {}
         self.coverage: CoverageResult | None = None
         self.coverage_lost: list[str] = []
+        #: The outputs written at the end of the run (what, where), for the summary.
+        self.written: list[tuple[str, Path]] = []
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -925,8 +929,11 @@ class Orchestrator:
         decisive = next((p for p in phases if p.outcome in ("failed", QUARANTINED)), None) or next(
             (p for p in phases if p.outcome == "skipped"), None
         )
+        path, lineno, _ = reports[0].location
         return TestResult(
             nodeid=specs[index].nodeid,
+            file=path,
+            line=None if lineno is None else lineno + 1,
             batch=self.plan.batch_of[index],
             outcome=outcome,
             duration=sum(p.duration for p in phases),
@@ -981,7 +988,9 @@ class Orchestrator:
                 failed_by.append("coverage")
                 if session.exitstatus == pytest.ExitCode.OK:
                     session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
-        self.run_result = RunResult(
+        tests = self._with_history_trail(tests)
+        known = bool(self.plan.measured)
+        result = RunResult(
             started=self.started,
             stopped=stopped,
             duration=stopped - self.started,
@@ -993,12 +1002,69 @@ class Orchestrator:
             probe=probe,
             coverage=self.coverage,
             failed_by=failed_by,
+            estimated=self.plan.total_estimate if known else None,
+            lower_bound=self.plan.lower_bound(self.workers) if known else None,
         )
-        if self.settings.json_path is not None:
+        self.run_result = _with_hook_additions(self.config, result)
+        self._write_outputs(self.run_result)
+
+    def _with_history_trail(self, tests: list[TestResult]) -> list[TestResult]:
+        """Flakiness score and recent outcomes for the tests a reader will ask about."""
+        wanted = {t.nodeid for t in tests if t.outcome in _TRAIL_OUTCOMES}
+        if not wanted or self.history is None:
+            return tests
+        none: dict[str, list[RunRecord]] = {}
+        records = self._use_history(lambda h: h.run_records(), none)
+        window = self.settings.flaky_window
+        trailed = []
+        for test in tests:
+            runs = records.get(test.nodeid) if test.nodeid in wanted else None
+            if runs:
+                test = test.model_copy(
+                    update={
+                        "flakiness": flakiness(runs, window).score,
+                        "recent": [_run_word(run) for run in runs[-window:]],
+                    }
+                )
+            trailed.append(test)
+        return trailed
+
+    def _write_outputs(self, result: RunResult) -> None:
+        """JSON, HTML, JUnit and the CI summary; a failure to write one is a note, not a crash."""
+        settings = self.settings
+        writers: list[tuple[str, Path | None, Callable[[Path], None]]] = [
+            ("the JSON result", settings.json_path, result.write),
+        ]
+        if settings.html_path is not None:
+            from .report.html import write_html
+
+            writers.append(("the HTML report", settings.html_path, lambda p: write_html(result, p)))
+        if settings.junit_path is not None:
+            from .report.junit import write_junit
+
+            writers.append(("the JUnit XML", settings.junit_path, lambda p: write_junit(result, p)))
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            from .report.github import append_step_summary
+
+            writers.append(
+                (
+                    "the GitHub step summary",
+                    Path(summary),
+                    lambda p: append_step_summary(result, p, settings.html_path),
+                )
+            )
+        for what, path, write in writers:
+            if path is None:
+                continue
             try:
-                self.run_result.write(self.settings.json_path)
+                write(path)
             except OSError as error:
-                self.notes.append(f"could not write the JSON result: {error}")
+                self.notes.append(f"could not write {what}: {error}")
+            else:
+                self.written.append((what, path))
+                if path.parent.name == ".batchflow":
+                    ignore_in_git(path.parent)
 
     def coverage_crash(self, worker: str, nodeid: str | None) -> None:
         """On the controller: a worker died; what of its coverage data is lost."""
@@ -1169,7 +1235,7 @@ class Orchestrator:
             for number, attempt in enumerate(result.attempts, 1):
                 terminal.write_line(
                     f"  attempt {number} ({attempt.outcome} on {attempt.worker}): "
-                    f"{_error_line(attempt.longrepr)}"
+                    f"{error_line(attempt.longrepr)}"
                 )
         if self.settings.strict_flaky:
             count = "1 flaky test fails" if len(flaky) == 1 else f"{len(flaky)} flaky tests fail"
@@ -1188,7 +1254,7 @@ class Orchestrator:
             for index, result in failed:
                 terminal.write_line(
                     f"QUARANTINED {result.nodeid} ({self.quarantined[index]}): "
-                    f"{_error_line(result.longrepr)}"
+                    f"{error_line(result.longrepr)}"
                 )
         for line in self.quarantine_news:
             terminal.write_line(f"batchflow: {line}", yellow=True)
@@ -1226,17 +1292,51 @@ class Orchestrator:
                 )
         for note in self.notes:
             terminalreporter.write_line(f"batchflow: warning: {note}", yellow=True)
-        if result is not None and self.settings.json_path is not None:
-            terminalreporter.write_line(f"batchflow: JSON result: {self.settings.json_path}")
+        if result is not None and os.environ.get("GITHUB_ACTIONS") == "true":
+            from .report.github import annotations
+
+            for line in annotations(result):
+                terminalreporter.write_line(line)
+        labels = {
+            "the JSON result": "JSON result",
+            "the HTML report": "HTML report",
+            "the JUnit XML": "JUnit XML",
+        }
+        for what, path in self.written:
+            if what in labels:
+                terminalreporter.write_line(f"batchflow: {labels[what]}: {path}")
 
 
-def _error_line(longrepr: str | None) -> str:
-    """The line that says what went wrong: pytest's ``E`` line, else the last one."""
-    lines = [line for line in (longrepr or "").splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("E "):
-            return line[1:].strip()
-    return lines[-1].strip() if lines else "(no error text)"
+#: Outcomes whose flakiness score and recent runs the result carries.
+_TRAIL_OUTCOMES = frozenset({"flaky", QUARANTINED, "failed", "error"})
+
+
+def _run_word(run: RunRecord) -> str:
+    """One earlier run of a test in a word: passed, failed, flaky or skipped."""
+    if run.flaky:
+        return "flaky"
+    return {"pass": "passed", "fail": "failed"}.get(run.verdict or "", "skipped")
+
+
+def _with_hook_additions(config: pytest.Config, result: RunResult) -> RunResult:
+    """Report sections and row notes from ``pytest_batchflow_report_*`` hooks."""
+    from .results import ReportSection
+
+    hook = config.hook
+    sections = [
+        ReportSection(title=str(title), html=str(html))
+        for returned in hook.pytest_batchflow_report_sections(config=config, result=result)
+        for title, html in returned
+    ]
+    tests = result.tests
+    if hook.pytest_batchflow_report_test.get_hookimpls():
+        tests = []
+        for test in result.tests:
+            notes = [str(n) for n in hook.pytest_batchflow_report_test(config=config, test=test)]
+            tests.append(test.model_copy(update={"notes": notes}) if notes else test)
+    if not sections and tests is result.tests:
+        return result
+    return result.model_copy(update={"sections": sections, "tests": tests})
 
 
 def run_idle(item: IdleItem, nextitem: pytest.Item | None) -> None:

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .options import ALONE_ENV, BATCHES_INI, BATCHES_INI_HELP, OPTIONS, SWITCHES, Option
+from .options import (
+    ALONE_ENV,
+    BATCHES_INI,
+    BATCHES_INI_HELP,
+    HTML_OFF,
+    OPTIONS,
+    SWITCHES,
+    Option,
+)
 
 if TYPE_CHECKING:
     from .orchestrator import Role
@@ -35,9 +43,15 @@ _DEPENDENCY_MARKER = (
     "dependency(name=None, depends=[], scope='module'): pytest-dependency's marker, "
     "honoured by batchflow."
 )
-_PATH_FIELDS = frozenset({"json_path", "history_path"})
+_PATH_FIELDS = frozenset({"json_path", "html_path", "junit_path", "history_path"})
 #: xdist modes batchflow's scheduler replaces: they only balance load.
 _REPLACED_DIST_MODES = frozenset({"load", "worksteal"})
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -110,7 +124,12 @@ def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValu
             continue
         value = given.value
         base = inidir if given.origin == "ini" else config.invocation_params.dir
-        if option.field in _PATH_FIELDS and isinstance(value, str) and value.strip():
+        if (
+            option.field in _PATH_FIELDS
+            and isinstance(value, str)
+            and value.strip()
+            and not (option.field == "html_path" and value.strip().lower() == HTML_OFF)
+        ):
             given = replace(given, value=str(base / os.path.expanduser(value)))
         elif option.field == "cov_source" and isinstance(value, str):
             # A directory relative to where it was written; else a package name.
@@ -134,9 +153,10 @@ def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValu
                 ),
             )
         raw[option.field] = given
-    if "history_path" not in raw:
-        default = config.rootpath / ".batchflow" / "history.sqlite"
-        raw["history_path"] = RawValue(str(default), "default", "default")
+    for field, name in (("history_path", "history.sqlite"), ("html_path", "report.html")):
+        if field not in raw:
+            default = config.rootpath / ".batchflow" / name
+            raw[field] = RawValue(str(default), "default", "default")
     return raw
 
 

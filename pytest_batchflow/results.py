@@ -7,12 +7,12 @@ merged shards) read it back with :meth:`RunResult.model_validate_json`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .files import write_atomically
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -22,13 +22,15 @@ __all__ = [
     "PhaseResult",
     "ProbeResult",
     "ProbeTest",
+    "ReportSection",
     "RunResult",
     "TestOutcome",
     "TestResult",
+    "error_line",
     "json_schema",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TestOutcome = str
 
@@ -72,6 +74,8 @@ class TestResult(_Model):
     __test__ = False  # not a pytest test class, despite the name
 
     nodeid: str
+    file: str | None = Field(None, description="The test's file, relative to rootdir.")
+    line: int | None = Field(None, description="The line it is defined on, counted from 1.")
     batch: str
     outcome: TestOutcome = Field(
         description="passed, failed, error, skipped, xfailed, xpassed, or flaky (failed, "
@@ -93,6 +97,20 @@ class TestResult(_Model):
         default_factory=list,
         description="Earlier attempts, oldest first: each failed and was rerun. The "
         "test's own fields describe its last attempt.",
+    )
+    flakiness: float | None = Field(
+        None,
+        description="Flaky, quarantined, failed and error tests with history: the flakiness "
+        "score over the recent runs (see docs/flaky).",
+    )
+    recent: list[str] = Field(
+        default_factory=list,
+        description="The same tests: outcomes of their recent runs before this one, oldest "
+        "first (at most the flaky window).",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Notes for the report's row, from pytest_batchflow_report_test hooks.",
     )
 
 
@@ -223,10 +241,17 @@ class CoverageResult(_Model):
     )
 
 
+class ReportSection(_Model):
+    """A section a pytest_batchflow_report_sections hook adds to the HTML report."""
+
+    title: str = Field(description="Plain text, escaped in the report.")
+    html: str = Field(description="Markup, inserted as it is (it comes from the suite's code).")
+
+
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[4] = 4
+    schema_version: Literal[5] = 5
     started: float
     stopped: float
     duration: float
@@ -241,18 +266,42 @@ class RunResult(_Model):
         default_factory=list,
         description="What failed the run: tests (a failure or error), coverage (a gate).",
     )
+    estimated: float | None = Field(
+        None, description="The plan's estimate of the tests' total duration (from history)."
+    )
+    lower_bound: float | None = Field(
+        None,
+        description="The plan's lower bound of the run time on these workers: max(total / "
+        "workers, critical path), from history; None without history.",
+    )
+    sections: list[ReportSection] = Field(
+        default_factory=list, description="Extra report sections from hooks."
+    )
+    shards: list[str] = Field(
+        default_factory=list,
+        description="For a result merged by `batchflow report`: the merged results' labels; "
+        "their workers are named LABEL/WORKER.",
+    )
+
+    @property
+    def makespan(self) -> float:
+        """Seconds from the first test's start to the last test's stop."""
+        if not self.tests:
+            return 0.0
+        return max(test.stop for test in self.tests) - min(test.start for test in self.tests)
 
     def write(self, path: Path) -> None:
         """Write atomically: a reader never sees half a file. Raises OSError."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                stream.write(self.model_dump_json(indent=1))
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(path, self.model_dump_json(indent=1).encode("utf-8"))
+
+
+def error_line(longrepr: str | None) -> str:
+    """The line that says what went wrong: pytest's ``E`` line, else the last one."""
+    lines = [line for line in (longrepr or "").splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("E "):
+            return line[1:].strip()
+    return lines[-1].strip() if lines else "(no error text)"
 
 
 def json_schema() -> str:

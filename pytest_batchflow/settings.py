@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
-from .options import BATCHES_INI, OPTIONS, Option
+from .options import BATCHES_INI, HTML_OFF, OPTIONS, Option
 
 __all__ = [
     "BATCH_LINE_KEYS",
@@ -212,6 +212,8 @@ class Settings(BaseModel):
     plan_only: bool = False
     select: tuple[str, ...] | None = None
     json_path: Path | None = None
+    html_path: Path | None = None
+    junit_path: Path | None = None
     history_path: Path
     no_history: bool = False
     missing_dependency: Literal["error", "skip"] = "error"
@@ -264,12 +266,17 @@ class Settings(BaseModel):
             return tuple(dict.fromkeys(sources))
         return value
 
-    @field_validator("json_path", "history_path", mode="before")
+    @field_validator("json_path", "html_path", "junit_path", "history_path", mode="before")
     @classmethod
     def _not_empty(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError("the path is empty")
         return value
+
+    @field_validator("html_path", mode="before")
+    @classmethod
+    def _html_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() == HTML_OFF else value
 
     @model_validator(mode="after")
     def _plan_implies_enabled(self) -> Settings:

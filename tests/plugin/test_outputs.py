@@ -50,7 +50,7 @@ def test_json_result_holds_every_test_with_phases_and_output(pytester: pytest.Py
     result.assert_outcomes(passed=1, failed=1, skipped=1, xfailed=1)
     result.stdout.fnmatch_lines([f"batchflow: JSON result: {pytester.path}/out/result.json"])
     data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
-    assert data.schema_version == 4
+    assert data.schema_version == 5
     assert data.exitstatus == 1
     assert data.environment.pytest == pytest.__version__
     assert data.environment.python == ".".join(map(str, sys.version_info[:3]))
@@ -162,7 +162,11 @@ def test_history_stores_every_attempt_with_commit(
 def test_no_history_and_custom_history_path(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_one="def test_one(): pass")
     pytester.runpytest("--batchflow", "--batchflow-no-history").assert_outcomes(passed=1)
-    assert not (pytester.path / ".batchflow").exists()
+    # The report is there; the store is not.
+    assert sorted(p.name for p in (pytester.path / ".batchflow").iterdir()) == [
+        ".gitignore",
+        "report.html",
+    ]
     pytester.runpytest("--batchflow", "--batchflow-history=store/h.db").assert_outcomes(passed=1)
     assert history_rows(pytester.path / "store/h.db", "SELECT COUNT(*) FROM attempts") == [(1,)]
 

@@ -1,0 +1,1 @@
+"""Outputs rendered from the results model: HTML report, JUnit XML, CI summary, merge."""

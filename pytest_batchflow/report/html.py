@@ -1,0 +1,314 @@
+"""The self-contained HTML report, rendered with jinja2 from the results model.
+
+The page is one file: inline CSS and JavaScript, no fetch, so it opens from
+``file://`` offline. What is small and fixed (summary, batches and their DAG,
+flaky tests, coverage, environment) is rendered here as HTML; what grows with
+the suite (the tests table and the timeline) travels as one compact JSON
+block that the page's script draws: each repeated string (file, batch,
+worker, outcome) once in a table, numbers as numbers, and the text of
+passing tests (their output and logs) left out.
+
+Everything from the suite is escaped: jinja2 autoescapes the HTML, the JSON
+block has ``<``, ``>`` and ``&`` written as ``\\u`` escapes so no text can
+close its ``<script>`` element, and the script inserts text as text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from ..files import write_atomically
+from ..core.layout import layered_layout
+from ..results import BatchResult, RunResult, TestResult, error_line
+
+__all__ = ["TEXT_LIMIT", "render_html", "write_html"]
+
+#: Characters of one text (a traceback, an output) kept in the report; the
+#: JSON result (``--batchflow-json``) keeps all of it.
+TEXT_LIMIT = 20_000
+#: Outcomes whose output and log the report keeps (passing tests' are left out).
+_KEEP_TEXT = frozenset({"failed", "error", "flaky", "quarantined", "xpassed", "skipped"})
+_FAILING = ("failed", "error")
+#: The order outcomes are listed in everywhere.
+OUTCOMES = (
+    "passed",
+    "failed",
+    "error",
+    "flaky",
+    "quarantined",
+    "skipped",
+    "xfailed",
+    "xpassed",
+)
+_STATIC = Path(__file__).with_name("static")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pytest_batchflow.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["seconds"] = _seconds
+    env.filters["error_line"] = error_line
+    return env
+
+
+@cache
+def _static(name: str) -> Markup:
+    # Our own files, inserted as they are: they hold no closing </style> or </script>.
+    return Markup(_STATIC.joinpath(name).read_text(encoding="utf-8"))
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 60:
+        minutes, seconds = divmod(value, 60)
+        return f"{int(minutes)}m {seconds:04.1f}s"
+    return f"{value:.2f}s"
+
+
+def _clip(text: str | None) -> str:
+    """A text cut to :data:`TEXT_LIMIT`, head and tail kept, with a note where it was cut."""
+    if not text:
+        return ""
+    if len(text) <= TEXT_LIMIT:
+        return text
+    head, tail = TEXT_LIMIT // 4, TEXT_LIMIT - TEXT_LIMIT // 4
+    cut = len(text) - head - tail
+    return (
+        f"{text[:head]}\n[... {cut:,} characters cut here; the JSON result "
+        f"(--batchflow-json) has the whole text ...]\n{text[-tail:]}"
+    )
+
+
+class _Strings:
+    """Repeated strings once: the page refers to them by index."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, value: str) -> int:
+        index = self._index.get(value)
+        if index is None:
+            index = self._index[value] = len(self.values)
+            self.values.append(value)
+        return index
+
+
+def _details(test: TestResult) -> dict[str, Any] | None:
+    """What expanding a row shows; None when there is nothing to show."""
+    detail: dict[str, Any] = {}
+    keep_text = test.outcome in _KEEP_TEXT or bool(test.attempts)
+    if test.longrepr:
+        detail["r"] = _clip(test.longrepr)
+    if keep_text:
+        for key, text in (("o", test.stdout), ("e", test.stderr), ("g", test.log)):
+            if text:
+                detail[key] = _clip(text)
+    if test.attempts:
+        detail["a"] = [
+            [a.outcome, a.worker, round(a.duration, 4), _clip(a.longrepr)] for a in test.attempts
+        ]
+    if test.dependencies:
+        detail["p"] = test.dependencies
+    return detail or None
+
+
+def _payload(result: RunResult) -> dict[str, Any]:
+    """The tests and the timeline, compact: see the module docstring."""
+    strings = _Strings()
+    origin = min((t.start for t in result.tests), default=result.started)
+    rows: list[list[Any]] = []
+    details: list[dict[str, Any]] = []
+    for test in result.tests:
+        path, sep, rest = test.nodeid.partition("::")
+        detail = _details(test)
+        if detail is not None:
+            details.append(detail)
+        rows.append(
+            [
+                strings(path if sep else ""),
+                rest if sep else test.nodeid,
+                strings(test.batch),
+                strings(test.outcome),
+                round(test.duration, 4),
+                round(test.start - origin, 4),
+                round(test.stop - origin, 4),
+                strings(test.worker),
+                len(details) - 1 if detail is not None else -1,
+                test.line,
+                len(test.attempts),
+                test.notes or 0,
+            ]
+        )
+    return {
+        "strings": strings.values,
+        "tests": rows,
+        "details": details,
+        "batches": [b.name for b in result.batches if b.tests],
+        "outcomes": list(OUTCOMES),
+    }
+
+
+def _script_json(data: object) -> Markup:
+    """JSON that is safe inside ``<script type="application/json">``."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for raw, escaped in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(raw, escaped)
+    return Markup(text)
+
+
+@dataclass(frozen=True)
+class _Node:
+    name: str
+    status: str
+    tests: int
+    x: int
+    y: int
+
+
+@dataclass(frozen=True)
+class _Edge:
+    path: str
+
+
+@dataclass(frozen=True)
+class _Dag:
+    width: int
+    height: int
+    nodes: list[_Node]
+    edges: list[_Edge]
+
+
+_NODE_W, _NODE_H, _GAP_X, _GAP_Y, _PAD = 150, 46, 60, 18, 10
+
+
+def _dag(batches: Sequence[BatchResult]) -> _Dag:
+    """The batch DAG's drawing: boxes in layers, curves for the ``after`` edges."""
+    names = [b.name for b in batches]
+    placed = layered_layout(names, {b.name: b.after for b in batches})
+    nodes = [
+        _Node(
+            b.name,
+            b.status,
+            b.tests,
+            _PAD + placed[b.name].layer * (_NODE_W + _GAP_X),
+            _PAD + placed[b.name].row * (_NODE_H + _GAP_Y),
+        )
+        for b in batches
+    ]
+    at = {node.name: node for node in nodes}
+    edges = []
+    for batch in batches:
+        for before in batch.after:
+            if before in at:
+                a, b = at[before], at[batch.name]
+                x1, y1 = a.x + _NODE_W, a.y + _NODE_H // 2
+                x2, y2 = b.x - 6, b.y + _NODE_H // 2
+                middle = (x1 + x2) // 2
+                edges.append(_Edge(f"M{x1},{y1} C{middle},{y1} {middle},{y2} {x2},{y2}"))
+    width = max((n.x for n in nodes), default=0) + _NODE_W + _PAD
+    height = max((n.y for n in nodes), default=0) + _NODE_H + _PAD
+    return _Dag(width, height, nodes, edges)
+
+
+def _counts(tests: Iterable[TestResult]) -> list[tuple[str, int]]:
+    counter = Counter(test.outcome for test in tests)
+    ordered = [(word, counter.pop(word)) for word in OUTCOMES if word in counter]
+    return ordered + sorted(counter.items())
+
+
+def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
+    reasons = []
+    if "tests" in result.failed_by:
+        failing = counts.get("failed", 0) + counts.get("error", 0)
+        if failing:
+            reasons.append(f"tests: {failing} failed or errored")
+        elif counts.get("flaky"):
+            reasons.append(f"tests: {counts['flaky']} flaky (--batchflow-strict-flaky)")
+        else:
+            reasons.append(f"tests: pytest exit code {result.exitstatus}")
+    if "coverage" in result.failed_by and result.coverage is not None:
+        for gate in result.coverage.gates:
+            if not gate.passed:
+                what = f"batch {gate.batch}" if gate.batch else "total"
+                reasons.append(
+                    f"coverage: {what} {gate.actual:.2f}% is under the gate {gate.threshold:g}%"
+                )
+    if not reasons and result.exitstatus != 0:
+        reasons.append(f"pytest exit code {result.exitstatus}")
+    return reasons
+
+
+def _relative_link(target: str, base: Path | None) -> str:
+    if base is None:
+        return Path(target).as_uri() if Path(target).is_absolute() else target
+    try:
+        return Path(os.path.relpath(target, base)).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(target).as_uri()
+
+
+def render_html(result: RunResult, base: Path | None = None) -> str:
+    """The report as one HTML document; ``base``: the folder it will be written to
+    (links to other outputs, such as coverage's HTML, are made relative to it)."""
+    counts = dict(_counts(result.tests))
+    batches = [b for b in result.batches if b.tests or b.skip_reason]
+    flaky = [t for t in result.tests if t.outcome == "flaky" or t.flakiness]
+    coverage = result.coverage
+    coverage_link = None
+    if coverage is not None and "html" in coverage.outputs:
+        coverage_link = _relative_link(coverage.outputs["html"], base)
+    workers = sorted({t.worker for t in result.tests})
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            result=result,
+            counts=counts,
+            why_failed=_why_failed(result, counts),
+            passed=result.exitstatus == 0,
+            makespan=result.makespan,
+            workers=workers,
+            batches=batches,
+            benchmark_batches=[b for b in result.batches if b.kind == "benchmark" and b.tests],
+            dag=_dag(batches),
+            flaky=flaky,
+            coverage=coverage,
+            coverage_link=coverage_link,
+            coverage_by_batch={b.name: b for b in coverage.batches} if coverage else {},
+            sections=[(s.title, Markup(s.html)) for s in result.sections],
+            data=_script_json(_payload(result)),
+            css=_static("report.css"),
+            js=_static("report.js"),
+        )
+    )
+
+
+def write_html(result: RunResult, path: Path) -> None:
+    """Render and write atomically (a reader never sees half a page). Raises OSError."""
+    text = render_html(result, base=path.parent.resolve())
+    # Lone surrogates (undecodable bytes in a test's output) must not stop the write.
+    write_atomically(path, text.encode("utf-8", "backslashreplace"))
