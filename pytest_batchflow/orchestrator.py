@@ -49,7 +49,7 @@ from .results import (
 from .settings import Settings
 from .terminal import batch_table, format_header, format_plan
 
-__all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "Role", "run_idle"]
+__all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "OutputLines", "Role", "run_idle"]
 
 #: A test's index in the full collection (the core's name for it).
 INDEX_KEY = pytest.StashKey[int]()
@@ -1297,14 +1297,34 @@ class Orchestrator:
 
             for line in annotations(result):
                 terminalreporter.write_line(line)
-        labels = {
-            "the JSON result": "JSON result",
-            "the HTML report": "HTML report",
-            "the JUnit XML": "JUnit XML",
-        }
-        for what, path in self.written:
-            if what in labels:
-                terminalreporter.write_line(f"batchflow: {labels[what]}: {path}")
+
+
+class OutputLines:
+    """Where the outputs went, as the last lines before pytest's closing line.
+
+    A separate plugin because it must run after the terminal reporter's own
+    summary (short test summary included), where the orchestrator's summary
+    runs before it.
+    """
+
+    _LABELS = (
+        ("the JSON result", "JSON result"),
+        ("the HTML report", "HTML report"),
+        ("the JUnit XML", "JUnit XML"),
+    )
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self.orchestrator = orchestrator
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter
+    ) -> Generator[None, None, None]:
+        yield
+        written = dict(self.orchestrator.written)
+        for what, label in self._LABELS:
+            if what in written:
+                terminalreporter.write_line(f"batchflow: {label}: {written[what]}")
 
 
 #: Outcomes whose flakiness score and recent runs the result carries.

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _ORCHESTRATOR_NAME = "batchflow-orchestrator"
 _XDIST_HOOKS_NAME = "batchflow-xdist"
+_OUTPUT_LINES_NAME = "batchflow-output-lines"
 
 _MARKERS = (
     "batch(name): put the test (or class/module via pytestmark) in the named batchflow batch; "
@@ -212,7 +213,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if not config.pluginmanager.has_plugin("dependency"):
         config.addinivalue_line("markers", _DEPENDENCY_MARKER)
-    from .orchestrator import Orchestrator
+    from .orchestrator import Orchestrator, OutputLines
 
     role: Role = "serial"
     workers = 1
@@ -238,6 +239,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
         orchestrator.coverage_rundir = set_up(config, orchestrator)
     config.pluginmanager.register(orchestrator, _ORCHESTRATOR_NAME)
+    if role != "worker":
+        config.pluginmanager.register(OutputLines(orchestrator), _OUTPUT_LINES_NAME)
     if role == "controller":
         from .xdist_scheduler import XdistHooks
 
@@ -268,7 +271,7 @@ def _check_xdist_mode(config: pytest.Config) -> int:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for name in (_XDIST_HOOKS_NAME, _ORCHESTRATOR_NAME):
+    for name in (_OUTPUT_LINES_NAME, _XDIST_HOOKS_NAME, _ORCHESTRATOR_NAME):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             if hasattr(plugin, "close"):

@@ -27,8 +27,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..files import write_atomically
 from ..core.layout import layered_layout
+from ..files import write_atomically
 from ..results import BatchResult, RunResult, TestResult, error_line
 
 __all__ = ["TEXT_LIMIT", "render_html", "write_html"]
@@ -51,6 +51,8 @@ OUTCOMES = (
     "xpassed",
 )
 _STATIC = Path(__file__).with_name("static")
+#: A test row's columns after this one may be left off when empty.
+_LAST_REQUIRED = 9
 
 
 @cache
@@ -137,26 +139,28 @@ def _payload(result: RunResult) -> dict[str, Any]:
     rows: list[list[Any]] = []
     details: list[dict[str, Any]] = []
     for test in result.tests:
-        path, sep, rest = test.nodeid.partition("::")
+        # Everything up to the test's own name (file, classes) is shared by its neighbours.
+        prefix, _, name = test.nodeid.rpartition("::")
         detail = _details(test)
         if detail is not None:
             details.append(detail)
-        rows.append(
-            [
-                strings(path if sep else ""),
-                rest if sep else test.nodeid,
-                strings(test.batch),
-                strings(test.outcome),
-                round(test.duration, 4),
-                round(test.start - origin, 4),
-                round(test.stop - origin, 4),
-                strings(test.worker),
-                len(details) - 1 if detail is not None else -1,
-                test.line,
-                len(test.attempts),
-                test.notes or 0,
-            ]
-        )
+        row = [
+            strings(prefix),
+            name,
+            strings(test.batch),
+            strings(test.outcome),
+            round(test.duration, 4),
+            round(test.start - origin, 4),
+            round(test.stop - origin, 4),
+            strings(test.worker),
+            len(details) - 1 if detail is not None else -1,
+            test.line,
+            len(test.attempts),
+            test.notes or 0,
+        ]
+        while len(row) > _LAST_REQUIRED and row[-1] in (None, 0):
+            row.pop()  # the page reads a missing line, attempt count or note as none
+        rows.append(row)
     return {
         "strings": strings.values,
         "tests": rows,

@@ -4,7 +4,7 @@
   "use strict";
   var D = JSON.parse(document.getElementById("batchflow-data").textContent);
   var S = D.strings, T = D.tests, DETAILS = D.details;
-  // Columns of a test row (see report/html.py, _payload).
+  // Columns of a test row (see report/html.py, _payload); the last three may be missing.
   var FILE = 0, NAME = 1, BATCH = 2, OUT = 3, DUR = 4, START = 5, STOP = 6, WORKER = 7,
       DET = 8, LINE = 9, TRIES = 10, NOTES = 11;
   var PAGE = 100;
@@ -82,7 +82,8 @@
   function detailHtml(t) {
     var d = t[DET] >= 0 ? DETAILS[t[DET]] : {};
     var parts = [];
-    var where = S[t[FILE]] ? S[t[FILE]] + (t[LINE] ? ":" + t[LINE] : "") : "";
+    var file = S[t[FILE]].split("::")[0];
+    var where = file ? file + (t[LINE] ? ":" + t[LINE] : "") : "";
     parts.push("<p class=\"where\">" + esc(where) + " · batch " + esc(S[t[BATCH]]) +
                " · worker " + esc(S[t[WORKER]]) + " · " + seconds(t[DUR]) + "</p>");
     if (d.p) parts.push("<p>depends on: " + d.p.map(function (p) {
