@@ -1,9 +1,16 @@
-"""The ``batchflow`` command: what the history store knows about tests.
+"""The ``batchflow`` command: the history store, and reports from JSON results.
 
 ``batchflow flaky`` lists tests by flakiness score with the evidence behind
 each; ``batchflow history NODEID`` shows a test's recent attempts. Both read
 the store pytest ``--batchflow`` writes (``.batchflow/history.sqlite`` by
 default) and never write to it beyond bringing its schema up to date.
+
+``batchflow report RESULT.json... -o report.html`` renders the HTML report
+from one JSON result (``--batchflow-json``) or from several merged (CI shards,
+stages; see :func:`pytest_batchflow.report.merge.merge_results`), optionally
+with the merged JSON and JUnit XML, and coverage recomputed from the runs'
+coverage.py data files. Its exit code is the merged run's: 0 when everything
+passed, 1 when tests failed; 2 for a missing or unusable input.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .core.flaky import DEFAULT_WINDOW, Flakiness, flakiness
@@ -20,11 +27,13 @@ from .history import HistoryError, HistoryStore
 __all__ = ["main"]
 
 DEFAULT_STORE = Path(".batchflow") / "history.sqlite"
+DEFAULT_REPORT = Path("report.html")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="batchflow", description="Read pytest-batchflow's history of runs."
+        prog="batchflow",
+        description="Read pytest-batchflow's history of runs; render reports from its results.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     flaky = commands.add_parser("flaky", help="tests by flakiness score, with the evidence")
@@ -38,6 +47,40 @@ def _parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="a test's recent attempts")
     history.add_argument("nodeid", help="the test's node id, as pytest prints it")
     history.add_argument("--limit", type=int, default=20, help="attempts to show (default 20)")
+    report = commands.add_parser(
+        "report",
+        help="render the HTML report from JSON results, merging several (CI shards, stages)",
+    )
+    report.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        metavar="RESULT.json",
+        help="results written by pytest --batchflow-json; the later of two results with the "
+        "same test wins",
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=DEFAULT_REPORT,
+        metavar="PATH",
+        help=f"the HTML report to write (default {DEFAULT_REPORT})",
+    )
+    report.add_argument("--json", type=Path, metavar="PATH", help="also write the merged result")
+    report.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML")
+    report.add_argument(
+        "--coverage-data",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="coverage.py data files of the runs (each run's .batchflow/coverage/.coverage) to "
+        "recompute the coverage from, with coverage's reports beside the HTML report (in "
+        "report-coverage/ for report.html); run it where the runs ran, or map their paths with "
+        "coverage's [paths] setting",
+    )
     for command in (flaky, history):
         command.add_argument(
             "--history",
@@ -112,9 +155,49 @@ def _history(store: HistoryStore, nodeid: str, limit: int) -> list[str]:
     return _table(rows, right=frozenset({0, 5}))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``batchflow`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+def _report(args: argparse.Namespace) -> int:
+    from .coverage_report import coverage_lines
+    from .report.merge import ResultFileError, labels_for, merge_results, read_result
+    from .results import RunResult
+
+    paths: list[Path] = args.results
+    output: Path = args.output
+    try:
+        results = [read_result(path) for path in paths]
+        merged, notes = merge_results(
+            list(zip(labels_for(paths), results, strict=True)),
+            coverage_data=args.coverage_data,
+            coverage_dir=output.with_name(f"{output.stem}-coverage"),
+        )
+    except ResultFileError as error:
+        print(f"batchflow: {error}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"batchflow: note: {note}")
+    if args.coverage_data and merged.coverage is not None:
+        print("\n".join(coverage_lines(merged.coverage)))
+    from .report.html import write_html
+
+    outputs: list[tuple[str, Path, Callable[[RunResult, Path], None]]] = [
+        ("HTML report", output, write_html)
+    ]
+    if args.json is not None:
+        outputs.append(("JSON result", args.json, RunResult.write))
+    if args.junit is not None:
+        from .report.junit import write_junit
+
+        outputs.append(("JUnit XML", args.junit, write_junit))
+    for what, path, write in outputs:
+        try:
+            write(merged, path)
+        except OSError as error:
+            print(f"batchflow: cannot write the {what} to {path}: {error}", file=sys.stderr)
+            return 2
+        print(f"batchflow: {what}: {path}")
+    return merged.exitstatus
+
+
+def _read_history(args: argparse.Namespace) -> int:
     path: Path = args.history
     if not path.is_file():
         print(
@@ -139,6 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.close()
     print("\n".join(lines))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``batchflow`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args)
+    return _read_history(args)
 
 
 if __name__ == "__main__":

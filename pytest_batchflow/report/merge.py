@@ -1,0 +1,377 @@
+"""Merge the JSON results of several runs (CI shards, stages) into one result.
+
+``batchflow report`` reads each file with :func:`read_result`, names it with
+:func:`labels_for` and merges the results with :func:`merge_results`; the
+merged result renders like any other. Every test keeps its own fields, except
+that its worker becomes ``LABEL/WORKER`` so each shard keeps its own lanes in
+the timeline. Coverage cannot be added up from percentages: it is recomputed
+from the runs' coverage.py data files when they are given, else left out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from ..results import SCHEMA_VERSION, BatchResult, CoverageResult, RunResult, TestResult
+
+__all__ = ["ResultFileError", "labels_for", "merge_results", "read_result"]
+
+# pytest's exit codes, by number: pytest is not imported here.
+_OK = 0
+_TESTS_FAILED = 1
+_NO_TESTS_COLLECTED = 5
+_FAILING = ("failed", "error")
+_BatchStatus = Literal["passed", "failed", "skipped", "incomplete", "empty"]
+#: Tests named in the note about tests found in several results.
+_NAMED_DUPLICATES = 5
+
+
+class ResultFileError(Exception):
+    """An input file that cannot be used; the message names the file and says why."""
+
+
+def read_result(path: Path) -> RunResult:
+    """Read a JSON result file. Raises :class:`ResultFileError`."""
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ResultFileError(f"{path}: cannot read it: {error.strerror or error}") from None
+    try:
+        return RunResult.model_validate_json(text)
+    except ValidationError as error:
+        raise ResultFileError(f"{path}: {_what_is_wrong(error)}") from None
+
+
+def _what_is_wrong(error: ValidationError) -> str:
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    if first["type"] == "json_invalid":
+        return f"not JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
+    if first["type"] == "model_type":
+        return "not a batchflow result: the JSON is not an object"
+    for problem in problems:
+        if problem["loc"] == ("schema_version",):
+            found = repr(problem["input"])
+            found = found if len(found) <= 20 else found[:17] + "..."
+            return (
+                f"a result of schema version {found}; this batchflow reads version "
+                f"{SCHEMA_VERSION} (render it with the batchflow that wrote it)"
+            )
+    missing = [p["loc"][0] for p in problems if p["type"] == "missing" and len(p["loc"]) == 1]
+    if len(missing) > 2:
+        shown = ", ".join(str(name) for name in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        return f"not a batchflow result: no {shown}{more}"
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return f"not a batchflow result: {where}: {first['msg']}{more}"
+
+
+def labels_for(paths: Sequence[Path]) -> list[str]:
+    """A unique label per file: its parent directory's name if all share a stem, else its stem.
+
+    ``shard1/result.json`` and ``shard2/result.json`` are ``shard1`` and
+    ``shard2``; ``unit.json`` and ``integration.json`` are ``unit`` and
+    ``integration``. A repeated label gets ``-2``, ``-3`` appended.
+    """
+    same_stem = len({path.stem for path in paths}) == 1
+    labels: list[str] = []
+    for path in paths:
+        name = (path.absolute().parent.name if same_stem else path.stem) or "result"
+        label, count = name, 1
+        while label in labels:
+            count += 1
+            label = f"{name}-{count}"
+        labels.append(label)
+    return labels
+
+
+def merge_results(
+    results: Sequence[tuple[str, RunResult]],
+    coverage_data: Sequence[Path] = (),
+    coverage_dir: Path | None = None,
+) -> tuple[RunResult, list[str]]:
+    """Merge ``(label, result)`` pairs, in order; return the result and notes for the user.
+
+    One result is returned as it is, except that with coverage data files its
+    coverage, ``failed_by`` and ``exitstatus`` are recomputed as below. Of several:
+
+    - tests: the union; a node id in several results keeps the later result's
+      test (a note says so, and so does the test's own ``notes``). Workers,
+      the tests' and their attempts', are renamed ``LABEL/WORKER``.
+    - batches of the same name are combined: counts summed (a test found twice
+      counted once), outcomes counted from the merged tests, duration from
+      their first start to last stop, the policy of the first result. Status:
+      failed if a merged test failed or errored (or a result's batch failed
+      for another reason, e.g. strict flaky); else incomplete if a result's
+      batch was; else skipped if every result that ran it skipped it; else
+      passed, or empty when no result had tests in it.
+    - the run: ``started`` the earliest, ``stopped`` the latest; the first
+      result's environment with ``workers`` summed; ``estimated`` summed if
+      every result has one; ``lower_bound`` None (it is of one machine's
+      workers); ``deselected`` summed; ``sections`` concatenated; ``probe``
+      None (a probe's figures are of one run; a note says so).
+    - coverage: recomputed from ``coverage_data`` (coverage.py data files,
+      combined into ``coverage_dir`` with coverage.py's reports; the gates are
+      the results' thresholds), else None, with a note if a result had some.
+    - ``exitstatus``: 1 if a merged test failed or errored (or a merged batch
+      failed); else the highest exit status of a result other than 0, 1 and 5
+      (2 interrupted, 3 internal error, 4 usage error); else 1 if coverage
+      failed the run (the recomputed gates when data files are given, else any
+      result's ``failed_by``); else 5 if there are no tests and a result had
+      none collected; else 0. So a result that exited 1 only for a test that a
+      later result passed, or only for its own coverage gate when the coverage
+      is recomputed, does not fail the merged run. ``failed_by`` agrees: tests
+      if the status is nonzero without coverage, coverage if coverage failed.
+
+    Raises :class:`ResultFileError` for a data file coverage.py cannot read.
+    """
+    if not results:
+        raise ValueError("merge_results needs at least one result")
+    if coverage_data and coverage_dir is None:
+        raise ValueError("coverage_data needs a coverage_dir to combine them in")
+    if len(results) == 1 and not coverage_data:
+        return results[0][1], []
+    several = len(results) > 1
+    notes: list[str] = []
+    tests, superseded = _union_of_tests(results, several, notes)
+    batches = _merged_batches(results, tests, superseded)
+    runs = [result for _, result in results]
+    coverage: CoverageResult | None = None
+    if coverage_data:
+        assert coverage_dir is not None
+        coverage = _combined_coverage(results, tests, batches, coverage_data, coverage_dir)
+        coverage_failed = coverage.failed
+    else:
+        coverage_failed = any("coverage" in run.failed_by for run in runs)
+        if any(run.coverage is not None for run in runs):
+            notes.append(
+                "coverage of several results cannot be combined from their percentages; "
+                "give their data files with --coverage-data"
+            )
+    if several and any(run.probe is not None for run in runs):
+        notes.append(
+            "probe results (--batchflow-probe) are left out: a probe's figures are of one run"
+        )
+    failing = any(t.outcome in _FAILING for t in tests) or any(
+        b.status == "failed" for b in batches
+    )
+    statuses = [run.exitstatus for run in runs]
+    without_coverage = _exitstatus(statuses, failing, False, bool(tests))
+    failed_by: list[Literal["tests", "coverage"]] = ["tests"] if without_coverage != _OK else []
+    if coverage_failed:
+        failed_by.append("coverage")
+    verdict: dict[str, object] = {
+        "exitstatus": _exitstatus(statuses, failing, coverage_failed, bool(tests)),
+        "coverage": coverage,
+        "failed_by": failed_by,
+    }
+    first = runs[0]
+    if not several:
+        return first.model_copy(update=verdict), notes
+    started = min(run.started for run in runs)
+    stopped = max(run.stopped for run in runs)
+    merged = first.model_copy(
+        update={
+            **verdict,
+            "started": started,
+            "stopped": stopped,
+            "duration": stopped - started,
+            "environment": first.environment.model_copy(
+                update={"workers": sum(run.environment.workers for run in runs)}
+            ),
+            "batches": batches,
+            "tests": tests,
+            "deselected": sum(run.deselected for run in runs),
+            "probe": None,
+            "estimated": _sum_if_known([run.estimated for run in runs]),
+            "lower_bound": None,
+            "sections": [section for run in runs for section in run.sections],
+            "shards": [label for label, _ in results],
+        }
+    )
+    return merged, notes
+
+
+def _union_of_tests(
+    results: Sequence[tuple[str, RunResult]], several: bool, notes: list[str]
+) -> tuple[list[TestResult], Counter[str]]:
+    """The tests, a node id's later test replacing its earlier one in place; and per batch,
+    how many tests were replaced."""
+    latest: dict[str, tuple[str, TestResult]] = {}
+    earlier: dict[str, list[tuple[str, TestResult]]] = {}
+    for label, result in results:
+        for test in result.tests:
+            if test.nodeid in latest:
+                earlier.setdefault(test.nodeid, []).append(latest[test.nodeid])
+            latest[test.nodeid] = (label, _on_shard(test, label) if several else test)
+    tests = []
+    for nodeid, (label, test) in latest.items():
+        if nodeid in earlier:
+            also = ", ".join(f"{other} ({found.outcome})" for other, found in earlier[nodeid])
+            test = test.model_copy(
+                update={"notes": [*test.notes, f"also in {also}; this is {label}'s result"]}
+            )
+        tests.append(test)
+    if earlier:
+        named = [
+            f"{nodeid} ({', '.join(other for other, _ in earlier[nodeid])}, then "
+            f"{latest[nodeid][0]})"
+            for nodeid in list(earlier)[:_NAMED_DUPLICATES]
+        ]
+        more = len(earlier) - len(named)
+        count = f"{len(earlier)} tests are" if len(earlier) > 1 else "1 test is"
+        notes.append(
+            f"{count} in more than one result; the later result's is kept: "
+            + ", ".join(named)
+            + (f" and {more} more" if more else "")
+        )
+    superseded = Counter(test.batch for found in earlier.values() for _, test in found)
+    return tests, superseded
+
+
+def _on_shard(test: TestResult, label: str) -> TestResult:
+    attempts = [
+        attempt.model_copy(update={"worker": f"{label}/{attempt.worker}"})
+        for attempt in test.attempts
+    ]
+    return test.model_copy(update={"worker": f"{label}/{test.worker}", "attempts": attempts})
+
+
+def _merged_batches(
+    results: Sequence[tuple[str, RunResult]], tests: Sequence[TestResult], superseded: Counter[str]
+) -> list[BatchResult]:
+    parts_of: dict[str, list[BatchResult]] = {}
+    for _, result in results:
+        for batch in result.batches:
+            parts_of.setdefault(batch.name, []).append(batch)
+    tests_of: dict[str, list[TestResult]] = {}
+    for test in tests:
+        tests_of.setdefault(test.batch, []).append(test)
+    return [
+        _merged_batch(parts, tests_of.get(name, []), superseded[name])
+        for name, parts in parts_of.items()
+    ]
+
+
+def _merged_batch(
+    parts: Sequence[BatchResult], tests: Sequence[TestResult], superseded: int
+) -> BatchResult:
+    outcomes = Counter(test.outcome for test in tests)
+    status = _batch_status(parts, outcomes)
+    skipped = [part.skip_reason for part in parts if part.status == "skipped"]
+    return parts[0].model_copy(
+        update={
+            "status": status,
+            "skip_reason": skipped[0] if status == "skipped" else None,
+            "tests": sum(part.tests for part in parts) - superseded,
+            "not_run": sum(part.not_run for part in parts),
+            "outcomes": dict(sorted(outcomes.items())),
+            "duration": max(t.stop for t in tests) - min(t.start for t in tests) if tests else 0.0,
+            "estimated": _sum_if_known([part.estimated for part in parts]),
+        }
+    )
+
+
+def _batch_status(parts: Sequence[BatchResult], outcomes: Counter[str]) -> _BatchStatus:
+    # A part that failed without a failing test failed for a reason the merged
+    # tests cannot show (strict flaky); one that failed for its tests only
+    # fails the merge if one of them is still failing there.
+    failed_otherwise = any(
+        part.status == "failed" and not any(part.outcomes.get(o, 0) for o in _FAILING)
+        for part in parts
+    )
+    if any(outcomes[o] for o in _FAILING) or failed_otherwise:
+        return "failed"
+    if any(
+        part.status == "incomplete" or (part.status == "failed" and part.not_run) for part in parts
+    ):
+        return "incomplete"
+    ran = [part.status for part in parts if part.status != "empty"]
+    if not ran:
+        return "empty"
+    return "skipped" if all(status == "skipped" for status in ran) else "passed"
+
+
+def _exitstatus(
+    statuses: Sequence[int], failing: bool, coverage_failed: bool, has_tests: bool
+) -> int:
+    if failing:
+        return _TESTS_FAILED
+    serious = [s for s in statuses if s not in (_OK, _TESTS_FAILED, _NO_TESTS_COLLECTED)]
+    if serious:
+        return max(serious)
+    if coverage_failed:
+        return _TESTS_FAILED
+    if not has_tests and _NO_TESTS_COLLECTED in statuses:
+        return _NO_TESTS_COLLECTED
+    return _OK
+
+
+def _sum_if_known(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return sum(known) if len(known) == len(values) else None
+
+
+def _combined_coverage(
+    results: Sequence[tuple[str, RunResult]],
+    tests: Sequence[TestResult],
+    batches: Sequence[BatchResult],
+    data_files: Sequence[Path],
+    outdir: Path,
+) -> CoverageResult:
+    """Combine the data files with coverage.py and sum them up as a run's end does."""
+    from ..coverage_report import combine_and_report
+
+    several = len(results) > 1
+    measured_by = [(label, r.coverage) for label, r in results if r.coverage is not None]
+    sources = list(dict.fromkeys(s for _, c in measured_by for s in c.sources))
+    context = measured_by[0][1].context if measured_by else "batch"
+    measured = [batch.name for batch in batches if batch.cov and batch.tests]
+    thresholds: dict[str | None, float] = {}
+    for _, result_coverage in measured_by:
+        for gate in result_coverage.gates:
+            if gate.batch is None or gate.batch in measured:
+                thresholds.setdefault(gate.batch, gate.threshold)
+    lost = [
+        f"{label}: {note}" if several else note
+        for label, result_coverage in measured_by
+        for note in result_coverage.lost
+    ]
+    names = set(measured)
+    batch_by_nodeid = {test.nodeid: test.batch for test in tests}
+
+    # Contexts are batch names, or node ids with per-test contexts.
+    def batch_of(label: str) -> str | None:
+        return label if label in names else batch_by_nodeid.get(label)
+
+    # combine() deletes what it combined, and reading a data file can write to
+    # it: coverage.py works on copies, never on the files given.
+    with tempfile.TemporaryDirectory(prefix="batchflow-coverage-") as rundir:
+        for number, path in enumerate(data_files):
+            copy = Path(rundir) / f".coverage.{number}"
+            _copy_data_file(path, copy)
+        return combine_and_report(
+            Path(rundir), outdir, sources, context, measured, batch_of, thresholds, lost
+        )
+
+
+def _copy_data_file(path: Path, copy: Path) -> None:
+    import coverage
+    from coverage.exceptions import CoverageException
+
+    try:
+        shutil.copyfile(path, copy)
+    except OSError as error:
+        raise ResultFileError(f"{path}: cannot read it: {error.strerror or error}") from None
+    try:
+        coverage.CoverageData(basename=str(copy)).read()
+    except CoverageException:
+        raise ResultFileError(f"{path}: not a coverage.py data file") from None

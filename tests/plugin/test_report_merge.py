@@ -1,0 +1,599 @@
+"""``batchflow report``: merging JSON results (CI shards, stages) and rendering them.
+
+The rules of :func:`merge_results` are tested on hand-built results; the
+command on results of real runs, each a "shard" selecting part of a suite.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_batchflow.cli import main
+from pytest_batchflow.report.merge import ResultFileError, labels_for, merge_results, read_result
+from pytest_batchflow.results import (
+    AttemptResult,
+    BatchResult,
+    CoverageResult,
+    Environment,
+    PhaseResult,
+    ProbeResult,
+    ReportSection,
+    RunResult,
+    TestResult,
+)
+
+FAILING = ("failed", "error")
+
+
+def a_test(
+    nodeid: str,
+    outcome: str = "passed",
+    *,
+    batch: str = "unit",
+    start: float = 100.0,
+    duration: float = 1.0,
+    worker: str = "main",
+    attempts: int = 0,
+) -> TestResult:
+    stop = start + duration
+    phase = PhaseResult(when="call", outcome=outcome, duration=duration, start=start, stop=stop)
+    earlier = AttemptResult(
+        outcome="failed", worker=worker, duration=0.5, start=start - 1, stop=start - 0.5, phases=[]
+    )
+    return TestResult(
+        nodeid=nodeid,
+        batch=batch,
+        outcome=outcome,
+        duration=duration,
+        start=start,
+        stop=stop,
+        worker=worker,
+        phases=[phase],
+        attempts=[earlier] * attempts,
+    )
+
+
+def a_batch(name: str, tests: Sequence[TestResult], **fields: Any) -> BatchResult:
+    """A batch of ``tests``; its status follows from them unless given."""
+    outcomes: dict[str, int] = {}
+    for test in tests:
+        outcomes[test.outcome] = outcomes.get(test.outcome, 0) + 1
+    if not tests:
+        status = "empty"
+    elif any(outcome in outcomes for outcome in FAILING):
+        status = "failed"
+    else:
+        status = "incomplete" if fields.get("not_run") else "passed"
+    values: dict[str, Any] = {
+        "name": name,
+        "kind": "test",
+        "mode": "parallel",
+        "after": [],
+        "priority": 0,
+        "reruns": 0,
+        "maxfail": None,
+        "cov": True,
+        "on_upstream_failure": "skip",
+        "status": status,
+        "tests": len(tests) + fields.get("not_run", 0),
+        "outcomes": outcomes,
+        "duration": sum(test.duration for test in tests),
+    }
+    return BatchResult(**{**values, **fields})
+
+
+def a_run(*tests: TestResult, **fields: Any) -> RunResult:
+    """A run of ``tests``: one batch per batch name, exit status 1 if one failed, else 0."""
+    names = list(dict.fromkeys(test.batch for test in tests))
+    failing = any(test.outcome in FAILING for test in tests)
+    environment = Environment(
+        python="3.12.1",
+        implementation="CPython",
+        platform="Linux",
+        pytest="8.3.0",
+        batchflow="0.1.0",
+        plugins=[],
+        rootdir="/src",
+        invocation=["--batchflow"],
+        hostname="ci",
+        workers=fields.pop("workers", 1),
+    )
+    values: dict[str, Any] = {
+        "started": min((test.start for test in tests), default=100.0) - 1,
+        "stopped": max((test.stop for test in tests), default=100.0) + 1,
+        "duration": 0.0,
+        "exitstatus": 1 if failing else 0,
+        "failed_by": ["tests"] if failing else [],
+        "environment": environment,
+        "batches": [a_batch(name, [t for t in tests if t.batch == name]) for name in names],
+        "tests": list(tests),
+    }
+    values.update(fields)
+    return RunResult(**values)
+
+
+def merged_of(*runs: RunResult) -> tuple[RunResult, list[str]]:
+    return merge_results([(f"shard{number}", run) for number, run in enumerate(runs, 1)])
+
+
+def test_one_result_is_returned_as_it_is() -> None:
+    run = a_run(a_test("t.py::test_a", worker="gw0"), lower_bound=3.0)
+    assert merge_results([("only", run)]) == (run, [])
+
+
+def test_the_tests_are_united_and_each_shard_keeps_its_own_workers() -> None:
+    first = a_run(
+        a_test("a.py::test_one", worker="gw0", attempts=1, start=100),
+        a_test("a.py::test_two", worker="gw1", start=101),
+        workers=2,
+    )
+    second = a_run(a_test("b.py::test_three", start=90, duration=30), workers=1)
+    merged, notes = merged_of(first, second)
+    assert notes == []
+    assert [(t.nodeid, t.worker) for t in merged.tests] == [
+        ("a.py::test_one", "shard1/gw0"),
+        ("a.py::test_two", "shard1/gw1"),
+        ("b.py::test_three", "shard2/main"),
+    ]
+    assert [a.worker for a in merged.tests[0].attempts] == ["shard1/gw0"]
+    assert merged.shards == ["shard1", "shard2"]
+    assert (merged.started, merged.stopped, merged.duration) == (89.0, 121.0, 32.0)
+    assert merged.environment.workers == 3
+    assert merged.environment.hostname == "ci"
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+
+
+def test_a_test_in_two_results_keeps_the_later_result_and_says_so() -> None:
+    first = a_run(a_test("t.py::test_x", "failed"), a_test("t.py::test_y"))
+    second = a_run(a_test("t.py::test_x", start=200))
+    merged, notes = merged_of(first, second)
+    assert [(t.nodeid, t.outcome, t.worker) for t in merged.tests] == [
+        ("t.py::test_x", "passed", "shard2/main"),
+        ("t.py::test_y", "passed", "shard1/main"),
+    ]
+    assert merged.tests[0].notes == ["also in shard1 (failed); this is shard2's result"]
+    assert notes == [
+        "1 test is in more than one result; the later result's is kept: "
+        "t.py::test_x (shard1, then shard2)"
+    ]
+    [batch] = merged.batches
+    assert (batch.tests, batch.outcomes, batch.status) == (2, {"passed": 2}, "passed")
+    # shard1 exited 1 for a test that shard2 then passed: the merged run passed.
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+
+
+def test_the_note_on_repeated_tests_names_five_of_them() -> None:
+    tests = [a_test(f"t.py::test_{n}") for n in range(7)]
+    _, notes = merged_of(a_run(*tests), a_run(*tests))
+    assert notes[0].startswith("7 tests are in more than one result; ")
+    assert notes[0].endswith("t.py::test_4 (shard1, then shard2) and 2 more")
+
+
+def test_batches_of_the_same_name_are_combined() -> None:
+    unit_one = a_test("u.py::test_one", start=100, duration=1)
+    first = a_run(
+        unit_one, batches=[a_batch("unit", [unit_one], reruns=2, not_run=1, estimated=5.0)]
+    )
+    unit_two = a_test("u.py::test_two", "skipped", start=200, duration=2)
+    integration = a_test("i.py::test_api", batch="integration", start=150, duration=4)
+    second = a_run(
+        unit_two,
+        integration,
+        batches=[
+            a_batch("integration", [integration]),
+            a_batch("unit", [unit_two], estimated=7.0),
+        ],
+    )
+    merged, _ = merged_of(first, second)
+    unit, other = merged.batches
+    assert (unit.name, other.name) == ("unit", "integration")
+    # The policy is the first result's; the counts are summed.
+    assert unit.reruns == 2
+    assert (unit.tests, unit.not_run) == (3, 1)
+    assert unit.outcomes == {"passed": 1, "skipped": 1}
+    # From the first test's start to the last one's stop, across the shards.
+    assert unit.duration == 102.0
+    assert unit.estimated == 12.0
+    assert unit.status == "incomplete"
+    assert (other.tests, other.duration, other.estimated) == (1, 4.0, None)
+
+
+def a_shard(status: str, number: int) -> RunResult:
+    """A run whose one batch, unit, ended with ``status``."""
+    nodeid = f"t{number}.py::test_it"
+    if status == "empty":
+        return a_run(batches=[a_batch("unit", [])])
+    if status == "skipped":
+        test = a_test(nodeid, "skipped")
+        batch = a_batch("unit", [test], status="skipped", skip_reason=f"setup failed ({number})")
+        return a_run(test, batches=[batch])
+    if status == "strict-flaky":
+        test = a_test(nodeid, "flaky", attempts=1)
+        return a_run(test, batches=[a_batch("unit", [test], status="failed")], exitstatus=1)
+    test = a_test(nodeid, "failed" if status == "failed" else "passed")
+    not_run = 1 if status == "incomplete" else 0
+    return a_run(test, batches=[a_batch("unit", [test], not_run=not_run)])
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (["passed", "failed"], "failed"),
+        (["strict-flaky", "passed"], "failed"),
+        (["incomplete", "passed"], "incomplete"),
+        (["failed", "incomplete"], "failed"),
+        (["skipped", "skipped"], "skipped"),
+        (["skipped", "passed"], "passed"),
+        (["skipped", "empty"], "skipped"),
+        (["empty", "passed"], "passed"),
+        (["empty", "empty"], "empty"),
+        (["passed", "passed"], "passed"),
+    ],
+)
+def test_the_status_of_a_combined_batch(statuses: list[str], expected: str) -> None:
+    merged, _ = merged_of(*(a_shard(status, n) for n, status in enumerate(statuses)))
+    [batch] = merged.batches
+    assert batch.status == expected
+    assert batch.skip_reason == ("setup failed (0)" if expected == "skipped" else None)
+
+
+def test_a_strict_flaky_failure_fails_the_merged_run() -> None:
+    merged, _ = merged_of(a_shard("strict-flaky", 1), a_shard("passed", 2))
+    assert (merged.exitstatus, merged.failed_by) == (1, ["tests"])
+
+
+PASSED = a_test("p.py::test_passes")
+
+
+@pytest.mark.parametrize(
+    ("runs", "exitstatus", "failed_by"),
+    [
+        pytest.param([a_run(PASSED), a_run(PASSED)], 0, [], id="all passed"),
+        pytest.param(
+            [a_run(PASSED), a_run(a_test("f.py::test_fails", "error"))],
+            1,
+            ["tests"],
+            id="a test errored",
+        ),
+        pytest.param([a_run(PASSED), a_run(exitstatus=2)], 2, ["tests"], id="interrupted"),
+        pytest.param(
+            [a_run(exitstatus=3), a_run(exitstatus=2), a_run(PASSED, exitstatus=4)],
+            4,
+            ["tests"],
+            id="the highest status",
+        ),
+        pytest.param(
+            [a_run(exitstatus=3), a_run(a_test("f.py::test_fails", "failed"))],
+            1,
+            ["tests"],
+            id="failed tests outrank an internal error",
+        ),
+        pytest.param(
+            [a_run(PASSED), a_run(exitstatus=1, failed_by=["coverage"])],
+            1,
+            ["coverage"],
+            id="a coverage gate",
+        ),
+        pytest.param(
+            [a_run(exitstatus=2), a_run(exitstatus=1, failed_by=["coverage"])],
+            2,
+            ["tests", "coverage"],
+            id="interrupted and a coverage gate",
+        ),
+        pytest.param(
+            [a_run(exitstatus=5, failed_by=["tests"]), a_run(PASSED)],
+            0,
+            [],
+            id="a shard collected nothing",
+        ),
+        pytest.param([a_run(exitstatus=5), a_run(exitstatus=5)], 5, ["tests"], id="no tests"),
+    ],
+)
+def test_the_merged_exit_status(
+    runs: list[RunResult], exitstatus: int, failed_by: list[str]
+) -> None:
+    merged, _ = merged_of(*runs)
+    assert (merged.exitstatus, merged.failed_by) == (exitstatus, failed_by)
+
+
+def test_run_figures_that_add_up_and_those_that_do_not() -> None:
+    sections = [ReportSection(title=f"s{n}", html="<p>") for n in (1, 2)]
+    first = a_run(PASSED, estimated=3.0, lower_bound=2.0, deselected=4, sections=sections[:1])
+    second = a_run(estimated=4.5, lower_bound=1.0, deselected=1, sections=sections[1:])
+    merged, _ = merged_of(first, second)
+    assert (merged.estimated, merged.lower_bound, merged.deselected) == (7.5, None, 5)
+    assert [s.title for s in merged.sections] == ["s1", "s2"]
+    merged, _ = merged_of(first, a_run())
+    assert merged.estimated is None
+
+
+def test_coverage_and_probes_of_single_runs_are_left_out_with_a_note() -> None:
+    coverage = CoverageResult(
+        sources=["pkg"],
+        context="batch",
+        branch=False,
+        statements=10,
+        covered=5,
+        percent=50.0,
+        files=[],
+        batches=[],
+        gates=[],
+        failed=False,
+    )
+    merged, notes = merged_of(
+        a_run(PASSED, coverage=coverage, probe=ProbeResult(runs=3, tests=[])), a_run()
+    )
+    assert (merged.coverage, merged.probe) == (None, None)
+    assert notes == [
+        "coverage of several results cannot be combined from their percentages; give their "
+        "data files with --coverage-data",
+        "probe results (--batchflow-probe) are left out: a probe's figures are of one run",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{bad", "not JSON (key must be a string at line 1 column 2)"),
+        ("[1, 2]", "not a batchflow result: the JSON is not an object"),
+        (
+            '{"schema_version": 4, "tests": []}',
+            "a result of schema version 4; this batchflow reads version 5 (render it with "
+            "the batchflow that wrote it)",
+        ),
+        (
+            '{"name": "coverage"}',
+            "not a batchflow result: no started, stopped, duration and 4 more",
+        ),
+    ],
+)
+def test_a_file_that_is_not_a_result_is_named_with_what_is_wrong(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    path = tmp_path / "result.json"
+    path.write_text(content)
+    with pytest.raises(ResultFileError) as caught:
+        read_result(path)
+    assert str(caught.value) == f"{path}: {problem}"
+
+
+def test_a_result_with_a_bad_field_names_the_field(tmp_path: Path) -> None:
+    data = a_run(PASSED).model_dump(mode="json")
+    del data["tests"][0]["outcome"]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultFileError) as caught:
+        read_result(path)
+    assert str(caught.value) == f"{path}: not a batchflow result: tests.0.outcome: Field required"
+
+
+def test_labels_are_parent_directories_for_one_stem_else_stems() -> None:
+    assert labels_for([Path("ci/shard1/result.json"), Path("ci/shard2/result.json")]) == [
+        "shard1",
+        "shard2",
+    ]
+    assert labels_for([Path("out/unit.json"), Path("out/integration.json")]) == [
+        "unit",
+        "integration",
+    ]
+    paths = [Path("x/unit.json"), Path("y/unit.json"), Path("z/x/unit.json"), Path("x/unit.json")]
+    assert labels_for(paths) == ["x", "y", "x-2", "x-3"]
+
+
+# -- the command, on real runs ---------------------------------------------------
+
+SUITE = """
+import os
+
+def test_alpha():
+    pass
+
+def test_beta():
+    pass
+
+def test_gamma():
+    pass
+
+def test_delta():
+    assert os.environ.get("BREAK_DELTA") != "1", "delta is broken"
+"""
+
+
+def run_shards(pytester: pytest.Pytester) -> None:
+    """Two shards of SUITE: alpha and beta in shard1, gamma and delta in shard2."""
+    pytester.makepyfile(test_suite=SUITE)
+    for shard, selection in (("shard1", "alpha or beta"), ("shard2", "gamma or delta")):
+        pytester.runpytest(
+            "--batchflow",
+            "--batchflow-no-history",
+            f"--batchflow-json={shard}/result.json",
+            "-k",
+            selection,
+        )
+
+
+@pytest.fixture
+def shards(pytester: pytest.Pytester) -> pytest.Pytester:
+    run_shards(pytester)
+    return pytester
+
+
+def test_report_merges_shards_into_one_report(
+    shards: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["report", "shard1/result.json", "shard2/result.json", "-o", "merged.html"]
+    assert main([*args, "--json", "merged.json"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "batchflow: HTML report: merged.html",
+        "batchflow: JSON result: merged.json",
+    ]
+    merged = RunResult.model_validate_json((shards.path / "merged.json").read_text())
+    assert {(t.nodeid, t.worker) for t in merged.tests} == {
+        ("test_suite.py::test_alpha", "shard1/main"),
+        ("test_suite.py::test_beta", "shard1/main"),
+        ("test_suite.py::test_gamma", "shard2/main"),
+        ("test_suite.py::test_delta", "shard2/main"),
+    }
+    assert merged.shards == ["shard1", "shard2"]
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+    assert sum(batch.tests for batch in merged.batches) == 4
+    html = (shards.path / "merged.html").read_text()
+    for name in ("test_alpha", "test_beta", "test_gamma", "test_delta", "shard2/main"):
+        assert name in html
+
+
+def test_a_failure_in_one_shard_fails_the_report_with_exit_code_1(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BREAK_DELTA", "1")
+    run_shards(pytester)
+    assert main(["report", "shard1/result.json", "shard2/result.json", "--junit", "j.xml"]) == 1
+    assert (pytester.path / "report.html").is_file()
+    assert "delta is broken" in (pytester.path / "j.xml").read_text()
+
+
+def test_one_result_renders_as_it_is(
+    shards: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "shard1/result.json", "--json", "again.json"]) == 0
+    again = (shards.path / "again.json").read_text()
+    assert RunResult.model_validate_json(again) == read_result(shards.path / "shard1/result.json")
+    assert capsys.readouterr().out.startswith("batchflow: HTML report: report.html\n")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read it: No such file or directory"),
+        ("{", "not JSON (EOF while parsing an object at line 1 column 1)"),
+    ],
+)
+def test_a_bad_input_is_exit_code_2_and_one_line_naming_it(
+    shards: pytest.Pytester, capsys: pytest.CaptureFixture[str], content: str | None, problem: str
+) -> None:
+    bad = Path("bad", "result.json")
+    if content is not None:
+        bad.parent.mkdir()
+        bad.write_text(content)
+    assert main(["report", "shard1/result.json", str(bad), "-o", "out.html"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"batchflow: {bad}: {problem}\n"
+    assert captured.out == ""
+    assert not (shards.path / "out.html").exists()
+
+
+def test_a_file_that_is_not_coverage_data_is_exit_code_2(
+    shards: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("not.coverage").write_text("hello")
+    args = ["report", "shard1/result.json", "shard2/result.json", "--coverage-data=not.coverage"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == "batchflow: not.coverage: not a coverage.py data file\n"
+    assert Path("not.coverage").read_text() == "hello"
+
+
+# -- coverage, recomputed from the shards' data files ------------------------------
+
+PACKAGE = """\
+def add(a, b):
+    return a + b
+
+
+def sign(x):
+    if x > 0:
+        return 1
+    return -1
+
+
+def total(values):
+    result = 0
+    for value in values:
+        result = add(result, value)
+    return result
+"""
+
+COVERAGE_INI = """\
+[pytest]
+pythonpath = src
+batchflow_batches =
+    unit: paths=tests/unit
+    api: paths=tests/api after=unit
+"""
+
+UNIT_TESTS = """\
+from pkg import add, sign
+
+def test_add():
+    assert add(1, 2) == 3
+
+def test_sign():
+    assert sign(5) == 1
+"""
+
+API_TESTS = """\
+from pkg import total
+
+def test_total():
+    assert total([1, 2, 3]) == 6
+"""
+
+
+def run_measured(pytester: pytest.Pytester, json_path: str, *args: str) -> RunResult:
+    pytester.runpytest_subprocess(
+        "--batchflow",
+        "--batchflow-no-history",
+        "--batchflow-cov=pkg",
+        f"--batchflow-json={json_path}",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    )
+    return read_result(pytester.path / json_path)
+
+
+def test_coverage_of_shards_is_recomputed_from_their_data_files(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (pytester.path / "src" / "pkg").mkdir(parents=True)
+    (pytester.path / "src" / "pkg" / "__init__.py").write_text(PACKAGE)
+    (pytester.path / "pytest.ini").write_text(COVERAGE_INI)
+    for folder, source in (("unit", UNIT_TESTS), ("api", API_TESTS)):
+        (pytester.path / "tests" / folder).mkdir(parents=True)
+        (pytester.path / "tests" / folder / f"test_{folder}.py").write_text(source)
+    data_file = pytester.path / ".batchflow" / "coverage" / ".coverage"
+    whole = run_measured(pytester, "whole.json")
+    assert whole.coverage is not None
+    # Each shard alone misses the other's lines and fails the 80% gate.
+    for shard, selection in (("shard1", "test_add or test_sign"), ("shard2", "test_total")):
+        result = run_measured(
+            pytester, f"{shard}/result.json", "--batchflow-cov-fail-under=80", "-k", selection
+        )
+        assert result.failed_by == ["coverage"]
+        shutil.copyfile(data_file, pytester.path / shard / ".coverage")
+    args = ["report", "shard1/result.json", "shard2/result.json", "-o", "merged.html"]
+    data = ["--coverage-data", "shard1/.coverage", "shard2/.coverage"]
+    assert main([*args, "--json", "merged.json", *data]) == 0
+    out = capsys.readouterr().out
+    merged = read_result(pytester.path / "merged.json")
+    assert merged.coverage is not None
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+    figures = ("statements", "covered", "percent", "files", "batches", "branch")
+    assert merged.coverage.model_dump(include=set(figures)) == whole.coverage.model_dump(
+        include=set(figures)
+    )
+    [gate] = merged.coverage.gates
+    assert (gate.batch, gate.threshold, gate.passed) == (None, 80.0, True)
+    assert f"batchflow: coverage {whole.coverage.percent:.2f}% of" in out
+    assert (pytester.path / "merged-coverage" / "html" / "index.html").is_file()
+    assert (pytester.path / "shard1" / ".coverage").is_file()
+    # Without the data files the shards' own gates stand, and a note says why.
+    assert main(args) == 1
+    assert "batchflow: note: coverage of several results cannot be combined" in (
+        capsys.readouterr().out
+    )
