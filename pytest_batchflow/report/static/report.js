@@ -194,7 +194,7 @@
       var x = LEFT + (width - LEFT - 10) * k / ticks;
       parts.push("<line class=\"tick\" x1=\"" + x.toFixed(1) + "\" y1=\"" + (TOP - 4) +
                  "\" x2=\"" + x.toFixed(1) + "\" y2=\"" + height + "\"/><text class=\"tick\" x=\"" +
-                 x.toFixed(1) + "\" y=\"12\">" + seconds(end * k / ticks) + "</text>");
+                 x.toFixed(1) + "\" y=\"12\"" + (k === ticks ? " text-anchor=\"end\"" : "") + ">" + seconds(end * k / ticks) + "</text>");
     }
     lanes.forEach(function (lane, row) {
       var y = TOP + row * LANE;
