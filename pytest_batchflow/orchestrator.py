@@ -127,12 +127,31 @@ def _test_outcome(reports: Sequence[pytest.TestReport]) -> str:
 _PHASES = ("setup", "call", "teardown")
 
 
+def _clean(text: str) -> str:
+    """A text every output can encode: lone surrogates (from undecodable bytes in an
+    assertion message, say) become backslash escapes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _after(text: str, earlier: str) -> str:
+    """``text`` without the earlier attempts' output it starts with."""
+    return text[len(earlier) :] if earlier and text.startswith(earlier) else text
+
+
 def _phase(report: pytest.TestReport) -> PhaseResult:
     longrepr = None
     if _failed(report):
-        longrepr = report.longreprtext
+        longrepr = _clean(report.longreprtext)
+    elif report.skipped and hasattr(report, "wasxfail"):
+        longrepr = _clean(f"xfail: {report.wasxfail}" if report.wasxfail else "xfail")
     elif report.skipped and isinstance(report.longrepr, tuple):
-        longrepr = str(report.longrepr[2]).removeprefix("Skipped: ")
+        longrepr = _clean(str(report.longrepr[2]).removeprefix("Skipped: "))
     # xdist's report of a crashed worker carries no times: it happened now.
     now = time.time()
     return PhaseResult(
@@ -196,6 +215,8 @@ class Orchestrator:
         )
         #: Each rerun test's earlier (failed) attempts, oldest first.
         self.earlier: dict[int, list[AttemptResult]] = {}
+        #: A rerun test's captured output when its last attempt ended (see _test_result).
+        self.output_before: dict[int, tuple[str, str, str]] = {}
         #: Tests whose current attempt failed and will be rerun.
         self.rerunning: set[int] = set()
         #: Tests waiting for a rerun, with the delay before it (seconds).
@@ -797,6 +818,8 @@ class Orchestrator:
         )
         attempts = self.earlier.setdefault(index, [])
         attempts.append(attempt)
+        last = reports[-1]
+        self.output_before[index] = (last.capstdout, last.capstderr, last.caplog)
         if self.recording:
             self._record(_attempt(attempt, self.analysis_nodeid(index), self.plan.batch_of[index]))
         return attempts
@@ -926,6 +949,7 @@ class Orchestrator:
         assert self.analysis is not None
         specs = self.analysis.specs
         phases = [_phase(report) for report in reports]
+        before = self.output_before.get(index, ("", "", ""))
         decisive = next((p for p in phases if p.outcome in ("failed", QUARANTINED)), None) or next(
             (p for p in phases if p.outcome == "skipped"), None
         )
@@ -944,10 +968,11 @@ class Orchestrator:
             dependencies=[specs[p].nodeid for p in self.plan.predecessors.get(index, ())],
             phases=phases,
             longrepr=decisive.longrepr if decisive else None,
-            # pytest gives each report the output of all phases so far.
-            stdout=reports[-1].capstdout,
-            stderr=reports[-1].capstderr,
-            log=reports[-1].caplog,
+            # pytest gives each report the output of all phases so far, and of
+            # the earlier attempts when the rerun was in the same process.
+            stdout=_clean(_after(reports[-1].capstdout, before[0])),
+            stderr=_clean(_after(reports[-1].capstderr, before[1])),
+            log=_clean(_after(reports[-1].caplog, before[2])),
             attempts=self.earlier.get(index, []),
         )
 
@@ -1008,6 +1033,9 @@ class Orchestrator:
         self.run_result = _with_hook_additions(self.config, result)
         self._write_outputs(self.run_result)
 
+    def _written(self, what: str) -> Path | None:
+        return next((path for done, path in self.written if done == what), None)
+
     def _with_history_trail(self, tests: list[TestResult]) -> list[TestResult]:
         """Flakiness score and recent outcomes for the tests a reader will ask about."""
         wanted = {t.nodeid for t in tests if t.outcome in _TRAIL_OUTCOMES}
@@ -1051,7 +1079,7 @@ class Orchestrator:
                 (
                     "the GitHub step summary",
                     Path(summary),
-                    lambda p: append_step_summary(result, p, settings.html_path),
+                    lambda p: append_step_summary(result, p, self._written("the HTML report")),
                 )
             )
         for what, path, write in writers:

@@ -271,3 +271,51 @@ def test_store_of_a_newer_batchflow_is_left_untouched(pytester: pytest.Pytester)
     )
     assert history_rows(store, "PRAGMA user_version") == [(99,)]
     assert not list(store.parent.glob("*.corrupt-*"))
+
+
+def test_every_output_survives_a_lone_surrogate_and_keeps_the_xfail_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_odd="""
+        import pytest
+
+        def test_surrogate():
+            assert 0, "bad byte \\udcff here"
+
+        @pytest.mark.xfail(reason="issue 12")
+        def test_known():
+            assert 0
+        """
+    )
+    result = pytester.runpytest(
+        "--batchflow", "--batchflow-json=result.json", "--batchflow-junit=junit.xml"
+    )
+    result.assert_outcomes(failed=1, xfailed=1)
+    assert "could not write" not in result.stdout.str()
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    surrogate, known = data.tests
+    assert surrogate.longrepr is not None
+    assert "bad byte \\udcff here" in surrogate.longrepr
+    assert known.longrepr == "xfail: issue 12"
+    assert "bad byte" in (pytester.path / ".batchflow" / "report.html").read_text()
+    assert "bad byte" in (pytester.path / "junit.xml").read_text()
+
+
+def test_a_rerun_test_keeps_only_its_last_attempts_output(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_again="""
+        import pathlib
+
+        def test_again():
+            path = pathlib.Path(__file__).with_name("count")
+            count = int(path.read_text()) + 1 if path.exists() else 1
+            path.write_text(str(count))
+            print(f"attempt {count}")
+            assert count == 2
+        """
+    )
+    result = pytester.runpytest("--batchflow", "--batchflow-reruns=1", "--batchflow-json=r.json")
+    assert result.parseoutcomes() == {"flaky": 1, "rerun": 1}
+    (test,) = RunResult.model_validate_json((pytester.path / "r.json").read_text()).tests
+    assert test.stdout == "attempt 2\n"

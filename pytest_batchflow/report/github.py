@@ -1,0 +1,253 @@
+"""GitHub Actions outputs: the job's step summary and error annotations.
+
+The step summary is GitHub-flavoured markdown appended to the file
+``GITHUB_STEP_SUMMARY`` names. GitHub refuses a summary over 1 MiB, so every
+list in it is capped (``... and N more``) and every text from the suite is
+clipped: its size is bounded whatever the suite. Text from the suite is shown
+in ``<code>`` elements with markdown's and HTML's special characters written
+as character references: a node id or failure line cannot open a tag, end a
+table cell, link, mention or emphasise anything.
+
+Annotations are workflow commands for the failed and errored tests, in
+result order: GitHub shows at most 10 error annotations per step, so
+:func:`annotations` makes at most 10, then one warning that says how many
+more failures there are. ``file`` is the test's file relative to pytest's
+rootdir, which GitHub reads relative to the repository: the two agree when
+pytest runs from the checkout's root.
+"""
+
+# No ``from __future__ import annotations``: it would clash with annotations() below.
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..results import BatchResult, RunResult, TestResult, error_line
+from .junit import visible
+
+__all__ = [
+    "ANNOTATION_LIMIT",
+    "LIST_LIMIT",
+    "SUMMARY_LIMIT",
+    "annotations",
+    "append_step_summary",
+    "step_summary",
+]
+
+#: GitHub's limit for one step's summary, in bytes of UTF-8.
+SUMMARY_LIMIT = 1024 * 1024
+#: Items of one list in the summary: failures, flaky tests, batches.
+LIST_LIMIT = 50
+#: Error annotations GitHub shows for one step.
+ANNOTATION_LIMIT = 10
+#: Characters of one text from the suite in the summary (a node id, a line).
+_CLIP = 300
+#: Lines of the failure text in an annotation, after its error line.
+_ANNOTATION_LINES = 20
+_ANNOTATION_LINE_CLIP = 500
+_FAILING = ("failed", "error")
+#: The order outcomes are counted in; other plugins' words follow, sorted.
+_OUTCOMES = ("passed", "failed", "error", "flaky", "quarantined", "skipped", "xfailed", "xpassed")
+#: What markdown, GitHub's extensions (emoji, math, autolinks) or HTML could read
+#: as markup; alphanumerics, spaces and plain punctuation stay as they are.
+_MARKUP = re.compile(r"[^\w ./,;%()=+?'\"-]|_")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s"
+
+
+def _clip(text: str, limit: int = _CLIP) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _code(text: str) -> str:
+    """Text from the suite, shown as code and never read as markup."""
+    line = " ".join(visible(text).split())
+    escaped = _MARKUP.sub(lambda match: f"&#{ord(match.group())};", _clip(line))
+    return f"<code>{escaped}</code>"
+
+
+def _more(shown: int, total: int, what: str) -> list[str]:
+    return [f"... and {total - shown} more {what}", ""] if total > shown else []
+
+
+def _verdict(result: RunResult) -> str:
+    if result.exitstatus == 0 and not result.failed_by:
+        return "## ✅ batchflow: passed"
+    if result.failed_by:
+        return f"## ❌ batchflow: failed by {' and '.join(result.failed_by)}"
+    return f"## ❌ batchflow: failed (exit status {result.exitstatus})"
+
+
+def _counts(result: RunResult) -> str:
+    counts = Counter(test.outcome for test in result.tests)
+    words = [*_OUTCOMES, *sorted(set(counts) - set(_OUTCOMES))]
+    parts = [f"{counts[word]} {word}" for word in words if counts[word]]
+    if result.deselected:
+        parts.append(f"{result.deselected} deselected")
+    tests = len(result.tests)
+    return f"**{tests} test{'' if tests == 1 else 's'}**" + (
+        f": {', '.join(parts)}" if parts else ""
+    )
+
+
+def _times(result: RunResult) -> str:
+    line = f"Duration {_seconds(result.duration)}, makespan {_seconds(result.makespan)}"
+    if result.lower_bound is not None:
+        line += f" (lower bound {_seconds(result.lower_bound)}"
+        if result.lower_bound > 0:
+            line += f", {result.makespan / result.lower_bound:.2f}x"
+        line += ")"
+    return line
+
+
+def _table(
+    header: Sequence[str], numeric: Sequence[bool], rows: Iterable[Sequence[str]]
+) -> list[str]:
+    lines = [
+        f"| {' | '.join(header)} |",
+        f"|{'|'.join('---:' if right else '---' for right in numeric)}|",
+    ]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return [*lines, ""]
+
+
+def _batches(batches: Sequence[BatchResult]) -> list[str]:
+    """As the terminal's table: xpassed counts as passed, errors as failed, xfailed as skipped."""
+    quarantine = any(batch.outcomes.get("quarantined") for batch in batches)
+    header = ["batch", "kind", "tests", "passed", "failed", "skipped", "flaky"]
+    header += ["quarantined"] if quarantine else []
+    header += ["duration", "status"]
+    rows = []
+    for batch in batches[:LIST_LIMIT]:
+        o = batch.outcomes
+        reason = batch.skip_reason
+        status = batch.status if reason is None else f"skipped: {_code(reason)}"
+        row = [
+            _code(batch.name),
+            batch.kind,
+            str(batch.tests),
+            str(o.get("passed", 0) + o.get("xpassed", 0)),
+            str(o.get("failed", 0) + o.get("error", 0)),
+            str(o.get("skipped", 0) + o.get("xfailed", 0)),
+            str(o.get("flaky", 0)),
+        ]
+        row += [str(o.get("quarantined", 0))] if quarantine else []
+        row += [_seconds(batch.duration), status]
+        rows.append(row)
+    numeric = [False, False, *[True] * (len(header) - 3), False]
+    return [
+        "### Batches",
+        "",
+        *_table(header, numeric, rows),
+        *_more(len(rows), len(batches), "batches"),
+    ]
+
+
+def _failures(tests: Sequence[TestResult]) -> list[str]:
+    failing = [test for test in tests if test.outcome in _FAILING]
+    if not failing:
+        return []
+    lines = [f"### Failures ({len(failing)})", ""]
+    for test in failing[:LIST_LIMIT]:
+        what = "error" if test.outcome == "error" else "failed"
+        line = error_line(test.longrepr)
+        lines.append(f"- {_code(test.nodeid)} ({what}): {_code(line)}")
+    return [*lines, "", *_more(LIST_LIMIT, len(failing), "failures")]
+
+
+def _flaky(tests: Sequence[TestResult]) -> list[str]:
+    flaky = [test for test in tests if test.outcome == "flaky"]
+    if not flaky:
+        return []
+    lines = [f"### Flaky tests ({len(flaky)})", ""]
+    for test in flaky[:LIST_LIMIT]:
+        first = test.attempts[0].longrepr if test.attempts else None
+        failed = f", first failure: {_code(error_line(first))}" if first else ""
+        lines.append(f"- {_code(test.nodeid)}: passed at attempt {len(test.attempts) + 1}{failed}")
+    return [*lines, "", *_more(LIST_LIMIT, len(flaky), "flaky tests")]
+
+
+def _coverage(result: RunResult) -> list[str]:
+    coverage = result.coverage
+    if coverage is None:
+        return []
+    if coverage.problem is not None:
+        return ["### Coverage", "", f"No figures: {_code(coverage.problem)}", ""]
+    lines = [
+        "### Coverage",
+        "",
+        f"Total: **{coverage.percent:.2f}%** ({coverage.covered} of {coverage.statements} "
+        f"statements{', branches measured' if coverage.branch else ''})",
+        "",
+    ]
+    for gate in coverage.gates[:LIST_LIMIT]:
+        what = "total" if gate.batch is None else f"batch {_code(gate.batch)}"
+        mark = "passed" if gate.passed else "**failed**"
+        lines.append(f"- {what}: {gate.actual:.2f}%, at least {gate.threshold:g}% wanted: {mark}")
+    if coverage.gates:
+        lines += ["", *_more(LIST_LIMIT, len(coverage.gates), "gates")]
+    if coverage.batches:
+        rows = [
+            [_code(b.name), f"{b.percent:.2f}%", str(b.covered), str(b.only)]
+            for b in coverage.batches[:LIST_LIMIT]
+        ]
+        header = ["batch", "coverage", "statements", "only this batch"]
+        lines += _table(header, [False, True, True, True], rows)
+        lines += _more(len(rows), len(coverage.batches), "batches")
+    return lines
+
+
+def step_summary(result: RunResult, html_path: Path | None) -> str:
+    """The run as GitHub-flavoured markdown, under :data:`SUMMARY_LIMIT` bytes."""
+    lines = [_verdict(result), "", f"{_counts(result)}  ", _times(result), ""]
+    lines += _batches(result.batches)
+    lines += _failures(result.tests)
+    lines += _flaky(result.tests)
+    lines += _coverage(result)
+    if html_path is not None:
+        lines += [f"HTML report: {_code(str(html_path))}", ""]
+    return "\n".join(lines)
+
+
+def append_step_summary(result: RunResult, path: Path, html_path: Path | None) -> None:
+    """Append the step summary to ``path`` (``GITHUB_STEP_SUMMARY``). Raises OSError."""
+    with path.open("a", encoding="utf-8") as stream:
+        # A blank line first: what the file already holds may not end its paragraph.
+        stream.write("\n" + step_summary(result, html_path))
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _annotation(test: TestResult) -> str:
+    what = "errored" if test.outcome == "error" else "failed"
+    properties = []
+    if test.file is not None:
+        properties.append(f"file={_escape_property(visible(test.file))}")
+        if test.line is not None:
+            properties.append(f"line={test.line}")
+    title = f"batchflow: {test.nodeid} {what}"
+    properties.append(f"title={_escape_property(visible(title))}")
+    longrepr = (test.longrepr or "").rstrip().splitlines()
+    tail = [_clip(line, _ANNOTATION_LINE_CLIP) for line in longrepr[-_ANNOTATION_LINES:]]
+    message = "\n".join([error_line(test.longrepr), "", *tail]).rstrip()
+    return f"::error {','.join(properties)}::{_escape_data(visible(message))}"
+
+
+def annotations(result: RunResult) -> list[str]:
+    """Workflow commands for failed and errored tests: at most 10 errors, then a warning."""
+    failing = [test for test in result.tests if test.outcome in _FAILING]
+    commands = [_annotation(test) for test in failing[:ANNOTATION_LIMIT]]
+    if len(failing) > ANNOTATION_LIMIT:
+        more = len(failing) - ANNOTATION_LIMIT
+        commands.append(
+            f"::warning::batchflow: {more} more failures not annotated (see the report)"
+        )
+    return commands

@@ -1,0 +1,423 @@
+"""GitHub Actions: the step summary (markdown, under 1 MiB) and error annotations."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_batchflow.report import github
+from pytest_batchflow.report.github import (
+    ANNOTATION_LIMIT,
+    SUMMARY_LIMIT,
+    append_step_summary,
+    step_summary,
+)
+from pytest_batchflow.results import (
+    AttemptResult,
+    BatchResult,
+    CoverageBatch,
+    CoverageGate,
+    CoverageResult,
+    Environment,
+    RunResult,
+    TestResult,
+)
+
+FAILURE = """\
+    def test_x():
+>       assert add(1, 1) == 3, "sums are off"
+E       AssertionError: sums are off
+E       assert 2 == 3
+
+tests/test_a.py:7: AssertionError"""
+
+
+@pytest.fixture(autouse=True)
+def _not_on_github(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's (or CI's) GitHub variables stay out of the scenarios."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+
+
+# -- building results in memory ----------------------------------------------------
+
+
+def case(
+    nodeid: str = "tests/test_a.py::test_x", outcome: str = "passed", **fields: Any
+) -> TestResult:
+    values: dict[str, Any] = {
+        "file": nodeid.split("::")[0],
+        "line": 5,
+        "batch": "unit",
+        "duration": 0.25,
+        "start": 1_700_000_010.0,
+        "stop": 1_700_000_010.25,
+        "worker": "gw1",
+        "phases": [],
+        **fields,
+    }
+    return TestResult(nodeid=nodeid, outcome=outcome, **values)
+
+
+def failed_attempt(longrepr: str = FAILURE) -> AttemptResult:
+    return AttemptResult(
+        outcome="failed",
+        worker="gw0",
+        duration=0.5,
+        start=1_700_000_000.0,
+        stop=1_700_000_000.5,
+        phases=[],
+        longrepr=longrepr,
+    )
+
+
+def batch(name: str, tests: list[TestResult], **fields: Any) -> BatchResult:
+    values: dict[str, Any] = {
+        "kind": "test",
+        "mode": "parallel",
+        "after": [],
+        "priority": 0,
+        "reruns": 0,
+        "maxfail": None,
+        "cov": True,
+        "on_upstream_failure": "skip",
+        "status": "passed",
+        "tests": len(tests),
+        "outcomes": dict(Counter(test.outcome for test in tests)),
+        "duration": 2.0,
+        **fields,
+    }
+    return BatchResult(name=name, **values)
+
+
+def run(tests: list[TestResult], **fields: Any) -> RunResult:
+    if "batches" not in fields:
+        grouped: dict[str, list[TestResult]] = {}
+        for test in tests:
+            grouped.setdefault(test.batch, []).append(test)
+        fields["batches"] = [batch(name, found) for name, found in grouped.items()]
+    values: dict[str, Any] = {
+        "started": 1_700_000_000.0,
+        "stopped": 1_700_000_100.0,
+        "duration": 100.0,
+        "exitstatus": 1 if any(t.outcome in ("failed", "error") for t in tests) else 0,
+        "failed_by": ["tests"] if any(t.outcome in ("failed", "error") for t in tests) else [],
+        **fields,
+    }
+    return RunResult(
+        environment=Environment(
+            python="3.12.1",
+            implementation="CPython",
+            platform="Linux",
+            pytest="8.3.0",
+            batchflow="0.1.0",
+            plugins=[],
+            rootdir="/src",
+            invocation=["--batchflow"],
+            hostname="ci",
+        ),
+        tests=tests,
+        **values,
+    )
+
+
+def unescape(text: str) -> str:
+    """What GitHub reads from an escaped workflow command value."""
+    for escaped, plain in (("%0D", "\r"), ("%0A", "\n"), ("%3A", ":"), ("%2C", ","), ("%25", "%")):
+        text = text.replace(escaped, plain)
+    return text
+
+
+def parse_command(line: str) -> tuple[str, dict[str, str], str]:
+    """``::error k=v,k=v::message`` -> ("error", {k: v}, message), unescaped."""
+    match = re.fullmatch(r"::(\w+)(?: ([^:]*))?::(.*)", line)
+    assert match is not None, line
+    command, properties, message = match.groups()
+    pairs = [pair.split("=", 1) for pair in properties.split(",")] if properties else []
+    return command, {key: unescape(value) for key, value in pairs}, unescape(message)
+
+
+# -- the step summary ----------------------------------------------------------------
+
+
+def test_a_passing_run_says_passed_with_counts_times_and_batches() -> None:
+    tests = [
+        case("test_a.py::test_1"),
+        case("test_a.py::test_2", "xpassed"),
+        case("test_b.py::test_3", "skipped", batch="slow"),
+        case("test_b.py::test_4", "flaky", batch="slow", attempts=[failed_attempt()]),
+    ]
+    text = step_summary(run(tests, lower_bound=0.125, deselected=3), None)
+    lines = text.splitlines()
+    assert lines[0] == "## ✅ batchflow: passed"
+    assert "**4 tests**: 1 passed, 1 flaky, 1 skipped, 1 xpassed, 3 deselected  " in lines
+    assert "Duration 100.00s, makespan 0.25s (lower bound 0.12s, 2.00x)" in lines
+    assert (
+        "| batch | kind | tests | passed | failed | skipped | flaky | duration | status |" in lines
+    )
+    assert "| <code>unit</code> | test | 2 | 2 | 0 | 0 | 0 | 2.00s | passed |" in lines
+    assert "| <code>slow</code> | test | 2 | 0 | 0 | 1 | 1 | 2.00s | passed |" in lines
+    assert "### Failures" not in text
+    assert "HTML report" not in text
+
+
+def test_a_failed_run_says_what_failed_it() -> None:
+    result = run([case(outcome="failed", longrepr=FAILURE)], failed_by=["tests", "coverage"])
+    assert step_summary(result, None).startswith("## ❌ batchflow: failed by tests and coverage\n")
+    interrupted = run([case()], exitstatus=2)
+    assert step_summary(interrupted, None).startswith("## ❌ batchflow: failed (exit status 2)\n")
+
+
+def test_without_history_there_is_no_lower_bound() -> None:
+    text = step_summary(run([case()]), None)
+    assert "Duration 100.00s, makespan 0.25s\n" in text
+    assert "lower bound" not in text
+
+
+def test_failures_and_flaky_tests_are_listed_with_their_error_line() -> None:
+    tests = [
+        case("tests/test_a.py::test_x", "failed", longrepr=FAILURE),
+        case("tests/test_a.py::test_y", "error", longrepr="E   OSError: refused"),
+        case("tests/test_a.py::test_z", "flaky", attempts=[failed_attempt(), failed_attempt()]),
+        case("tests/test_a.py::test_q", "quarantined", longrepr=FAILURE),
+    ]
+    text = step_summary(run(tests), Path("out/report.html"))
+    lines = text.splitlines()
+    assert "### Failures (2)" in lines
+    assert (
+        "- <code>tests/test&#95;a.py&#58;&#58;test&#95;x</code> (failed): "
+        "<code>AssertionError&#58; sums are off</code>"
+    ) in lines
+    assert (
+        "- <code>tests/test&#95;a.py&#58;&#58;test&#95;y</code> (error): "
+        "<code>OSError&#58; refused</code>"
+    ) in lines
+    assert "### Flaky tests (1)" in lines
+    assert (
+        "- <code>tests/test&#95;a.py&#58;&#58;test&#95;z</code>: passed at attempt 3, "
+        "first failure: <code>AssertionError&#58; sums are off</code>"
+    ) in lines
+    assert lines[-1] == "HTML report: <code>out/report.html</code>"
+    # Quarantined tests are counted, but they are not failures.
+    assert "test&#95;q" not in text
+    assert "1 quarantined" in text
+
+
+def test_text_from_the_suite_cannot_inject_markup_or_break_the_table() -> None:
+    nodeid = "test_a.py::test_x[a|b<script>alert(1)</script>`*_[x](y)]"
+    tests = [case(nodeid, "failed", batch="b|<i>", longrepr="E   ValueError: `x` | <b>y</b>")]
+    text = step_summary(run(tests), None)
+    assert "<script>" not in text
+    assert "<i>" not in text
+    assert "<b>" not in text
+    assert "`" not in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| <code>")]
+    # Nine cells: the batch name's ``|`` does not add one.
+    assert row.count("|") == 10
+    (failure,) = [line for line in text.splitlines() if line.startswith("- ")]
+    assert "|" not in failure
+    assert "&#124;" in failure
+    assert "&#60;script&#62;" in failure
+
+
+def test_a_huge_suite_s_summary_stays_under_the_limit() -> None:
+    longrepr = "E   AssertionError: " + "x" * 10_000
+    tests = [
+        case(
+            f"tests/test_{i}.py::test_{'y' * 500}",
+            "failed",
+            batch=f"batch{i % 500}",
+            longrepr=longrepr,
+        )
+        for i in range(50_000)
+    ]
+    result = run(tests)
+    text = step_summary(result, Path("r" * 10_000))
+    assert len(text.encode("utf-8")) < SUMMARY_LIMIT
+    assert "### Failures (50000)" in text
+    assert "... and 49950 more failures" in text
+    assert "... and 450 more batches" in text
+    assert sum(1 for line in text.splitlines() if line.startswith("- ")) == 50
+
+
+def test_coverage_total_gates_and_batches_are_shown() -> None:
+    coverage = CoverageResult(
+        sources=["src"],
+        context="batch",
+        branch=False,
+        statements=400,
+        covered=350,
+        percent=87.5,
+        files=[],
+        batches=[
+            CoverageBatch(name="unit", covered=300, percent=75.0, only=120, only_lines={}),
+        ],
+        gates=[CoverageGate(batch=None, threshold=90, actual=87.5, passed=False)],
+        failed=True,
+    )
+    text = step_summary(run([case()], coverage=coverage, failed_by=["coverage"]), None)
+    lines = text.splitlines()
+    assert lines[0] == "## ❌ batchflow: failed by coverage"
+    assert "Total: **87.50%** (350 of 400 statements)" in lines
+    assert "- total: 87.50%, at least 90% wanted: **failed**" in lines
+    assert "| <code>unit</code> | 75.00% | 300 | 120 |" in lines
+
+
+def test_append_step_summary_keeps_what_the_file_holds(tmp_path: Path) -> None:
+    path = tmp_path / "summary.md"
+    path.write_text("# Earlier step\n", encoding="utf-8")
+    result = run([case()])
+    append_step_summary(result, path, None)
+    assert path.read_text(encoding="utf-8") == "# Earlier step\n\n" + step_summary(result, None)
+    with pytest.raises(OSError, match="missing"):
+        append_step_summary(result, tmp_path / "missing" / "summary.md", None)
+
+
+# -- annotations ---------------------------------------------------------------------
+
+
+def test_annotations_are_error_commands_for_failures_and_errors() -> None:
+    tests = [
+        case("tests/test_a.py::test_x", "failed", longrepr=FAILURE, line=12),
+        case("tests/test_a.py::test_ok"),
+        case("tests/test_b.py::test_y", "error", longrepr="E   OSError: refused", file=None),
+    ]
+    commands = [parse_command(line) for line in github.annotations(run(tests))]
+    assert commands == [
+        (
+            "error",
+            {
+                "file": "tests/test_a.py",
+                "line": "12",
+                "title": "batchflow: tests/test_a.py::test_x failed",
+            },
+            "AssertionError: sums are off\n\n" + FAILURE,
+        ),
+        (
+            "error",
+            {"title": "batchflow: tests/test_b.py::test_y errored"},
+            "OSError: refused\n\nE   OSError: refused",
+        ),
+    ]
+
+
+def test_annotation_text_is_escaped_and_reads_back_the_same() -> None:
+    nodeid = "tests/test_a.py::test_x[100%,a:b\r\nc]"
+    longrepr = "E   ValueError: 50% off, a:b\r\nsecond line"
+    (line,) = github.annotations(
+        run([case(nodeid, "failed", longrepr=longrepr, file="dir,x/a:b.py")])
+    )
+    assert "\n" not in line
+    assert "\r" not in line
+    head, message = line.split("::", 2)[1:]
+    assert ":" not in head.partition(" ")[2]
+    command, properties, text = parse_command(line)
+    assert command == "error"
+    assert properties["file"] == "dir,x/a:b.py"
+    assert properties["title"] == f"batchflow: {nodeid} failed"
+    assert text == "ValueError: 50% off, a:b\n\nE   ValueError: 50% off, a:b\nsecond line"
+    assert "%25" in message
+
+
+def test_at_most_ten_annotations_then_a_warning() -> None:
+    tests = [case(f"test_a.py::test_{i}", "failed", longrepr=FAILURE) for i in range(25)]
+    lines = github.annotations(run(tests))
+    assert len(lines) == ANNOTATION_LIMIT + 1
+    assert all(line.startswith("::error ") for line in lines[:ANNOTATION_LIMIT])
+    assert "title=batchflow%3A test_a.py%3A%3Atest_9 failed" in lines[9]
+    assert lines[-1] == "::warning::batchflow: 15 more failures not annotated (see the report)"
+    assert len(github.annotations(run(tests[:ANNOTATION_LIMIT]))) == ANNOTATION_LIMIT
+
+
+def test_an_annotation_holds_the_error_line_and_the_last_twenty_lines() -> None:
+    longrepr = "\n".join(f"line {i}" for i in range(100)) + "\nE   KeyError: 'k'\nt.py:3: KeyError"
+    (line,) = github.annotations(run([case(outcome="failed", longrepr=longrepr)]))
+    _, _, message = parse_command(line)
+    lines = message.splitlines()
+    assert lines[0] == "KeyError: 'k'"
+    assert lines[2:] == [
+        *(f"line {i}" for i in range(82, 100)),
+        "E   KeyError: 'k'",
+        "t.py:3: KeyError",
+    ]
+
+
+def test_no_failures_no_annotations() -> None:
+    assert (
+        github.annotations(run([case(), case("t.py::test_q", "quarantined", longrepr=FAILURE)]))
+        == []
+    )
+
+
+# -- end to end ----------------------------------------------------------------------
+
+SUITE = """
+import pytest
+
+def test_ok():
+    pass
+
+def test_broken():
+    assert 0, "50% broken, really"
+
+@pytest.fixture
+def server():
+    raise OSError("refused")
+
+def test_needs_server(server):
+    pass
+"""
+
+
+def test_on_github_the_summary_is_appended_and_failures_annotated(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("## Build\n\nbuilt fine\n", encoding="utf-8")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    pytester.makepyfile(test_x=SUITE)
+    result = pytester.runpytest("--batchflow", "--batchflow-html=off")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "::error file=test_x.py,line=6,title=batchflow%3A test_x.py%3A%3Atest_broken failed"
+            "::AssertionError: 50%25 broken, really%0A%0A*",
+            "::error file=test_x.py,line=13,title=batchflow%3A test_x.py%3A%3Atest_needs_server "
+            "errored::OSError: refused%0A%0A*",
+        ]
+    )
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## Build\n\nbuilt fine\n\n## ❌ batchflow: failed by tests\n")
+    assert "**3 tests**: 1 passed, 1 failed, 1 error  " in text
+    assert "### Failures (2)" in text
+    assert "<code>AssertionError&#58; 50% broken, really</code>" in text
+    assert "HTML report" not in text
+
+
+def test_the_summary_names_the_html_report(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(test_x="def test_ok(): pass")
+    result = pytester.runpytest("--batchflow", "--batchflow-html=out/report.html")
+    result.assert_outcomes(passed=1)
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("\n## ✅ batchflow: passed\n")
+    assert f"HTML report: <code>{pytester.path}/out/report.html</code>" in text.replace(
+        "&#95;", "_"
+    ).replace("&#58;", ":")
+    # Off GitHub Actions (GITHUB_ACTIONS unset) there are no workflow commands.
+    assert "::error" not in result.stdout.str()
+
+
+def test_off_github_actions_no_workflow_commands_are_printed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x=SUITE)
+    result = pytester.runpytest("--batchflow", "--batchflow-html=off")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    assert not [line for line in result.stdout.lines if line.startswith("::")]
