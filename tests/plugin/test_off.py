@@ -105,7 +105,8 @@ def normalized(result: pytest.RunResult) -> list[str]:
     """The output lines minus what legitimately differs between the two runs."""
     lines = []
     for line in result.outlines:
-        if line.startswith(("plugins:", "rootdir:")):
+        # pytest-metadata (pytest-html's, in the bench extra) lists the plugins too.
+        if line.startswith(("plugins:", "rootdir:", "metadata:")):
             continue
         lines.append(DURATION.sub(" in <time>", line))
     return lines

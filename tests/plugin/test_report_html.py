@@ -232,7 +232,7 @@ def test_flaky_section_shows_attempts_score_and_recent_runs(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATCHFLOW_COMMIT", "c0ffee")
-    pytester.makepyfile(test_flaky=FLAKY)
+    pytester.makepyfile(test_wobbly=FLAKY)
     for _ in range(2):
         outcomes = pytester.runpytest("--batchflow", "--batchflow-reruns=1").parseoutcomes()
         assert outcomes == {"flaky": 1, "rerun": 1}
@@ -240,7 +240,7 @@ def test_flaky_section_shows_attempts_score_and_recent_runs(
     flaky = re.search(r'<table class="grid" id="flaky-table">.*?</table>', html, re.S)
     assert flaky is not None
     table = flaky.group(0)
-    assert "test_flaky.py::test_flaky" in table
+    assert "test_wobbly.py::test_flaky" in table
     assert '<td class="n">2</td>' in table  # attempts
     # Flaky in both runs at one commit: (2 flaky runs + 0 flips) / (2 runs + 1 pair).
     assert '<td class="n">0.67</td>' in table
