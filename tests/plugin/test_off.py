@@ -85,7 +85,8 @@ MARKERS_OVERRIDE = (
     "locks(*names): lock marker"
 )
 
-COMMON_ARGS = ("-v", "-rA", "-p", "no:cacheprovider", "--strict-markers")
+# pytest-metadata (pytest-html's, in the bench extra) would print every plugin's name.
+COMMON_ARGS = ("-v", "-rA", "-p", "no:cacheprovider", "-p", "no:metadata", "--strict-markers")
 
 RESULT_LINE = re.compile(r"^(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
 DURATION = re.compile(r" in \d+(\.\d+)?s( \([^)]*\))?")
@@ -105,8 +106,7 @@ def normalized(result: pytest.RunResult) -> list[str]:
     """The output lines minus what legitimately differs between the two runs."""
     lines = []
     for line in result.outlines:
-        # pytest-metadata (pytest-html's, in the bench extra) lists the plugins too.
-        if line.startswith(("plugins:", "rootdir:", "metadata:")):
+        if line.startswith(("plugins:", "rootdir:")):
             continue
         lines.append(DURATION.sub(" in <time>", line))
     return lines
