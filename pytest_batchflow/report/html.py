@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from ..core.layout import layered_layout
 from ..files import write_atomically
@@ -66,6 +66,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["seconds"] = _seconds
     env.filters["error_line"] = error_line
+    env.filters["sparkline"] = _sparkline
     return env
 
 
@@ -236,6 +237,22 @@ def _dag(batches: Sequence[BatchResult]) -> _Dag:
     width = max((n.x for n in nodes), default=0) + _NODE_W + _PAD
     height = max((n.y for n in nodes), default=0) + _NODE_H + _PAD
     return _Dag(width, height, nodes, edges)
+
+
+def _sparkline(recent: Sequence[str]) -> Markup:
+    """Recent runs as small bars, oldest first: one path per outcome, not one element
+    per run (a flaky table of hundreds of rows stays small)."""
+    bars: dict[str, list[str]] = {}
+    for position, word in enumerate(recent):
+        bars.setdefault(word, []).append(f"M{position * 9} 0h7v14h-7z")
+    paths = "".join(
+        f'<path class="o-{escape(word)}" d="{"".join(parts)}"/>' for word, parts in bars.items()
+    )
+    label = escape(" ".join(recent))
+    return Markup(
+        f'<svg class="spark" width="{len(recent) * 9}" height="14" role="img" '
+        f'aria-label="{label}"><title>{label}</title>{paths}</svg>'
+    )
 
 
 def _counts(tests: Iterable[TestResult]) -> list[tuple[str, int]]:

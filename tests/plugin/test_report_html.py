@@ -245,7 +245,8 @@ def test_flaky_section_shows_attempts_score_and_recent_runs(
     # Flaky in both runs at one commit: (2 flaky runs + 0 flips) / (2 runs + 1 pair).
     assert '<td class="n">0.67</td>' in table
     # The sparkline: this run and the one before, both flaky.
-    assert table.count('<rect class="o-flaky"') == 2
+    assert '<path class="o-flaky" d="M0 0h7v14h-7zM9 0h7v14h-7z"/>' in table
+    assert "<title>flaky flaky</title>" in table
     assert '<div>1: failed on main: <span class="mono">AssertionError: odd attempt</span>' in table
 
 
