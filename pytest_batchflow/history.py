@@ -9,6 +9,7 @@ is never worth a failed run.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from .core.flaky import RunRecord, is_infrastructure_failure
 from .files import ignore_in_git
 
-__all__ = ["SCHEMA_VERSION", "HistoryError", "HistoryStore", "error_digest"]
+__all__ = ["SCHEMA_VERSION", "BenchmarkRow", "HistoryError", "HistoryStore", "error_digest"]
 
 #: Each entry migrates the store from version ``i`` to ``i + 1``.
 _MIGRATIONS: tuple[str, ...] = (
@@ -68,6 +69,21 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE attempts ADD COLUMN shared_setup REAL;
     """,
+    # Benchmarks: their statistics, and their samples for later comparisons.
+    """
+    CREATE TABLE benchmarks (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        nodeid TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        iterations INTEGER NOT NULL,
+        min REAL NOT NULL,
+        mean REAL NOT NULL,
+        median REAL NOT NULL,
+        samples TEXT NOT NULL
+    );
+    CREATE INDEX benchmarks_by_nodeid ON benchmarks (nodeid, run_id);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -105,6 +121,19 @@ class Attempt:
     worker: str
     longrepr: str | None
     shared_setup: float | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """One benchmark of a run, as the store keeps it."""
+
+    nodeid: str
+    fingerprint: Mapping[str, str]
+    iterations: int
+    min: float
+    mean: float
+    median: float
+    samples: Sequence[float]
 
 
 class HistoryStore:
@@ -317,6 +346,52 @@ class HistoryStore:
                 [(nodeid, run_id) for nodeid in leaving],
             )
         return leaving
+
+    def record_benchmarks(self, run_id: int, benchmarks: Iterable[BenchmarkRow]) -> None:
+        """Store this run's benchmarks, in one transaction."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO benchmarks (run_id, nodeid, fingerprint, iterations, min, mean,"
+                " median, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        row.nodeid,
+                        json.dumps(row.fingerprint, sort_keys=True),
+                        row.iterations,
+                        row.min,
+                        row.mean,
+                        row.median,
+                        json.dumps(row.samples),
+                    )
+                    for row in benchmarks
+                ],
+            )
+
+    def benchmark_baseline(
+        self, nodeid: str, before_run: int, run: int | None
+    ) -> tuple[int, dict[str, str], list[float]] | None:
+        """A benchmark's baseline: its record in ``run``, else its latest before ``before_run``."""
+        if run is not None:
+            query = "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
+            row = self._db.execute(f"{query} AND run_id = ?", (nodeid, run)).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
+                " AND run_id < ? ORDER BY run_id DESC LIMIT 1",
+                (nodeid, before_run),
+            ).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), json.loads(row[1]), [float(x) for x in json.loads(row[2])]
+
+    def benchmark_trend(self, nodeid: str, limit: int) -> list[tuple[int, float]]:
+        """(run id, median) of a benchmark's latest ``limit`` runs, oldest first."""
+        rows = self._db.execute(
+            "SELECT run_id, median FROM benchmarks WHERE nodeid = ? ORDER BY run_id DESC LIMIT ?",
+            (nodeid, limit),
+        ).fetchall()
+        return [(int(run), float(median)) for run, median in reversed(rows)]
 
     def attempts_of(self, nodeid: str, limit: int) -> list[tuple[object, ...]]:
         """A test's most recent attempts, newest first: run, start, commit, worker,

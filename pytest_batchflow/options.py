@@ -243,6 +243,65 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PCT",
     ),
     Option(
+        "bench_compare",
+        "--batchflow-bench-compare",
+        "BATCHFLOW_BENCH_COMPARE",
+        "batchflow_bench_compare",
+        "Compare each benchmark with a baseline from the history: 'last' (its latest earlier "
+        "run) or a run id.",
+        "last",
+        metavar="last|RUN",
+    ),
+    Option(
+        "bench_fail",
+        "--batchflow-bench-fail",
+        "BATCHFLOW_BENCH_FAIL",
+        "batchflow_bench_fail",
+        "Fail the run when a benchmark is slower than its baseline by more than this, "
+        "significantly (95 percent interval): STAT:PCT with STAT min, mean or median "
+        "(a batch line's bench_fail= wins; implies --batchflow-bench-compare=last).",
+        "median:10%",
+        metavar="STAT:PCT",
+    ),
+    Option(
+        "bench_max_time",
+        "--batchflow-bench-max-time",
+        "BATCHFLOW_BENCH_MAX_TIME",
+        "batchflow_bench_max_time",
+        "Seconds the bench fixture spends timing one benchmark's rounds (default 1.0).",
+        "1.0",
+        metavar="SECONDS",
+    ),
+    Option(
+        "bench_min_rounds",
+        "--batchflow-bench-min-rounds",
+        "BATCHFLOW_BENCH_MIN_ROUNDS",
+        "batchflow_bench_min_rounds",
+        "Rounds the bench fixture times at least, however long they take (default 5).",
+        "5",
+        metavar="N",
+    ),
+    Option(
+        "bench_disable_gc",
+        "--batchflow-bench-disable-gc",
+        "BATCHFLOW_BENCH_DISABLE_GC",
+        "batchflow_bench_disable_gc",
+        "Switch the garbage collector off while the bench fixture times rounds.",
+        "true",
+        is_flag=True,
+    ),
+    Option(
+        "bench_compat",
+        "--batchflow-bench-compat",
+        "BATCHFLOW_BENCH_COMPAT",
+        "batchflow_bench_compat",
+        "Also provide pytest-benchmark's 'benchmark' fixture (and marker), measured by "
+        "batchflow, for suites written for pytest-benchmark (it replaces pytest-benchmark's "
+        "own fixture in a batchflow run).",
+        "true",
+        is_flag=True,
+    ),
+    Option(
         "missing_dependency",
         "--batchflow-missing-dependency",
         "BATCHFLOW_MISSING_DEPENDENCY",
@@ -258,7 +317,7 @@ BATCHES_INI = "batchflow_batches"
 BATCHES_INI_HELP = (
     "Batch lines, one per line: 'NAME: key=value ...' with keys paths, markers, kind, "
     "after, mode, workers, priority, reruns, timeout, maxfail, cov, cov_fail_under, "
-    "on_upstream_failure."
+    "bench_fail, on_upstream_failure."
 )
 
 #: The options that switch batchflow on (a plan is batchflow's too).

@@ -23,11 +23,12 @@ from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 
 from . import __version__
+from .bench import SAMPLES_ATTRIBUTE, SAMPLES_KEY, BenchOptions
 from .collection import Analysis, analyse
 from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
 from .core.plan import Plan, PlanError, build_plan
@@ -39,6 +40,7 @@ from .items import MarkerError
 from .results import (
     AttemptResult,
     BatchResult,
+    BenchmarkResult,
     CoverageResult,
     Environment,
     PhaseResult,
@@ -67,6 +69,8 @@ SAVE_EVERY_SECONDS = 2.0
 #: seconds spent setting up class, module and package fixtures in that setup.
 SHARED_SETUP = "batchflow_shared_setup"
 _SHARED_SCOPES = frozenset({"class", "module", "package"})
+#: A benchmark's trend in the report: its medians in this many recent runs.
+TREND_RUNS = 20
 
 
 class IdleItem(pytest.Item):
@@ -246,6 +250,13 @@ class Orchestrator:
         self.coverage_pending: dict[str, int] = {}
         self.coverage: CoverageResult | None = None
         self.coverage_lost: list[str] = []
+        #: Each benchmark's measurement as its call report brought it, and the worker.
+        self.bench_raw: dict[int, tuple[dict[str, Any], str]] = {}
+        self.bench_options = BenchOptions(
+            max_time=settings.bench_max_time,
+            min_rounds=settings.bench_min_rounds,
+            disable_gc=settings.bench_disable_gc,
+        )
         #: The outputs written at the end of the run (what, where), for the summary.
         self.written: list[tuple[str, Path]] = []
         #: Attempts not yet in the history store, and when it was last written.
@@ -561,6 +572,9 @@ class Orchestrator:
         report = yield
         if call.when == "setup" and self.role != "controller":
             setattr(report, SHARED_SETUP, round(self._shared_setup, 6))
+        elif call.when == "call" and SAMPLES_KEY in item.stash:
+            setattr(report, SAMPLES_ATTRIBUTE, item.stash[SAMPLES_KEY])
+            del item.stash[SAMPLES_KEY]
         self._shared_setup = 0.0
         return report
 
@@ -666,6 +680,9 @@ class Orchestrator:
         if index in self.results:
             self._late_report(index, report)
             return
+        measured = getattr(report, SAMPLES_ATTRIBUTE, None)
+        if measured is not None:
+            self.bench_raw[index] = (measured, str(getattr(report, "worker_id", SERIAL_WORKER)))
         if report.failed and self._to_rerun(index, report.longreprtext):
             report.outcome = RERUN  # type: ignore[assignment]
         elif report.failed and index in self.quarantined:
@@ -1004,9 +1021,14 @@ class Orchestrator:
                     f"test{'s' if failing != 1 else ''} alone, {ALONE_RUNS} times each"
                 )
             probe = probe_result(self.config, self.settings.probe, tests, self.workers)
-        failed_by: list[Literal["tests", "coverage"]] = []
+        failed_by: list[Literal["tests", "coverage", "benchmarks"]] = []
         if exitstatus != pytest.ExitCode.OK:
             failed_by.append("tests")
+        benchmarks = self._benchmarks(tests)
+        if any(b.comparison is not None and b.comparison.failed for b in benchmarks):
+            failed_by.append("benchmarks")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.coverage_rundir is not None:
             self.coverage = self._coverage()
             if self.coverage.failed:
@@ -1026,12 +1048,51 @@ class Orchestrator:
             deselected=len(self.analysis.specs) - len(self.plan.order),
             probe=probe,
             coverage=self.coverage,
+            benchmarks=benchmarks,
             failed_by=failed_by,
             estimated=self.plan.total_estimate if known else None,
             lower_bound=self.plan.lower_bound(self.workers) if known else None,
         )
         self.run_result = _with_hook_additions(self.config, result)
         self._write_outputs(self.run_result)
+
+    def _benchmarks(self, tests: Sequence[TestResult]) -> list[BenchmarkResult]:
+        """Statistics, baselines and gates of the tests that used the bench fixture.
+
+        A benchmark whose test failed has no result: its timings may be of
+        anything. The run's benchmarks go to the history after the baselines
+        are read, so a run is never its own baseline.
+        """
+        from .benchmarking import benchmark_results
+
+        assert self.plan is not None
+        ran = {self.analysis_nodeid(i): i for i in self.bench_raw}
+        measured = [
+            (test, *self.bench_raw[ran[test.nodeid]])
+            for test in tests
+            if test.nodeid in ran and test.outcome in ("passed", "flaky", "xpassed")
+        ]
+        if not measured:
+            return []
+        gates = {
+            batch.name: batch.policy.bench_fail or self.settings.bench_fail
+            for batch in self.plan.batches
+        }
+        results, rows = benchmark_results(
+            measured,
+            gates,
+            self.settings.bench_compare,
+            lambda action: self._use_history(action, None),
+            self.run_id,
+        )
+        run_id = self.run_id
+        if run_id is not None and rows:
+            self._use_history(lambda h: h.record_benchmarks(run_id, rows), None)
+            trends: dict[str, list[tuple[int, float]]] = self._use_history(
+                lambda h: {r.nodeid: h.benchmark_trend(r.nodeid, TREND_RUNS) for r in results}, {}
+            )
+            results = [r.model_copy(update={"trend": trends.get(r.nodeid, [])}) for r in results]
+        return results
 
     def _written(self, what: str) -> Path | None:
         return next((path for done, path in self.written if done == what), None)
@@ -1308,6 +1369,18 @@ class Orchestrator:
             cut = [(self.analysis_nodeid(i), reason) for i, reason in self.probe_cut.items()]
             for line in probe_lines(result.probe, cut):
                 terminalreporter.write_line(line)
+        if result is not None and result.benchmarks:
+            from .benchmarking import benchmark_lines
+
+            terminalreporter.write_sep("=", "batchflow benchmarks")
+            for line in benchmark_lines(result.benchmarks):
+                terminalreporter.write_line(line, red=" FAILED" in line)
+            if "benchmarks" in result.failed_by:
+                terminalreporter.write_line(
+                    "batchflow: benchmarks failed the run (a significant slowdown beyond a "
+                    "gate, not a test)",
+                    red=True,
+                )
         if self.coverage is not None:
             from .coverage_report import coverage_lines
 

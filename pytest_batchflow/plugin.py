@@ -24,12 +24,14 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from .bench import Bench
     from .orchestrator import Role
     from .settings import RawValue, Settings
 
 _ORCHESTRATOR_NAME = "batchflow-orchestrator"
 _XDIST_HOOKS_NAME = "batchflow-xdist"
 _OUTPUT_LINES_NAME = "batchflow-output-lines"
+_COMPAT_NAME = "batchflow-benchmark-compat"
 
 _MARKERS = (
     "batch(name): put the test (or class/module via pytestmark) in the named batchflow batch; "
@@ -44,9 +46,30 @@ _DEPENDENCY_MARKER = (
     "dependency(name=None, depends=[], scope='module'): pytest-dependency's marker, "
     "honoured by batchflow."
 )
+_BENCHMARK_MARKER = (
+    "benchmark(min_rounds=5, max_time=1.0, disable_gc=False, warmup=True): pytest-benchmark's "
+    "marker, honoured by batchflow's compatible benchmark fixture."
+)
 _PATH_FIELDS = frozenset({"json_path", "html_path", "junit_path", "history_path"})
 #: xdist modes batchflow's scheduler replaces: they only balance load.
 _REPLACED_DIST_MODES = frozenset({"load", "worksteal"})
+
+
+@pytest.fixture
+def bench(request: pytest.FixtureRequest) -> Bench:
+    """Time a function: ``result = bench(function, *args, **kwargs)``.
+
+    Calibrated rounds, statistics and baselines under ``--batchflow``; without
+    it the function is called once and nothing is measured.
+    """
+    from .bench import Bench, BenchOptions
+
+    item = request.node
+    assert isinstance(item, pytest.Item)
+    orchestrator = request.config.pluginmanager.get_plugin(_ORCHESTRATOR_NAME)
+    if orchestrator is None:
+        return Bench(item, BenchOptions(), active=False)
+    return Bench(item, orchestrator.bench_options, active=True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -241,6 +264,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(orchestrator, _ORCHESTRATOR_NAME)
     if role != "worker":
         config.pluginmanager.register(OutputLines(orchestrator), _OUTPUT_LINES_NAME)
+    if settings.bench_compat:
+        from .bench import BenchmarkCompat
+
+        if not config.pluginmanager.has_plugin("benchmark"):
+            config.addinivalue_line("markers", _BENCHMARK_MARKER)
+        config.pluginmanager.register(BenchmarkCompat(orchestrator.bench_options), _COMPAT_NAME)
     if role == "controller":
         from .xdist_scheduler import XdistHooks
 
@@ -271,7 +300,7 @@ def _check_xdist_mode(config: pytest.Config) -> int:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for name in (_OUTPUT_LINES_NAME, _XDIST_HOOKS_NAME, _ORCHESTRATOR_NAME):
+    for name in (_COMPAT_NAME, _OUTPUT_LINES_NAME, _XDIST_HOOKS_NAME, _ORCHESTRATOR_NAME):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             if hasattr(plugin, "close"):

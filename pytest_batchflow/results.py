@@ -18,6 +18,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "AttemptResult",
     "BatchResult",
+    "BenchmarkComparison",
+    "BenchmarkResult",
     "Environment",
     "PhaseResult",
     "ProbeResult",
@@ -241,6 +243,64 @@ class CoverageResult(_Model):
     )
 
 
+class BenchmarkComparison(_Model):
+    """A benchmark against its baseline: how much slower, how sure, and the gate."""
+
+    baseline_run: int = Field(description="The history's run id of the baseline.")
+    statistic: Literal["min", "mean", "median"]
+    baseline: float = Field(description="The baseline's statistic, seconds per call.")
+    current: float
+    change: float = Field(description="current / baseline - 1: 0.12 is 12% slower.")
+    low: float = Field(description="The 95% bootstrap interval of change, lower end.")
+    high: float
+    verdict: Literal["faster", "slower", "same"] = Field(
+        description="slower: the whole interval above 0; faster: below; else same."
+    )
+    threshold: float | None = Field(None, description="The gate, as a fraction (0.1 = 10%).")
+    failed: bool = Field(
+        description="The gate failed: the slowdown beyond the threshold is significant."
+    )
+    other_machine: list[str] = Field(
+        default_factory=list,
+        description="Fingerprint keys in which the baseline's machine differs; a baseline "
+        "from another machine is shown but never gates.",
+    )
+
+
+class BenchmarkResult(_Model):
+    """One benchmark: a test that timed a function with the bench fixture."""
+
+    nodeid: str
+    batch: str
+    worker: str
+    rounds: int
+    iterations: int = Field(description="Calls per round.")
+    min: float = Field(description="Seconds per call, as all the timings here.")
+    max: float
+    mean: float
+    stddev: float
+    median: float
+    q1: float
+    q3: float
+    iqr: float
+    outliers_iqr: int = Field(description="Rounds beyond 1.5 IQR of the quartiles.")
+    outliers_stddev: int = Field(description="Rounds beyond one stddev of the mean.")
+    ops: float = Field(description="Calls per second: 1 / mean.")
+    gc_disabled: bool
+    samples: list[float] = Field(description="Seconds per call, one per round, in order.")
+    fingerprint: dict[str, str] = Field(description="cpu, cores, python, os of the machine.")
+    comparison: BenchmarkComparison | None = Field(
+        None, description="With --batchflow-bench-compare or a gate, and a baseline."
+    )
+    baseline_problem: str | None = Field(
+        None, description="Why there is no comparison although one was asked for."
+    )
+    trend: list[tuple[int, float]] = Field(
+        default_factory=list,
+        description="(run id, median) of its recent runs in the history, this one last.",
+    )
+
+
 class ReportSection(_Model):
     """A section a pytest_batchflow_report_sections hook adds to the HTML report."""
 
@@ -262,9 +322,13 @@ class RunResult(_Model):
     deselected: int = 0
     probe: ProbeResult | None = Field(None, description="With --batchflow-probe only.")
     coverage: CoverageResult | None = Field(None, description="With --batchflow-cov only.")
-    failed_by: list[Literal["tests", "coverage"]] = Field(
+    benchmarks: list[BenchmarkResult] = Field(
+        default_factory=list, description="Tests that used the bench fixture, run order."
+    )
+    failed_by: list[Literal["tests", "coverage", "benchmarks"]] = Field(
         default_factory=list,
-        description="What failed the run: tests (a failure or error), coverage (a gate).",
+        description="What failed the run: tests (a failure or error), coverage (a gate), "
+        "benchmarks (a significant slowdown beyond a gate).",
     )
     estimated: float | None = Field(
         None, description="The plan's estimate of the tests' total duration (from history)."

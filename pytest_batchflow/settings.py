@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .core.bench import parse_gate
 from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
@@ -60,14 +61,23 @@ class BatchLine(BaseModel):
     maxfail: Annotated[int, Field(ge=1)] | None = None
     cov: bool = True
     cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    bench_fail: str | None = None
     on_upstream_failure: Literal["skip", "run"] = "skip"
 
     @model_validator(mode="before")
     @classmethod
-    def _benchmarks_default_to_no_coverage(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") == "benchmark" and "cov" not in data:
-            return {**data, "cov": False}
+    def _benchmark_defaults(cls, data: Any) -> Any:
+        # A benchmark runs alone and unmeasured by coverage unless the line says otherwise.
+        if isinstance(data, dict) and data.get("kind") == "benchmark":
+            return {"cov": False, "mode": "exclusive", **data}
         return data
+
+    @field_validator("bench_fail")
+    @classmethod
+    def _gate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_gate(value)
+        return value
 
     @field_validator("markers")
     @classmethod
@@ -102,6 +112,7 @@ _KEY_EXAMPLES = {
     "maxfail": "maxfail=1",
     "cov": "cov=off",
     "cov_fail_under": "cov_fail_under=80",
+    "bench_fail": "bench_fail=median:10%",
     "on_upstream_failure": "on_upstream_failure=run",
 }
 
@@ -229,7 +240,20 @@ class Settings(BaseModel):
     cov_source: tuple[str, ...] = ()
     cov_context: Literal["batch", "test"] = "batch"
     cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    bench_compare: Literal["last"] | Annotated[int, Field(ge=1)] | None = None
+    bench_fail: str | None = None
+    bench_max_time: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    bench_min_rounds: Annotated[int, Field(ge=1)] = 5
+    bench_disable_gc: bool = False
+    bench_compat: bool = False
     batches: tuple[BatchLine, ...] = ()
+
+    @field_validator("bench_fail")
+    @classmethod
+    def _run_gate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_gate(value)
+        return value
 
     @field_validator("quarantine", mode="before")
     @classmethod

@@ -67,6 +67,8 @@ def _environment() -> jinja2.Environment:
     env.filters["seconds"] = _seconds
     env.filters["error_line"] = error_line
     env.filters["sparkline"] = _sparkline
+    env.filters["trend"] = _trend
+    env.filters["duration"] = _duration
     return env
 
 
@@ -255,6 +257,37 @@ def _sparkline(recent: Sequence[str]) -> Markup:
     )
 
 
+def _trend(points: Sequence[tuple[int, float]]) -> Markup:
+    """A benchmark's median over its recent runs as a small line chart, this run last."""
+    if len(points) < 2:
+        return Markup('<span class="empty">one run so far</span>')
+    width, height, pad = 160, 36, 3
+    values = [median for _, median in points]
+    low, high = min(values), max(values)
+    span = (high - low) or high or 1.0
+    step = (width - 2 * pad) / (len(points) - 1)
+    xy = [
+        (pad + i * step, height - pad - (value - low) / span * (height - 2 * pad))
+        for i, value in enumerate(values)
+    ]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    label = escape(", ".join(f"run {run}: {_duration(v)}" for run, v in points))
+    last_x, last_y = xy[-1]
+    return Markup(
+        f'<svg class="trend" width="{width}" height="{height}" role="img" aria-label="{label}">'
+        f"<title>{label}</title>"
+        f'<polyline points="{line}"/><circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="3"/></svg>'
+    )
+
+
+def _duration(seconds: float) -> str:
+    """A time per call in the unit that reads best."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
 def _counts(tests: Iterable[TestResult]) -> list[tuple[str, int]]:
     counter = Counter(test.outcome for test in tests)
     ordered = [(word, counter.pop(word)) for word in OUTCOMES if word in counter]
@@ -278,6 +311,13 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
                 reasons.append(
                     f"coverage: {what} {gate.actual:.2f}% is under the gate {gate.threshold:g}%"
                 )
+    for bench in result.benchmarks:
+        c = bench.comparison
+        if c is not None and c.failed and c.threshold is not None:
+            reasons.append(
+                f"benchmarks: {bench.nodeid} {c.statistic} {c.change:+.1%} (interval from "
+                f"{c.low:+.1%}) is beyond the gate {c.threshold * 100:g}%"
+            )
     if not reasons and result.exitstatus != 0:
         reasons.append(f"pytest exit code {result.exitstatus}")
     return reasons

@@ -277,8 +277,8 @@ def test_sections_without_data_say_why(pytester: pytest.Pytester) -> None:
     assert "Coverage was not measured: give --batchflow-cov=SOURCE" in html
     assert "No flaky test: no test failed and then passed on a rerun (no test was rerun)." in html
     assert (
-        "No benchmark figures: batchflow does not time benchmarks yet, so the benchmark "
-        "batch perf ran 1 tests as ordinary tests" in html
+        "No benchmark figures: the benchmark batch perf ran 1 tests, none of which timed a "
+        "function with the bench fixture" in html
     )
     assert "unknown: the history had no durations for this plan yet" in html
 

@@ -26,7 +26,7 @@ LINES = "batchflow_batches (*tox.ini): "
 NAME_RULE = "must start with a letter or _ and hold only letters, digits, _ . -"
 KNOWN_KEYS = (
     "kind, paths, markers, after, mode, workers, priority, reruns, timeout, maxfail, cov, "
-    "cov_fail_under, on_upstream_failure"
+    "cov_fail_under, bench_fail, on_upstream_failure"
 )
 
 

@@ -1,0 +1,190 @@
+"""Benchmarks at the end of a run: statistics, baselines from the history, gates.
+
+The controller (or the serial process) turns each bench fixture's samples
+into a :class:`~pytest_batchflow.results.BenchmarkResult`: the statistics of
+``core/bench.py``, the baseline asked for (``--batchflow-bench-compare``, or
+the latest earlier run when a gate is set), the bootstrap comparison, and
+the gate of the test's batch line (``bench_fail=``) or of the run
+(``--batchflow-bench-fail``). A baseline measured on another kind of machine
+(CPU, cores, Python, OS) is shown with a warning and never gates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+from .core.bench import (
+    MIN_COMPARABLE_ROUNDS,
+    compare,
+    fingerprint_mismatch,
+    parse_gate,
+    summarize,
+)
+from .history import BenchmarkRow, HistoryStore
+from .results import BenchmarkComparison, BenchmarkResult, TestResult
+
+__all__ = ["benchmark_lines", "benchmark_results"]
+
+T = TypeVar("T")
+Reader = Callable[[Callable[[HistoryStore], Any]], Any]
+
+
+def benchmark_results(
+    measured: Sequence[tuple[TestResult, Mapping[str, Any], str]],
+    gates: Mapping[str, str | None],
+    compare_with: Literal["last"] | int | None,
+    read: Reader,
+    run_id: int | None,
+) -> tuple[list[BenchmarkResult], list[BenchmarkRow]]:
+    """Results for ``(test, measurement, worker)`` triples, and the rows to store."""
+    results: list[BenchmarkResult] = []
+    rows: list[BenchmarkRow] = []
+    for test, measurement, worker in measured:
+        samples = [float(x) for x in measurement["samples"]]
+        if not samples:
+            continue
+        iterations = int(measurement["iterations"])
+        machine = {str(k): str(v) for k, v in dict(measurement["fingerprint"]).items()}
+        stats = summarize(samples, iterations)
+        gate_text = gates.get(test.batch)
+        gate = parse_gate(gate_text) if gate_text else None
+        wanted: Literal["last"] | int | None = compare_with
+        if wanted is None and gate is not None:
+            wanted = "last"
+        comparison: BenchmarkComparison | None = None
+        problem = None
+        if wanted is not None:
+            comparison, problem = _compared(
+                test.nodeid, samples, machine, wanted, gate, read, run_id
+            )
+        results.append(
+            BenchmarkResult(
+                nodeid=test.nodeid,
+                batch=test.batch,
+                worker=worker,
+                rounds=stats.rounds,
+                iterations=stats.iterations,
+                min=stats.min,
+                max=stats.max,
+                mean=stats.mean,
+                stddev=stats.stddev,
+                median=stats.median,
+                q1=stats.q1,
+                q3=stats.q3,
+                iqr=stats.iqr,
+                outliers_iqr=stats.outliers_iqr,
+                outliers_stddev=stats.outliers_stddev,
+                ops=stats.ops,
+                gc_disabled=bool(measurement.get("gc_disabled", False)),
+                samples=samples,
+                fingerprint=machine,
+                comparison=comparison,
+                baseline_problem=problem,
+            )
+        )
+        rows.append(
+            BenchmarkRow(
+                test.nodeid, machine, iterations, stats.min, stats.mean, stats.median, samples
+            )
+        )
+    return results, rows
+
+
+def _compared(
+    nodeid: str,
+    samples: Sequence[float],
+    machine: Mapping[str, str],
+    wanted: Literal["last"] | int,
+    gate: Any,
+    read: Reader,
+    run_id: int | None,
+) -> tuple[BenchmarkComparison | None, str | None]:
+    if run_id is None:
+        return None, "no history (--batchflow-no-history, or the store failed)"
+    run = None if wanted == "last" else int(wanted)
+    found = read(lambda h: h.benchmark_baseline(nodeid, run_id, run))
+    if found is None:
+        where = "in an earlier run" if run is None else f"in run {run}"
+        return None, f"no baseline: not measured {where}"
+    baseline_run, baseline_machine, baseline_samples = found
+    other = fingerprint_mismatch(baseline_machine, machine)
+    statistic = gate.statistic if gate is not None else "median"
+    threshold = gate.threshold if gate is not None else None
+    if min(len(baseline_samples), len(samples)) < MIN_COMPARABLE_ROUNDS:
+        return None, (
+            f"fewer than {MIN_COMPARABLE_ROUNDS} rounds here or in run {baseline_run}: "
+            "too few to compare"
+        )
+    try:
+        result = compare(baseline_samples, samples, statistic, threshold)
+    except ValueError as error:  # a stored baseline with a zero or broken sample
+        return None, f"run {baseline_run}'s samples cannot be compared ({error})"
+    return (
+        BenchmarkComparison(
+            baseline_run=baseline_run,
+            statistic=result.statistic,
+            baseline=result.baseline,
+            current=result.current,
+            change=result.change,
+            low=result.low,
+            high=result.high,
+            verdict=result.verdict,
+            threshold=result.threshold,
+            failed=result.failed and not other,
+            other_machine=other,
+        ),
+        None,
+    )
+
+
+def _time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g}{unit}"
+    return f"{seconds / 1e-9:.3g}ns"
+
+
+def benchmark_lines(benchmarks: Sequence[BenchmarkResult]) -> list[str]:
+    """The terminal's benchmark table, then one line per comparison."""
+    rows = [["benchmark", "median", "iqr", "mean", "stddev", "min", "ops/s", "rounds"]]
+    for b in benchmarks:
+        rows.append(
+            [
+                b.nodeid,
+                _time(b.median),
+                _time(b.iqr),
+                _time(b.mean),
+                _time(b.stddev),
+                _time(b.min),
+                f"{b.ops:,.0f}" if b.ops >= 10 else f"{b.ops:.3g}",
+                f"{b.rounds}x{b.iterations}",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    for b in benchmarks:
+        c = b.comparison
+        if c is None:
+            if b.baseline_problem:
+                lines.append(f"{b.nodeid}: not compared: {b.baseline_problem}")
+            continue
+        gate = ""
+        if c.threshold is not None:
+            gate = f", gate {c.threshold * 100:g}%: " + ("FAILED" if c.failed else "passed")
+        other = ""
+        if c.other_machine:
+            other = (
+                f" (baseline from another machine: {', '.join(c.other_machine)} differ; not gated)"
+            )
+        lines.append(
+            f"{b.nodeid}: {c.statistic} {c.change:+.1%} vs run {c.baseline_run} "
+            f"[{c.low:+.1%}, {c.high:+.1%}] {c.verdict}{gate}{other}"
+        )
+    return lines

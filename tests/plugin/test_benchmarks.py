@@ -1,0 +1,319 @@
+"""Benchmark batches: the bench fixture, exclusivity, baselines, gates, compatibility.
+
+No assertion here is about speed (these machines are shared): they check
+what a user sees. Slowdowns are made large (a function that sleeps ten times
+longer) so that the verdict cannot be noise; timing accuracy and the gate's
+false alarm rate are measured in ``benchmarks/bench_gate.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from itertools import product
+
+import pytest
+
+from pytest_batchflow.results import RunResult
+
+INI = """
+[pytest]
+batchflow_batches =
+    unit: paths=test_unit.py
+    perf: kind=benchmark paths=test_perf.py after=unit
+"""
+
+PERF = """
+import time
+
+def test_sum(bench):
+    assert bench(sum, range(1000)) == 499500
+
+def test_noop(bench):
+    assert bench(lambda: None) is None
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
+    result = pytester.runpytest(
+        "--batchflow", "--batchflow-json=result.json", "--batchflow-bench-max-time=0.2", *args
+    )
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    return result, data
+
+
+def test_bench_times_calibrated_rounds_and_returns_the_result(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_unit="def test_one(): pass", test_perf=PERF)
+    result, data = run(pytester)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*= batchflow benchmarks =*",
+            "benchmark * median * iqr * mean * stddev * min * ops/s * rounds",
+            "test_perf.py::test_sum *",
+            "test_perf.py::test_noop *",
+        ]
+    )
+    by_name = {b.nodeid.split("::")[1]: b for b in data.benchmarks}
+    assert set(by_name) == {"test_sum", "test_noop"}
+    for bench in by_name.values():
+        assert bench.batch == "perf"
+        assert bench.rounds == len(bench.samples) >= 5
+        assert bench.min <= bench.q1 <= bench.median <= bench.q3 <= bench.max
+        assert bench.ops == pytest.approx(1 / bench.mean)
+        assert set(bench.fingerprint) >= {"cpu", "cores", "python", "os"}
+    # Calibration: a round of the no-op lasts well above the timer's resolution.
+    noop = by_name["test_noop"]
+    assert noop.iterations > 100
+    assert noop.median * noop.iterations >= 5e-5
+    # The benchmark batch's defaults: alone, no coverage, no reruns.
+    perf = next(b for b in data.batches if b.name == "perf")
+    assert (perf.kind, perf.mode, perf.cov, perf.reruns) == ("benchmark", "exclusive", False, 0)
+
+
+def test_without_batchflow_the_function_runs_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_perf="""
+        calls = []
+
+        def test_once(bench):
+            assert bench(calls.append, 1) is None
+            assert calls == [1]
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_pedantic_rounds_iterations_and_setup(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_unit="def test_one(): pass",
+        test_perf="""
+        made = []
+
+        def test_pedantic(bench):
+            def setup():
+                made.append(1)
+                return (list(range(100)),), {}
+            result = bench.pedantic(sorted, setup=setup, rounds=7, warmup_rounds=2)
+            assert result == list(range(100))
+            assert len(made) == 9
+
+        def test_iterations(bench):
+            bench.pedantic(sum, args=([1, 2],), rounds=3, iterations=4)
+
+        def test_twice(bench):
+            bench(sum, [1])
+            bench(sum, [1])
+        """,
+    )
+    result, data = run(pytester)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*the bench fixture measures one function per test; split the test, or parametrize it"]
+    )
+    shapes = {b.nodeid.split("::")[1]: (b.rounds, b.iterations) for b in data.benchmarks}
+    assert shapes == {"test_pedantic": (7, 1), "test_iterations": (3, 4)}
+
+
+SLEEPY = """
+import time
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_nap(i):
+    time.sleep(0.15)
+"""
+
+
+@pytest.mark.parametrize("workers", ["2", "4"])
+def test_benchmark_batch_runs_alone_under_xdist(pytester: pytest.Pytester, workers: str) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    perf: kind=benchmark paths=test_perf.py\n"
+        "    unit: paths=test_unit.py\n"
+    )
+    pytester.makepyfile(test_unit=SLEEPY, test_perf=PERF)
+    result = pytester.runpytest_subprocess(
+        "--batchflow",
+        "--batchflow-json=result.json",
+        "--batchflow-bench-max-time=0.2",
+        "-n",
+        workers,
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=8)
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    perf = [t for t in data.tests if t.batch == "perf"]
+    unit = [t for t in data.tests if t.batch == "unit"]
+    assert len(perf) == 2
+    assert len(data.benchmarks) == 2  # really measured on the workers
+    for a, b in product(perf, data.tests):
+        if a is not b:
+            assert not (a.start < b.stop and b.start < a.stop), (a.nodeid, b.nodeid)
+    # The unit tests did run in parallel with each other: the lanes were not all idle.
+    assert len({t.worker for t in unit}) > 1
+
+
+GATED = """
+import pathlib
+import time
+
+def naps():
+    return float(pathlib.Path(__file__).with_name("nap").read_text())
+
+def test_sleepy(bench):
+    bench(time.sleep, naps())
+"""
+
+
+def gated_run(
+    pytester: pytest.Pytester, nap: float, *args: str
+) -> tuple[pytest.RunResult, RunResult]:
+    (pytester.path / "nap").write_text(str(nap))
+    return run(pytester, "--batchflow-bench-min-rounds=10", *args)
+
+
+def test_a_significant_slowdown_beyond_the_gate_fails_the_run(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "batchflow_bench_fail = median:10%\n")
+    pytester.makepyfile(test_unit="def test_one(): pass", test_perf=GATED)
+    first, data = gated_run(pytester, 0.001)
+    assert first.ret == 0
+    first.stdout.fnmatch_lines(["test_perf.py::test_sleepy: not compared: no baseline: *"])
+    assert data.benchmarks[0].comparison is None
+    # Ten times slower: the whole interval is far beyond 10%.
+    second, data = gated_run(pytester, 0.01)
+    assert second.ret == 1
+    second.assert_outcomes(passed=2)
+    (bench,) = data.benchmarks
+    assert bench.comparison is not None
+    assert bench.comparison.verdict == "slower"
+    assert bench.comparison.failed
+    assert bench.comparison.low > 0.10
+    assert data.failed_by == ["benchmarks"]
+    second.stdout.fnmatch_lines(
+        [
+            "test_perf.py::test_sleepy: median +* vs run 1 [[]+*, +*[]] slower, gate 10%: FAILED",
+            "batchflow: benchmarks failed the run (a significant slowdown beyond a gate, not a "
+            "test)",
+        ]
+    )
+    html = (pytester.path / ".batchflow" / "report.html").read_text(encoding="utf-8")
+    assert "benchmarks: test_perf.py::test_sleepy median +" in html
+    assert "gate 10%: FAILED" in html
+    assert '<svg class="trend"' in html
+    # Back to the old speed: faster than the slow run, the gate passes.
+    third, data = gated_run(pytester, 0.001)
+    assert third.ret == 0
+    (bench,) = data.benchmarks
+    assert bench.comparison is not None
+    assert (bench.comparison.baseline_run, bench.comparison.verdict) == (2, "faster")
+    assert [run for run, _ in bench.trend] == [1, 2, 3]
+
+
+def test_a_baseline_from_another_machine_is_flagged_and_never_gates(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_unit="def test_one(): pass", test_perf=GATED)
+    gated_run(pytester, 0.001)
+    store = pytester.path / ".batchflow" / "history.sqlite"
+    with closing(sqlite3.connect(store)) as db, db:
+        other = {"cpu": "Some Other CPU", "cores": "64", "python": "CPython 3.99", "os": "x"}
+        db.execute("UPDATE benchmarks SET fingerprint = ?", (json.dumps(other),))
+    result, data = gated_run(pytester, 0.01, "--batchflow-bench-fail=median:10%")
+    assert result.ret == 0
+    (bench,) = data.benchmarks
+    assert bench.comparison is not None
+    assert bench.comparison.verdict == "slower"
+    assert not bench.comparison.failed
+    assert bench.comparison.other_machine == ["cores", "cpu", "python"] or set(
+        bench.comparison.other_machine
+    ) >= {"cpu", "cores"}
+    result.stdout.fnmatch_lines(["*(baseline from another machine: * differ; not gated)"])
+
+
+def test_a_batch_line_gate_and_an_explicit_baseline_run(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n"
+        "    perf: kind=benchmark paths=test_perf.py bench_fail=min:50%\n"
+    )
+    pytester.makepyfile(test_perf=GATED)
+    gated_run(pytester, 0.001)
+    gated_run(pytester, 0.001)
+    # Against run 1 by number; the batch line's gate applies.
+    result, data = gated_run(pytester, 0.01, "--batchflow-bench-compare=1")
+    assert result.ret == 1
+    comparison = data.benchmarks[0].comparison
+    assert comparison is not None
+    assert (comparison.baseline_run, comparison.statistic, comparison.threshold) == (1, "min", 0.5)
+
+
+def test_bad_gate_and_baseline_values_are_usage_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_perf="def test_one(bench): bench(sum, [1])")
+    result = pytester.runpytest("--batchflow", "--batchflow-bench-fail=p99:10%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: batchflow: --batchflow-bench-fail (command line): *p99*"])
+    result = pytester.runpytest("--batchflow", "--batchflow-bench-compare=yesterday")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: batchflow: --batchflow-bench-compare (command line): *"])
+
+
+COMPAT = """
+import pytest
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def test_fib(benchmark):
+    assert benchmark(fib, 15) == 610
+    assert benchmark.stats["mean"] > 0
+    assert benchmark.stats.stats.mean == benchmark.stats["mean"]
+
+def test_pedantic(benchmark):
+    benchmark.extra_info["size"] = 10
+    assert benchmark.pedantic(fib, args=(10,), rounds=4, iterations=3) == 55
+
+@pytest.mark.benchmark(min_rounds=12, max_time=0.01)
+def test_marker(benchmark):
+    benchmark(sum, range(10))
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_pytest_benchmark_suite_is_measured_in_compat_mode(
+    pytester: pytest.Pytester, args: tuple[str, ...]
+) -> None:
+    if args:
+        pytest.importorskip("xdist")
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    perf: kind=benchmark\n")
+    pytester.makepyfile(test_compat=COMPAT)
+    result = pytester.runpytest_subprocess(
+        "--batchflow",
+        "--batchflow-bench-compat",
+        "--batchflow-json=result.json",
+        "--batchflow-bench-max-time=0.1",
+        "--strict-markers",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    )
+    result.assert_outcomes(passed=3)
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    shapes = {b.nodeid.split("::")[1]: b for b in data.benchmarks}
+    assert set(shapes) == {"test_fib", "test_pedantic", "test_marker"}
+    assert (shapes["test_pedantic"].rounds, shapes["test_pedantic"].iterations) == (4, 3)
+    assert shapes["test_marker"].rounds >= 12
+    assert shapes["test_fib"].rounds >= 5
+
+
+def test_without_compat_mode_there_is_no_benchmark_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_compat="def test_fib(benchmark): benchmark(sum, [1])")
+    if pytester.runpytest("-p", "no:cacheprovider").ret == 0:
+        pytest.skip("pytest-benchmark is installed: its fixture exists")
+    result = pytester.runpytest("--batchflow", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'benchmark' not found*"])
