@@ -12,11 +12,11 @@ the gate of the test's batch line (``bench_fail=``) or of the run
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from .core.bench import (
     MIN_COMPARABLE_ROUNDS,
-    compare,
+    compare_with_history,
     fingerprint_mismatch,
     parse_gate,
     summarize,
@@ -26,7 +26,8 @@ from .results import BenchmarkComparison, BenchmarkResult, TestResult
 
 __all__ = ["benchmark_lines", "benchmark_results"]
 
-T = TypeVar("T")
+#: With --batchflow-bench-compare=last, the baseline is this many latest earlier runs.
+BASELINE_RUNS = 5
 Reader = Callable[[Callable[[HistoryStore], Any]], Any]
 
 
@@ -103,12 +104,15 @@ def _compared(
     if run_id is None:
         return None, "no history (--batchflow-no-history, or the store failed)"
     run = None if wanted == "last" else int(wanted)
-    found = read(lambda h: h.benchmark_baseline(nodeid, run_id, run))
-    if found is None:
+    found = read(lambda h: h.benchmark_baselines(nodeid, run_id, run, BASELINE_RUNS))
+    if not found:
         where = "in an earlier run" if run is None else f"in run {run}"
         return None, f"no baseline: not measured {where}"
-    baseline_run, baseline_machine, baseline_samples = found
+    baseline_run, baseline_machine, baseline_samples = found[-1]
     other = fingerprint_mismatch(baseline_machine, machine)
+    # Earlier runs on the latest baseline's machine tell how much runs differ there.
+    same_machine = [row for row in found if not fingerprint_mismatch(row[1], baseline_machine)]
+    pool = [run_samples for _, _, run_samples in same_machine]
     statistic = gate.statistic if gate is not None else "median"
     threshold = gate.threshold if gate is not None else None
     if min(len(baseline_samples), len(samples)) < MIN_COMPARABLE_ROUNDS:
@@ -117,12 +121,13 @@ def _compared(
             "too few to compare"
         )
     try:
-        result = compare(baseline_samples, samples, statistic, threshold)
+        result = compare_with_history(pool, samples, statistic, threshold)
     except ValueError as error:  # a stored baseline with a zero or broken sample
         return None, f"run {baseline_run}'s samples cannot be compared ({error})"
     return (
         BenchmarkComparison(
             baseline_run=baseline_run,
+            baseline_runs=[run for run, _, _ in same_machine],
             statistic=result.statistic,
             baseline=result.baseline,
             current=result.current,

@@ -368,22 +368,27 @@ class HistoryStore:
                 ],
             )
 
-    def benchmark_baseline(
-        self, nodeid: str, before_run: int, run: int | None
-    ) -> tuple[int, dict[str, str], list[float]] | None:
-        """A benchmark's baseline: its record in ``run``, else its latest before ``before_run``."""
+    def benchmark_baselines(
+        self, nodeid: str, before_run: int, run: int | None, limit: int
+    ) -> list[tuple[int, dict[str, str], list[float]]]:
+        """A benchmark's baseline runs, oldest first: its record in ``run``, else its
+        latest ``limit`` records before ``before_run``."""
         if run is not None:
-            query = "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
-            row = self._db.execute(f"{query} AND run_id = ?", (nodeid, run)).fetchone()
+            rows = self._db.execute(
+                "SELECT run_id, fingerprint, samples FROM benchmarks"
+                " WHERE nodeid = ? AND run_id = ?",
+                (nodeid, run),
+            ).fetchall()
         else:
-            row = self._db.execute(
+            rows = self._db.execute(
                 "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
-                " AND run_id < ? ORDER BY run_id DESC LIMIT 1",
-                (nodeid, before_run),
-            ).fetchone()
-        if row is None:
-            return None
-        return int(row[0]), json.loads(row[1]), [float(x) for x in json.loads(row[2])]
+                " AND run_id < ? ORDER BY run_id DESC LIMIT ?",
+                (nodeid, before_run, limit),
+            ).fetchall()[::-1]
+        return [
+            (int(row[0]), json.loads(row[1]), [float(x) for x in json.loads(row[2])])
+            for row in rows
+        ]
 
     def benchmark_trend(self, nodeid: str, limit: int) -> list[tuple[int, float]]:
         """(run id, median) of a benchmark's latest ``limit`` runs, oldest first."""

@@ -246,9 +246,17 @@ class CoverageResult(_Model):
 class BenchmarkComparison(_Model):
     """A benchmark against its baseline: how much slower, how sure, and the gate."""
 
-    baseline_run: int = Field(description="The history's run id of the baseline.")
+    baseline_run: int = Field(description="The history's run id of the latest baseline run.")
+    baseline_runs: list[int] = Field(
+        default_factory=list,
+        description="Every run the baseline pools (the latest 5 on that machine with "
+        "--batchflow-bench-compare=last): their spread widens the interval.",
+    )
     statistic: Literal["min", "mean", "median"]
-    baseline: float = Field(description="The baseline's statistic, seconds per call.")
+    baseline: float = Field(
+        description="The baseline's statistic, seconds per call (with several baseline "
+        "runs: the median of theirs)."
+    )
     current: float
     change: float = Field(description="current / baseline - 1: 0.12 is 12% slower.")
     low: float = Field(description="The 95% bootstrap interval of change, lower end.")

@@ -27,6 +27,7 @@ __all__ = [
     "Statistic",
     "Stats",
     "compare",
+    "compare_with_history",
     "fingerprint_mismatch",
     "iterations_for",
     "parse_gate",
@@ -299,6 +300,68 @@ def compare(
         baseline=baseline_value,
         current=current_value,
         change=current_value / baseline_value - 1,
+        low=low,
+        high=high,
+        verdict=verdict,
+        threshold=threshold,
+        failed=threshold is not None and low > threshold,
+    )
+
+
+#: Two-sided 97.5% quantiles of Student's t for 1..10 degrees of freedom (more: 1.96).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def compare_with_history(
+    baseline_runs: Sequence[Sequence[float]],
+    current: Sequence[float],
+    statistic: str = "median",
+    threshold: float | None = None,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Compare with several earlier runs (oldest first), counting how much runs differ.
+
+    The bootstrap of :func:`compare` sees only the noise within a run: the
+    rounds of one process. A fresh process on a shared machine is often a
+    few percent faster or slower as a whole (CPU frequency, neighbours), and
+    a gate that ignores that fails on unchanged code. With two or more
+    earlier runs, the change is taken against the median of their statistics
+    and its interval is widened, in log space, by the spread of those
+    statistics: ``t * s * sqrt(1 + 1/k)`` for ``k`` runs with log standard
+    deviation ``s`` (a prediction interval for one more run), combined in
+    quadrature with the within-run interval of the latest run. With one
+    earlier run this is :func:`compare`.
+    """
+    if not baseline_runs:
+        raise ValueError("a comparison needs at least one earlier run")
+    within = compare(baseline_runs[-1], current, statistic, threshold, confidence, resamples, seed)
+    if len(baseline_runs) < 2 or not math.isfinite(within.low):
+        return within
+    values = [_statistic_of(run, statistic) for run in baseline_runs]
+    if not all(0 < value < math.inf for value in values):
+        raise ValueError("times per call must be positive and finite to compare")
+    k = len(values)
+    spread = statistics.stdev(math.log(value) for value in values)
+    t = _T975[k - 2] if k - 1 <= len(_T975) else 1.96
+    if confidence != 0.95:
+        t = t / 1.96 * statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    between = t * spread * math.sqrt(1 + 1 / k)
+    centre = statistics.median(values)
+    log_change = math.log(within.current / centre)
+    below = math.log1p(within.change) - math.log1p(within.low)
+    above = math.log1p(within.high) - math.log1p(within.change)
+    low = math.expm1(log_change - math.hypot(between, below))
+    high = math.expm1(log_change + math.hypot(between, above))
+    verdict: Literal["faster", "slower", "same"] = (
+        "slower" if low > 0 else "faster" if high < 0 else "same"
+    )
+    return Comparison(
+        statistic=statistic,
+        baseline=centre,
+        current=within.current,
+        change=within.current / centre - 1,
         low=low,
         high=high,
         verdict=verdict,

@@ -20,6 +20,7 @@ from pytest_batchflow.core.bench import (
     Gate,
     _Resampler,
     compare,
+    compare_with_history,
     fingerprint_mismatch,
     iterations_for,
     parse_gate,
@@ -456,3 +457,50 @@ class TestFingerprintMismatch:
         older = {key: value for key, value in MACHINE.items() if key != "cores"}
         assert fingerprint_mismatch(older, MACHINE) == ["cores"]
         assert fingerprint_mismatch(MACHINE, {**older, "gpu": "none"}) == ["cores", "gpu"]
+
+
+# -- compare_with_history: runs differ as a whole, not only round by round -----------
+
+
+def _run(rng: random.Random, scale: float, rounds: int = 30) -> list[float]:
+    """One run's rounds: the run's own speed times small round-to-round noise."""
+    return [scale * 1e-5 * rng.lognormvariate(0, 0.03) for _ in range(rounds)]
+
+
+def test_history_with_one_run_is_the_plain_comparison() -> None:
+    rng = random.Random(3)
+    baseline, current = _run(rng, 1.0), _run(rng, 1.2)
+    assert compare_with_history([baseline], current, threshold=0.1) == compare(
+        baseline, current, threshold=0.1
+    )
+
+
+def test_whole_run_shifts_fail_the_plain_gate_but_not_the_history_gate() -> None:
+    """A/A trials on a machine whose speed varies by run (sd 8%), as shared CI machines do."""
+    plain = pooled = 0
+    trials = 200
+    for trial in range(trials):
+        rng = random.Random(trial)
+        runs = [_run(rng, rng.lognormvariate(0, 0.08)) for _ in range(6)]
+        *earlier, current = runs
+        plain += compare(earlier[-1], current, threshold=0.1, resamples=300).failed
+        pooled += compare_with_history(earlier, current, threshold=0.1, resamples=300).failed
+    assert plain > trials * 0.05  # the within-run interval cannot see the shifts
+    assert pooled <= trials * 0.05
+
+
+def test_a_real_slowdown_still_fails_against_a_steady_history() -> None:
+    rng = random.Random(11)
+    earlier = [_run(rng, rng.lognormvariate(0, 0.02)) for _ in range(5)]
+    result = compare_with_history(earlier, _run(rng, 1.5), threshold=0.1)
+    assert result.verdict == "slower"
+    assert result.failed
+    assert 0.3 < result.change < 0.7
+    assert result.low < result.change < result.high
+    # The baseline is the median of the earlier runs' medians.
+    assert result.baseline == statistics.median(statistics.median(run) for run in earlier)
+
+
+def test_history_comparison_needs_a_run() -> None:
+    with pytest.raises(ValueError, match="at least one earlier run"):
+        compare_with_history([], [1.0] * 10)
