@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
+from results_factory import FAILURE, attempt, case, run
 
 from pytest_batchflow.report import github
 from pytest_batchflow.report.github import (
@@ -17,112 +16,10 @@ from pytest_batchflow.report.github import (
     step_summary,
 )
 from pytest_batchflow.results import (
-    AttemptResult,
-    BatchResult,
     CoverageBatch,
     CoverageGate,
     CoverageResult,
-    Environment,
-    RunResult,
-    TestResult,
 )
-
-FAILURE = """\
-    def test_x():
->       assert add(1, 1) == 3, "sums are off"
-E       AssertionError: sums are off
-E       assert 2 == 3
-
-tests/test_a.py:7: AssertionError"""
-
-
-@pytest.fixture(autouse=True)
-def _not_on_github(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's (or CI's) GitHub variables stay out of the scenarios."""
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-
-
-# -- building results in memory ----------------------------------------------------
-
-
-def case(
-    nodeid: str = "tests/test_a.py::test_x", outcome: str = "passed", **fields: Any
-) -> TestResult:
-    values: dict[str, Any] = {
-        "file": nodeid.split("::")[0],
-        "line": 5,
-        "batch": "unit",
-        "duration": 0.25,
-        "start": 1_700_000_010.0,
-        "stop": 1_700_000_010.25,
-        "worker": "gw1",
-        "phases": [],
-        **fields,
-    }
-    return TestResult(nodeid=nodeid, outcome=outcome, **values)
-
-
-def failed_attempt(longrepr: str = FAILURE) -> AttemptResult:
-    return AttemptResult(
-        outcome="failed",
-        worker="gw0",
-        duration=0.5,
-        start=1_700_000_000.0,
-        stop=1_700_000_000.5,
-        phases=[],
-        longrepr=longrepr,
-    )
-
-
-def batch(name: str, tests: list[TestResult], **fields: Any) -> BatchResult:
-    values: dict[str, Any] = {
-        "kind": "test",
-        "mode": "parallel",
-        "after": [],
-        "priority": 0,
-        "reruns": 0,
-        "maxfail": None,
-        "cov": True,
-        "on_upstream_failure": "skip",
-        "status": "passed",
-        "tests": len(tests),
-        "outcomes": dict(Counter(test.outcome for test in tests)),
-        "duration": 2.0,
-        **fields,
-    }
-    return BatchResult(name=name, **values)
-
-
-def run(tests: list[TestResult], **fields: Any) -> RunResult:
-    if "batches" not in fields:
-        grouped: dict[str, list[TestResult]] = {}
-        for test in tests:
-            grouped.setdefault(test.batch, []).append(test)
-        fields["batches"] = [batch(name, found) for name, found in grouped.items()]
-    values: dict[str, Any] = {
-        "started": 1_700_000_000.0,
-        "stopped": 1_700_000_100.0,
-        "duration": 100.0,
-        "exitstatus": 1 if any(t.outcome in ("failed", "error") for t in tests) else 0,
-        "failed_by": ["tests"] if any(t.outcome in ("failed", "error") for t in tests) else [],
-        **fields,
-    }
-    return RunResult(
-        environment=Environment(
-            python="3.12.1",
-            implementation="CPython",
-            platform="Linux",
-            pytest="8.3.0",
-            batchflow="0.1.0",
-            plugins=[],
-            rootdir="/src",
-            invocation=["--batchflow"],
-            hostname="ci",
-        ),
-        tests=tests,
-        **values,
-    )
 
 
 def unescape(text: str) -> str:
@@ -149,7 +46,7 @@ def test_a_passing_run_says_passed_with_counts_times_and_batches() -> None:
         case("test_a.py::test_1"),
         case("test_a.py::test_2", "xpassed"),
         case("test_b.py::test_3", "skipped", batch="slow"),
-        case("test_b.py::test_4", "flaky", batch="slow", attempts=[failed_attempt()]),
+        case("test_b.py::test_4", "flaky", batch="slow", attempts=[attempt()]),
     ]
     text = step_summary(run(tests, lower_bound=0.125, deselected=3), None)
     lines = text.splitlines()
@@ -182,7 +79,7 @@ def test_failures_and_flaky_tests_are_listed_with_their_error_line() -> None:
     tests = [
         case("tests/test_a.py::test_x", "failed", longrepr=FAILURE),
         case("tests/test_a.py::test_y", "error", longrepr="E   OSError: refused"),
-        case("tests/test_a.py::test_z", "flaky", attempts=[failed_attempt(), failed_attempt()]),
+        case("tests/test_a.py::test_z", "flaky", attempts=[attempt(), attempt()]),
         case("tests/test_a.py::test_q", "quarantined", longrepr=FAILURE),
     ]
     text = step_summary(run(tests), Path("out/report.html"))

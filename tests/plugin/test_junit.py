@@ -3,106 +3,18 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 import xmlschema
+from results_factory import FAILURE, attempt, batch, case, run
 
 from pytest_batchflow.report.junit import MESSAGE_LIMIT, junit_xml, write_junit
 from pytest_batchflow.results import (
-    AttemptResult,
-    BatchResult,
-    Environment,
     RunResult,
-    TestResult,
 )
 
 SCHEMA = xmlschema.XMLSchema(Path(__file__).with_name("data") / "junit.xsd")
-
-FAILURE = """\
-    def test_x():
->       assert add(1, 1) == 3, "sums are off"
-E       AssertionError: sums are off
-E       assert 2 == 3
-
-tests/test_a.py:7: AssertionError"""
-
-
-# -- building results in memory ----------------------------------------------------
-
-
-def attempt(outcome: str = "failed", longrepr: str | None = FAILURE) -> AttemptResult:
-    return AttemptResult(
-        outcome=outcome,
-        worker="gw0",
-        duration=0.5,
-        start=1_700_000_000.0,
-        stop=1_700_000_000.5,
-        phases=[],
-        longrepr=longrepr,
-    )
-
-
-def case(
-    nodeid: str = "tests/test_a.py::test_x", outcome: str = "passed", **fields: Any
-) -> TestResult:
-    values: dict[str, Any] = {
-        "file": nodeid.split("::")[0],
-        "line": 5,
-        "batch": "unit",
-        "duration": 0.25,
-        "start": 1_700_000_010.0,
-        "stop": 1_700_000_010.25,
-        "worker": "gw1",
-        "phases": [],
-        **fields,
-    }
-    return TestResult(nodeid=nodeid, outcome=outcome, **values)
-
-
-def batch(name: str, tests: list[TestResult], duration: float = 2.0) -> BatchResult:
-    return BatchResult(
-        name=name,
-        kind="test",
-        mode="parallel",
-        after=[],
-        priority=0,
-        reruns=1,
-        maxfail=None,
-        cov=True,
-        on_upstream_failure="skip",
-        status="passed",
-        tests=len(tests),
-        outcomes=dict(Counter(test.outcome for test in tests)),
-        duration=duration,
-    )
-
-
-def run(tests: list[TestResult], batches: list[BatchResult] | None = None) -> RunResult:
-    if batches is None:
-        names = dict.fromkeys(test.batch for test in tests)
-        batches = [batch(name, [t for t in tests if t.batch == name]) for name in names]
-    return RunResult(
-        started=1_700_000_000.0,
-        stopped=1_700_000_100.0,
-        duration=100.0,
-        exitstatus=1,
-        environment=Environment(
-            python="3.12.1",
-            implementation="CPython",
-            platform="Linux",
-            pytest="8.3.0",
-            batchflow="0.1.0",
-            plugins=[],
-            rootdir="/src",
-            invocation=["--batchflow"],
-            hostname="ci-runner-7",
-        ),
-        batches=batches,
-        tests=tests,
-    )
 
 
 def document(result: RunResult) -> ET.Element:
@@ -189,7 +101,7 @@ def test_one_testsuite_per_batch_in_plan_order_with_counts() -> None:
         batch("db", [t for t in tests if t.batch == "db"], duration=7.0),
         batch("empty", []),
     ]
-    root = document(run(tests, batches))
+    root = document(run(tests, batches=batches))
     assert root.tag == "testsuites"
     assert root.attrib == {
         "name": "batchflow",
@@ -215,7 +127,7 @@ def test_one_testsuite_per_batch_in_plan_order_with_counts() -> None:
     # A suite's timestamp is its first test's start.
     assert unit["timestamp"] == "2023-11-14T22:13:30.000+00:00"
     assert db["timestamp"] == "2023-11-14T22:14:10.000+00:00"
-    assert {suite["hostname"] for suite in (unit, db)} == {"ci-runner-7"}
+    assert {suite["hostname"] for suite in (unit, db)} == {"ci"}
     assert [t.get("name") for t in suites[0].iter("testcase")] == [
         "test_b",
         "test_c",
