@@ -12,6 +12,7 @@ the gate of the test's batch line (``bench_fail=``) or of the run
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, Literal
 
 from .core.bench import (
@@ -64,19 +65,7 @@ def benchmark_results(
                 nodeid=test.nodeid,
                 batch=test.batch,
                 worker=worker,
-                rounds=stats.rounds,
-                iterations=stats.iterations,
-                min=stats.min,
-                max=stats.max,
-                mean=stats.mean,
-                stddev=stats.stddev,
-                median=stats.median,
-                q1=stats.q1,
-                q3=stats.q3,
-                iqr=stats.iqr,
-                outliers_iqr=stats.outliers_iqr,
-                outliers_stddev=stats.outliers_stddev,
-                ops=stats.ops,
+                **asdict(stats),
                 gc_disabled=bool(measurement.get("gc_disabled", False)),
                 samples=samples,
                 fingerprint=machine,

@@ -294,6 +294,7 @@ class BenchmarkResult(_Model):
     outliers_iqr: int = Field(description="Rounds beyond 1.5 IQR of the quartiles.")
     outliers_stddev: int = Field(description="Rounds beyond one stddev of the mean.")
     ops: float = Field(description="Calls per second: 1 / mean.")
+    total: float = Field(description="Seconds spent in the timed rounds.")
     gc_disabled: bool
     samples: list[float] = Field(description="Seconds per call, one per round, in order.")
     fingerprint: dict[str, str] = Field(description="cpu, cores, python, os of the machine.")

@@ -292,14 +292,26 @@ def compare(
         changes = sorted(current_draw(rng) / baseline_draw(rng) - 1 for _ in range(resamples))
         tail = (1 - confidence) / 2
         low, high = _percentile(changes, tail), _percentile(changes, 1 - tail)
+    return _comparison(statistic, baseline_value, current_value, low, high, threshold)
+
+
+def _comparison(
+    statistic: str,
+    baseline: float,
+    current: float,
+    low: float,
+    high: float,
+    threshold: float | None,
+) -> Comparison:
+    """The verdict and the gate of a change and its interval."""
     verdict: Literal["faster", "slower", "same"] = (
         "slower" if low > 0 else "faster" if high < 0 else "same"
     )
     return Comparison(
         statistic=statistic,
-        baseline=baseline_value,
-        current=current_value,
-        change=current_value / baseline_value - 1,
+        baseline=baseline,
+        current=current,
+        change=current / baseline - 1,
         low=low,
         high=high,
         verdict=verdict,
@@ -354,20 +366,7 @@ def compare_with_history(
     above = math.log1p(within.high) - math.log1p(within.change)
     low = math.expm1(log_change - math.hypot(between, below))
     high = math.expm1(log_change + math.hypot(between, above))
-    verdict: Literal["faster", "slower", "same"] = (
-        "slower" if low > 0 else "faster" if high < 0 else "same"
-    )
-    return Comparison(
-        statistic=statistic,
-        baseline=centre,
-        current=within.current,
-        change=within.current / centre - 1,
-        low=low,
-        high=high,
-        verdict=verdict,
-        threshold=threshold,
-        failed=threshold is not None and low > threshold,
-    )
+    return _comparison(statistic, centre, within.current, low, high, threshold)
 
 
 def _statistic_of(values: Sequence[float], statistic: str) -> float:
