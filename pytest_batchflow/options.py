@@ -97,6 +97,16 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
     ),
     Option(
+        "html_passed_output",
+        "--batchflow-html-passed-output",
+        "BATCHFLOW_HTML_PASSED_OUTPUT",
+        "batchflow_html_passed_output",
+        "Keep passing tests' captured output and logs in the HTML report too (left out by "
+        "default; the JSON result always has them).",
+        "true",
+        is_flag=True,
+    ),
+    Option(
         "junit_path",
         "--batchflow-junit",
         "BATCHFLOW_JUNIT",

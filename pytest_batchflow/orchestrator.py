@@ -1127,7 +1127,13 @@ class Orchestrator:
         if settings.html_path is not None:
             from .report.html import write_html
 
-            writers.append(("the HTML report", settings.html_path, lambda p: write_html(result, p)))
+            writers.append(
+                (
+                    "the HTML report",
+                    settings.html_path,
+                    lambda p: write_html(result, p, passed_output=settings.html_passed_output),
+                )
+            )
         if settings.junit_path is not None:
             from .report.junit import write_junit
 

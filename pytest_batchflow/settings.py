@@ -224,6 +224,7 @@ class Settings(BaseModel):
     select: tuple[str, ...] | None = None
     json_path: Path | None = None
     html_path: Path | None = None
+    html_passed_output: bool = False
     junit_path: Path | None = None
     history_path: Path
     no_history: bool = False

@@ -116,10 +116,10 @@ class _Strings:
         return index
 
 
-def _details(test: TestResult) -> dict[str, Any] | None:
+def _details(test: TestResult, passed_output: bool) -> dict[str, Any] | None:
     """What expanding a row shows; None when there is nothing to show."""
     detail: dict[str, Any] = {}
-    keep_text = test.outcome in _KEEP_TEXT or bool(test.attempts)
+    keep_text = passed_output or test.outcome in _KEEP_TEXT or bool(test.attempts)
     if test.longrepr:
         detail["r"] = _clip(test.longrepr)
     if keep_text:
@@ -135,7 +135,7 @@ def _details(test: TestResult) -> dict[str, Any] | None:
     return detail or None
 
 
-def _payload(result: RunResult) -> dict[str, Any]:
+def _payload(result: RunResult, passed_output: bool) -> dict[str, Any]:
     """The tests and the timeline, compact: see the module docstring."""
     strings = _Strings()
     origin = min((t.start for t in result.tests), default=result.started)
@@ -144,7 +144,7 @@ def _payload(result: RunResult) -> dict[str, Any]:
     for test in result.tests:
         # Everything up to the test's own name (file, classes) is shared by its neighbours.
         prefix, _, name = test.nodeid.rpartition("::")
-        detail = _details(test)
+        detail = _details(test, passed_output)
         if detail is not None:
             details.append(detail)
         row = [
@@ -332,9 +332,10 @@ def _relative_link(target: str, base: Path | None) -> str:
         return Path(target).as_uri()
 
 
-def render_html(result: RunResult, base: Path | None = None) -> str:
+def render_html(result: RunResult, base: Path | None = None, *, passed_output: bool = False) -> str:
     """The report as one HTML document; ``base``: the folder it will be written to
-    (links to other outputs, such as coverage's HTML, are made relative to it)."""
+    (links to other outputs, such as coverage's HTML, are made relative to it);
+    ``passed_output``: keep passing tests' captured output and logs too."""
     counts = dict(_counts(result.tests))
     batches = [b for b in result.batches if b.tests or b.skip_reason]
     flaky = [t for t in result.tests if t.outcome == "flaky" or t.flakiness]
@@ -361,15 +362,15 @@ def render_html(result: RunResult, base: Path | None = None) -> str:
             coverage_link=coverage_link,
             coverage_by_batch={b.name: b for b in coverage.batches} if coverage else {},
             sections=[(s.title, Markup(s.html)) for s in result.sections],
-            data=_script_json(_payload(result)),
+            data=_script_json(_payload(result, passed_output)),
             css=_static("report.css"),
             js=_static("report.js"),
         )
     )
 
 
-def write_html(result: RunResult, path: Path) -> None:
+def write_html(result: RunResult, path: Path, *, passed_output: bool = False) -> None:
     """Render and write atomically (a reader never sees half a page). Raises OSError."""
-    text = render_html(result, base=path.parent.resolve())
+    text = render_html(result, base=path.parent.resolve(), passed_output=passed_output)
     # Lone surrogates (undecodable bytes in a test's output) must not stop the write.
     write_atomically(path, text.encode("utf-8", "backslashreplace"))

@@ -105,6 +105,15 @@ def test_written_by_default_under_batchflow_and_named_at_the_end(
     assert len(strings) == len(set(strings))
 
 
+def test_passing_tests_output_is_kept_when_asked(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(**SUITE)
+    pytester.runpytest("--batchflow", "--batchflow-html-passed-output")
+    data = page_data((pytester.path / ".batchflow" / "report.html").read_text(encoding="utf-8"))
+    add = rows_by_name(data)["test_add"]
+    assert data["details"][add[8]]["o"] == "adding to the cart\n"
+
+
 def test_self_contained_nothing_fetched(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(**SUITE)
     pytester.runpytest("--batchflow")
