@@ -371,7 +371,10 @@ def _copy_data_file(path: Path, copy: Path) -> None:
         shutil.copyfile(path, copy)
     except OSError as error:
         raise ResultFileError(f"{path}: cannot read it: {error.strerror or error}") from None
+    data = coverage.CoverageData(basename=str(copy))
     try:
-        coverage.CoverageData(basename=str(copy)).read()
+        data.read()
     except CoverageException:
         raise ResultFileError(f"{path}: not a coverage.py data file") from None
+    finally:
+        data.close()  # Python 3.13 warns about a sqlite connection left to the collector
