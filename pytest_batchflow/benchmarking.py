@@ -6,7 +6,8 @@ into a :class:`~pytest_batchflow.results.BenchmarkResult`: the statistics of
 the latest earlier run when a gate is set), the bootstrap comparison, and
 the gate of the test's batch line (``bench_fail=``) or of the run
 (``--batchflow-bench-fail``). A baseline measured on another kind of machine
-(CPU, cores, Python, OS) is shown with a warning and never gates.
+(CPU, cores, Python, OS) is shown with a warning and never gates, nor does a
+history of fewer than 3 earlier runs on the machine.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from .results import BenchmarkComparison, BenchmarkResult, TestResult
 __all__ = ["benchmark_lines", "benchmark_results"]
 
 #: With --batchflow-bench-compare=last, the baseline is this many latest earlier runs.
-BASELINE_RUNS = 5
+BASELINE_RUNS = 10
+#: A gate applies once this many earlier runs on the machine show how much runs differ:
+#: with fewer, a whole-run shift of the machine's speed cannot be told from a regression.
+MIN_GATING_RUNS = 3
 Reader = Callable[[Callable[[HistoryStore], Any]], Any]
 
 
@@ -109,6 +113,14 @@ def _compared(
             f"fewer than {MIN_COMPARABLE_ROUNDS} rounds here or in run {baseline_run}: "
             "too few to compare"
         )
+    ungated = None
+    if other:
+        ungated = f"baseline from another machine: {', '.join(other)} differ"
+    elif len(pool) < MIN_GATING_RUNS:
+        ungated = (
+            f"{len(pool)} earlier run{'s' if len(pool) != 1 else ''} on this machine; the gate "
+            f"needs {MIN_GATING_RUNS} to know how much runs differ"
+        )
     try:
         result = compare_with_history(pool, samples, statistic, threshold)
     except ValueError as error:  # a stored baseline with a zero or broken sample
@@ -125,8 +137,9 @@ def _compared(
             high=result.high,
             verdict=result.verdict,
             threshold=result.threshold,
-            failed=result.failed and not other,
+            failed=result.failed and ungated is None,
             other_machine=other,
+            ungated=ungated if threshold is not None else None,
         ),
         None,
     )
@@ -171,14 +184,14 @@ def benchmark_lines(benchmarks: Sequence[BenchmarkResult]) -> list[str]:
             continue
         gate = ""
         if c.threshold is not None:
-            gate = f", gate {c.threshold * 100:g}%: " + ("FAILED" if c.failed else "passed")
-        other = ""
-        if c.other_machine:
-            other = (
-                f" (baseline from another machine: {', '.join(c.other_machine)} differ; not gated)"
-            )
+            verdict = "FAILED" if c.failed else "passed"
+            if c.ungated:
+                verdict = f"not applied ({c.ungated})"
+            gate = f", gate {c.threshold * 100:g}%: {verdict}"
+        elif c.other_machine:
+            gate = f" (baseline from another machine: {', '.join(c.other_machine)} differ)"
         lines.append(
             f"{b.nodeid}: {c.statistic} {c.change:+.1%} vs run {c.baseline_run} "
-            f"[{c.low:+.1%}, {c.high:+.1%}] {c.verdict}{gate}{other}"
+            f"[{c.low:+.1%}, {c.high:+.1%}] {c.verdict}{gate}"
         )
     return lines

@@ -371,14 +371,17 @@ class HistoryStore:
     def benchmark_baselines(
         self, nodeid: str, before_run: int, run: int | None, limit: int
     ) -> list[tuple[int, dict[str, str], list[float]]]:
-        """A benchmark's baseline runs, oldest first: its record in ``run``, else its
-        latest ``limit`` records before ``before_run``."""
+        """A benchmark's baseline runs, oldest first: its latest ``limit`` records
+        before ``before_run``, or up to and including ``run`` (none if ``run`` did not
+        measure it). The earlier ones tell how much its runs differ."""
         if run is not None:
             rows = self._db.execute(
-                "SELECT run_id, fingerprint, samples FROM benchmarks"
-                " WHERE nodeid = ? AND run_id = ?",
-                (nodeid, run),
-            ).fetchall()
+                "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
+                " AND run_id <= ? ORDER BY run_id DESC LIMIT ?",
+                (nodeid, run, limit),
+            ).fetchall()[::-1]
+            if not rows or rows[-1][0] != run:
+                return []
         else:
             rows = self._db.execute(
                 "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"

@@ -273,6 +273,11 @@ class BenchmarkComparison(_Model):
         description="Fingerprint keys in which the baseline's machine differs; a baseline "
         "from another machine is shown but never gates.",
     )
+    ungated: str | None = Field(
+        None,
+        description="Why a gate was not applied: a baseline from another machine, or fewer "
+        "than 3 earlier runs on this one.",
+    )
 
 
 class BenchmarkResult(_Model):

@@ -185,19 +185,31 @@ def test_a_significant_slowdown_beyond_the_gate_fails_the_run(pytester: pytest.P
     assert first.ret == 0
     first.stdout.fnmatch_lines(["test_perf.py::test_sleepy: not compared: no baseline: *"])
     assert data.benchmarks[0].comparison is None
+    # Until 3 earlier runs show how much runs differ, the gate does not apply.
+    for earlier in (1, 2):
+        result, data = gated_run(pytester, 0.001)
+        assert result.ret == 0
+        result.stdout.fnmatch_lines(
+            [
+                f"test_perf.py::test_sleepy: median * vs run {earlier} *, gate 10%: not applied "
+                f"({earlier} earlier run* on this machine; the gate needs 3 to know how much "
+                "runs differ)"
+            ]
+        )
     # Ten times slower: the whole interval is far beyond 10%.
-    second, data = gated_run(pytester, 0.01)
-    assert second.ret == 1
-    second.assert_outcomes(passed=2)
+    slow, data = gated_run(pytester, 0.01)
+    assert slow.ret == 1
+    slow.assert_outcomes(passed=2)
     (bench,) = data.benchmarks
     assert bench.comparison is not None
+    assert bench.comparison.baseline_runs == [1, 2, 3]
     assert bench.comparison.verdict == "slower"
     assert bench.comparison.failed
     assert bench.comparison.low > 0.10
     assert data.failed_by == ["benchmarks"]
-    second.stdout.fnmatch_lines(
+    slow.stdout.fnmatch_lines(
         [
-            "test_perf.py::test_sleepy: median +* vs run 1 [[]+*, +*[]] slower, gate 10%: FAILED",
+            "test_perf.py::test_sleepy: median +* vs run 3 [[]+*, +*[]] slower, gate 10%: FAILED",
             "batchflow: benchmarks failed the run (a significant slowdown beyond a gate, not a "
             "test)",
         ]
@@ -206,15 +218,15 @@ def test_a_significant_slowdown_beyond_the_gate_fails_the_run(pytester: pytest.P
     assert "benchmarks: test_perf.py::test_sleepy median +" in html
     assert "gate 10%: FAILED" in html
     assert '<svg class="trend"' in html
-    # Back to the old speed: the baseline pools runs 1 and 2, which differ tenfold;
-    # against so unsteady a history nothing is significant, and the gate passes.
-    third, data = gated_run(pytester, 0.001)
-    assert third.ret == 0
+    # Back to the old speed: the baseline pools runs 1 to 4, one of them ten times
+    # slower; against so unsteady a history nothing is significant, and the gate passes.
+    again, data = gated_run(pytester, 0.001)
+    assert again.ret == 0
     (bench,) = data.benchmarks
     assert bench.comparison is not None
-    assert bench.comparison.baseline_runs == [1, 2]
-    assert (bench.comparison.baseline_run, bench.comparison.verdict) == (2, "same")
-    assert [run for run, _ in bench.trend] == [1, 2, 3]
+    assert bench.comparison.baseline_runs == [1, 2, 3, 4]
+    assert (bench.comparison.baseline_run, bench.comparison.verdict) == (4, "same")
+    assert [run for run, _ in bench.trend] == [1, 2, 3, 4, 5]
 
 
 def test_a_baseline_from_another_machine_is_flagged_and_never_gates(
@@ -236,7 +248,10 @@ def test_a_baseline_from_another_machine_is_flagged_and_never_gates(
     assert bench.comparison.other_machine == ["cores", "cpu", "python"] or set(
         bench.comparison.other_machine
     ) >= {"cpu", "cores"}
-    result.stdout.fnmatch_lines(["*(baseline from another machine: * differ; not gated)"])
+    result.stdout.fnmatch_lines(
+        ["*gate 10%: not applied (baseline from another machine: * differ)"]
+    )
+    assert bench.comparison.ungated is not None
 
 
 def test_a_batch_line_gate_and_an_explicit_baseline_run(pytester: pytest.Pytester) -> None:
@@ -245,14 +260,15 @@ def test_a_batch_line_gate_and_an_explicit_baseline_run(pytester: pytest.Pyteste
         "    perf: kind=benchmark paths=test_perf.py bench_fail=min:50%\n"
     )
     pytester.makepyfile(test_perf=GATED)
-    gated_run(pytester, 0.001)
-    gated_run(pytester, 0.001)
-    # Against run 1 by number; the batch line's gate applies.
-    result, data = gated_run(pytester, 0.01, "--batchflow-bench-compare=1")
+    for _ in range(4):
+        gated_run(pytester, 0.001)
+    # Against run 3 by number, with the runs before it; the batch line's gate applies.
+    result, data = gated_run(pytester, 0.01, "--batchflow-bench-compare=3")
     assert result.ret == 1
     comparison = data.benchmarks[0].comparison
     assert comparison is not None
-    assert (comparison.baseline_run, comparison.statistic, comparison.threshold) == (1, "min", 0.5)
+    assert (comparison.baseline_run, comparison.statistic, comparison.threshold) == (3, "min", 0.5)
+    assert comparison.baseline_runs == [1, 2, 3]
 
 
 def test_bad_gate_and_baseline_values_are_usage_errors(pytester: pytest.Pytester) -> None:
