@@ -26,7 +26,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any, TypeVar
 
@@ -291,19 +291,7 @@ class CompatBenchmark(Bench):
         from .core.bench import summarize
 
         summary = summarize(self.samples, self.iterations)
-        return _Stats(
-            min=summary.min,
-            max=summary.max,
-            mean=summary.mean,
-            stddev=summary.stddev,
-            median=summary.median,
-            iqr=summary.iqr,
-            q1=summary.q1,
-            q3=summary.q3,
-            ops=summary.ops,
-            rounds=float(summary.rounds),
-            iterations=float(summary.iterations),
-        )
+        return _Stats({name: float(value) for name, value in asdict(summary).items()})
 
 
 def options_for(item: pytest.Item, base: BenchOptions, compat: bool) -> BenchOptions:
