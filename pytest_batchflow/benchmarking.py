@@ -21,6 +21,7 @@ from .core.bench import (
     compare_with_history,
     fingerprint_mismatch,
     parse_gate,
+    scaled_time,
     summarize,
 )
 from .history import BenchmarkRow, HistoryStore
@@ -146,10 +147,8 @@ def _compared(
 
 
 def _time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g}{unit}"
-    return f"{seconds / 1e-9:.3g}ns"
+    value, unit = scaled_time(seconds)
+    return f"{value:.3g}{unit}"
 
 
 def benchmark_lines(benchmarks: Sequence[BenchmarkResult]) -> list[str]:

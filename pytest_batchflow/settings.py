@@ -43,6 +43,13 @@ class SettingsError(ValueError):
 BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
 
 
+def _valid_gate(value: str | None) -> str | None:
+    """A benchmark gate (run-wide or a batch line's), checked where it is written."""
+    if value is not None:
+        parse_gate(value)
+    return value
+
+
 class BatchLine(BaseModel):
     """One ``batchflow_batches`` line: a named batch and its execution policy."""
 
@@ -72,12 +79,7 @@ class BatchLine(BaseModel):
             return {"cov": False, "mode": "exclusive", **data}
         return data
 
-    @field_validator("bench_fail")
-    @classmethod
-    def _gate(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_gate(value)
-        return value
+    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
 
     @field_validator("markers")
     @classmethod
@@ -249,12 +251,7 @@ class Settings(BaseModel):
     bench_compat: bool = False
     batches: tuple[BatchLine, ...] = ()
 
-    @field_validator("bench_fail")
-    @classmethod
-    def _run_gate(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_gate(value)
-        return value
+    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
 
     @field_validator("quarantine", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ __all__ = [
     "iterations_for",
     "parse_gate",
     "rounds_for",
+    "scaled_time",
     "summarize",
 ]
 
@@ -464,6 +465,14 @@ class _Resampler:
             else:
                 low = candidate + 1
         return low
+
+
+def scaled_time(seconds: float) -> tuple[float, str]:
+    """A time per call in the unit that reads best: ``(17.7, "us")`` for 17.7e-6 s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return seconds / scale, unit
+    return seconds / 1e-9, "ns"
 
 
 def fingerprint_mismatch(baseline: Mapping[str, str], current: Mapping[str, str]) -> list[str]:

@@ -27,6 +27,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from ..core.bench import scaled_time
 from ..core.layout import layered_layout
 from ..files import write_atomically
 from ..results import BatchResult, RunResult, TestResult, error_line
@@ -282,10 +283,8 @@ def _trend(points: Sequence[tuple[int, float]]) -> Markup:
 
 def _duration(seconds: float) -> str:
     """A time per call in the unit that reads best."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
+    value, unit = scaled_time(seconds)
+    return f"{value:.3g} {'µs' if unit == 'us' else unit}"
 
 
 def _counts(tests: Iterable[TestResult]) -> list[tuple[str, int]]:
