@@ -8,10 +8,11 @@ from .core.graph import TestSpec
 from .core.plan import Plan
 from .results import BatchResult
 
-__all__ = ["batch_table", "format_header", "format_plan"]
+__all__ = ["batch_table", "format_header", "format_plan", "seconds"]
 
 
-def _seconds(value: float) -> str:
+def seconds(value: float) -> str:
+    """A duration as the summaries print it: ``1.23s``."""
     return f"{value:.2f}s"
 
 
@@ -50,7 +51,7 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
     lines = [format_header(plan, "batchflow plan")]
     for number, batch in enumerate(batches, start=1):
         after = f" after {','.join(batch.policy.after)}" if batch.policy.after else ""
-        estimate = f", est. {_seconds(plan.batch_estimate(batch.name))}" if known else ""
+        estimate = f", est. {seconds(plan.batch_estimate(batch.name))}" if known else ""
         lines.append(
             f"[{number}] {batch.name} ({_policy_words(plan, batch.name)}){after}: "
             f"{_count(len(batch.tests), 'test')}{estimate}"
@@ -58,7 +59,7 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
         for index in batch.tests:
             line = f"    {specs[index].nodeid}"
             if known:
-                line += f"  {_seconds(plan.estimates[index])}"
+                line += f"  {seconds(plan.estimates[index])}"
                 if index not in plan.measured:
                     line += " (average)"
             preds = plan.predecessors.get(index, ())
@@ -70,10 +71,10 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
         detail = f"history for {len(plan.measured)} of {_count(len(plan.order), 'test')}"
         if unknown:
             detail += f"; {unknown} counted at the average"
-        lines.append(f"estimated duration: {_seconds(plan.total_estimate)} ({detail})")
+        lines.append(f"estimated duration: {seconds(plan.total_estimate)} ({detail})")
         lines.append(
-            f"lower bound: {_seconds(plan.lower_bound(workers))} on "
-            f"{_count(workers, 'worker')} (critical path {_seconds(plan.critical_path())})"
+            f"lower bound: {seconds(plan.lower_bound(workers))} on "
+            f"{_count(workers, 'worker')} (critical path {seconds(plan.critical_path())})"
         )
     else:
         lines.append("estimated duration: unknown (no history yet; run once to measure)")
@@ -106,7 +107,7 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
             str(o.get("passed", 0) + o.get("xpassed", 0)),
             str(o.get("failed", 0) + o.get("error", 0)),
             str(o.get("skipped", 0) + o.get("xfailed", 0)),
-            _seconds(batch.duration),
+            seconds(batch.duration),
             status,
         ]
         row[4:4] = [str(o.get(word, 0)) for word in extras]

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..results import BatchResult, RunResult, TestResult, error_line
+from ..terminal import seconds
 from .junit import visible
 
 __all__ = [
@@ -51,10 +52,6 @@ _OUTCOMES = ("passed", "failed", "error", "flaky", "quarantined", "skipped", "xf
 #: What markdown, GitHub's extensions (emoji, math, autolinks) or HTML could read
 #: as markup; alphanumerics, spaces and plain punctuation stay as they are.
 _MARKUP = re.compile(r"[^\w ./,;%()=+?'\"-]|_")
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.2f}s"
 
 
 def _clip(text: str, limit: int = _CLIP) -> str:
@@ -93,9 +90,9 @@ def _counts(result: RunResult) -> str:
 
 
 def _times(result: RunResult) -> str:
-    line = f"Duration {_seconds(result.duration)}, makespan {_seconds(result.makespan)}"
+    line = f"Duration {seconds(result.duration)}, makespan {seconds(result.makespan)}"
     if result.lower_bound is not None:
-        line += f" (lower bound {_seconds(result.lower_bound)}"
+        line += f" (lower bound {seconds(result.lower_bound)}"
         if result.lower_bound > 0:
             line += f", {result.makespan / result.lower_bound:.2f}x"
         line += ")"
@@ -134,7 +131,7 @@ def _batches(batches: Sequence[BatchResult]) -> list[str]:
             str(o.get("flaky", 0)),
         ]
         row += [str(o.get("quarantined", 0))] if quarantine else []
-        row += [_seconds(batch.duration), status]
+        row += [seconds(batch.duration), status]
         rows.append(row)
     numeric = [False, False, *[True] * (len(header) - 3), False]
     return [

@@ -71,6 +71,22 @@ def batch(name: str, tests: list[TestResult], **fields: Any) -> BatchResult:
     return BatchResult(name=name, **values)
 
 
+def environment(workers: int = 1) -> Environment:
+    """The machine and versions of an in-memory run."""
+    return Environment(
+        python="3.12.1",
+        implementation="CPython",
+        platform="Linux",
+        pytest="8.3.0",
+        batchflow="0.1.0",
+        plugins=[],
+        rootdir="/src",
+        invocation=["--batchflow"],
+        hostname="ci",
+        workers=workers,
+    )
+
+
 def run(tests: list[TestResult], **fields: Any) -> RunResult:
     """A run of ``tests``, a batch per batch name unless ``batches`` is given."""
     if fields.get("batches") is None:
@@ -87,18 +103,4 @@ def run(tests: list[TestResult], **fields: Any) -> RunResult:
         "failed_by": ["tests"] if failing else [],
         **fields,
     }
-    return RunResult(
-        environment=Environment(
-            python="3.12.1",
-            implementation="CPython",
-            platform="Linux",
-            pytest="8.3.0",
-            batchflow="0.1.0",
-            plugins=[],
-            rootdir="/src",
-            invocation=["--batchflow"],
-            hostname="ci",
-        ),
-        tests=tests,
-        **values,
-    )
+    return RunResult(environment=environment(), tests=tests, **values)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from results_factory import environment
 
 from pytest_batchflow.cli import main
 from pytest_batchflow.report.merge import ResultFileError, labels_for, merge_results, read_result
@@ -20,7 +21,6 @@ from pytest_batchflow.results import (
     AttemptResult,
     BatchResult,
     CoverageResult,
-    Environment,
     PhaseResult,
     ProbeResult,
     ReportSection,
@@ -92,25 +92,13 @@ def a_run(*tests: TestResult, **fields: Any) -> RunResult:
     """A run of ``tests``: one batch per batch name, exit status 1 if one failed, else 0."""
     names = list(dict.fromkeys(test.batch for test in tests))
     failing = any(test.outcome in FAILING for test in tests)
-    environment = Environment(
-        python="3.12.1",
-        implementation="CPython",
-        platform="Linux",
-        pytest="8.3.0",
-        batchflow="0.1.0",
-        plugins=[],
-        rootdir="/src",
-        invocation=["--batchflow"],
-        hostname="ci",
-        workers=fields.pop("workers", 1),
-    )
     values: dict[str, Any] = {
         "started": min((test.start for test in tests), default=100.0) - 1,
         "stopped": max((test.stop for test in tests), default=100.0) + 1,
         "duration": 0.0,
         "exitstatus": 1 if failing else 0,
         "failed_by": ["tests"] if failing else [],
-        "environment": environment,
+        "environment": environment(fields.pop("workers", 1)),
         "batches": [a_batch(name, [t for t in tests if t.batch == name]) for name in names],
         "tests": list(tests),
     }
