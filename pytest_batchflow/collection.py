@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from .core.graph import TestSpec, resolve_dependencies
 from .core.plan import BatchRule, PlanError, assign_batch
-from .items import MarkerError, describe_item, rerun_budget, string_arguments
+from .items import MarkerError, declared_needs, describe_item, rerun_budget, string_arguments
 from .settings import Settings
 
 __all__ = ["Analysis", "analyse"]
@@ -32,7 +32,8 @@ class Analysis:
     order pytest holds them; ``parents`` the node id of each test's parent,
     whose fixtures a worker keeps between tests; ``reruns`` the budget of
     each test with a ``reruns`` marker; ``locations`` pytest's location of
-    each test batchflow may have to report without running it (a skip).
+    each test batchflow may have to report without running it (a skip);
+    ``needs`` the (memory bytes, cpus) a ``resources`` marker declares.
     """
 
     specs: tuple[TestSpec, ...]
@@ -46,6 +47,7 @@ class Analysis:
     locations: dict[int, tuple[str, int | None, str]]
     uses_dependency_marks: bool
     reruns: dict[int, int]
+    needs: dict[int, tuple[int, int]]
 
     def to_json(self) -> bytes:
         return _ADAPTER.dump_json(self)
@@ -147,5 +149,10 @@ def analyse(
             i: budget
             for i, item in enumerate(collected)
             if "reruns" in specs[i].marker_names and (budget := rerun_budget(item)) is not None
+        },
+        needs={
+            i: needs
+            for i, item in enumerate(collected)
+            if "resources" in specs[i].marker_names and (needs := declared_needs(item)) is not None
         },
     )

@@ -84,11 +84,24 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX benchmarks_by_nodeid ON benchmarks (nodeid, run_id);
     """,
+    # Resources (NULL: not measured): the peak memory above the worker's
+    # (bytes), the peak resident memory with children, CPU seconds, and the
+    # worker's resident memory when the test started.
+    """
+    ALTER TABLE attempts ADD COLUMN memory INTEGER;
+    ALTER TABLE attempts ADD COLUMN peak_rss INTEGER;
+    ALTER TABLE attempts ADD COLUMN cpu REAL;
+    ALTER TABLE attempts ADD COLUMN rss_start INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 #: How many recent passing attempts a duration estimate averages over.
 DURATION_WINDOW = 5
+#: How many recent measured attempts a test's memory need is the largest of.
+MEMORY_WINDOW = 5
+#: How many recent attempts tell a worker's resting memory.
+RESTING_WINDOW = 500
 
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\d+(\.\d+)?")
 
@@ -121,6 +134,10 @@ class Attempt:
     worker: str
     longrepr: str | None
     shared_setup: float | None = None
+    memory: int | None = None
+    peak_rss: int | None = None
+    cpu: float | None = None
+    rss_start: int | None = None
 
 
 @dataclass(frozen=True)
@@ -198,8 +215,8 @@ class HistoryStore:
         with self._db:
             self._db.executemany(
                 "INSERT INTO attempts (run_id, nodeid, batch, outcome, phase, duration, started,"
-                " stopped, worker, error_digest, git_commit, shared_setup)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " stopped, worker, error_digest, git_commit, shared_setup, memory, peak_rss, cpu,"
+                " rss_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         run_id,
@@ -214,6 +231,10 @@ class HistoryStore:
                         error_digest(attempt.longrepr),
                         git_commit,
                         attempt.shared_setup,
+                        attempt.memory,
+                        attempt.peak_rss,
+                        attempt.cpu,
+                        attempt.rss_start,
                     )
                     for attempt in attempts
                 ],
@@ -254,6 +275,28 @@ class HistoryStore:
             """
         )
         return {nodeid: float(seconds) for nodeid, seconds in rows}
+
+    def memory_needs(self) -> dict[str, int]:
+        """Each test's largest memory (bytes above its worker's) in its last measured attempts."""
+        rows = self._db.execute(
+            """
+            SELECT nodeid, MAX(memory) FROM (
+                SELECT nodeid, memory, ROW_NUMBER() OVER (
+                    PARTITION BY nodeid ORDER BY id DESC) AS recent
+                FROM attempts WHERE memory IS NOT NULL
+            ) WHERE recent <= ? GROUP BY nodeid
+            """,
+            (MEMORY_WINDOW,),
+        )
+        return {nodeid: int(memory) for nodeid, memory in rows}
+
+    def resting_memory(self) -> list[int]:
+        """Workers' resident memory at the start of the latest measured attempts."""
+        rows = self._db.execute(
+            "SELECT rss_start FROM attempts WHERE rss_start IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (RESTING_WINDOW,),
+        )
+        return [int(rss) for (rss,) in rows]
 
     def passed_at_commit(self, git_commit: str, nodeids: Iterable[str]) -> set[str]:
         """Which of these tests have a passing attempt, last of its run, at this commit."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .core.graph import DependencyMark, TestSpec
+from .core.resources import parse_size
 
 __all__ = ["MarkerError", "describe_item"]
 
@@ -84,6 +85,33 @@ def rerun_budget(item: pytest.Item) -> int | None:
             f"e.g. @pytest.mark.reruns(2); got {_show_args(mark)}"
         )
     return count
+
+
+def declared_needs(item: pytest.Item) -> tuple[int, int] | None:
+    """``@pytest.mark.resources(memory="2GB", cpus=2)``: (bytes, cpus), None without it."""
+    mark = item.get_closest_marker("resources")
+    if mark is None:
+        return None
+    memory, cpus = mark.kwargs.get("memory", 0), mark.kwargs.get("cpus", 1)
+    valid = not mark.args and set(mark.kwargs) <= {"memory", "cpus"}
+    try:
+        size = parse_size(memory) if isinstance(memory, str) else memory
+    except ValueError:
+        valid = False
+    if (
+        not valid
+        or not isinstance(size, int)
+        or isinstance(size, bool)
+        or size < 0
+        or not isinstance(cpus, int)
+        or isinstance(cpus, bool)
+        or cpus < 1
+    ):
+        raise MarkerError(
+            f"{item.nodeid}: @pytest.mark.resources takes memory=SIZE and cpus=N, "
+            f'e.g. @pytest.mark.resources(memory="2GB", cpus=2); got {_show_args(mark)}'
+        )
+    return size, cpus
 
 
 def _depends_on(item: pytest.Item) -> tuple[str, ...]:

@@ -312,6 +312,56 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option(
+        "no_resources",
+        "--batchflow-no-resources",
+        "BATCHFLOW_NO_RESOURCES",
+        "batchflow_no_resources",
+        "Do not measure each test's peak memory and CPU time (nor schedule by memory).",
+        "true",
+        is_flag=True,
+    ),
+    Option(
+        "max_memory",
+        "--batchflow-max-memory",
+        "BATCHFLOW_MAX_MEMORY",
+        "batchflow_max_memory",
+        "Memory the tests running at one moment may need together, from their peaks in "
+        "the history or @pytest.mark.resources: a size (8GiB, 500MB) or a percentage of "
+        "the memory available at the start (default 75%).",
+        "8GiB",
+        metavar="SIZE|PCT",
+    ),
+    Option(
+        "test_memory_limit",
+        "--batchflow-test-memory-limit",
+        "BATCHFLOW_TEST_MEMORY_LIMIT",
+        "batchflow_test_memory_limit",
+        "Name every test whose peak memory (above its worker's) exceeds this size "
+        "(with --batchflow-test-memory-fail such a test errors).",
+        "1GiB",
+        metavar="SIZE",
+    ),
+    Option(
+        "test_memory_fail",
+        "--batchflow-test-memory-fail",
+        "BATCHFLOW_TEST_MEMORY_FAIL",
+        "batchflow_test_memory_fail",
+        "A test over --batchflow-test-memory-limit errors (in its teardown) instead of "
+        "only being named.",
+        "true",
+        is_flag=True,
+    ),
+    Option(
+        "leak_threshold",
+        "--batchflow-leak-threshold",
+        "BATCHFLOW_LEAK_THRESHOLD",
+        "batchflow_leak_threshold",
+        "Name a worker whose resident memory grew by this much or more over its tests, "
+        "with the tests that grew it most (default 100MiB).",
+        "200MiB",
+        metavar="SIZE",
+    ),
+    Option(
         "missing_dependency",
         "--batchflow-missing-dependency",
         "BATCHFLOW_MISSING_DEPENDENCY",

@@ -33,10 +33,12 @@ from .collection import Analysis, analyse
 from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
 from .core.plan import Plan, PlanError, build_plan
 from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
+from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
 from .files import ignore_in_git
 from .history import Attempt, HistoryError, HistoryStore
 from .items import MarkerError
+from .resources import RESOURCES_ATTRIBUTE
 from .results import (
     AttemptResult,
     BatchResult,
@@ -44,12 +46,15 @@ from .results import (
     CoverageResult,
     Environment,
     PhaseResult,
+    ResourceLeak,
+    ResourceResult,
+    ResourcesResult,
     RunResult,
     TestResult,
     error_line,
 )
 from .settings import Settings
-from .terminal import batch_table, format_header, format_plan
+from .terminal import batch_table, format_header, format_plan, resource_lines
 
 __all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "OutputLines", "Role", "run_idle"]
 
@@ -186,7 +191,37 @@ def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Att
         worker=result.worker,
         longrepr=failing.longrepr if failing else None,
         shared_setup=next((p.shared_setup for p in result.phases if p.when == "setup"), None),
+        **_resource_columns(result),
     )
+
+
+def _resource_columns(result: TestResult | AttemptResult) -> dict[str, Any]:
+    measured = result.resources if isinstance(result, TestResult) else None
+    if measured is None:
+        return {}
+    return {
+        "memory": measured.memory,
+        "peak_rss": measured.peak_rss,
+        "cpu": measured.cpu,
+        "rss_start": measured.rss_start,
+    }
+
+
+def _measured(reports: Sequence[pytest.TestReport]) -> ResourceResult | None:
+    """The resources the teardown report brought, if any."""
+    for report in reversed(reports):
+        data = getattr(report, RESOURCES_ATTRIBUTE, None)
+        if isinstance(data, dict):
+            return ResourceResult(
+                peak_rss=data["peak"],
+                memory=data["memory"],
+                rss_start=data["rss_start"],
+                rss_end=data["rss_end"],
+                cpu=data["cpu"],
+                wall=data["wall"],
+                pid=data["pid"],
+            )
+    return None
 
 
 class Orchestrator:
@@ -259,6 +294,20 @@ class Orchestrator:
         )
         #: The outputs written at the end of the run (what, where), for the summary.
         self.written: list[tuple[str, Path]] = []
+        #: Where tests run: each test's memory and CPU, measured (see resources.py).
+        self.meter = None
+        if role != "controller" and not settings.no_resources:
+            from .resources import ResourceMeter
+
+            self.meter = ResourceMeter()
+        #: Serial and controller: each worker process's tests in the order they
+        #: ran (for leaks and the memory timeline), and the tests over the limit.
+        self.resource_series: dict[tuple[str, int], list[ResourceSample]] = {}
+        self.resource_times: dict[tuple[str, int], list[tuple[float, int]]] = {}
+        self.over_limit: dict[int, int] = {}
+        #: Tests that needed more than the whole memory budget (they run alone).
+        self.alone: list[str] = []
+        self.budget: Budget | None = None
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -311,6 +360,8 @@ class Orchestrator:
 
     def close(self) -> None:
         """Release the history store, however the session ended (usage errors too)."""
+        if self.meter is not None:
+            self.meter.close()
         if self._history is not None:
             self._history.close()
             self._history = None
@@ -546,6 +597,8 @@ class Orchestrator:
             run_idle(item, nextitem)
             return True
         self.current = item.stash.get(INDEX_KEY, None)
+        if self.meter is not None:
+            self.meter.start()
         return None
 
     # -- measuring shared fixture setups (serial and worker) ----------------------
@@ -575,8 +628,25 @@ class Orchestrator:
         elif call.when == "call" and SAMPLES_KEY in item.stash:
             setattr(report, SAMPLES_ATTRIBUTE, item.stash[SAMPLES_KEY])
             del item.stash[SAMPLES_KEY]
+        elif call.when == "teardown" and self.meter is not None:
+            measured = self.meter.stop()
+            if measured is not None:
+                setattr(report, RESOURCES_ATTRIBUTE, measured)
+                self._enforce_memory_limit(report, int(measured["memory"]))
         self._shared_setup = 0.0
         return report
+
+    def _enforce_memory_limit(self, report: pytest.TestReport, memory: int) -> None:
+        """With --batchflow-test-memory-fail, a test over the limit errors in its teardown."""
+        limit = self.settings.test_memory_limit
+        if limit is None or memory <= limit or not self.settings.test_memory_fail:
+            return
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"batchflow: the test needed {format_size(memory)} of memory, over the "
+                f"limit of {format_size(limit)} (--batchflow-test-memory-limit)"
+            )
 
     # -- the controller's side ------------------------------------------------------
 
@@ -683,6 +753,9 @@ class Orchestrator:
         measured = getattr(report, SAMPLES_ATTRIBUTE, None)
         if measured is not None:
             self.bench_raw[index] = (measured, str(getattr(report, "worker_id", SERIAL_WORKER)))
+        used = getattr(report, RESOURCES_ATTRIBUTE, None)
+        if isinstance(used, dict):
+            self._note_resources(index, report, used)
         if report.failed and self._to_rerun(index, report.longreprtext):
             report.outcome = RERUN  # type: ignore[assignment]
         elif report.failed and index in self.quarantined:
@@ -698,6 +771,17 @@ class Orchestrator:
         if report.when not in _PHASES:  # a crashed worker: no logfinish follows
             self.open_tests.pop(report.nodeid, None)
             self._finalize(index)
+
+    def _note_resources(self, index: int, report: pytest.TestReport, used: dict[str, Any]) -> None:
+        """A test's resources as they arrive: the worker's memory over time, the limit."""
+        worker = str(getattr(report, "worker_id", SERIAL_WORKER))
+        key = (worker, int(used["pid"]))
+        sample = ResourceSample(report.nodeid, int(used["rss_start"]), int(used["rss_end"]))
+        self.resource_series.setdefault(key, []).append(sample)
+        self.resource_times.setdefault(key, []).append((report.stop, sample.rss_end))
+        limit = self.settings.test_memory_limit
+        if limit is not None and used["memory"] > limit:
+            self.over_limit[index] = int(used["memory"])
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.role == "worker":
@@ -991,6 +1075,8 @@ class Orchestrator:
             stderr=_clean(_after(reports[-1].capstderr, before[1])),
             log=_clean(_after(reports[-1].caplog, before[2])),
             attempts=self.earlier.get(index, []),
+            resources=_measured(reports),
+            memory_limit_exceeded=index in self.over_limit,
         )
 
     # -- the end of the run ------------------------------------------------------
@@ -1049,6 +1135,7 @@ class Orchestrator:
             probe=probe,
             coverage=self.coverage,
             benchmarks=benchmarks,
+            resources=self._resources(tests),
             failed_by=failed_by,
             estimated=self.plan.total_estimate if known else None,
             lower_bound=self.plan.lower_bound(self.workers) if known else None,
@@ -1230,6 +1317,7 @@ class Orchestrator:
             if selected is not None and batch.name not in selected:
                 continue
             results = [self.results[i] for i in batch.tests if i in self.results]
+            measured = [r.resources for r in results if r.resources is not None]
             outcomes = Counter(result.outcome for result in results)
             blocked = self.state.upstream_block(batch.name) if batch.tests else None
             if not batch.tests:
@@ -1272,9 +1360,85 @@ class Orchestrator:
                     if results
                     else 0.0,
                     estimated=self.plan.batch_estimate(batch.name) if self.plan.measured else None,
+                    cpu=round(sum(used.cpu for used in measured), 6) if measured else None,
+                    peak_memory=max(used.memory for used in measured) if measured else None,
                 )
             )
         return batches
+
+    def _resources(self, tests: Sequence[TestResult]) -> ResourcesResult | None:
+        """The run's memory and CPU figures: limit, leaks, budget, timeline."""
+        if self.settings.no_resources:
+            return None
+        threshold = self.settings.leak_threshold
+        # A worker replaced after a crash is another process: named WORKER/PID then.
+        processes = Counter(worker for worker, _ in self.resource_series)
+        names = {
+            key: key[0] if processes[key[0]] == 1 else f"{key[0]}/{key[1]}"
+            for key in self.resource_series
+        }
+        series = {names[key]: samples for key, samples in self.resource_series.items()}
+        pids = {names[key]: key[1] for key in self.resource_series}
+        leaks = [
+            ResourceLeak(
+                worker=leak.worker,
+                pid=pids[leak.worker],
+                growth=leak.growth,
+                tests=leak.tests,
+                culprits=list(leak.culprits),
+            )
+            for leak in find_leaks(series, threshold)
+        ]
+        budget = self.budget
+        return ResourcesResult(
+            budget=budget.memory if budget is not None else None,
+            cpus=budget.cpus if budget is not None else 1,
+            memory_limit=self.settings.test_memory_limit,
+            over_limit=[t.nodeid for t in tests if t.memory_limit_exceeded],
+            alone=self.alone,
+            leak_threshold=threshold,
+            leaks=leaks,
+            cpu=round(sum(t.resources.cpu for t in tests if t.resources is not None), 6),
+            timeline={names[key]: points for key, points in self.resource_times.items()},
+        )
+
+    def memory_rules(self, analysis: Analysis) -> dict[str, Any]:
+        """The dispatcher's ``needs`` and ``budget`` (none with --batchflow-no-resources).
+
+        Tests needing more than the whole budget are named: they will run alone.
+        """
+        if self.settings.no_resources:
+            return {}
+        from .resources import available_memory
+
+        budget = self.budget = Budget(
+            memory=self.settings.memory_budget(available_memory()),
+            cpus=max(os.cpu_count() or 1, self.workers),
+        )
+        needs = self.resource_needs(analysis)
+        for index in analysis.run:
+            if index in needs and budget.exceeds(needs[index]):
+                nodeid = analysis.specs[index].nodeid
+                self.alone.append(nodeid)
+                wanted = needs[index]
+                self.notes.append(
+                    f"{nodeid} needs {format_size(wanted.memory)} of memory and "
+                    f"{wanted.cpus} CPUs, more than the budget of "
+                    f"{format_size(budget.memory or 0)} and {budget.cpus} CPUs "
+                    "(--batchflow-max-memory): it runs alone"
+                )
+        return {"needs": needs, "budget": budget}
+
+    def resource_needs(self, analysis: Analysis) -> dict[int, Needs]:
+        """What each test to run needs: the larger of its measured and declared memory."""
+        measured: dict[str, int] = self._use_history(lambda h: h.memory_needs(), {})
+        needs = {}
+        for index in analysis.run:
+            memory = measured.get(analysis.specs[index].nodeid, 0)
+            declared_memory, cpus = analysis.needs.get(index, (0, 1))
+            if memory or declared_memory or cpus != 1:
+                needs[index] = Needs(memory=max(memory, declared_memory), cpus=cpus)
+        return needs
 
     def _environment(self) -> Environment:
         plugins = sorted(
@@ -1355,7 +1519,10 @@ class Orchestrator:
             terminal.write_line(f"batchflow: {line}", yellow=True)
 
     def pytest_report_header(self) -> list[str]:
-        return [f"batchflow: warning: {note}" for note in self.notes]
+        from .plugin import AUTO_WORKERS_KEY
+
+        auto = self.config.stash.get(AUTO_WORKERS_KEY, None)
+        return ([auto] if auto else []) + [f"batchflow: warning: {note}" for note in self.notes]
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         result = self.run_result
@@ -1387,6 +1554,12 @@ class Orchestrator:
                     "gate, not a test)",
                     red=True,
                 )
+        if result is not None and result.resources is not None:
+            lines = resource_lines(result.resources, result.tests)
+            if lines:
+                terminalreporter.write_sep("=", "batchflow resources")
+                for line, red in lines:
+                    terminalreporter.write_line(line, red=red)
         if self.coverage is not None:
             from .coverage_report import coverage_lines
 

@@ -8,6 +8,7 @@ to nothing and changes nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,8 @@ _MARKERS = (
     "locks(*names): tests holding a common lock never run at the same time.",
     "reruns(n): rerun this test up to n times when it fails (batchflow); beats the batch "
     "line's reruns= and --batchflow-reruns.",
+    "resources(memory='2GB', cpus=1): what the test needs while it runs, for batchflow's "
+    "memory-aware scheduling (the larger of this and its measured peak counts).",
 )
 _DEPENDENCY_MARKER = (
     "dependency(name=None, depends=[], scope='module'): pytest-dependency's marker, "
@@ -274,6 +277,31 @@ def pytest_configure(config: pytest.Config) -> None:
         from .xdist_scheduler import XdistHooks
 
         config.pluginmanager.register(XdistHooks(orchestrator), _XDIST_HOOKS_NAME)
+
+
+#: Why ``-n auto`` chose its number of workers, for the header.
+AUTO_WORKERS_KEY = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True, optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> Generator[None, int, int]:
+    """``-n auto`` under batchflow: no more workers than the memory budget holds.
+
+    xdist's answer (the CPU count, or PYTEST_XDIST_AUTO_NUM_WORKERS) comes
+    first; an explicit PYTEST_XDIST_AUTO_NUM_WORKERS is left as it is.
+    """
+    cpus = yield
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or not _wants_batchflow(config):
+        return cpus
+    settings = load_settings(config)
+    if not settings.enabled or settings.no_resources:
+        return cpus
+    from .resources import auto_workers, available_memory, describe_auto_workers
+
+    count = auto_workers(settings, cpus)
+    budget = settings.memory_budget(available_memory())
+    config.stash[AUTO_WORKERS_KEY] = describe_auto_workers(count, budget)
+    return count.workers
 
 
 def _xdist_distributes(config: pytest.Config) -> bool:

@@ -25,6 +25,9 @@ __all__ = [
     "ProbeResult",
     "ProbeTest",
     "ReportSection",
+    "ResourceLeak",
+    "ResourceResult",
+    "ResourcesResult",
     "RunResult",
     "TestOutcome",
     "TestResult",
@@ -32,7 +35,7 @@ __all__ = [
     "json_schema",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 TestOutcome = str
 
@@ -56,6 +59,24 @@ class PhaseResult(_Model):
         description="Setup phase only: seconds spent setting up class, module and package "
         "fixtures (the first test of a module on a worker pays for the module's).",
     )
+
+
+class ResourceResult(_Model):
+    """What one test used, measured in the process that ran it (setup to teardown)."""
+
+    peak_rss: int = Field(
+        description="Bytes: the highest resident memory of the test process plus the peaks "
+        "of the child processes it started (exact on Linux, from the kernel's high-water mark)."
+    )
+    memory: int = Field(
+        description="Bytes: peak_rss above the process's resident memory when the test "
+        "started, what the test itself needed; memory-aware scheduling uses it."
+    )
+    rss_start: int = Field(description="Bytes resident in the process when the test started.")
+    rss_end: int = Field(description="Bytes resident after its teardown.")
+    cpu: float = Field(description="User plus system CPU seconds, ended children included.")
+    wall: float = Field(description="Seconds from the start of setup to the end of teardown.")
+    pid: int = Field(description="The process that ran it (a replaced worker has another).")
 
 
 class AttemptResult(_Model):
@@ -110,6 +131,12 @@ class TestResult(_Model):
         description="The same tests: outcomes of their recent runs before this one, oldest "
         "first (at most the flaky window).",
     )
+    resources: ResourceResult | None = Field(
+        None, description="Memory and CPU of its last attempt; None when not measured."
+    )
+    memory_limit_exceeded: bool = Field(
+        False, description="Its memory was over --batchflow-test-memory-limit."
+    )
     notes: list[str] = Field(
         default_factory=list,
         description="Notes for the report's row, from pytest_batchflow_report_test hooks.",
@@ -139,6 +166,10 @@ class BatchResult(_Model):
     outcomes: dict[str, int] = Field(description="Test count by outcome.")
     duration: float = Field(description="Wall-clock seconds from its first start to last stop.")
     estimated: float | None = Field(None, description="Seconds estimated from history.")
+    cpu: float | None = Field(None, description="CPU seconds of its measured tests, summed.")
+    peak_memory: int | None = Field(
+        None, description="Bytes: the largest memory (above its worker's) of its tests."
+    )
 
 
 class ProbeTest(_Model):
@@ -322,10 +353,46 @@ class ReportSection(_Model):
     html: str = Field(description="Markup, inserted as it is (it comes from the suite's code).")
 
 
+class ResourceLeak(_Model):
+    """A worker process whose resident memory grew across its tests."""
+
+    worker: str
+    pid: int
+    growth: int = Field(description="Bytes from its first test's start to its last test's end.")
+    tests: int = Field(description="Tests it ran.")
+    culprits: list[tuple[str, int]] = Field(
+        description="(node id, bytes it kept) of the tests that grew it most, largest first."
+    )
+
+
+class ResourcesResult(_Model):
+    """Memory and CPU across the run (with resources measured; see --batchflow-no-resources)."""
+
+    budget: int | None = Field(
+        None, description="Bytes the tests running at one moment may need together (xdist)."
+    )
+    cpus: int = Field(description="CPUs the running tests may use together (xdist).")
+    memory_limit: int | None = Field(None, description="--batchflow-test-memory-limit, bytes.")
+    over_limit: list[str] = Field(
+        default_factory=list, description="Node ids of the tests over the memory limit."
+    )
+    alone: list[str] = Field(
+        default_factory=list,
+        description="Node ids of tests that needed more than the whole budget and ran alone.",
+    )
+    leak_threshold: int
+    leaks: list[ResourceLeak] = Field(default_factory=list)
+    cpu: float = Field(description="CPU seconds of every measured test, summed.")
+    timeline: dict[str, list[tuple[float, int]]] = Field(
+        default_factory=dict,
+        description="Per worker: (unix time a test ended, bytes resident after it), in order.",
+    )
+
+
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[5] = 5
+    schema_version: Literal[6] = 6
     started: float
     stopped: float
     duration: float
@@ -338,6 +405,9 @@ class RunResult(_Model):
     coverage: CoverageResult | None = Field(None, description="With --batchflow-cov only.")
     benchmarks: list[BenchmarkResult] = Field(
         default_factory=list, description="Tests that used the bench fixture, run order."
+    )
+    resources: ResourcesResult | None = Field(
+        None, description="Memory and CPU figures; None with --batchflow-no-resources."
     )
     failed_by: list[Literal["tests", "coverage", "benchmarks"]] = Field(
         default_factory=list,

@@ -20,6 +20,7 @@ from .core.bench import parse_gate
 from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
+from .core.resources import parse_memory_budget, parse_size
 from .options import BATCHES_INI, HTML_OFF, OPTIONS, Option
 
 __all__ = [
@@ -172,6 +173,11 @@ def _first_sentence(message: str) -> str:
     return message.removeprefix("Value error, ").split("\n")[0]
 
 
+#: The memory budget unless --batchflow-max-memory says: a share of what is available.
+DEFAULT_MAX_MEMORY = "75%"
+#: A worker growing by this much over its tests is named as leaking.
+DEFAULT_LEAK_THRESHOLD = 100 * 1024**2
+
 #: The score from which ``auto`` quarantines a test, unless ``auto:SCORE`` says.
 DEFAULT_QUARANTINE_SCORE = 0.3
 
@@ -249,9 +255,34 @@ class Settings(BaseModel):
     bench_min_rounds: Annotated[int, Field(ge=1)] = 5
     bench_disable_gc: bool = False
     bench_compat: bool = False
+    no_resources: bool = False
+    max_memory: str = DEFAULT_MAX_MEMORY
+    test_memory_limit: int | None = None
+    test_memory_fail: bool = False
+    leak_threshold: int = DEFAULT_LEAK_THRESHOLD
     batches: tuple[BatchLine, ...] = ()
 
     _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
+
+    @field_validator("max_memory")
+    @classmethod
+    def _valid_budget(cls, value: str) -> str:
+        parse_memory_budget(value, available=1)
+        return value.strip()
+
+    @field_validator("test_memory_limit", "leak_threshold", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            size = parse_size(value)
+            if size <= 0:
+                raise ValueError(f"{value!r}: the size must be above 0")
+            return size
+        return value
+
+    def memory_budget(self, available: int) -> int:
+        """The bytes of --batchflow-max-memory, given the memory available now."""
+        return parse_memory_budget(self.max_memory, available)
 
     @field_validator("quarantine", mode="before")
     @classmethod
@@ -365,6 +396,16 @@ def parse_settings(
         ) from None
     if not settings.cov_source:
         _check_coverage_asked(raw, batches, lines_source)
+    if settings.test_memory_fail and settings.test_memory_limit is None:
+        given = raw["test_memory_fail"]
+        fail, limit = (
+            next(option for option in OPTIONS if option.field == field)
+            for field in ("test_memory_fail", "test_memory_limit")
+        )
+        raise SettingsError(
+            f"{given.spelling(fail)} ({given.source}) needs a limit to fail tests over; "
+            f"add {limit.flag}=SIZE, e.g. {limit.flag}={limit.example}"
+        )
     if settings.select is not None:
         known = {policy.name for policy in settings.policies}
         unknown = [name for name in settings.select if name not in known]

@@ -6,9 +6,13 @@ from collections.abc import Mapping, Sequence
 
 from .core.graph import TestSpec
 from .core.plan import Plan
-from .results import BatchResult
+from .core.resources import format_size
+from .results import BatchResult, ResourcesResult, TestResult
 
-__all__ = ["batch_table", "format_header", "format_plan", "seconds"]
+__all__ = ["batch_table", "format_header", "format_plan", "resource_lines", "seconds"]
+
+#: How many tests the resources summary names in each of its lists.
+HEAVIEST = 3
 
 
 def seconds(value: float) -> str:
@@ -120,4 +124,59 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
             for i, (cell, width) in enumerate(zip(row, widths, strict=False))
         ]
         lines.append("  ".join([*cells, row[-1]]))
+    return lines
+
+
+def resource_lines(
+    resources: ResourcesResult, tests: Sequence[TestResult]
+) -> list[tuple[str, bool]]:
+    """The resources summary: heaviest and busiest tests, budget, limit, leaks.
+
+    Each line with whether it reports a problem (a limit that fails tests).
+    """
+    measured = [(t, t.resources) for t in tests if t.resources is not None]
+    if not measured:
+        return []
+    by_memory = sorted(measured, key=lambda pair: (-pair[1].memory, pair[0].nodeid))
+    by_cpu = sorted(measured, key=lambda pair: (-pair[1].cpu, pair[0].nodeid))
+    heaviest = ", ".join(f"{t.nodeid} ({format_size(r.memory)})" for t, r in by_memory[:HEAVIEST])
+    lines = [
+        (
+            f"memory: heaviest tests {heaviest}; highest process peak "
+            f"{format_size(max(r.peak_rss for _, r in measured))}",
+            False,
+        ),
+        (
+            f"CPU: {seconds(resources.cpu)} in {len(measured)} tests; busiest "
+            + ", ".join(f"{t.nodeid} ({seconds(r.cpu)})" for t, r in by_cpu[:HEAVIEST]),
+            False,
+        ),
+    ]
+    if resources.budget is not None:
+        lines.append(
+            (
+                f"memory budget: {format_size(resources.budget)} for the tests running at "
+                f"once, {resources.cpus} CPUs",
+                False,
+            )
+        )
+    for nodeid in resources.alone:
+        lines.append((f"ran alone (needs more than the memory budget): {nodeid}", False))
+    if resources.memory_limit is not None and resources.over_limit:
+        memory = {t.nodeid: r.memory for t, r in measured}
+        over = ", ".join(f"{n} ({format_size(memory[n])})" for n in resources.over_limit)
+        failed = any(t.memory_limit_exceeded and t.outcome == "error" for t, _ in measured)
+        lines.append(
+            (f"over the memory limit of {format_size(resources.memory_limit)}: {over}", failed)
+        )
+    for leak in resources.leaks:
+        culprits = ", ".join(f"{n} (+{format_size(kept)})" for n, kept in leak.culprits)
+        lines.append(
+            (
+                f"memory leak? worker {leak.worker} grew by {format_size(leak.growth)} over "
+                f"{leak.tests} tests (threshold {format_size(resources.leak_threshold)})"
+                + (f"; most by: {culprits}" if culprits else ""),
+                False,
+            )
+        )
     return lines

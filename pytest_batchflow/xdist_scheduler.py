@@ -243,6 +243,7 @@ class BatchflowScheduling:
             analysis.locks,
             interleave=self.orchestrator.settings.probe is not None,
             setup_costs=self.orchestrator.setup_costs,
+            **self.orchestrator.memory_rules(analysis),
         )
         for node in self.collections:
             self.dispatcher.add_worker(node.gateway.id)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .plan import Plan
+from .resources import Budget, Needs
 
 __all__ = [
     "FAILING_OUTCOMES",
@@ -201,8 +202,13 @@ class Dispatcher:
     dependency failed is skipped without being sent; ``mode=serial`` batches
     run one test at a time in plan order; ``mode=exclusive`` batches run alone
     on the whole cluster; ``workers=k`` caps a batch's concurrency; tests
-    sharing a lock never overlap. Among the tests that may start, the one with
-    the longest remaining path (critical path) goes first, then the longest.
+    sharing a lock never overlap. With a ``budget``, the memory ``needs`` of
+    the tests running at one moment add up to at most the budget, and their
+    CPUs to at most its CPUs (a worker running light tests counts one); a test
+    needing more than the whole budget runs alone. Among the tests that may
+    start, the one with the longest remaining path (critical path) goes first,
+    then the longest; a test that waits for memory to free up keeps its place
+    (only light tests start before it), so it is not starved.
     ``horizon`` bounds the estimated work queued behind a worker's running
     test (0 turns pipelining of short tests off). With ``interleave`` a test
     that is to run again (a probe's next run) goes behind every test that has
@@ -221,8 +227,17 @@ class Dispatcher:
         horizon: float = PIPELINE_HORIZON,
         interleave: bool = False,
         setup_costs: Mapping[str, float] | None = None,
+        needs: Mapping[int, Needs] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.plan = plan
+        self.needs = needs or {}
+        self.budget = budget
+        #: Tests sent and not finished that count against the budget (not light).
+        self._reserved: dict[int, Needs] = {}
+        self._memory_in_use = 0
+        self._extra_cpus = 0
+        self._alone_running = 0
         self.setup_costs = setup_costs or {}
         self.horizon = horizon
         self.interleave = interleave
@@ -488,6 +503,28 @@ class Dispatcher:
             and policy.maxfail is None
             and policy.timeout is None
             and not self.locks.get(index)
+            and self._light(index)
+        )
+
+    def _light(self, index: int) -> bool:
+        """Whether the test is too small to count against the budget."""
+        needs = self.needs.get(index)
+        return self.budget is None or needs is None or self.budget.light(needs)
+
+    def _fits(self, index: int) -> bool:
+        """Whether the budget lets the test start now, beside what runs."""
+        if self.budget is None:
+            return True
+        if self._alone_running:
+            return False
+        if self._light(index):
+            return True
+        busy = sum(1 for load in self._load.values() if load > 0)
+        return self.budget.fits(
+            self.needs[index],
+            self._memory_in_use,
+            busy + self._extra_cpus,
+            alone=not self.running,
         )
 
     def _take_fresh(self, now: float, decision: Decision) -> None:
@@ -623,12 +660,14 @@ class Dispatcher:
             self._pipelinable(index)
             and index not in self._failed_on
             and self._allowed(index)
+            and self._fits(index)
             and self.state.skip_reason(index, now) is None
         )
 
     def _scan_ready(self, now: float, decision: Decision, worker: str) -> int | None:
         deferred: list[tuple[_Key, int]] = []
         chosen = None
+        waits_for_memory = False
         while self._ready:
             entry = heapq.heappop(self._ready)
             index = entry[1]
@@ -643,8 +682,17 @@ class Dispatcher:
                 deferred.append(entry)  # a rerun: not yet, or rather elsewhere
                 continue
             if self._allowed(index):
-                chosen = index
-                break
+                if self._fits(index) and (not waits_for_memory or self._light(index)):
+                    chosen = index
+                    break
+                deferred.append(entry)
+                if not self._fits(index) and not waits_for_memory:
+                    # The first test held back by memory keeps its place: only
+                    # light tests go before it, until enough has finished.
+                    waits_for_memory = True
+                    if self.budget is not None and self.budget.exceeds(self.needs[index]):
+                        break  # it runs alone: let the cluster drain
+                continue
             deferred.append(entry)
             if self._waits_only_for_the_cluster(index):
                 break  # an exclusive test is next in line: let the cluster drain
@@ -726,6 +774,12 @@ class Dispatcher:
             self._sent_estimate[index] = estimate
         self._batch_running[batch] += 1
         self._held.update(self.locks.get(index, ()))
+        if not self._light(index):
+            needs = self._reserved[index] = self.needs[index]
+            self._memory_in_use += needs.memory
+            self._extra_cpus += needs.cpus - 1
+            assert self.budget is not None
+            self._alone_running += self.budget.exceeds(needs)
         self.state.test_started(index, now)
         self.queues[worker].append(index)
         decision.send.setdefault(worker, []).append(index)
@@ -787,6 +841,12 @@ class Dispatcher:
             self._queued_work[worker] = 0.0  # no rounding left over
         self._batch_running[self.plan.batch_of[index]] -= 1
         self._held.subtract(self.locks.get(index, ()))
+        needs = self._reserved.pop(index, None)
+        if needs is not None:
+            self._memory_in_use -= needs.memory
+            self._extra_cpus -= needs.cpus - 1
+            assert self.budget is not None
+            self._alone_running -= self.budget.exceeds(needs)
 
     def _complete(self, index: int) -> None:
         self.done.add(index)

@@ -1,0 +1,277 @@
+"""Each test's memory and CPU time, measured in the process that runs it.
+
+On Linux the kernel keeps each process's peak resident memory (``VmHWM``)
+and lets the process reset it (writing ``5`` to ``/proc/self/clear_refs``):
+the peak of the test process is exact, costs two small file operations a
+test, and needs no sampling thread. A thread would show in the suite's own
+thread counts and make Python 3.12+ warn on every ``os.fork()`` a test makes
+(``DeprecationWarning: This process is multi-threaded``), so there is none.
+Child processes count with their own peaks: those still alive at the
+test's end through their ``VmHWM``, those that ended and were waited for
+through the kernel's largest-child figure (``RUSAGE_CHILDREN``), when it rose
+during the test. Elsewhere psutil reads the resident memory at the test's
+start and end, and the process's lifetime peak counts when it rose.
+
+The figures travel to the controller as plain numbers on the teardown report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from .core.resources import WorkerCount, format_size, workers_for_memory
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "RESOURCES_ATTRIBUTE",
+    "ResourceMeter",
+    "auto_workers",
+    "available_memory",
+    "describe_auto_workers",
+]
+
+#: The teardown report's attribute: a dict of plain numbers (see ResourceMeter.stop).
+RESOURCES_ATTRIBUTE = "batchflow_resources"
+
+# getrusage's ru_maxrss is in KiB on Linux, bytes on macOS.
+_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new work on this machine now."""
+    return int(psutil.virtual_memory().available)
+
+
+def auto_workers(settings: Settings, cpus: int) -> WorkerCount:
+    """``-n auto``: the smaller of ``cpus`` and what the memory budget holds.
+
+    The history gives the workers' resting memory and the tests' peaks; a
+    store that cannot be read counts as no history (the CPU count stands).
+    """
+    from .history import HistoryError, HistoryStore
+
+    resting: list[int] = []
+    peaks: list[int] = []
+    path = settings.history_path
+    if not settings.no_history and path.exists():
+        try:
+            store, _ = HistoryStore.open(path)
+        except HistoryError:
+            store = None
+        if store is not None:
+            try:
+                resting = store.resting_memory()
+                peaks = list(store.memory_needs().values())
+            except sqlite3.Error:
+                pass
+            finally:
+                store.close()
+    return workers_for_memory(cpus, settings.memory_budget(available_memory()), resting, peaks)
+
+
+def describe_auto_workers(count: WorkerCount, budget: int) -> str:
+    """The header line that says why ``-n auto`` chose its number."""
+    plural = "s" if count.workers != 1 else ""
+    head = f"batchflow: -n auto: {count.workers} worker{plural} ({count.cpus} CPUs"
+    if count.by_memory is None or count.per_worker is None:
+        return f"{head}; no memory figures in the history yet)"
+    return (
+        f"{head}; the memory budget of {format_size(budget)} holds {count.by_memory} at "
+        f"{format_size(count.per_worker)} each: a worker's resting memory plus the 90th "
+        "percentile of the tests' peaks in the history)"
+    )
+
+
+def _field(status: bytes, name: bytes) -> int | None:
+    """A number from a ``/proc/PID/status`` text (``VmRSS:  1234 kB``)."""
+    at = status.find(name)
+    if at < 0:
+        return None
+    end = status.find(b"\n", at)
+    try:
+        return int(status[at + len(name) : end].split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _status(pid: int | str) -> tuple[int, int] | None:
+    """(VmRSS, VmHWM) of a Linux process in bytes, None if it is gone or not Linux."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            text = status.read()
+    except OSError:
+        return None
+    rss, hwm = _field(text, b"VmRSS:"), _field(text, b"VmHWM:")
+    if rss is None or hwm is None:
+        return None
+    return rss * 1024, hwm * 1024
+
+
+def _linux_children(pid: int | str) -> list[str]:
+    """The process's descendants, from each thread's ``children`` file.
+
+    psutil's ``children()`` reads every process on the machine (a
+    millisecond or more); these files list only the process's own.
+    """
+    found: list[str] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children", "rb") as children:
+                direct = children.read().split()
+        except OSError:
+            continue
+        for child in direct:
+            found.append(child.decode())
+            found.extend(_linux_children(child.decode()))
+    return found
+
+
+def _children_maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * _MAXRSS_UNIT
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+class ResourceMeter:
+    """Start before a test's setup, stop after its teardown: one test at a time."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        # Linux: descriptors kept open, read with pread (a few microseconds a
+        # test, where opening the files each time costs several times that).
+        self._clear_refs: int | None = None
+        self._own_status: int | None = None
+        self._own_children: int | None = None
+        if _status(self.pid) is not None:
+            try:
+                self._own_status = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
+                self._own_children = os.open(
+                    f"/proc/{self.pid}/task/{self.pid}/children", os.O_RDONLY
+                )
+                self._clear_refs = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
+            except OSError:
+                self.close()
+        self._process = psutil.Process()
+        self._start: tuple[int, float, float, int, int] | None = None
+        self._children_start: dict[str, int] = {}
+        self._threads = 1
+
+    def close(self) -> None:
+        """Give back the descriptors; measuring goes on through psutil."""
+        for fd in (self._clear_refs, self._own_status, self._own_children):
+            if fd is not None:
+                os.close(fd)
+        self._clear_refs = self._own_status = self._own_children = None
+
+    def _rss(self) -> tuple[int, int | None]:
+        """Resident memory now, and the peak since the last reset (Linux only)."""
+        if self._own_status is not None:
+            text = os.pread(self._own_status, 8192, 0)
+            rss, hwm = _field(text, b"VmRSS:"), _field(text, b"VmHWM:")
+            self._threads = _field(text, b"Threads:") or 1
+            if rss is not None and hwm is not None:
+                return rss * 1024, hwm * 1024
+        return int(self._process.memory_info().rss), None
+
+    def start(self) -> None:
+        rss, _ = self._rss()
+        if self._clear_refs is not None:
+            try:
+                os.write(self._clear_refs, b"5")  # the peak starts again from now
+            except OSError:
+                self.close()
+        lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+        # Children from earlier tests (a server a session fixture started) count
+        # only with what they grow by during this test.
+        self._children_start = {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
+        self._start = (rss, _cpu_seconds(), time.perf_counter(), _children_maxrss(), lifetime)
+
+    def stop(self) -> dict[str, int | float] | None:
+        """The test's figures, or None if :meth:`start` was not called for it.
+
+        ``peak``: the highest resident memory of the test process plus its
+        children's peaks (bytes); ``memory``: ``peak`` above the process's
+        memory at the start (what the test itself needed); ``rss_start`` and
+        ``rss_end``; ``cpu``: user plus system seconds of the process and its
+        ended children; ``wall``: seconds; ``pid``.
+        """
+        if self._start is None:
+            return None
+        rss_start, cpu_start, wall_start, children_before, lifetime_before = self._start
+        self._start = None
+        wall = time.perf_counter() - wall_start
+        cpu = _cpu_seconds() - cpu_start
+        rss_end, hwm = self._rss()
+        if hwm is None:
+            lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+            hwm = max(rss_start, rss_end, lifetime if lifetime > lifetime_before else 0)
+        ended = _children_maxrss()
+        children = ended if ended > children_before else 0
+        children = max(children, self._alive_children_peak())
+        peak = hwm + children
+        return {
+            "peak": peak,
+            "memory": max(peak - rss_start, 0),
+            "rss_start": rss_start,
+            "rss_end": rss_end,
+            "cpu": round(max(cpu, 0.0), 6),
+            "wall": round(wall, 6),
+            "pid": self.pid,
+        }
+
+    def _descendants(self, reset: bool = False) -> dict[str, tuple[int, int | None]]:
+        """Each live descendant's resident memory and, on Linux, its peak since reset.
+
+        ``reset``: start each one's peak again from now (where the kernel lets us).
+        """
+        found: dict[str, tuple[int, int | None]] = {}
+        if self._own_children is not None:
+            if self._threads == 1:  # the usual case: one file to read, and mostly empty
+                direct = os.pread(self._own_children, 65536, 0).split()
+                if not direct:
+                    return found
+            for child in _linux_children(self.pid):
+                if reset:
+                    with contextlib.suppress(OSError):
+                        Path(f"/proc/{child}/clear_refs").write_bytes(b"5")
+                status = _status(child)
+                if status is not None:
+                    found[child] = status
+            return found
+        try:
+            for process in self._process.children(recursive=True):
+                found[str(process.pid)] = (int(process.memory_info().rss), None)
+        except psutil.Error:
+            pass
+        return found
+
+    def _alive_children_peak(self) -> int:
+        """What the live descendants needed during the test, summed.
+
+        A child started during the test counts with its whole peak; one that
+        was there before with what it grew by.
+        """
+        total = 0
+        before = self._children_start
+        for pid, (rss, hwm) in self._descendants().items():
+            peak = rss if hwm is None else hwm
+            total += max(peak - before[pid], 0) if pid in before else peak
+        return total
