@@ -6,7 +6,12 @@ flaky tests, coverage, environment) is rendered here as HTML; what grows with
 the suite (the tests table and the timeline) travels as one compact JSON
 block that the page's script draws: each repeated string (file, batch,
 worker, outcome) once in a table, numbers as numbers, and the text of
-passing tests (their output and logs) left out.
+passing tests (their output and logs) left out. Each test's memory and CPU
+go in two arrays beside the rows, whole KiB and milliseconds (a few bytes a
+test), and only when the run measured them. The workers' memory over time is
+drawn here, as SVG: its points are thinned to one per pixel, so the chart
+costs the same for 100 tests as for 100,000 and the page carries no second
+per-test series for the script to draw.
 
 Everything from the suite is escaped: jinja2 autoescapes the HTML, the JSON
 block has ``<``, ``>`` and ``&`` written as ``\\u`` escapes so no text can
@@ -16,6 +21,7 @@ close its ``<script>`` element, and the script inserts text as text.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -29,6 +35,7 @@ from markupsafe import Markup, escape
 
 from ..core.bench import scaled_time
 from ..core.layout import layered_layout
+from ..core.resources import format_size
 from ..files import write_atomically
 from ..results import BatchResult, RunResult, TestResult, error_line
 
@@ -54,6 +61,21 @@ OUTCOMES = (
 _STATIC = Path(__file__).with_name("static")
 #: A test row's columns after this one may be left off when empty.
 _LAST_REQUIRED = 9
+#: The tests listed as the heaviest by memory in the Resources section.
+_HEAVIEST = 10
+#: Colours of workers' lines (the timeline's batch colours, as report.js has them).
+_PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#e15759",
+)
 
 
 @cache
@@ -70,6 +92,7 @@ def _environment() -> jinja2.Environment:
     env.filters["sparkline"] = _sparkline
     env.filters["trend"] = _trend
     env.filters["duration"] = _duration
+    env.filters["size"] = _size
     return env
 
 
@@ -86,6 +109,10 @@ def _seconds(value: float | None) -> str:
         minutes, seconds = divmod(value, 60)
         return f"{int(minutes)}m {seconds:04.1f}s"
     return f"{value:.2f}s"
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else format_size(value)
 
 
 def _clip(text: str | None) -> str:
@@ -165,13 +192,25 @@ def _payload(result: RunResult, passed_output: bool) -> dict[str, Any]:
         while len(row) > _LAST_REQUIRED and row[-1] in (None, 0):
             row.pop()  # the page reads a missing line, attempt count or note as none
         rows.append(row)
-    return {
+    payload: dict[str, Any] = {
         "strings": strings.values,
         "tests": rows,
         "details": details,
         "batches": [b.name for b in result.batches if b.tests],
         "outcomes": list(OUTCOMES),
     }
+    if any(test.resources is not None for test in result.tests):
+        # Beside the rows, not in them: a row's optional columns stay where they are,
+        # and an unmeasured test (it never started) costs a null, not a column.
+        payload["memory"] = [
+            round(t.resources.memory / 1024) if t.resources is not None else None
+            for t in result.tests
+        ]
+        payload["cpu"] = [
+            round(t.resources.cpu * 1000) if t.resources is not None else None for t in result.tests
+        ]
+        payload["over_limit"] = [i for i, t in enumerate(result.tests) if t.memory_limit_exceeded]
+    return payload
 
 
 def _script_json(data: object) -> Markup:
@@ -240,6 +279,130 @@ def _dag(batches: Sequence[BatchResult]) -> _Dag:
     width = max((n.x for n in nodes), default=0) + _NODE_W + _PAD
     height = max((n.y for n in nodes), default=0) + _NODE_H + _PAD
     return _Dag(width, height, nodes, edges)
+
+
+@dataclass(frozen=True)
+class _Tick:
+    at: float
+    label: str
+
+
+@dataclass(frozen=True)
+class _WorkerLine:
+    worker: str
+    colour: str
+    points: str
+    label: str
+
+
+@dataclass(frozen=True)
+class _MemoryChart:
+    width: int
+    height: int
+    left: int
+    top: int
+    bottom: int
+    right: int
+    x_ticks: list[_Tick]
+    y_ticks: list[_Tick]
+    lines: list[_WorkerLine]
+
+
+_CHART_W, _CHART_H, _CHART_LEFT, _CHART_RIGHT, _CHART_TOP, _CHART_BOTTOM = 900, 220, 70, 12, 10, 22
+
+
+def _nice_step(span: float, steps: int) -> float:
+    """A round step (1, 2 or 5 times a power of ten) that covers ``span`` in ``steps``."""
+    raw = max(span / steps, 1e-9)
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _worker_lines(
+    timeline: dict[str, list[tuple[float, int]]], tests: Sequence[TestResult]
+) -> dict[str, list[tuple[float, int]]]:
+    """The timeline, each worker's line starting where its first test started.
+
+    The timeline has the memory after each test; the worker's memory before its
+    first one is that test's ``rss_start``. A replaced worker is named
+    WORKER/PID in the timeline.
+    """
+    first: dict[str, tuple[float, int]] = {}
+    for test in tests:
+        measured = test.resources
+        if measured is None:
+            continue
+        for name in (test.worker, f"{test.worker}/{measured.pid}"):
+            if name in timeline and (name not in first or test.start < first[name][0]):
+                first[name] = (test.start, measured.rss_start)
+    return {
+        worker: ([first[worker]] if worker in first else []) + list(points)
+        for worker, points in timeline.items()
+        if points
+    }
+
+
+def _memory_chart(
+    timeline: dict[str, list[tuple[float, int]]], tests: Sequence[TestResult]
+) -> _MemoryChart | None:
+    """Each worker's resident memory over the run, a line per worker; None if none was
+    recorded. A line keeps the highest figure of each pixel's column: a peak between
+    two quieter tests stays visible however many tests share the pixel."""
+    lines_of = _worker_lines(timeline, tests)
+    samples = [sample for points in lines_of.values() for sample in points]
+    if not samples:
+        return None
+    # The tests table's and the timeline's origin: the first test's start.
+    origin = min([t.start for t in tests] + [time for time, _ in samples])
+    end = max(time for time, _ in samples) - origin or 1.0
+    mib = 1024 * 1024
+    highest = max(rss for _, rss in samples) / mib
+    y_step = _nice_step(highest, 4)
+    y_steps = max(1, math.ceil(highest / y_step))
+    top = y_step * y_steps * mib
+    plot_w = _CHART_W - _CHART_LEFT - _CHART_RIGHT
+    plot_h = _CHART_H - _CHART_TOP - _CHART_BOTTOM
+    lines = []
+    for index, worker in enumerate(sorted(lines_of)):
+        points = lines_of[worker]
+        columns: dict[int, int] = {}
+        for time, rss in points:
+            column = round((time - origin) / end * plot_w)
+            columns[column] = max(columns.get(column, 0), rss)
+        xy = " ".join(
+            f"{_CHART_LEFT + column},{_CHART_TOP + plot_h - rss / top * plot_h:.1f}"
+            for column, rss in sorted(columns.items())
+        )
+        low, high = min(rss for _, rss in points), max(rss for _, rss in points)
+        lines.append(
+            _WorkerLine(
+                worker,
+                _PALETTE[index % len(_PALETTE)],
+                xy,
+                f"{worker}: {format_size(low)} to {format_size(high)} resident over "
+                f"its {len(timeline[worker])} tests",
+            )
+        )
+    x_step = _nice_step(end, 6)
+    x_ticks = [
+        _Tick(_CHART_LEFT + k * x_step / end * plot_w, _seconds(k * x_step))
+        for k in range(int(end / x_step + 1e-9) + 1)
+    ]
+    y_ticks = [
+        _Tick(_CHART_TOP + plot_h - k / y_steps * plot_h, format_size(k * y_step * mib))
+        for k in range(y_steps + 1)
+    ]
+    return _MemoryChart(
+        _CHART_W,
+        _CHART_H,
+        _CHART_LEFT,
+        _CHART_TOP,
+        _CHART_BOTTOM,
+        _CHART_RIGHT,
+        x_ticks,
+        y_ticks,
+        lines,
+    )
 
 
 def _sparkline(recent: Sequence[str]) -> Markup:
@@ -322,6 +485,13 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
     return reasons
 
 
+def _heaviest(tests: Iterable[TestResult]) -> list[TestResult]:
+    """The tests that needed the most memory, most first (those that needed none left out)."""
+    measured = [t for t in tests if t.resources is not None and t.resources.memory > 0]
+    measured.sort(key=lambda t: t.resources.memory if t.resources is not None else 0, reverse=True)
+    return measured[:_HEAVIEST]
+
+
 def _relative_link(target: str, base: Path | None) -> str:
     if base is None:
         return Path(target).as_uri() if Path(target).is_absolute() else target
@@ -343,6 +513,7 @@ def render_html(result: RunResult, base: Path | None = None, *, passed_output: b
     if coverage is not None and "html" in coverage.outputs:
         coverage_link = _relative_link(coverage.outputs["html"], base)
     workers = sorted({t.worker for t in result.tests})
+    resources = result.resources
     return (
         _environment()
         .get_template("report.html.j2")
@@ -360,6 +531,11 @@ def render_html(result: RunResult, base: Path | None = None, *, passed_output: b
             coverage=coverage,
             coverage_link=coverage_link,
             coverage_by_batch={b.name: b for b in coverage.batches} if coverage else {},
+            resources=resources,
+            measured=any(t.resources is not None for t in result.tests),
+            by_nodeid={t.nodeid: t for t in result.tests},
+            heaviest=_heaviest(result.tests),
+            memory_chart=_memory_chart(resources.timeline, result.tests) if resources else None,
             sections=[(s.title, Markup(s.html)) for s in result.sections],
             data=_script_json(_payload(result, passed_output)),
             css=_static("report.css"),

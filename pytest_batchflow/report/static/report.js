@@ -4,6 +4,10 @@
   "use strict";
   var D = JSON.parse(document.getElementById("batchflow-data").textContent);
   var S = D.strings, T = D.tests, DETAILS = D.details;
+  // Each test's memory (KiB above its worker's at its start) and CPU (ms), beside the
+  // rows; absent when the run did not measure them, null for a test never measured.
+  var MEMORY = D.memory || null, CPU = D.cpu || null, OVER = {};
+  (D.over_limit || []).forEach(function (i) { OVER[i] = true; });
   // Columns of a test row (see report/html.py, _payload); the last three may be missing.
   var FILE = 0, NAME = 1, BATCH = 2, OUT = 3, DUR = 4, START = 5, STOP = 6, WORKER = 7,
       DET = 8, LINE = 9, TRIES = 10, NOTES = 11;
@@ -20,6 +24,13 @@
   }
   function byId(id) { return document.getElementById(id); }
   function nodeid(t) { var f = S[t[FILE]]; return f ? f + "::" + t[NAME] : t[NAME]; }
+  function size(kib) {  // as core/resources.py's format_size
+    var value = kib * 1024, units = ["B", "KiB", "MiB", "GiB", "TiB"], step = 0;
+    while (value >= 1024 && step < units.length - 1) { value /= 1024; step++; }
+    var text = step === 0 || value >= 100 ? value.toFixed(0)
+                                          : value.toPrecision(3).replace(/\.?0+$/, "");
+    return text + " " + units[step];
+  }
   function seconds(value) {
     if (value === 0) return "0s";
     return value >= 60 ? Math.floor(value / 60) + "m " + (value % 60).toFixed(1) + "s"
@@ -54,6 +65,14 @@
     return lowered[i];
   }
 
+  // Sortable numbers: a test without a figure sorts below every test with one.
+  var NUMERIC = {
+    duration: function (i) { return T[i][DUR]; },
+    memory: function (i) { return MEMORY[i] === null ? -1 : MEMORY[i]; },
+    cpu: function (i) { return CPU[i] === null ? -1 : CPU[i]; }
+  };
+  var COLUMNS = document.querySelectorAll("#test-table thead th").length;
+
   function computeView() {
     var outcome = state.outcome, batch = state.batch, text = state.text.toLowerCase();
     var view = [];
@@ -64,8 +83,9 @@
       if (text && searchable(i).indexOf(text) < 0) continue;
       view.push(i);
     }
-    if (state.sort === "duration") {
-      view.sort(function (a, b) { return T[a][DUR] - T[b][DUR] || a - b; });
+    var key = NUMERIC[state.sort];
+    if (key) {
+      view.sort(function (a, b) { return key(a) - key(b) || a - b; });
     } else if (state.sort === "name") {
       var names = {};
       view.forEach(function (i) { names[i] = nodeid(T[i]); });
@@ -79,13 +99,16 @@
     return "<h4>" + esc(title) + "</h4><pre class=\"" + cls + "\">" + esc(text) + "</pre>";
   }
 
-  function detailHtml(t) {
+  function detailHtml(i) {
+    var t = T[i];
     var d = t[DET] >= 0 ? DETAILS[t[DET]] : {};
     var parts = [];
     var file = S[t[FILE]].split("::")[0];
     var where = file ? file + (t[LINE] ? ":" + t[LINE] : "") : "";
     parts.push("<p class=\"where\">" + esc(where) + " · batch " + esc(S[t[BATCH]]) +
-               " · worker " + esc(S[t[WORKER]]) + " · " + seconds(t[DUR]) + "</p>");
+               " · worker " + esc(S[t[WORKER]]) + " · " + seconds(t[DUR]) +
+               (MEMORY && MEMORY[i] !== null ? " · memory " + size(MEMORY[i]) + " · CPU " +
+                seconds(CPU[i] / 1000) : "") + "</p>");
     if (d.p) parts.push("<p>depends on: " + d.p.map(function (p) {
       return "<code>" + esc(p) + "</code>"; }).join(", ") + "</p>");
     (d.a || []).forEach(function (a, k) {
@@ -104,6 +127,13 @@
     return parts.join("");
   }
 
+  function resourceCells(i) {
+    if (!MEMORY) return "";
+    if (MEMORY[i] === null) return "<td class=\"n\">-</td><td class=\"n\">-</td>";
+    return "<td class=\"n" + (OVER[i] ? " bad\" title=\"over the memory limit" : "") + "\">" +
+           size(MEMORY[i]) + "</td><td class=\"n\">" + seconds(CPU[i] / 1000) + "</td>";
+  }
+
   function renderRows() {
     if (state.view === null) computeView();
     var view = state.view, pages = Math.max(1, Math.ceil(view.length / PAGE));
@@ -117,10 +147,11 @@
       html.push("<tr class=\"test-row o-" + esc(outcome) + (state.open[i] ? " open" : "") +
                 "\" data-i=\"" + i + "\"><td class=\"mono\">" + esc(nodeid(t)) + notes +
                 "</td><td>" + esc(S[t[BATCH]]) + "</td><td class=\"outcome\">" + esc(outcome) +
-                tries + "</td><td class=\"n\">" + seconds(t[DUR]) + "</td><td>" +
-                esc(S[t[WORKER]]) + "</td></tr>");
+                tries + "</td><td class=\"n\">" + seconds(t[DUR]) + "</td>" + resourceCells(i) +
+                "<td>" + esc(S[t[WORKER]]) + "</td></tr>");
       if (state.open[i]) {
-        html.push("<tr class=\"test-detail\"><td colspan=\"5\">" + detailHtml(t) + "</td></tr>");
+        html.push("<tr class=\"test-detail\"><td colspan=\"" + COLUMNS + "\">" + detailHtml(i) +
+                  "</td></tr>");
       }
     }
     byId("test-rows").innerHTML = html.join("");
@@ -145,7 +176,7 @@
   Array.prototype.forEach.call(document.querySelectorAll("th[data-sort]"), function (th) {
     th.addEventListener("click", function () {
       var key = th.getAttribute("data-sort");
-      state.descending = state.sort === key ? !state.descending : key === "duration";
+      state.descending = state.sort === key ? !state.descending : key in NUMERIC;
       state.sort = key;
       Array.prototype.forEach.call(document.querySelectorAll("th[data-sort]"), function (o) {
         o.classList.remove("asc", "desc"); });
@@ -160,8 +191,15 @@
     if (state.open[i]) delete state.open[i]; else state.open[i] = true;
     renderRows();
   });
-  byId("page-prev").addEventListener("click", function () { state.page--; renderRows(); });
-  byId("page-next").addEventListener("click", function () { state.page++; renderRows(); });
+  function turnPage(step) {
+    state.page += step;
+    renderRows();
+    // A shorter last page leaves the reader below the table when the sections after it
+    // keep the page long: go back to the table's top.
+    if (byId("test-table").getBoundingClientRect().top < 0) byId("tests").scrollIntoView();
+  }
+  byId("page-prev").addEventListener("click", function () { turnPage(-1); });
+  byId("page-next").addEventListener("click", function () { turnPage(1); });
 
   // -- the timeline ---------------------------------------------------------------
   var LANE = 22, LEFT = 90, TOP = 20;
