@@ -1,0 +1,136 @@
+"""Cost of measuring each test's memory and CPU: batchflow with and without resources.
+
+Run with ``python benchmarks/resource_overhead.py [repetitions]`` (default 5;
+about five minutes on two CPUs). Generates 5,000 no-op tests over 50 modules
+in a temporary directory and times the whole ``python -m pytest`` command
+(perf_counter around the subprocess) four ways: ``--batchflow
+--batchflow-no-history --batchflow-no-resources`` (not measured) and
+``--batchflow --batchflow-no-history`` (each test's peak memory and CPU time
+measured, see pytest_batchflow/resources.py), both serially and on ``-n 2``.
+One untimed warm-up run of each first (bytecode caches), then the variants
+alternate within each repetition so that drift hits them alike; the table
+gives the median and the range, and the ratio measured / not measured within
+each mode. Under the table, the in-process cost of one
+``ResourceMeter().start()`` / ``.stop()`` pair, the part of the overhead
+that is the measuring itself (the rest is carrying the figures on the reports
+and gathering them). Standard library only; it prints figures and the
+target, and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _xdist_bench import alternate, clean_env, machine, seconds, table, write_project
+
+TESTS = 5000
+MODULES = 50
+WORKERS = 2
+DEFAULT_REPETITIONS = 5
+COMMON = ["-p", "no:cacheprovider", "-q", "--batchflow", "--batchflow-no-history"]
+NOT_MEASURED = ["--batchflow-no-resources"]
+MODES = {"serial": [], f"-n {WORKERS}": ["-n", str(WORKERS)]}
+#: Per mode: (variant without resources, variant with resources).
+PAIRS = {mode: (f"{mode}, not measured", f"{mode}, resources measured") for mode in MODES}
+VARIANTS = {
+    name: [*mode_args, *extra]
+    for mode, mode_args in MODES.items()
+    for name, extra in zip(PAIRS[mode], (NOT_MEASURED, []), strict=True)
+}
+TARGET = 1.05
+#: The micro-figure: timing loops of PAIRS_PER_LOOP start/stop pairs, in-process.
+LOOPS = 7
+PAIRS_PER_LOOP = TESTS
+
+
+def make_suite(root: Path) -> None:
+    write_project(root, timing=False)
+    per_module = TESTS // MODULES
+    for module in range(MODULES):
+        body = "".join(f"def test_{n}():\n    pass\n\n\n" for n in range(per_module))
+        (root / f"test_noop_{module:02d}.py").write_text(body, encoding="utf-8")
+
+
+def meter_cost() -> list[float]:
+    """Microseconds per ``start()`` / ``stop()`` pair, one figure per timing loop."""
+    from pytest_batchflow.resources import ResourceMeter
+
+    meter = ResourceMeter()
+    try:
+        for _ in range(100):  # warm-up
+            meter.start()
+            meter.stop()
+        costs = []
+        for _ in range(LOOPS):
+            start = time.perf_counter()
+            for _ in range(PAIRS_PER_LOOP):
+                meter.start()
+                meter.stop()
+            costs.append(1e6 * (time.perf_counter() - start) / PAIRS_PER_LOOP)
+    finally:
+        meter.close()
+    return costs
+
+
+def main() -> None:
+    repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
+    env = clean_env()
+    print(
+        f"resource_overhead: {TESTS} no-op tests in {MODULES} modules, serial and "
+        f"-n {WORKERS}, {repetitions} repetitions; {machine()}",
+        flush=True,
+    )
+    expect = f"{TESTS} passed"
+    with tempfile.TemporaryDirectory(prefix="batchflow-resources-") as tmp:
+        root = Path(tmp)
+        make_suite(root)
+        runs = alternate(root, VARIANTS, COMMON, env, expect, repetitions)
+    print("timing ResourceMeter start/stop in-process ...", flush=True)
+    costs = meter_cost()
+    samples = {name: [run.wall for run in done] for name, done in runs.items()}
+    statuses = {name: {run.status() for run in done} for name, done in runs.items()}
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    rows = []
+    for base, measured in PAIRS.values():
+        for name in (base, measured):
+            values = samples[name]
+            rows.append(
+                [
+                    name,
+                    seconds(medians[name]),
+                    seconds(min(values)),
+                    seconds(max(values)),
+                    f"{medians[name] / medians[base]:.3f}",
+                    f"{1000 * (medians[name] - medians[base]) / TESTS:+.3f}",
+                    ", ".join(sorted(statuses[name])),
+                ]
+            )
+    print()
+    print(table(["variant", "median", "min", "max", "/not measured", "ms/test", "status"], rows))
+    print()
+    cost = statistics.median(costs)
+    print(
+        f"ResourceMeter start()+stop(), in-process: {cost:.1f} us a test (median of "
+        f"{LOOPS} loops of {PAIRS_PER_LOOP} pairs; range {min(costs):.1f}-{max(costs):.1f} us), "
+        f"{cost * TESTS / 1e6:.3f}s for {TESTS} tests"
+    )
+    print()
+    for mode, (base, measured) in PAIRS.items():
+        value = medians[measured] / medians[base]
+        print(
+            f"target resources measured <= {TARGET:.2f} x not measured ({mode}): "
+            f"{'met' if value <= TARGET else 'NOT met'} ({value:.3f})"
+        )
+    print(
+        "wall time of the whole pytest command; /not measured and ms/test: against the "
+        f"same mode's --batchflow-no-resources median, the difference spread over the "
+        f"{TESTS} tests"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
