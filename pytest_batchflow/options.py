@@ -327,7 +327,7 @@ OPTIONS: tuple[Option, ...] = (
         "batchflow_max_memory",
         "Memory the tests running at one moment may need together, from their peaks in "
         "the history or @pytest.mark.resources: a size (8GiB, 500MB) or a percentage of "
-        "the memory available at the start (default 75%).",
+        "the memory available at the start (default 75 percent).",
         "8GiB",
         metavar="SIZE|PCT",
     ),

@@ -13,6 +13,10 @@ __all__ = ["batch_table", "format_header", "format_plan", "resource_lines", "sec
 
 #: How many tests the resources summary names in each of its lists.
 HEAVIEST = 3
+#: The resources section appears when a test needed this much memory or CPU
+#: time (or something went wrong: a limit, a leak, a test too large to share).
+NOTABLE_MEMORY = 10 * 1024**2
+NOTABLE_CPU = 1.0
 
 
 def seconds(value: float) -> str:
@@ -135,8 +139,10 @@ def resource_lines(
     Each line with whether it reports a problem (a limit that fails tests).
     """
     measured = [(t, t.resources) for t in tests if t.resources is not None]
-    if not measured:
-        return []
+    problems = bool(resources.alone or resources.over_limit or resources.leaks)
+    notable = any(r.memory >= NOTABLE_MEMORY or r.cpu >= NOTABLE_CPU for _, r in measured)
+    if not measured or not (problems or notable):
+        return []  # a suite of small tests: nothing worth a section
     by_memory = sorted(measured, key=lambda pair: (-pair[1].memory, pair[0].nodeid))
     by_cpu = sorted(measured, key=lambda pair: (-pair[1].cpu, pair[0].nodeid))
     heaviest = ", ".join(f"{t.nodeid} ({format_size(r.memory)})" for t, r in by_memory[:HEAVIEST])

@@ -517,9 +517,10 @@ class Dispatcher:
             return True
         if self._alone_running:
             return False
-        if self._light(index):
-            return True
         busy = sum(1 for load in self._load.values() if load > 0)
+        if self._light(index):
+            # A light test on a worker with nothing to do adds that worker's CPU.
+            return not self._extra_cpus or busy + self._extra_cpus + 1 <= self.budget.cpus
         return self.budget.fits(
             self.needs[index],
             self._memory_in_use,
@@ -690,7 +691,8 @@ class Dispatcher:
                     # The first test held back by memory keeps its place: only
                     # light tests go before it, until enough has finished.
                     waits_for_memory = True
-                    if self.budget is not None and self.budget.exceeds(self.needs[index]):
+                    needs = self.needs.get(index, Needs())
+                    if self.budget is not None and self.budget.exceeds(needs):
                         break  # it runs alone: let the cluster drain
                 continue
             deferred.append(entry)

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from pytest_batchflow.core.graph import TestSpec
 from pytest_batchflow.core.plan import Plan, build_plan, order_batches
+from pytest_batchflow.core.resources import Budget, Needs
 from pytest_batchflow.core.scheduler import (
     FAILING_OUTCOMES,
     MIN_OBSERVATIONS,
@@ -80,6 +81,9 @@ class Scenario:
     attempts: dict[int, list[str]] = field(default_factory=dict)
     budgets: dict[int, int] = field(default_factory=dict)
     rerun_delay: float = 0.0
+    #: Memory and CPUs the tests need, and the budget of the running tests.
+    needs: dict[int, Needs] = field(default_factory=dict)
+    budget: Budget | None = None
 
     def plan(self) -> Plan:
         specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(self.nodeids)]
@@ -96,7 +100,15 @@ class Scenario:
         plan = self.plan()
         state = RunState(plan, dict(enumerate(self.nodeids)), {}, {})
         parents = {i: nodeid.partition("::")[0] for i, nodeid in enumerate(self.nodeids)}
-        dispatcher = Dispatcher(plan, state, parents, self.locks, horizon=self.horizon)
+        dispatcher = Dispatcher(
+            plan,
+            state,
+            parents,
+            self.locks,
+            horizon=self.horizon,
+            needs=self.needs,
+            budget=self.budget,
+        )
         cluster = Cluster(
             dispatcher,
             state,
@@ -157,6 +169,8 @@ def simulate(
     attempts: Mapping[str, list[str]] | None = None,
     budgets: Mapping[str, int] | None = None,
     rerun_delay: float = 0.0,
+    needs: Mapping[str, Needs] | None = None,
+    budget: Budget | None = None,
 ) -> Run:
     """Run tests named ``t.py::<name>`` (a list, or name -> batch) and check the run.
 
@@ -184,6 +198,8 @@ def simulate(
         attempts={ids[name]: outcomes for name, outcomes in (attempts or {}).items()},
         budgets={ids[name]: budget for name, budget in (budgets or {}).items()},
         rerun_delay=rerun_delay,
+        needs={ids[name]: wanted for name, wanted in (needs or {}).items()},
+        budget=budget,
     )
     plan, result = scenario.simulate()
     check_run(scenario, plan, result)
@@ -318,6 +334,34 @@ def check_run(scenario: Scenario, plan: Plan, result: Outcome) -> None:
     for lock, executions in holders.items():
         for a, b in pairwise(sorted(executions, key=lambda e: e.start)):
             assert not overlap(a, b), f"{nodeids[a.index]} and {nodeids[b.index]} share {lock!r}"
+
+    # Memory and CPUs: at any moment the tests counting against the budget
+    # (not light) need at most the budget together, and CPUs of busy workers
+    # plus the extra CPUs of those tests stay within its CPUs; a test needing
+    # more than the whole budget runs with nothing else.
+    budget = scenario.budget
+    if budget is not None:
+        needs_of = {i: scenario.needs.get(i, Needs()) for i in plan.order}
+        for execution in result.executions:
+            wanted = needs_of[execution.index]
+            beside = [
+                e for e in result.executions if e is not execution and overlap(e, execution)
+            ]
+            if budget.exceeds(wanted):
+                assert not beside, f"{nodeids[execution.index]} needs more than the budget"
+                continue
+            instants = [execution.start] + [e.start for e in beside if e.start > execution.start]
+            for instant in instants:
+                at = [e for e in [execution, *beside] if e.start <= instant < e.stop]
+                heavy = [needs_of[e.index] for e in at if not budget.light(needs_of[e.index])]
+                if budget.memory is not None:
+                    assert sum(n.memory for n in heavy) <= budget.memory, (
+                        f"over the memory budget at {instant}: "
+                        + ", ".join(nodeids[e.index] for e in at)
+                    )
+                assert len(at) + sum(n.cpus - 1 for n in heavy) <= max(
+                    budget.cpus, scenario.workers
+                ), f"over the CPU budget at {instant}"
 
     # Skips: exactly the tests that the rules skip, with the first rule's reason.
     failures = Counter(
@@ -1081,7 +1125,29 @@ def scenarios(draw: st.DrawFn, *, plain: bool = False) -> Scenario:
         attempts=attempts,
         budgets=budgets,
         rerun_delay=0.0 if plain else draw(st.sampled_from([0.0, 0.0, 0.3])),
+        **({} if plain else draw(memory(count))),
     )
+
+
+@st.composite
+def memory(draw: st.DrawFn, count: int) -> dict[str, object]:
+    """No budget, or a budget (100 units of memory, 1-6 CPUs) and tests' needs:
+    light, up to the whole budget, or beyond it."""
+    if not draw(st.booleans()):
+        return {}
+    budget = Budget(memory=100, cpus=draw(st.integers(1, 6)))
+    drawn = draw(
+        st.dictionaries(
+            st.integers(0, count - 1),
+            st.builds(
+                Needs,
+                memory=st.sampled_from([0, 0.5, 10, 40, 60, 100, 150]).map(int),
+                cpus=st.integers(1, 3),
+            ),
+            max_size=count,
+        )
+    )
+    return {"needs": drawn, "budget": budget}
 
 
 @settings(MODEST, max_examples=300)

@@ -332,7 +332,7 @@ def test_coverage_and_probes_of_single_runs_are_left_out_with_a_note() -> None:
         ("[1, 2]", "not a batchflow result: the JSON is not an object"),
         (
             '{"schema_version": 4, "tests": []}',
-            "a result of schema version 4; this batchflow reads version 5 (render it with "
+            "a result of schema version 4; this batchflow reads version 6 (render it with "
             "the batchflow that wrote it)",
         ),
         (
