@@ -344,9 +344,7 @@ def check_run(scenario: Scenario, plan: Plan, result: Outcome) -> None:
         needs_of = {i: scenario.needs.get(i, Needs()) for i in plan.order}
         for execution in result.executions:
             wanted = needs_of[execution.index]
-            beside = [
-                e for e in result.executions if e is not execution and overlap(e, execution)
-            ]
+            beside = [e for e in result.executions if e is not execution and overlap(e, execution)]
             if budget.exceeds(wanted):
                 assert not beside, f"{nodeids[execution.index]} needs more than the budget"
                 continue
