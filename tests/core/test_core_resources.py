@@ -1,0 +1,149 @@
+"""Sizes, budgets, leaks and ``-n auto``'s worker count (core/resources.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_batchflow.core.resources import (
+    Budget,
+    Needs,
+    ResourceSample,
+    find_leaks,
+    format_size,
+    parse_memory_budget,
+    parse_size,
+    workers_for_memory,
+)
+
+MIB = 1024**2
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("2GB", 2_000_000_000),
+        ("2GiB", 2 * GIB),
+        ("512MiB", 512 * MIB),
+        ("1.5 GiB", 3 * GIB // 2),
+        ("500mb", 500_000_000),
+        ("1048576", 1048576),
+        ("10 B", 10),
+        ("1TiB", 1024**4),
+    ],
+)
+def test_sizes_follow_si_and_iec_units(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "2 GBs", "-1MB", "1.2.3GB", "GB"])
+def test_what_is_not_a_size_says_which_units_are(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a size: a number and a unit among B, KB"):
+        parse_size(text)
+
+
+def test_a_budget_is_a_size_or_a_share_of_what_is_available() -> None:
+    assert parse_memory_budget("75%", available=8 * GIB) == 6 * GIB
+    assert parse_memory_budget("512MiB", available=8 * GIB) == 512 * MIB
+    for bad, words in [("0%", "above 0"), ("101%", "at most 100"), ("x%", "percentage")]:
+        with pytest.raises(ValueError, match=words):
+            parse_memory_budget(bad, available=GIB)
+    with pytest.raises(ValueError, match="above 0"):
+        parse_memory_budget("0MB", available=GIB)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (200 * MIB, "200 MiB"), (3 * GIB, "3 GiB")],
+)
+def test_sizes_print_in_binary_units(size: int, text: str) -> None:
+    assert format_size(size) == text
+
+
+@given(st.integers(0, 1024**5))
+def test_a_printed_size_reads_back_within_its_three_figures(size: int) -> None:
+    printed = format_size(size).replace(" ", "")
+    assert abs(parse_size(printed) - size) <= max(0.005 * size, 1)
+
+
+class TestBudget:
+    budget = Budget(memory=1000 * MIB, cpus=4)
+
+    def test_small_tests_do_not_count(self) -> None:
+        assert self.budget.light(Needs(memory=9 * MIB))
+        assert not self.budget.light(Needs(memory=11 * MIB))
+        assert not self.budget.light(Needs(memory=0, cpus=2))
+
+    def test_a_test_fits_beside_what_leaves_it_room(self) -> None:
+        needs = Needs(memory=400 * MIB)
+        assert self.budget.fits(needs, 600 * MIB, 1, alone=False)
+        assert not self.budget.fits(needs, 601 * MIB, 1, alone=False)
+        assert not self.budget.fits(Needs(cpus=2), 0, 3, alone=False)
+
+    def test_a_test_larger_than_the_budget_fits_only_alone(self) -> None:
+        huge = Needs(memory=2000 * MIB)
+        assert self.budget.exceeds(huge)
+        assert not self.budget.fits(huge, 0, 1, alone=False)
+        assert self.budget.fits(huge, 0, 0, alone=True)
+        assert Budget(memory=None, cpus=2).exceeds(Needs(cpus=3))
+
+
+def samples(*kept: tuple[str, int, int]) -> list[ResourceSample]:
+    return [ResourceSample(nodeid, start, end) for nodeid, start, end in kept]
+
+
+def test_a_growing_worker_is_named_with_the_tests_that_kept_most() -> None:
+    series = {
+        "gw0": samples(
+            ("a", 60 * MIB, 61 * MIB),
+            ("b", 61 * MIB, 141 * MIB),
+            ("c", 141 * MIB, 140 * MIB),
+            ("d", 140 * MIB, 200 * MIB),
+        ),
+        "gw1": samples(("e", 60 * MIB, 80 * MIB), ("f", 80 * MIB, 70 * MIB)),
+    }
+    (leak,) = find_leaks(series, threshold=100 * MIB)
+    assert leak.worker == "gw0"
+    assert leak.growth == 140 * MIB
+    assert leak.tests == 4
+    assert leak.culprits == (("b", 80 * MIB), ("d", 60 * MIB), ("a", 1 * MIB))
+    assert find_leaks(series, threshold=141 * MIB) == []
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["gw0", "gw1", "gw2"]),
+        st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 10**9)), max_size=20),
+    ),
+    st.integers(1, 10**9),
+)
+def test_leaks_are_exactly_the_workers_that_grew_past_the_threshold(
+    raw: dict[str, list[tuple[int, int]]], threshold: int
+) -> None:
+    series = {
+        worker: [ResourceSample(f"t{n}", start, end) for n, (start, end) in enumerate(pairs)]
+        for worker, pairs in raw.items()
+    }
+    leaks = find_leaks(series, threshold)
+    grown = {w for w, s in series.items() if s and s[-1].rss_end - s[0].rss_start >= threshold}
+    assert {leak.worker for leak in leaks} == grown
+    assert [leak.growth for leak in leaks] == sorted((leak.growth for leak in leaks), reverse=True)
+    for leak in leaks:
+        assert all(kept > 0 for _, kept in leak.culprits)
+        assert len(leak.culprits) <= 3
+
+
+def test_n_auto_takes_the_smaller_of_cpus_and_what_memory_holds() -> None:
+    resting = [60 * MIB] * 10
+    peaks = [1 * MIB] * 89 + [500 * MIB] * 11  # the 90th percentile is a heavy test
+    count = workers_for_memory(8, 2 * GIB, resting, peaks)
+    assert count.per_worker == 560 * MIB
+    assert count.by_memory == 3
+    assert count.workers == 3
+    assert workers_for_memory(2, 2 * GIB, resting, peaks).workers == 2
+    assert workers_for_memory(8, 100 * MIB, resting, peaks).workers == 1
+    # Without history, or without a budget, the CPUs decide.
+    assert workers_for_memory(8, 2 * GIB, [], []).workers == 8
+    assert workers_for_memory(8, None, resting, peaks).workers == 8

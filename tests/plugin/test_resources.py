@@ -1,0 +1,445 @@
+"""Each test's memory and CPU, memory-aware scheduling, limits, leaks, ``-n auto``.
+
+Tests allocate known amounts (``bytearray`` of a given size, touched page by
+page, in the test process or in a child process) and the figures in the JSON
+result must come within 10% of them. Overlaps under xdist are read from the
+start and stop times in the JSON result, never from wall-clock assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from contextlib import closing
+
+import pytest
+
+from pytest_batchflow.results import RunResult, TestResult
+
+MIB = 1024**2
+
+ALLOCATE = """
+import subprocess
+import sys
+import time
+
+import pytest
+
+def allocate(mib):
+    block = bytearray(mib * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # every page resident
+    return block
+
+CHILD = (
+    "block = bytearray({mib} * 1024 * 1024); "
+    "block[::4096] = b'x' * len(block[::4096])"
+)
+"""
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="exact peaks come from Linux's /proc"
+)
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=result.json", "-p", "no:cacheprovider", *args
+    )
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    return result, data
+
+
+def by_name(data: RunResult) -> dict[str, TestResult]:
+    return {test.nodeid.split("::")[-1]: test for test in data.tests}
+
+
+def memory_of(test: TestResult) -> int:
+    assert test.resources is not None, f"{test.nodeid} was not measured"
+    return test.resources.memory
+
+
+def overlap(a: TestResult, b: TestResult) -> bool:
+    return a.start < b.stop and b.start < a.stop
+
+
+def most_at_once(tests: list[TestResult]) -> int:
+    events = sorted([(t.start, 1) for t in tests] + [(t.stop, -1) for t in tests])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def xdist_args(workers: int) -> list[str]:
+    if workers:
+        pytest.importorskip("xdist")
+        return ["-n", str(workers)]
+    return []
+
+
+@linux_only
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "xdist"])
+def test_peaks_and_cpu_are_measured_per_test(pytester: pytest.Pytester, workers: int) -> None:
+    pytester.makepyfile(
+        test_sizes=ALLOCATE
+        + """
+def test_own_200():
+    block = allocate(200)
+    del block
+
+def test_child_200():
+    subprocess.run([sys.executable, "-c", CHILD.format(mib=200)], check=True)
+
+def test_living_child_120():
+    # A server-like child left running (a later test stops it, on any
+    # worker): it counts here, where it was started, with its own peak.
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(mib=120) + "; import time; time.sleep(60)"]
+    )
+    with open("child.pid", "w") as pid:
+        pid.write(str(child.pid))
+    time.sleep(1.5)
+
+@pytest.mark.depends_on("test_living_child_120")
+def test_stops_the_child():
+    import os
+    import signal
+
+    with open("child.pid") as pid:
+        os.kill(int(pid.read()), signal.SIGKILL)
+
+def test_busy():
+    end = time.process_time() + 0.4
+    while time.process_time() < end:
+        pass
+
+def test_small():
+    pass
+"""
+    )
+    result, data = run(pytester, *xdist_args(workers))
+    result.assert_outcomes(passed=6)
+    tests = by_name(data)
+    # The test's own allocation, and a child's (an interpreter of its own: ~10 MiB more).
+    assert 0.9 * 200 * MIB <= memory_of(tests["test_own_200"]) <= 1.1 * 200 * MIB
+    assert 0.9 * 200 * MIB <= memory_of(tests["test_child_200"]) <= 1.1 * 200 * MIB
+    assert 0.9 * 120 * MIB <= memory_of(tests["test_living_child_120"]) <= 1.1 * 120 * MIB
+    assert memory_of(tests["test_small"]) < 5 * MIB
+    assert memory_of(tests["test_stops_the_child"]) < 5 * MIB
+    busy = tests["test_busy"].resources
+    assert busy is not None
+    assert 0.3 <= busy.cpu <= 1.0
+    assert busy.wall >= 0.4
+    own = tests["test_own_200"].resources
+    assert own is not None
+    assert own.peak_rss >= own.rss_start + own.memory - MIB
+    # Per batch, and the history.
+    (batch,) = data.batches
+    assert batch.peak_memory == max(memory_of(t) for t in tests.values())
+    assert batch.cpu is not None
+    assert batch.cpu >= busy.cpu
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
+        stored = dict(db.execute("SELECT nodeid, memory FROM attempts"))
+    assert stored["test_sizes.py::test_own_200"] == memory_of(tests["test_own_200"])
+    result.stdout.fnmatch_lines(
+        ["*= batchflow resources =*", "memory: heaviest tests test_sizes.py::test_*MiB)*"]
+    )
+
+
+@linux_only
+def test_tests_over_the_memory_budget_never_run_together_on_four_workers(
+    pytester: pytest.Pytester,
+) -> None:
+    """Declared needs first; then, on a second run, the peaks the history measured."""
+    pytest.importorskip("xdist")
+    body = "".join(
+        f"""
+{{mark}}
+def test_heavy_{number}():
+    block = allocate(100)
+    time.sleep(0.6)
+"""
+        for number in range(6)
+    )
+    pytester.makepyfile(
+        test_heavy=ALLOCATE + body.format(mark='@pytest.mark.resources(memory="100MiB")')
+    )
+    args = ("-n", "4", "--batchflow-max-memory=250MiB")
+    result, data = run(pytester, *args)
+    result.assert_outcomes(passed=6)
+    assert most_at_once(data.tests) == 2
+    # The same suite without a budget that binds: four at once.
+    result, roomy = run(pytester, "-n", "4", "--batchflow-max-memory=10GiB")
+    assert most_at_once(roomy.tests) == 4
+    # No marker now: the history knows each test needs ~100 MiB.
+    pytester.makepyfile(test_heavy=ALLOCATE + body.format(mark=""))
+    result, measured = run(pytester, *args)
+    result.assert_outcomes(passed=6)
+    assert all(memory_of(t) >= 90 * MIB for t in measured.tests)
+    assert most_at_once(measured.tests) == 2
+    assert measured.resources is not None
+    assert measured.resources.budget == 250 * MIB
+
+
+def test_a_test_larger_than_the_whole_budget_runs_alone_with_a_warning(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_mixed="""
+import time
+import pytest
+
+@pytest.mark.resources(memory="2GiB")
+def test_huge():
+    time.sleep(0.5)
+
+def test_a(): time.sleep(0.3)
+def test_b(): time.sleep(0.3)
+def test_c(): time.sleep(0.3)
+def test_d(): time.sleep(0.3)
+"""
+    )
+    result, data = run(pytester, "-n", "2", "--batchflow-max-memory=1GiB")
+    result.assert_outcomes(passed=5)
+    tests = by_name(data)
+    huge = tests.pop("test_huge")
+    assert not any(overlap(huge, other) for other in tests.values())
+    assert most_at_once(list(tests.values())) == 2
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: warning: test_mixed.py::test_huge needs 2 GiB of memory and 1 CPUs, "
+            "more than the budget of 1 GiB and * CPUs (--batchflow-max-memory): it runs alone",
+        ]
+    )
+    assert data.resources is not None
+    assert data.resources.alone == ["test_mixed.py::test_huge"]
+
+
+def test_a_test_declaring_two_cpus_leaves_room_for_them(pytester: pytest.Pytester) -> None:
+    """On two workers with a CPU budget of 2, a two-CPU test runs beside nothing."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_cpus="""
+import time
+import pytest
+
+@pytest.mark.resources(cpus=2)
+def test_parallel_build():
+    time.sleep(0.5)
+
+def test_a(): time.sleep(0.3)
+def test_b(): time.sleep(0.3)
+def test_c(): time.sleep(0.3)
+"""
+    )
+    # The budget's CPUs are max(CPU count, workers): with as many workers as CPUs
+    # the two-CPU test needs the whole machine.
+    workers = os.cpu_count() or 1
+    if workers < 2:
+        pytest.skip("needs two CPUs")
+    result, data = run(pytester, "-n", str(workers))
+    result.assert_outcomes(passed=4)
+    tests = by_name(data)
+    build = tests.pop("test_parallel_build")
+    beside = [other for other in tests.values() if overlap(build, other)]
+    assert most_at_once(beside) <= workers - 2
+
+
+@linux_only
+def test_the_leak_detector_names_the_test_that_kept_memory(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_leaky=ALLOCATE
+        + """
+KEPT = []
+
+def test_fine():
+    allocate(50)
+
+def test_keeps_memory():
+    KEPT.append(allocate(150))
+
+def test_after():
+    pass
+"""
+    )
+    result, data = run(pytester)
+    result.assert_outcomes(passed=3)
+    assert data.resources is not None
+    (leak,) = data.resources.leaks
+    assert leak.worker == "main"
+    assert 0.9 * 150 * MIB <= leak.growth <= 1.1 * 150 * MIB + 10 * MIB
+    assert leak.culprits[0][0] == "test_leaky.py::test_keeps_memory"
+    assert 0.9 * 150 * MIB <= leak.culprits[0][1] <= 1.1 * 150 * MIB
+    result.stdout.fnmatch_lines(
+        [
+            "memory leak? worker main grew by 1?? MiB over 3 tests (threshold 100 MiB); "
+            "most by: test_leaky.py::test_keeps_memory (+1?? MiB)*",
+        ]
+    )
+    # Above the threshold, nothing is named.
+    result, quiet = run(pytester, "--batchflow-leak-threshold=1GiB")
+    assert quiet.resources is not None
+    assert quiet.resources.leaks == []
+    assert "memory leak?" not in result.stdout.str()
+
+
+@linux_only
+def test_a_test_over_the_memory_limit_is_named_or_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_limit=ALLOCATE
+        + """
+def test_big():
+    allocate(120)
+
+def test_small():
+    allocate(10)
+"""
+    )
+    result, data = run(pytester, "--batchflow-test-memory-limit=100MiB")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.OK
+    assert [t.nodeid for t in data.tests if t.memory_limit_exceeded] == ["test_limit.py::test_big"]
+    result.stdout.fnmatch_lines(
+        ["over the memory limit of 100 MiB: test_limit.py::test_big (1?? MiB)"]
+    )
+
+    result, data = run(
+        pytester, "--batchflow-test-memory-limit=100MiB", "--batchflow-test-memory-fail"
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert by_name(data)["test_big"].outcome == "error"
+    assert by_name(data)["test_small"].outcome == "passed"
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_big*",
+            "batchflow: the test needed 1?? MiB of memory, over the limit of 100 MiB "
+            "(--batchflow-test-memory-limit)",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--batchflow-max-memory=lots"],
+            "ERROR: batchflow: --batchflow-max-memory (command line): 'lots': 'lots' is not a "
+            "size*; e.g. --batchflow-max-memory=8GiB",
+        ),
+        (
+            ["--batchflow-max-memory=150%"],
+            "ERROR: batchflow: --batchflow-max-memory (command line): '150%': *the percentage "
+            "must be above 0 and at most 100; e.g. --batchflow-max-memory=8GiB",
+        ),
+        (
+            ["--batchflow-test-memory-limit=0"],
+            "ERROR: batchflow: --batchflow-test-memory-limit (command line): '0': *above 0*",
+        ),
+        (
+            ["--batchflow-test-memory-fail"],
+            "ERROR: batchflow: --batchflow-test-memory-fail (command line) needs a limit to fail "
+            "tests over; add --batchflow-test-memory-limit=SIZE, e.g. "
+            "--batchflow-test-memory-limit=1GiB",
+        ),
+    ],
+)
+def test_bad_resource_settings_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], line: str
+) -> None:
+    pytester.makepyfile("def test_one(): pass")
+    result = pytester.runpytest_subprocess("--batchflow", "-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([line])
+    assert "Traceback" not in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    "mark",
+    [
+        '@pytest.mark.resources(memory="lots")',
+        "@pytest.mark.resources(cpus=0)",
+        '@pytest.mark.resources("2GB")',
+        "@pytest.mark.resources(disk=3)",
+    ],
+)
+def test_a_bad_resources_marker_is_a_usage_error(pytester: pytest.Pytester, mark: str) -> None:
+    pytester.makepyfile(f"import pytest\n\n{mark}\ndef test_one(): pass\n")
+    result = pytester.runpytest_subprocess("--batchflow", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: test_a_bad_resources_marker_is_a_usage_error.py::test_one: "
+            "@pytest.mark.resources takes memory=SIZE and cpus=N, "
+            '*e.g. @pytest.mark.resources(memory="2GB", cpus=2); got *',
+        ]
+    )
+
+
+def test_the_resources_marker_is_registered(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        'import pytest\n\n@pytest.mark.resources(memory="1MB")\ndef test_one(): pass\n'
+    )
+    result = pytester.runpytest_subprocess("--strict-markers", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+@linux_only
+def test_n_auto_takes_no_more_workers_than_the_memory_budget_holds(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_auto=ALLOCATE + "\ndef test_heavy():\n    allocate(150)\n")
+    result, _ = run(pytester)  # the history learns the test's peak
+    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "-p", "no:cacheprovider", "-n", "auto", "--batchflow-max-memory=200MiB"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: -n auto: 1 worker (* CPUs; the memory budget of 200 MiB holds 1 at "
+            "* MiB each: a worker's resting memory plus the 90th percentile of the tests' "
+            "peaks in the history)",
+            "created: 1/1 worker",
+        ]
+    )
+
+
+def test_measuring_can_be_switched_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_one(): pass")
+    result, data = run(pytester, "--batchflow-no-resources")
+    result.assert_outcomes(passed=1)
+    assert data.resources is None
+    assert data.tests[0].resources is None
+    assert "batchflow resources" not in result.stdout.str()
+
+
+def test_a_forking_test_sees_no_thread_of_ours(pytester: pytest.Pytester) -> None:
+    """Measuring starts no thread: os.fork() in a test does not warn on Python 3.12+."""
+    pytester.makepyfile(
+        test_fork="""
+import os
+import threading
+import warnings
+
+def test_only_the_main_thread():
+    assert threading.active_count() == 1
+
+def test_fork_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+    os.waitpid(pid, 0)
+"""
+    )
+    if not hasattr(os, "fork"):
+        pytest.skip("no os.fork here")
+    result, data = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert all(t.resources is not None for t in data.tests)
