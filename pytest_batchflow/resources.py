@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import sqlite3
 import sys
 import time
@@ -141,8 +140,19 @@ def _linux_children(pid: int | str) -> list[str]:
     return found
 
 
+def _maxrss(who: str) -> int:
+    """The kernel's peak resident memory of this process (``self``) or of its largest
+    ended child (``children``), in bytes; 0 where there is no getrusage (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    scope = resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN
+    return resource.getrusage(scope).ru_maxrss * _MAXRSS_UNIT
+
+
 def _children_maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * _MAXRSS_UNIT
+    return _maxrss("children")
 
 
 def _cpu_seconds() -> float:
@@ -198,7 +208,7 @@ class ResourceMeter:
                 os.write(self._clear_refs, b"5")  # the peak starts again from now
             except OSError:
                 self.close()
-        lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+        lifetime = _maxrss("self")
         # Children from earlier tests (a server a session fixture started) count
         # only with what they grow by during this test.
         self._children_start = {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
@@ -221,7 +231,7 @@ class ResourceMeter:
         cpu = _cpu_seconds() - cpu_start
         rss_end, hwm = self._rss()
         if hwm is None:
-            lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+            lifetime = _maxrss("self")
             hwm = max(rss_start, rss_end, lifetime if lifetime > lifetime_before else 0)
         ended = _children_maxrss()
         children = ended if ended > children_before else 0
