@@ -7,8 +7,7 @@ it and fails the ones it is told to.
 from __future__ import annotations
 
 import pytest
-
-from pytest_batchflow.results import RunResult, TestResult
+from json_runs import by_name, run
 
 FLAKY = """
 import os
@@ -34,18 +33,6 @@ def test_wobbly():
     elif MODE.read_text() == "broken":
         assert 0, "broken now"
 """
-
-
-def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
-    result = pytester.runpytest_subprocess(
-        "--batchflow", "--batchflow-json=result.json", "-p", "no:cacheprovider", *args
-    )
-    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
-    return result, data
-
-
-def by_name(data: RunResult) -> dict[str, TestResult]:
-    return {test.nodeid.split("::")[-1]: test for test in data.tests}
 
 
 def xdist(*args: str) -> tuple[str, ...]:

@@ -14,8 +14,9 @@ import sys
 from contextlib import closing
 
 import pytest
+from json_runs import by_name, overlap, run
 
-from pytest_batchflow.results import RunResult, TestResult
+from pytest_batchflow.results import TestResult
 
 MIB = 1024**2
 
@@ -42,25 +43,9 @@ linux_only = pytest.mark.skipif(
 )
 
 
-def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
-    result = pytester.runpytest_subprocess(
-        "--batchflow", "--batchflow-json=result.json", "-p", "no:cacheprovider", *args
-    )
-    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
-    return result, data
-
-
-def by_name(data: RunResult) -> dict[str, TestResult]:
-    return {test.nodeid.split("::")[-1]: test for test in data.tests}
-
-
 def memory_of(test: TestResult) -> int:
     assert test.resources is not None, f"{test.nodeid} was not measured"
     return test.resources.memory
-
-
-def overlap(a: TestResult, b: TestResult) -> bool:
-    return a.start < b.stop and b.start < a.stop
 
 
 def most_at_once(tests: list[TestResult]) -> int:

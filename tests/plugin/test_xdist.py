@@ -12,26 +12,11 @@ from contextlib import closing
 from itertools import combinations
 
 import pytest
+from json_runs import by_name, overlap, run
 
-from pytest_batchflow.results import RunResult, TestResult
+from pytest_batchflow.results import TestResult
 
 pytest.importorskip("xdist")
-
-
-def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, RunResult]:
-    result = pytester.runpytest_subprocess(
-        "--batchflow", "--batchflow-json=result.json", "-p", "no:cacheprovider", *args
-    )
-    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
-    return result, data
-
-
-def by_name(data: RunResult) -> dict[str, TestResult]:
-    return {test.nodeid.split("::")[-1]: test for test in data.tests}
-
-
-def overlap(a: TestResult, b: TestResult) -> bool:
-    return a.start < b.stop and b.start < a.stop
 
 
 SLEEPY = "import time\nimport pytest\n\ndef nap():\n    time.sleep(0.4)\n"
