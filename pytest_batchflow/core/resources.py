@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "LIGHT_SHARE",
+    "MIN_KEPT",
     "Budget",
     "Leak",
     "Needs",
@@ -41,6 +42,9 @@ _UNITS = {
     "tib": 1024**4,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+#: A test that kept less memory than this is never named as growing a worker.
+MIN_KEPT = 1024**2
 
 #: Tests whose memory is below this share of the budget count as needing none
 #: (they may wait in a worker's queue); at most one such share per worker is
@@ -164,7 +168,8 @@ def find_leaks(
     first test's start to their last test's end, largest growth first.
 
     Each names the ``culprits`` tests that kept the most memory (end minus start
-    of the test, positive only), largest first.
+    of the test), largest first; a test that kept less than :data:`MIN_KEPT`
+    is noise (the allocator's own growth), not a culprit.
     """
     leaks = []
     for worker, samples in series.items():
@@ -174,7 +179,11 @@ def find_leaks(
         if growth < threshold:
             continue
         kept = sorted(
-            ((s.nodeid, s.rss_end - s.rss_start) for s in samples if s.rss_end > s.rss_start),
+            (
+                (s.nodeid, s.rss_end - s.rss_start)
+                for s in samples
+                if s.rss_end - s.rss_start >= MIN_KEPT
+            ),
             key=lambda pair: (-pair[1], pair[0]),
         )
         leaks.append(
