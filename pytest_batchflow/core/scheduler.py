@@ -517,10 +517,13 @@ class Dispatcher:
             return True
         if self._alone_running:
             return False
+        light = self._light(index)
+        if light and not self._extra_cpus:
+            return True  # the common case, on the hot path of short tests
         busy = sum(1 for load in self._load.values() if load > 0)
-        if self._light(index):
+        if light:
             # A light test on a worker with nothing to do adds that worker's CPU.
-            return not self._extra_cpus or busy + self._extra_cpus + 1 <= self.budget.cpus
+            return busy + self._extra_cpus + 1 <= self.budget.cpus
         return self.budget.fits(
             self.needs[index],
             self._memory_in_use,
