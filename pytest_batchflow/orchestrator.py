@@ -306,15 +306,28 @@ class Orchestrator:
             return action(history)
         except (sqlite3.Error, OSError) as error:
             self.notes.append(f"history store failed ({error}); the rest of this run is not stored")
-            self.close()
+            self._close_history()
             return fallback
 
-    def close(self) -> None:
-        """Release the history store, however the session ended (usage errors too)."""
+    def _close_history(self) -> None:
         if self._history is not None:
             self._history.close()
             self._history = None
         self._history_opened = True
+
+    def close(self) -> None:
+        """When pytest unconfigures: release the history store, however the session
+        ended (usage errors too), and the run's results.
+
+        pytest collects garbage as it unconfigures, and Python again at exit;
+        each full collection walks every live object, and the results of a
+        large run are tens of thousands of them. Nothing reads them any more.
+        """
+        self._close_history()
+        self.results = {}
+        self.run_result = None
+        self.analysis = None
+        self.batch_of = {}
 
     # -- collection (serial and worker) -----------------------------------------
 
