@@ -16,14 +16,13 @@ from __future__ import annotations
 import os
 import platform
 import socket
-import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pytest
 
@@ -35,21 +34,22 @@ from .core.plan import Plan, PlanError, build_plan
 from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.scheduler import RunState
 from .files import ignore_in_git
-from .history import Attempt, HistoryError, HistoryStore
 from .items import MarkerError
-from .results import (
-    AttemptResult,
-    BatchResult,
-    BenchmarkResult,
-    CoverageResult,
-    Environment,
-    PhaseResult,
-    RunResult,
-    TestResult,
-    error_line,
-)
 from .settings import Settings
 from .terminal import batch_table, format_header, format_plan
+
+if TYPE_CHECKING:  # imported where they are used, never on an xdist worker
+    from .history import Attempt, HistoryStore
+    from .results import (
+        AttemptResult,
+        BatchResult,
+        BenchmarkResult,
+        CoverageResult,
+        Environment,
+        PhaseResult,
+        RunResult,
+        TestResult,
+    )
 
 __all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "OutputLines", "Role", "run_idle"]
 
@@ -149,6 +149,8 @@ def _after(text: str, earlier: str) -> str:
 
 
 def _phase(report: pytest.TestReport) -> PhaseResult:
+    from .results import PhaseResult
+
     longrepr = None
     if _failed(report):
         longrepr = _clean(report.longreprtext)
@@ -171,6 +173,8 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
 
 def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Attempt:
     """The history's record of one attempt (a flaky test's last one passed)."""
+    from .history import Attempt
+
     failing = next(
         (phase for phase in result.phases if phase.outcome in ("failed", RERUN, QUARANTINED)),
         None,
@@ -288,6 +292,8 @@ class Orchestrator:
             # A plan or a collection only reads durations: it creates no store.
             if self.settings.no_history or (not self.recording and not path.exists()):
                 return None
+            from .history import HistoryError, HistoryStore
+
             try:
                 self._history, warning = HistoryStore.open(path)
             except HistoryError as error:
@@ -302,6 +308,8 @@ class Orchestrator:
         history = self.history
         if history is None:
             return fallback
+        import sqlite3
+
         try:
             return action(history)
         except (sqlite3.Error, OSError) as error:
@@ -834,6 +842,8 @@ class Orchestrator:
         self, index: int, reports: list[pytest.TestReport], outcome: str
     ) -> list[AttemptResult]:
         """Keep an attempt that is not the test's last, in the results and the history."""
+        from .results import AttemptResult
+
         assert self.plan is not None
         phases = [_phase(report) for report in reports]
         failing = next((p for p in phases if p.outcome in ("failed", RERUN, QUARANTINED)), None)
@@ -898,6 +908,8 @@ class Orchestrator:
 
         pytest heard of each run as it ended; only the result is left to make.
         """
+        from .results import TestResult
+
         assert self.plan is not None
         assert self.state is not None
         assert self.analysis is not None
@@ -975,6 +987,8 @@ class Orchestrator:
     def _test_result(
         self, index: int, outcome: str, reports: list[pytest.TestReport]
     ) -> TestResult:
+        from .results import TestResult
+
         assert self.plan is not None
         assert self.analysis is not None
         specs = self.analysis.specs
@@ -1015,6 +1029,8 @@ class Orchestrator:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         if not self.recording:
             return
+        from .results import RunResult
+
         stopped = time.time()
         self._save_attempts()
         self._settle_quarantine()
@@ -1235,6 +1251,8 @@ class Orchestrator:
         )
 
     def _batch_results(self) -> list[BatchResult]:
+        from .results import BatchResult
+
         assert self.plan is not None
         assert self.state is not None
         batches = []
@@ -1290,6 +1308,8 @@ class Orchestrator:
         return batches
 
     def _environment(self) -> Environment:
+        from .results import Environment
+
         plugins = sorted(
             {
                 f"{dist.project_name}=={dist.version}"
@@ -1332,6 +1352,8 @@ class Orchestrator:
 
     def _flaky_summary(self, terminal: pytest.TerminalReporter) -> None:
         """Each flaky test with the error of each failed attempt; strict mode says it fails."""
+        from .results import error_line
+
         flaky = self.flaky
         if not flaky:
             return
@@ -1351,6 +1373,8 @@ class Orchestrator:
 
     def _quarantine_summary(self, terminal: pytest.TerminalReporter) -> None:
         """Quarantined failures, apart from the others; tests leaving quarantine."""
+        from .results import error_line
+
         assert self.plan is not None
         failed = [
             (i, self.results[i])

@@ -231,7 +231,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if not _wants_batchflow(config):
         return
-    settings = load_settings(config)
+    settings = _worker_settings(config) or load_settings(config)
     if not settings.enabled:
         return
     if not config.pluginmanager.has_plugin("dependency"):
@@ -274,6 +274,22 @@ def pytest_configure(config: pytest.Config) -> None:
         from .xdist_scheduler import XdistHooks
 
         config.pluginmanager.register(XdistHooks(orchestrator), _XDIST_HOOKS_NAME)
+
+
+def _worker_settings(config: pytest.Config) -> Settings | None:
+    """On an xdist worker: the settings the controller validated, sent as plain values.
+
+    The same sources would give the same values; taking them saves each
+    worker importing pydantic and validating them again.
+    """
+    from .xdist_scheduler import SETTINGS_KEY
+
+    plain = getattr(config, "workerinput", {}).get(SETTINGS_KEY)
+    if plain is None:
+        return None
+    from .settings import from_plain
+
+    return from_plain(plain)
 
 
 def _xdist_distributes(config: pytest.Config) -> bool:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .core.graph import TestSpec
 from .core.plan import Plan
-from .results import BatchResult
+
+if TYPE_CHECKING:
+    from .results import BatchResult
 
 __all__ = ["batch_table", "format_header", "format_plan", "seconds"]
 
