@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 import pytest
 
@@ -148,9 +148,19 @@ def _after(text: str, earlier: str) -> str:
     return text[len(earlier) :] if earlier and text.startswith(earlier) else text
 
 
-def _phase(report: pytest.TestReport) -> PhaseResult:
-    from .results import PhaseResult
+class _Phase(NamedTuple):
+    """A phase report's values, as :class:`~pytest_batchflow.results.PhaseResult` takes them."""
 
+    when: str
+    outcome: str
+    duration: float
+    start: float
+    stop: float
+    longrepr: str | None
+    shared_setup: float | None
+
+
+def _phase_values(report: pytest.TestReport) -> _Phase:
     longrepr = None
     if _failed(report):
         longrepr = _clean(report.longreprtext)
@@ -160,7 +170,7 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
         longrepr = _clean(str(report.longrepr[2]).removeprefix("Skipped: "))
     # xdist's report of a crashed worker carries no times: it happened now.
     now = time.time()
-    return PhaseResult(
+    return _Phase(
         when=str(report.when),
         outcome=report.outcome,
         duration=report.duration,
@@ -171,7 +181,72 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     )
 
 
-def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Attempt:
+def _phase(report: pytest.TestReport) -> PhaseResult:
+    from .results import PhaseResult
+
+    return PhaseResult(**_phase_values(report)._asdict())
+
+
+class _Finished(NamedTuple):
+    """A finished test's result as plain values; its model is built when it is read.
+
+    A model per test, with its phases and lists, is over a dozen objects the
+    garbage collector tracks, and each full collection during the run walked
+    all of them. It keeps the :meth:`plain` form: plain tuples of plain values,
+    which the collector stops tracking (it keeps tracking a tuple subclass).
+    """
+
+    nodeid: str
+    file: str
+    line: int | None
+    batch: str
+    outcome: str
+    duration: float
+    start: float
+    stop: float
+    worker: str
+    dependencies: tuple[str, ...]
+    phases: tuple[_Phase, ...]
+    longrepr: str | None
+    stdout: str
+    stderr: str
+    log: str
+    attempts: tuple[AttemptResult, ...]
+
+    def plain(self) -> tuple[Any, ...]:
+        values: list[Any] = list(self)
+        values[self._fields.index("phases")] = tuple(tuple(phase) for phase in self.phases)
+        return tuple(values)
+
+    @classmethod
+    def from_plain(cls, plain: tuple[Any, ...]) -> _Finished:
+        finished = cls._make(plain)
+        return finished._replace(phases=tuple(_Phase._make(phase) for phase in finished.phases))
+
+    def model(self) -> TestResult:
+        from .results import PhaseResult, TestResult
+
+        return TestResult(
+            nodeid=self.nodeid,
+            file=self.file,
+            line=self.line,
+            batch=self.batch,
+            outcome=self.outcome,
+            duration=self.duration,
+            start=self.start,
+            stop=self.stop,
+            worker=self.worker,
+            dependencies=list(self.dependencies),
+            phases=[PhaseResult(**phase._asdict()) for phase in self.phases],
+            longrepr=self.longrepr,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            log=self.log,
+            attempts=list(self.attempts),
+        )
+
+
+def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Attempt:
     """The history's record of one attempt (a flaky test's last one passed)."""
     from .history import Attempt
 
@@ -209,6 +284,8 @@ class Orchestrator:
         self.reports: dict[int, list[pytest.TestReport]] = {}
         self.failed_subtests: set[int] = set()
         self.results: dict[int, TestResult] = {}
+        #: Finished tests whose result model is not built yet (``_Finished.plain``).
+        self._finished: dict[int, tuple[Any, ...]] = {}
         self.run_result: RunResult | None = None
         # Which test a report belongs to: the item being run (serially) or, on
         # the controller, the collection position xdist puts on every report.
@@ -333,6 +410,7 @@ class Orchestrator:
         """
         self._close_history()
         self.results = {}
+        self._finished = {}
         self.run_result = None
         self.analysis = None
         self.batch_of = {}
@@ -698,7 +776,7 @@ class Orchestrator:
             if report.failed:
                 self.failed_subtests.add(index)
             return
-        if index in self.results:
+        if self._has_result(index):
             self._late_report(index, report)
             return
         measured = getattr(report, SAMPLES_ATTRIBUTE, None)
@@ -724,7 +802,7 @@ class Orchestrator:
         if self.role == "worker":
             return
         index = self.current if self.role == "serial" else self.open_tests.pop(nodeid, None)
-        if index is not None and index not in self.results:
+        if index is not None and not self._has_result(index):
             self._finalize(index)
 
     # -- reruns ----------------------------------------------------------------------
@@ -827,10 +905,19 @@ class Orchestrator:
         if result.longrepr is None and verdict in ("failed", "error", QUARANTINED):
             # A probed test whose last run passed: the failure of an earlier run.
             failure = next((a.longrepr for a in earlier if a.longrepr), None)
-            result = result.model_copy(update={"longrepr": failure})
-        self.results[index] = result
+            result = result._replace(longrepr=failure)
+        self._finished[index] = result.plain()
         if self.recording and index not in self.given_up:
             self._record(_attempt(result, result.nodeid, result.batch))
+
+    def _has_result(self, index: int) -> bool:
+        return index in self._finished or index in self.results
+
+    def _build_results(self) -> None:
+        """The result models of every finished test, from here on in ``self.results``."""
+        for index, plain in self._finished.items():
+            self.results[index] = _Finished.from_plain(plain).model()
+        self._finished = {}
 
     def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
         """Keep a failed attempt; the test is due for a rerun (a crashed one is already)."""
@@ -975,6 +1062,7 @@ class Orchestrator:
         """A teardown error reported after the test finished (fixtures torn down late)."""
         if not report.failed:
             return
+        self._build_results()
         result = self.results[index]
         self.results[index] = result.model_copy(
             update={
@@ -984,21 +1072,17 @@ class Orchestrator:
             }
         )
 
-    def _test_result(
-        self, index: int, outcome: str, reports: list[pytest.TestReport]
-    ) -> TestResult:
-        from .results import TestResult
-
+    def _test_result(self, index: int, outcome: str, reports: list[pytest.TestReport]) -> _Finished:
         assert self.plan is not None
         assert self.analysis is not None
         specs = self.analysis.specs
-        phases = [_phase(report) for report in reports]
+        phases = tuple(_phase_values(report) for report in reports)
         before = self.output_before.get(index, ("", "", ""))
         decisive = next((p for p in phases if p.outcome in ("failed", QUARANTINED)), None) or next(
             (p for p in phases if p.outcome == "skipped"), None
         )
         path, lineno, _ = reports[0].location
-        return TestResult(
+        return _Finished(
             nodeid=specs[index].nodeid,
             file=path,
             line=None if lineno is None else lineno + 1,
@@ -1009,7 +1093,7 @@ class Orchestrator:
             stop=max(p.stop for p in phases),
             # Tests the controller skipped itself never reached a worker.
             worker=self._worker_of(index, reports[-1]),
-            dependencies=[specs[p].nodeid for p in self.plan.predecessors.get(index, ())],
+            dependencies=tuple(specs[p].nodeid for p in self.plan.predecessors.get(index, ())),
             phases=phases,
             longrepr=decisive.longrepr if decisive else None,
             # pytest gives each report the output of all phases so far, and of
@@ -1017,7 +1101,7 @@ class Orchestrator:
             stdout=_clean(_after(reports[-1].capstdout, before[0])),
             stderr=_clean(_after(reports[-1].capstderr, before[1])),
             log=_clean(_after(reports[-1].caplog, before[2])),
-            attempts=self.earlier.get(index, []),
+            attempts=tuple(self.earlier.get(index, ())),
         )
 
     # -- the end of the run ------------------------------------------------------
@@ -1025,6 +1109,7 @@ class Orchestrator:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.plan is None or self.role == "worker":
             return
+        self._build_results()
         if self.settings.strict_flaky and self.flaky and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         if not self.recording:
