@@ -13,6 +13,7 @@ the terminal summary.
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import socket
@@ -914,9 +915,20 @@ class Orchestrator:
         return index in self._finished or index in self.results
 
     def _build_results(self) -> None:
-        """The result models of every finished test, from here on in ``self.results``."""
-        for index, plain in self._finished.items():
-            self.results[index] = _Finished.from_plain(plain).model()
+        """The result models of every finished test, from here on in ``self.results``.
+
+        With the garbage collector paused: every model built lives to the end
+        of the run, and the collections their allocations trigger would walk
+        the whole heap for nothing (half the time of building them).
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for index, plain in self._finished.items():
+                self.results[index] = _Finished.from_plain(plain).model()
+        finally:
+            if collecting:
+                gc.enable()
         self._finished = {}
 
     def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
