@@ -40,6 +40,8 @@ from .settings import Settings
 from .terminal import batch_table, format_header, format_plan
 
 if TYPE_CHECKING:  # imported where they are used, never on an xdist worker
+    from threading import Thread
+
     from .history import Attempt, HistoryStore
     from .results import (
         AttemptResult,
@@ -295,6 +297,9 @@ class Orchestrator:
         self.open_tests: dict[str, int] = {}
         self._history: HistoryStore | None = None
         self._history_opened = False
+        #: The history the plan reads (durations, shared setups), and the thread reading it.
+        self._history_read: tuple[dict[str, float], dict[str, float]] | None = None
+        self._reading: Thread | None = None
         self.run_id: int | None = None
         self.rerun_policy = RerunPolicy(
             only=settings.reruns_only, never=settings.reruns_except, delay=settings.reruns_delay
@@ -409,6 +414,7 @@ class Orchestrator:
         each full collection walks every live object, and the results of a
         large run are tens of thousands of them. Nothing reads them any more.
         """
+        self._join_reading()
         self._close_history()
         self.results = {}
         self._finished = {}
@@ -472,9 +478,9 @@ class Orchestrator:
 
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""
-        durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
+        durations, shared = self._history_for_plan()
         if self.role == "controller":  # only the xdist scheduler uses them
-            self.setup_costs = self._setup_costs(analysis)
+            self.setup_costs = self._setup_costs(analysis, shared)
         plan = build_plan(
             analysis.specs,
             self.settings.policies,
@@ -495,9 +501,45 @@ class Orchestrator:
             self._load_quarantine(plan, analysis)
         return plan, state
 
-    def _setup_costs(self, analysis: Analysis) -> dict[str, float]:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionstart(self) -> Generator[None, None, None]:
+        # After the others: the header is printed (a note the thread adds shows
+        # at the end, as it would have), and xdist has started the workers.
+        result = yield
+        if self.role == "controller" and not self.settings.no_history:
+            import threading
+
+            self._reading = threading.Thread(
+                target=self._read_history, name="batchflow-history", daemon=True
+            )
+            self._reading.start()
+        return result
+
+    def _read_history(self) -> None:
+        """What the plan reads of the history; on the xdist controller, in a thread
+        started with the workers: they start and collect while it reads (on a long
+        history the queries take a good part of a second)."""
+        durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
+        shared: dict[str, float] = {}
+        if self.role == "controller":  # only the xdist scheduler uses them
+            shared = self._use_history(lambda h: h.shared_setups(), {})
+        self._history_read = (durations, shared)
+
+    def _history_for_plan(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Each test's mean duration and its last shared fixture setup time."""
+        self._join_reading()
+        if self._history_read is None:
+            self._read_history()
+        assert self._history_read is not None
+        return self._history_read
+
+    def _join_reading(self) -> None:
+        if self._reading is not None:
+            self._reading.join()
+            self._reading = None
+
+    def _setup_costs(self, analysis: Analysis, shared: Mapping[str, float]) -> dict[str, float]:
         """Each parent's shared fixture setup cost: the most any of its tests last paid."""
-        shared: dict[str, float] = self._use_history(lambda h: h.shared_setups(), {})
         costs: dict[str, float] = {}
         for index in analysis.run:
             seconds = shared.get(analysis.specs[index].nodeid)
