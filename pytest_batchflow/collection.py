@@ -8,16 +8,17 @@ by an explicit channel, never inside node ids).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
 
-from .core.graph import TestSpec, resolve_dependencies
+from .core.graph import DependencyMark, TestSpec, resolve_dependencies
 from .core.plan import BatchRule, PlanError, assign_batch
-from .items import MarkerError, declared_needs, describe_item, rerun_budget, string_arguments
+from .items import ItemDescriber, MarkerError, declared_needs, rerun_budget, string_arguments
 from .settings import Settings
 
 __all__ = ["Analysis", "analyse"]
@@ -50,11 +51,57 @@ class Analysis:
     needs: dict[int, tuple[int, int]]
 
     def to_json(self) -> bytes:
-        return _ADAPTER.dump_json(self)
+        """Compact JSON: rows, not objects (only :meth:`from_json` reads it)."""
+        document = [
+            [_spec_row(spec) for spec in self.specs],
+            list(self.batch_of.items()),
+            list(self.predecessors.items()),
+            list(self.unresolved.items()),
+            self.kept,
+            self.run,
+            list(self.parents.items()),
+            [(index, sorted(names)) for index, names in self.locks.items()],
+            list(self.locations.items()),
+            self.uses_dependency_marks,
+            list(self.reruns.items()),
+            [(index, list(wanted)) for index, wanted in self.needs.items()],
+        ]
+        return json.dumps(document, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Analysis:
-        return _ADAPTER.validate_json(data)
+        (
+            specs,
+            batch_of,
+            predecessors,
+            unresolved,
+            kept,
+            run,
+            parents,
+            locks,
+            locations,
+            uses_dependency_marks,
+            reruns,
+            needs,
+        ) = json.loads(data)
+        # Many tests carry the same marker names: one frozenset for each set.
+        names: dict[tuple[str, ...], frozenset[str]] = {}
+        return cls(
+            specs=tuple(_spec_from_row(row, names) for row in specs),
+            batch_of=dict(batch_of),
+            predecessors={index: tuple(preds) for index, preds in predecessors},
+            unresolved=dict(unresolved),
+            kept=tuple(kept),
+            run=tuple(run),
+            parents=dict(parents),
+            locks={index: frozenset(lock_names) for index, lock_names in locks},
+            locations={
+                index: (path, lineno, domain) for index, (path, lineno, domain) in locations
+            },
+            uses_dependency_marks=uses_dependency_marks,
+            reruns=dict(reruns),
+            needs={index: (memory, cpus) for index, (memory, cpus) in needs},
+        )
 
     def check(self, settings: Settings, narrowed: bool) -> None:
         """Refuse a dependency on an unknown target.
@@ -74,7 +121,44 @@ class Analysis:
             )
 
 
-_ADAPTER = TypeAdapter(Analysis)
+def _spec_row(spec: TestSpec) -> list[Any]:
+    mark = spec.dependency
+    return [
+        spec.index,
+        spec.nodeid,
+        spec.module_id,
+        spec.class_id,
+        spec.name,
+        spec.base_name,
+        spec.path,
+        sorted(spec.marker_names),
+        spec.batch_mark,
+        spec.depends_on,
+        None if mark is None else [mark.name, mark.depends, mark.scope],
+    ]
+
+
+def _spec_from_row(row: list[Any], names: dict[tuple[str, ...], frozenset[str]]) -> TestSpec:
+    index, nodeid, module_id, class_id, name, base_name, path, markers, batch, depends, mark = row
+    key = tuple(markers)
+    marker_names = names.get(key)
+    if marker_names is None:
+        marker_names = names[key] = frozenset(key)
+    return TestSpec(
+        index=index,
+        nodeid=nodeid,
+        module_id=module_id,
+        class_id=class_id,
+        name=name,
+        base_name=base_name,
+        path=path,
+        marker_names=marker_names,
+        batch_mark=batch,
+        depends_on=tuple(depends),
+        dependency=None
+        if mark is None
+        else DependencyMark(name=mark[0], depends=tuple(mark[1]), scope=mark[2]),
+    )
 
 
 def _locks(item: pytest.Item) -> frozenset[str]:
@@ -88,7 +172,8 @@ def analyse(
 
     Raises MarkerError for a marker used wrongly or naming an unknown batch.
     """
-    specs = tuple(describe_item(i, item, root) for i, item in enumerate(collected))
+    describer = ItemDescriber(root)
+    specs = tuple(describer.describe(i, item) for i, item in enumerate(collected))
     position = {id(item): i for i, item in enumerate(collected)}
     policies = settings.policies
     known = {policy.name for policy in policies}

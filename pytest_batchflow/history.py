@@ -464,7 +464,9 @@ def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    # The xdist controller opens the store in a thread and uses it in the main
+    # thread after that one ended (see Orchestrator._read_history): never both at once.
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
         connection.execute("PRAGMA busy_timeout = 30000")
         connection.execute("PRAGMA journal_mode = WAL")

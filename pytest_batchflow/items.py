@@ -10,7 +10,7 @@ import pytest
 from .core.graph import DependencyMark, TestSpec
 from .core.resources import parse_size
 
-__all__ = ["MarkerError", "describe_item"]
+__all__ = ["ItemDescriber", "MarkerError"]
 
 _DEPENDENCY_SCOPES = ("session", "package", "module", "class")
 
@@ -27,24 +27,53 @@ def _relative_posix(path: Path, rootpath: Path) -> str:
         return path.as_posix()
 
 
-def describe_item(index: int, item: pytest.Item, rootpath: Path) -> TestSpec:
-    module = item.getparent(pytest.Module)
-    cls = item.getparent(pytest.Class)
-    # One walk over the markers; the marker readers only for markers present.
-    names = frozenset(mark.name for mark in item.iter_markers())
-    return TestSpec(
-        index=index,
-        nodeid=item.nodeid,
-        module_id=module.nodeid if module is not None else item.nodeid.split("::")[0],
-        class_id=cls.nodeid if cls is not None else None,
-        name=item.name,
-        base_name=getattr(item, "originalname", item.name),
-        path=_relative_posix(item.path, rootpath),
-        marker_names=names,
-        batch_mark=_batch_mark(item) if "batch" in names else None,
-        depends_on=_depends_on(item) if "depends_on" in names else (),
-        dependency=_dependency_mark(item) if "dependency" in names else None,
-    )
+class ItemDescriber:
+    """Describes items; what their parents tell is worked out once per parent.
+
+    A suite has many tests per module or class: the module, the class and the
+    markers of the parent chain (what ``iter_markers`` walks for every test)
+    are the same for all of them.
+    """
+
+    def __init__(self, rootpath: Path) -> None:
+        self.rootpath = rootpath
+        self._parents: dict[int, tuple[str | None, str | None, frozenset[str]]] = {}
+
+    def _parent(self, node: pytest.Item) -> tuple[str | None, str | None, frozenset[str]]:
+        """Module id, class id and marker names of ``node.parent`` and above."""
+        parent = node.parent
+        if parent is None:
+            return None, None, frozenset()
+        known = self._parents.get(id(parent))
+        if known is None:
+            module = parent.getparent(pytest.Module)
+            cls = parent.getparent(pytest.Class)
+            known = (
+                module.nodeid if module is not None else None,
+                cls.nodeid if cls is not None else None,
+                frozenset(mark.name for mark in parent.iter_markers()),
+            )
+            self._parents[id(parent)] = known
+        return known
+
+    def describe(self, index: int, item: pytest.Item) -> TestSpec:
+        module_id, class_id, parent_names = self._parent(item)
+        # The marker readers run only for markers present.
+        own = [mark.name for mark in item.own_markers]
+        names = parent_names.union(own) if own else parent_names
+        return TestSpec(
+            index=index,
+            nodeid=item.nodeid,
+            module_id=module_id if module_id is not None else item.nodeid.split("::")[0],
+            class_id=class_id,
+            name=item.name,
+            base_name=getattr(item, "originalname", item.name),
+            path=_relative_posix(item.path, self.rootpath),
+            marker_names=names,
+            batch_mark=_batch_mark(item) if "batch" in names else None,
+            depends_on=_depends_on(item) if "depends_on" in names else (),
+            dependency=_dependency_mark(item) if "dependency" in names else None,
+        )
 
 
 def _batch_mark(item: pytest.Item) -> str | None:

@@ -13,17 +13,17 @@ the terminal summary.
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import socket
-import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 import pytest
 
@@ -36,25 +36,26 @@ from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
 from .files import ignore_in_git
-from .history import Attempt, HistoryError, HistoryStore
 from .items import MarkerError
 from .resources import RESOURCES_ATTRIBUTE
-from .results import (
-    AttemptResult,
-    BatchResult,
-    BenchmarkResult,
-    CoverageResult,
-    Environment,
-    PhaseResult,
-    ResourceLeak,
-    ResourceResult,
-    ResourcesResult,
-    RunResult,
-    TestResult,
-    error_line,
-)
 from .settings import Settings
 from .terminal import batch_table, format_header, format_plan, resource_lines
+
+if TYPE_CHECKING:  # imported where they are used, never on an xdist worker
+    from threading import Thread
+
+    from .history import Attempt, HistoryStore
+    from .results import (
+        AttemptResult,
+        BatchResult,
+        BenchmarkResult,
+        CoverageResult,
+        Environment,
+        PhaseResult,
+        ResourcesResult,
+        RunResult,
+        TestResult,
+    )
 
 __all__ = ["INDEX_KEY", "IdleItem", "Orchestrator", "OutputLines", "Role", "run_idle"]
 
@@ -153,7 +154,19 @@ def _after(text: str, earlier: str) -> str:
     return text[len(earlier) :] if earlier and text.startswith(earlier) else text
 
 
-def _phase(report: pytest.TestReport) -> PhaseResult:
+class _Phase(NamedTuple):
+    """A phase report's values, as :class:`~pytest_batchflow.results.PhaseResult` takes them."""
+
+    when: str
+    outcome: str
+    duration: float
+    start: float
+    stop: float
+    longrepr: str | None
+    shared_setup: float | None
+
+
+def _phase_values(report: pytest.TestReport) -> _Phase:
     longrepr = None
     if _failed(report):
         longrepr = _clean(report.longreprtext)
@@ -163,7 +176,7 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
         longrepr = _clean(str(report.longrepr[2]).removeprefix("Skipped: "))
     # xdist's report of a crashed worker carries no times: it happened now.
     now = time.time()
-    return PhaseResult(
+    return _Phase(
         when=str(report.when),
         outcome=report.outcome,
         duration=report.duration,
@@ -174,8 +187,98 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     )
 
 
-def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Attempt:
+def _phase(report: pytest.TestReport) -> PhaseResult:
+    from .results import PhaseResult
+
+    return PhaseResult(**_phase_values(report)._asdict())
+
+
+class _Used(NamedTuple):
+    """What a test used, as :class:`~pytest_batchflow.results.ResourceResult` takes it."""
+
+    peak_rss: int
+    memory: int
+    rss_start: int
+    rss_end: int
+    cpu: float
+    wall: float
+    pid: int
+
+
+class _Finished(NamedTuple):
+    """A finished test's result as plain values; its model is built when it is read.
+
+    A model per test, with its phases and lists, is over a dozen objects the
+    garbage collector tracks, and each full collection during the run walked
+    all of them. It keeps the :meth:`plain` form: plain tuples of plain values,
+    which the collector stops tracking (it keeps tracking a tuple subclass).
+    """
+
+    nodeid: str
+    file: str
+    line: int | None
+    batch: str
+    outcome: str
+    duration: float
+    start: float
+    stop: float
+    worker: str
+    dependencies: tuple[str, ...]
+    phases: tuple[_Phase, ...]
+    longrepr: str | None
+    stdout: str
+    stderr: str
+    log: str
+    attempts: tuple[AttemptResult, ...]
+    resources: _Used | None = None
+    memory_limit_exceeded: bool = False
+
+    def plain(self) -> tuple[Any, ...]:
+        values: list[Any] = list(self)
+        values[self._fields.index("phases")] = tuple(tuple(phase) for phase in self.phases)
+        if self.resources is not None:
+            values[self._fields.index("resources")] = tuple(self.resources)
+        return tuple(values)
+
+    @classmethod
+    def from_plain(cls, plain: tuple[Any, ...]) -> _Finished:
+        finished = cls._make(plain)
+        return finished._replace(
+            phases=tuple(_Phase._make(phase) for phase in finished.phases),
+            resources=None if finished.resources is None else _Used._make(finished.resources),
+        )
+
+    def model(self) -> TestResult:
+        from .results import PhaseResult, ResourceResult, TestResult
+
+        return TestResult(
+            nodeid=self.nodeid,
+            file=self.file,
+            line=self.line,
+            batch=self.batch,
+            outcome=self.outcome,
+            duration=self.duration,
+            start=self.start,
+            stop=self.stop,
+            worker=self.worker,
+            dependencies=list(self.dependencies),
+            phases=[PhaseResult(**phase._asdict()) for phase in self.phases],
+            longrepr=self.longrepr,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            log=self.log,
+            attempts=list(self.attempts),
+            resources=None
+            if self.resources is None
+            else ResourceResult(**self.resources._asdict()),
+            memory_limit_exceeded=self.memory_limit_exceeded,
+        )
+
+
+def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Attempt:
     """The history's record of one attempt (a flaky test's last one passed)."""
+    from .history import Attempt
+
     failing = next(
         (phase for phase in result.phases if phase.outcome in ("failed", RERUN, QUARANTINED)),
         None,
@@ -195,8 +298,8 @@ def _attempt(result: TestResult | AttemptResult, nodeid: str, batch: str) -> Att
     )
 
 
-def _resource_columns(result: TestResult | AttemptResult) -> dict[str, Any]:
-    measured = result.resources if isinstance(result, TestResult) else None
+def _resource_columns(result: _Finished | AttemptResult) -> dict[str, Any]:
+    measured = result.resources if isinstance(result, _Finished) else None
     if measured is None:
         return {}
     return {
@@ -207,12 +310,12 @@ def _resource_columns(result: TestResult | AttemptResult) -> dict[str, Any]:
     }
 
 
-def _measured(reports: Sequence[pytest.TestReport]) -> ResourceResult | None:
+def _measured(reports: Sequence[pytest.TestReport]) -> _Used | None:
     """The resources the teardown report brought, if any."""
     for report in reversed(reports):
         data = getattr(report, RESOURCES_ATTRIBUTE, None)
         if isinstance(data, dict):
-            return ResourceResult(
+            return _Used(
                 peak_rss=data["peak"],
                 memory=data["memory"],
                 rss_start=data["rss_start"],
@@ -240,6 +343,8 @@ class Orchestrator:
         self.reports: dict[int, list[pytest.TestReport]] = {}
         self.failed_subtests: set[int] = set()
         self.results: dict[int, TestResult] = {}
+        #: Finished tests whose result model is not built yet (``_Finished.plain``).
+        self._finished: dict[int, tuple[Any, ...]] = {}
         self.run_result: RunResult | None = None
         # Which test a report belongs to: the item being run (serially) or, on
         # the controller, the collection position xdist puts on every report.
@@ -248,6 +353,9 @@ class Orchestrator:
         self.open_tests: dict[str, int] = {}
         self._history: HistoryStore | None = None
         self._history_opened = False
+        #: The history the plan reads (durations, shared setups), and the thread reading it.
+        self._history_read: tuple[dict[str, float], dict[str, float]] | None = None
+        self._reading: Thread | None = None
         self.run_id: int | None = None
         self.rerun_policy = RerunPolicy(
             only=settings.reruns_only, never=settings.reruns_except, delay=settings.reruns_delay
@@ -337,6 +445,8 @@ class Orchestrator:
             # A plan or a collection only reads durations: it creates no store.
             if self.settings.no_history or (not self.recording and not path.exists()):
                 return None
+            from .history import HistoryError, HistoryStore
+
             try:
                 self._history, warning = HistoryStore.open(path)
             except HistoryError as error:
@@ -351,21 +461,38 @@ class Orchestrator:
         history = self.history
         if history is None:
             return fallback
+        import sqlite3
+
         try:
             return action(history)
         except (sqlite3.Error, OSError) as error:
             self.notes.append(f"history store failed ({error}); the rest of this run is not stored")
-            self.close()
+            self._close_history()
             return fallback
 
-    def close(self) -> None:
-        """Release the history store, however the session ended (usage errors too)."""
-        if self.meter is not None:
-            self.meter.close()
+    def _close_history(self) -> None:
         if self._history is not None:
             self._history.close()
             self._history = None
         self._history_opened = True
+
+    def close(self) -> None:
+        """When pytest unconfigures: release the history store, however the session
+        ended (usage errors too), and the run's results.
+
+        pytest collects garbage as it unconfigures, and Python again at exit;
+        each full collection walks every live object, and the results of a
+        large run are tens of thousands of them. Nothing reads them any more.
+        """
+        self._join_reading()
+        self._close_history()
+        if self.meter is not None:
+            self.meter.close()
+        self.results = {}
+        self._finished = {}
+        self.run_result = None
+        self.analysis = None
+        self.batch_of = {}
 
     # -- collection (serial and worker) -----------------------------------------
 
@@ -423,9 +550,9 @@ class Orchestrator:
 
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""
-        durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
+        durations, shared = self._history_for_plan()
         if self.role == "controller":  # only the xdist scheduler uses them
-            self.setup_costs = self._setup_costs(analysis)
+            self.setup_costs = self._setup_costs(analysis, shared)
         plan = build_plan(
             analysis.specs,
             self.settings.policies,
@@ -446,9 +573,45 @@ class Orchestrator:
             self._load_quarantine(plan, analysis)
         return plan, state
 
-    def _setup_costs(self, analysis: Analysis) -> dict[str, float]:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionstart(self) -> Generator[None, None, None]:
+        # After the others: the header is printed (a note the thread adds shows
+        # at the end, as it would have), and xdist has started the workers.
+        result = yield
+        if self.role == "controller" and not self.settings.no_history:
+            import threading
+
+            self._reading = threading.Thread(
+                target=self._read_history, name="batchflow-history", daemon=True
+            )
+            self._reading.start()
+        return result
+
+    def _read_history(self) -> None:
+        """What the plan reads of the history; on the xdist controller, in a thread
+        started with the workers: they start and collect while it reads (on a long
+        history the queries take a good part of a second)."""
+        durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
+        shared: dict[str, float] = {}
+        if self.role == "controller":  # only the xdist scheduler uses them
+            shared = self._use_history(lambda h: h.shared_setups(), {})
+        self._history_read = (durations, shared)
+
+    def _history_for_plan(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Each test's mean duration and its last shared fixture setup time."""
+        self._join_reading()
+        if self._history_read is None:
+            self._read_history()
+        assert self._history_read is not None
+        return self._history_read
+
+    def _join_reading(self) -> None:
+        if self._reading is not None:
+            self._reading.join()
+            self._reading = None
+
+    def _setup_costs(self, analysis: Analysis, shared: Mapping[str, float]) -> dict[str, float]:
         """Each parent's shared fixture setup cost: the most any of its tests last paid."""
-        shared: dict[str, float] = self._use_history(lambda h: h.shared_setups(), {})
         costs: dict[str, float] = {}
         for index in analysis.run:
             seconds = shared.get(analysis.specs[index].nodeid)
@@ -747,7 +910,7 @@ class Orchestrator:
             if report.failed:
                 self.failed_subtests.add(index)
             return
-        if index in self.results:
+        if self._has_result(index):
             self._late_report(index, report)
             return
         measured = getattr(report, SAMPLES_ATTRIBUTE, None)
@@ -787,7 +950,7 @@ class Orchestrator:
         if self.role == "worker":
             return
         index = self.current if self.role == "serial" else self.open_tests.pop(nodeid, None)
-        if index is not None and index not in self.results:
+        if index is not None and not self._has_result(index):
             self._finalize(index)
 
     # -- reruns ----------------------------------------------------------------------
@@ -890,10 +1053,30 @@ class Orchestrator:
         if result.longrepr is None and verdict in ("failed", "error", QUARANTINED):
             # A probed test whose last run passed: the failure of an earlier run.
             failure = next((a.longrepr for a in earlier if a.longrepr), None)
-            result = result.model_copy(update={"longrepr": failure})
-        self.results[index] = result
+            result = result._replace(longrepr=failure)
+        self._finished[index] = result.plain()
         if self.recording and index not in self.given_up:
             self._record(_attempt(result, result.nodeid, result.batch))
+
+    def _has_result(self, index: int) -> bool:
+        return index in self._finished or index in self.results
+
+    def _build_results(self) -> None:
+        """The result models of every finished test, from here on in ``self.results``.
+
+        With the garbage collector paused: every model built lives to the end
+        of the run, and the collections their allocations trigger would walk
+        the whole heap for nothing (half the time of building them).
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for index, plain in self._finished.items():
+                self.results[index] = _Finished.from_plain(plain).model()
+        finally:
+            if collecting:
+                gc.enable()
+        self._finished = {}
 
     def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
         """Keep a failed attempt; the test is due for a rerun (a crashed one is already)."""
@@ -905,6 +1088,8 @@ class Orchestrator:
         self, index: int, reports: list[pytest.TestReport], outcome: str
     ) -> list[AttemptResult]:
         """Keep an attempt that is not the test's last, in the results and the history."""
+        from .results import AttemptResult
+
         assert self.plan is not None
         phases = [_phase(report) for report in reports]
         failing = next((p for p in phases if p.outcome in ("failed", RERUN, QUARANTINED)), None)
@@ -969,6 +1154,8 @@ class Orchestrator:
 
         pytest heard of each run as it ended; only the result is left to make.
         """
+        from .results import TestResult
+
         assert self.plan is not None
         assert self.state is not None
         assert self.analysis is not None
@@ -1034,6 +1221,7 @@ class Orchestrator:
         """A teardown error reported after the test finished (fixtures torn down late)."""
         if not report.failed:
             return
+        self._build_results()
         result = self.results[index]
         self.results[index] = result.model_copy(
             update={
@@ -1043,19 +1231,17 @@ class Orchestrator:
             }
         )
 
-    def _test_result(
-        self, index: int, outcome: str, reports: list[pytest.TestReport]
-    ) -> TestResult:
+    def _test_result(self, index: int, outcome: str, reports: list[pytest.TestReport]) -> _Finished:
         assert self.plan is not None
         assert self.analysis is not None
         specs = self.analysis.specs
-        phases = [_phase(report) for report in reports]
+        phases = tuple(_phase_values(report) for report in reports)
         before = self.output_before.get(index, ("", "", ""))
         decisive = next((p for p in phases if p.outcome in ("failed", QUARANTINED)), None) or next(
             (p for p in phases if p.outcome == "skipped"), None
         )
         path, lineno, _ = reports[0].location
-        return TestResult(
+        return _Finished(
             nodeid=specs[index].nodeid,
             file=path,
             line=None if lineno is None else lineno + 1,
@@ -1066,7 +1252,7 @@ class Orchestrator:
             stop=max(p.stop for p in phases),
             # Tests the controller skipped itself never reached a worker.
             worker=self._worker_of(index, reports[-1]),
-            dependencies=[specs[p].nodeid for p in self.plan.predecessors.get(index, ())],
+            dependencies=tuple(specs[p].nodeid for p in self.plan.predecessors.get(index, ())),
             phases=phases,
             longrepr=decisive.longrepr if decisive else None,
             # pytest gives each report the output of all phases so far, and of
@@ -1074,7 +1260,7 @@ class Orchestrator:
             stdout=_clean(_after(reports[-1].capstdout, before[0])),
             stderr=_clean(_after(reports[-1].capstderr, before[1])),
             log=_clean(_after(reports[-1].caplog, before[2])),
-            attempts=self.earlier.get(index, []),
+            attempts=tuple(self.earlier.get(index, ())),
             resources=_measured(reports),
             memory_limit_exceeded=index in self.over_limit,
         )
@@ -1084,10 +1270,13 @@ class Orchestrator:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.plan is None or self.role == "worker":
             return
+        self._build_results()
         if self.settings.strict_flaky and self.flaky and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         if not self.recording:
             return
+        from .results import RunResult
+
         stopped = time.time()
         self._save_attempts()
         self._settle_quarantine()
@@ -1309,6 +1498,8 @@ class Orchestrator:
         )
 
     def _batch_results(self) -> list[BatchResult]:
+        from .results import BatchResult
+
         assert self.plan is not None
         assert self.state is not None
         batches = []
@@ -1370,6 +1561,8 @@ class Orchestrator:
         """The run's memory and CPU figures: limit, leaks, budget, timeline."""
         if self.settings.no_resources:
             return None
+        from .results import ResourceLeak, ResourcesResult
+
         threshold = self.settings.leak_threshold
         # A worker replaced after a crash is another process: named WORKER/PID then.
         processes = Counter(worker for worker, _ in self.resource_series)
@@ -1441,6 +1634,8 @@ class Orchestrator:
         return needs
 
     def _environment(self) -> Environment:
+        from .results import Environment
+
         plugins = sorted(
             {
                 f"{dist.project_name}=={dist.version}"
@@ -1483,6 +1678,8 @@ class Orchestrator:
 
     def _flaky_summary(self, terminal: pytest.TerminalReporter) -> None:
         """Each flaky test with the error of each failed attempt; strict mode says it fails."""
+        from .results import error_line
+
         flaky = self.flaky
         if not flaky:
             return
@@ -1502,6 +1699,8 @@ class Orchestrator:
 
     def _quarantine_summary(self, terminal: pytest.TerminalReporter) -> None:
         """Quarantined failures, apart from the others; tests leaving quarantine."""
+        from .results import error_line
+
         assert self.plan is not None
         failed = [
             (i, self.results[i])

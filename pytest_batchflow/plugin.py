@@ -234,7 +234,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if not _wants_batchflow(config):
         return
-    settings = load_settings(config)
+    settings = _worker_settings(config) or load_settings(config)
     if not settings.enabled:
         return
     if not config.pluginmanager.has_plugin("dependency"):
@@ -302,6 +302,22 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> Generator[None, int,
     budget = settings.memory_budget(available_memory())
     config.stash[AUTO_WORKERS_KEY] = describe_auto_workers(count, budget)
     return count.workers
+
+
+def _worker_settings(config: pytest.Config) -> Settings | None:
+    """On an xdist worker: the settings the controller validated, sent as plain values.
+
+    The same sources would give the same values; taking them saves each
+    worker importing pydantic and validating them again.
+    """
+    from .xdist_scheduler import SETTINGS_KEY
+
+    plain = getattr(config, "workerinput", {}).get(SETTINGS_KEY)
+    if plain is None:
+        return None
+    from .settings import from_plain
+
+    return from_plain(plain)
 
 
 def _xdist_distributes(config: pytest.Config) -> bool:

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
-
 from .core.resources import WorkerCount, format_size, workers_for_memory
 
 if TYPE_CHECKING:
+    import psutil
+
     from .settings import Settings
 
 __all__ = [
@@ -49,6 +49,8 @@ _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
 def available_memory() -> int:
     """Bytes of memory available to new work on this machine now."""
+    import psutil
+
     return int(psutil.virtual_memory().available)
 
 
@@ -179,7 +181,9 @@ class ResourceMeter:
                 self._clear_refs = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
             except OSError:
                 self.close()
-        self._process = psutil.Process()
+        import psutil  # here, not at import: a run with --batchflow-no-resources needs none
+
+        self._process: psutil.Process = psutil.Process()
         self._start: tuple[int, float, float, int, int] | None = None
         self._children_start: dict[str, int] = {}
         self._threads = 1
@@ -266,6 +270,8 @@ class ResourceMeter:
                 if status is not None:
                     found[child] = status
             return found
+        import psutil
+
         try:
             for process in self._process.children(recursive=True):
                 found[str(process.pid)] = (int(process.memory_info().rss), None)

@@ -1,27 +1,26 @@
-"""Options, ini keys and batch lines, validated into one frozen pydantic model.
+"""Every batchflow setting of a run, as plain frozen values.
 
-Every value is looked up command line first, then environment, then ini; a
-bad value becomes a :class:`SettingsError` that names the key, where the value
-came from, what is wrong and a value that would work.
+The values are validated once, by the pydantic models of
+:mod:`pytest_batchflow.validation` (a bad value becomes a :class:`SettingsError`
+that names the key, where the value came from, what is wrong and a value that
+would work). An xdist worker receives the controller's validated settings as
+plain builtins in ``workerinput`` (:func:`to_plain`, :func:`from_plain`), so
+that it neither imports pydantic nor validates the same values again: this
+module imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from .core.bench import parse_gate
 from .core.flaky import DEFAULT_WINDOW
-from .core.markexpr import MarkerExpression, MarkerExpressionError
-from .core.plan import DEFAULT_BATCH, PlanError, order_batches
-from .core.resources import parse_memory_budget, parse_size
-from .options import BATCHES_INI, HTML_OFF, OPTIONS, Option
+from .core.plan import DEFAULT_BATCH
+from .core.resources import parse_memory_budget
+from .options import Option
 
 __all__ = [
     "BATCH_LINE_KEYS",
@@ -30,148 +29,39 @@ __all__ = [
     "RawValue",
     "Settings",
     "SettingsError",
+    "from_plain",
     "parse_batch_line",
     "parse_settings",
+    "to_plain",
 ]
-
-BATCH_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 
 
 class SettingsError(ValueError):
     """A bad option, ini or batch-line value; the message is one line for the user."""
 
 
-BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
-
-
-def _valid_gate(value: str | None) -> str | None:
-    """A benchmark gate (run-wide or a batch line's), checked where it is written."""
-    if value is not None:
-        parse_gate(value)
-    return value
-
-
-class BatchLine(BaseModel):
+@dataclass(frozen=True)
+class BatchLine:
     """One ``batchflow_batches`` line: a named batch and its execution policy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: Annotated[str, Field(pattern=BATCH_NAME_PATTERN)]
+    name: str
     kind: Literal["test", "benchmark"] = "test"
     paths: tuple[str, ...] = ()
     markers: str | None = None
     after: tuple[str, ...] = ()
     mode: Literal["parallel", "serial", "exclusive"] = "parallel"
-    workers: Annotated[int, Field(ge=1)] | None = None
+    workers: int | None = None
     priority: int = 0
-    reruns: Annotated[int, Field(ge=0)] | None = None
-    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
-    maxfail: Annotated[int, Field(ge=1)] | None = None
+    reruns: int | None = None
+    timeout: float | None = None
+    maxfail: int | None = None
     cov: bool = True
-    cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    cov_fail_under: float | None = None
     bench_fail: str | None = None
     on_upstream_failure: Literal["skip", "run"] = "skip"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _benchmark_defaults(cls, data: Any) -> Any:
-        # A benchmark runs alone and unmeasured by coverage unless the line says otherwise.
-        if isinstance(data, dict) and data.get("kind") == "benchmark":
-            return {"cov": False, "mode": "exclusive", **data}
-        return data
 
-    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
-
-    @field_validator("markers")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                MarkerExpression.compile(value)
-            except MarkerExpressionError as error:
-                raise ValueError(str(error)) from None
-        return value
-
-    @field_validator("paths", "after")
-    @classmethod
-    def _no_empty_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not item for item in value):
-            raise ValueError("empty item in a comma-separated list (no spaces around commas)")
-        return value
-
-
-BATCH_LINE_KEYS: tuple[str, ...] = tuple(key for key in BatchLine.model_fields if key != "name")
-_LIST_KEYS = frozenset({"paths", "after"})
-_KEY_EXAMPLES = {
-    "kind": "kind=benchmark",
-    "paths": "paths=tests/unit,tests/api/test_*.py",
-    "markers": 'markers="db and not slow"',
-    "after": "after=smoke,unit",
-    "mode": "mode=serial",
-    "workers": "workers=2",
-    "priority": "priority=10",
-    "reruns": "reruns=2",
-    "timeout": "timeout=300",
-    "maxfail": "maxfail=1",
-    "cov": "cov=off",
-    "cov_fail_under": "cov_fail_under=80",
-    "bench_fail": "bench_fail=median:10%",
-    "on_upstream_failure": "on_upstream_failure=run",
-}
-
-
-def parse_batch_line(line: str) -> BatchLine:
-    """Parse ``NAME: key=value key="a value" ...``; raise SettingsError."""
-    name, colon, rest = line.partition(":")
-    name = name.strip()
-    if not colon or not name or "=" in name:
-        raise SettingsError(f"line {line!r} has no 'NAME:' at its start; e.g. {BATCH_EXAMPLE!r}")
-    try:
-        words = shlex.split(rest)
-    except ValueError as error:
-        raise SettingsError(
-            f"line {line!r}: {error}; close the quotes around a value with spaces, "
-            f"e.g. {_KEY_EXAMPLES['markers']}"
-        ) from None
-    data: dict[str, Any] = {"name": name}
-    for position, word in enumerate(words):
-        key, equals, value = word.partition("=")
-        if not equals and position and words[position - 1].endswith(","):
-            raise SettingsError(
-                f"line {line!r}: {word!r} follows a comma and a space; write lists without "
-                f"spaces, e.g. {_KEY_EXAMPLES['paths']}"
-            )
-        if not equals or not key:
-            raise SettingsError(f"line {line!r}: {word!r} is not key=value; e.g. {BATCH_EXAMPLE!r}")
-        if key not in BATCH_LINE_KEYS:
-            raise SettingsError(
-                f"line {line!r}: unknown key {key!r}; known keys: {', '.join(BATCH_LINE_KEYS)}"
-            )
-        if key in data:
-            raise SettingsError(f"line {line!r}: key {key!r} is given twice")
-        data[key] = tuple(value.split(",")) if key in _LIST_KEYS else value
-    try:
-        return BatchLine.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = str(first["loc"][0]) if first["loc"] else "name"
-        shown = data.get(key, name)
-        if isinstance(shown, tuple):
-            shown = ",".join(shown)
-        if key == "name":
-            raise SettingsError(
-                f"line {line!r}: batch name {name!r} must start with a letter or _ and hold "
-                f"only letters, digits, _ . -; e.g. {BATCH_EXAMPLE!r}"
-            ) from None
-        raise SettingsError(
-            f"line {line!r}: {key}={shown!r}: {_first_sentence(first['msg'])}; "
-            f"e.g. {_KEY_EXAMPLES[key]}"
-        ) from None
-
-
-def _first_sentence(message: str) -> str:
-    return message.removeprefix("Value error, ").split("\n")[0]
-
+BATCH_LINE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(BatchLine) if f.name != "name")
 
 #: The memory budget unless --batchflow-max-memory says: a share of what is available.
 DEFAULT_MAX_MEMORY = "75%"
@@ -182,10 +72,9 @@ DEFAULT_LEAK_THRESHOLD = 100 * 1024**2
 DEFAULT_QUARANTINE_SCORE = 0.3
 
 
-class Quarantine(BaseModel):
+@dataclass(frozen=True)
+class Quarantine:
     """Where quarantined tests come from: files of node ids, and the automatic score."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     files: tuple[Path, ...] = ()
     auto: float | None = None
@@ -222,11 +111,11 @@ class Quarantine(BaseModel):
         return listed
 
 
-class Settings(BaseModel):
+@dataclass(frozen=True)
+class Settings:
     """Every batchflow setting of one run, resolved and validated."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+    history_path: Path
     enabled: bool = False
     plan_only: bool = False
     select: tuple[str, ...] | None = None
@@ -234,25 +123,24 @@ class Settings(BaseModel):
     html_path: Path | None = None
     html_passed_output: bool = False
     junit_path: Path | None = None
-    history_path: Path
     no_history: bool = False
     missing_dependency: Literal["error", "skip"] = "error"
-    reruns: Annotated[int, Field(ge=0)] = 0
-    reruns_delay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    reruns: int = 0
+    reruns_delay: float = 0.0
     reruns_only: re.Pattern[str] | None = None
     reruns_except: re.Pattern[str] | None = None
     strict_flaky: bool = False
     quarantine: Quarantine | None = None
-    quarantine_release: Annotated[int, Field(ge=1)] = 3
-    flaky_window: Annotated[int, Field(ge=1)] = DEFAULT_WINDOW
-    probe: Annotated[int, Field(ge=2)] | None = None
+    quarantine_release: int = 3
+    flaky_window: int = DEFAULT_WINDOW
+    probe: int | None = None
     cov_source: tuple[str, ...] = ()
     cov_context: Literal["batch", "test"] = "batch"
-    cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
-    bench_compare: Literal["last"] | Annotated[int, Field(ge=1)] | None = None
+    cov_fail_under: float | None = None
+    bench_compare: Literal["last"] | int | None = None
     bench_fail: str | None = None
-    bench_max_time: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
-    bench_min_rounds: Annotated[int, Field(ge=1)] = 5
+    bench_max_time: float = 1.0
+    bench_min_rounds: int = 5
     bench_disable_gc: bool = False
     bench_compat: bool = False
     no_resources: bool = False
@@ -262,81 +150,9 @@ class Settings(BaseModel):
     leak_threshold: int = DEFAULT_LEAK_THRESHOLD
     batches: tuple[BatchLine, ...] = ()
 
-    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
-
-    @field_validator("max_memory")
-    @classmethod
-    def _valid_budget(cls, value: str) -> str:
-        parse_memory_budget(value, available=1)
-        return value.strip()
-
-    @field_validator("test_memory_limit", "leak_threshold", mode="before")
-    @classmethod
-    def _size(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            size = parse_size(value)
-            if size <= 0:
-                raise ValueError(f"{value!r}: the size must be above 0")
-            return size
-        return value
-
     def memory_budget(self, available: int) -> int:
         """The bytes of --batchflow-max-memory, given the memory available now."""
         return parse_memory_budget(self.max_memory, available)
-
-    @field_validator("quarantine", mode="before")
-    @classmethod
-    def _parse_quarantine(cls, value: Any) -> Any:
-        return Quarantine.parse(value) if isinstance(value, str) else value
-
-    @field_validator("reruns_only", "reruns_except", mode="before")
-    @classmethod
-    def _compile(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return re.compile(value)
-            except re.error as error:
-                raise ValueError(f"not a regular expression ({error})") from None
-        return value
-
-    @field_validator("select", mode="before")
-    @classmethod
-    def _split_names(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            names = tuple(name.strip() for name in value.split(","))
-            if not all(names):
-                raise ValueError("empty batch name in the list")
-            return names
-        return value
-
-    @field_validator("cov_source", mode="before")
-    @classmethod
-    def _split_sources(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            sources = tuple(item.strip() for item in value.replace("\n", ",").split(","))
-            if not all(sources):
-                raise ValueError("empty source in the list (no spaces around commas)")
-            return tuple(dict.fromkeys(sources))
-        return value
-
-    @field_validator("json_path", "html_path", "junit_path", "history_path", mode="before")
-    @classmethod
-    def _not_empty(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("the path is empty")
-        return value
-
-    @field_validator("html_path", mode="before")
-    @classmethod
-    def _html_off(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip().lower() == HTML_OFF else value
-
-    @model_validator(mode="after")
-    def _plan_implies_enabled(self) -> Settings:
-        # --batchflow-plan alone is a request for batchflow's plan.
-        if self.plan_only and not self.enabled:
-            return self.model_copy(update={"enabled": True})
-        return self
 
     @property
     def policies(self) -> tuple[BatchLine, ...]:
@@ -344,6 +160,61 @@ class Settings(BaseModel):
         if any(line.name == DEFAULT_BATCH for line in self.batches):
             return self.batches
         return (*self.batches, BatchLine(name=DEFAULT_BATCH))
+
+
+_PATH_FIELDS = frozenset({"history_path", "json_path", "html_path", "junit_path"})
+_PATTERN_FIELDS = frozenset({"reruns_only", "reruns_except"})
+_TUPLE_FIELDS = frozenset({"select", "cov_source"})
+_LINE_TUPLE_FIELDS = frozenset({"paths", "after"})
+
+
+def _plain_line(line: BatchLine) -> dict[str, Any]:
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in vars(line).items()}
+
+
+def _line_from_plain(plain: Mapping[str, Any]) -> BatchLine:
+    values: dict[str, Any] = {
+        key: tuple(value) if key in _LINE_TUPLE_FIELDS else value for key, value in plain.items()
+    }
+    return BatchLine(**values)
+
+
+def to_plain(settings: Settings) -> dict[str, Any]:
+    """The settings as builtins only (what execnet carries to a worker)."""
+    plain: dict[str, Any] = {}
+    for name, value in vars(settings).items():
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, re.Pattern):
+            value = value.pattern
+        elif isinstance(value, Quarantine):
+            value = {"files": [str(path) for path in value.files], "auto": value.auto}
+        elif name == "batches":
+            value = [_plain_line(line) for line in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        plain[name] = value
+    return plain
+
+
+def from_plain(plain: Mapping[str, Any]) -> Settings:
+    """The settings :func:`to_plain` gave, as they were."""
+    values: dict[str, Any] = {}
+    for name, value in plain.items():
+        if value is None:
+            pass
+        elif name in _PATH_FIELDS:
+            value = Path(value)
+        elif name in _PATTERN_FIELDS:
+            value = re.compile(value)
+        elif name in _TUPLE_FIELDS:
+            value = tuple(value)
+        elif name == "quarantine":
+            value = Quarantine(files=tuple(Path(p) for p in value["files"]), auto=value["auto"])
+        elif name == "batches":
+            value = tuple(_line_from_plain(line) for line in value)
+        values[name] = value
+    return Settings(**values)
 
 
 @dataclass(frozen=True)
@@ -371,99 +242,17 @@ class RawValue:
         return f"{option.ini} = {option.example}"
 
 
+def parse_batch_line(line: str) -> BatchLine:
+    """Parse ``NAME: key=value key="a value" ...``; raise SettingsError."""
+    from .validation import parse_batch_line as parse
+
+    return parse(line)
+
+
 def parse_settings(
     raw: Mapping[str, RawValue], batch_lines: Sequence[str], lines_source: str
 ) -> Settings:
     """Validate raw values (by ``Option.field``) and batch lines into Settings."""
-    batches: list[BatchLine] = []
-    for line in batch_lines:
-        try:
-            batches.append(parse_batch_line(line))
-        except SettingsError as error:
-            raise SettingsError(f"{BATCHES_INI} ({lines_source}): {error}") from None
-    _check_batch_names(batches, lines_source)
-    data: dict[str, Any] = {field: raw_value.value for field, raw_value in raw.items()}
-    try:
-        settings = Settings.model_validate({**data, "batches": tuple(batches)})
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = str(first["loc"][0])
-        option = next(option for option in OPTIONS if option.field == field)
-        given = raw[field]
-        raise SettingsError(
-            f"{given.spelling(option)} ({given.source}): {given.value!r}: "
-            f"{_first_sentence(first['msg'])}; e.g. {given.example(option)}"
-        ) from None
-    if not settings.cov_source:
-        _check_coverage_asked(raw, batches, lines_source)
-    if settings.test_memory_fail and settings.test_memory_limit is None:
-        given = raw["test_memory_fail"]
-        fail, limit = (
-            next(option for option in OPTIONS if option.field == field)
-            for field in ("test_memory_fail", "test_memory_limit")
-        )
-        raise SettingsError(
-            f"{given.spelling(fail)} ({given.source}) needs a limit to fail tests over; "
-            f"add {limit.flag}=SIZE, e.g. {limit.flag}={limit.example}"
-        )
-    if settings.select is not None:
-        known = {policy.name for policy in settings.policies}
-        unknown = [name for name in settings.select if name not in known]
-        if unknown:
-            given = raw["select"]
-            option = next(option for option in OPTIONS if option.field == "select")
-            raise SettingsError(
-                f"{given.spelling(option)} ({given.source}): unknown batch {unknown[0]!r}; "
-                f"known batches: {', '.join(sorted(known))}"
-            )
-    return settings
+    from .validation import parse_settings as parse
 
-
-def _check_coverage_asked(
-    raw: Mapping[str, RawValue], batches: Sequence[BatchLine], lines_source: str
-) -> None:
-    """Coverage settings without a source to measure: say what is missing."""
-    source = next(option for option in OPTIONS if option.field == "cov_source")
-    for field in ("cov_context", "cov_fail_under"):
-        if field in raw:
-            given = raw[field]
-            option = next(option for option in OPTIONS if option.field == field)
-            raise SettingsError(
-                f"{given.spelling(option)} ({given.source}) needs a source to measure; "
-                f"add {source.flag}=SOURCE, e.g. {source.flag}={source.example}"
-            )
-    for batch in batches:
-        if batch.cov_fail_under is not None:
-            raise SettingsError(
-                f"{BATCHES_INI} ({lines_source}): batch {batch.name!r} has cov_fail_under= "
-                f"but no source is measured; add {source.flag}=SOURCE, "
-                f"e.g. {source.flag}={source.example}"
-            )
-
-
-def _check_batch_names(batches: Sequence[BatchLine], source: str) -> None:
-    names = [batch.name for batch in batches]
-    known = set(names) | {DEFAULT_BATCH}
-    for batch in batches:
-        if names.count(batch.name) > 1:
-            raise SettingsError(
-                f"{BATCHES_INI} ({source}): batch {batch.name!r} is defined twice; "
-                "give each line its own name"
-            )
-        for upstream in batch.after:
-            if upstream not in known:
-                raise SettingsError(
-                    f"{BATCHES_INI} ({source}): batch {batch.name!r} has after={upstream}, "
-                    f"an unknown batch; known batches: {', '.join(sorted(known))}"
-                )
-            if upstream == batch.name:
-                raise SettingsError(
-                    f"{BATCHES_INI} ({source}): batch {batch.name!r} is after itself; "
-                    "drop it from its own after="
-                )
-    try:
-        order_batches(
-            [*batches, BatchLine(name=DEFAULT_BATCH)] if DEFAULT_BATCH not in names else batches
-        )
-    except PlanError as error:
-        raise SettingsError(f"{BATCHES_INI} ({source}): {error}") from None
+    return parse(raw, batch_lines, lines_source)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .core.graph import TestSpec
 from .core.plan import Plan
 from .core.resources import format_size
-from .results import BatchResult, ResourcesResult, TestResult
+
+if TYPE_CHECKING:
+    from .results import BatchResult, ResourcesResult, TestResult
 
 __all__ = ["batch_table", "format_header", "format_plan", "resource_lines", "seconds"]
 

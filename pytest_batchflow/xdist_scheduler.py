@@ -27,6 +27,7 @@ import pytest
 from .collection import Analysis
 from .core.plan import PlanError
 from .core.scheduler import Decision, Dispatcher, Idle, Sendable
+from .settings import to_plain
 from .terminal import format_header
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["BatchflowScheduling", "XdistHooks", "write_worker_analysis"]
 
 RUNDIR_KEY = "batchflow_rundir"
+#: The controller's validated settings, as plain values (see ``settings.to_plain``).
+SETTINGS_KEY = "batchflow_settings"
 
 
 def _analysis_path(rundir: Path, worker: str) -> Path:
@@ -76,6 +79,7 @@ class XdistHooks:
 
     def pytest_configure_node(self, node: WorkerController) -> None:
         node.workerinput[RUNDIR_KEY] = str(self.rundir)
+        node.workerinput[SETTINGS_KEY] = to_plain(self.orchestrator.settings)
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> BatchflowScheduling:
         return BatchflowScheduling(self.orchestrator, self.rundir)

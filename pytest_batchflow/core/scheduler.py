@@ -412,7 +412,10 @@ class Dispatcher:
                 if worker not in self.stopping and not self._busy(worker):
                     self.stopping.add(worker)
                     decision.shutdown.append(worker)
-        elif not self.running and self.queues:
+        elif not self.running and any(worker not in self.stopping for worker in self.queues):
+            # Workers told to stop take nothing more; with only those left (a
+            # crash's rerun after the others were done), xdist's replacement
+            # for the crashed worker will take it.
             delayed = [self._not_before[i] for i in self.pending if i in self._not_before]
             if delayed and min(delayed) > now:
                 decision.wait = min(delayed) - now

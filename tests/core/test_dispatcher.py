@@ -862,6 +862,41 @@ class TestSetupCosts:
         assert long.start == 0.0
 
 
+def test_a_crashed_test_waits_for_a_new_worker_when_the_others_are_stopping() -> None:
+    nodeids = ["a.py::t0", "a.py::t1"]
+    scenario = Scenario(
+        nodeids=nodeids,
+        batches=list(ONE_BATCH),
+        batch_of={0: "default", 1: "default"},
+        predecessors={},
+        run_order=[0, 1],
+        durations={0: 1.0, 1: 1.0},
+        workers=2,
+        horizon=0.0,
+    )
+    plan = scenario.plan()
+    state = RunState(plan, dict(enumerate(nodeids)), {}, {})
+    dispatcher = Dispatcher(plan, state, {0: "a.py", 1: "a.py"}, {}, horizon=0.0)
+    dispatcher.add_worker("gw0")
+    dispatcher.add_worker("gw1")
+    sent = dispatcher.decide(0.0).send
+    assert sorted(item for items in sent.values() for item in items if isinstance(item, int)) == [
+        0,
+        1,
+    ]
+    crashing = next(worker for worker, items in sent.items() if 0 in items)
+    done = "gw1" if crashing == "gw0" else "gw0"
+    state.test_finished(1, "passed")
+    dispatcher.test_complete(done, 1, 1.0)
+    assert dispatcher.decide(1.0).shutdown == [done]  # nothing left for it
+    # The other worker crashes in its test, whose rerun the budget allows.
+    assert dispatcher.remove_worker(crashing, lambda index: 1.5) == 0
+
+    assert dispatcher.decide(2.0).send == {}  # no worker can take it yet: no stall
+    dispatcher.add_worker("gw2")  # xdist's replacement for the crashed worker
+    assert 0 in dispatcher.decide(2.0).send["gw2"]
+
+
 class TestReruns:
     def attempts_of(self, run: Run, name: str) -> list[Execution]:
         return [e for e in run.result.executions if e.index == run.ids[name]]

@@ -1,0 +1,383 @@
+"""Validation of the settings: options, ini keys and batch lines, by pydantic models.
+
+Every value is looked up command line first, then environment, then ini; a
+bad value becomes a :class:`~pytest_batchflow.settings.SettingsError` that
+names the key, where the value came from, what is wrong and a value that
+would work. The models hold the same fields as the plain frozen values of
+:mod:`pytest_batchflow.settings` they produce; only the process that parses
+the settings imports this module (an xdist worker gets them from the
+controller).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .core.bench import parse_gate
+from .core.flaky import DEFAULT_WINDOW
+from .core.markexpr import MarkerExpression, MarkerExpressionError
+from .core.plan import DEFAULT_BATCH, PlanError, order_batches
+from .core.resources import parse_memory_budget, parse_size
+from .options import BATCHES_INI, HTML_OFF, OPTIONS
+from .settings import (
+    BATCH_LINE_KEYS,
+    DEFAULT_LEAK_THRESHOLD,
+    DEFAULT_MAX_MEMORY,
+    BatchLine,
+    Quarantine,
+    RawValue,
+    Settings,
+    SettingsError,
+)
+
+__all__ = ["parse_batch_line", "parse_settings"]
+
+BATCH_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
+
+
+def _valid_gate(value: str | None) -> str | None:
+    """A benchmark gate (run-wide or a batch line's), checked where it is written."""
+    if value is not None:
+        parse_gate(value)
+    return value
+
+
+class _BatchLineModel(BaseModel):
+    """Validates a batch line into a :class:`~pytest_batchflow.settings.BatchLine`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(pattern=BATCH_NAME_PATTERN)]
+    kind: Literal["test", "benchmark"] = "test"
+    paths: tuple[str, ...] = ()
+    markers: str | None = None
+    after: tuple[str, ...] = ()
+    mode: Literal["parallel", "serial", "exclusive"] = "parallel"
+    workers: Annotated[int, Field(ge=1)] | None = None
+    priority: int = 0
+    reruns: Annotated[int, Field(ge=0)] | None = None
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    maxfail: Annotated[int, Field(ge=1)] | None = None
+    cov: bool = True
+    cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    bench_fail: str | None = None
+    on_upstream_failure: Literal["skip", "run"] = "skip"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _benchmark_defaults(cls, data: Any) -> Any:
+        # A benchmark runs alone and unmeasured by coverage unless the line says otherwise.
+        if isinstance(data, dict) and data.get("kind") == "benchmark":
+            return {"cov": False, "mode": "exclusive", **data}
+        return data
+
+    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
+
+    @field_validator("markers")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                MarkerExpression.compile(value)
+            except MarkerExpressionError as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("paths", "after")
+    @classmethod
+    def _no_empty_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not item for item in value):
+            raise ValueError("empty item in a comma-separated list (no spaces around commas)")
+        return value
+
+
+_LIST_KEYS = frozenset({"paths", "after"})
+_KEY_EXAMPLES = {
+    "kind": "kind=benchmark",
+    "paths": "paths=tests/unit,tests/api/test_*.py",
+    "markers": 'markers="db and not slow"',
+    "after": "after=smoke,unit",
+    "mode": "mode=serial",
+    "workers": "workers=2",
+    "priority": "priority=10",
+    "reruns": "reruns=2",
+    "timeout": "timeout=300",
+    "maxfail": "maxfail=1",
+    "cov": "cov=off",
+    "cov_fail_under": "cov_fail_under=80",
+    "bench_fail": "bench_fail=median:10%",
+    "on_upstream_failure": "on_upstream_failure=run",
+}
+
+
+def parse_batch_line(line: str) -> BatchLine:
+    """Parse ``NAME: key=value key="a value" ...``; raise SettingsError."""
+    name, colon, rest = line.partition(":")
+    name = name.strip()
+    if not colon or not name or "=" in name:
+        raise SettingsError(f"line {line!r} has no 'NAME:' at its start; e.g. {BATCH_EXAMPLE!r}")
+    try:
+        words = shlex.split(rest)
+    except ValueError as error:
+        raise SettingsError(
+            f"line {line!r}: {error}; close the quotes around a value with spaces, "
+            f"e.g. {_KEY_EXAMPLES['markers']}"
+        ) from None
+    data: dict[str, Any] = {"name": name}
+    for position, word in enumerate(words):
+        key, equals, value = word.partition("=")
+        if not equals and position and words[position - 1].endswith(","):
+            raise SettingsError(
+                f"line {line!r}: {word!r} follows a comma and a space; write lists without "
+                f"spaces, e.g. {_KEY_EXAMPLES['paths']}"
+            )
+        if not equals or not key:
+            raise SettingsError(f"line {line!r}: {word!r} is not key=value; e.g. {BATCH_EXAMPLE!r}")
+        if key not in BATCH_LINE_KEYS:
+            raise SettingsError(
+                f"line {line!r}: unknown key {key!r}; known keys: {', '.join(BATCH_LINE_KEYS)}"
+            )
+        if key in data:
+            raise SettingsError(f"line {line!r}: key {key!r} is given twice")
+        data[key] = tuple(value.split(",")) if key in _LIST_KEYS else value
+    try:
+        model = _BatchLineModel.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else "name"
+        shown = data.get(key, name)
+        if isinstance(shown, tuple):
+            shown = ",".join(shown)
+        if key == "name":
+            raise SettingsError(
+                f"line {line!r}: batch name {name!r} must start with a letter or _ and hold "
+                f"only letters, digits, _ . -; e.g. {BATCH_EXAMPLE!r}"
+            ) from None
+        raise SettingsError(
+            f"line {line!r}: {key}={shown!r}: {_first_sentence(first['msg'])}; "
+            f"e.g. {_KEY_EXAMPLES[key]}"
+        ) from None
+    return BatchLine(**dict(model))
+
+
+def _first_sentence(message: str) -> str:
+    return message.removeprefix("Value error, ").split("\n")[0]
+
+
+class _SettingsModel(BaseModel):
+    """Validates the settings into :class:`~pytest_batchflow.settings.Settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    plan_only: bool = False
+    select: tuple[str, ...] | None = None
+    json_path: Path | None = None
+    html_path: Path | None = None
+    html_passed_output: bool = False
+    junit_path: Path | None = None
+    history_path: Path
+    no_history: bool = False
+    missing_dependency: Literal["error", "skip"] = "error"
+    reruns: Annotated[int, Field(ge=0)] = 0
+    reruns_delay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    reruns_only: re.Pattern[str] | None = None
+    reruns_except: re.Pattern[str] | None = None
+    strict_flaky: bool = False
+    quarantine: Quarantine | None = None
+    quarantine_release: Annotated[int, Field(ge=1)] = 3
+    flaky_window: Annotated[int, Field(ge=1)] = DEFAULT_WINDOW
+    probe: Annotated[int, Field(ge=2)] | None = None
+    cov_source: tuple[str, ...] = ()
+    cov_context: Literal["batch", "test"] = "batch"
+    cov_fail_under: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    bench_compare: Literal["last"] | Annotated[int, Field(ge=1)] | None = None
+    bench_fail: str | None = None
+    bench_max_time: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    bench_min_rounds: Annotated[int, Field(ge=1)] = 5
+    bench_disable_gc: bool = False
+    bench_compat: bool = False
+    no_resources: bool = False
+    max_memory: str = DEFAULT_MAX_MEMORY
+    test_memory_limit: int | None = None
+    test_memory_fail: bool = False
+    leak_threshold: int = DEFAULT_LEAK_THRESHOLD
+    batches: tuple[BatchLine, ...] = ()
+
+    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
+
+    @field_validator("max_memory")
+    @classmethod
+    def _valid_budget(cls, value: str) -> str:
+        parse_memory_budget(value, available=1)
+        return value.strip()
+
+    @field_validator("test_memory_limit", "leak_threshold", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            size = parse_size(value)
+            if size <= 0:
+                raise ValueError(f"{value!r}: the size must be above 0")
+            return size
+        return value
+
+    @field_validator("quarantine", mode="before")
+    @classmethod
+    def _parse_quarantine(cls, value: Any) -> Any:
+        return Quarantine.parse(value) if isinstance(value, str) else value
+
+    @field_validator("reruns_only", "reruns_except", mode="before")
+    @classmethod
+    def _compile(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a regular expression ({error})") from None
+        return value
+
+    @field_validator("select", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(name.strip() for name in value.split(","))
+            if not all(names):
+                raise ValueError("empty batch name in the list")
+            return names
+        return value
+
+    @field_validator("cov_source", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            sources = tuple(item.strip() for item in value.replace("\n", ",").split(","))
+            if not all(sources):
+                raise ValueError("empty source in the list (no spaces around commas)")
+            return tuple(dict.fromkeys(sources))
+        return value
+
+    @field_validator("json_path", "html_path", "junit_path", "history_path", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the path is empty")
+        return value
+
+    @field_validator("html_path", mode="before")
+    @classmethod
+    def _html_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() == HTML_OFF else value
+
+    @model_validator(mode="after")
+    def _plan_implies_enabled(self) -> _SettingsModel:
+        # --batchflow-plan alone is a request for batchflow's plan.
+        if self.plan_only and not self.enabled:
+            return self.model_copy(update={"enabled": True})
+        return self
+
+
+def parse_settings(
+    raw: Mapping[str, RawValue], batch_lines: Sequence[str], lines_source: str
+) -> Settings:
+    """Validate raw values (by ``Option.field``) and batch lines into Settings."""
+    batches: list[BatchLine] = []
+    for line in batch_lines:
+        try:
+            batches.append(parse_batch_line(line))
+        except SettingsError as error:
+            raise SettingsError(f"{BATCHES_INI} ({lines_source}): {error}") from None
+    _check_batch_names(batches, lines_source)
+    data: dict[str, Any] = {field: raw_value.value for field, raw_value in raw.items()}
+    try:
+        model = _SettingsModel.model_validate({**data, "batches": tuple(batches)})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0])
+        option = next(option for option in OPTIONS if option.field == field)
+        given = raw[field]
+        raise SettingsError(
+            f"{given.spelling(option)} ({given.source}): {given.value!r}: "
+            f"{_first_sentence(first['msg'])}; e.g. {given.example(option)}"
+        ) from None
+    settings = Settings(**dict(model))
+    if not settings.cov_source:
+        _check_coverage_asked(raw, batches, lines_source)
+    if settings.test_memory_fail and settings.test_memory_limit is None:
+        given = raw["test_memory_fail"]
+        fail, limit = (
+            next(option for option in OPTIONS if option.field == field)
+            for field in ("test_memory_fail", "test_memory_limit")
+        )
+        raise SettingsError(
+            f"{given.spelling(fail)} ({given.source}) needs a limit to fail tests over; "
+            f"add {limit.flag}=SIZE, e.g. {limit.flag}={limit.example}"
+        )
+    if settings.select is not None:
+        known = {policy.name for policy in settings.policies}
+        unknown = [name for name in settings.select if name not in known]
+        if unknown:
+            given = raw["select"]
+            option = next(option for option in OPTIONS if option.field == "select")
+            raise SettingsError(
+                f"{given.spelling(option)} ({given.source}): unknown batch {unknown[0]!r}; "
+                f"known batches: {', '.join(sorted(known))}"
+            )
+    return settings
+
+
+def _check_coverage_asked(
+    raw: Mapping[str, RawValue], batches: Sequence[BatchLine], lines_source: str
+) -> None:
+    """Coverage settings without a source to measure: say what is missing."""
+    source = next(option for option in OPTIONS if option.field == "cov_source")
+    for field in ("cov_context", "cov_fail_under"):
+        if field in raw:
+            given = raw[field]
+            option = next(option for option in OPTIONS if option.field == field)
+            raise SettingsError(
+                f"{given.spelling(option)} ({given.source}) needs a source to measure; "
+                f"add {source.flag}=SOURCE, e.g. {source.flag}={source.example}"
+            )
+    for batch in batches:
+        if batch.cov_fail_under is not None:
+            raise SettingsError(
+                f"{BATCHES_INI} ({lines_source}): batch {batch.name!r} has cov_fail_under= "
+                f"but no source is measured; add {source.flag}=SOURCE, "
+                f"e.g. {source.flag}={source.example}"
+            )
+
+
+def _check_batch_names(batches: Sequence[BatchLine], source: str) -> None:
+    names = [batch.name for batch in batches]
+    known = set(names) | {DEFAULT_BATCH}
+    for batch in batches:
+        if names.count(batch.name) > 1:
+            raise SettingsError(
+                f"{BATCHES_INI} ({source}): batch {batch.name!r} is defined twice; "
+                "give each line its own name"
+            )
+        for upstream in batch.after:
+            if upstream not in known:
+                raise SettingsError(
+                    f"{BATCHES_INI} ({source}): batch {batch.name!r} has after={upstream}, "
+                    f"an unknown batch; known batches: {', '.join(sorted(known))}"
+                )
+            if upstream == batch.name:
+                raise SettingsError(
+                    f"{BATCHES_INI} ({source}): batch {batch.name!r} is after itself; "
+                    "drop it from its own after="
+                )
+    try:
+        order_batches(
+            [*batches, BatchLine(name=DEFAULT_BATCH)] if DEFAULT_BATCH not in names else batches
+        )
+    except PlanError as error:
+        raise SettingsError(f"{BATCHES_INI} ({source}): {error}") from None
