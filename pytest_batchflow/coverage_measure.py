@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator
@@ -210,6 +211,10 @@ def _other_tracer(config: pytest.Config, early: bool) -> str | None:
     options = config.known_args_namespace if early else config.option
     if getattr(options, "cov_source", None):
         return "pytest-cov's --cov"
+    if "coverage" not in sys.modules:
+        # Nothing measures without it imported; importing it only to ask would
+        # cost an xdist controller, which measures nothing, before its workers start.
+        return None
     import coverage
 
     current = coverage.Coverage.current()

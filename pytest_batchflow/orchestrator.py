@@ -248,31 +248,15 @@ class _Finished(NamedTuple):
             resources=None if finished.resources is None else _Used._make(finished.resources),
         )
 
-    def model(self) -> TestResult:
-        from .results import PhaseResult, ResourceResult, TestResult
-
-        return TestResult(
-            nodeid=self.nodeid,
-            file=self.file,
-            line=self.line,
-            batch=self.batch,
-            outcome=self.outcome,
-            duration=self.duration,
-            start=self.start,
-            stop=self.stop,
-            worker=self.worker,
-            dependencies=list(self.dependencies),
-            phases=[PhaseResult(**phase._asdict()) for phase in self.phases],
-            longrepr=self.longrepr,
-            stdout=self.stdout,
-            stderr=self.stderr,
-            log=self.log,
-            attempts=list(self.attempts),
-            resources=None
-            if self.resources is None
-            else ResourceResult(**self.resources._asdict()),
-            memory_limit_exceeded=self.memory_limit_exceeded,
-        )
+    def values(self) -> dict[str, Any]:
+        """The fields as :class:`~pytest_batchflow.results.TestResult` validates them."""
+        values = self._asdict()
+        values["dependencies"] = list(self.dependencies)
+        values["phases"] = [phase._asdict() for phase in self.phases]
+        values["attempts"] = list(self.attempts)
+        if self.resources is not None:
+            values["resources"] = self.resources._asdict()
+        return values
 
 
 def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Attempt:
@@ -1056,7 +1040,7 @@ class Orchestrator:
             result = result._replace(longrepr=failure)
         self._finished[index] = result.plain()
         if self.recording and index not in self.given_up:
-            self._record(_attempt(result, result.nodeid, result.batch))
+            self._record(result, result.nodeid, result.batch)
 
     def _has_result(self, index: int) -> bool:
         return index in self._finished or index in self.results
@@ -1068,14 +1052,18 @@ class Orchestrator:
         of the run, and the collections their allocations trigger would walk
         the whole heap for nothing (half the time of building them).
         """
+        from .results import validate_tests
+
         collecting = gc.isenabled()
         gc.disable()
         try:
-            for index, plain in self._finished.items():
-                self.results[index] = _Finished.from_plain(plain).model()
+            built = validate_tests(
+                [_Finished.from_plain(p).values() for p in self._finished.values()]
+            )
         finally:
             if collecting:
                 gc.enable()
+        self.results.update(zip(self._finished, built, strict=True))
         self._finished = {}
 
     def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
@@ -1107,7 +1095,7 @@ class Orchestrator:
         last = reports[-1]
         self.output_before[index] = (last.capstdout, last.capstderr, last.caplog)
         if self.recording:
-            self._record(_attempt(attempt, self.analysis_nodeid(index), self.plan.batch_of[index]))
+            self._record(attempt, self.analysis_nodeid(index), self.plan.batch_of[index])
         return attempts
 
     def _worker_of(self, index: int, report: pytest.TestReport) -> str:
@@ -1184,8 +1172,8 @@ class Orchestrator:
             return QUARANTINED
         return outcome
 
-    def _record(self, attempt: Attempt) -> None:
-        """Queue an attempt for the history store."""
+    def _record(self, result: _Finished | AttemptResult, nodeid: str, batch: str) -> None:
+        """Queue an attempt for the history store; nothing is made without one."""
         if not self.recording:
             return
         if self.run_id is None:
@@ -1200,7 +1188,7 @@ class Orchestrator:
                 None,
             )
         if self.run_id is not None:
-            self._unsaved.append(attempt)
+            self._unsaved.append(_attempt(result, nodeid, batch))
             # A serial run executes tests in this process, which a test may kill:
             # each attempt is saved at once. A controller only receives reports.
             if (

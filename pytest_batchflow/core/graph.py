@@ -44,7 +44,7 @@ class DependencyMark:
     scope: DependencyScope = "module"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TestSpec:
     """What the planner knows of one collected test; plain strings only.
 

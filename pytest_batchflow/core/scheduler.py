@@ -270,14 +270,16 @@ class Dispatcher:
         self._key: dict[int, _Key] = {
             i: (0, -remaining[i], -plan.estimates.get(i, 0.0), position[i]) for i in plan.order
         }
-        planned = set(plan.order)
-        self._successors: dict[int, list[int]] = {i: [] for i in plan.order}
+        self._planned = planned = set(plan.order)
+        # Only tests with dependents have an entry: a list per test would be
+        # thousands of objects for the garbage collector to walk all run long.
+        self._successors: dict[int, list[int]] = {}
         self._waiting: dict[int, int] = {}
         for index in plan.order:
             preds = [p for p in set(plan.predecessors.get(index, ())) if p in planned]
             self._waiting[index] = len(preds)
             for pred in preds:
-                self._successors[pred].append(index)
+                self._successors.setdefault(pred, []).append(index)
         self._upstream = {batch.name: self._nonempty_upstream(batch.name) for batch in plan.batches}
         self._downstream: dict[str, list[str]] = {batch.name: [] for batch in plan.batches}
         for batch in plan.batches:
@@ -500,7 +502,7 @@ class Dispatcher:
         """
         policy = self._policies[self.plan.batch_of[index]]
         return (
-            not self._successors[index]
+            not self._successors.get(index)
             and policy.mode == "parallel"
             and policy.workers is None
             and policy.maxfail is None
@@ -620,7 +622,7 @@ class Dispatcher:
         after paying the setup ``c``: sooner only when ``U > c k (k + 1)``. A
         test others depend on is always worth it (its chain may be critical).
         """
-        if self._successors[index]:
+        if self._successors.get(index):
             return True
         parent = self.parents[index]
         having = len(self._workers_with(parent))
@@ -741,7 +743,7 @@ class Dispatcher:
         so nothing it waits for could ever finish.
         """
         return all(
-            pred in self.done or pred not in self._successors
+            pred in self.done or pred not in self._planned
             for index in self._batch_tests[batch]
             if index in self.pending
             for pred in self.plan.predecessors.get(index, ())
@@ -858,7 +860,7 @@ class Dispatcher:
 
     def _complete(self, index: int) -> None:
         self.done.add(index)
-        for successor in self._successors[index]:
+        for successor in self._successors.get(index, ()):
             self._waiting[successor] -= 1
             if not self._waiting[successor] and not self._upstream[self.plan.batch_of[successor]]:
                 self._fresh.append(successor)
