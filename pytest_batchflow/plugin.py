@@ -310,9 +310,12 @@ def _worker_settings(config: pytest.Config) -> Settings | None:
     The same sources would give the same values; taking them saves each
     worker importing pydantic and validating them again.
     """
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return None
     from .xdist_scheduler import SETTINGS_KEY
 
-    plain = getattr(config, "workerinput", {}).get(SETTINGS_KEY)
+    plain = workerinput.get(SETTINGS_KEY)
     if plain is None:
         return None
     from .settings import from_plain
