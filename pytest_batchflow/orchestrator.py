@@ -394,8 +394,9 @@ class Orchestrator:
             self.meter = ResourceMeter()
         #: Serial and controller: each worker process's tests in the order they
         #: ran (for leaks and the memory timeline), and the tests over the limit.
-        self.resource_series: dict[tuple[str, int], list[ResourceSample]] = {}
-        self.resource_times: dict[tuple[str, int], list[tuple[float, int]]] = {}
+        #: Plain tuples (node id, rss at start, rss at end, stop time), which the
+        #: garbage collector stops tracking: one per test.
+        self.resource_series: dict[tuple[str, int], list[tuple[str, int, int, float]]] = {}
         self.over_limit: dict[int, int] = {}
         #: Tests that needed more than the whole memory budget (they run alone).
         self.alone: list[str] = []
@@ -923,9 +924,9 @@ class Orchestrator:
         """A test's resources as they arrive: the worker's memory over time, the limit."""
         worker = str(getattr(report, "worker_id", SERIAL_WORKER))
         key = (worker, int(used["pid"]))
-        sample = ResourceSample(report.nodeid, int(used["rss_start"]), int(used["rss_end"]))
-        self.resource_series.setdefault(key, []).append(sample)
-        self.resource_times.setdefault(key, []).append((report.stop, sample.rss_end))
+        self.resource_series.setdefault(key, []).append(
+            (report.nodeid, int(used["rss_start"]), int(used["rss_end"]), report.stop)
+        )
         limit = self.settings.test_memory_limit
         if limit is not None and used["memory"] > limit:
             self.over_limit[index] = int(used["memory"])
@@ -1558,7 +1559,10 @@ class Orchestrator:
             key: key[0] if processes[key[0]] == 1 else f"{key[0]}/{key[1]}"
             for key in self.resource_series
         }
-        series = {names[key]: samples for key, samples in self.resource_series.items()}
+        series = {
+            names[key]: [ResourceSample(nodeid, start, end) for nodeid, start, end, _ in samples]
+            for key, samples in self.resource_series.items()
+        }
         pids = {names[key]: key[1] for key in self.resource_series}
         leaks = [
             ResourceLeak(
@@ -1580,7 +1584,10 @@ class Orchestrator:
             leak_threshold=threshold,
             leaks=leaks,
             cpu=round(sum(t.resources.cpu for t in tests if t.resources is not None), 6),
-            timeline={names[key]: points for key, points in self.resource_times.items()},
+            timeline={
+                names[key]: [(stop, end) for _, _, end, stop in samples]
+                for key, samples in self.resource_series.items()
+            },
         )
 
     def memory_rules(self, analysis: Analysis) -> dict[str, Any]:
