@@ -298,16 +298,8 @@ def _measured(reports: Sequence[pytest.TestReport]) -> _Used | None:
     """The resources the teardown report brought, if any."""
     for report in reversed(reports):
         data = getattr(report, RESOURCES_ATTRIBUTE, None)
-        if isinstance(data, dict):
-            return _Used(
-                peak_rss=data["peak"],
-                memory=data["memory"],
-                rss_start=data["rss_start"],
-                rss_end=data["rss_end"],
-                cpu=data["cpu"],
-                wall=data["wall"],
-                pid=data["pid"],
-            )
+        if isinstance(data, list):
+            return _Used._make(data)
     return None
 
 
@@ -780,7 +772,7 @@ class Orchestrator:
             measured = self.meter.stop()
             if measured is not None:
                 setattr(report, RESOURCES_ATTRIBUTE, measured)
-                self._enforce_memory_limit(report, int(measured["memory"]))
+                self._enforce_memory_limit(report, int(measured[1]))
         self._shared_setup = 0.0
         return report
 
@@ -902,7 +894,7 @@ class Orchestrator:
         if measured is not None:
             self.bench_raw[index] = (measured, str(getattr(report, "worker_id", SERIAL_WORKER)))
         used = getattr(report, RESOURCES_ATTRIBUTE, None)
-        if isinstance(used, dict):
+        if isinstance(used, list):
             self._note_resources(index, report, used)
         if report.failed and self._to_rerun(index, report.longreprtext):
             report.outcome = RERUN  # type: ignore[assignment]
@@ -920,16 +912,17 @@ class Orchestrator:
             self.open_tests.pop(report.nodeid, None)
             self._finalize(index)
 
-    def _note_resources(self, index: int, report: pytest.TestReport, used: dict[str, Any]) -> None:
+    def _note_resources(self, index: int, report: pytest.TestReport, used: list[Any]) -> None:
         """A test's resources as they arrive: the worker's memory over time, the limit."""
         worker = str(getattr(report, "worker_id", SERIAL_WORKER))
-        key = (worker, int(used["pid"]))
+        _, memory, rss_start, rss_end, _, _, pid = used
+        key = (worker, int(pid))
         self.resource_series.setdefault(key, []).append(
-            (report.nodeid, int(used["rss_start"]), int(used["rss_end"]), report.stop)
+            (report.nodeid, int(rss_start), int(rss_end), report.stop)
         )
         limit = self.settings.test_memory_limit
-        if limit is not None and used["memory"] > limit:
-            self.over_limit[index] = int(used["memory"])
+        if limit is not None and memory > limit:
+            self.over_limit[index] = int(memory)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.role == "worker":

@@ -41,8 +41,10 @@ __all__ = [
     "describe_auto_workers",
 ]
 
-#: The teardown report's attribute: a dict of plain numbers (see ResourceMeter.stop).
+#: The teardown report's attribute: a list of plain numbers (see ResourceMeter.stop).
 RESOURCES_ATTRIBUTE = "batchflow_resources"
+#: What that list holds, in order.
+FIGURES = ("peak", "memory", "rss_start", "rss_end", "cpu", "wall", "pid")
 
 # getrusage's ru_maxrss is in KiB on Linux, bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
@@ -234,8 +236,10 @@ class ResourceMeter:
         self._children_start = {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
         self._start = (rss, _cpu_seconds(), time.perf_counter(), _children_maxrss(), lifetime)
 
-    def stop(self) -> dict[str, int | float] | None:
-        """The test's figures, or None if :meth:`start` was not called for it.
+    def stop(self) -> list[int | float] | None:
+        """The test's figures in the order of :data:`FIGURES`, or None if
+        :meth:`start` was not called for it (a list: it crosses to the xdist
+        controller on every test, and execnet carries a list cheaper than a dict).
 
         ``peak``: the highest resident memory of the test process plus its
         children's peaks (bytes); ``memory``: ``peak`` above the process's
@@ -257,15 +261,15 @@ class ResourceMeter:
         children = ended if ended > children_before else 0
         children = max(children, self._alive_children_peak())
         peak = hwm + children
-        return {
-            "peak": peak,
-            "memory": max(peak - rss_start, 0),
-            "rss_start": rss_start,
-            "rss_end": rss_end,
-            "cpu": round(max(cpu, 0.0), 6),
-            "wall": round(wall, 6),
-            "pid": self.pid,
-        }
+        return [
+            peak,
+            max(peak - rss_start, 0),
+            rss_start,
+            rss_end,
+            round(max(cpu, 0.0), 6),
+            round(wall, 6),
+            self.pid,
+        ]
 
     def _descendants(self, reset: bool = False) -> dict[str, tuple[int, int | None]]:
         """Each live descendant's resident memory and, on Linux, its peak since reset.
