@@ -101,6 +101,15 @@ class Run:
         return "ok" if self.returncode == 0 else f"rc={self.returncode}"
 
 
+def write_noop_suite(root: Path, tests: int, modules: int) -> None:
+    """A project of ``tests`` tests that do nothing, over ``modules`` modules."""
+    write_project(root, timing=False)
+    per_module = tests // modules
+    for module in range(modules):
+        body = "".join(f"def test_{n}():\n    pass\n\n\n" for n in range(per_module))
+        (root / f"test_noop_{module:02d}.py").write_text(body, encoding="utf-8")
+
+
 def run_pytest(
     root: Path, args: Sequence[str], env: Mapping[str, str], times_name: str | None = None
 ) -> Run:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _xdist_bench import alternate, clean_env, machine, seconds, table, write_project
+from _xdist_bench import alternate, clean_env, machine, seconds, table, write_noop_suite
 
 TESTS = 5000
 MODULES = 50
@@ -45,14 +45,6 @@ TARGET = 1.05
 #: The micro-figure: timing loops of PAIRS_PER_LOOP start/stop pairs, in-process.
 LOOPS = 7
 PAIRS_PER_LOOP = TESTS
-
-
-def make_suite(root: Path) -> None:
-    write_project(root, timing=False)
-    per_module = TESTS // MODULES
-    for module in range(MODULES):
-        body = "".join(f"def test_{n}():\n    pass\n\n\n" for n in range(per_module))
-        (root / f"test_noop_{module:02d}.py").write_text(body, encoding="utf-8")
 
 
 def meter_cost() -> list[float]:
@@ -87,7 +79,7 @@ def main() -> None:
     expect = f"{TESTS} passed"
     with tempfile.TemporaryDirectory(prefix="batchflow-resources-") as tmp:
         root = Path(tmp)
-        make_suite(root)
+        write_noop_suite(root, TESTS, MODULES)
         runs = alternate(root, VARIANTS, COMMON, env, expect, repetitions)
     print("timing ResourceMeter start/stop in-process ...", flush=True)
     costs = meter_cost()

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _xdist_bench import alternate, clean_env, machine, seconds, table, write_project
+from _xdist_bench import alternate, clean_env, machine, seconds, table, write_noop_suite
 
 TESTS = 5000
 MODULES = 50
@@ -35,14 +35,6 @@ BASE = "--dist load"
 TARGET = 1.15
 
 
-def make_suite(root: Path) -> None:
-    write_project(root, timing=False)
-    per_module = TESTS // MODULES
-    for module in range(MODULES):
-        body = "".join(f"def test_{n}():\n    pass\n\n\n" for n in range(per_module))
-        (root / f"test_noop_{module:02d}.py").write_text(body, encoding="utf-8")
-
-
 def main() -> None:
     repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
     env = clean_env()
@@ -54,7 +46,7 @@ def main() -> None:
     expect = f"{TESTS} passed"
     with tempfile.TemporaryDirectory(prefix="batchflow-overhead-") as tmp:
         root = Path(tmp)
-        make_suite(root)
+        write_noop_suite(root, TESTS, MODULES)
         # The history variant's warm-up fills the store.
         runs = alternate(root, VARIANTS, COMMON, env, expect, repetitions)
     samples = {name: [run.wall for run in done] for name, done in runs.items()}

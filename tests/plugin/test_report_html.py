@@ -7,12 +7,12 @@ data block as JSON.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from report_page import page_data
 
 from pytest_batchflow.report.html import TEXT_LIMIT, render_html
 from pytest_batchflow.results import RunResult
@@ -44,16 +44,6 @@ INI = (
     "[pytest]\nbatchflow_batches =\n    shop: paths=test_shop.py\n"
     "    slow: paths=test_slow.py after=shop on_upstream_failure=run\n"
 )
-
-
-def page_data(html: str) -> dict[str, Any]:
-    """The page's embedded JSON block, as its script reads it."""
-    match = re.search(
-        r'<script type="application/json" id="batchflow-data">(.*?)</script>', html, re.S
-    )
-    assert match is not None
-    data: dict[str, Any] = json.loads(match.group(1))
-    return data
 
 
 def rows_by_name(data: dict[str, Any]) -> dict[str, list[Any]]:

@@ -7,13 +7,13 @@ columns the page's script draws (skipped without chromium).
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from report_page import page_data
 from results_factory import case, run
 
 from pytest_batchflow.report.html import render_html
@@ -42,16 +42,6 @@ def test_small():
     assert sum(range(1000)) == 499500
 """
 LIMITS = ("--batchflow-leak-threshold=60MiB", "--batchflow-test-memory-limit=40MiB")
-
-
-def page_data(html: str) -> dict[str, Any]:
-    """The page's embedded JSON block, as its script reads it."""
-    match = re.search(
-        r'<script type="application/json" id="batchflow-data">(.*?)</script>', html, re.S
-    )
-    assert match is not None
-    data: dict[str, Any] = json.loads(match.group(1))
-    return data
 
 
 def element(html: str, pattern: str) -> str:
