@@ -393,6 +393,8 @@ class Orchestrator:
         #: Tests that needed more than the whole memory budget (they run alone).
         self.alone: list[str] = []
         self.budget: Budget | None = None
+        #: Each test's memory need from the history, read with the plan's figures.
+        self._memory_read: dict[str, int] | None = None
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -572,6 +574,9 @@ class Orchestrator:
         shared: dict[str, float] = {}
         if self.role == "controller":  # only the xdist scheduler uses them
             shared = self._use_history(lambda h: h.shared_setups(), {})
+            if not self.settings.no_resources:
+                no_needs: dict[str, int] = {}
+                self._memory_read = self._use_history(lambda h: h.memory_needs(), no_needs)
         self._history_read = (durations, shared)
 
     def _history_for_plan(self) -> tuple[dict[str, float], dict[str, float]]:
@@ -1612,7 +1617,11 @@ class Orchestrator:
 
     def resource_needs(self, analysis: Analysis) -> dict[int, Needs]:
         """What each test to run needs: the larger of its measured and declared memory."""
-        measured: dict[str, int] = self._use_history(lambda h: h.memory_needs(), {})
+        self._join_reading()
+        measured = self._memory_read
+        if measured is None:
+            no_needs: dict[str, int] = {}
+            measured = self._use_history(lambda h: h.memory_needs(), no_needs)
         needs = {}
         for index in analysis.run:
             memory = measured.get(analysis.specs[index].nodeid, 0)
