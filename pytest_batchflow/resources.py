@@ -2,9 +2,11 @@
 
 On Linux the kernel keeps each process's peak resident memory (``VmHWM``)
 and lets the process reset it (writing ``5`` to ``/proc/self/clear_refs``):
-the peak of the test process is exact, costs two small file operations a
-test, and needs no sampling thread. A thread would show in the suite's own
-thread counts and make Python 3.12+ warn on every ``os.fork()`` a test makes
+the peak of the test process is exact, costs a few small reads a test
+(``getrusage`` gives the same figure without text to parse, unless a thread
+that ended left a larger one apart), and needs no sampling thread. A thread
+would show in the suite's own thread counts and make Python 3.12+ warn on
+every ``os.fork()`` a test makes
 (``DeprecationWarning: This process is multi-threaded``), so there is none.
 Child processes count with their own peaks: those still alive at the
 test's end through their ``VmHWM``, those that ended and were waited for
@@ -22,6 +24,7 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,8 +101,10 @@ def describe_auto_workers(count: WorkerCount, budget: int) -> str:
 
 
 #: The figures of ``/proc/PID/status`` a test's end needs, in the order the kernel writes them.
-_OWN_STATUS = re.compile(rb"VmHWM:\s*(\d+) kB\nVmRSS:\s*(\d+) kB.*?\nThreads:\s*(\d+)", re.S)
+_OWN_STATUS = re.compile(rb"VmHWM:\s*(\d+) kB\nVmRSS:\s*(\d+) kB")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+#: What the process may allocate between reading its memory and resetting its peak.
+_SLACK = 64 * 1024
 
 
 def _field(status: bytes, name: bytes) -> int | None:
@@ -196,7 +201,6 @@ class ResourceMeter:
         self._process: psutil.Process = psutil.Process()
         self._start: tuple[int, float, float, int, int] | None = None
         self._children_start: dict[str, int] = {}
-        self._threads = 1
 
     def close(self) -> None:
         """Give back the descriptors; measuring goes on through psutil."""
@@ -210,7 +214,6 @@ class ResourceMeter:
         if self._own_status is not None:
             match = _OWN_STATUS.search(os.pread(self._own_status, 8192, 0))
             if match is not None:
-                self._threads = int(match[3])
                 return int(match[2]) * 1024, int(match[1]) * 1024
         return int(self._process.memory_info().rss), None
 
@@ -230,6 +233,9 @@ class ResourceMeter:
                 os.write(self._clear_refs, b"5")  # the peak starts again from now
             except OSError:
                 self.close()
+        # After the reset, getrusage's peak is the larger of the process's peak
+        # (now its resident memory) and a figure the kernel kept when a thread
+        # ended; see stop().
         lifetime = _maxrss("self")
         # Children from earlier tests (a server a session fixture started) count
         # only with what they grow by during this test.
@@ -253,7 +259,18 @@ class ResourceMeter:
         self._start = None
         wall = time.perf_counter() - wall_start
         cpu = _cpu_seconds() - cpu_start
-        rss_end, hwm = self._rss()
+        hwm: int | None = None
+        if self._clear_refs is not None:
+            # getrusage is a system call with no text to parse: its peak is the
+            # test's own unless a thread that ended earlier left a larger figure
+            # (the kernel keeps that one apart, and it is not reset): then only
+            # a figure above it is the test's, else read /proc/self/status.
+            peak_now = _maxrss("self")
+            if peak_now > lifetime_before or lifetime_before <= rss_start + _SLACK:
+                hwm = peak_now
+            rss_end = self._resident()
+        if hwm is None:
+            rss_end, hwm = self._rss()
         if hwm is None:
             lifetime = _maxrss("self")
             hwm = max(rss_start, rss_end, lifetime if lifetime > lifetime_before else 0)
@@ -278,7 +295,7 @@ class ResourceMeter:
         """
         found: dict[str, tuple[int, int | None]] = {}
         if self._own_children is not None:
-            if self._threads == 1:  # the usual case: one file to read, and mostly empty
+            if threading.active_count() == 1:  # the usual case: one file, mostly empty
                 direct = os.pread(self._own_children, 65536, 0).split()
                 if not direct:
                     return found

@@ -428,3 +428,28 @@ def test_fork_does_not_warn():
     result, data = run(pytester)
     result.assert_outcomes(passed=2)
     assert all(t.resources is not None for t in data.tests)
+
+
+@linux_only
+def test_a_thread_that_ended_leaves_no_peak_to_later_tests(pytester: pytest.Pytester) -> None:
+    """The kernel keeps a peak apart when a thread ends; a later test is not charged it."""
+    pytester.makepyfile(
+        test_threads=ALLOCATE
+        + """
+import threading
+
+def test_in_a_thread():
+    worker = threading.Thread(target=lambda: allocate(150))
+    worker.start()
+    worker.join()
+
+def test_later():
+    block = allocate(20)
+    del block
+"""
+    )
+    result, data = run(pytester)
+    result.assert_outcomes(passed=2)
+    tests = by_name(data)
+    assert 0.9 * 150 * MIB <= memory_of(tests["test_in_a_thread"]) <= 1.1 * 150 * MIB
+    assert 0.9 * 20 * MIB <= memory_of(tests["test_later"]) <= 1.1 * 20 * MIB
