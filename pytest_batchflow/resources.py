@@ -155,24 +155,19 @@ def _linux_children(pid: int | str) -> list[str]:
     return found
 
 
-def _maxrss(who: str) -> int:
-    """The kernel's peak resident memory of this process (``self``) or of its largest
-    ended child (``children``), in bytes; 0 where there is no getrusage (Windows)."""
+def _usage() -> tuple[float, int, int]:
+    """CPU seconds of this process and its ended children, this process's peak
+    resident memory and its largest ended child's (bytes): two ``getrusage``
+    calls (``os.times`` costs several times one of them in a process with
+    threads, as an xdist worker has). Zeros where there is none (Windows)."""
     try:
         import resource
     except ImportError:
-        return 0
-    scope = resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN
-    return resource.getrusage(scope).ru_maxrss * _MAXRSS_UNIT
-
-
-def _children_maxrss() -> int:
-    return _maxrss("children")
-
-
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+        return 0.0, 0, 0
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+    return cpu, own.ru_maxrss * _MAXRSS_UNIT, ended.ru_maxrss * _MAXRSS_UNIT
 
 
 class ResourceMeter:
@@ -233,14 +228,14 @@ class ResourceMeter:
                 os.write(self._clear_refs, b"5")  # the peak starts again from now
             except OSError:
                 self.close()
-        # After the reset, getrusage's peak is the larger of the process's peak
-        # (now its resident memory) and a figure the kernel kept when a thread
-        # ended; see stop().
-        lifetime = _maxrss("self")
         # Children from earlier tests (a server a session fixture started) count
         # only with what they grow by during this test.
         self._children_start = {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
-        self._start = (rss, _cpu_seconds(), time.perf_counter(), _children_maxrss(), lifetime)
+        # After the reset, getrusage's peak is the larger of the process's peak
+        # (now its resident memory) and a figure the kernel kept when a thread
+        # ended; see stop().
+        cpu, lifetime, children = _usage()
+        self._start = (rss, cpu, time.perf_counter(), children, lifetime)
 
     def stop(self) -> list[int | float] | None:
         """The test's figures in the order of :data:`FIGURES`, or None if
@@ -258,23 +253,21 @@ class ResourceMeter:
         rss_start, cpu_start, wall_start, children_before, lifetime_before = self._start
         self._start = None
         wall = time.perf_counter() - wall_start
-        cpu = _cpu_seconds() - cpu_start
+        cpu_now, peak_now, ended = _usage()
+        cpu = cpu_now - cpu_start
         hwm: int | None = None
         if self._clear_refs is not None:
             # getrusage is a system call with no text to parse: its peak is the
             # test's own unless a thread that ended earlier left a larger figure
             # (the kernel keeps that one apart, and it is not reset): then only
             # a figure above it is the test's, else read /proc/self/status.
-            peak_now = _maxrss("self")
             if peak_now > lifetime_before or lifetime_before <= rss_start + _SLACK:
                 hwm = peak_now
             rss_end = self._resident()
         if hwm is None:
             rss_end, hwm = self._rss()
         if hwm is None:
-            lifetime = _maxrss("self")
-            hwm = max(rss_start, rss_end, lifetime if lifetime > lifetime_before else 0)
-        ended = _children_maxrss()
+            hwm = max(rss_start, rss_end, peak_now if peak_now > lifetime_before else 0)
         children = ended if ended > children_before else 0
         children = max(children, self._alive_children_peak())
         peak = hwm + children
