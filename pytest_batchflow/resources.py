@@ -2,9 +2,8 @@
 
 On Linux the kernel keeps each process's peak resident memory (``VmHWM``)
 and lets the process reset it (writing ``5`` to ``/proc/self/clear_refs``):
-the peak of the test process is exact, costs a few small reads a test
-(``getrusage`` gives the same figure without text to parse, unless a thread
-that ended left a larger one apart), and needs no sampling thread. A thread
+the peak of the test process is exact, costs a few small reads a test, and
+needs no sampling thread. A thread
 would show in the suite's own thread counts and make Python 3.12+ warn on
 every ``os.fork()`` a test makes
 (``DeprecationWarning: This process is multi-threaded``), so there is none.
@@ -103,8 +102,6 @@ def describe_auto_workers(count: WorkerCount, budget: int) -> str:
 #: The figures of ``/proc/PID/status`` a test's end needs, in the order the kernel writes them.
 _OWN_STATUS = re.compile(rb"VmHWM:\s*(\d+) kB\nVmRSS:\s*(\d+) kB")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-#: What the process may allocate between reading its memory and resetting its peak.
-_SLACK = 64 * 1024
 
 
 def _field(status: bytes, name: bytes) -> int | None:
@@ -155,19 +152,33 @@ def _linux_children(pid: int | str) -> list[str]:
     return found
 
 
-def _usage() -> tuple[float, int, int]:
-    """CPU seconds of this process and its ended children, this process's peak
-    resident memory and its largest ended child's (bytes): two ``getrusage``
-    calls (``os.times`` costs several times one of them in a process with
-    threads, as an xdist worker has). Zeros where there is none (Windows)."""
+def _usage() -> tuple[float, int]:
+    """CPU seconds of the calling thread and of the ended children, and the
+    largest ended child's peak resident memory (bytes).
+
+    Only the calling thread's CPU time: a process-wide figure (``os.times``,
+    ``getrusage(RUSAGE_SELF)``) sums every thread's, which cost 20 to 40
+    microseconds a call in an xdist worker (whose execnet thread is busy on
+    another CPU) and counted that thread's work too. Zeros where there is no
+    getrusage (Windows).
+    """
     try:
         import resource
     except ImportError:
-        return 0.0, 0, 0
-    own = resource.getrusage(resource.RUSAGE_SELF)
+        return time.thread_time(), 0
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
-    return cpu, own.ru_maxrss * _MAXRSS_UNIT, ended.ru_maxrss * _MAXRSS_UNIT
+    cpu = time.thread_time() + ended.ru_utime + ended.ru_stime
+    return cpu, ended.ru_maxrss * _MAXRSS_UNIT
+
+
+def _lifetime_peak() -> int:
+    """This process's peak resident memory over its life (bytes), where no
+    ``/proc`` tells the peak since a reset; 0 without getrusage."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
 
 
 class ResourceMeter:
@@ -231,10 +242,8 @@ class ResourceMeter:
         # Children from earlier tests (a server a session fixture started) count
         # only with what they grow by during this test.
         self._children_start = {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
-        # After the reset, getrusage's peak is the larger of the process's peak
-        # (now its resident memory) and a figure the kernel kept when a thread
-        # ended; see stop().
-        cpu, lifetime, children = _usage()
+        cpu, children = _usage()
+        lifetime = 0 if self._clear_refs is not None else _lifetime_peak()
         self._start = (rss, cpu, time.perf_counter(), children, lifetime)
 
     def stop(self) -> list[int | float] | None:
@@ -245,29 +254,20 @@ class ResourceMeter:
         ``peak``: the highest resident memory of the test process plus its
         children's peaks (bytes); ``memory``: ``peak`` above the process's
         memory at the start (what the test itself needed); ``rss_start`` and
-        ``rss_end``; ``cpu``: user plus system seconds of the process and its
-        ended children; ``wall``: seconds; ``pid``.
+        ``rss_end``; ``cpu``: user plus system seconds of the thread that ran
+        the test and of its ended children; ``wall``: seconds; ``pid``.
         """
         if self._start is None:
             return None
         rss_start, cpu_start, wall_start, children_before, lifetime_before = self._start
         self._start = None
         wall = time.perf_counter() - wall_start
-        cpu_now, peak_now, ended = _usage()
+        cpu_now, ended = _usage()
         cpu = cpu_now - cpu_start
-        hwm: int | None = None
-        if self._clear_refs is not None:
-            # getrusage is a system call with no text to parse: its peak is the
-            # test's own unless a thread that ended earlier left a larger figure
-            # (the kernel keeps that one apart, and it is not reset): then only
-            # a figure above it is the test's, else read /proc/self/status.
-            if peak_now > lifetime_before or lifetime_before <= rss_start + _SLACK:
-                hwm = peak_now
-            rss_end = self._resident()
+        rss_end, hwm = self._rss()
         if hwm is None:
-            rss_end, hwm = self._rss()
-        if hwm is None:
-            hwm = max(rss_start, rss_end, peak_now if peak_now > lifetime_before else 0)
+            lifetime = _lifetime_peak()
+            hwm = max(rss_start, rss_end, lifetime if lifetime > lifetime_before else 0)
         children = ended if ended > children_before else 0
         children = max(children, self._alive_children_peak())
         peak = hwm + children
