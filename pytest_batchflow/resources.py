@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sqlite3
 import sys
 import threading
 import time
@@ -65,6 +64,8 @@ def auto_workers(settings: Settings, cpus: int) -> WorkerCount:
     The history gives the workers' resting memory and the tests' peaks; a
     store that cannot be read counts as no history (the CPU count stands).
     """
+    import sqlite3
+
     from .history import HistoryError, HistoryStore
 
     resting: list[int] = []

@@ -156,8 +156,6 @@ class Leak:
     worker: str
     growth: int
     tests: int
-    first: int
-    last: int
     culprits: tuple[tuple[str, int], ...]
 
 
@@ -191,8 +189,6 @@ def find_leaks(
                 worker=worker,
                 growth=growth,
                 tests=len(samples),
-                first=samples[0].rss_start,
-                last=samples[-1].rss_end,
                 culprits=tuple(kept[:culprits]),
             )
         )
