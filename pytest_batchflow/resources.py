@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,6 +152,24 @@ def _linux_children(pid: int | str) -> list[str]:
     return found
 
 
+def _has_children() -> bool:
+    """Whether the process has a child, alive or not yet waited for, from any
+    of its threads.
+
+    One ``waitid`` that neither waits (``WNOHANG``) nor reaps (``WNOWAIT``):
+    about a microsecond, where listing the children of every thread of an
+    xdist worker (execnet runs one) cost some 40 microseconds a test. True
+    where there is no ``waitid`` (Windows): the caller then looks.
+    """
+    if not hasattr(os, "waitid"):
+        return True
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def _usage() -> tuple[float, int]:
     """CPU seconds of the calling thread and of the ended children, and the
     largest ended child's peak resident memory (bytes).
@@ -192,29 +209,35 @@ class ResourceMeter:
         self._clear_refs: int | None = None
         self._own_status: int | None = None
         self._own_statm: int | None = None
-        self._own_children: int | None = None
+        self._linux = False
         if _status(self.pid) is not None:
             try:
                 self._own_status = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
                 self._own_statm = os.open(f"/proc/{self.pid}/statm", os.O_RDONLY)
-                self._own_children = os.open(
-                    f"/proc/{self.pid}/task/{self.pid}/children", os.O_RDONLY
-                )
                 self._clear_refs = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
+                self._linux = True
             except OSError:
                 self.close()
-        import psutil  # here, not at import: a run with --batchflow-no-resources needs none
-
-        self._process: psutil.Process = psutil.Process()
+        self._psutil_process: psutil.Process | None = None
         self._start: tuple[int, float, float, int, int] | None = None
         self._children_start: dict[str, int] = {}
 
+    def _process(self) -> psutil.Process:
+        """psutil's view of this process, where there is no ``/proc`` to read:
+        imported on first need (some 15 ms a worker that Linux does not spend)."""
+        if self._psutil_process is None:
+            import psutil
+
+            self._psutil_process = psutil.Process(self.pid)
+        return self._psutil_process
+
     def close(self) -> None:
         """Give back the descriptors; measuring goes on through psutil."""
-        for fd in (self._clear_refs, self._own_status, self._own_statm, self._own_children):
+        for fd in (self._clear_refs, self._own_status, self._own_statm):
             if fd is not None:
                 os.close(fd)
-        self._clear_refs = self._own_status = self._own_statm = self._own_children = None
+        self._clear_refs = self._own_status = self._own_statm = None
+        self._linux = False
 
     def _rss(self) -> tuple[int, int | None]:
         """Resident memory now, and the peak since the last reset (Linux only)."""
@@ -222,7 +245,7 @@ class ResourceMeter:
             match = _OWN_STATUS.search(os.pread(self._own_status, 8192, 0))
             if match is not None:
                 return int(match[2]) * 1024, int(match[1]) * 1024
-        return int(self._process.memory_info().rss), None
+        return int(self._process().memory_info().rss), None
 
     def _resident(self) -> int:
         """Resident memory now: ``statm`` where there is one (the kernel writes it
@@ -288,11 +311,9 @@ class ResourceMeter:
         ``reset``: start each one's peak again from now (where the kernel lets us).
         """
         found: dict[str, tuple[int, int | None]] = {}
-        if self._own_children is not None:
-            if threading.active_count() == 1:  # the usual case: one file, mostly empty
-                direct = os.pread(self._own_children, 65536, 0).split()
-                if not direct:
-                    return found
+        if not _has_children():  # the usual case, in one system call
+            return found
+        if self._linux:
             for child in _linux_children(self.pid):
                 if reset:
                     with contextlib.suppress(OSError):
@@ -304,7 +325,7 @@ class ResourceMeter:
         import psutil
 
         try:
-            for process in self._process.children(recursive=True):
+            for process in self._process().children(recursive=True):
                 found[str(process.pid)] = (int(process.memory_info().rss), None)
         except psutil.Error:
             pass

@@ -118,8 +118,9 @@ def test_the_resources_section_names_the_leak_the_test_over_the_limit_and_the_he
     heaviest = element(section, r'<table class="grid" id="heaviest-table">.*?</table>')
     names = re.findall(r'<td class="mono">([^<]+)</td>', heaviest)
     assert names[0] == "test_memory.py::test_big"
-    assert names[:3] == [
-        f"test_memory.py::{name}" for name in ("test_big", "test_leak_one", "test_leak_two")
+    # The two leaking tests keep 35 MiB each: either may measure a page more.
+    assert sorted(names[1:3]) == [
+        f"test_memory.py::{name}" for name in ("test_leak_one", "test_leak_two")
     ]
     assert re.search(r'id="resources-cpu">[0-9.]+s in 4 measured tests<', section)
 

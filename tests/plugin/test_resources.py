@@ -95,6 +95,31 @@ def test_stops_the_child():
     with open("child.pid") as pid:
         os.kill(int(pid.read()), signal.SIGKILL)
 
+def test_child_of_a_thread_200():
+    # Started by another thread (a pool, a server fixture): still the
+    # process's child, and counted.
+    import threading
+
+    def start():
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD.format(mib=200) + "; import time; time.sleep(60)"]
+        )
+        with open("thread_child.pid", "w") as pid:
+            pid.write(str(child.pid))
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    starter.join()
+    time.sleep(1.5)
+
+@pytest.mark.depends_on("test_child_of_a_thread_200")
+def test_stops_the_thread_child():
+    import os
+    import signal
+
+    with open("thread_child.pid") as pid:
+        os.kill(int(pid.read()), signal.SIGKILL)
+
 def test_busy():
     end = time.process_time() + 0.4
     while time.process_time() < end:
@@ -105,14 +130,16 @@ def test_small():
 """
     )
     result, data = run(pytester, *xdist_args(workers))
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=8)
     tests = by_name(data)
     # The test's own allocation, and a child's (an interpreter of its own: ~10 MiB more).
     assert 0.9 * 200 * MIB <= memory_of(tests["test_own_200"]) <= 1.1 * 200 * MIB
     assert 0.9 * 200 * MIB <= memory_of(tests["test_child_200"]) <= 1.1 * 200 * MIB
     assert 0.9 * 120 * MIB <= memory_of(tests["test_living_child_120"]) <= 1.1 * 120 * MIB
+    assert 0.9 * 200 * MIB <= memory_of(tests["test_child_of_a_thread_200"]) <= 1.1 * 200 * MIB
     assert memory_of(tests["test_small"]) < 5 * MIB
     assert memory_of(tests["test_stops_the_child"]) < 5 * MIB
+    assert memory_of(tests["test_stops_the_thread_child"]) < 5 * MIB
     busy = tests["test_busy"].resources
     assert busy is not None
     assert 0.3 <= busy.cpu <= 1.0
