@@ -2,7 +2,7 @@
 
 On Linux the kernel keeps each process's peak resident memory (``VmHWM``)
 and lets the process reset it (writing ``5`` to ``/proc/self/clear_refs``):
-the peak of the test process is exact, costs a few small reads a test, and
+the peak of the test process is exact, costs a few system calls a test, and
 needs no sampling thread. A thread
 would show in the suite's own thread counts and make Python 3.12+ warn on
 every ``os.fork()`` a test makes
@@ -27,6 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .core.resources import WorkerCount, format_size, workers_for_memory
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+#: Linux's per-thread usage: CPU time of the calling thread and the peak figure.
+_RUSAGE_THREAD: int | None = getattr(resource, "RUSAGE_THREAD", None)
 
 if TYPE_CHECKING:
     import psutil
@@ -170,31 +177,40 @@ def _has_children() -> bool:
     return True
 
 
-def _usage() -> tuple[float, int]:
-    """CPU seconds of the calling thread and of the ended children, and the
-    largest ended child's peak resident memory (bytes).
+def _usage() -> tuple[float, int, int]:
+    """CPU seconds of the calling thread and of the ended children, the largest
+    ended child's peak resident memory, and the kernel's peak figure that
+    ``getrusage(RUSAGE_THREAD)`` gives (bytes; 0 where there is none).
 
     Only the calling thread's CPU time: a process-wide figure (``os.times``,
     ``getrusage(RUSAGE_SELF)``) sums every thread's, which cost 20 to 40
     microseconds a call in an xdist worker (whose execnet thread is busy on
     another CPU) and counted that thread's work too. Zeros where there is no
     getrusage (Windows).
+
+    On Linux the thread's ``ru_maxrss`` is the larger of the process's peak
+    since the last reset (``clear_refs``) and the peak it had when a thread
+    last ended; :meth:`ResourceMeter.stop` reads ``/proc/self/status`` only
+    when the second may hide the first.
     """
-    try:
-        import resource
-    except ImportError:
-        return time.thread_time(), 0
+    if resource is None:
+        return time.thread_time(), 0, 0
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = time.thread_time() + ended.ru_utime + ended.ru_stime
-    return cpu, ended.ru_maxrss * _MAXRSS_UNIT
+    children = ended.ru_utime + ended.ru_stime
+    if _RUSAGE_THREAD is None:
+        return time.thread_time() + children, ended.ru_maxrss * _MAXRSS_UNIT, 0
+    own = resource.getrusage(_RUSAGE_THREAD)
+    return (
+        own.ru_utime + own.ru_stime + children,
+        ended.ru_maxrss * _MAXRSS_UNIT,
+        own.ru_maxrss * _MAXRSS_UNIT,
+    )
 
 
 def _lifetime_peak() -> int:
     """This process's peak resident memory over its life (bytes), where no
     ``/proc`` tells the peak since a reset; 0 without getrusage."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
 
@@ -266,9 +282,10 @@ class ResourceMeter:
         # Children from earlier tests (a server a session fixture started) count
         # only with what they grow by during this test.
         self._children_start = {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
-        cpu, children = _usage()
-        lifetime = 0 if self._clear_refs is not None else _lifetime_peak()
-        self._start = (rss, cpu, time.perf_counter(), children, lifetime)
+        cpu, children, own = _usage()
+        # Linux: the peak figure just after the reset; elsewhere the lifetime peak.
+        peak_before = own if self._clear_refs is not None else _lifetime_peak()
+        self._start = (rss, cpu, time.perf_counter(), children, peak_before)
 
     def stop(self) -> list[int | float] | None:
         """The test's figures in the order of :data:`FIGURES`, or None if
@@ -283,15 +300,28 @@ class ResourceMeter:
         """
         if self._start is None:
             return None
-        rss_start, cpu_start, wall_start, children_before, lifetime_before = self._start
+        rss_start, cpu_start, wall_start, children_before, peak_before = self._start
         self._start = None
         wall = time.perf_counter() - wall_start
-        cpu_now, ended = _usage()
+        cpu_now, ended, own = _usage()
         cpu = cpu_now - cpu_start
-        rss_end, hwm = self._rss()
+        hwm: int | None = None
+        if self._clear_refs is not None and own:
+            rss_end = self._resident()
+            # ``own`` is max(peak since the reset, peak when a thread last
+            # ended). It is the test's peak when it rose during the test, or
+            # when it is no more than the memory at either end (the peak since
+            # the reset is at least both); otherwise a thread that ended with
+            # more memory may hide it, and /proc/self/status tells.
+            # (The kernel's counters behind the peak may lag the resident
+            # figures by some pages: the peak is never less than either end.)
+            if own > peak_before or own <= max(rss_start, rss_end):
+                hwm = max(own, rss_start, rss_end)
+        if hwm is None:
+            rss_end, hwm = self._rss()
         if hwm is None:
             lifetime = _lifetime_peak()
-            hwm = max(rss_start, rss_end, lifetime if lifetime > lifetime_before else 0)
+            hwm = max(rss_start, rss_end, lifetime if lifetime > peak_before else 0)
         children = ended if ended > children_before else 0
         children = max(children, self._alive_children_peak())
         peak = hwm + children
