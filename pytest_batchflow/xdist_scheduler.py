@@ -125,11 +125,11 @@ class BatchflowScheduling:
 
     @property
     def tests_finished(self) -> bool:
+        # xdist asks after every event: the dispatcher's answer, usually no, first.
         if self.aborted:
             return True
-        return self.collection_is_completed and (
-            self.dispatcher is not None and self.dispatcher.finished
-        )
+        dispatcher = self.dispatcher
+        return dispatcher is not None and dispatcher.finished and self.collection_is_completed
 
     @property
     def has_pending(self) -> bool:
@@ -279,10 +279,10 @@ class BatchflowScheduling:
     def _xdist_stopping(self) -> bool:
         """xdist shuts the session down (-x, a crash too many): send nothing more."""
         assert self.dispatcher is not None
-        return any(
-            node.shutting_down and node.gateway.id not in self.dispatcher.stopping
-            for node in self.collections
-        )
+        for node in self.collections:
+            if node.shutting_down and node.gateway.id not in self.dispatcher.stopping:
+                return True
+        return False
 
     def _report_collection_difference(
         self, node: WorkerController, collection: Sequence[str]

@@ -393,6 +393,8 @@ class Dispatcher:
     def decide(self, now: float) -> Decision:
         """Send work to every worker that has none, skip what can never run."""
         decision = Decision()
+        if self._nothing_to_decide():
+            return decision
         workers = sorted(self.queues, key=lambda w: (self._busy(w), w))
         for worker in workers:
             if worker in self.stopping or self._busy(worker):
@@ -428,6 +430,23 @@ class Dispatcher:
                 + ", ".join(self.state.nodeids[i] for i in waiting)
             )
         return decision
+
+    def _nothing_to_decide(self) -> bool:
+        """Whether :meth:`decide` would do nothing, found cheaply: no test newly
+        free to start, every worker that takes work holds more than half its
+        queue's depth (nothing to send or top up), and tests remain and run.
+
+        The usual answer while short tests stream through full queues: a
+        decision after each test then costs one look at each worker.
+        """
+        if self._fresh or not self.pending or not self.running:
+            return False
+        half = PIPELINE_DEPTH // 2
+        load = self._load
+        for worker in self.queues:
+            if load[worker] <= half and worker not in self.stopping:
+                return False
+        return True
 
     def _busy(self, worker: str) -> bool:
         return self._load[worker] > 0

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import pairwise
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 from cluster import Cluster, Execution, Outcome
@@ -686,6 +688,46 @@ class TestPipelining:
             assert not any(isinstance(item, Idle) for item in items[:-1])
         # The tail: at most the top-up threshold of tests left on one worker.
         assert 0.2 <= run.makespan <= 0.2 + PIPELINE_DEPTH // 2 * 0.001
+
+    @settings(MODEST, max_examples=25)
+    @given(
+        count=st.integers(400, 800),
+        workers=st.integers(1, 3),
+        seed=st.randoms(use_true_random=False),
+    )
+    def test_the_quick_no_decision_decides_as_the_full_one(
+        self, count: int, workers: int, seed: Any
+    ) -> None:
+        # Deep queues of short tests, some failing, crashing or depending on
+        # another: the quick answer (nothing to decide) must change no send,
+        # skip or shutdown, so both runs are the same to the last event.
+        names = self.names(count)
+        durations = {name: seed.uniform(0.0001, 0.001) for name in names}
+        outcomes = dict.fromkeys(seed.sample(names, count // 50), "failed")
+        edges = {
+            names[i]: [names[i - seed.randint(1, 20)]] for i in seed.sample(range(20, count), 5)
+        }
+        crashes = seed.sample(names, 1)
+        quick = Counter[bool]()
+        answer = Dispatcher._nothing_to_decide
+
+        def counted(dispatcher: Dispatcher) -> bool:
+            quick[answer(dispatcher)] += 1
+            return answer(dispatcher)
+
+        kwargs: dict[str, Any] = {
+            "workers": workers,
+            "durations": durations,
+            "outcomes": outcomes,
+            "edges": edges,
+            "crashes": crashes,
+        }
+        with patch.object(Dispatcher, "_nothing_to_decide", counted):
+            fast = simulate(names, **kwargs).result
+        with patch.object(Dispatcher, "_nothing_to_decide", lambda _: False):
+            full = simulate(names, **kwargs).result
+        assert quick[True] > 0  # the quick answer was given
+        assert fast == full
 
     def test_queued_work_stays_within_the_horizon(self) -> None:
         names = self.names(60)
