@@ -20,6 +20,7 @@ close its ``<script>`` element, and the script inserts text as text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -78,10 +79,31 @@ _PALETTE = (
 )
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """jinja2's cache of compiled templates, whose failure to write costs only
+    the time it would have saved (a full disk, a read-only folder)."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache(directory: str | None = None) -> jinja2.BytecodeCache | None:
+    """The compiled templates' cache: by default jinja2's per-user folder under
+    the temporary directory. Compiling the report's template costs some 50 ms
+    a run, loading it compiled about 1 ms. None where the folder cannot be
+    used (jinja2 refuses one another user owns): the template is compiled."""
+    try:
+        return _TemplateCache(directory)
+    except (OSError, RuntimeError):
+        return None
+
+
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pytest_batchflow.report", "templates"),
+        bytecode_cache=_bytecode_cache(),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

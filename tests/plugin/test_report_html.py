@@ -8,12 +8,14 @@ data block as JSON.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from report_page import page_data
 
+from pytest_batchflow.report import html as html_module
 from pytest_batchflow.report.html import TEXT_LIMIT, render_html
 from pytest_batchflow.results import RunResult
 
@@ -341,3 +343,68 @@ def test_fifty_thousand_tests_render_within_bounds(tmp_path: Path) -> None:
     # Passing tests' output left out, paths once: about 55 bytes a test.
     assert len(html.encode()) < 50_000 * 60
     assert "noise" not in html
+
+
+def small_result() -> RunResult:
+    started = 1_700_000_000.0
+    return RunResult.model_validate(
+        {
+            "started": started,
+            "stopped": started + 1,
+            "duration": 1,
+            "exitstatus": 1,
+            "environment": {
+                "python": "3.11.7",
+                "implementation": "CPython",
+                "platform": "Linux",
+                "pytest": "9",
+                "batchflow": "0",
+                "plugins": [],
+                "rootdir": "/r",
+                "invocation": [],
+                "hostname": "h",
+            },
+            "batches": [],
+            "tests": [
+                {
+                    "nodeid": "test_a.py::test_fails",
+                    "batch": "default",
+                    "outcome": "failed",
+                    "duration": 0.5,
+                    "start": started,
+                    "stop": started + 0.5,
+                    "worker": "main",
+                    "phases": [],
+                    "longrepr": "E   assert 1 == 2",
+                }
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def template_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The compiled-template cache in a folder of the test's own, emptied before
+    and after (the environment that holds it is built once a process)."""
+    folder = tmp_path / "jinja2-cache"
+    folder.mkdir()
+    real = html_module._bytecode_cache
+    monkeypatch.setattr(html_module, "_bytecode_cache", lambda: real(str(folder)))
+    html_module._environment.cache_clear()
+    yield folder
+    html_module._environment.cache_clear()
+
+
+def test_the_compiled_template_is_cached_and_renders_the_same(template_cache: Path) -> None:
+    result = small_result()
+    compiled = render_html(result)
+    assert [path.suffix for path in template_cache.iterdir()] == [".cache"]
+    html_module._environment.cache_clear()  # a later run: loads it compiled
+    assert render_html(result) == compiled
+    assert "assert 1 == 2" in compiled
+
+
+def test_a_cache_that_cannot_be_written_costs_no_report(template_cache: Path) -> None:
+    template_cache.rmdir()  # gone (a cleaned temporary directory): writing there fails
+    assert "assert 1 == 2" in render_html(small_result())
+    assert not template_cache.exists()
