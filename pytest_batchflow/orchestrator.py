@@ -119,6 +119,9 @@ def _failed(report: pytest.TestReport) -> bool:
 
 def _test_outcome(reports: Sequence[pytest.TestReport]) -> str:
     """One outcome word from the reports of one attempt of a test."""
+    if all(report.outcome == "passed" for report in reports):  # the usual case
+        call = next((report for report in reports if report.when == "call"), None)
+        return "xpassed" if call is not None and hasattr(call, "wasxfail") else "passed"
     by_when = {str(report.when): report for report in reports}
     if any(_failed(report) for when, report in by_when.items() if when not in _PHASES):
         return "failed"  # a crashed worker's report: when="???"
@@ -168,22 +171,28 @@ class _Phase(NamedTuple):
 
 def _phase_values(report: pytest.TestReport) -> _Phase:
     longrepr = None
-    if _failed(report):
-        longrepr = _clean(report.longreprtext)
-    elif report.skipped and hasattr(report, "wasxfail"):
-        longrepr = _clean(f"xfail: {report.wasxfail}" if report.wasxfail else "xfail")
-    elif report.skipped and isinstance(report.longrepr, tuple):
-        longrepr = _clean(str(report.longrepr[2]).removeprefix("Skipped: "))
-    # xdist's report of a crashed worker carries no times: it happened now.
-    now = time.time()
+    outcome = report.outcome
+    if outcome != "passed":
+        if _failed(report):
+            longrepr = _clean(report.longreprtext)
+        elif report.skipped and hasattr(report, "wasxfail"):
+            longrepr = _clean(f"xfail: {report.wasxfail}" if report.wasxfail else "xfail")
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            longrepr = _clean(str(report.longrepr[2]).removeprefix("Skipped: "))
+    start, stop = report.start, report.stop
+    if not (start and stop):
+        # xdist's report of a crashed worker carries no times: it happened now.
+        now = time.time()
+        start, stop = start or now, stop or now
+    when = str(report.when)
     return _Phase(
-        when=str(report.when),
-        outcome=report.outcome,
+        when=when,
+        outcome=outcome,
         duration=report.duration,
-        start=report.start or now,
-        stop=report.stop or now,
+        start=start,
+        stop=stop,
         longrepr=longrepr,
-        shared_setup=getattr(report, SHARED_SETUP, None) if report.when == "setup" else None,
+        shared_setup=getattr(report, SHARED_SETUP, None) if when == "setup" else None,
     )
 
 
@@ -235,28 +244,28 @@ class _Finished(NamedTuple):
 
     def plain(self) -> tuple[Any, ...]:
         values: list[Any] = list(self)
-        values[self._fields.index("phases")] = tuple(tuple(phase) for phase in self.phases)
+        values[_PHASES_AT] = tuple(tuple(phase) for phase in self.phases)
         if self.resources is not None:
-            values[self._fields.index("resources")] = tuple(self.resources)
+            values[_RESOURCES_AT] = tuple(self.resources)
         return tuple(values)
 
-    @classmethod
-    def from_plain(cls, plain: tuple[Any, ...]) -> _Finished:
-        finished = cls._make(plain)
-        return finished._replace(
-            phases=tuple(_Phase._make(phase) for phase in finished.phases),
-            resources=None if finished.resources is None else _Used._make(finished.resources),
-        )
 
-    def values(self) -> dict[str, Any]:
-        """The fields as :class:`~pytest_batchflow.results.TestResult` validates them."""
-        values = self._asdict()
-        values["dependencies"] = list(self.dependencies)
-        values["phases"] = [phase._asdict() for phase in self.phases]
-        values["attempts"] = list(self.attempts)
-        if self.resources is not None:
-            values["resources"] = self.resources._asdict()
-        return values
+_PHASES_AT = _Finished._fields.index("phases")
+_RESOURCES_AT = _Finished._fields.index("resources")
+
+
+def _plain_values(plain: tuple[Any, ...]) -> dict[str, Any]:
+    """A :meth:`_Finished.plain` tuple's fields as
+    :class:`~pytest_batchflow.results.TestResult` validates them (its lists
+    as tuples: pydantic takes those)."""
+    values = dict(zip(_Finished._fields, plain, strict=True))
+    values["phases"] = [
+        dict(zip(_Phase._fields, phase, strict=True)) for phase in plain[_PHASES_AT]
+    ]
+    resources = plain[_RESOURCES_AT]
+    if resources is not None:
+        values["resources"] = dict(zip(_Used._fields, resources, strict=True))
+    return values
 
 
 def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Attempt:
@@ -1056,9 +1065,7 @@ class Orchestrator:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            built = validate_tests(
-                [_Finished.from_plain(p).values() for p in self._finished.values()]
-            )
+            built = validate_tests([_plain_values(plain) for plain in self._finished.values()])
         finally:
             if collecting:
                 gc.enable()
@@ -1222,11 +1229,13 @@ class Orchestrator:
         assert self.plan is not None
         assert self.analysis is not None
         specs = self.analysis.specs
-        phases = tuple(_phase_values(report) for report in reports)
+        phases = tuple(map(_phase_values, reports))
         before = self.output_before.get(index, ("", "", ""))
-        decisive = next((p for p in phases if p.outcome in ("failed", QUARANTINED)), None) or next(
-            (p for p in phases if p.outcome == "skipped"), None
-        )
+        decisive = None
+        if outcome != "passed":
+            decisive = next(
+                (p for p in phases if p.outcome in ("failed", QUARANTINED)), None
+            ) or next((p for p in phases if p.outcome == "skipped"), None)
         path, lineno, _ = reports[0].location
         return _Finished(
             nodeid=specs[index].nodeid,
@@ -1234,9 +1243,9 @@ class Orchestrator:
             line=None if lineno is None else lineno + 1,
             batch=self.plan.batch_of[index],
             outcome=outcome,
-            duration=sum(p.duration for p in phases),
-            start=min(p.start for p in phases),
-            stop=max(p.stop for p in phases),
+            duration=sum([p.duration for p in phases]),
+            start=min([p.start for p in phases]),
+            stop=max([p.stop for p in phases]),
             # Tests the controller skipped itself never reached a worker.
             worker=self._worker_of(index, reports[-1]),
             dependencies=tuple(specs[p].nodeid for p in self.plan.predecessors.get(index, ())),

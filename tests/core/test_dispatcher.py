@@ -691,16 +691,17 @@ class TestPipelining:
 
     @settings(MODEST, max_examples=25)
     @given(
-        count=st.integers(400, 800),
+        per_worker=st.integers(250, 350),
         workers=st.integers(1, 3),
         seed=st.randoms(use_true_random=False),
     )
     def test_the_quick_no_decision_decides_as_the_full_one(
-        self, count: int, workers: int, seed: Any
+        self, per_worker: int, workers: int, seed: Any
     ) -> None:
         # Deep queues of short tests, some failing, crashing or depending on
         # another: the quick answer (nothing to decide) must change no send,
         # skip or shutdown, so both runs are the same to the last event.
+        count = per_worker * workers
         names = self.names(count)
         durations = {name: seed.uniform(0.0001, 0.001) for name in names}
         outcomes = dict.fromkeys(seed.sample(names, count // 50), "failed")
