@@ -418,6 +418,8 @@ class Orchestrator:
         self.budget: Budget | None = None
         #: Each test's memory need from the history, read with the plan's figures.
         self._memory_read: dict[str, int] | None = None
+        #: The memory available when the session started (the controller's thread reads it).
+        self._available_memory: int | None = None
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -580,14 +582,26 @@ class Orchestrator:
         # After the others: the header is printed (a note the thread adds shows
         # at the end, as it would have), and xdist has started the workers.
         result = yield
-        if self.role == "controller" and not self.settings.no_history:
+        if self.role == "controller" and not (
+            self.settings.no_history and self.settings.no_resources
+        ):
             import threading
 
             self._reading = threading.Thread(
-                target=self._read_history, name="batchflow-history", daemon=True
+                target=self._read_at_start, name="batchflow-history", daemon=True
             )
             self._reading.start()
         return result
+
+    def _read_at_start(self) -> None:
+        """On the xdist controller, in a thread started with the workers: the
+        memory available (importing psutil takes some 15 ms) and the history."""
+        if not self.settings.no_resources:
+            from .resources import available_memory
+
+            self._available_memory = available_memory()
+        if not self.settings.no_history:
+            self._read_history()
 
     def _read_history(self) -> None:
         """What the plan reads of the history; on the xdist controller, in a thread
@@ -1621,10 +1635,14 @@ class Orchestrator:
         """
         if self.settings.no_resources:
             return {}
-        from .resources import available_memory
+        self._join_reading()
+        available = self._available_memory
+        if available is None:
+            from .resources import available_memory
 
+            available = available_memory()
         budget = self.budget = Budget(
-            memory=self.settings.memory_budget(available_memory()),
+            memory=self.settings.memory_budget(available),
             cpus=max(os.cpu_count() or 1, self.workers),
         )
         needs = self.resource_needs(analysis)
