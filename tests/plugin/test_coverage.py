@@ -306,6 +306,57 @@ def test_zero_crashes():
     )
 
 
+MEASURE_AND_DIE = """\
+import os
+import sys
+from pathlib import Path
+
+from pytest_batchflow.coverage_measure import Measurement
+
+measurement = Measurement(["pkg"], Path(sys.argv[1]), "gw9")
+sys.path.insert(0, "src")
+import pkg
+
+measurement.enter("first")
+pkg.add(1, 2)
+measurement.enter("second")
+pkg.sign(5)
+held = measurement._connection is not None
+measurement.enter("third")
+pkg.sign(-5)
+print("held" if held else "not held", flush=True)
+os._exit(1)  # no save at the end: only what the context switches wrote
+"""
+
+
+def test_every_context_switch_is_in_the_data_file_when_the_process_dies(
+    project: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The connection stays open between writes, and each write is committed."""
+    import coverage
+
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    script = project.path / "measure_and_die.py"
+    script.write_text(MEASURE_AND_DIE)
+    result = project.run(sys.executable, str(script), str(rundir))
+    assert result.ret == 1
+    # With the coverage.py installed here, the connection is held (the fast path).
+    result.stdout.fnmatch_lines(["held"])
+    (data_file,) = rundir.glob(".coverage.gw9.*")
+    data = coverage.CoverageData(basename=str(data_file))
+    data.read()
+    try:
+        assert {"first", "second"} <= data.measured_contexts()
+        path = str(project.path / INIT)
+        data.set_query_contexts(["second"])
+        assert 9 in (data.lines(path) or [])  # sign(5) returned 1
+        data.set_query_contexts(["third"])
+        assert 11 not in (data.lines(path) or [])  # sign(-5)'s data was never written
+    finally:
+        data.close()
+
+
 def test_coverage_settings_without_a_source_are_a_usage_error(
     project: pytest.Pytester,
 ) -> None:
