@@ -357,6 +357,44 @@ def test_every_context_switch_is_in_the_data_file_when_the_process_dies(
         data.close()
 
 
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_a_report_coverage_py_cannot_write_is_a_warning_the_rest_is_written(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    (project.path / ".coveragerc").write_text("[html]\nextra_css = missing.css\n")
+    result, data = run(project, "--batchflow-cov=pkg", *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is not None
+    assert round(data.coverage.percent, 2) == 88.24
+    out = project.path / ".batchflow" / "coverage"
+    assert (out / "coverage.xml").read_text().startswith("<?xml")
+    assert (out / "coverage.json").is_file()
+    assert not (out / "html" / "index.html").exists()
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: coverage 88.24% of 17 statements *",
+            "batchflow: warning: could not write coverage.py's HTML report: "
+            "FileNotFoundError: *missing.css*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("batchflow: coverage HTML: *")
+
+
+@needs_xdist
+def test_coverage_py_warnings_while_reporting_reach_pytest(project: pytest.Pytester) -> None:
+    """coverage.py reports in a child process; its warnings are given again in pytest's."""
+    (project.path / "src" / "pkg" / "broken.py").write_text("def (\n")
+    (project.path / ".coveragerc").write_text("[report]\nignore_errors = True\n")
+    result, data = run(project, "--batchflow-cov=pkg", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is not None
+    assert data.coverage.problem is None
+    result.stdout.fnmatch_lines(
+        ["*CoverageWarning: Couldn't parse Python file '*broken.py' (couldnt-parse)*"]
+    )
+    assert (project.path / ".batchflow" / "coverage" / "html" / "index.html").is_file()
+
+
 def test_coverage_settings_without_a_source_are_a_usage_error(
     project: pytest.Pytester,
 ) -> None:
