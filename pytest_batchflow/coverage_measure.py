@@ -251,18 +251,18 @@ class EarlyReports:
         self.config = config
         self.rundir = rundir
         self.reports = reports
-        self.started = 0
-        self.finished = 0
+        self.started: set[str] = set()
+        self.down: set[str] = set()
 
-    def pytest_testnodeready(self) -> None:
-        self.started += 1
+    def pytest_testnodeready(self, node: Any) -> None:
+        self.started.add(str(node.gateway.id))
 
-    def pytest_testnodedown(self) -> None:
-        self.finished += 1  # finished or crashed: it writes nothing more
+    def pytest_testnodedown(self, node: Any) -> None:
+        self.down.add(str(node.gateway.id))  # finished or crashed: it writes nothing more
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self) -> None:
-        if not self.started or self.finished < self.started or not self.reports():
+        if not self.started or not self.started <= self.down or not self.reports():
             return
         from .coverage_report import OUTPUT_DIR, start_child
 
