@@ -43,12 +43,13 @@ __all__ = [
 #: Under the rootdir: the combined data file and the reports.
 OUTPUT_DIR = Path(".batchflow") / "coverage"
 
-#: The child's program. Arguments: the run directory, the combined data file,
-#: the HTML directory, the XML file and the JSON file. It reads coverage.py's
-#: configuration as this process would (same working directory and
-#: environment) and prints two JSON lines: after the JSON report, and at the
-#: end; each says what failed and which warnings coverage.py gave. Only
-#: coverage.py is imported: the child starts in about 60 ms.
+#: The child's program. Arguments: this process's ``sys.path`` (JSON), the run
+#: directory, the combined data file, the HTML directory, the XML file and the
+#: JSON file. It reads coverage.py's configuration as this process would (same
+#: working directory, environment and import path: a coverage.py plugin may
+#: live where pytest's ``pythonpath`` points) and prints two JSON lines: after
+#: the JSON report, and at the end; each says what failed and which warnings
+#: coverage.py gave. Only coverage.py is imported: the child starts in about 60 ms.
 _CHILD_PROGRAM = """\
 import json
 import sys
@@ -57,7 +58,9 @@ import warnings
 import coverage
 from coverage.exceptions import CoverageException
 
-rundir, data_file, html_dir, xml_file, json_file = sys.argv[1:]
+path, rundir, data_file, html_dir, xml_file, json_file = sys.argv[1:]
+# After coverage.py's own import: a test folder on pytest's path cannot shadow it.
+sys.path.extend(entry for entry in json.loads(path) if entry not in sys.path)
 
 
 def tell(failed, caught):
@@ -192,12 +195,13 @@ def start_child(rundir: Path, outdir: Path) -> CoverageChild:
     outputs = _outputs(outdir)
     for stale in outputs.values():
         stale.unlink(missing_ok=True)
+    path = json.dumps(sys.path)
     arguments = [rundir, outputs["data"], outputs["html"].parent, outputs["xml"], outputs["json"]]
     # A file, not a pipe: nobody reads a pipe while the child runs, and a full one stalls it.
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 (CoverageChild closes it)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_PROGRAM, *map(str, arguments)],
+            [sys.executable, "-c", _CHILD_PROGRAM, path, *map(str, arguments)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,

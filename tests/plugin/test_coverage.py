@@ -395,6 +395,34 @@ def test_coverage_py_warnings_while_reporting_reach_pytest(project: pytest.Pytes
     assert (project.path / ".batchflow" / "coverage" / "html" / "index.html").is_file()
 
 
+CONFIGURER = """\
+import coverage
+
+
+class Configurer(coverage.CoveragePlugin):
+    def configure(self, config):
+        config.set_option("report:exclude_lines", ["def never"])
+
+
+def coverage_init(reg, options):
+    reg.add_configurer(Configurer())
+"""
+
+
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_a_coverage_plugin_on_pytests_pythonpath_is_used_for_the_reports(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    """coverage.py reports in a child process, which sees pytest's import path."""
+    (project.path / "src" / "excluder.py").write_text(CONFIGURER)
+    (project.path / ".coveragerc").write_text("[run]\nplugins = excluder\n")
+    result, data = run(project, "--batchflow-cov=pkg", *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert data.coverage is not None
+    assert data.coverage.problem is None
+    assert data.coverage.statements == 15  # never() and its return excluded
+
+
 def test_coverage_settings_without_a_source_are_a_usage_error(
     project: pytest.Pytester,
 ) -> None:
