@@ -9,7 +9,9 @@ coverage, ``--batchflow --batchflow-cov`` (batch contexts) and with
 ``--batchflow-cov-context=test``. One untimed warm-up of each (bytecode
 caches), then the variants alternate within each repetition; the table gives
 the median and the range, and the total percentage each coverage variant
-printed, so that one sees they measured the same code. Needs pytest-cov
+printed, so that one sees they measured the same code. The ratio of the
+fastest runs is printed too: on a machine shared with other work the medians
+move by more than the differences measured. Needs pytest-cov
 (``pip install pytest-cov``). Standard library only; prints figures and the
 targets, asserts nothing.
 """
@@ -142,6 +144,7 @@ def main() -> None:
         if "cov" in " ".join(VARIANTS[name])
     }
     base = statistics.median(samples[BASE])
+    base_min = min(samples[BASE])
     plain = statistics.median(samples["plain"])
     rows = []
     for name, values in samples.items():
@@ -153,17 +156,24 @@ def main() -> None:
                 seconds(min(values)),
                 seconds(max(values)),
                 f"{median / base:.3f}",
+                f"{min(values) / base_min:.3f}",
                 f"{median / plain:.3f}",
                 ", ".join(sorted(percents.get(name, ()))) or "-",
             ]
         )
     print()
-    print(table(["variant", "median", "min", "max", f"/{BASE}", "/plain", "total"], rows))
+    print(
+        table(["variant", "median", "min", "max", f"/{BASE}", "min/min", "/plain", "total"], rows)
+    )
     print()
     for name, target in TARGETS.items():
         value = statistics.median(samples[name]) / base
         verdict = "met" if value <= target else "NOT met"
-        print(f"target {name} <= {target:.2f} x {BASE}: {verdict} ({value:.3f})")
+        fastest = min(samples[name]) / base_min
+        print(
+            f"target {name} <= {target:.2f} x {BASE}: {verdict} ({value:.3f}; "
+            f"fastest runs {fastest:.3f})"
+        )
     print("wall time of the whole pytest command, medians; total: the coverage each printed")
 
 

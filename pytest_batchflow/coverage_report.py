@@ -1,53 +1,221 @@
 """Coverage at the end of a run: combine the data files, write coverage.py's reports, sum up.
 
-Runs in the process that made the run directory (the serial process or the
+Runs for the process that made the run directory (the serial process or the
 xdist controller), after every measuring process saved its data. Everything
-is coverage.py's own API: ``combine``, ``html_report`` (contexts shown),
-``xml_report`` (Cobertura) and ``json_report`` (contexts shown), whose JSON
-:func:`pytest_batchflow.core.coverage.summarize` reads for the per-batch figures.
+is coverage.py's own API: ``combine``, ``json_report`` (contexts shown),
+``html_report`` (contexts shown) and ``xml_report`` (Cobertura); the JSON is
+what :func:`pytest_batchflow.core.coverage.summarize` reads for the figures.
+
+coverage.py does that work in a child process (:class:`CoverageChild`): at
+the end of a run the machine's other CPUs are idle. The child says when the
+JSON report is written, and goes on with the HTML and XML reports while this
+process sums up and writes batchflow's own outputs; the caller waits for it
+(:func:`finish_child_reports`) before pytest ends. On an xdist controller it
+starts as soon as every worker has saved its data, while xdist waits for the
+workers' processes to end (:mod:`pytest_batchflow.coverage_measure`).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import IO, Any
 
 from .core.coverage import summarize
 from .results import CoverageBatch, CoverageFile, CoverageGate, CoverageResult
 
-__all__ = ["OUTPUT_DIR", "combine_and_report", "coverage_lines"]
+__all__ = [
+    "OUTPUT_DIR",
+    "CoverageChild",
+    "combine_and_report",
+    "coverage_lines",
+    "finish_child_reports",
+    "start_child",
+    "sum_up",
+]
 
 #: Under the rootdir: the combined data file and the reports.
 OUTPUT_DIR = Path(".batchflow") / "coverage"
 
+#: The child's program. Arguments: this process's ``sys.path`` (JSON), the run
+#: directory, the combined data file, the HTML directory, the XML file and the
+#: JSON file. It reads coverage.py's configuration as this process would (same
+#: working directory, environment and import path: a coverage.py plugin may
+#: live where pytest's ``pythonpath`` points) and prints two JSON lines: after
+#: the JSON report, and at the end; each says what failed and which warnings
+#: coverage.py gave. Only coverage.py is imported: the child starts in about 60 ms.
+_CHILD_PROGRAM = """\
+import json
+import sys
+import warnings
 
-def combine_and_report(
-    rundir: Path,
-    outdir: Path,
-    sources: Sequence[str],
-    context: str,
-    batches: Sequence[str],
-    batch_of: Callable[[str], str | None],
-    thresholds: Mapping[str | None, float],
-    lost: Sequence[str],
-) -> CoverageResult:
-    """Combine ``rundir``'s data files into ``outdir/.coverage`` and report on it."""
-    import coverage
-    from coverage.exceptions import CoverageException
+import coverage
+from coverage.exceptions import CoverageException
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    data_file = outdir / ".coverage"
-    outputs = {
-        "data": data_file,
+path, rundir, data_file, html_dir, xml_file, json_file = sys.argv[1:]
+# After coverage.py's own import: a test folder on pytest's path cannot shadow it.
+sys.path.extend(entry for entry in json.loads(path) if entry not in sys.path)
+
+
+def tell(failed, caught):
+    said = [str(warning.message) for warning in caught]
+    print(json.dumps({"failed": failed, "warnings": said}), flush=True)
+
+
+def problem(error):
+    return {"message": f"{type(error).__name__}: {error}",
+            "coverage": isinstance(error, CoverageException), "text": str(error)}
+
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    cov = coverage.Coverage(data_file=data_file, config_file=True)
+    try:
+        cov.combine([rundir], keep=False)
+        cov.save()
+        keep_open = getattr(cov.get_data(), "keep_db_open", None)
+        if keep_open is None:
+            cov.json_report(outfile=json_file, show_contexts=True)
+        else:
+            with keep_open():  # one connection for the report's many queries
+                cov.json_report(outfile=json_file, show_contexts=True)
+    except Exception as error:
+        tell({"json": problem(error)}, caught)
+        sys.exit(0)
+    tell({}, caught)
+    del caught[:]
+    failed = {}
+    try:
+        cov.html_report(directory=html_dir, show_contexts=True)
+    except Exception as error:
+        failed["html"] = problem(error)
+    try:
+        cov.xml_report(outfile=xml_file)
+    except Exception as error:
+        failed["xml"] = problem(error)
+    tell(failed, caught)
+"""
+#: The reports the child writes after the JSON one, and their names in messages.
+_LATER_REPORTS = {"html": "HTML", "xml": "XML"}
+
+
+def _outputs(outdir: Path) -> dict[str, Path]:
+    return {
+        "data": outdir / ".coverage",
         "html": outdir / "html" / "index.html",
         "xml": outdir / "coverage.xml",
         "json": outdir / "coverage.json",
     }
+
+
+class CoverageChild:
+    """The child process combining the data and writing coverage.py's reports."""
+
+    def __init__(self, process: subprocess.Popen[bytes], stderr: IO[bytes], outdir: Path) -> None:
+        self.process = process
+        self.stderr = stderr
+        self.outdir = outdir
+        self.warned: set[str] = set()
+        self.failed: dict[str, Any] | None = None  # once it has ended
+
+    def _next_stage(self) -> dict[str, Any]:
+        """The child's next line: what failed; re-emits coverage.py's warnings here."""
+        assert self.process.stdout is not None
+        try:
+            line = self.process.stdout.readline()
+        except BaseException:  # e.g. Ctrl-C: no child outlives pytest
+            self.kill()
+            raise
+        try:
+            stage = json.loads(line)
+            failed = dict(stage["failed"])
+            said = [str(message) for message in stage["warnings"]]
+        except (ValueError, KeyError, TypeError):
+            return {"child": self._died()}
+        for message in said:
+            if message not in self.warned:
+                self.warned.add(message)
+                _warn(message)
+        return failed
+
+    def _died(self) -> dict[str, Any]:
+        self.process.wait()
+        self.stderr.seek(0)
+        text = self.stderr.read().decode(errors="replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        said = lines[-1] if lines else f"exit code {self.process.returncode}"
+        message = f"the child process that runs coverage.py failed: {said}"
+        return {"message": message, "coverage": False, "text": message}
+
+    def json_written(self) -> dict[str, Any]:
+        """Wait until the data is combined and the JSON report written: what failed."""
+        return self._next_stage()
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the HTML and XML reports and for the child's end: what failed."""
+        if self.failed is None:
+            failed = self._next_stage()
+            if "child" in failed:
+                failed = dict.fromkeys(_LATER_REPORTS, failed["child"])
+            self.process.wait()
+            self.close()
+            self.failed = failed
+        return self.failed
+
+    def kill(self) -> None:
+        """Interrupted: the child ends with this process."""
+        self.process.kill()
+        self.process.wait()
+        self.close()
+        interrupted = {"message": "interrupted", "coverage": False, "text": "interrupted"}
+        self.failed = dict.fromkeys(_LATER_REPORTS, interrupted)
+
+    def close(self) -> None:
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.stderr.close()
+
+
+def _warn(message: str) -> None:
+    """A warning coverage.py gave in the child, given again here with its category."""
+    from coverage.exceptions import CoverageWarning
+
+    warnings.warn(message, CoverageWarning, stacklevel=2)
+
+
+def start_child(rundir: Path, outdir: Path) -> CoverageChild:
+    """Start combining ``rundir``'s data files into ``outdir/.coverage`` and reporting on it."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    outputs = _outputs(outdir)
     for stale in outputs.values():
         stale.unlink(missing_ok=True)
-    empty = CoverageResult(
+    path = json.dumps(sys.path)
+    arguments = [rundir, outputs["data"], outputs["html"].parent, outputs["xml"], outputs["json"]]
+    # A file, not a pipe: nobody reads a pipe while the child runs, and a full one stalls it.
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 (CoverageChild closes it)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_PROGRAM, path, *map(str, arguments)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    except BaseException:
+        stderr.close()
+        raise
+    return CoverageChild(process, stderr, outdir)
+
+
+def _no_figures(
+    sources: Sequence[str], context: str, lost: Sequence[str], problem: str | None
+) -> CoverageResult:
+    return CoverageResult(
         sources=list(sources),
         context="test" if context == "test" else "batch",
         branch=False,
@@ -59,24 +227,39 @@ def combine_and_report(
         gates=[],
         failed=False,
         lost=list(lost),
+        problem=problem,
     )
-    cov = coverage.Coverage(data_file=str(data_file), config_file=True)
-    try:
-        cov.combine([str(rundir)], keep=False)
-        cov.save()
-        cov.html_report(directory=str(outputs["html"].parent), show_contexts=True)
-        cov.xml_report(outfile=str(outputs["xml"]))
-        cov.json_report(outfile=str(outputs["json"]), show_contexts=True)
-    except CoverageException as error:
-        problem = f"{error}; check --batchflow-cov's sources and coverage's include/omit settings"
-        return empty.model_copy(update={"problem": problem})
+
+
+def sum_up(
+    child: CoverageChild,
+    sources: Sequence[str],
+    context: str,
+    batches: Sequence[str],
+    batch_of: Callable[[str], str | None],
+    thresholds: Mapping[str | None, float],
+    lost: Sequence[str],
+) -> CoverageResult:
+    """The figures, once the child has written the JSON report.
+
+    The child goes on with the HTML and XML reports: :func:`finish_child_reports`.
+    """
+    failed = child.json_written()
+    problem = failed.get("json") or failed.get("child")
+    if problem is not None:
+        child.finish()
+        text = problem["text"]
+        if problem["coverage"]:
+            text += "; check --batchflow-cov's sources and coverage's include/omit settings"
+        return _no_figures(sources, context, lost, text)
+    outputs = _outputs(child.outdir)
     report = json.loads(outputs["json"].read_text(encoding="utf-8"))
     summary = summarize(report, batch_of, batches, thresholds)
     gates = [
         CoverageGate(batch=g.batch, threshold=g.threshold, actual=g.actual, passed=g.passed)
         for g in summary.gates
     ]
-    return empty.model_copy(
+    return _no_figures(sources, context, lost, None).model_copy(
         update={
             "branch": summary.branch,
             "statements": summary.statements,
@@ -90,6 +273,42 @@ def combine_and_report(
             "outputs": {name: str(path) for name, path in outputs.items()},
         }
     )
+
+
+def finish_child_reports(
+    child: CoverageChild, result: CoverageResult
+) -> tuple[CoverageResult, list[str]]:
+    """Wait for the child: the result without the reports it failed to write, and why."""
+    failed = child.finish()
+    if not failed or result.problem is not None:
+        return result, []
+    outputs = {name: path for name, path in result.outputs.items() if name not in failed}
+    problems = [
+        f"could not write coverage.py's {_LATER_REPORTS.get(name, name)} report: "
+        f"{problem['message']}"
+        for name, problem in failed.items()
+    ]
+    return result.model_copy(update={"outputs": outputs}), problems
+
+
+def combine_and_report(
+    rundir: Path,
+    outdir: Path,
+    sources: Sequence[str],
+    context: str,
+    batches: Sequence[str],
+    batch_of: Callable[[str], str | None],
+    thresholds: Mapping[str | None, float],
+    lost: Sequence[str],
+) -> CoverageResult:
+    """Combine ``rundir``'s data files into ``outdir/.coverage`` and report on it.
+
+    All at once: a report that could not be written is the problem.
+    """
+    child = start_child(rundir, outdir)
+    result = sum_up(child, sources, context, batches, batch_of, thresholds, lost)
+    result, problems = finish_child_reports(child, result)
+    return _no_figures(sources, context, lost, "; ".join(problems)) if problems else result
 
 
 def coverage_lines(result: CoverageResult) -> list[str]:
@@ -116,6 +335,6 @@ def coverage_lines(result: CoverageResult) -> list[str]:
             lines.append(f"  gate: {what} {gate.actual:.2f}% < {gate.threshold:g}%: FAILED")
     for note in result.lost:
         lines.append(f"batchflow: coverage lost: {note}")
-    if result.outputs:
+    if "html" in result.outputs:
         lines.append(f"batchflow: coverage HTML: {result.outputs['html']}")
     return lines

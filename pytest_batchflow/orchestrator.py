@@ -45,6 +45,7 @@ from .terminal import batch_table, format_header, format_plan, resource_lines
 if TYPE_CHECKING:  # imported where they are used, never on an xdist worker
     from threading import Thread
 
+    from .coverage_report import CoverageChild
     from .history import Attempt, HistoryStore
     from .results import (
         AttemptResult,
@@ -392,6 +393,8 @@ class Orchestrator:
         self.coverage_pending: dict[str, int] = {}
         self.coverage: CoverageResult | None = None
         self.coverage_lost: list[str] = []
+        #: The child process writing coverage.py's HTML and XML reports, until it ends.
+        self.coverage_child: CoverageChild | None = None
         #: Each benchmark's measurement as its call report brought it, and the worker.
         self.bench_raw: dict[int, tuple[dict[str, Any], str]] = {}
         self.bench_options = BenchOptions(
@@ -1358,6 +1361,7 @@ class Orchestrator:
         )
         self.run_result = _with_hook_additions(self.config, result)
         self._write_outputs(self.run_result)
+        self._wait_for_coverage_child()
 
     def _benchmarks(self, tests: Sequence[TestResult]) -> list[BenchmarkResult]:
         """Statistics, baselines and gates of the tests that used the bench fixture.
@@ -1480,9 +1484,20 @@ class Orchestrator:
             f"worker {worker} crashed running {nodeid}: the coverage of that test{also} is missing"
         )
 
+    def _wait_for_coverage_child(self) -> None:
+        """Wait for coverage.py's HTML and XML reports before pytest ends; a note if they failed."""
+        child, self.coverage_child = self.coverage_child, None
+        if child is None or self.coverage is None:
+            return
+        from .coverage_report import finish_child_reports
+
+        self.coverage, problems = finish_child_reports(child, self.coverage)
+        self.notes.extend(problems)
+
     def _coverage(self) -> CoverageResult:
         """Combine the measuring processes' data and sum it up (serial, controller)."""
-        from .coverage_report import OUTPUT_DIR, combine_and_report
+        from .coverage_measure import started_child
+        from .coverage_report import OUTPUT_DIR, start_child, sum_up
 
         assert self.plan is not None
         assert self.analysis is not None
@@ -1513,9 +1528,14 @@ class Orchestrator:
             def batch_of(context: str) -> str | None:
                 return context if context in names else None
 
-        return combine_and_report(
-            self.coverage_rundir,
-            self.config.rootpath / OUTPUT_DIR,
+        # A child process runs coverage.py; it goes on with the HTML and XML
+        # reports, which _wait_for_coverage_child waits for after batchflow's outputs.
+        child = started_child(self.config) or start_child(
+            self.coverage_rundir, self.config.rootpath / OUTPUT_DIR
+        )
+        self.coverage_child = child
+        return sum_up(
+            child,
             settings.cov_source,
             settings.cov_context,
             measured,

@@ -306,6 +306,123 @@ def test_zero_crashes():
     )
 
 
+MEASURE_AND_DIE = """\
+import os
+import sys
+from pathlib import Path
+
+from pytest_batchflow.coverage_measure import Measurement
+
+measurement = Measurement(["pkg"], Path(sys.argv[1]), "gw9")
+sys.path.insert(0, "src")
+import pkg
+
+measurement.enter("first")
+pkg.add(1, 2)
+measurement.enter("second")
+pkg.sign(5)
+held = measurement._connection is not None
+measurement.enter("third")
+pkg.sign(-5)
+print("held" if held else "not held", flush=True)
+os._exit(1)  # no save at the end: only what the context switches wrote
+"""
+
+
+def test_every_context_switch_is_in_the_data_file_when_the_process_dies(
+    project: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The connection stays open between writes, and each write is committed."""
+    import coverage
+
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    script = project.path / "measure_and_die.py"
+    script.write_text(MEASURE_AND_DIE)
+    result = project.run(sys.executable, str(script), str(rundir))
+    assert result.ret == 1
+    # With the coverage.py installed here, the connection is held (the fast path).
+    result.stdout.fnmatch_lines(["held"])
+    (data_file,) = rundir.glob(".coverage.gw9.*")
+    data = coverage.CoverageData(basename=str(data_file))
+    data.read()
+    try:
+        assert {"first", "second"} <= data.measured_contexts()
+        path = str(project.path / INIT)
+        data.set_query_contexts(["second"])
+        assert 9 in (data.lines(path) or [])  # sign(5) returned 1
+        data.set_query_contexts(["third"])
+        assert 11 not in (data.lines(path) or [])  # sign(-5)'s data was never written
+    finally:
+        data.close()
+
+
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_a_report_coverage_py_cannot_write_is_a_warning_the_rest_is_written(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    (project.path / ".coveragerc").write_text("[html]\nextra_css = missing.css\n")
+    result, data = run(project, "--batchflow-cov=pkg", *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is not None
+    assert round(data.coverage.percent, 2) == 88.24
+    out = project.path / ".batchflow" / "coverage"
+    assert (out / "coverage.xml").read_text().startswith("<?xml")
+    assert (out / "coverage.json").is_file()
+    assert not (out / "html" / "index.html").exists()
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: coverage 88.24% of 17 statements *",
+            "batchflow: warning: could not write coverage.py's HTML report: "
+            "FileNotFoundError: *missing.css*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("batchflow: coverage HTML: *")
+
+
+@needs_xdist
+def test_coverage_py_warnings_while_reporting_reach_pytest(project: pytest.Pytester) -> None:
+    """coverage.py reports in a child process; its warnings are given again in pytest's."""
+    (project.path / "src" / "pkg" / "broken.py").write_text("def (\n")
+    (project.path / ".coveragerc").write_text("[report]\nignore_errors = True\n")
+    result, data = run(project, "--batchflow-cov=pkg", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is not None
+    assert data.coverage.problem is None
+    result.stdout.fnmatch_lines(
+        ["*CoverageWarning: Couldn't parse Python file '*broken.py' (couldnt-parse)*"]
+    )
+    assert (project.path / ".batchflow" / "coverage" / "html" / "index.html").is_file()
+
+
+CONFIGURER = """\
+import coverage
+
+
+class Configurer(coverage.CoveragePlugin):
+    def configure(self, config):
+        config.set_option("report:exclude_lines", ["def never"])
+
+
+def coverage_init(reg, options):
+    reg.add_configurer(Configurer())
+"""
+
+
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_a_coverage_plugin_on_pytests_pythonpath_is_used_for_the_reports(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    """coverage.py reports in a child process, which sees pytest's import path."""
+    (project.path / "src" / "excluder.py").write_text(CONFIGURER)
+    (project.path / ".coveragerc").write_text("[run]\nplugins = excluder\n")
+    result, data = run(project, "--batchflow-cov=pkg", *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert data.coverage is not None
+    assert data.coverage.problem is None
+    assert data.coverage.statements == 15  # never() and its return excluded
+
+
 def test_coverage_settings_without_a_source_are_a_usage_error(
     project: pytest.Pytester,
 ) -> None:
