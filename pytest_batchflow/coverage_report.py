@@ -43,64 +43,8 @@ __all__ = [
 #: Under the rootdir: the combined data file and the reports.
 OUTPUT_DIR = Path(".batchflow") / "coverage"
 
-#: The child's program. Arguments: this process's ``sys.path`` (JSON), the run
-#: directory, the combined data file, the HTML directory, the XML file and the
-#: JSON file. It reads coverage.py's configuration as this process would (same
-#: working directory, environment and import path: a coverage.py plugin may
-#: live where pytest's ``pythonpath`` points) and prints two JSON lines: after
-#: the JSON report, and at the end; each says what failed and which warnings
-#: coverage.py gave. Only coverage.py is imported: the child starts in about 60 ms.
-_CHILD_PROGRAM = """\
-import json
-import sys
-import warnings
-
-import coverage
-from coverage.exceptions import CoverageException
-
-path, rundir, data_file, html_dir, xml_file, json_file = sys.argv[1:]
-# After coverage.py's own import: a test folder on pytest's path cannot shadow it.
-sys.path.extend(entry for entry in json.loads(path) if entry not in sys.path)
-
-
-def tell(failed, caught):
-    said = [str(warning.message) for warning in caught]
-    print(json.dumps({"failed": failed, "warnings": said}), flush=True)
-
-
-def problem(error):
-    return {"message": f"{type(error).__name__}: {error}",
-            "coverage": isinstance(error, CoverageException), "text": str(error)}
-
-
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    cov = coverage.Coverage(data_file=data_file, config_file=True)
-    try:
-        cov.combine([rundir], keep=False)
-        cov.save()
-        keep_open = getattr(cov.get_data(), "keep_db_open", None)
-        if keep_open is None:
-            cov.json_report(outfile=json_file, show_contexts=True)
-        else:
-            with keep_open():  # one connection for the report's many queries
-                cov.json_report(outfile=json_file, show_contexts=True)
-    except Exception as error:
-        tell({"json": problem(error)}, caught)
-        sys.exit(0)
-    tell({}, caught)
-    del caught[:]
-    failed = {}
-    try:
-        cov.html_report(directory=html_dir, show_contexts=True)
-    except Exception as error:
-        failed["html"] = problem(error)
-    try:
-        cov.xml_report(outfile=xml_file)
-    except Exception as error:
-        failed["xml"] = problem(error)
-    tell(failed, caught)
-"""
+#: The child's program, run as a script: it imports only coverage.py.
+_CHILD_PROGRAM = Path(__file__).with_name("coverage_child.py")
 #: The reports the child writes after the JSON one, and their names in messages.
 _LATER_REPORTS = {"html": "HTML", "xml": "XML"}
 
@@ -201,7 +145,7 @@ def start_child(rundir: Path, outdir: Path) -> CoverageChild:
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 (CoverageChild closes it)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_PROGRAM, path, *map(str, arguments)],
+            [sys.executable, str(_CHILD_PROGRAM), path, *map(str, arguments)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
