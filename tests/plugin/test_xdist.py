@@ -6,6 +6,7 @@ from wall-clock assertions.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from contextlib import closing
@@ -376,3 +377,47 @@ def test_a_costly_module_fixture_is_measured_and_set_up_on_one_worker(
     assert setups_of["costly"] == 1
     assert {"cheap", "plain"} <= set(setups_of)
     assert len(second.tests) == 18
+
+
+GC_WATCH = """
+import gc
+import json
+
+import pytest
+
+seen = {"during": [], "after": None}
+
+
+def pytest_runtest_logreport(report):
+    seen["during"].append(gc.get_freeze_count())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if hasattr(config, "workerinput"):
+        return
+    seen["after"] = gc.get_freeze_count()
+    with open("gc_seen.json", "w") as out:
+        json.dump(seen, out)
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "xdist"])
+def test_only_the_controller_sets_objects_aside_from_the_collector_and_gives_them_back(
+    pytester: pytest.Pytester, workers: int
+) -> None:
+    # The controller's long-lived objects (plan, dispatcher, results) are
+    # frozen for the garbage collector during the run; pytest's last
+    # collection, which looks for unraisable exceptions, sees them all again.
+    # Where tests run (a serial run) nothing is frozen.
+    pytester.makeconftest(GC_WATCH)
+    pytester.makepyfile(test_some="def test_a(): pass\n\ndef test_b(): pass\n")
+    result = pytester.runpytest("--batchflow", *(["-n", str(workers)] if workers else []))
+    result.assert_outcomes(passed=2)
+    seen = json.loads((pytester.path / "gc_seen.json").read_text(encoding="utf-8"))
+    assert len(seen["during"]) == 6  # three phases of two tests, as the controller heard them
+    if workers:
+        assert min(seen["during"]) > 1000
+    else:
+        assert max(seen["during"]) == 0
+    assert seen["after"] == 0
