@@ -48,6 +48,20 @@ INI = (
 )
 
 
+#: The environment of a result made up in a test.
+ENVIRONMENT = {
+    "python": "3.11.7",
+    "implementation": "CPython",
+    "platform": "Linux",
+    "pytest": "9",
+    "batchflow": "0",
+    "plugins": [],
+    "rootdir": "/r",
+    "invocation": [],
+    "hostname": "h",
+}
+
+
 def rows_by_name(data: dict[str, Any]) -> dict[str, list[Any]]:
     return {row[1]: row for row in data["tests"]}
 
@@ -317,24 +331,13 @@ def test_fifty_thousand_tests_render_within_bounds(tmp_path: Path) -> None:
         }
         for i in range(50_000)
     ]
-    environment = {
-        "python": "3.11.7",
-        "implementation": "CPython",
-        "platform": "Linux",
-        "pytest": "9",
-        "batchflow": "0",
-        "plugins": [],
-        "rootdir": "/r",
-        "invocation": [],
-        "hostname": "h",
-    }
     result = RunResult.model_validate(
         {
             "started": started,
             "stopped": started + 60,
             "duration": 60,
             "exitstatus": 0,
-            "environment": environment,
+            "environment": ENVIRONMENT,
             "batches": [],
             "tests": tests,
         }
@@ -353,17 +356,7 @@ def small_result() -> RunResult:
             "stopped": started + 1,
             "duration": 1,
             "exitstatus": 1,
-            "environment": {
-                "python": "3.11.7",
-                "implementation": "CPython",
-                "platform": "Linux",
-                "pytest": "9",
-                "batchflow": "0",
-                "plugins": [],
-                "rootdir": "/r",
-                "invocation": [],
-                "hostname": "h",
-            },
+            "environment": ENVIRONMENT,
             "batches": [],
             "tests": [
                 {
