@@ -77,48 +77,43 @@ def test_own_200():
 def test_child_200():
     subprocess.run([sys.executable, "-c", CHILD.format(mib=200)], check=True)
 
-def test_living_child_120():
+def start_living_child(mib, pid_file):
     # A server-like child left running (a later test stops it, on any
-    # worker): it counts here, where it was started, with its own peak.
+    # worker): it counts where it was started, with its own peak.
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD.format(mib=120) + "; import time; time.sleep(60)"]
+        [sys.executable, "-c", CHILD.format(mib=mib) + "; import time; time.sleep(60)"]
     )
-    with open("child.pid", "w") as pid:
+    with open(pid_file, "w") as pid:
         pid.write(str(child.pid))
+
+def stop_living_child(pid_file):
+    import os
+    import signal
+
+    with open(pid_file) as pid:
+        os.kill(int(pid.read()), signal.SIGKILL)
+
+def test_living_child_120():
+    start_living_child(120, "child.pid")
     time.sleep(1.5)
 
 @pytest.mark.depends_on("test_living_child_120")
 def test_stops_the_child():
-    import os
-    import signal
-
-    with open("child.pid") as pid:
-        os.kill(int(pid.read()), signal.SIGKILL)
+    stop_living_child("child.pid")
 
 def test_child_of_a_thread_200():
     # Started by another thread (a pool, a server fixture): still the
     # process's child, and counted.
     import threading
 
-    def start():
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD.format(mib=200) + "; import time; time.sleep(60)"]
-        )
-        with open("thread_child.pid", "w") as pid:
-            pid.write(str(child.pid))
-
-    starter = threading.Thread(target=start)
+    starter = threading.Thread(target=start_living_child, args=(200, "thread_child.pid"))
     starter.start()
     starter.join()
     time.sleep(1.5)
 
 @pytest.mark.depends_on("test_child_of_a_thread_200")
 def test_stops_the_thread_child():
-    import os
-    import signal
-
-    with open("thread_child.pid") as pid:
-        os.kill(int(pid.read()), signal.SIGKILL)
+    stop_living_child("thread_child.pid")
 
 def test_busy():
     end = time.process_time() + 0.4
