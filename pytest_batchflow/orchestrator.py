@@ -38,7 +38,7 @@ from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_si
 from .core.scheduler import RunState
 from .files import ignore_in_git
 from .items import MarkerError
-from .resources import RESOURCES_ATTRIBUTE
+from .resources import RESOURCES_ATTRIBUTE, Figures
 from .settings import Settings
 from .terminal import batch_table, format_header, format_plan, resource_lines
 
@@ -204,18 +204,6 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     return PhaseResult(**_phase_values(report)._asdict())
 
 
-class _Used(NamedTuple):
-    """What a test used, as :class:`~pytest_batchflow.results.ResourceResult` takes it."""
-
-    peak_rss: int
-    memory: int
-    rss_start: int
-    rss_end: int
-    cpu: float
-    wall: float
-    pid: int
-
-
 class _Finished(NamedTuple):
     """A finished test's result as plain values; its model is built when it is read.
 
@@ -241,7 +229,7 @@ class _Finished(NamedTuple):
     stderr: str
     log: str
     attempts: tuple[AttemptResult, ...]
-    resources: _Used | None = None
+    resources: Figures | None = None
     memory_limit_exceeded: bool = False
 
     def plain(self) -> tuple[Any, ...]:
@@ -279,7 +267,7 @@ def _plain_values(plain: tuple[Any, ...]) -> dict[str, Any]:
     ]
     resources = plain[_RESOURCES_AT]
     if resources is not None:
-        values["resources"] = dict(zip(_Used._fields, resources, strict=True))
+        values["resources"] = dict(zip(Figures._fields, resources, strict=True))
     return values
 
 
@@ -318,12 +306,12 @@ def _resource_columns(result: _Finished | AttemptResult) -> dict[str, Any]:
     }
 
 
-def _measured(reports: Sequence[pytest.TestReport]) -> _Used | None:
+def _measured(reports: Sequence[pytest.TestReport]) -> Figures | None:
     """The resources the teardown report brought, if any."""
     for report in reversed(reports):
         data = getattr(report, RESOURCES_ATTRIBUTE, None)
         if isinstance(data, list):
-            return _Used._make(data)
+            return Figures._make(data)
     return None
 
 

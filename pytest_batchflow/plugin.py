@@ -298,8 +298,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> Generator[None, int,
         return cpus
     from .resources import auto_workers, available_memory, describe_auto_workers
 
-    count = auto_workers(settings, cpus)
     budget = settings.memory_budget(available_memory())
+    count = auto_workers(settings, cpus, budget)
     config.stash[AUTO_WORKERS_KEY] = describe_auto_workers(count, budget)
     return count.workers
 

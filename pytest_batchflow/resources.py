@@ -24,7 +24,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .core.resources import WorkerCount, format_size, workers_for_memory
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RESOURCES_ATTRIBUTE",
+    "Figures",
     "ResourceMeter",
     "auto_workers",
     "available_memory",
@@ -50,8 +51,20 @@ __all__ = [
 
 #: The teardown report's attribute: a list of plain numbers (see ResourceMeter.stop).
 RESOURCES_ATTRIBUTE = "batchflow_resources"
-#: What that list holds, in order.
-FIGURES = ("peak", "memory", "rss_start", "rss_end", "cpu", "wall", "pid")
+
+
+class Figures(NamedTuple):
+    """What that list holds, in order, named as
+    :class:`~pytest_batchflow.results.ResourceResult` names them."""
+
+    peak_rss: int
+    memory: int
+    rss_start: int
+    rss_end: int
+    cpu: float
+    wall: float
+    pid: int
+
 
 # getrusage's ru_maxrss is in KiB on Linux, bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
@@ -64,8 +77,8 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def auto_workers(settings: Settings, cpus: int) -> WorkerCount:
-    """``-n auto``: the smaller of ``cpus`` and what the memory budget holds.
+def auto_workers(settings: Settings, cpus: int, budget: int | None) -> WorkerCount:
+    """``-n auto``: the smaller of ``cpus`` and what the memory ``budget`` holds.
 
     The history gives the workers' resting memory and the tests' peaks; a
     store that cannot be read counts as no history (the CPU count stands).
@@ -90,7 +103,7 @@ def auto_workers(settings: Settings, cpus: int) -> WorkerCount:
                 pass
             finally:
                 store.close()
-    return workers_for_memory(cpus, settings.memory_budget(available_memory()), resting, peaks)
+    return workers_for_memory(cpus, budget, resting, peaks)
 
 
 def describe_auto_workers(count: WorkerCount, budget: int) -> str:
@@ -288,12 +301,12 @@ class ResourceMeter:
         self._start = (rss, cpu, time.perf_counter(), children, peak_before)
 
     def stop(self) -> list[int | float] | None:
-        """The test's figures in the order of :data:`FIGURES`, or None if
+        """The test's figures in the order of :class:`Figures`, or None if
         :meth:`start` was not called for it (a list: it crosses to the xdist
         controller on every test, and execnet carries a list cheaper than a dict).
 
-        ``peak``: the highest resident memory of the test process plus its
-        children's peaks (bytes); ``memory``: ``peak`` above the process's
+        ``peak_rss``: the highest resident memory of the test process plus its
+        children's peaks (bytes); ``memory``: ``peak_rss`` above the process's
         memory at the start (what the test itself needed); ``rss_start`` and
         ``rss_end``; ``cpu``: user plus system seconds of the thread that ran
         the test and of its ended children; ``wall``: seconds; ``pid``.
