@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -318,3 +319,19 @@ def alternate(
 
 def machine() -> str:
     return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {sys.platform}"
+
+
+def noop_runs(
+    prefix: str,
+    tests: int,
+    modules: int,
+    variants: Mapping[str, Sequence[str]],
+    common: Sequence[str],
+    repetitions: int,
+) -> dict[str, list[Run]]:
+    """:func:`alternate` on a suite of ``tests`` no-op tests over ``modules``
+    modules, generated in a temporary directory named with ``prefix``."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp)
+        write_noop_suite(root, tests, modules)
+        return alternate(root, variants, common, clean_env(), f"{tests} passed", repetitions)

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _xdist_bench import alternate, clean_env, machine, seconds, table, write_noop_suite
+from _xdist_bench import machine, noop_runs, seconds, table
 
 TESTS = 5000
 MODULES = 50
@@ -70,17 +68,12 @@ def meter_cost() -> list[float]:
 
 def main() -> None:
     repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
-    env = clean_env()
     print(
         f"resource_overhead: {TESTS} no-op tests in {MODULES} modules, serial and "
         f"-n {WORKERS}, {repetitions} repetitions; {machine()}",
         flush=True,
     )
-    expect = f"{TESTS} passed"
-    with tempfile.TemporaryDirectory(prefix="batchflow-resources-") as tmp:
-        root = Path(tmp)
-        write_noop_suite(root, TESTS, MODULES)
-        runs = alternate(root, VARIANTS, COMMON, env, expect, repetitions)
+    runs = noop_runs("batchflow-resources-", TESTS, MODULES, VARIANTS, COMMON, repetitions)
     print("timing ResourceMeter start/stop in-process ...", flush=True)
     costs = meter_cost()
     samples = {name: [run.wall for run in done] for name, done in runs.items()}

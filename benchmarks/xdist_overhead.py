@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from _xdist_bench import alternate, clean_env, machine, seconds, table, write_noop_suite
+from _xdist_bench import machine, noop_runs, seconds, table
 
 TESTS = 5000
 MODULES = 50
@@ -37,18 +35,13 @@ TARGET = 1.15
 
 def main() -> None:
     repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
-    env = clean_env()
     print(
         f"xdist_overhead: {TESTS} no-op tests in {MODULES} modules, -n {WORKERS}, "
         f"{repetitions} repetitions; {machine()}",
         flush=True,
     )
-    expect = f"{TESTS} passed"
-    with tempfile.TemporaryDirectory(prefix="batchflow-overhead-") as tmp:
-        root = Path(tmp)
-        write_noop_suite(root, TESTS, MODULES)
-        # The history variant's warm-up fills the store.
-        runs = alternate(root, VARIANTS, COMMON, env, expect, repetitions)
+    # The history variant's warm-up fills the store.
+    runs = noop_runs("batchflow-overhead-", TESTS, MODULES, VARIANTS, COMMON, repetitions)
     samples = {name: [run.wall for run in done] for name, done in runs.items()}
     statuses = {name: {run.status() for run in done} for name, done in runs.items()}
     base = statistics.median(samples[BASE])
