@@ -199,16 +199,29 @@ def _wants_batchflow(config: pytest.Config, early: bool = False) -> bool:
     )
 
 
+#: The settings load_settings validated for this session.
+_SETTINGS_KEY = pytest.StashKey["Settings"]()
+
+
 def load_settings(config: pytest.Config) -> Settings:
-    """Resolve and validate all settings; a bad value is a pytest.UsageError."""
+    """Resolve and validate all settings; a bad value is a pytest.UsageError.
+
+    Once a session: ``-n auto`` asks for them (xdist's command-line hook)
+    before pytest_configure does.
+    """
+    settings = config.stash.get(_SETTINGS_KEY, None)
+    if settings is not None:
+        return settings
     from .settings import SettingsError, parse_settings
 
     raw = _raw_values(config)
     inifile = str(config.inipath) if config.inipath else "no ini file"
     try:
-        return parse_settings(raw, config.getini(BATCHES_INI), inifile)
+        settings = parse_settings(raw, config.getini(BATCHES_INI), inifile)
     except SettingsError as error:
         raise pytest.UsageError(f"batchflow: {error}") from None
+    config.stash[_SETTINGS_KEY] = settings
+    return settings
 
 
 @pytest.hookimpl(tryfirst=True)
