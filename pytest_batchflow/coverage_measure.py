@@ -43,7 +43,6 @@ from .core.coverage import COLLECTION_CONTEXT
 if TYPE_CHECKING:
     import coverage
 
-    from .coverage_report import CoverageChild
     from .orchestrator import Orchestrator
 
 __all__ = [
@@ -54,7 +53,6 @@ __all__ = [
     "MeasurementHooks",
     "set_up",
     "start_early",
-    "started_child",
 ]
 
 #: Where the measuring processes write their data files (set by the process
@@ -232,64 +230,11 @@ class MeasurementHooks:
         self.measurement.finish()
 
 
-_EARLY_CHILD = pytest.StashKey["CoverageChild"]()
-
-
-class EarlyReports:
-    """On an xdist controller: coverage.py's work starts as soon as every worker saved its data.
-
-    A worker saves its data before it says it finished; xdist's own
-    ``pytest_sessionfinish`` then waits for the workers' processes to end,
-    which takes them a few tenths of a second, and batchflow's runs after it.
-    This one runs first and starts the child process that combines the data
-    and writes coverage.py's reports (:func:`started_child` hands it over), so
-    that it works while xdist waits. Not when a worker still runs (an
-    interrupted run): then the data is combined after xdist's wait, as before.
-    """
-
-    def __init__(self, config: pytest.Config, rundir: Path, reports: Callable[[], bool]) -> None:
-        self.config = config
-        self.rundir = rundir
-        self.reports = reports
-        self.started: set[str] = set()
-        self.down: set[str] = set()
-
-    def pytest_testnodeready(self, node: Any) -> None:
-        self.started.add(str(node.gateway.id))
-
-    def pytest_testnodedown(self, node: Any) -> None:
-        self.down.add(str(node.gateway.id))  # finished or crashed: it writes nothing more
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self) -> None:
-        if not self.started or not self.started <= self.down or not self.reports():
-            return
-        from .coverage_report import OUTPUT_DIR, start_child
-
-        child = start_child(self.rundir, self.config.rootpath / OUTPUT_DIR)
-        self.config.stash[_EARLY_CHILD] = child
-
-        def leftover() -> None:  # batchflow did not sum up: the child still ends first
-            if self.config.stash.get(_EARLY_CHILD, None) is child:
-                child.finish()
-
-        self.config.add_cleanup(leftover)
-
-
-def started_child(config: pytest.Config) -> CoverageChild | None:
-    """The child :class:`EarlyReports` started, if it did; handed over once."""
-    child = config.stash.get(_EARLY_CHILD, None)
-    if child is not None:
-        del config.stash[_EARLY_CHILD]
-    return child
-
-
 _MEASUREMENT = pytest.StashKey[Measurement]()
 _RUN_DIR = pytest.StashKey[Path]()
 #: What start_early took this process for: "worker", "serial" or "controller".
 _GUESS = pytest.StashKey[str]()
 _HOOKS_NAME = "batchflow-coverage"
-_EARLY_NAME = "batchflow-coverage-early"
 
 
 def _early_worker() -> str | None:
@@ -398,11 +343,6 @@ def set_up(config: pytest.Config, orchestrator: Orchestrator) -> Path | None:
         if not orchestrator.recording:
             _drop(config)
         if role == "controller":
-            if orchestrator.recording:
-                config.pluginmanager.register(
-                    EarlyReports(config, rundir, lambda: orchestrator.plan is not None),
-                    _EARLY_NAME,
-                )
             return rundir
         if not orchestrator.recording:
             return None

@@ -413,6 +413,9 @@ class Orchestrator:
         self._available_memory: int | None = None
         #: Whether objects are set aside from the garbage collector (see freeze_heap).
         self._frozen = False
+        #: Whether the run was summed up (see finish).
+        self.run_finished = False
+        self._finish_error: BaseException | None = None
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
         self._saved_at = time.monotonic()
@@ -483,6 +486,9 @@ class Orchestrator:
         """
         self._join_reading()
         self._close_history()
+        child, self.coverage_child = self.coverage_child, None
+        if child is not None:  # the summing-up stopped before it waited: no child outlives pytest
+            child.finish()
         if self.meter is not None:
             self.meter.close()
         self.results = {}
@@ -1299,17 +1305,46 @@ class Orchestrator:
     # -- the end of the run ------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.plan is None or self.role == "worker":
+        self.finish(session, exitstatus)
+
+    def finish(self, session: pytest.Session, exitstatus: int, early: bool = False) -> None:
+        """Sum the run up and write its outputs, once.
+
+        On an xdist controller :class:`~pytest_batchflow.xdist_scheduler.XdistHooks`
+        calls it ``early``, before xdist's own ``pytest_sessionfinish``, when
+        every worker has finished, so that it works while xdist waits for their
+        processes to end; otherwise it runs here, as a plain session-finish
+        hook, after xdist's. An error of the early call is raised by the plain
+        one: xdist's wait for its workers happens whatever goes wrong here.
+        """
+        error, self._finish_error = self._finish_error, None
+        if error is not None:
+            raise error
+        if self.plan is None or self.role == "worker" or self.run_finished:
             return
-        # What the end of the run builds lives to its end: collections it would
-        # trigger walk the whole heap (every result) for nothing, one of them
-        # some 50 ms on 5,000 tests.
-        with _collector_paused():
-            self._finish(session, exitstatus)
-            self.freeze_heap()
+        self.run_finished = True
+        try:
+            # What the end of the run builds lives to its end: collections it
+            # would trigger walk the whole heap (every result) for nothing, one
+            # of them some 50 ms on 5,000 tests.
+            with _collector_paused():
+                self._finish(session, exitstatus)
+                self.freeze_heap()
+        except BaseException as raised:
+            if not early:
+                raise
+            self._finish_error = raised
 
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         assert self.plan is not None
+        if self.recording and self.coverage_rundir is not None:
+            from .coverage_report import OUTPUT_DIR, start_child
+
+            # coverage.py combines the data and writes its reports in a child
+            # process while this one builds batchflow's results.
+            self.coverage_child = start_child(
+                self.coverage_rundir, self.config.rootpath / OUTPUT_DIR
+            )
         self._build_results()
         if self.settings.strict_flaky and self.flaky and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -1506,8 +1541,7 @@ class Orchestrator:
 
     def _coverage(self) -> CoverageResult:
         """Combine the measuring processes' data and sum it up (serial, controller)."""
-        from .coverage_measure import started_child
-        from .coverage_report import OUTPUT_DIR, start_child, sum_up
+        from .coverage_report import sum_up
 
         assert self.plan is not None
         assert self.analysis is not None
@@ -1538,12 +1572,10 @@ class Orchestrator:
             def batch_of(context: str) -> str | None:
                 return context if context in names else None
 
-        # A child process runs coverage.py; it goes on with the HTML and XML
-        # reports, which _wait_for_coverage_child waits for after batchflow's outputs.
-        child = started_child(self.config) or start_child(
-            self.coverage_rundir, self.config.rootpath / OUTPUT_DIR
-        )
-        self.coverage_child = child
+        # The child goes on with coverage.py's HTML and XML reports, which
+        # _wait_for_coverage_child waits for after batchflow's outputs.
+        child = self.coverage_child
+        assert child is not None
         return sum_up(
             child,
             settings.cov_source,

@@ -76,10 +76,34 @@ class XdistHooks:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
         self.rundir = Path(tempfile.mkdtemp(prefix="batchflow-"))
+        #: Workers started and workers that finished or crashed, by id.
+        self.started: set[str] = set()
+        self.down: set[str] = set()
 
     def pytest_configure_node(self, node: WorkerController) -> None:
         node.workerinput[RUNDIR_KEY] = str(self.rundir)
         node.workerinput[SETTINGS_KEY] = to_plain(self.orchestrator.settings)
+
+    def pytest_testnodeready(self, node: WorkerController) -> None:
+        self.started.add(str(node.gateway.id))
+
+    def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
+        # A worker sends its last report, and saves its coverage data, before
+        # it says it finished; a crashed one sends nothing more either.
+        self.down.add(str(node.gateway.id))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Sum the run up before xdist's ``pytest_sessionfinish`` waits for the
+        workers' processes to end (a few tenths of a second: their own session
+        end, then their interpreters'), so that both happen at once.
+
+        Only when every worker has finished: after an interruption a worker
+        may still run, and the orchestrator sums up after xdist's wait, as a
+        plain hook. An error here is raised there too, once xdist has waited.
+        """
+        if self.started and self.started <= self.down:
+            self.orchestrator.finish(session, exitstatus, early=True)
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> BatchflowScheduling:
         return BatchflowScheduling(self.orchestrator, self.rundir)

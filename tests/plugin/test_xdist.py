@@ -421,3 +421,97 @@ def test_only_the_controller_sets_objects_aside_from_the_collector_and_gives_the
     else:
         assert max(seen["during"]) == 0
     assert seen["after"] == 0
+
+
+WAIT_WATCH = """
+import json
+import os
+
+from xdist import workermanage
+
+seen = []
+wait_for_workers = workermanage.NodeManager.teardown_nodes
+
+
+def teardown_nodes(self):
+    seen.append(os.path.exists("result.json"))
+    with open("wait_seen.json", "w") as out:
+        json.dump(seen, out)
+    wait_for_workers(self)
+
+
+workermanage.NodeManager.teardown_nodes = teardown_nodes
+"""
+
+
+def test_the_run_is_summed_up_while_xdist_waits_for_its_finished_workers(
+    pytester: pytest.Pytester,
+) -> None:
+    # xdist's pytest_sessionfinish waits for the workers' processes to end;
+    # when every worker has finished, batchflow's results are written first,
+    # so that the two happen at once.
+    pytester.makeconftest(WAIT_WATCH)
+    pytester.makepyfile(test_some="def test_a(): pass\n\ndef test_b(): assert 0\n")
+    result, data = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=1, failed=1)
+    assert json.loads((pytester.path / "wait_seen.json").read_text()) == [True]
+    assert {test.nodeid.split("::")[-1]: test.outcome for test in data.tests} == {
+        "test_a": "passed",
+        "test_b": "failed",
+    }
+
+
+def test_an_interrupted_run_is_summed_up_after_xdist_waited_for_its_workers(
+    pytester: pytest.Pytester,
+) -> None:
+    # Ctrl-C while a worker still runs a test: batchflow sums up once xdist
+    # has waited for that worker, and keeps the result that arrived.
+    pytester.makeconftest(
+        WAIT_WATCH
+        + """
+
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logfinish(nodeid):
+    if nodeid.endswith("test_quick"):
+        raise KeyboardInterrupt
+"""
+    )
+    pytester.makepyfile(
+        test_some="""
+import time
+
+def test_slow():
+    time.sleep(2)
+
+def test_quick():
+    time.sleep(0.5)
+"""
+    )
+    result, data = run(pytester, "-n", "2")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert json.loads((pytester.path / "wait_seen.json").read_text()) == [False]
+    assert {test.nodeid.split("::")[-1]: test.outcome for test in data.tests} == {
+        "test_quick": "passed"
+    }
+
+
+def test_an_error_while_summing_up_early_still_lets_xdist_wait_for_its_workers(
+    pytester: pytest.Pytester,
+) -> None:
+    # The error ends pytest as it did before batchflow summed up early (a
+    # traceback and exit status 1), but only once xdist has waited.
+    pytester.makeconftest(
+        WAIT_WATCH
+        + """
+
+def pytest_batchflow_report_sections(config, result):
+    raise RuntimeError("a broken report hook")
+"""
+    )
+    pytester.makepyfile(test_some="def test_a(): pass\n")
+    result = pytester.runpytest_subprocess("--batchflow", "-p", "no:cacheprovider", "-n", "2")
+    assert result.ret == 1
+    result.stderr.fnmatch_lines(["RuntimeError: a broken report hook"])
+    assert json.loads((pytester.path / "wait_seen.json").read_text()) == [False]
