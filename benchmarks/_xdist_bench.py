@@ -46,10 +46,39 @@ def pytest_runtest_logreport(report):
         )
 """
 
+#: On the controller (or a serial run): writes to $BENCH_SPAN, at the end,
+#: the first test's start and the last test's stop of the reports it heard:
+#: how long the tests ran, apart from the run's start and end. Two comparisons
+#: a report, the same in every variant.
+SPAN_CONFTEST = """\
+import os
+
+_OUT = os.environ.get("BENCH_SPAN")
+_SPAN = []
+
+
+def pytest_runtest_logreport(report):
+    if not _SPAN:
+        _SPAN.extend((report.start, report.stop))
+        return
+    if report.start < _SPAN[0]:
+        _SPAN[0] = report.start
+    if report.stop > _SPAN[1]:
+        _SPAN[1] = report.stop
+
+
+def pytest_unconfigure(config):
+    if _OUT and _SPAN and not hasattr(config, "workerinput"):
+        with open(_OUT, "w", encoding="utf-8") as out:
+            out.write(f"{_SPAN[0]!r} {_SPAN[1]!r}\\n")
+"""
+
 PLAN_BOUND = re.compile(
     r"lower bound: ([0-9.]+)(ms|s) on (\d+) workers? \(critical path ([0-9.]+)(ms|s)\)"
 )
 TIMEOUT = 900.0
+#: Where the span conftest writes, in the suite's folder.
+SPAN_FILE = "bench_span.txt"
 
 
 def clean_env() -> dict[str, str]:
@@ -61,7 +90,7 @@ def clean_env() -> dict[str, str]:
     module at start, which drowns what the benchmarks measure.
     """
     env = {name: value for name, value in os.environ.items() if not name.startswith("BATCHFLOW")}
-    for name in ("PYTEST_ADDOPTS", "BENCH_TIMES", "PYTHONDONTWRITEBYTECODE"):
+    for name in ("PYTEST_ADDOPTS", "BENCH_TIMES", "BENCH_SPAN", "PYTHONDONTWRITEBYTECODE"):
         env.pop(name, None)
     return env
 
@@ -84,6 +113,8 @@ class Run:
     stderr: str
     times_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: First test start to last test stop, where the span conftest wrote it.
+    span: float | None = None
 
     @property
     def command(self) -> str:
@@ -103,8 +134,10 @@ class Run:
 
 
 def write_noop_suite(root: Path, tests: int, modules: int) -> None:
-    """A project of ``tests`` tests that do nothing, over ``modules`` modules."""
+    """A project of ``tests`` tests that do nothing, over ``modules`` modules,
+    with the span conftest (the per-report timing one would weigh on no-op tests)."""
     write_project(root, timing=False)
+    (root / "conftest.py").write_text(SPAN_CONFTEST, encoding="utf-8")
     per_module = tests // modules
     for module in range(modules):
         body = "".join(f"def test_{n}():\n    pass\n\n\n" for n in range(per_module))
@@ -121,6 +154,7 @@ def run_pytest(
         times_path = root / times_name
         times_path.unlink(missing_ok=True)
         run_env["BENCH_TIMES"] = str(times_path)
+    run_env["BENCH_SPAN"] = str(root / SPAN_FILE)
     command = [sys.executable, "-m", "pytest", *args]
     start = time.perf_counter()
     try:
@@ -137,7 +171,13 @@ def run_pytest(
             times_path,
         )
     wall = time.perf_counter() - start
-    return Run(list(args), wall, done.returncode, done.stdout, done.stderr, times_path)
+    run = Run(list(args), wall, done.returncode, done.stdout, done.stderr, times_path)
+    span_path = root / SPAN_FILE
+    if span_path.exists():
+        first, last = map(float, span_path.read_text(encoding="utf-8").split())
+        run.span = last - first
+        span_path.unlink()
+    return run
 
 
 def _text(data: bytes | str | None) -> str:

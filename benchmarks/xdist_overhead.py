@@ -8,8 +8,10 @@ around the subprocess) three ways: ``--dist load``, ``--batchflow
 store. One untimed warm-up run of each first (bytecode caches; the history
 variant's warm-up fills the store), then the variants alternate within each
 repetition so that drift hits them alike; the table gives the median and the
-range. Standard library only; it prints figures and the target, and asserts
-nothing.
+range. A second table splits each median: the time the tests ran (the first
+test's start to the last test's stop, from a two-line conftest in every
+variant) and the rest, before and after them. Standard library only; it prints
+figures and the target, and asserts nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +76,32 @@ def main() -> None:
         "wall time of the whole pytest command; ms/test: the median's difference to "
         f"{BASE} spread over the {TESTS} tests"
     )
+    # Where the time goes: while tests run (dispatch), and before and after
+    # (start, collection, planning; summing up, reports, the processes' exit).
+    spans = {
+        name: [run.span for run in done if run.span is not None] for name, done in runs.items()
+    }
+    if all(spans.values()):
+        base_span = statistics.median(spans[BASE])
+        print()
+        print(
+            table(
+                ["variant", "tests ran", "/load", "before and after"],
+                [
+                    [
+                        name,
+                        seconds(statistics.median(values)),
+                        f"{statistics.median(values) / base_span:.3f}",
+                        seconds(statistics.median(samples[name]) - statistics.median(values)),
+                    ]
+                    for name, values in spans.items()
+                ],
+            )
+        )
+        print(
+            "tests ran: the first test's start to the last test's stop, as the controller "
+            "heard them (medians); before and after: the wall time's median minus it"
+        )
 
 
 if __name__ == "__main__":
