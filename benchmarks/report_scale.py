@@ -214,8 +214,13 @@ class Browser:
         for argument in CHROME_ARGS:
             options.add_argument(argument)
         options.binary_location = str(CHROMIUM)
+        # Chromium's temporary files go here: it leaves its singleton socket's
+        # org.chromium.Chromium.* folder behind, which would pile up in /tmp.
+        self.scratch = tempfile.TemporaryDirectory(prefix="batchflow-chromium-")
         # An explicit driver path: selenium-manager is never consulted.
-        service = Service(executable_path=str(CHROMEDRIVER))
+        service = Service(
+            executable_path=str(CHROMEDRIVER), env={**clean_env(), "TMPDIR": self.scratch.name}
+        )
         self.driver = webdriver.Chrome(options=options, service=service)
         self.driver.set_page_load_timeout(LOAD_TIMEOUT)
         # selenium's own HTTP timeout (120 s) would cut a slow page's load short.
@@ -226,6 +231,7 @@ class Browser:
 
     def close(self) -> None:
         self.driver.quit()
+        self.scratch.cleanup()
 
     def time_loads(
         self, path: Path, condition: str, observe: dict[str, Any], loads: int

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +20,8 @@ import pytest
 
 pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
 
-from selenium.webdriver import Chrome, ChromeOptions
-from selenium.webdriver.chrome.service import Service
+from report_page import headless_chromium
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -141,27 +140,9 @@ def test_passes():
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[Chrome]:
-    """One headless Chromium for the module; never lets selenium-manager fetch anything."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    chromedriver = shutil.which("chromedriver")
-    if chromedriver is None:
-        pytest.skip("chromedriver is not installed (apt-get install chromium-driver)")
-    options = ChromeOptions()
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(argument)
-    options.binary_location = chromium
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path is what keeps selenium-manager from running.
-    chrome = Chrome(options=options, service=Service(executable_path=chromedriver))
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
+    """One headless Chromium for the module, its console log kept."""
+    chrome: Chrome = headless_chromium(tmp_path_factory.mktemp("chromium"), browser_log=True)
     try:
         yield chrome
     finally:

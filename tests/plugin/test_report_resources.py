@@ -8,12 +8,11 @@ columns the page's script draws (skipped without chromium).
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from report_page import page_data
+from report_page import headless_chromium, page_data
 from results_factory import case, run
 
 from pytest_batchflow.report.html import render_html
@@ -202,20 +201,9 @@ def test_names_from_the_suite_are_escaped_in_the_section_and_chart() -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium, as test_report_browser.py drives it; skipped when missing."""
-    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
-    from selenium.webdriver import Chrome, ChromeOptions
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or chromedriver is None:
-        pytest.skip("chromium or chromedriver is not installed (apt-get install chromium-driver)")
-    options = ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
-        options.add_argument(argument)
-    options.binary_location = chromium
-    chrome = Chrome(options=options, service=Service(executable_path=chromedriver))
+    chrome = headless_chromium(tmp_path_factory.mktemp("chromium"))
     try:
         yield chrome
     finally:
