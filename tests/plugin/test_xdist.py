@@ -515,3 +515,63 @@ def pytest_batchflow_report_sections(config, result):
     assert result.ret == 1
     result.stderr.fnmatch_lines(["RuntimeError: a broken report hook"])
     assert json.loads((pytester.path / "wait_seen.json").read_text()) == [False]
+
+
+GC_STATE = """
+import gc
+import json
+import os
+
+import pytest
+
+if os.environ.get("USER_GC_OFF"):
+    gc.disable()
+seen = {"planning": [], "tests": []}
+
+
+def pytest_deselected(items):
+    seen["planning"].append(gc.isenabled())
+
+
+def pytest_runtest_setup(item):
+    seen["tests"].append(gc.isenabled())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    name = getattr(config, "workerinput", {}).get("workerid", "main")
+    with open(f"gc_{name}.json", "w") as out:
+        json.dump(seen, out)
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "xdist"])
+@pytest.mark.parametrize("user_gc_off", [False, True], ids=["gc-on", "gc-off"])
+def test_the_collector_is_paused_while_planning_and_left_as_the_user_set_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: int, user_gc_off: bool
+) -> None:
+    # Planning allocates objects that all live on: the garbage collector is
+    # paused while batchflow plans (here: while it deselects a batch), and the
+    # tests run with it as the suite left it.
+    if user_gc_off:
+        monkeypatch.setenv("USER_GC_OFF", "1")
+    pytester.makeconftest(GC_STATE)
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n"
+        "    fast: paths=test_fast.py\n    slow: paths=test_slow.py\n"
+    )
+    pytester.makepyfile(
+        test_fast="def test_a(): pass\n\ndef test_b(): pass\n",
+        test_slow="def test_c(): pass\n",
+    )
+    args = ["--batchflow", "--batchflow-batches=fast"]
+    result = pytester.runpytest_subprocess(*args, *(["-n", str(workers)] if workers else []))
+    result.assert_outcomes(passed=2)
+    seen: dict[str, list[bool]] = {"planning": [], "tests": []}
+    for path in pytester.path.glob("gc_*.json"):
+        for key, values in json.loads(path.read_text(encoding="utf-8")).items():
+            seen[key] += values
+    assert seen["planning"] and not any(seen["planning"])
+    # (Under xdist a worker may also run batchflow's idle item, which sets up too.)
+    assert len(seen["tests"]) >= 2
+    assert set(seen["tests"]) == {not user_gc_off}
