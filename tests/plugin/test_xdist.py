@@ -571,7 +571,8 @@ def test_the_collector_is_paused_while_planning_and_left_as_the_user_set_it(
     for path in pytester.path.glob("gc_*.json"):
         for key, values in json.loads(path.read_text(encoding="utf-8")).items():
             seen[key] += values
-    assert seen["planning"] and not any(seen["planning"])
+    assert seen["planning"]
+    assert not any(seen["planning"])
     # (Under xdist a worker may also run batchflow's idle item, which sets up too.)
     assert len(seen["tests"]) >= 2
     assert set(seen["tests"]) == {not user_gc_off}
