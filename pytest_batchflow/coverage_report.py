@@ -10,9 +10,10 @@ coverage.py does that work in a child process (:class:`CoverageChild`): at
 the end of a run the machine's other CPUs are idle. The child says when the
 JSON report is written, and goes on with the HTML and XML reports while this
 process sums up and writes batchflow's own outputs; the caller waits for it
-(:func:`finish_child_reports`) before pytest ends. On an xdist controller it
-starts as soon as every worker has saved its data, while xdist waits for the
-workers' processes to end (:mod:`pytest_batchflow.coverage_measure`).
+(:func:`finish_child_reports`) before pytest ends. It starts when the run is
+summed up; on an xdist controller whose workers have all finished, that is
+while xdist waits for their processes to end
+(:class:`pytest_batchflow.xdist_scheduler.XdistHooks`).
 """
 
 from __future__ import annotations

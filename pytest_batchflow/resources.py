@@ -172,6 +172,10 @@ def _linux_children(pid: int | str) -> list[str]:
     return found
 
 
+#: Looked up once: the meter asks at both ends of every test.
+_WAITID = getattr(os, "waitid", None)
+
+
 def _has_children() -> bool:
     """Whether the process has a child, alive or not yet waited for, from any
     of its threads.
@@ -181,10 +185,10 @@ def _has_children() -> bool:
     xdist worker (execnet runs one) cost some 40 microseconds a test. True
     where there is no ``waitid`` (Windows): the caller then looks.
     """
-    if not hasattr(os, "waitid"):
+    if _WAITID is None:
         return True
     try:
-        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        _WAITID(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
         return False
     return True
@@ -238,13 +242,11 @@ class ResourceMeter:
         self._clear_refs: int | None = None
         self._own_status: int | None = None
         self._own_statm: int | None = None
-        self._linux = False
         if _status(self.pid) is not None:
             try:
                 self._own_status = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
                 self._own_statm = os.open(f"/proc/{self.pid}/statm", os.O_RDONLY)
                 self._clear_refs = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
-                self._linux = True
             except OSError:
                 self.close()
         self._psutil_process: psutil.Process | None = None
@@ -266,7 +268,6 @@ class ResourceMeter:
             if fd is not None:
                 os.close(fd)
         self._clear_refs = self._own_status = self._own_statm = None
-        self._linux = False
 
     def _rss(self) -> tuple[int, int | None]:
         """Resident memory now, and the peak since the last reset (Linux only)."""
@@ -356,7 +357,7 @@ class ResourceMeter:
         found: dict[str, tuple[int, int | None]] = {}
         if not _has_children():  # the usual case, in one system call
             return found
-        if self._linux:
+        if self._clear_refs is not None:  # /proc is read (its descriptors are open)
             for child in _linux_children(self.pid):
                 if reset:
                     with contextlib.suppress(OSError):
