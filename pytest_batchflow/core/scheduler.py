@@ -289,6 +289,12 @@ class Dispatcher:
             i for i in plan.order if not self._upstream[plan.batch_of[i]] and not self._waiting[i]
         ]
         self._ready: list[tuple[_Key, int]] = []
+        #: The ready tests (made ready, not yet sent or skipped) and, of those
+        #: measured in earlier runs, how many and their estimates' sum: the
+        #: work that may be sent now, which the queues share (see _top_up).
+        self._ready_set: set[int] = set()
+        self._ready_measured = 0
+        self._ready_measured_work = 0.0
         # Affinity: the parent (module or class) each worker ran last, the ready
         # tests of each parent (entries go stale once a test leaves ``pending``)
         # and the estimated work not yet sent.
@@ -454,20 +460,26 @@ class Dispatcher:
     def _top_up(self, now: float, decision: Decision) -> None:
         """Queue more short tests on workers that run short tests and are running low.
 
-        Running low is at half the depth or half the horizon queued; then the
-        queue is filled to the depth or the horizon, so that sends carry many
-        tests each.
+        Running low is at half the depth or half the limit queued; then the
+        queue is filled to the depth or the limit, so that sends carry many
+        tests each. The limit is the horizon, or less where the work that may
+        be sent now (ready, or queued on the workers) runs out: before a batch
+        that comes ``after`` this one, or at the end of the run. There, a full
+        queue on one worker would leave the others idle while it works through
+        it; so a queue holds at most half of a worker's share of that work,
+        and sends get smaller as it shrinks (xdist's ``load`` does the same).
 
         Workers take turns, so the most critical of these tests spread out; it
         stops at the first test that is not short or free of rules (it waits
         for a worker with nothing queued).
         """
+        limit = min(self.horizon, self._fair_share() / 2)
         backlog: dict[str, float] = {}
         for worker in sorted(self.queues):
             if worker not in self.stopping and 0 < self._queued(worker) <= PIPELINE_DEPTH // 2:
                 queued = self._backlog(worker)
-                # Only at half the horizon: a send per test would cost more than it saves.
-                if queued is not None and queued <= self.horizon / 2:
+                # Only at half the limit: a send per test would cost more than it saves.
+                if queued is not None and queued <= limit / 2:
                     backlog[worker] = queued
         while backlog:
             for worker in list(backlog):
@@ -475,17 +487,33 @@ class Dispatcher:
                 if test is None:
                     return
                 estimate = self._estimate(test)
-                if (
-                    estimate is None
-                    or not self._pipelinable(test)
-                    or backlog[worker] + estimate > self.horizon
-                ):
+                if estimate is None or not self._pipelinable(test):
                     self._make_ready(test)  # picked, not sent: back in line
                     return
+                if backlog[worker] + estimate > limit:
+                    self._make_ready(test)
+                    del backlog[worker]  # full: the others may still take some
+                    continue
                 self._send(decision, worker, test, now)
                 backlog[worker] += estimate
                 if self._queued(worker) >= PIPELINE_DEPTH:
                     del backlog[worker]
+
+    def _fair_share(self) -> float:
+        """Estimated work per worker, of the tests ready to send and those queued.
+
+        Tests not measured in earlier runs count with this run's mean (or
+        nothing before it is known: such tests are not queued then anyway).
+        """
+        workers = [worker for worker in self.queues if worker not in self.stopping]
+        queued = 0.0
+        for worker in workers:
+            if self._load[worker]:
+                queued += self._backlog(worker) or 0.0
+        unmeasured = len(self._ready_set) - self._ready_measured
+        mean = self._observed / self._observations if self._observations >= MIN_OBSERVATIONS else 0
+        ready = self._ready_measured_work + unmeasured * mean
+        return (ready + queued) / max(len(workers), 1)
 
     def _queued(self, worker: str) -> int:
         return self._load[worker]
@@ -790,6 +818,7 @@ class Dispatcher:
     def _send(self, decision: Decision, worker: str, index: int, now: float) -> None:
         batch = self.plan.batch_of[index]
         self.pending.discard(index)
+        self._not_ready(index)
         self._count_unsent(index, -1)
         self._last_parent[worker] = self.parents[index]
         self.running[index] = worker
@@ -816,6 +845,7 @@ class Dispatcher:
     def _skip(self, index: int, reason: str, decision: Decision) -> None:
         """Never send the test; a rerun that may not run leaves its failure standing."""
         self.pending.discard(index)
+        self._not_ready(index)
         self._count_unsent(index, -1)
         standing = self._standing.get(index, "failed") if index in self._failed_on else "skipped"
         self.state.test_finished(index, standing)
@@ -852,9 +882,24 @@ class Dispatcher:
         self._parent_work[self.parents[index]] += estimate
 
     def _make_ready(self, index: int) -> None:
+        if index not in self._ready_set:
+            self._ready_set.add(index)
+            if index in self.plan.measured:
+                self._ready_measured += 1
+                self._ready_measured_work += self.plan.estimates[index]
         entry = (self._key[index], index)
         heapq.heappush(self._ready, entry)
         heapq.heappush(self._ready_in.setdefault(self.parents[index], []), entry)
+
+    def _not_ready(self, index: int) -> None:
+        """The test leaves the ready ones: sent or skipped."""
+        if index in self._ready_set:
+            self._ready_set.discard(index)
+            if index in self.plan.measured:
+                self._ready_measured -= 1
+                self._ready_measured_work -= self.plan.estimates[index]
+                if not self._ready_measured:
+                    self._ready_measured_work = 0.0  # no rounding left over
 
     def _release(self, index: int) -> None:
         worker = self.running.pop(index, None)

@@ -12,6 +12,7 @@ executions and the skips.
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -677,38 +678,65 @@ class TestPipelining:
         return [f"t{n}" for n in range(count)]
 
     def test_short_tests_go_several_at_a_time(self) -> None:
-        names = self.names(400)
+        names = self.names(1000)
         run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.001))
         sends = sizes_of_sends(run)
         assert max(sends) == PIPELINE_DEPTH
-        # A top-up when half the queue is left: a send (and one release item) per 8 tests.
-        assert len(sends) <= 400 // (PIPELINE_DEPTH // 2) + 4
+        # A top-up when half the queue is left: a send (and one release item)
+        # per 64 tests while many are left, then smaller ones, shrinking by
+        # about a third each, down to single tests at the very end.
+        assert len(sends) <= 1000 // (PIPELINE_DEPTH // 2) + 24
+        assert sends[-4:] == [1, 1, 1, 1]
         for _, items in run.result.sends:
             assert isinstance(items[-1], Idle)
             assert not any(isinstance(item, Idle) for item in items[:-1])
-        # The tail: at most the top-up threshold of tests left on one worker.
-        assert 0.2 <= run.makespan <= 0.2 + PIPELINE_DEPTH // 2 * 0.001
+        # The tail: both workers run out of work together.
+        assert run.makespan == pytest.approx(0.5)
+
+    @pytest.mark.parametrize("workers", [2, 3, 4])
+    def test_workers_run_out_of_work_together_before_a_later_batch(self, workers: int) -> None:
+        # 600 tests of 1 ms, then a batch that comes after them: a full queue
+        # (0.25 s) on one worker where the first batch runs out would leave the
+        # others idle for up to that long at the barrier, and at the end.
+        tests = {f"a{n}": "a" for n in range(600)} | {f"b{n}": "b" for n in range(600)}
+        run = simulate(
+            tests,
+            [Policy("a"), Policy("b", after=("a",))],
+            workers=workers,
+            durations=dict.fromkeys(tests, 0.001),
+        )
+        first = {run.ids[f"a{n}"] for n in range(600)}
+        ends: dict[str, float] = {}
+        for execution in run.result.executions:
+            if execution.index in first:
+                ends[execution.worker] = max(ends.get(execution.worker, 0.0), execution.stop)
+        assert len(ends) == workers
+        # Each worker's last test of the first batch ends within a test of the others'.
+        assert max(ends.values()) - min(ends.values()) <= 0.001 + 1e-9
+        assert run.makespan == pytest.approx(2 * 600 * 0.001 / workers, abs=0.0021)
 
     @settings(MODEST, max_examples=25)
     @given(
-        per_worker=st.integers(250, 350),
+        per_worker=st.integers(600, 800),
         workers=st.integers(1, 3),
-        seed=st.randoms(use_true_random=False),
+        seed=st.integers(0, 2**32 - 1),
     )
     def test_the_quick_no_decision_decides_as_the_full_one(
-        self, per_worker: int, workers: int, seed: Any
+        self, per_worker: int, workers: int, seed: int
     ) -> None:
         # Deep queues of short tests, some failing, crashing or depending on
         # another: the quick answer (nothing to decide) must change no send,
-        # skip or shutdown, so both runs are the same to the last event.
+        # skip or shutdown, so both runs are the same to the last event. (Many
+        # tests: a queue holds at most half a worker's share of the work.)
         count = per_worker * workers
+        draw = random.Random(seed)
         names = self.names(count)
-        durations = {name: seed.uniform(0.0001, 0.001) for name in names}
-        outcomes = dict.fromkeys(seed.sample(names, count // 50), "failed")
+        durations = {name: draw.uniform(0.0001, 0.001) for name in names}
+        outcomes = dict.fromkeys(draw.sample(names, count // 50), "failed")
         edges = {
-            names[i]: [names[i - seed.randint(1, 20)]] for i in seed.sample(range(20, count), 5)
+            names[i]: [names[i - draw.randint(1, 20)]] for i in draw.sample(range(20, count), 5)
         }
-        crashes = seed.sample(names, 1)
+        crashes = draw.sample(names, 1)
         quick = Counter[bool]()
         answer = Dispatcher._nothing_to_decide
 
