@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from .core.graph import DependencyMark, TestSpec, resolve_dependencies
-from .core.plan import BatchRule, PlanError, assign_batch
+from .core.plan import BatchRule, PlanError, assign_batches
 from .items import ItemDescriber, MarkerError, declared_needs, rerun_budget, string_arguments
 from .settings import Settings
 
@@ -178,7 +178,7 @@ def analyse(
     policies = settings.policies
     known = {policy.name for policy in policies}
     rules = [BatchRule.from_policy(policy) for policy in policies]
-    batch_of = {spec.index: assign_batch(spec, rules) for spec in specs}
+    batch_of = assign_batches(specs, rules)
     for spec in specs:
         if batch_of[spec.index] not in known:
             raise MarkerError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Protocol
@@ -20,6 +20,7 @@ __all__ = [
     "PlanError",
     "PlannedBatch",
     "assign_batch",
+    "assign_batches",
     "build_plan",
     "glob_matches",
     "order_batches",
@@ -128,6 +129,27 @@ def assign_batch(test: TestSpec, rules: Sequence[BatchRule]) -> str:
     if test.batch_mark is not None:
         return test.batch_mark
     return next((rule.name for rule in rules if rule.matches(test)), DEFAULT_BATCH)
+
+
+def assign_batches(tests: Iterable[TestSpec], rules: Sequence[BatchRule]) -> dict[int, str]:
+    """Each test's batch, by index, as :func:`assign_batch` gives it.
+
+    The lines match a test by its file and its markers only, so they are
+    matched once per file and set of markers, not once per test (a module's
+    parametrized tests share both).
+    """
+    found: dict[tuple[str, frozenset[str]], str] = {}
+    batch_of: dict[int, str] = {}
+    for test in tests:
+        if test.batch_mark is not None:
+            batch_of[test.index] = test.batch_mark
+            continue
+        key = (test.path, test.marker_names)
+        name = found.get(key)
+        if name is None:
+            name = found[key] = assign_batch(test, rules)
+        batch_of[test.index] = name
+    return batch_of
 
 
 def order_batches(batches: Sequence[BatchPolicy]) -> list[BatchPolicy]:

@@ -14,6 +14,7 @@ from pytest_batchflow.core.plan import (
     Plan,
     PlanError,
     assign_batch,
+    assign_batches,
     build_plan,
     glob_matches,
     order_batches,
@@ -127,6 +128,28 @@ class TestAssignBatch:
     def test_paths_match_the_module_of_a_method(self) -> None:
         test = spec("tests/unit/test_a.py::TestX::test_a[1]")
         assert assign(test, Policy("unit", paths=("tests/unit/test_a.py",))) == "unit"
+
+    def test_many_tests_at_once_as_one_at_a_time(self) -> None:
+        # assign_batches matches once per file and set of markers: tests of
+        # one file with other markers, or a batch marker, still get their own.
+        policies = (
+            Policy("slow", paths=("tests/unit",), markers="slow"),
+            Policy("unit", paths=("tests/unit",)),
+            Policy("api", paths=("tests/api/test_*.py",)),
+        )
+        tests = [
+            spec("tests/unit/test_a.py::t[1]", 0),
+            spec("tests/unit/test_a.py::t[2]", 1, marker_names=frozenset({"slow"})),
+            spec("tests/unit/test_a.py::t[3]", 2),
+            spec("tests/unit/test_a.py::t[4]", 3, batch_mark="api"),
+            spec("tests/api/test_b.py::t", 4, marker_names=frozenset({"slow"})),
+            spec("tests/other/test_c.py::t", 5),
+            spec("tests/unit/test_a.py::t[5]", 6, marker_names=frozenset({"slow"})),
+        ]
+        rules = [BatchRule.from_policy(policy) for policy in policies]
+        expected = {test.index: assign_batch(test, rules) for test in tests}
+        assert assign_batches(tests, rules) == expected
+        assert list(expected.values()) == ["unit", "slow", "unit", "api", "api", "default", "slow"]
 
 
 def names(batches: Sequence[Policy]) -> list[str]:
