@@ -38,7 +38,7 @@ from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_si
 from .core.scheduler import RunState
 from .files import ignore_in_git
 from .items import MarkerError
-from .resources import RESOURCES_ATTRIBUTE, Figures
+from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
 from .terminal import batch_table, format_header, format_plan, resource_lines
 
@@ -309,9 +309,9 @@ def _resource_columns(result: _Finished | AttemptResult) -> dict[str, Any]:
 def _measured(reports: Sequence[pytest.TestReport]) -> Figures | None:
     """The resources the teardown report brought, if any."""
     for report in reversed(reports):
-        data = getattr(report, RESOURCES_ATTRIBUTE, None)
-        if isinstance(data, list):
-            return Figures._make(data)
+        figures = unpack_figures(getattr(report, RESOURCES_ATTRIBUTE, None))
+        if figures is not None:
+            return figures
     return None
 
 
@@ -836,7 +836,7 @@ class Orchestrator:
         elif call.when == "teardown" and self.meter is not None:
             measured = self.meter.stop()
             if measured is not None:
-                setattr(report, RESOURCES_ATTRIBUTE, measured)
+                setattr(report, RESOURCES_ATTRIBUTE, pack_figures(measured))
                 self._enforce_memory_limit(report, int(measured[1]))
         self._shared_setup = 0.0
         return report
@@ -958,8 +958,8 @@ class Orchestrator:
         measured = getattr(report, SAMPLES_ATTRIBUTE, None)
         if measured is not None:
             self.bench_raw[index] = (measured, str(getattr(report, "worker_id", SERIAL_WORKER)))
-        used = getattr(report, RESOURCES_ATTRIBUTE, None)
-        if isinstance(used, list):
+        used = unpack_figures(getattr(report, RESOURCES_ATTRIBUTE, None))
+        if used is not None:
             self._note_resources(index, report, used)
         if report.failed and self._to_rerun(index, report.longreprtext):
             report.outcome = RERUN  # type: ignore[assignment]
@@ -977,17 +977,15 @@ class Orchestrator:
             self.open_tests.pop(report.nodeid, None)
             self._finalize(index)
 
-    def _note_resources(self, index: int, report: pytest.TestReport, used: list[Any]) -> None:
+    def _note_resources(self, index: int, report: pytest.TestReport, used: Figures) -> None:
         """A test's resources as they arrive: the worker's memory over time, the limit."""
         worker = str(getattr(report, "worker_id", SERIAL_WORKER))
-        _, memory, rss_start, rss_end, _, _, pid = used
-        key = (worker, int(pid))
-        self.resource_series.setdefault(key, []).append(
-            (report.nodeid, int(rss_start), int(rss_end), report.stop)
+        self.resource_series.setdefault((worker, used.pid), []).append(
+            (report.nodeid, used.rss_start, used.rss_end, report.stop)
         )
         limit = self.settings.test_memory_limit
-        if limit is not None and memory > limit:
-            self.over_limit[index] = int(memory)
+        if limit is not None and used.memory > limit:
+            self.over_limit[index] = used.memory
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.role == "worker":

@@ -8,6 +8,7 @@ start and stop times in the JSON result, never from wall-clock assertions.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -16,6 +17,7 @@ from contextlib import closing
 import pytest
 from json_runs import by_name, overlap, run
 
+from pytest_batchflow.resources import Figures, pack_figures, unpack_figures
 from pytest_batchflow.results import TestResult
 
 MIB = 1024**2
@@ -475,3 +477,16 @@ def test_later():
     tests = by_name(data)
     assert 0.9 * 150 * MIB <= memory_of(tests["test_in_a_thread"]) <= 1.1 * 150 * MIB
     assert 0.9 * 20 * MIB <= memory_of(tests["test_later"]) <= 1.1 * 20 * MIB
+
+
+def test_the_figures_travel_as_one_json_safe_value() -> None:
+    # One string on the teardown report: execnet carries it whole, and a
+    # plugin that writes reports out as JSON (pytest-reportlog) can.
+    figures = [(1 << 40) + 3, 209_715_200, 31_000_000, 31_500_000, 0.001234, 1.5, 4321]
+    packed = pack_figures(figures)
+    assert isinstance(packed, str)
+    assert json.loads(json.dumps(packed)) == packed
+    assert unpack_figures(packed) == Figures(*figures)
+    assert unpack_figures(None) is None
+    assert unpack_figures("not seven numbers") is None
+    assert unpack_figures(figures) is None
