@@ -81,6 +81,23 @@ TIMEOUT = 900.0
 SPAN_FILE = "bench_span.txt"
 
 
+def count_argument(what: str, default: int) -> int:
+    """The script's first argument, a whole number of at least 1; ``default``
+    without one. Anything else ends the script with a one-line message."""
+    if len(sys.argv) < 2:
+        return default
+    try:
+        value = int(sys.argv[1])
+    except ValueError:
+        value = 0
+    if value < 1:
+        script = Path(sys.argv[0]).name
+        raise SystemExit(
+            f"{script}: {what} must be a whole number of at least 1, not {sys.argv[1]!r}"
+        )
+    return value
+
+
 def clean_env() -> dict[str, str]:
     """The environment without batchflow or pytest settings from the caller.
 

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _xdist_bench import alternate, clean_env, machine, seconds, table
+from _xdist_bench import alternate, clean_env, count_argument, machine, seconds, table
 
 TESTS_PER_MODULE = 50
 MODULES = 20
@@ -130,7 +130,7 @@ def percent_of(name: str, output: str) -> str:
 def main() -> None:
     if importlib.util.find_spec("pytest_cov") is None:
         raise SystemExit("coverage_overhead: pytest-cov is needed: pip install pytest-cov")
-    repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
+    repetitions = count_argument("repetitions", DEFAULT_REPETITIONS)
     env = clean_env()
     tests = TESTS_PER_MODULE * MODULES
     print(

@@ -40,7 +40,16 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from _xdist_bench import Run, clean_env, json_tests, machine, run_pytest, seconds, table
+from _xdist_bench import (
+    Run,
+    clean_env,
+    count_argument,
+    json_tests,
+    machine,
+    run_pytest,
+    seconds,
+    table,
+)
 
 PROBABILITIES = (0.0, 0.05, 0.2, 0.5, 0.8, 1.0)
 DEFAULT_TESTS = 200
@@ -285,7 +294,7 @@ def cell(count: int, n: int, expected: float) -> str:
 
 
 def main() -> None:
-    tests = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_TESTS
+    tests = count_argument("the number of tests", DEFAULT_TESTS)
     print(
         f"flaky_detection: {tests} tests for each p in "
         f"{', '.join(f'{p:g}' for p in PROBABILITIES)}, {RERUNS} reruns; {machine()}",

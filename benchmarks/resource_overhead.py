@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from _xdist_bench import machine, noop_runs, seconds, table
+from _xdist_bench import count_argument, machine, noop_runs, seconds, table
 
 TESTS = 5000
 MODULES = 50
@@ -67,7 +67,7 @@ def meter_cost() -> list[float]:
 
 
 def main() -> None:
-    repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
+    repetitions = count_argument("repetitions", DEFAULT_REPETITIONS)
     print(
         f"resource_overhead: {TESTS} no-op tests in {MODULES} modules, serial and "
         f"-n {WORKERS}, {repetitions} repetitions; {machine()}",

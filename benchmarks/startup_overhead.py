@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _xdist_bench import clean_env
+from _xdist_bench import clean_env, count_argument
 
 TESTS = 500
 PER_FILE = 50
@@ -66,7 +66,7 @@ def plugin_import_us(env: dict[str, str], code: str) -> int:
 
 
 def main() -> None:
-    repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
+    repetitions = count_argument("repetitions", DEFAULT_REPETITIONS)
     env = clean_env()
     samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="batchflow-bench-") as tmp:

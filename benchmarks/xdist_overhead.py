@@ -19,7 +19,7 @@ from __future__ import annotations
 import statistics
 import sys
 
-from _xdist_bench import machine, noop_runs, seconds, table
+from _xdist_bench import count_argument, machine, noop_runs, seconds, table
 
 TESTS = 5000
 MODULES = 50
@@ -36,7 +36,7 @@ TARGET = 1.15
 
 
 def main() -> None:
-    repetitions = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REPETITIONS
+    repetitions = count_argument("repetitions", DEFAULT_REPETITIONS)
     print(
         f"xdist_overhead: {TESTS} no-op tests in {MODULES} modules, -n {WORKERS}, "
         f"{repetitions} repetitions; {machine()}",
