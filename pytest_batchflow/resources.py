@@ -75,11 +75,12 @@ def pack_figures(figures: list[int | float]) -> str:
 
     One value: execnet takes a list of seven numbers apart and puts it back
     together number by number, some 7 microseconds a test between a worker and
-    the controller; one string costs a fraction of that, and stays readable
-    where a plugin writes reports out as JSON (pytest-reportlog).
+    the controller; one string costs a fraction of that. A string, not bytes:
+    plugins that write reports out as JSON (pytest-reportlog) still can.
     """
     peak, memory, rss_start, rss_end, cpu, wall, pid = figures
-    return f"{int(peak)} {int(memory)} {int(rss_start)} {int(rss_end)} {cpu!r} {wall!r} {int(pid)}"
+    sizes = f"{int(peak)} {int(memory)} {int(rss_start)} {int(rss_end)}"
+    return f"{sizes} {float(cpu)!r} {float(wall)!r} {int(pid)}"
 
 
 def unpack_figures(data: object) -> Figures | None:

@@ -426,8 +426,14 @@ class Dispatcher:
             # Workers told to stop take nothing more; with only those left (a
             # crash's rerun after the others were done), xdist's replacement
             # for the crashed worker will take it.
-            delayed = [self._not_before[i] for i in self.pending if i in self._not_before]
-            if delayed and min(delayed) > now:
+            # Only delays still to come: a test whose delay has passed may be
+            # held back by one whose delay has not (an exclusive batch's rerun).
+            delayed = [
+                self._not_before[i]
+                for i in self.pending
+                if i in self._not_before and self._not_before[i] > now
+            ]
+            if delayed:
                 decision.wait = min(delayed) - now
                 return decision
             waiting = sorted(self.pending, key=self._key.__getitem__)[:3]
@@ -500,12 +506,19 @@ class Dispatcher:
                     del backlog[worker]
 
     def _fair_share(self) -> float:
-        """Estimated work per worker, of the tests ready to send and those queued.
+        """Estimated work per worker, of the tests ready to send and those queued,
+        among the workers not running a long test.
 
         Tests not measured in earlier runs count with this run's mean (or
         nothing before it is known: such tests are not queued then anyway).
         """
-        workers = [worker for worker in self.queues if worker not in self.stopping]
+        # Workers busy with a long (or unknown) test take no short ones for a
+        # while: they share none of this work.
+        workers = [
+            worker
+            for worker in self.queues
+            if worker not in self.stopping and not self._unbounded[worker]
+        ]
         queued = 0.0
         for worker in workers:
             if self._load[worker]:
@@ -667,9 +680,11 @@ class Dispatcher:
         With ``k`` workers having it and ``U`` seconds of its tests not yet
         sent, they finish in ``U / k``; one more finishes in ``c + U / (k + 1)``
         after paying the setup ``c``: sooner only when ``U > c k (k + 1)``. A
-        test others depend on is always worth it (its chain may be critical).
+        test others depend on is always worth it (its chain may be critical),
+        and so is a rerun: it avoids the worker it failed on, which may be the
+        only one with the parent set up.
         """
-        if self._successors.get(index):
+        if self._successors.get(index) or index in self._failed_on:
             return True
         parent = self.parents[index]
         having = len(self._workers_with(parent))

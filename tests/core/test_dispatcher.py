@@ -87,6 +87,9 @@ class Scenario:
     #: Memory and CPUs the tests need, and the budget of the running tests.
     needs: dict[int, Needs] = field(default_factory=dict)
     budget: Budget | None = None
+    #: Seconds each module's fixtures take to set up on a worker (known to the
+    #: dispatcher from history, and spent by the cluster).
+    setup_costs: dict[str, float] = field(default_factory=dict)
 
     def plan(self) -> Plan:
         specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(self.nodeids)]
@@ -111,6 +114,7 @@ class Scenario:
             horizon=self.horizon,
             needs=self.needs,
             budget=self.budget,
+            setup_costs=self.setup_costs or None,
         )
         cluster = Cluster(
             dispatcher,
@@ -123,6 +127,7 @@ class Scenario:
             attempts=self.attempts,
             budgets=self.budgets,
             rerun_delay=self.rerun_delay,
+            setup_costs=self.setup_costs,
         )
         return plan, cluster.run()
 
@@ -693,6 +698,15 @@ class TestPipelining:
         # The tail: both workers run out of work together.
         assert run.makespan == pytest.approx(0.5)
 
+    def test_workers_busy_with_long_tests_take_no_share_of_the_short_ones(self) -> None:
+        # Three workers run a 10 s test each; the fourth runs 2,000 tests of
+        # 1 ms. Counted as sharing them, the busy workers would shrink its
+        # sends to a quarter of what it can take (96 sends, not 45).
+        durations = {f"long{n}": 10.0 for n in range(3)} | {f"t{n}": 0.001 for n in range(2000)}
+        run = simulate(list(durations), workers=4, durations=durations)
+        assert len(sizes_of_sends(run)) <= 50
+        assert run.makespan == pytest.approx(10.0)
+
     @pytest.mark.parametrize("workers", [2, 3, 4])
     def test_workers_run_out_of_work_together_before_a_later_batch(self, workers: int) -> None:
         # 600 tests of 1 ms, then a batch that comes after them: a full queue
@@ -972,6 +986,51 @@ class TestReruns:
     def attempts_of(self, run: Run, name: str) -> list[Execution]:
         return [e for e in run.result.executions if e.index == run.ids[name]]
 
+    def test_a_rerun_goes_elsewhere_even_where_its_module_costs_a_setup(self) -> None:
+        # a.py costs 5 s to set up and only gw0 has it; the rerun avoids gw0,
+        # where it failed, and gw1 (idle, kept for the later batch) found the
+        # setup not worth it for 1 s of a.py's tests: before, neither took the
+        # rerun (SchedulerStalled).
+        nodeids = ["a.py::t0", "b.py::t0", "c.py::t0"]
+        scenario = Scenario(
+            nodeids=nodeids,
+            batches=[Policy("default"), Policy("later", after=("default",))],
+            batch_of={0: "default", 1: "default", 2: "later"},
+            predecessors={},
+            run_order=[0, 1, 2],
+            durations={0: 1.0, 1: 0.5, 2: 0.5},
+            workers=2,
+            horizon=0.0,
+            attempts={0: ["failed", "passed"]},
+            budgets={0: 1},
+            setup_costs={"a.py": 5.0, "b.py": 0.0, "c.py": 0.0},
+        )
+        plan, result = scenario.simulate()
+        first, second = [e for e in result.executions if e.index == 0]
+        assert (first.outcome, second.outcome) == ("failed", "passed")
+        assert (first.worker, second.worker) == ("gw0", "gw1")
+        assert (first.stop, second.start) == (6.0, 6.0)  # 5 s of setup, then the test
+        check_run(scenario, plan, result)
+
+    def test_a_delay_that_has_passed_does_not_hide_one_to_come(self) -> None:
+        # p fails and waits 0.5 s for its rerun; meanwhile the exclusive batch
+        # starts (nothing runs) and owns the cluster. Its first test fails too
+        # and waits for its own rerun. With nothing running, p may not start
+        # though its delay has passed, e1's delay is still to come: the run
+        # waits for it. Before, it took p's passed delay as the soonest and
+        # raised SchedulerStalled.
+        run = simulate(
+            {"p": "p", "e1": "x", "e2": "x"},
+            [Policy("p", priority=1), Policy("x", mode="exclusive")],
+            workers=2,
+            attempts={"p": ["failed", "passed"], "e1": ["failed", "passed"]},
+            budgets={"p": 1, "e1": 1},
+            rerun_delay=0.5,
+        )
+        assert [e.start for e in self.attempts_of(run, "p")] == [0.0, 4.5]
+        assert [e.start for e in self.attempts_of(run, "e1")] == [1.0, 2.5]
+        assert run.one("e2").start == 3.5
+
     def test_a_rerun_goes_to_another_worker_and_dependents_wait(self) -> None:
         run = simulate(
             ["a", "b", "c"],
@@ -1229,6 +1288,14 @@ def scenarios(draw: st.DrawFn, *, plain: bool = False) -> Scenario:
         attempts=attempts,
         budgets=budgets,
         rerun_delay=0.0 if plain else draw(st.sampled_from([0.0, 0.0, 0.3])),
+        setup_costs={}
+        if plain
+        else draw(
+            st.dictionaries(
+                st.sampled_from([f"tests/m{module}.py" for module in range(3)]),
+                st.sampled_from([0.0, 0.005, 0.05, 0.5, 3.0]),
+            )
+        ),
         **({} if plain else draw(memory(count))),
     )
 
