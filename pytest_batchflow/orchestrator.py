@@ -306,15 +306,6 @@ def _resource_columns(result: _Finished | AttemptResult) -> dict[str, Any]:
     }
 
 
-def _measured(reports: Sequence[pytest.TestReport]) -> Figures | None:
-    """The resources the teardown report brought, if any."""
-    for report in reversed(reports):
-        figures = unpack_figures(getattr(report, RESOURCES_ATTRIBUTE, None))
-        if figures is not None:
-            return figures
-    return None
-
-
 class Orchestrator:
     def __init__(
         self, config: pytest.Config, settings: Settings, role: Role, workers: int = 1
@@ -403,6 +394,8 @@ class Orchestrator:
         #: Plain tuples (node id, rss at start, rss at end, stop time), which the
         #: garbage collector stops tracking: one per test.
         self.resource_series: dict[tuple[str, int], list[tuple[str, int, int, float]]] = {}
+        #: The figures of each test's current attempt, read from its teardown report.
+        self._figures: dict[int, Figures] = {}
         self.over_limit: dict[int, int] = {}
         #: Tests that needed more than the whole memory budget (they run alone).
         self.alone: list[str] = []
@@ -960,6 +953,7 @@ class Orchestrator:
             self.bench_raw[index] = (measured, str(getattr(report, "worker_id", SERIAL_WORKER)))
         used = unpack_figures(getattr(report, RESOURCES_ATTRIBUTE, None))
         if used is not None:
+            self._figures[index] = used
             self._note_resources(index, report, used)
         if report.failed and self._to_rerun(index, report.longreprtext):
             report.outcome = RERUN  # type: ignore[assignment]
@@ -1142,6 +1136,7 @@ class Orchestrator:
         )
         attempts = self.earlier.setdefault(index, [])
         attempts.append(attempt)
+        self._figures.pop(index, None)  # this attempt's, not the next one's
         last = reports[-1]
         self.output_before[index] = (last.capstdout, last.capstderr, last.caplog)
         if self.recording:
@@ -1301,7 +1296,7 @@ class Orchestrator:
             stderr=_clean(_after(reports[-1].capstderr, before[1])),
             log=_clean(_after(reports[-1].caplog, before[2])),
             attempts=tuple(self.earlier.get(index, ())),
-            resources=_measured(reports),
+            resources=self._figures.pop(index, None),
             memory_limit_exceeded=index in self.over_limit,
         )
 
