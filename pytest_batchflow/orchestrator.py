@@ -396,6 +396,9 @@ class Orchestrator:
         self.resource_series: dict[tuple[str, int], list[tuple[str, int, int, float]]] = {}
         #: The figures of each test's current attempt, read from its teardown report.
         self._figures: dict[int, Figures] = {}
+        #: Serially: the figures of the teardown report being made, which this
+        #: process reads next (packing them for a report that never travels is waste).
+        self._measured_here: Figures | None = None
         self.over_limit: dict[int, int] = {}
         #: Tests that needed more than the whole memory budget (they run alone).
         self.alone: list[str] = []
@@ -796,6 +799,7 @@ class Orchestrator:
             return True
         self.current = item.stash.get(INDEX_KEY, None)
         if self.meter is not None:
+            self._measured_here = None
             self.meter.start()
         return None
 
@@ -829,7 +833,10 @@ class Orchestrator:
         elif call.when == "teardown" and self.meter is not None:
             measured = self.meter.stop()
             if measured is not None:
-                setattr(report, RESOURCES_ATTRIBUTE, pack_figures(measured))
+                if self.role == "serial":
+                    self._measured_here = Figures._make(measured)
+                else:
+                    setattr(report, RESOURCES_ATTRIBUTE, pack_figures(measured))
                 self._enforce_memory_limit(report, int(measured[1]))
         self._shared_setup = 0.0
         return report
@@ -951,7 +958,11 @@ class Orchestrator:
         measured = getattr(report, SAMPLES_ATTRIBUTE, None)
         if measured is not None:
             self.bench_raw[index] = (measured, str(getattr(report, "worker_id", SERIAL_WORKER)))
-        used = unpack_figures(getattr(report, RESOURCES_ATTRIBUTE, None))
+        if self.role == "serial":
+            used = self._measured_here if report.when == "teardown" else None
+            self._measured_here = None
+        else:
+            used = unpack_figures(getattr(report, RESOURCES_ATTRIBUTE, None))
         if used is not None:
             self._figures[index] = used
             self._note_resources(index, report, used)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from report_page import page_data
+from results_factory import attempt, case, run
 
 from pytest_batchflow.report import html as html_module
 from pytest_batchflow.report.html import TEXT_LIMIT, render_html
@@ -401,3 +402,14 @@ def test_a_cache_that_cannot_be_written_costs_no_report(template_cache: Path) ->
     template_cache.rmdir()  # gone (a cleaned temporary directory): writing there fails
     assert "assert 1 == 2" in render_html(small_result())
     assert not template_cache.exists()
+
+
+def test_no_flaky_line_says_whether_any_test_was_rerun() -> None:
+    clean = render_html(run([case("t.py::a"), case("t.py::b", outcome="failed")]))
+    rerun_failed = render_html(
+        run([case("t.py::a"), case("t.py::b", outcome="failed", attempts=[attempt()])])
+    )
+    line = "No flaky test: no test failed and then passed on a rerun"
+    assert f"{line} (no test was rerun).</p>" in clean
+    assert f"{line}.</p>" in rerun_failed
+    assert "(no test was rerun)" not in rerun_failed
