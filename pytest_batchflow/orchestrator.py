@@ -592,6 +592,11 @@ class Orchestrator:
         )
         # Set together, once nothing can fail any more: the later hooks use all three.
         self.analysis, self.plan, self.state = analysis, plan, state
+        if self.role == "serial":
+            # Before the first test: git started between tests would leave this
+            # process's peak in the kernel's figure for ended children, which
+            # then hides the smaller children of the tests after it (resources.py).
+            _ = self.commit
         if self.settings.quarantine is not None and self.recording:
             self._load_quarantine(plan, analysis)
         return plan, state
@@ -614,7 +619,10 @@ class Orchestrator:
 
     def _read_at_start(self) -> None:
         """On the xdist controller, in a thread started with the workers: the
-        memory available (importing psutil takes some 15 ms) and the history."""
+        memory available (importing psutil takes some 15 ms), the history, and
+        the commit it is kept under (``git rev-parse``, which the plan would wait for)."""
+        if not self.settings.no_history:
+            _ = self.commit
         if not self.settings.no_resources:
             from .resources import available_memory
 
@@ -718,8 +726,8 @@ class Orchestrator:
         outside = {pred for preds in plan.external.values() for pred in preds}
         unselected = {pred for pred in outside if pred in kept}
         passed: set[str] = set()
-        commit = self.commit
-        if unselected and commit is not None:
+        # Asked only when needed: ``git rev-parse`` here would delay the first tests.
+        if unselected and (commit := self.commit) is not None:
             nodeids = [analysis.specs[pred].nodeid for pred in unselected]
             passed = self._use_history(lambda h: h.passed_at_commit(commit, nodeids), set())
         reasons: dict[int, str | None] = {}

@@ -232,11 +232,12 @@ class Plan:
         Test edges and batch ``after`` barriers both count; dispatching the test
         with the longest remaining path first is the critical-path rule.
         """
-        successors: dict[int, list[int]] = {i: [] for i in self.batch_of}
+        # Only tests with dependents have an entry (most tests have none).
+        successors: dict[int, list[int]] = {}
         for index, preds in self.predecessors.items():
             for pred in preds:
-                if pred in successors:
-                    successors[pred].append(index)
+                if pred in self.batch_of:
+                    successors.setdefault(pred, []).append(index)
         downstream: dict[str, list[str]] = {batch.name: [] for batch in self.batches}
         for batch in self.batches:
             for upstream in batch.policy.after:
@@ -246,9 +247,13 @@ class Plan:
         batch_head: dict[str, float] = {}
         for batch in reversed(self.batches):
             barrier = max((batch_head[d] for d in downstream[batch.name]), default=0.0)
+            estimates = self.estimates
             for index in reversed(batch.tests):
-                after = max((remaining[s] for s in successors[index]), default=0.0)
-                remaining[index] = self.estimates.get(index, 0.0) + max(after, barrier)
+                dependents = successors.get(index)
+                after = max(remaining[s] for s in dependents) if dependents else 0.0
+                remaining[index] = estimates.get(index, 0.0) + (
+                    after if after > barrier else barrier
+                )
             batch_head[batch.name] = max((remaining[i] for i in batch.tests), default=barrier)
         return remaining
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Hashable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_batchflow.core.graph import (
     CycleError,
@@ -14,6 +17,7 @@ from pytest_batchflow.core.graph import (
     Resolution,
     TestSpec,
     UnresolvedTarget,
+    _topological_order,
     find_cycle,
     resolve_dependencies,
     stable_topological_order,
@@ -522,3 +526,45 @@ class TestStableTopologicalOrder:
 
     def test_cycle_error_is_a_value_error(self) -> None:
         assert issubclass(CycleError, ValueError)
+
+
+#: Small graphs over the nodes 0-11: each node's predecessors, some of them
+#: nodes outside the ordered ones.
+graphs = st.dictionaries(st.integers(0, 11), st.lists(st.integers(0, 11), max_size=3), max_size=12)
+
+
+class TestWithoutEdges:
+    """Most suites have no dependency: the order then comes without a search,
+    and must be what the search would give."""
+
+    def test_groups_stay_whole_in_the_order_of_their_first_node(self) -> None:
+        group = {1: "m1", 2: "m2", 3: "m1", 4: None, 5: "m2"}
+        assert stable_topological_order([1, 2, 3, 4, 5], {}, group) == [1, 3, 2, 5, 4]
+
+    @given(
+        nodes=st.lists(st.integers(0, 30), unique=True, max_size=30),
+        groups=st.lists(st.sampled_from(["a", "b", "c", None]), min_size=31, max_size=31),
+        outside=st.lists(st.integers(31, 40), max_size=4),
+        grouped=st.booleans(),
+    )
+    def test_same_order_as_the_search(
+        self, nodes: list[int], groups: list[str | None], outside: list[int], grouped: bool
+    ) -> None:
+        # Predecessors outside the nodes are ignored: still no edge among them.
+        predecessors = dict.fromkeys(nodes[::2], outside)
+        group = dict(enumerate(groups)) if grouped else None
+        position = {node: i for i, node in enumerate(nodes)}
+        searched = _topological_order(nodes, predecessors, group, position)
+        assert stable_topological_order(nodes, predecessors, group) == searched
+
+    @given(graphs)
+    def test_a_cycle_is_found_exactly_when_there_is_one(
+        self, predecessors: dict[int, list[int]]
+    ) -> None:
+        cycle = find_cycle(range(12), predecessors)
+        try:
+            tuple(graphlib.TopologicalSorter(predecessors).static_order())
+        except graphlib.CycleError:
+            assert_is_cycle(cycle, predecessors)
+        else:
+            assert cycle is None
