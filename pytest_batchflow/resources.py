@@ -366,7 +366,11 @@ class ResourceMeter:
         if hwm is None:
             lifetime = _lifetime_peak()
             hwm = max(rss_start, rss_end, lifetime if lifetime > peak_before else 0)
-        children = ended if ended > children_before else 0
+        # An ended child's figure is at least the memory of the process it was
+        # started from: fork copies this process's memory and vfork shares it
+        # until exec, and the kernel keeps the larger of that and the child's
+        # own peak. Only a figure above this process's peak is the child's own.
+        children = ended if ended > children_before and ended > hwm else 0
         children = max(children, self._alive_children_peak())
         peak = hwm + children
         return [

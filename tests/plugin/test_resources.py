@@ -158,6 +158,36 @@ def test_small():
 
 
 @linux_only
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "xdist"])
+def test_a_small_child_does_not_count_the_test_process_twice(
+    pytester: pytest.Pytester, workers: int
+) -> None:
+    # The kernel's figure for an ended child starts at the memory of the process
+    # it was started from (fork copies it, vfork shares it until exec).
+    pytester.makepyfile(
+        test_spawn=ALLOCATE
+        + """
+def test_true_first():
+    subprocess.run(["true"], check=True)
+
+def test_fill_then_true():
+    block = allocate(200)
+    del block
+    subprocess.run(["true"], check=True)
+
+def test_true_after():
+    subprocess.run(["true"], check=True)
+"""
+    )
+    result, data = run(pytester, *xdist_args(workers))
+    result.assert_outcomes(passed=3)
+    tests = by_name(data)
+    assert memory_of(tests["test_true_first"]) < 5 * MIB
+    assert 0.9 * 200 * MIB <= memory_of(tests["test_fill_then_true"]) <= 1.1 * 200 * MIB
+    assert memory_of(tests["test_true_after"]) < 5 * MIB
+
+
+@linux_only
 def test_tests_over_the_memory_budget_never_run_together_on_four_workers(
     pytester: pytest.Pytester,
 ) -> None:
