@@ -396,9 +396,11 @@ class Orchestrator:
         self.resource_series: dict[tuple[str, int], list[tuple[str, int, int, float]]] = {}
         #: The figures of each test's current attempt, read from its teardown report.
         self._figures: dict[int, Figures] = {}
-        #: Serially: the figures of the teardown report being made, which this
-        #: process reads next (packing them for a report that never travels is waste).
-        self._measured_here: Figures | None = None
+        #: Serially: the teardown report last made and its figures, read when that
+        #: report is logged (packing them onto a report that never travels is
+        #: waste). Logged later, not next: pytest-rerunfailures makes all three
+        #: reports before it logs them, and logs no failed attempt's teardown.
+        self._measured_here: tuple[pytest.TestReport, Figures] | None = None
         self.over_limit: dict[int, int] = {}
         #: Tests that needed more than the whole memory budget (they run alone).
         self.alone: list[str] = []
@@ -842,7 +844,7 @@ class Orchestrator:
             measured = self.meter.stop()
             if measured is not None:
                 if self.role == "serial":
-                    self._measured_here = Figures._make(measured)
+                    self._measured_here = (report, Figures._make(measured))
                 else:
                     setattr(report, RESOURCES_ATTRIBUTE, pack_figures(measured))
                 self._enforce_memory_limit(report, int(measured[1]))
@@ -967,8 +969,8 @@ class Orchestrator:
         if measured is not None:
             self.bench_raw[index] = (measured, str(getattr(report, "worker_id", SERIAL_WORKER)))
         if self.role == "serial":
-            used = self._measured_here if report.when == "teardown" else None
-            self._measured_here = None
+            made = self._measured_here
+            used = made[1] if made is not None and made[0] is report else None
         else:
             used = unpack_figures(getattr(report, RESOURCES_ATTRIBUTE, None))
         if used is not None:

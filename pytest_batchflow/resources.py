@@ -369,8 +369,10 @@ class ResourceMeter:
         # An ended child's figure is at least the memory of the process it was
         # started from: fork copies this process's memory and vfork shares it
         # until exec, and the kernel keeps the larger of that and the child's
-        # own peak. Only a figure above this process's peak is the child's own.
-        children = ended if ended > children_before and ended > hwm else 0
+        # own peak. Only a figure above this process's peak (since the reset;
+        # without one, over its life) can be the child's own.
+        own_peak = hwm if self._clear_refs is not None else max(hwm, _lifetime_peak())
+        children = ended if ended > children_before and ended > own_peak else 0
         children = max(children, self._alive_children_peak())
         peak = hwm + children
         return [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 from contextlib import closing
 
@@ -185,6 +186,42 @@ def test_true_after():
     assert memory_of(tests["test_true_first"]) < 5 * MIB
     assert 0.9 * 200 * MIB <= memory_of(tests["test_fill_then_true"]) <= 1.1 * 200 * MIB
     assert memory_of(tests["test_true_after"]) < 5 * MIB
+
+
+@linux_only
+def test_figures_reach_the_results_when_a_plugin_logs_the_reports_later(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-rerunfailures' protocol: all three reports made, then logged.
+    pytester.makeconftest(
+        """
+import pytest
+from _pytest.runner import runtestprotocol
+
+def pytest_runtest_protocol(item, nextitem):
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for report in runtestprotocol(item, nextitem=nextitem, log=False):
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+    )
+    pytester.makepyfile(
+        test_later=ALLOCATE
+        + """
+def test_own_50():
+    block = allocate(50)
+    del block
+
+def test_small():
+    pass
+"""
+    )
+    result, data = run(pytester)
+    result.assert_outcomes(passed=2)
+    tests = by_name(data)
+    assert 0.9 * 50 * MIB <= memory_of(tests["test_own_50"]) <= 1.1 * 50 * MIB
+    assert memory_of(tests["test_small"]) < 5 * MIB
 
 
 @linux_only
@@ -520,3 +557,24 @@ def test_the_figures_travel_as_one_json_safe_value() -> None:
     assert unpack_figures(None) is None
     assert unpack_figures("not seven numbers") is None
     assert unpack_figures(figures) is None
+
+
+@linux_only
+def test_without_the_reset_a_small_child_does_not_count_an_earlier_peak() -> None:
+    # Where /proc/self/clear_refs cannot be written, the process's peak is its
+    # lifetime one: a vforked child's figure carries that too.
+    script = (
+        "import subprocess\n"
+        "from pytest_batchflow.resources import Figures, ResourceMeter\n"
+        "meter = ResourceMeter()\n"
+        "meter.close()  # measuring goes on without the reset, as where it is refused\n"
+        "block = bytearray(200 * 1024 * 1024); block[::4096] = b'x' * len(block[::4096])\n"
+        "del block\n"
+        "meter.start()\n"
+        "subprocess.run(['true'], check=True)\n"
+        "print(Figures._make(meter.stop()).memory)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout) < 5 * MIB
