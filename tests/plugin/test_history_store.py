@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,32 @@ def test_the_plans_figures_are_read_through_the_index_by_node_id(store: HistoryS
         )
         assert "SEARCH attempts USING INDEX attempts_by_nodeid (nodeid=?)" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
+
+
+def rows_in_the_file(path: Path) -> int:
+    """Attempts in the database file itself, without its write-ahead log."""
+    with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
+
+
+def test_a_run_reaches_the_database_file_when_it_finishes(tmp_path: Path) -> None:
+    # Copying the log into the file syncs it to disk: once a run, at its end,
+    # not every 1,000 pages while its tests run.
+    path = tmp_path / "history.sqlite"
+    HistoryStore.open(path)[0].close()  # the schema, in the file
+    store, _ = HistoryStore.open(path)
+    try:
+        run_id = store.start_run(0.0, None, "host", "3.11", "pytest")
+        attempts = [attempt(f"t.py::test_{n}", "passed", 0.1) for n in range(60_000)]
+        store.record_attempts(run_id, None, attempts)
+        assert Path(f"{path}-wal").stat().st_size > 1_000 * 4096  # past SQLite's default
+        assert rows_in_the_file(path) == 0
+        store.finish_run(run_id, 1.0, 0)
+        assert rows_in_the_file(path) == 60_000
+    finally:
+        store.close()
+    reopened, _ = HistoryStore.open(path)
+    try:
+        assert len(reopened.durations()) == 60_000
+    finally:
+        reopened.close()
