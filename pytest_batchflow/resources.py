@@ -10,10 +10,13 @@ every ``os.fork()`` a test makes
 Child processes count with their own peaks: those still alive at the
 test's end through their ``VmHWM``, those that ended and were waited for
 through the kernel's largest-child figure (``RUSAGE_CHILDREN``), when it rose
-during the test. Elsewhere psutil reads the resident memory at the test's
-start and end, and the process's lifetime peak counts when it rose.
+during the test above the test process's own peak (the figure starts from
+the memory of the process a child was started from). Elsewhere psutil reads
+the resident memory at the test's start and end, and the process's lifetime
+peak counts when it rose.
 
-The figures travel to the controller as plain numbers on the teardown report.
+Under xdist the figures travel to the controller as one string on the
+teardown report; a serial run hands them over in-process.
 """
 
 from __future__ import annotations

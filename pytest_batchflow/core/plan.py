@@ -245,9 +245,9 @@ class Plan:
                     downstream[upstream].append(batch.name)
         remaining: dict[int, float] = {}
         batch_head: dict[str, float] = {}
+        estimates = self.estimates
         for batch in reversed(self.batches):
             barrier = max((batch_head[d] for d in downstream[batch.name]), default=0.0)
-            estimates = self.estimates
             for index in reversed(batch.tests):
                 dependents = successors.get(index)
                 after = max(remaining[s] for s in dependents) if dependents else 0.0
