@@ -844,10 +844,10 @@ class Orchestrator:
             measured = self.meter.stop()
             if measured is not None:
                 if self.role == "serial":
-                    self._measured_here = (report, Figures._make(measured))
+                    self._measured_here = (report, measured)
                 else:
                     setattr(report, RESOURCES_ATTRIBUTE, pack_figures(measured))
-                self._enforce_memory_limit(report, int(measured[1]))
+                self._enforce_memory_limit(report, measured.memory)
         self._shared_setup = 0.0
         return report
 

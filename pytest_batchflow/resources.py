@@ -60,7 +60,7 @@ RESOURCES_ATTRIBUTE = "batchflow_resources"
 
 
 class Figures(NamedTuple):
-    """A test's figures, in the order ResourceMeter.stop gives them, named as
+    """A test's figures (:meth:`ResourceMeter.stop`), named as
     :class:`~pytest_batchflow.results.ResourceResult` names them."""
 
     peak_rss: int
@@ -72,7 +72,7 @@ class Figures(NamedTuple):
     pid: int
 
 
-def pack_figures(figures: list[int | float]) -> str:
+def pack_figures(figures: Figures) -> str:
     """:meth:`ResourceMeter.stop`'s figures as the teardown report carries them:
     one text of seven numbers (``peak memory rss_start rss_end cpu wall pid``).
 
@@ -334,10 +334,8 @@ class ResourceMeter:
         peak_before = own if self._clear_refs is not None else _lifetime_peak()
         self._start = (rss, cpu, time.perf_counter(), children, peak_before)
 
-    def stop(self) -> list[int | float] | None:
-        """The test's figures in the order of :class:`Figures`, or None if
-        :meth:`start` was not called for it (a list: it crosses to the xdist
-        controller on every test, and execnet carries a list cheaper than a dict).
+    def stop(self) -> Figures | None:
+        """The test's :class:`Figures`, or None if :meth:`start` was not called for it.
 
         ``peak_rss``: the highest resident memory of the test process plus its
         children's peaks (bytes); ``memory``: ``peak_rss`` above the process's
@@ -378,7 +376,7 @@ class ResourceMeter:
         children = ended if ended > children_before and ended > own_peak else 0
         children = max(children, self._alive_children_peak())
         peak = hwm + children
-        return [
+        return Figures(
             peak,
             max(peak - rss_start, 0),
             rss_start,
@@ -386,7 +384,7 @@ class ResourceMeter:
             round(max(cpu, 0.0), 6),
             round(wall, 6),
             self.pid,
-        ]
+        )
 
     def _descendants(self, reset: bool = False) -> dict[str, tuple[int, int | None]]:
         """Each live descendant's resident memory and, on Linux, its peak since reset.

@@ -134,17 +134,14 @@ def assign_batch(test: TestSpec, rules: Sequence[BatchRule]) -> str:
 def assign_batches(tests: Iterable[TestSpec], rules: Sequence[BatchRule]) -> dict[int, str]:
     """Each test's batch, by index, as :func:`assign_batch` gives it.
 
-    The lines match a test by its file and its markers only, so they are
-    matched once per file and set of markers, not once per test (a module's
-    parametrized tests share both).
+    The answer depends on a test's file, markers and batch marker only, so
+    the lines are matched once per such combination, not once per test (a
+    module's parametrized tests share all three).
     """
-    found: dict[tuple[str, frozenset[str]], str] = {}
+    found: dict[tuple[str, frozenset[str], str | None], str] = {}
     batch_of: dict[int, str] = {}
     for test in tests:
-        if test.batch_mark is not None:
-            batch_of[test.index] = test.batch_mark
-            continue
-        key = (test.path, test.marker_names)
+        key = (test.path, test.marker_names, test.batch_mark)
         name = found.get(key)
         if name is None:
             name = found[key] = assign_batch(test, rules)
