@@ -16,11 +16,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .core.flaky import RunRecord, is_infrastructure_failure
 from .files import ignore_in_git
 
-__all__ = ["SCHEMA_VERSION", "BenchmarkRow", "HistoryError", "HistoryStore", "error_digest"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BenchmarkRow",
+    "HistoryError",
+    "HistoryStore",
+    "PlanFigures",
+    "error_digest",
+]
 
 #: Each entry migrates the store from version ``i`` to ``i + 1``.
 _MIGRATIONS: tuple[str, ...] = (
@@ -116,6 +124,26 @@ RESTING_WINDOW = 500
 #: with the number of tests, not of attempts (on 550,000 attempts of 5,000
 #: tests, 150 ms where windows over every attempt took 3 s).
 _EACH_TEST = "(SELECT DISTINCT nodeid FROM attempts)"
+#: Each figure of one test (``tests.nodeid``), as a correlated subquery.
+_MEAN_DURATION = f"""(
+    SELECT AVG(duration) FROM (
+        SELECT duration FROM attempts
+        WHERE nodeid = tests.nodeid AND outcome IN ('passed', 'xpassed')
+        ORDER BY id DESC LIMIT {DURATION_WINDOW}
+    )
+)"""
+_LAST_SHARED_SETUP = """(
+    SELECT shared_setup FROM attempts
+    WHERE nodeid = tests.nodeid AND shared_setup IS NOT NULL
+    ORDER BY id DESC LIMIT 1
+)"""
+_MEMORY_NEED = f"""(
+    SELECT MAX(memory) FROM (
+        SELECT memory FROM attempts
+        WHERE nodeid = tests.nodeid AND memory IS NOT NULL
+        ORDER BY id DESC LIMIT {MEMORY_WINDOW}
+    )
+)"""
 
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\d+(\.\d+)?")
 
@@ -165,6 +193,14 @@ class BenchmarkRow:
     mean: float
     median: float
     samples: Sequence[float]
+
+
+class PlanFigures(NamedTuple):
+    """What a plan reads of the history, each by node id (see :meth:`HistoryStore.plan_figures`)."""
+
+    durations: dict[str, float]
+    shared_setups: dict[str, float]
+    memory_needs: dict[str, int]
 
 
 class HistoryStore:
@@ -268,18 +304,7 @@ class HistoryStore:
 
     def durations(self) -> dict[str, float]:
         """Mean duration of each test's last few passing attempts."""
-        rows = self._db.execute(
-            f"""
-            SELECT tests.nodeid, (
-                SELECT AVG(duration) FROM (
-                    SELECT duration FROM attempts
-                    WHERE nodeid = tests.nodeid AND outcome IN ('passed', 'xpassed')
-                    ORDER BY id DESC LIMIT ?
-                )
-            ) FROM {_EACH_TEST} AS tests
-            """,
-            (DURATION_WINDOW,),
-        )
+        rows = self._db.execute(f"SELECT tests.nodeid, {_MEAN_DURATION} FROM {_EACH_TEST} AS tests")
         return {nodeid: float(mean) for nodeid, mean in rows if mean is not None}
 
     def shared_setups(self) -> dict[str, float]:
@@ -289,31 +314,32 @@ class HistoryStore:
         shows their cost; the tests after it show about 0.
         """
         rows = self._db.execute(
-            f"""
-            SELECT tests.nodeid, (
-                SELECT shared_setup FROM attempts
-                WHERE nodeid = tests.nodeid AND shared_setup IS NOT NULL
-                ORDER BY id DESC LIMIT 1
-            ) FROM {_EACH_TEST} AS tests
-            """
+            f"SELECT tests.nodeid, {_LAST_SHARED_SETUP} FROM {_EACH_TEST} AS tests"
         )
         return {nodeid: float(seconds) for nodeid, seconds in rows if seconds is not None}
 
     def memory_needs(self) -> dict[str, int]:
         """Each test's largest memory (bytes above its worker's) in its last measured attempts."""
-        rows = self._db.execute(
-            f"""
-            SELECT tests.nodeid, (
-                SELECT MAX(memory) FROM (
-                    SELECT memory FROM attempts
-                    WHERE nodeid = tests.nodeid AND memory IS NOT NULL
-                    ORDER BY id DESC LIMIT ?
-                )
-            ) FROM {_EACH_TEST} AS tests
-            """,
-            (MEMORY_WINDOW,),
-        )
+        rows = self._db.execute(f"SELECT tests.nodeid, {_MEMORY_NEED} FROM {_EACH_TEST} AS tests")
         return {nodeid: int(memory) for nodeid, memory in rows if memory is not None}
+
+    def plan_figures(self) -> PlanFigures:
+        """:meth:`durations`, :meth:`shared_setups` and :meth:`memory_needs` in
+        one pass over the tests: what the xdist controller plans with (on 5,000
+        tests with five runs, 30 ms where the three queries took 54)."""
+        figures = PlanFigures({}, {}, {})
+        rows = self._db.execute(
+            f"SELECT tests.nodeid, {_MEAN_DURATION}, {_LAST_SHARED_SETUP}, {_MEMORY_NEED}"
+            f" FROM {_EACH_TEST} AS tests"
+        )
+        for nodeid, mean, seconds, memory in rows:
+            if mean is not None:
+                figures.durations[nodeid] = float(mean)
+            if seconds is not None:
+                figures.shared_setups[nodeid] = float(seconds)
+            if memory is not None:
+                figures.memory_needs[nodeid] = int(memory)
+        return figures
 
     def resting_memory(self) -> list[int]:
         """Workers' resident memory at the start of the latest measured attempts."""

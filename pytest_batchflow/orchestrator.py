@@ -13,7 +13,6 @@ the terminal summary.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import platform
@@ -21,7 +20,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
@@ -37,6 +36,7 @@ from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
 from .files import ignore_in_git
+from .gcpause import collector_paused
 from .items import MarkerError
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
@@ -242,19 +242,6 @@ class _Finished(NamedTuple):
 
 _PHASES_AT = _Finished._fields.index("phases")
 _RESOURCES_AT = _Finished._fields.index("resources")
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The garbage collector paused (if it ran), for code whose allocations all
-    live on: the collections they would trigger find nothing to free."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _plain_values(plain: tuple[Any, ...]) -> dict[str, Any]:
@@ -529,7 +516,7 @@ class Orchestrator:
             # and a full collection falls due; one triggered by the analysis's
             # own objects (some 60 ms in a worker of 5,000 tests) comes later
             # with pytest's own, once instead of twice.
-            with _collector_paused():
+            with collector_paused():
                 self._plan_collection(collected, items)
         except (PlanError, MarkerError) as error:
             if self.role != "worker":
@@ -636,14 +623,18 @@ class Orchestrator:
         """What the plan reads of the history; on the xdist controller, in a thread
         started with the workers: they start and collect while it reads (on a long
         history the queries take a good part of a second)."""
-        durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
-        shared: dict[str, float] = {}
-        if self.role == "controller":  # only the xdist scheduler uses them
-            shared = self._use_history(lambda h: h.shared_setups(), {})
-            if not self.settings.no_resources:
-                no_needs: dict[str, int] = {}
-                self._memory_read = self._use_history(lambda h: h.memory_needs(), no_needs)
-        self._history_read = (durations, shared)
+        if self.role != "controller":
+            durations: dict[str, float] = self._use_history(lambda h: h.durations(), {})
+            self._history_read = (durations, {})
+            return
+        # Only the xdist scheduler uses shared setups and memory needs: all
+        # three in one query.
+        from .history import PlanFigures
+
+        figures = self._use_history(lambda h: h.plan_figures(), PlanFigures({}, {}, {}))
+        if not self.settings.no_resources:
+            self._memory_read = figures.memory_needs
+        self._history_read = (figures.durations, figures.shared_setups)
 
     def _history_for_plan(self) -> tuple[dict[str, float], dict[str, float]]:
         """Each test's mean duration and its last shared fixture setup time."""
@@ -1126,7 +1117,7 @@ class Orchestrator:
         """
         from .results import validate_tests
 
-        with _collector_paused():
+        with collector_paused():
             built = validate_tests([_plain_values(plain) for plain in self._finished.values()])
         self.results.update(zip(self._finished, built, strict=True))
         self._finished = {}
@@ -1346,7 +1337,7 @@ class Orchestrator:
             # What the end of the run builds lives to its end: collections it
             # would trigger walk the whole heap (every result) for nothing, one
             # of them some 50 ms on 5,000 tests.
-            with _collector_paused():
+            with collector_paused():
                 self._finish(session, exitstatus)
                 self.freeze_heap()
         except BaseException as raised:

@@ -104,7 +104,20 @@ _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
 
 def available_memory() -> int:
-    """Bytes of memory available to new work on this machine now."""
+    """Bytes of memory available to new work on this machine now.
+
+    Linux: the kernel's estimate, ``MemAvailable`` in ``/proc/meminfo``, the
+    figure psutil's ``virtual_memory().available`` gives there too, without
+    importing psutil (some 15 ms at the start of every run). Elsewhere, and
+    on kernels older than 3.14 (which lack the line), psutil's.
+    """
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import psutil
 
     return int(psutil.virtual_memory().available)

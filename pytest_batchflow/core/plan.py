@@ -211,16 +211,22 @@ class Plan:
         """The longest chain of test edges and batch ``after`` barriers."""
         finish: dict[int, float] = {}
         batch_finish: dict[str, float] = {}
+        estimates, predecessors = self.estimates, self.predecessors
         for batch in self.batches:
             barrier = max((batch_finish.get(a, 0.0) for a in batch.policy.after), default=0.0)
+            last = barrier
             # Plan order is topological, so every planned predecessor is done.
+            # Most tests have none: they start at the barrier.
             for index in batch.tests:
-                start = max(
-                    (finish[p] for p in self.predecessors.get(index, ()) if p in finish),
-                    default=0.0,
-                )
-                finish[index] = max(barrier, start) + self.estimates.get(index, 0.0)
-            batch_finish[batch.name] = max((finish[i] for i in batch.tests), default=barrier)
+                start = barrier
+                for pred in predecessors.get(index, ()):
+                    done = finish.get(pred)
+                    if done is not None and done > start:
+                        start = done
+                end = finish[index] = start + estimates.get(index, 0.0)
+                if end > last:
+                    last = end
+            batch_finish[batch.name] = last
         return max(batch_finish.values(), default=0.0)
 
     def remaining_paths(self) -> dict[int, float]:

@@ -1406,3 +1406,13 @@ class TestProbe:
         first_d = min(e.start for e in result.executions if e.index == ids["d"])
         last_c = max(e.stop for e in result.executions if e.index == ids["c"])
         assert first_d >= last_c
+
+
+@settings(MODEST, max_examples=200)
+@given(scenarios())
+def test_the_critical_path_is_the_longest_remaining_path(scenario: Scenario) -> None:
+    # Two computations of the longest chain (test edges and batch barriers):
+    # forwards from the start, and backwards from the end.
+    plan = scenario.plan()
+    longest = max(plan.remaining_paths().values(), default=0.0)
+    assert plan.critical_path() == pytest.approx(longest)

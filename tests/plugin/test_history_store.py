@@ -75,6 +75,12 @@ def test_the_plan_reads_each_tests_last_attempts(store: HistoryStore) -> None:
     assert store.memory_needs() == {"t.py::a": 700, "t.py::c": 7}
     # The latest measured shared setup: run 5.
     assert store.shared_setups() == {"t.py::a": 0.5}
+    # The xdist controller reads all three in one query.
+    assert store.plan_figures() == (
+        store.durations(),
+        store.shared_setups(),
+        store.memory_needs(),
+    )
 
 
 def test_the_plans_figures_are_read_through_the_index_by_node_id(store: HistoryStore) -> None:
@@ -87,8 +93,9 @@ def test_the_plans_figures_are_read_through_the_index_by_node_id(store: HistoryS
     store.durations()
     store.shared_setups()
     store.memory_needs()
+    store.plan_figures()
     store._db.set_trace_callback(None)
-    assert len(statements) == 3
+    assert len(statements) == 4
     for statement in statements:
         plan = " | ".join(
             str(row[3]) for row in store._db.execute("EXPLAIN QUERY PLAN " + statement)

@@ -18,7 +18,8 @@ from contextlib import closing
 import pytest
 from json_runs import by_name, overlap, run
 
-from pytest_batchflow.resources import Figures, pack_figures, unpack_figures
+from pytest_batchflow import resources
+from pytest_batchflow.resources import Figures, available_memory, pack_figures, unpack_figures
 from pytest_batchflow.results import TestResult
 
 MIB = 1024**2
@@ -578,3 +579,26 @@ def test_without_the_reset_a_small_child_does_not_count_an_earlier_peak() -> Non
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert int(done.stdout) < 5 * MIB
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="reads Linux's /proc")
+def test_the_available_memory_is_the_kernels_estimate_as_psutil_gives_it() -> None:
+    import psutil
+
+    ours, theirs = available_memory(), psutil.virtual_memory().available
+    assert ours > 0
+    assert abs(ours - theirs) <= 64 * 2**20, (ours, theirs)
+
+
+def test_without_proc_psutil_tells_the_available_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    def no_proc(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("/proc/meminfo")
+
+    class Memory:
+        available = 123_456_789
+
+    monkeypatch.setattr(resources, "open", no_proc, raising=False)
+    monkeypatch.setattr(psutil, "virtual_memory", Memory)
+    assert available_memory() == 123_456_789
