@@ -123,7 +123,15 @@ def test_a_run_reaches_the_database_file_when_it_finishes(tmp_path: Path) -> Non
         assert Path(f"{path}-wal").stat().st_size > 1_000 * 4096  # past SQLite's default
         assert rows_in_the_file(path) == 0
         store.finish_run(run_id, 1.0, 0)
+        # In a thread of its own, while the run sums up; the store stays open.
+        store.wait_for_checkpoint()
         assert rows_in_the_file(path) == 60_000
+        # The store goes on working beside it: a second run's attempts.
+        second = store.start_run(2.0, None, "host", "3.11", "pytest")
+        store.record_attempts(second, None, attempts[:10])
+        store.finish_run(second, 3.0, 0)
+        store.wait_for_checkpoint()
+        assert rows_in_the_file(path) == 60_010
     finally:
         store.close()
     reopened, _ = HistoryStore.open(path)
