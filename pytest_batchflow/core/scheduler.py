@@ -62,9 +62,14 @@ _OUTCOME_WORDS = {
 
 #: The most tests a worker holds at once (the running one included).
 PIPELINE_DEPTH = 128
-#: Seconds of class/module fixture setup below which a parent's tests are not
-#: kept together for it (measured from the setup phase, see ``setup_costs``).
+#: Seconds of class/module fixture setup from which a parent counts as costly:
+#: it is kept together for it and not set up on a second worker lightly
+#: (measured from the setup phase, see ``setup_costs``).
 AFFINITY_MIN_COST = 0.01
+#: A cheaper setup still keeps a worker under its parent when it costs at least
+#: this share of the parent's mean test: set up again and again, it would add
+#: that much to each test it is set up for.
+AFFINITY_SHARE = 0.1
 #: Estimated seconds of work that may wait on a worker behind the running test.
 PIPELINE_HORIZON = 0.25
 #: Tests the run must have measured before their mean stands for unknown tests.
@@ -303,8 +308,14 @@ class Dispatcher:
         self._ready_in: dict[str, list[tuple[_Key, int]]] = {}
         self._work_left = sum(plan.estimates.get(i, 0.0) for i in plan.order)
         self._parent_work: dict[str, float] = defaultdict(float)
+        tests_under: Counter[str] = Counter()
         for i in plan.order:
             self._parent_work[parents[i]] += plan.estimates.get(i, 0.0)
+            tests_under[parents[i]] += 1
+        #: The mean estimate of each parent's tests, against which a cheap setup counts.
+        self._parent_mean = {
+            parent: work / tests_under[parent] for parent, work in self._parent_work.items()
+        }
         # Reruns: the workers a test failed on, and when it may run again;
         # the outcome that stands if it may not.
         self._failed_on: dict[int, set[str]] = {}
@@ -662,9 +673,15 @@ class Dispatcher:
         return chosen
 
     def _worth_keeping(self, parent: str) -> bool:
-        """Whether staying under ``parent`` may save a setup: not measured as free."""
+        """Whether staying under ``parent`` may save a setup worth saving: not
+        measured, costly, or not small against the parent's tests (a 3 ms module
+        fixture of 0.1 ms tests, set up again each time a worker comes back to
+        the module, would make them 30 times slower). A parent measured as free
+        (no shared fixtures) holds no worker: the tests go by priority."""
         cost = self.setup_costs.get(parent)
-        return cost is None or cost >= AFFINITY_MIN_COST
+        if cost is None or cost >= AFFINITY_MIN_COST:
+            return True
+        return cost > 0.0 and cost >= AFFINITY_SHARE * self._parent_mean.get(parent, 0.0)
 
     def _workers_with(self, parent: str, besides: str | None = None) -> list[str]:
         """The live workers (other than ``besides``) whose last test was under ``parent``."""

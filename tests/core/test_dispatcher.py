@@ -932,6 +932,21 @@ class TestSetupCosts:
         order = [e.index for e in sorted(run.executions, key=lambda e: e.start)]
         assert order == [0, 2, 4, 6, 8, 1, 3, 5, 7, 9]
 
+    def test_a_cheap_setup_holds_its_worker_when_the_tests_are_cheaper_still(self) -> None:
+        # Estimates a microsecond apart alternate the modules by priority. A 3 ms
+        # module setup, done again at every switch, would make 1 ms tests 4 times
+        # slower: the worker stays with its module.
+        durations = {f"{'ab'[n % 2]}.py::t{n}": 0.001 - n * 1e-6 for n in range(100)}
+        costs = {"a.py": 0.003, "b.py": 0.003}
+        cluster, _ = with_setup_costs(durations, costs, workers=1, known=True)
+        assert cluster.setups == {"a.py": 1, "b.py": 1}
+        # Against tests a hundred times longer, it is not worth keeping: priority rules.
+        slow = {nodeid: seconds * 100 for nodeid, seconds in durations.items()}
+        cluster, run = with_setup_costs(slow, costs, workers=1, known=True)
+        order = [e.index for e in sorted(run.executions, key=lambda e: e.start)]
+        assert order == list(range(100))
+        assert cluster.setups == {"a.py": 50, "b.py": 50}
+
     def test_when_only_the_costly_module_is_left_both_workers_run_it(self) -> None:
         durations = {f"a.py::t{n}": 1.0 for n in range(10)}
         cluster, run = with_setup_costs(durations, {"a.py": 1.0}, workers=2, known=True)

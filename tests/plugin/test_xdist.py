@@ -379,6 +379,44 @@ def test_a_costly_module_fixture_is_measured_and_set_up_on_one_worker(
     assert len(second.tests) == 18
 
 
+CHEAP_FIXTURE_MODULE = """
+import os
+import pathlib
+import time
+
+import pytest
+
+@pytest.fixture(scope="module")
+def service():
+    time.sleep(0.004)
+    with pathlib.Path(__file__).with_name("setups.log").open("a") as log:
+        log.write(__name__ + "\\n")
+    yield
+
+@pytest.mark.parametrize("n", range(40))
+def test_uses(n, service):
+    pass
+"""
+
+
+def test_a_cheap_module_fixture_of_fast_tests_is_not_set_up_again_and_again(
+    pytester: pytest.Pytester,
+) -> None:
+    # A 4 ms module fixture is cheap, but each of these tests takes a tenth of
+    # a millisecond: with the history's durations (noise, for such tests) as
+    # priorities, the workers would hop from module to module and set the
+    # fixture up again at each return, dozens of times a module.
+    pytester.makepyfile(**{f"test_cheap_{m}": CHEAP_FIXTURE_MODULE for m in range(4)})
+    log = pytester.path / "setups.log"
+    run(pytester, "-n", "2")  # fills the history
+    log.unlink()
+    _, second = run(pytester, "-n", "2")
+    setups = Counter(log.read_text().split())
+    assert len(second.tests) == 160
+    # Each worker leaves a module only when it runs out of its tests.
+    assert sum(setups.values()) <= 12, setups
+
+
 GC_WATCH = """
 import gc
 import json
