@@ -211,7 +211,7 @@ class HistoryStore:
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
         self._db = connection
-        self._checkpoint: threading.Thread | None = None
+        self._checkpointing: threading.Thread | None = None
 
     @classmethod
     def open(cls, path: Path) -> tuple[HistoryStore, str | None]:
@@ -252,9 +252,9 @@ class HistoryStore:
 
     def wait_for_checkpoint(self) -> None:
         """Wait until the checkpoint :meth:`finish_run` started is done."""
-        if self._checkpoint is not None:
-            self._checkpoint.join()
-            self._checkpoint = None
+        if self._checkpointing is not None:
+            self._checkpointing.join()
+            self._checkpointing = None
 
     def start_run(
         self, started: float, git_commit: str | None, hostname: str, python: str, invocation: str
@@ -314,14 +314,14 @@ class HistoryStore:
             )
         self._db.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_CHECKPOINT_PAGES}")
         self.wait_for_checkpoint()
-        self._checkpoint = threading.Thread(
+        self._checkpointing = threading.Thread(
             target=_checkpoint, args=(self.path,), name="batchflow-checkpoint"
         )
-        self._checkpoint.start()
+        self._checkpointing.start()
 
     def durations(self) -> dict[str, float]:
         """Mean duration of each test's last few passing attempts."""
-        rows = self._db.execute(f"SELECT tests.nodeid, {_MEAN_DURATION} FROM {_EACH_TEST} AS tests")
+        rows = self._each_test(_MEAN_DURATION)
         return {nodeid: float(mean) for nodeid, mean in rows if mean is not None}
 
     def shared_setups(self) -> dict[str, float]:
@@ -330,14 +330,12 @@ class HistoryStore:
         The test that set up its module's (or class's) fixtures on a worker
         shows their cost; the tests after it show about 0.
         """
-        rows = self._db.execute(
-            f"SELECT tests.nodeid, {_LAST_SHARED_SETUP} FROM {_EACH_TEST} AS tests"
-        )
+        rows = self._each_test(_LAST_SHARED_SETUP)
         return {nodeid: float(seconds) for nodeid, seconds in rows if seconds is not None}
 
     def memory_needs(self) -> dict[str, int]:
         """Each test's largest memory (bytes above its worker's) in its last measured attempts."""
-        rows = self._db.execute(f"SELECT tests.nodeid, {_MEMORY_NEED} FROM {_EACH_TEST} AS tests")
+        rows = self._each_test(_MEMORY_NEED)
         return {nodeid: int(memory) for nodeid, memory in rows if memory is not None}
 
     def plan_figures(self) -> PlanFigures:
@@ -345,10 +343,7 @@ class HistoryStore:
         one pass over the tests: what the xdist controller plans with (on 5,000
         tests with five runs, 30 ms where the three queries took 54)."""
         figures = PlanFigures({}, {}, {})
-        rows = self._db.execute(
-            f"SELECT tests.nodeid, {_MEAN_DURATION}, {_LAST_SHARED_SETUP}, {_MEMORY_NEED}"
-            f" FROM {_EACH_TEST} AS tests"
-        )
+        rows = self._each_test(_MEAN_DURATION, _LAST_SHARED_SETUP, _MEMORY_NEED)
         for nodeid, mean, seconds, memory in rows:
             if mean is not None:
                 figures.durations[nodeid] = float(mean)
@@ -357,6 +352,12 @@ class HistoryStore:
             if memory is not None:
                 figures.memory_needs[nodeid] = int(memory)
         return figures
+
+    def _each_test(self, *figures: str) -> sqlite3.Cursor:
+        """Each test's node id and these figures (correlated subqueries on ``tests``)."""
+        return self._db.execute(
+            f"SELECT tests.nodeid, {', '.join(figures)} FROM {_EACH_TEST} AS tests"
+        )
 
     def resting_memory(self) -> list[int]:
         """Workers' resident memory at the start of the latest measured attempts."""
