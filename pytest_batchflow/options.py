@@ -371,6 +371,16 @@ OPTIONS: tuple[Option, ...] = (
         "skip",
         metavar="error|skip",
     ),
+    Option(
+        "no_fast_exit",
+        "--batchflow-no-fast-exit",
+        "BATCHFLOW_NO_FAST_EXIT",
+        "batchflow_no_fast_exit",
+        "Let Python's shutdown collect the objects still alive at exit, as it does "
+        "without batchflow (slower; batchflow leaves them to the operating system).",
+        "true",
+        is_flag=True,
+    ),
 )
 
 BATCHES_INI = "batchflow_batches"

@@ -148,6 +148,7 @@ class Settings:
     test_memory_limit: int | None = None
     test_memory_fail: bool = False
     leak_threshold: int = DEFAULT_LEAK_THRESHOLD
+    no_fast_exit: bool = False
     batches: tuple[BatchLine, ...] = ()
 
     def memory_budget(self, available: int) -> int:

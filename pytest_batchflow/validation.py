@@ -209,6 +209,7 @@ class _SettingsModel(BaseModel):
     test_memory_limit: int | None = None
     test_memory_fail: bool = False
     leak_threshold: int = DEFAULT_LEAK_THRESHOLD
+    no_fast_exit: bool = False
     batches: tuple[BatchLine, ...] = ()
 
     _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
