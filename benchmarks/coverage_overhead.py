@@ -5,7 +5,9 @@ Generates a package of a few hundred statements (branches, loops) and 1,000
 tests over two batches that call into it, in a temporary directory, and times
 the whole ``python -m pytest -n 2`` command (perf_counter around the
 subprocess) for: no coverage, pytest-cov's ``--cov``, ``--batchflow`` without
-coverage, ``--batchflow --batchflow-cov`` (batch contexts) and with
+coverage, ``--batchflow --batchflow-cov`` (batch contexts), the same with
+``--batchflow-no-fast-exit`` (Python's full shutdown in every process, as
+under pytest-cov: batchflow's cost like for like, not a target) and with
 ``--batchflow-cov-context=test``. One untimed warm-up of each (bytecode
 caches), then the variants alternate within each repetition; the table gives
 the median and the range, and the total percentage each coverage variant
@@ -43,6 +45,11 @@ VARIANTS = {
     "batchflow + pytest-cov": [*BATCHFLOW, *PYTEST_COV, *SAME_REPORTS],
     "batchflow, no coverage": BATCHFLOW,
     "batchflow, batch contexts": [*BATCHFLOW, "--batchflow-cov=benchpkg"],
+    "batchflow, batch contexts, no fast exit": [
+        *BATCHFLOW,
+        "--batchflow-cov=benchpkg",
+        "--batchflow-no-fast-exit",
+    ],
     "batchflow, test contexts": [
         *BATCHFLOW,
         "--batchflow-cov=benchpkg",
@@ -52,6 +59,8 @@ VARIANTS = {
 BASE = "pytest-cov"
 SAME = "pytest-cov, same reports"
 TARGETS = {"batchflow, batch contexts": 1.05, "batchflow, test contexts": 1.25}
+#: Not a target: batch contexts with Python's full shutdown, like pytest-cov.
+LIKE_FOR_LIKE = "batchflow, batch contexts, no fast exit"
 PERCENT = {
     "pytest-cov": re.compile(r"^TOTAL\s.*?(\d+(?:\.\d+)?)%\s*$", re.MULTILINE),
     "batchflow": re.compile(r"^batchflow: coverage (\d+(?:\.\d+)?)% of", re.MULTILINE),
@@ -177,6 +186,12 @@ def main() -> None:
                 f"target {name} <= {target:.2f} x {base}: {verdict} ({value:.3f}; "
                 f"fastest runs {fastest[name] / fastest[base]:.3f})"
             )
+    for base in (BASE, SAME):
+        print(
+            f"like for like (no target): {LIKE_FOR_LIKE} / {base}: "
+            f"{medians[LIKE_FOR_LIKE] / medians[base]:.3f} (fastest runs "
+            f"{fastest[LIKE_FOR_LIKE] / fastest[base]:.3f})"
+        )
     print(
         "wall time of the whole pytest command, medians; min/min: the fastest runs' ratio "
         f"to {BASE}'s; total: the coverage each printed"
