@@ -48,7 +48,7 @@ def main() -> None:
         f"{repetitions} repetitions; {machine()}",
         flush=True,
     )
-    # The history variant's warm-up fills the store.
+    # The history variants' warm-ups fill the store they share.
     runs = noop_runs("batchflow-overhead-", TESTS, MODULES, VARIANTS, COMMON, repetitions)
     samples = {name: [run.wall for run in done] for name, done in runs.items()}
     statuses = {name: {run.status() for run in done} for name, done in runs.items()}

@@ -36,7 +36,7 @@ from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
 from .files import ignore_in_git
-from .gcpause import collector_paused
+from .gcpause import FREEZE_WORKS, collector_paused
 from .items import MarkerError
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
@@ -497,7 +497,7 @@ class Orchestrator:
         5,000 tests, and once more as the results are summed up). Only where
         no test runs: a serial run's tests may count on collections.
         """
-        if self.role == "controller":
+        if self.role == "controller" and FREEZE_WORKS:
             gc.freeze()
             self._frozen = True
 

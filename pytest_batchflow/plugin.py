@@ -255,10 +255,9 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = _worker_settings(config) or load_settings(config)
     if not settings.enabled:
         return
-    if not settings.no_fast_exit:
-        from .gcpause import skip_collection_at_exit
+    from .gcpause import register_fast_exit
 
-        skip_collection_at_exit()
+    register_fast_exit(wanted=not settings.no_fast_exit)
     if not config.pluginmanager.has_plugin("dependency"):
         config.addinivalue_line("markers", _DEPENDENCY_MARKER)
     from .orchestrator import Orchestrator, OutputLines

@@ -1,6 +1,6 @@
 """The collector pause restores the collector as it found it, errors included;
 at exit, the objects still alive are left to the operating system, and only
-their cycles' finalizers are skipped."""
+the finalizers of what a collection would free are skipped."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_batchflow import gcpause
-from pytest_batchflow.gcpause import collector_paused, skip_collection_at_exit
+from pytest_batchflow.gcpause import collector_paused, register_fast_exit
 
 
 @pytest.fixture
@@ -37,19 +37,46 @@ def test_the_collector_is_paused_inside_and_restored_after(enabled: bool) -> Non
     assert gc.isenabled() is enabled
 
 
-def test_the_exit_handler_is_registered_once_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fresh_fast_exit(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], object]]:
+    """The module's state as in a new process; exit handlers collected, not registered."""
     registered: list[Callable[[], object]] = []
-    monkeypatch.setattr(gcpause, "_skipping_at_exit", False)
+    monkeypatch.setattr(gcpause, "_fast_exit", False)
+    monkeypatch.setattr(gcpause, "_fast_exit_vetoed", False)
     monkeypatch.setattr(atexit, "register", registered.append)
-    skip_collection_at_exit()
-    skip_collection_at_exit()
-    assert registered == [gc.freeze]
+    return registered
+
+
+def test_the_exit_handler_is_registered_once_a_process(
+    fresh_fast_exit: list[Callable[[], object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append("frozen"))
+    register_fast_exit()
+    register_fast_exit()
+    assert len(fresh_fast_exit) == 1
+    fresh_fast_exit[0]()
+    assert frozen == ["frozen"]
+
+
+def test_a_session_without_fast_exit_vetoes_it_for_the_process(
+    fresh_fast_exit: list[Callable[[], object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append("frozen"))
+    register_fast_exit()  # an outer session with it
+    register_fast_exit(wanted=False)  # an inner one without it
+    register_fast_exit()
+    for handler in fresh_fast_exit:
+        handler()
+    assert frozen == []
 
 
 #: Each process that imports it writes what ran at its exit to finalized-<name>.txt:
 #: an exit handler, a weakref.finalize callback, the __del__ of a module global
-#: (freed when the module is cleared) and the __del__ of an object in a cycle
-#: that is still alive (only the shutdown's collection frees it).
+#: (freed when the module is cleared), and three that only the shutdown's
+#: collections free: an object in a cycle, one held only by a cycle, and one
+#: kept on pytest's config (which is in cycles with its plugins).
 EXIT_PROBE = """
 import atexit, os, weakref
 
@@ -78,7 +105,14 @@ ANCHOR = Anchor()
 weakref.finalize(ANCHOR, note, "weakref.finalize")
 CYCLE = Noted("cycle")
 CYCLE.me = CYCLE
+CYCLE.held = Noted("held-by-cycle")
+
+def pytest_configure(config):
+    config.exit_probe = Noted("on-config")
 """
+
+ALWAYS = ["atexit", "global", "weakref.finalize"]
+ONLY_COLLECTED = ["cycle", "held-by-cycle", "on-config"]
 
 
 def finalized(folder: Path) -> dict[str, list[str]]:
@@ -89,31 +123,39 @@ def finalized(folder: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize(
-    ("args", "cycles_finalized"),
+    ("args", "env", "collected"),
     [
-        pytest.param([], True, id="without batchflow"),
-        pytest.param(["--batchflow"], False, id="batchflow"),
-        pytest.param(["--batchflow", "--batchflow-no-fast-exit"], True, id="no fast exit"),
-        pytest.param(["--batchflow", "-n", "2"], False, id="batchflow -n 2"),
+        pytest.param([], {}, True, id="without batchflow"),
+        pytest.param(["--batchflow"], {}, False, id="batchflow"),
+        pytest.param(["--batchflow", "--batchflow-no-fast-exit"], {}, True, id="no fast exit"),
+        pytest.param(["--batchflow"], {"PYTHONDEVMODE": "1"}, True, id="development mode"),
+        pytest.param(["--batchflow", "-n", "2"], {}, False, id="batchflow -n 2"),
+        pytest.param(
+            ["--batchflow", "--batchflow-no-fast-exit", "-n", "2"],
+            {},
+            True,
+            id="no fast exit -n 2",
+        ),
     ],
 )
-def test_at_exit_only_the_finalizers_of_live_cycles_are_skipped(
+def test_at_exit_only_what_a_collection_would_free_is_left_unfinalized(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     args: list[str],
-    cycles_finalized: bool,
+    env: dict[str, str],
+    collected: bool,
 ) -> None:
     if "-n" in args:
         pytest.importorskip("xdist")
     monkeypatch.setenv("EXIT_PROBE_DIR", str(pytester.path))
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # this suite's own worker's
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     pytester.makeconftest(EXIT_PROBE)
     test = "def test_{}():\n    pass\n"
     pytester.makepyfile(test_one=test.format("one"), test_two=test.format("two"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
     result.assert_outcomes(passed=2)
-    ran = ["atexit", "global", "weakref.finalize"]
-    if cycles_finalized:
-        ran = sorted([*ran, "cycle"])
+    ran = sorted([*ALWAYS, *ONLY_COLLECTED]) if collected else ALWAYS
     processes = ["gw0", "gw1", "main"] if "-n" in args else ["main"]
     assert finalized(pytester.path) == dict.fromkeys(processes, ran)
