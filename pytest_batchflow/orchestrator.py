@@ -19,9 +19,11 @@ import platform
 import socket
 import subprocess
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
@@ -204,6 +206,26 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     return PhaseResult(**_phase_values(report)._asdict())
 
 
+class _Series:
+    """One process's memory over its tests, in arrival order: columns, not a tuple
+    per test, so that keeping them allocates nothing the garbage collector counts
+    (see :class:`_Finished`)."""
+
+    __slots__ = ("nodeids", "rss_end", "rss_start", "stops")
+
+    def __init__(self) -> None:
+        self.nodeids: list[str] = []
+        self.rss_start = array("q")
+        self.rss_end = array("q")
+        self.stops = array("d")
+
+    def add(self, nodeid: str, rss_start: int, rss_end: int, stop: float) -> None:
+        self.nodeids.append(nodeid)
+        self.rss_start.append(rss_start)
+        self.rss_end.append(rss_end)
+        self.stops.append(stop)
+
+
 class _Finished(NamedTuple):
     """A finished test's result as plain values; its model is built when it is read.
 
@@ -211,6 +233,8 @@ class _Finished(NamedTuple):
     garbage collector tracks, and each full collection during the run walked
     all of them. It keeps the :meth:`plain` form: plain tuples of plain values,
     which the collector stops tracking (it keeps tracking a tuple subclass).
+    Few of them, too: each allocation that outlives the next collection brings
+    the collections on sooner, so the phases' values go in one flat tuple.
     """
 
     nodeid: str
@@ -234,13 +258,14 @@ class _Finished(NamedTuple):
 
     def plain(self) -> tuple[Any, ...]:
         values: list[Any] = list(self)
-        values[_PHASES_AT] = tuple(tuple(phase) for phase in self.phases)
+        values[_PHASES_AT] = tuple(chain.from_iterable(self.phases))
         if self.resources is not None:
             values[_RESOURCES_AT] = tuple(self.resources)
         return tuple(values)
 
 
 _PHASES_AT = _Finished._fields.index("phases")
+_PHASE_WIDTH = len(_Phase._fields)
 _RESOURCES_AT = _Finished._fields.index("resources")
 
 
@@ -249,8 +274,10 @@ def _plain_values(plain: tuple[Any, ...]) -> dict[str, Any]:
     :class:`~pytest_batchflow.results.TestResult` validates them (its lists
     as tuples: pydantic takes those)."""
     values = dict(zip(_Finished._fields, plain, strict=True))
+    flat = plain[_PHASES_AT]
     values["phases"] = [
-        dict(zip(_Phase._fields, phase, strict=True)) for phase in plain[_PHASES_AT]
+        dict(zip(_Phase._fields, flat[at : at + _PHASE_WIDTH], strict=True))
+        for at in range(0, len(flat), _PHASE_WIDTH)
     ]
     resources = plain[_RESOURCES_AT]
     if resources is not None:
@@ -380,7 +407,7 @@ class Orchestrator:
         #: ran (for leaks and the memory timeline), and the tests over the limit.
         #: Plain tuples (node id, rss at start, rss at end, stop time), which the
         #: garbage collector stops tracking: one per test.
-        self.resource_series: dict[tuple[str, int], list[tuple[str, int, int, float]]] = {}
+        self.resource_series: dict[tuple[str, int], _Series] = {}
         #: The figures of each test's current attempt, read from its teardown report.
         self._figures: dict[int, Figures] = {}
         #: Serially: the teardown report last made and its figures, read when that
@@ -985,10 +1012,11 @@ class Orchestrator:
 
     def _note_resources(self, index: int, report: pytest.TestReport, used: Figures) -> None:
         """A test's resources as they arrive: the worker's memory over time, the limit."""
-        worker = str(getattr(report, "worker_id", SERIAL_WORKER))
-        self.resource_series.setdefault((worker, used.pid), []).append(
-            (report.nodeid, used.rss_start, used.rss_end, report.stop)
-        )
+        key = (str(getattr(report, "worker_id", SERIAL_WORKER)), used.pid)
+        series = self.resource_series.get(key)
+        if series is None:
+            series = self.resource_series[key] = _Series()
+        series.add(report.nodeid, used.rss_start, used.rss_end, report.stop)
         limit = self.settings.test_memory_limit
         if limit is not None and used.memory > limit:
             self.over_limit[index] = used.memory
@@ -1670,7 +1698,12 @@ class Orchestrator:
             for key in self.resource_series
         }
         series = {
-            names[key]: [ResourceSample(nodeid, start, end) for nodeid, start, end, _ in samples]
+            names[key]: [
+                ResourceSample(nodeid, start, end)
+                for nodeid, start, end in zip(
+                    samples.nodeids, samples.rss_start, samples.rss_end, strict=True
+                )
+            ]
             for key, samples in self.resource_series.items()
         }
         pids = {names[key]: key[1] for key in self.resource_series}
@@ -1695,7 +1728,7 @@ class Orchestrator:
             leaks=leaks,
             cpu=round(sum(t.resources.cpu for t in tests if t.resources is not None), 6),
             timeline={
-                names[key]: [(stop, end) for _, _, end, stop in samples]
+                names[key]: list(zip(samples.stops, samples.rss_end, strict=True))
                 for key, samples in self.resource_series.items()
             },
         )
