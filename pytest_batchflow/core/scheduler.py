@@ -33,6 +33,7 @@ __all__ = [
     "FAILING_OUTCOMES",
     "PIPELINE_DEPTH",
     "PIPELINE_HORIZON",
+    "PRIORITY_FLOOR",
     "SATISFYING_OUTCOMES",
     "Decision",
     "Dispatcher",
@@ -72,8 +73,19 @@ AFFINITY_MIN_COST = 0.01
 AFFINITY_SHARE = 0.1
 #: Estimated seconds of work that may wait on a worker behind the running test.
 PIPELINE_HORIZON = 0.25
+#: Remaining paths and estimates shorter than this many seconds count as equal
+#: in the dispatch order, so such tests keep their place in the plan: for fast
+#: tests the history's durations are noise, and ordering by them shuffled a
+#: module's tests from run to run, which breaks suites whose tests lean on the
+#: order they are written in (as a plain xdist run keeps it within a worker).
+PRIORITY_FLOOR = 0.01
 #: Tests the run must have measured before their mean stands for unknown tests.
 MIN_OBSERVATIONS = 8
+
+
+def _floored(seconds: float) -> float:
+    """A duration as the dispatch order weighs it: nothing below PRIORITY_FLOOR."""
+    return seconds if seconds >= PRIORITY_FLOOR else 0.0
 
 
 def _plural(count: int, word: str) -> str:
@@ -273,7 +285,8 @@ class Dispatcher:
         remaining = plan.remaining_paths()
         position = {index: i for i, index in enumerate(plan.order)}
         self._key: dict[int, _Key] = {
-            i: (0, -remaining[i], -plan.estimates.get(i, 0.0), position[i]) for i in plan.order
+            i: (0, -_floored(remaining[i]), -_floored(plan.estimates.get(i, 0.0)), position[i])
+            for i in plan.order
         }
         self._planned = planned = set(plan.order)
         # Only tests with dependents have an entry: a list per test would be

@@ -36,6 +36,7 @@ from pytest_batchflow.core.scheduler import (
     MIN_OBSERVATIONS,
     PIPELINE_DEPTH,
     PIPELINE_HORIZON,
+    PRIORITY_FLOOR,
     SATISFYING_OUTCOMES,
     Dispatcher,
     Idle,
@@ -509,6 +510,25 @@ class TestDependencies:
         run = simulate(["short1", "short2", "long"], workers=2, durations={"long": 2.0})
         assert run.one("long").start == 0.0
         assert run.makespan == 2.0
+
+    @pytest.mark.parametrize("workers", [1, 2, 4])
+    def test_fast_tests_keep_their_plan_order_on_each_worker(self, workers: int) -> None:
+        # Estimates a microsecond apart, the later tests "longer": noise at this
+        # scale, which longest-first would turn into the reverse order.
+        names = [f"f{n:02}" for n in range(60)]
+        durations = {name: 0.001 + n * 1e-6 for n, name in enumerate(names)}
+        run = simulate(names, workers=workers, durations=durations)
+        for worker in {e.worker for e in run.result.executions}:
+            ran = sorted(
+                (e for e in run.result.executions if e.worker == worker), key=lambda e: e.start
+            )
+            assert [e.index for e in ran] == sorted(e.index for e in ran)
+
+    def test_a_test_above_the_priority_floor_still_goes_first(self) -> None:
+        names = [f"f{n}" for n in range(6)] + ["slow"]
+        durations = dict.fromkeys(names, 0.001) | {"slow": 10 * PRIORITY_FLOOR}
+        run = simulate(names, workers=2, durations=durations)
+        assert run.one("slow").start == 0.0
 
 
 class TestBatches:
