@@ -405,8 +405,8 @@ class Orchestrator:
             self.meter = ResourceMeter()
         #: Serial and controller: each worker process's tests in the order they
         #: ran (for leaks and the memory timeline), and the tests over the limit.
-        #: Plain tuples (node id, rss at start, rss at end, stop time), which the
-        #: garbage collector stops tracking: one per test.
+        #: Per (worker, pid), a :class:`_Series` of node id, rss at start and at
+        #: end, and stop time: columns, nothing kept per test.
         self.resource_series: dict[tuple[str, int], _Series] = {}
         #: The figures of each test's current attempt, read from its teardown report.
         self._figures: dict[int, Figures] = {}

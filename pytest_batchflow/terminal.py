@@ -154,9 +154,7 @@ def resource_lines(
     # nothing to free.
     measured = [t for t in tests if t.resources is not None]
     problems = bool(resources.alone or resources.over_limit or resources.leaks)
-    notable = any(
-        _used(t).memory >= NOTABLE_MEMORY or _used(t).cpu >= NOTABLE_CPU for t in measured
-    )
+    notable = any(r.memory >= NOTABLE_MEMORY or r.cpu >= NOTABLE_CPU for r in map(_used, measured))
     if not measured or not (problems or notable):
         return []  # a suite of small tests: nothing worth a section
     by_memory = heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).memory, t.nodeid))
