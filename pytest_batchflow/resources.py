@@ -240,34 +240,33 @@ def _has_children() -> bool:
     return True
 
 
-def _usage() -> tuple[float, int, int]:
-    """CPU seconds of the calling thread and of the ended children, the largest
-    ended child's peak resident memory, and the kernel's peak figure that
+def _children_usage() -> tuple[float, int]:
+    """CPU seconds of the ended children (those waited for) and the largest
+    one's peak resident memory (bytes); zeros where there is no getrusage."""
+    if resource is None:
+        return 0.0, 0
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ended.ru_utime + ended.ru_stime, ended.ru_maxrss * _MAXRSS_UNIT
+
+
+def _own_usage() -> tuple[float, int]:
+    """CPU seconds of the calling thread, and the kernel's peak figure that
     ``getrusage(RUSAGE_THREAD)`` gives (bytes; 0 where there is none).
 
     Only the calling thread's CPU time: a process-wide figure (``os.times``,
     ``getrusage(RUSAGE_SELF)``) sums every thread's, which cost 20 to 40
     microseconds a call in an xdist worker (whose execnet thread is busy on
-    another CPU) and counted that thread's work too. Zeros where there is no
-    getrusage (Windows).
+    another CPU) and counted that thread's work too.
 
     On Linux the thread's ``ru_maxrss`` is the larger of the process's peak
     since the last reset (``clear_refs``) and the peak it had when a thread
     last ended; :meth:`ResourceMeter.stop` reads ``/proc/self/status`` only
     when the second may hide the first.
     """
-    if resource is None:
-        return time.thread_time(), 0, 0
-    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    children = ended.ru_utime + ended.ru_stime
     if _RUSAGE_THREAD is None:
-        return time.thread_time() + children, ended.ru_maxrss * _MAXRSS_UNIT, 0
+        return time.thread_time(), 0
     own = resource.getrusage(_RUSAGE_THREAD)
-    return (
-        own.ru_utime + own.ru_stime + children,
-        ended.ru_maxrss * _MAXRSS_UNIT,
-        own.ru_maxrss * _MAXRSS_UNIT,
-    )
+    return own.ru_utime + own.ru_stime, own.ru_maxrss * _MAXRSS_UNIT
 
 
 def _lifetime_peak() -> int:
@@ -298,6 +297,9 @@ class ResourceMeter:
         self._psutil_process: psutil.Process | None = None
         self._start: tuple[int, float, float, int, int] | None = None
         self._children_start: dict[str, int] = {}
+        # What the last stop() found of the ended children (CPU seconds, peak),
+        # when no child was alive or unreaped then; None otherwise.
+        self._childless_at: tuple[float, int] | None = None
 
     def _process(self) -> psutil.Process:
         """psutil's view of this process, where there is no ``/proc`` to read:
@@ -339,13 +341,25 @@ class ResourceMeter:
                 os.write(self._clear_refs, b"5")  # the peak starts again from now
             except OSError:
                 self.close()
-        # Children from earlier tests (a server a session fixture started) count
-        # only with what they grow by during this test.
-        self._children_start = {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
-        cpu, children, own = _usage()
+        childless, self._childless_at = self._childless_at, None
+        if childless is not None:
+            # The last test ended with no child alive or unreaped (the usual
+            # case): nothing to hold apart, and the ended children's figures
+            # are the ones read then (two system calls a test fewer). A child
+            # that a hook starts between two tests counts with the next one.
+            self._children_start = {}
+            children_cpu, children = childless
+        else:
+            # Children from earlier tests (a server a session fixture started) count
+            # only with what they grow by during this test.
+            self._children_start = {
+                pid: rss for pid, (rss, _) in self._descendants(reset=True).items()
+            }
+            children_cpu, children = _children_usage()
+        cpu, own = _own_usage()
         # Linux: the peak figure just after the reset; elsewhere the lifetime peak.
         peak_before = own if self._clear_refs is not None else _lifetime_peak()
-        self._start = (rss, cpu, time.perf_counter(), children, peak_before)
+        self._start = (rss, cpu + children_cpu, time.perf_counter(), children, peak_before)
 
     def stop(self) -> Figures | None:
         """The test's :class:`Figures`, or None if :meth:`start` was not called for it.
@@ -361,8 +375,9 @@ class ResourceMeter:
         rss_start, cpu_start, wall_start, children_before, peak_before = self._start
         self._start = None
         wall = time.perf_counter() - wall_start
-        cpu_now, ended, own = _usage()
-        cpu = cpu_now - cpu_start
+        own_cpu, own = _own_usage()
+        children_cpu, ended = _children_usage()
+        cpu = own_cpu + children_cpu - cpu_start
         hwm: int | None = None
         if self._clear_refs is not None and own:
             rss_end = self._resident()
@@ -387,7 +402,10 @@ class ResourceMeter:
         # without one, over its life) can be the child's own.
         own_peak = hwm if self._clear_refs is not None else max(hwm, _lifetime_peak())
         children = ended if ended > children_before and ended > own_peak else 0
-        children = max(children, self._alive_children_peak())
+        if _has_children():  # one system call when there is none, the usual case
+            children = max(children, self._alive_children_peak())
+        else:
+            self._childless_at = (children_cpu, ended)
         peak = hwm + children
         return Figures(
             peak,
@@ -405,7 +423,7 @@ class ResourceMeter:
         ``reset``: start each one's peak again from now (where the kernel lets us).
         """
         found: dict[str, tuple[int, int | None]] = {}
-        if not _has_children():  # the usual case, in one system call
+        if not _has_children():
             return found
         if self._clear_refs is not None:  # /proc is read (its descriptors are open)
             for child in _linux_children(self.pid):

@@ -581,6 +581,39 @@ def test_without_the_reset_a_small_child_does_not_count_an_earlier_peak() -> Non
     assert int(done.stdout) < 5 * MIB
 
 
+@linux_only
+def test_after_a_childless_test_the_next_one_counts_only_its_own_children() -> None:
+    # After a test that ended with no child alive, the next one starts from
+    # the ended children's figures read then (no system calls for them): a
+    # child that ended in the test before is not counted again, one started
+    # between the two tests (as a hook might) counts with the next one.
+    script = (
+        "import subprocess, sys\n"
+        "from pytest_batchflow.resources import ResourceMeter\n"
+        "busy = 'sum(range(3 * 10**7))'\n"
+        "hold = 'import sys; b = bytearray(80 * 2**20); b[::4096] = bytes(len(b[::4096]));"
+        " sys.stdin.read()'\n"
+        "meter = ResourceMeter()\n"
+        "meter.start(); subprocess.run([sys.executable, '-c', busy], check=True)\n"
+        "spawning = meter.stop()\n"
+        "meter.start(); after = meter.stop()\n"
+        "child = subprocess.Popen([sys.executable, '-c', hold], stdin=subprocess.PIPE)\n"
+        "import time; time.sleep(1.0)  # the child holds its memory\n"
+        "meter.start(); beside = meter.stop()\n"
+        "child.communicate(b''); meter.start(); last = meter.stop()\n"
+        "print(spawning.cpu, after.cpu, after.memory, beside.memory, last.cpu)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    spawning_cpu, after_cpu, after_memory, beside_memory, last_cpu = done.stdout.split()
+    assert float(spawning_cpu) > 0.2  # the ended child's CPU time counts
+    assert float(after_cpu) < 0.05  # and only with the test that ran it
+    assert int(after_memory) < 5 * MIB
+    assert int(beside_memory) >= 80 * MIB  # started between two tests: the next one's
+    assert float(last_cpu) < 0.05
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="reads Linux's /proc")
 def test_the_available_memory_is_the_kernels_estimate_as_psutil_gives_it() -> None:
     import psutil
