@@ -865,14 +865,15 @@ class Orchestrator:
                     self._measured_here = (report, measured)
                 else:
                     setattr(report, RESOURCES_ATTRIBUTE, pack_figures(measured))
-                self._enforce_memory_limit(report, measured.memory)
+                if self.settings.test_memory_fail:
+                    self._enforce_memory_limit(report, measured.memory)
         self._shared_setup = 0.0
         return report
 
     def _enforce_memory_limit(self, report: pytest.TestReport, memory: int) -> None:
         """With --batchflow-test-memory-fail, a test over the limit errors in its teardown."""
         limit = self.settings.test_memory_limit
-        if limit is None or memory <= limit or not self.settings.test_memory_fail:
+        if limit is None or memory <= limit:
             return
         if report.passed:
             report.outcome = "failed"
@@ -1705,6 +1706,9 @@ class Orchestrator:
                 )
             ]
             for key, samples in self.resource_series.items()
+            # Only a process that grew by the threshold can have leaked (as
+            # find_leaks measures it): the others need no sample per test.
+            if samples.stops and samples.rss_end[-1] - samples.rss_start[0] >= threshold
         }
         pids = {names[key]: key[1] for key in self.resource_series}
         leaks = [

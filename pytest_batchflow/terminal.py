@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from .core.graph import TestSpec
@@ -154,7 +155,10 @@ def resource_lines(
     # nothing to free.
     measured = [t for t in tests if t.resources is not None]
     problems = bool(resources.alone or resources.over_limit or resources.leaks)
-    notable = any(r.memory >= NOTABLE_MEMORY or r.cpu >= NOTABLE_CPU for r in map(_used, measured))
+    notable = bool(measured) and (
+        max(map(attrgetter("resources.memory"), measured)) >= NOTABLE_MEMORY
+        or max(map(attrgetter("resources.cpu"), measured)) >= NOTABLE_CPU
+    )
     if not measured or not (problems or notable):
         return []  # a suite of small tests: nothing worth a section
     by_memory = heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).memory, t.nodeid))

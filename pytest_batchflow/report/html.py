@@ -21,6 +21,7 @@ close its ``<script>`` element, and the script inserts text as text.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -224,13 +226,18 @@ def _payload(result: RunResult, passed_output: bool) -> dict[str, Any]:
     if any(test.resources is not None for test in result.tests):
         # Beside the rows, not in them: a row's optional columns stay where they are,
         # and an unmeasured test (it never started) costs a null, not a column.
-        payload["memory"] = [
-            round(t.resources.memory / 1024) if t.resources is not None else None
-            for t in result.tests
-        ]
-        payload["cpu"] = [
-            round(t.resources.cpu * 1000) if t.resources is not None else None for t in result.tests
-        ]
+        memory: list[int | None] = []
+        cpu: list[int | None] = []
+        for test in result.tests:
+            measured = test.resources
+            if measured is None:
+                memory.append(None)
+                cpu.append(None)
+            else:
+                memory.append(round(measured.memory / 1024))
+                cpu.append(round(measured.cpu * 1000))
+        payload["memory"] = memory
+        payload["cpu"] = cpu
         payload["over_limit"] = [i for i, t in enumerate(result.tests) if t.memory_limit_exceeded]
     return payload
 
@@ -354,9 +361,14 @@ def _worker_lines(
         measured = test.resources
         if measured is None:
             continue
-        for name in (test.worker, f"{test.worker}/{measured.pid}"):
-            if name in timeline and (name not in first or test.start < first[name][0]):
-                first[name] = (test.start, measured.rss_start)
+        name = test.worker
+        if name not in timeline:
+            name = f"{name}/{measured.pid}"
+            if name not in timeline:
+                continue
+        earliest = first.get(name)
+        if earliest is None or test.start < earliest[0]:
+            first[name] = (test.start, measured.rss_start)
     return {
         worker: ([first[worker]] if worker in first else []) + list(points)
         for worker, points in timeline.items()
@@ -371,14 +383,15 @@ def _memory_chart(
     recorded. A line keeps the highest figure of each pixel's column: a peak between
     two quieter tests stays visible however many tests share the pixel."""
     lines_of = _worker_lines(timeline, tests)
-    samples = [sample for points in lines_of.values() for sample in points]
-    if not samples:
+    if not any(lines_of.values()):
         return None
+    # A figure per sample: min and max over each line's column, not a tuple apiece.
+    times = [list(map(itemgetter(0), points)) for points in lines_of.values() if points]
     # The tests table's and the timeline's origin: the first test's start.
-    origin = min([t.start for t in tests] + [time for time, _ in samples])
-    end = max(time for time, _ in samples) - origin or 1.0
+    origin = min(min(map(attrgetter("start"), tests), default=math.inf), *map(min, times))
+    end = max(map(max, times)) - origin or 1.0
     mib = 1024 * 1024
-    highest = max(rss for _, rss in samples) / mib
+    highest = max(max(map(itemgetter(1), points)) for points in lines_of.values() if points) / mib
     y_step = _nice_step(highest, 4)
     y_steps = max(1, math.ceil(highest / y_step))
     top = y_step * y_steps * mib
@@ -390,12 +403,14 @@ def _memory_chart(
         columns: dict[int, int] = {}
         for time, rss in points:
             column = round((time - origin) / end * plot_w)
-            columns[column] = max(columns.get(column, 0), rss)
+            if rss > columns.get(column, -1):
+                columns[column] = rss
         xy = " ".join(
             f"{_CHART_LEFT + column},{_CHART_TOP + plot_h - rss / top * plot_h:.1f}"
             for column, rss in sorted(columns.items())
         )
-        low, high = min(rss for _, rss in points), max(rss for _, rss in points)
+        sizes = list(map(itemgetter(1), points))
+        low, high = min(sizes), max(sizes)
         lines.append(
             _WorkerLine(
                 worker,
@@ -510,8 +525,9 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
 def _heaviest(tests: Iterable[TestResult]) -> list[TestResult]:
     """The tests that needed the most memory, most first (those that needed none left out)."""
     measured = [t for t in tests if t.resources is not None and t.resources.memory > 0]
-    measured.sort(key=lambda t: t.resources.memory if t.resources is not None else 0, reverse=True)
-    return measured[:_HEAVIEST]
+    return heapq.nlargest(
+        _HEAVIEST, measured, key=lambda t: t.resources.memory if t.resources is not None else 0
+    )
 
 
 def _relative_link(target: str, base: Path | None) -> str:
