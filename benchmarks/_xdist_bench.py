@@ -132,6 +132,9 @@ class Run:
     notes: list[str] = field(default_factory=list)
     #: First test start to last test stop, where the span conftest wrote it.
     span: float | None = None
+    #: CPU seconds (user plus system) of the command and every process it
+    #: waited for (xdist's workers); None without getrusage (Windows).
+    cpu: float | None = None
 
     @property
     def command(self) -> str:
@@ -173,6 +176,7 @@ def run_pytest(
         run_env["BENCH_TIMES"] = str(times_path)
     run_env["BENCH_SPAN"] = str(root / SPAN_FILE)
     command = [sys.executable, "-m", "pytest", *args]
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     try:
         done = subprocess.run(
@@ -189,12 +193,31 @@ def run_pytest(
         )
     wall = time.perf_counter() - start
     run = Run(list(args), wall, done.returncode, done.stdout, done.stderr, times_path)
+    cpu_after = _children_cpu()
+    if cpu_before is not None and cpu_after is not None:
+        run.cpu = cpu_after - cpu_before
     span_path = root / SPAN_FILE
     if span_path.exists():
         first, last = map(float, span_path.read_text(encoding="utf-8").split())
         run.span = last - first
         span_path.unlink()
     return run
+
+
+def _children_cpu() -> float | None:
+    """CPU seconds of this process's ended children so far (None on Windows).
+
+    The processes of one run end before ``subprocess.run`` returns (xdist's
+    workers are waited for by their controller, and count once it ends), so
+    the difference around a run is that run's CPU time: unlike the wall time,
+    it does not grow while the run waits for a CPU other work holds.
+    """
+    try:
+        import resource
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _text(data: bytes | str | None) -> str:
@@ -375,7 +398,20 @@ def alternate(
 
 
 def machine() -> str:
-    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {sys.platform}"
+    """The machine, and the pytest plugins this interpreter's pytest loads on its own.
+
+    Each plugin adds its hooks' work to every test, in both variants of a
+    comparison: the same costs of batchflow's are a smaller share of a run
+    with more plugins, so a ratio is only comparable with the same set.
+    """
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="pytest11")
+    plugins = sorted({ep.dist.name if ep.dist else ep.name for ep in found})
+    return (
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {sys.platform}; "
+        f"pytest plugins installed: {', '.join(plugins) or 'none'}"
+    )
 
 
 def noop_runs(

@@ -79,10 +79,13 @@ def main() -> None:
     samples = {name: [run.wall for run in done] for name, done in runs.items()}
     statuses = {name: {run.status() for run in done} for name, done in runs.items()}
     medians = {name: statistics.median(values) for name, values in samples.items()}
+    cpu_samples = {name: [run.cpu for run in done if run.cpu] for name, done in runs.items()}
+    cpus = {name: statistics.median(v) if v else None for name, v in cpu_samples.items()}
     rows = []
     for base, measured in PAIRS.values():
         for name in (base, measured):
             values = samples[name]
+            cpu, cpu_base = cpus[name], cpus[base]
             rows.append(
                 [
                     name,
@@ -91,11 +94,14 @@ def main() -> None:
                     seconds(max(values)),
                     f"{medians[name] / medians[base]:.3f}",
                     f"{1000 * (medians[name] - medians[base]) / TESTS:+.3f}",
+                    seconds(cpu) if cpu is not None else "-",
+                    f"{cpu / cpu_base:.3f}" if cpu is not None and cpu_base else "-",
                     ", ".join(sorted(statuses[name])),
                 ]
             )
     print()
-    print(table(["variant", "median", "min", "max", "/not measured", "ms/test", "status"], rows))
+    headers = ["variant", "median", "min", "max", "/not measured", "ms/test"]
+    print(table([*headers, "cpu", "cpu /not measured", "status"], rows))
     print()
     cost = statistics.median(costs)
     print(
@@ -113,7 +119,8 @@ def main() -> None:
     print(
         "wall time of the whole pytest command; /not measured and ms/test: against the "
         f"same mode's --batchflow-no-resources median, the difference spread over the "
-        f"{TESTS} tests"
+        f"{TESTS} tests; cpu: median CPU seconds of the command's processes (user plus "
+        "system, workers included), which waiting for a busy CPU does not lengthen"
     )
 
 
