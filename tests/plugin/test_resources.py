@@ -550,14 +550,14 @@ def test_later():
 def test_the_figures_travel_as_one_json_safe_value() -> None:
     # One string on the teardown report: execnet carries it whole, and a
     # plugin that writes reports out as JSON (pytest-reportlog) can.
-    figures = [(1 << 40) + 3, 209_715_200, 31_000_000, 31_500_000, 0.001234, 1.5, 4321]
+    figures = Figures((1 << 40) + 3, 209_715_200, 31_000_000, 31_500_000, 0.001234, 1.5, 4321)
     packed = pack_figures(figures)
     assert isinstance(packed, str)
     assert json.loads(json.dumps(packed)) == packed
-    assert unpack_figures(packed) == Figures(*figures)
+    assert unpack_figures(packed) == figures
     assert unpack_figures(None) is None
     assert unpack_figures("not seven numbers") is None
-    assert unpack_figures(figures) is None
+    assert unpack_figures(list(figures)) is None
 
 
 @linux_only
