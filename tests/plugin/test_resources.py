@@ -61,6 +61,14 @@ def most_at_once(tests: list[TestResult]) -> int:
     return peak
 
 
+def run_python(script: str) -> str:
+    """What a Python script run in a process of its own printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
 def xdist_args(workers: int) -> list[str]:
     if workers:
         pytest.importorskip("xdist")
@@ -575,10 +583,7 @@ def test_without_the_reset_a_small_child_does_not_count_an_earlier_peak() -> Non
         "subprocess.run(['true'], check=True)\n"
         "print(Figures._make(meter.stop()).memory)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    assert int(done.stdout) < 5 * MIB
+    assert int(run_python(script)) < 5 * MIB
 
 
 @linux_only
@@ -592,21 +597,19 @@ def test_after_a_childless_test_the_next_one_counts_only_its_own_children() -> N
         "from pytest_batchflow.resources import ResourceMeter\n"
         "busy = 'sum(range(3 * 10**7))'\n"
         "hold = 'import sys; b = bytearray(80 * 2**20); b[::4096] = bytes(len(b[::4096]));"
-        " sys.stdin.read()'\n"
+        " print(flush=True); sys.stdin.read()'\n"
         "meter = ResourceMeter()\n"
         "meter.start(); subprocess.run([sys.executable, '-c', busy], check=True)\n"
         "spawning = meter.stop()\n"
         "meter.start(); after = meter.stop()\n"
-        "child = subprocess.Popen([sys.executable, '-c', hold], stdin=subprocess.PIPE)\n"
-        "import time; time.sleep(1.0)  # the child holds its memory\n"
+        "pipe = subprocess.PIPE\n"
+        "child = subprocess.Popen([sys.executable, '-c', hold], stdin=pipe, stdout=pipe)\n"
+        "child.stdout.readline()  # the child holds its memory now\n"
         "meter.start(); beside = meter.stop()\n"
         "child.communicate(b''); meter.start(); last = meter.stop()\n"
         "print(spawning.cpu, after.cpu, after.memory, beside.memory, last.cpu)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    spawning_cpu, after_cpu, after_memory, beside_memory, last_cpu = done.stdout.split()
+    spawning_cpu, after_cpu, after_memory, beside_memory, last_cpu = run_python(script).split()
     assert float(spawning_cpu) > 0.2  # the ended child's CPU time counts
     assert float(after_cpu) < 0.05  # and only with the test that ran it
     assert int(after_memory) < 5 * MIB
