@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from _xdist_bench import count_argument, machine, noop_runs, seconds, table
+from _xdist_bench import count_argument, machine, noop_runs, ratio, seconds, table
 
 TESTS = 5000
 MODULES = 50
@@ -94,8 +94,8 @@ def main() -> None:
                     seconds(max(values)),
                     f"{medians[name] / medians[base]:.3f}",
                     f"{1000 * (medians[name] - medians[base]) / TESTS:+.3f}",
-                    seconds(cpu) if cpu is not None else "-",
-                    f"{cpu / cpu_base:.3f}" if cpu is not None and cpu_base else "-",
+                    seconds(cpu),
+                    ratio(cpu, cpu_base),
                     ", ".join(sorted(statuses[name])),
                 ]
             )

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import cached_property
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import pytest
 
@@ -206,10 +206,11 @@ def _phase(report: pytest.TestReport) -> PhaseResult:
     return PhaseResult(**_phase_values(report)._asdict())
 
 
-class _Series:
+class _Series(Sequence[ResourceSample]):
     """One process's memory over its tests, in arrival order: columns, not a tuple
     per test, so that keeping them allocates nothing the garbage collector counts
-    (see :class:`_Finished`)."""
+    (see :class:`_Finished`). Read as the samples :func:`find_leaks` takes, each
+    made when it is read: only those of a process that grew are."""
 
     __slots__ = ("nodeids", "rss_end", "rss_start", "stops")
 
@@ -224,6 +225,18 @@ class _Series:
         self.rss_start.append(rss_start)
         self.rss_end.append(rss_end)
         self.stops.append(stop)
+
+    def __len__(self) -> int:
+        return len(self.nodeids)
+
+    @overload
+    def __getitem__(self, at: int) -> ResourceSample: ...
+    @overload
+    def __getitem__(self, at: slice) -> list[ResourceSample]: ...
+    def __getitem__(self, at: int | slice) -> ResourceSample | list[ResourceSample]:
+        if isinstance(at, slice):
+            return [self[i] for i in range(len(self))[at]]
+        return ResourceSample(self.nodeids[at], self.rss_start[at], self.rss_end[at])
 
 
 class _Finished(NamedTuple):
@@ -1698,18 +1711,7 @@ class Orchestrator:
             key: key[0] if processes[key[0]] == 1 else f"{key[0]}/{key[1]}"
             for key in self.resource_series
         }
-        series = {
-            names[key]: [
-                ResourceSample(nodeid, start, end)
-                for nodeid, start, end in zip(
-                    samples.nodeids, samples.rss_start, samples.rss_end, strict=True
-                )
-            ]
-            for key, samples in self.resource_series.items()
-            # Only a process that grew by the threshold can have leaked (as
-            # find_leaks measures it): the others need no sample per test.
-            if samples.stops and samples.rss_end[-1] - samples.rss_start[0] >= threshold
-        }
+        series = {names[key]: samples for key, samples in self.resource_series.items()}
         pids = {names[key]: key[1] for key in self.resource_series}
         leaks = [
             ResourceLeak(

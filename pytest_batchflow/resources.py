@@ -369,11 +369,7 @@ class ResourceMeter:
             except OSError:
                 self.close()
         childless, self._childless_at = self._childless_at, None
-        if childless is not None:
-            # The last test ended with no child alive or unreaped (the usual
-            # case): nothing to hold apart, and the ended children's figures
-            # are the ones read then (two system calls a test fewer). A child
-            # that a hook starts between two tests counts with the next one.
+        if childless is not None:  # as in start()
             self._children_start = {}
             children_cpu, children = childless
         else:

@@ -385,13 +385,14 @@ def _memory_chart(
     lines_of = _worker_lines(timeline, tests)
     if not any(lines_of.values()):
         return None
-    # A figure per sample: min and max over each line's column, not a tuple apiece.
-    times = [list(map(itemgetter(0), points)) for points in lines_of.values() if points]
+    # Each line's times and sizes as columns: min and max over them, no tuple apiece.
+    times = [list(map(itemgetter(0), points)) for points in lines_of.values()]
+    sizes = {worker: list(map(itemgetter(1), points)) for worker, points in lines_of.items()}
     # The tests table's and the timeline's origin: the first test's start.
     origin = min(min(map(attrgetter("start"), tests), default=math.inf), *map(min, times))
     end = max(map(max, times)) - origin or 1.0
     mib = 1024 * 1024
-    highest = max(max(map(itemgetter(1), points)) for points in lines_of.values() if points) / mib
+    highest = max(map(max, sizes.values())) / mib
     y_step = _nice_step(highest, 4)
     y_steps = max(1, math.ceil(highest / y_step))
     top = y_step * y_steps * mib
@@ -409,8 +410,7 @@ def _memory_chart(
             f"{_CHART_LEFT + column},{_CHART_TOP + plot_h - rss / top * plot_h:.1f}"
             for column, rss in sorted(columns.items())
         )
-        sizes = list(map(itemgetter(1), points))
-        low, high = min(sizes), max(sizes)
+        low, high = min(sizes[worker]), max(sizes[worker])
         lines.append(
             _WorkerLine(
                 worker,
