@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -199,4 +198,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -20,7 +20,6 @@ target, and asserts nothing.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 
 from _xdist_bench import count_argument, machine, noop_runs, ratio, seconds, table
@@ -125,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -102,8 +102,8 @@ def main() -> None:
     )
     print(f"{'c / a (ratio)':<22}{med[c] / med[a]:>12.3f}{low[c] / low[a]:>10.3f}")
     print("import pytest_batchflow.plugin, -X importtime cumulative, 5 runs:")
-    for label, values in (("cold (pytest included)", cold), ("pytest already imported", warm)):
-        print(f"  {label:<26}median {statistics.median(values):>8.0f} us, min {min(values):>8} us")
+    for label, micros in (("cold (pytest included)", cold), ("pytest already imported", warm)):
+        print(f"  {label:<26}median {statistics.median(micros):>8.0f} us, min {min(micros):>8} us")
 
 
 if __name__ == "__main__":

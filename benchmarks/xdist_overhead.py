@@ -20,7 +20,6 @@ figures and the target, and asserts nothing.
 from __future__ import annotations
 
 import statistics
-import sys
 
 from _xdist_bench import count_argument, machine, noop_runs, seconds, table
 
@@ -116,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
