@@ -265,6 +265,26 @@ class Plan:
         return max(self.total_estimate / max(workers, 1), self.critical_path())
 
 
+def _module_runs(order: Sequence[int], by_index: Mapping[int, TestSpec]) -> dict[int, int]:
+    """Each test's run of neighbours from one module, numbered in ``order``.
+
+    The groups that keep a dependency pulled forward beside its module's other
+    tests (and the module's fixtures set up once). Runs, not modules: where
+    pytest (or a plugin) has interleaved modules, as it does to set up a
+    parametrized session-scoped fixture once per parameter, that order stays.
+    """
+    runs: dict[int, int] = {}
+    run = -1
+    previous: str | None = None
+    for index in order:
+        module = by_index[index].module_id
+        if module != previous:
+            run += 1
+            previous = module
+        runs[index] = run
+    return runs
+
+
 def build_plan(
     tests: Sequence[TestSpec],
     batches: Sequence[BatchPolicy],
@@ -301,12 +321,14 @@ def build_plan(
     members: dict[str, list[int]] = {batch.name: [] for batch in ordered}
     for index in run_order:
         members[batch_of[index]].append(index)
-    # Group by module: a dependency pulled forward keeps its module together
-    # (and its module-scoped fixtures set up once).
-    modules = {test.index: test.module_id for test in tests}
     planned_batches = tuple(
         PlannedBatch(
-            batch, tuple(stable_topological_order(members[batch.name], predecessors, modules))
+            batch,
+            tuple(
+                stable_topological_order(
+                    members[batch.name], predecessors, _module_runs(members[batch.name], by_index)
+                )
+            ),
         )
         for batch in ordered
     )

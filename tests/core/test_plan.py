@@ -486,3 +486,37 @@ def test_a_dependency_pulled_forward_keeps_its_module_together() -> None:
         "b.py::b2",
         "a.py::a1",
     ]
+
+
+def test_modules_pytest_interleaved_stay_interleaved() -> None:
+    """pytest runs a parametrized session fixture's tests parameter by parameter,
+    across modules: the plan keeps that order (no regrouping by module)."""
+    nodeids = ["a.py::t[A]", "b.py::t[A]", "a.py::t[B]", "b.py::t[B]"]
+    specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(nodeids)]
+    plan = build_plan(
+        specs, [Policy(name="default")], dict.fromkeys(range(4), "default"), {}, range(4), {}
+    )
+    assert [nodeids[i] for i in plan.order] == nodeids
+
+
+def test_a_dependency_pulled_forward_keeps_its_run_of_neighbours_together() -> None:
+    """With interleaved modules, the group is the run of neighbours from one
+    module: b.py's first run (b1, b2) comes forward whole for a1, the rest stays."""
+    nodeids = ["a.py::a1", "a.py::a2", "b.py::b1", "b.py::b2", "a.py::a3", "b.py::b3"]
+    specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(nodeids)]
+    plan = build_plan(
+        specs,
+        [Policy(name="default")],
+        dict.fromkeys(range(6), "default"),
+        {0: (2,)},
+        range(6),
+        {},
+    )
+    assert [nodeids[i] for i in plan.order] == [
+        "a.py::a2",
+        "b.py::b1",
+        "b.py::b2",
+        "a.py::a1",
+        "a.py::a3",
+        "b.py::b3",
+    ]

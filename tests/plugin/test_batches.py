@@ -131,3 +131,35 @@ def test_glob_paths_match_files_and_folders(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("--batchflow")
     result.stdout.fnmatch_lines(["api *1 *1 *", "deep *1 *1 *", "default *1 *1 *"])
+
+
+def test_pytest_order_across_modules_is_kept(pytester: pytest.Pytester) -> None:
+    """pytest runs a parametrized session fixture's tests parameter by parameter
+    across modules, setting each value up once: batchflow keeps that order."""
+    pytester.makeconftest(
+        """
+        import pytest
+        SETUPS = []
+        @pytest.fixture(scope="session", params=["A", "B"])
+        def server(request):
+            SETUPS.append(request.param)
+            yield request.param
+        def pytest_sessionfinish(session):
+            print("\\nsetups:", " ".join(SETUPS))
+        """
+    )
+    for name in ("test_one.py", "test_two.py"):
+        pytester.makepyfile(**{name[:-3]: "def test_uses(server): pass"})
+    plain = pytester.runpytest("-v", "-s", "-p", "no:cacheprovider")
+    with_batchflow = pytester.runpytest("--batchflow", "-v", "-s", "-p", "no:cacheprovider")
+    with_batchflow.assert_outcomes(passed=4)
+    plain.stdout.fnmatch_lines(["setups: A B"])
+    with_batchflow.stdout.fnmatch_lines(["setups: A B"])
+    expected = [
+        "test_one.py::test_uses[A]",
+        "test_two.py::test_uses[A]",
+        "test_one.py::test_uses[B]",
+        "test_two.py::test_uses[B]",
+    ]
+    assert run_order(plain) == expected
+    assert run_order(with_batchflow) == expected
