@@ -467,19 +467,19 @@ class TestCriticalPathAndLowerBound:
         assert plan.lower_bound(workers) == 3.0
 
 
+def planned_order(nodeids: list[str], predecessors: dict[int, tuple[int, ...]]) -> list[str]:
+    """The plan's order of these tests (one batch, pytest's order as given)."""
+    specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(nodeids)]
+    every = range(len(nodeids))
+    batch_of = dict.fromkeys(every, "default")
+    plan = build_plan(specs, [Policy(name="default")], batch_of, predecessors, every, {})
+    return [nodeids[i] for i in plan.order]
+
+
 def test_a_dependency_pulled_forward_keeps_its_module_together() -> None:
     """a1 needs b1: b's tests stay together (b1, b2) and a1 follows them."""
     nodeids = ["a.py::a1", "a.py::a2", "a.py::a3", "b.py::b1", "b.py::b2"]
-    specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(nodeids)]
-    plan = build_plan(
-        specs,
-        [Policy(name="default")],
-        dict.fromkeys(range(5), "default"),
-        {0: (3,)},
-        range(5),
-        {},
-    )
-    assert [nodeids[i] for i in plan.order] == [
+    assert planned_order(nodeids, {0: (3,)}) == [
         "a.py::a2",
         "a.py::a3",
         "b.py::b1",
@@ -492,27 +492,14 @@ def test_modules_pytest_interleaved_stay_interleaved() -> None:
     """pytest runs a parametrized session fixture's tests parameter by parameter,
     across modules: the plan keeps that order (no regrouping by module)."""
     nodeids = ["a.py::t[A]", "b.py::t[A]", "a.py::t[B]", "b.py::t[B]"]
-    specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(nodeids)]
-    plan = build_plan(
-        specs, [Policy(name="default")], dict.fromkeys(range(4), "default"), {}, range(4), {}
-    )
-    assert [nodeids[i] for i in plan.order] == nodeids
+    assert planned_order(nodeids, {}) == nodeids
 
 
 def test_a_dependency_pulled_forward_keeps_its_run_of_neighbours_together() -> None:
     """With interleaved modules, the group is the run of neighbours from one
     module: b.py's first run (b1, b2) comes forward whole for a1, the rest stays."""
     nodeids = ["a.py::a1", "a.py::a2", "b.py::b1", "b.py::b2", "a.py::a3", "b.py::b3"]
-    specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(nodeids)]
-    plan = build_plan(
-        specs,
-        [Policy(name="default")],
-        dict.fromkeys(range(6), "default"),
-        {0: (2,)},
-        range(6),
-        {},
-    )
-    assert [nodeids[i] for i in plan.order] == [
+    assert planned_order(nodeids, {0: (2,)}) == [
         "a.py::a2",
         "b.py::b1",
         "b.py::b2",
