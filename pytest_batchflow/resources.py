@@ -375,9 +375,11 @@ class ResourceMeter:
         else:
             # Children from earlier tests (a server a session fixture started) count
             # only with what they grow by during this test.
-            self._children_start = {
-                pid: rss for pid, (rss, _) in self._descendants(reset=True).items()
-            }
+            self._children_start = (
+                {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
+                if _has_children()
+                else {}
+            )
             children_cpu, children = _children_usage()
         cpu, own = _own_usage()
         # Linux: the peak figure just after the reset; elsewhere the lifetime peak.
@@ -486,10 +488,10 @@ class ResourceMeter:
         """Each live descendant's resident memory and, on Linux, its peak since reset.
 
         ``reset``: start each one's peak again from now (where the kernel lets us).
+        Callers ask :func:`_has_children` first (one system call), so that the
+        usual childless test looks no further.
         """
         found: dict[str, tuple[int, int | None]] = {}
-        if not _has_children():
-            return found
         if self._clear_refs is not None:  # /proc is read (its descriptors are open)
             for child in _linux_children(self.pid):
                 if reset:

@@ -321,17 +321,14 @@ def build_plan(
     members: dict[str, list[int]] = {batch.name: [] for batch in ordered}
     for index in run_order:
         members[batch_of[index]].append(index)
-    planned_batches = tuple(
-        PlannedBatch(
-            batch,
-            tuple(
-                stable_topological_order(
-                    members[batch.name], predecessors, _module_runs(members[batch.name], by_index)
-                )
-            ),
+    planned_list = []
+    for batch in ordered:
+        given = members[batch.name]
+        runs = _module_runs(given, by_index)
+        planned_list.append(
+            PlannedBatch(batch, tuple(stable_topological_order(given, predecessors, runs)))
         )
-        for batch in ordered
-    )
+    planned_batches = tuple(planned_list)
     planned_preds = {i: predecessors[i] for i in run_order if i in predecessors}
     external = {
         i: outside
