@@ -342,23 +342,31 @@ class ResourceMeter:
             self._start_with_helpers()
             return
         # Linux after a test that ended with no child (the usual case), written
-        # out: three system calls and no helper call, as in stop().
+        # out: two or three system calls and no helper call, as in stop().
         rss = int(os.pread(statm, 256, 0).split()[1]) * _PAGE
-        try:
-            os.write(clear_refs, b"5")  # the peak starts again from now
-        except OSError:
-            self.close()
-            self._start_with_helpers()
-            return
+        own = resource.getrusage(_RUSAGE_THREAD)
+        # The thread's peak figure is at least the process's peak since the
+        # last reset: when it is no more than the memory now, that peak is
+        # too, and a reset would change nothing (one system call a test fewer;
+        # most tests leave no peak above what stays resident).
+        peak_before = own.ru_maxrss * _MAXRSS_UNIT
+        if peak_before > rss or not peak_before:
+            try:
+                os.write(clear_refs, b"5")  # the peak starts again from now
+            except OSError:
+                self.close()
+                self._start_with_helpers()
+                return
         # Nothing to hold apart, and the ended children's figures are the ones
         # read then (two system calls a test fewer). A child that a hook starts
         # between two tests counts with the next one.
         self._childless_at = None
         self._children_start = {}
         children_cpu, children = childless
-        own = resource.getrusage(_RUSAGE_THREAD)
         cpu = own.ru_utime + own.ru_stime + children_cpu
-        self._start = (rss, cpu, time.perf_counter(), children, own.ru_maxrss * _MAXRSS_UNIT)
+        # peak_before (read before any reset) is at least the figure that a
+        # thread's end left, which is all that stop() asks of it.
+        self._start = (rss, cpu, time.perf_counter(), children, peak_before)
 
     def _start_with_helpers(self) -> None:
         """:meth:`start` anywhere: children alive, no ``/proc`` or no thread usage."""

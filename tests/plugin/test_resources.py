@@ -617,6 +617,33 @@ def test_after_a_childless_test_the_next_one_counts_only_its_own_children() -> N
     assert float(last_cpu) < 0.05
 
 
+@linux_only
+def test_each_test_counts_only_its_own_peak_whatever_came_before() -> None:
+    # The peak starts again at a test's start only where an earlier one is
+    # above the memory resident then (a test that kept its memory leaves none).
+    script = (
+        "from pytest_batchflow.resources import ResourceMeter\n"
+        "def touched(mib):\n"
+        "    block = bytearray(mib * 2**20); block[::4096] = bytes(len(block[::4096]))\n"
+        "    return block\n"
+        "meter = ResourceMeter()\n"
+        "meter.start(); meter.stop()  # the first start takes the long way\n"
+        "figures = []\n"
+        "meter.start(); touched(200); figures.append(meter.stop())  # freed: a peak above\n"
+        "meter.start(); touched(50); figures.append(meter.stop())  # below that peak\n"
+        "meter.start(); kept = touched(30); figures.append(meter.stop())  # stays resident\n"
+        "meter.start(); figures.append(meter.stop())  # nothing\n"
+        "meter.start(); touched(40); figures.append(meter.stop())\n"
+        "print(*(f.memory // 2**20 for f in figures))\n"
+    )
+    first, below, kept, nothing, last = map(int, run_python(script).split())
+    assert 180 <= first <= 220
+    assert 45 <= below <= 55
+    assert 27 <= kept <= 33
+    assert nothing < 5
+    assert 36 <= last <= 44
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="reads Linux's /proc")
 def test_the_available_memory_is_the_kernels_estimate_as_psutil_gives_it() -> None:
     import psutil
