@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .core.flaky import RunRecord, is_infrastructure_failure
+from .core.flaky import RunRecord, is_infrastructure_failure, verdict_of
 from .files import ignore_in_git
 
 __all__ = [
@@ -102,6 +102,10 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE attempts ADD COLUMN peak_rss INTEGER;
     ALTER TABLE attempts ADD COLUMN cpu REAL;
     ALTER TABLE attempts ADD COLUMN rss_start INTEGER;
+    """,
+    # One run's attempts, for its infrastructure verdict (recent_run_records).
+    """
+    CREATE INDEX attempts_by_run ON attempts (run_id, id);
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -405,6 +409,71 @@ class HistoryStore:
                 records.setdefault(nodeid, []).append(
                     RunRecord(run_id, commit, tuple(outcomes), infrastructure)
                 )
+        return records
+
+    def recent_run_records(self, nodeids: Iterable[str], window: int) -> dict[str, list[RunRecord]]:
+        """:meth:`run_records` of these tests, back only as far as their scores look.
+
+        Each test's runs, oldest first, from the run that makes ``window``
+        runs that count (not an infrastructure failure, and with a verdict:
+        :func:`~pytest_batchflow.core.flaky.flakiness`) to its newest, or all
+        of them where it has fewer: the score, and its last ``window`` runs,
+        are those of :meth:`run_records`. The work grows with the window and
+        the tests asked about, not with the history: each test's attempts
+        come newest first through the index by node id, and each run's
+        infrastructure verdict from that run's attempts alone (on a store of
+        300 runs of 5,000 tests, :meth:`run_records` read 1.5 million rows
+        into some 600 MB). A test's attempts within one run are taken to be
+        written together, as one run's process writes them.
+        """
+        runs: dict[int, tuple[str | None, bool] | None] = {}
+
+        def run_facts(run_id: int) -> tuple[str | None, bool] | None:
+            """The run's commit and whether it failed too broadly; None if it has no row."""
+            if run_id not in runs:
+                found = self._db.execute(
+                    "SELECT git_commit FROM runs WHERE id = ?", (run_id,)
+                ).fetchone()
+                if found is None:
+                    runs[run_id] = None
+                else:
+                    last = dict(
+                        self._db.execute(
+                            "SELECT nodeid, outcome FROM attempts WHERE run_id = ? ORDER BY id",
+                            (run_id,),
+                        )
+                    )
+                    failed = sum(1 for outcome in last.values() if outcome in ("failed", "error"))
+                    runs[run_id] = (found[0], is_infrastructure_failure(failed, len(last)))
+            return runs[run_id]
+
+        records: dict[str, list[RunRecord]] = {}
+        for nodeid in dict.fromkeys(nodeids):
+            newest_first: dict[int, list[str]] = {}
+            counted = 0
+            rows = self._db.execute(
+                "SELECT run_id, outcome FROM attempts WHERE nodeid = ? ORDER BY id DESC", (nodeid,)
+            )
+            for run_id, outcome in rows:
+                if run_id in newest_first:
+                    newest_first[run_id].append(outcome)
+                    continue
+                if counted >= window:
+                    break
+                facts = run_facts(run_id)
+                if facts is None:  # as run_records's join: attempts of no known run
+                    continue
+                newest_first[run_id] = [outcome]  # the run's last attempt: its verdict
+                if not facts[1] and verdict_of(outcome) is not None:
+                    counted += 1
+            found_runs = []
+            for run_id in sorted(newest_first):
+                facts = runs[run_id]
+                assert facts is not None
+                outcomes = tuple(reversed(newest_first[run_id]))
+                found_runs.append(RunRecord(run_id, facts[0], outcomes, facts[1]))
+            if found_runs:
+                records[nodeid] = found_runs
         return records
 
     def quarantine(self) -> tuple[dict[str, tuple[float, int]], dict[str, int]]:

@@ -713,7 +713,9 @@ class Orchestrator:
         nothing: tuple[dict[str, tuple[float, int]], dict[str, int]] = ({}, {})
         inside, released = self._use_history(lambda h: h.quarantine(), nothing)
         no_records: dict[str, list[RunRecord]] = {}
-        records = self._use_history(lambda h: h.run_records(), no_records)
+        window = self.settings.flaky_window
+        scored = [nodeid for nodeid in planned if nodeid not in inside]
+        records = self._use_history(lambda h: h.recent_run_records(scored, window), no_records)
         entering: dict[str, float] = {}
         for nodeid, index in planned.items():
             if nodeid in inside:
@@ -721,7 +723,7 @@ class Orchestrator:
             else:
                 since = released.get(nodeid, -1)
                 recent = [r for r in records.get(nodeid, []) if r.run > since]
-                score = flakiness(recent, self.settings.flaky_window).score
+                score = flakiness(recent, window).score
                 if score < threshold:
                     continue
                 entering[nodeid] = score
@@ -1507,8 +1509,8 @@ class Orchestrator:
         if not wanted or self.history is None:
             return tests
         none: dict[str, list[RunRecord]] = {}
-        records = self._use_history(lambda h: h.run_records(), none)
         window = self.settings.flaky_window
+        records = self._use_history(lambda h: h.recent_run_records(wanted, window), none)
         trailed = []
         for test in tests:
             runs = records.get(test.nodeid) if test.nodeid in wanted else None

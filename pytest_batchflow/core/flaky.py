@@ -25,6 +25,7 @@ __all__ = [
     "final_outcome",
     "flakiness",
     "is_infrastructure_failure",
+    "verdict_of",
 ]
 
 #: pytest outcomes a later pass turns into ``flaky``.
@@ -96,6 +97,14 @@ DEFAULT_WINDOW = 20
 _PASSES = frozenset({"passed", "xpassed"})
 
 
+def verdict_of(outcome: str) -> str | None:
+    """A run's verdict from its last attempt's outcome: ``pass``, ``fail``, or
+    None for skips and xfails (which tell nothing of flakiness)."""
+    if outcome in _PASSES:
+        return "pass"
+    return "fail" if outcome in _FAILURES else None
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One run of one test, from the history: its attempts' outcomes, in order."""
@@ -108,12 +117,7 @@ class RunRecord:
     @property
     def verdict(self) -> str | None:
         """``pass`` or ``fail`` from the last attempt; None for skips and xfails."""
-        if not self.outcomes:
-            return None
-        last = self.outcomes[-1]
-        if last in _PASSES:
-            return "pass"
-        return "fail" if last in _FAILURES else None
+        return verdict_of(self.outcomes[-1]) if self.outcomes else None
 
     @property
     def flaky(self) -> bool:

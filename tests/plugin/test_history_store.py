@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pytest_batchflow.core.flaky import flakiness
 from pytest_batchflow.history import DURATION_WINDOW, MEMORY_WINDOW, Attempt, HistoryStore
 
 
@@ -139,3 +143,78 @@ def test_a_run_reaches_the_database_file_when_it_finishes(tmp_path: Path) -> Non
         assert len(reopened.durations()) == 60_000
     finally:
         reopened.close()
+
+
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+#: Two tests scored, and six that fail together now and then: an
+#: infrastructure failure (at least 5 failed, half of the run).
+SCORED = ("t.py::a", "t.py::b")
+CROWD = tuple(f"t.py::crowd{n}" for n in range(6))
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[tuple[str | None, list[tuple[str, str]]]]:
+    """Runs, oldest first: (commit, [(node id, outcome) in the order written])."""
+    runs = []
+    for _ in range(draw(st.integers(1, 30))):
+        attempts = []
+        for nodeid in SCORED:
+            if draw(st.booleans()) or draw(st.booleans()):  # some runs leave a test out
+                tries = draw(st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=3))
+                attempts += [(nodeid, outcome) for outcome in tries]
+        crowd = "failed" if draw(st.integers(0, 4)) == 0 else "passed"
+        attempts += [(nodeid, crowd) for nodeid in CROWD]
+        runs.append((draw(st.sampled_from([None, "c1", "c2"])), attempts))
+    return runs
+
+
+@settings(max_examples=60, deadline=None)
+@given(runs=histories(), window=st.integers(1, 8))
+def test_recent_run_records_score_as_the_whole_history_does(
+    runs: list[tuple[str | None, list[tuple[str, str]]]], window: int
+) -> None:
+    # What a run reads of the history for flakiness scores (the tests that
+    # failed, and automatic quarantine) goes back only as far as the window:
+    # the scores and the last `window` runs are those of the whole history.
+    with tempfile.TemporaryDirectory() as folder:
+        opened, _ = HistoryStore.open(Path(folder) / "history.sqlite")
+        with closing(opened) as store:
+            for number, (commit, attempts) in enumerate(runs):
+                run_id = store.start_run(float(number), commit, "host", "3.11", "pytest")
+                written = [attempt(nodeid, outcome, 0.1) for nodeid, outcome in attempts]
+                store.record_attempts(run_id, commit, written)
+            whole = store.run_records()
+            recent = store.recent_run_records([*SCORED, "t.py::never"], window)
+    assert set(recent) == {nodeid for nodeid in SCORED if nodeid in whole}
+    for nodeid, records in recent.items():
+        everything = whole[nodeid]
+        assert records == everything[len(everything) - len(records) :]
+        assert records[-window:] == everything[-window:]
+        full, bounded = flakiness(everything, window), flakiness(records, window)
+        assert (bounded.score, bounded.runs, bounded.flaky_runs, bounded.flips, bounded.pairs) == (
+            full.score,
+            full.runs,
+            full.flaky_runs,
+            full.flips,
+            full.pairs,
+        )
+
+
+def test_recent_run_records_stop_at_the_window(store: HistoryStore) -> None:
+    # 30 runs of a test that passes: a window of 5 reads its last 5 runs that
+    # count, and those between them that do not (run 28 an infrastructure
+    # failure, run 29 a skip).
+    runs: list[list[Attempt]] = []
+    for number in range(30):
+        crowd = "failed" if number == 27 else "passed"
+        runs.append(
+            [
+                attempt("t.py::a", "skipped" if number == 28 else "passed", 0.1),
+                *(attempt(nodeid, crowd, 0.1) for nodeid in CROWD),
+            ]
+        )
+    record_runs(store, runs)
+    records = store.recent_run_records(["t.py::a"], 5)["t.py::a"]
+    assert [record.run for record in records] == [24, 25, 26, 27, 28, 29, 30]
+    assert [record.infrastructure for record in records] == [False] * 4 + [True] + [False] * 2
+    assert records[-2].verdict is None
