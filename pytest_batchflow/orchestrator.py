@@ -13,6 +13,7 @@ the terminal summary.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
@@ -88,14 +89,15 @@ class IdleItem(pytest.Item):
 
     It sits under the test's parent: the test's teardown keeps the parent's
     fixtures, and the idle item tears down only what the next item sent does
-    not need. It produces no report.
+    not need (:func:`run_idle`). It produces no report and meets no hook.
     """
 
     def runtest(self) -> None:
         """Nothing: only its place between two tests matters."""
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, "batchflow idle"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        # A line, as pytest's reports of skips (pytest.skip in a finalizer) need.
+        return self.path, 0, "batchflow idle"
 
 
 def _git_commit(rootpath: Path) -> str | None:
@@ -1993,19 +1995,26 @@ def _with_hook_additions(config: pytest.Config, result: RunResult) -> RunResult:
 
 
 def run_idle(item: IdleItem, nextitem: pytest.Item | None) -> None:
-    """Run an idle item through pytest's setup and teardown hooks, without reports.
+    """Tear down what ``nextitem`` does not need, as pytest's own teardown of a
+    test does, without reports.
 
-    Its setup finds its parents set up already; its teardown tears down what
-    ``nextitem`` does not need. Only a failure is reported, under the idle
-    item's own node id: a module fixture whose finalizer raised as the worker
-    moved on, which pytest would report at the teardown of the module's last test.
+    The idle item goes through no hook: a conftest's or plugin's
+    ``pytest_runtest_setup`` or ``_teardown`` would meet an item that is not a
+    test (the skipping plugin skipped it under a ``skipif`` mark of its module
+    or class; a hook reading ``item.fixturenames`` raised). Output the
+    finalizers print is captured as in a test's teardown. Only a failure is
+    reported, under the idle item's own node id: a module fixture whose
+    finalizer raised as the worker moved on, which pytest would report at the
+    teardown of the module's last test.
     """
-    hooks = (
-        ("setup", lambda: item.ihook.pytest_runtest_setup(item=item)),
-        ("teardown", lambda: item.ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)),
-    )
-    for when, hook in hooks:
-        call = pytest.CallInfo.from_call(hook, when=when)  # type: ignore[arg-type]
-        if call.excinfo is not None:
-            report = pytest.TestReport.from_item_and_call(item, call)
-            item.ihook.pytest_runtest_logreport(report=report)
+    capture = item.config.pluginmanager.get_plugin("capturemanager")
+
+    def teardown() -> None:
+        with capture.item_capture("teardown", item) if capture else contextlib.nullcontext():
+            # pytest's runner does this in its pytest_runtest_teardown.
+            item.session._setupstate.teardown_exact(nextitem)
+
+    call = pytest.CallInfo.from_call(teardown, when="teardown")
+    if call.excinfo is not None:
+        report = pytest.TestReport.from_item_and_call(item, call)
+        item.ihook.pytest_runtest_logreport(report=report)
