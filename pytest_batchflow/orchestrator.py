@@ -20,6 +20,7 @@ import platform
 import socket
 import subprocess
 import time
+import warnings
 from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -82,6 +83,11 @@ SHARED_SETUP = "batchflow_shared_setup"
 _SHARED_SCOPES = frozenset({"class", "module", "package"})
 #: A benchmark's trend in the report: its medians in this many recent runs.
 TREND_RUNS = 20
+#: An idle item's failure report (a finalizer that raised as the run moved on)
+#: names the test that ran before it: [index, path, line, domain]. That
+#: test's teardown is where pytest reports it; the xdist worker must send it
+#: under the idle item's node id, and the controller moves it back.
+TEARDOWN_OF = "batchflow_teardown_of"
 
 
 class IdleItem(pytest.Item):
@@ -357,6 +363,8 @@ class Orchestrator:
         # Which test a report belongs to: the item being run (serially) or, on
         # the controller, the collection position xdist puts on every report.
         self.current: int | None = None
+        #: The last test this process ran (the idle item after it reports for it).
+        self._last_run: pytest.Item | None = None
         self.position_index: list[int] = []
         self.open_tests: dict[str, int] = {}
         self._history: HistoryStore | None = None
@@ -840,8 +848,9 @@ class Orchestrator:
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> bool | None:
         if isinstance(item, IdleItem):
-            run_idle(item, nextitem)
+            run_idle(item, nextitem, self._last_run)
             return True
+        self._last_run = item
         self.current = item.stash.get(INDEX_KEY, None)
         if self.meter is not None:
             self._measured_here = None
@@ -980,13 +989,28 @@ class Orchestrator:
             return index
         return self.open_tests.get(report.nodeid)
 
+    def _teardown_of(self, report: pytest.TestReport, moved: object) -> int | None:
+        """An idle item's failure, moved to the test whose teardown pytest reports it in."""
+        assert self.analysis is not None
+        specs = self.analysis.specs
+        if not (isinstance(moved, list) and len(moved) == 4 and isinstance(moved[0], int)):
+            return None
+        index: int = moved[0]
+        path, line, domain = moved[1:]
+        if not 0 <= index < len(specs):
+            return None
+        report.nodeid = specs[index].nodeid
+        report.location = (path, line, domain)
+        return index
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # First, so that a failure to be rerun reaches pytest (the terminal,
         # the failure count, -x) as a rerun.
         if self.role == "worker" or self.state is None:
             return
-        index = self._report_index(report)
+        moved = getattr(report, TEARDOWN_OF, None)
+        index = self._report_index(report) if moved is None else self._teardown_of(report, moved)
         if index is None:
             return
         pending = getattr(report, "batchflow_cov_pending", None)
@@ -1994,7 +2018,7 @@ def _with_hook_additions(config: pytest.Config, result: RunResult) -> RunResult:
     return result.model_copy(update={"sections": sections, "tests": tests})
 
 
-def run_idle(item: IdleItem, nextitem: pytest.Item | None) -> None:
+def run_idle(item: IdleItem, nextitem: pytest.Item | None, previous: pytest.Item | None) -> None:
     """Tear down what ``nextitem`` does not need, as pytest's own teardown of a
     test does, without reports.
 
@@ -2003,18 +2027,38 @@ def run_idle(item: IdleItem, nextitem: pytest.Item | None) -> None:
     test (the skipping plugin skipped it under a ``skipif`` mark of its module
     or class; a hook reading ``item.fixturenames`` raised). Output the
     finalizers print is captured as in a test's teardown. Only a failure is
-    reported, under the idle item's own node id: a module fixture whose
-    finalizer raised as the worker moved on, which pytest would report at the
-    teardown of the module's last test.
+    reported: a module fixture whose finalizer raised as the run moved on,
+    which pytest reports at the teardown of ``previous``, the test that ran
+    last (its traceback cut as that test's, see :data:`TEARDOWN_OF`).
     """
     capture = item.config.pluginmanager.get_plugin("capturemanager")
+    caught: list[warnings.WarningMessage] = []
 
     def teardown() -> None:
-        with capture.item_capture("teardown", item) if capture else contextlib.nullcontext():
-            # pytest's runner does this in its pytest_runtest_teardown.
-            item.session._setupstate.teardown_exact(nextitem)
+        # The warning filters stay those pytest's warnings plugin set for the idle item.
+        with (
+            capture.item_capture("teardown", item) if capture else contextlib.nullcontext(),
+            warnings.catch_warnings(record=True) as recorded,
+        ):
+            try:
+                # pytest's runner does this in its pytest_runtest_teardown.
+                item.session._setupstate.teardown_exact(nextitem)
+            finally:
+                caught.extend(recorded)
 
     call = pytest.CallInfo.from_call(teardown, when="teardown")
-    if call.excinfo is not None:
-        report = pytest.TestReport.from_item_and_call(item, call)
-        item.ihook.pytest_runtest_logreport(report=report)
+    # Warnings, as pytest's warnings plugin records them, under the test whose
+    # teardown they would have come in.
+    nodeid = item.nodeid if previous is None else previous.nodeid
+    for message in caught:
+        recorded = {"warning_message": message, "nodeid": nodeid, "when": "runtest"}
+        item.ihook.pytest_warning_recorded.call_historic(kwargs={**recorded, "location": None})
+    if call.excinfo is None:
+        return
+    report = pytest.TestReport.from_item_and_call(item, call)
+    index = previous.stash.get(INDEX_KEY, None) if previous is not None else None
+    if previous is not None and index is not None:
+        if report.failed:
+            report.longrepr = previous.repr_failure(call.excinfo)
+        setattr(report, TEARDOWN_OF, [index, *previous.location])
+    item.ihook.pytest_runtest_logreport(report=report)

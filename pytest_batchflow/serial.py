@@ -119,4 +119,4 @@ class SerialLoop:
         from .orchestrator import IdleItem, run_idle
 
         parent = last.parent if last.parent is not None else last.session
-        run_idle(IdleItem.from_parent(parent, name="batchflow-idle"), following)
+        run_idle(IdleItem.from_parent(parent, name="batchflow-idle"), following, last)

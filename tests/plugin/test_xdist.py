@@ -698,3 +698,58 @@ def test_three(service): pass
         "test_b.py::test_two",
         "test_b.py::test_three",
     }
+
+
+def test_a_finalizer_that_raises_as_a_worker_moves_on_is_reported_as_pytest_does(
+    pytester: pytest.Pytester,
+) -> None:
+    # A module fixture's finalizer runs when the worker moves on to another
+    # module: pytest reports its error and its warnings at the teardown of
+    # the module's last test, with the fixture's code and what it printed; so
+    # does batchflow (and the test's outcome is error in the JSON result).
+    pytester.makepyfile(
+        test_f="""
+import warnings
+
+import pytest
+
+@pytest.fixture(scope="module")
+def service():
+    yield
+    print("stopping the service")
+    warnings.warn("the service stops late", UserWarning)
+    raise RuntimeError("the service did not stop")
+
+def test_one(service): pass
+def test_two(service): pass
+""",
+        test_g="def test_other(): pass\n",
+    )
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1")
+    plain.assert_outcomes(passed=3, errors=1, warnings=1)
+    result, data = run(pytester, "-n", "1")
+    result.assert_outcomes(passed=3, errors=1, warnings=1)
+    expected = [
+        "*_ ERROR at teardown of test_two _*",
+        '>       raise RuntimeError("the service did not stop")',
+        "E       RuntimeError: the service did not stop",
+        "test_f.py:10: RuntimeError",
+        "*- Captured stdout teardown -*",
+        "stopping the service",
+        "*= warnings summary =*",
+        "test_f.py::test_two",
+        "*UserWarning: the service stops late",
+        "ERROR test_f.py::test_two - RuntimeError: the service did not stop",
+    ]
+    plain.stdout.fnmatch_lines(expected)
+    result.stdout.fnmatch_lines(expected)
+    assert "batchflow-idle" not in result.stdout.str()
+    # The traceback is cut as pytest cuts it: no frame of pytest's or pluggy's.
+    assert "_pytest/" not in result.stdout.str()
+    assert "pluggy/" not in result.stdout.str()
+    outcomes = {test.nodeid: test.outcome for test in data.tests}
+    assert outcomes == {
+        "test_f.py::test_one": "passed",
+        "test_f.py::test_two": "error",
+        "test_g.py::test_other": "passed",
+    }
