@@ -103,8 +103,11 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE attempts ADD COLUMN cpu REAL;
     ALTER TABLE attempts ADD COLUMN rss_start INTEGER;
     """,
-    # One run's attempts, for its infrastructure verdict (recent_run_records).
+    # For recent_run_records: a test's runs newest first (two runs that write
+    # at once interleave their attempts' ids), and one run's attempts, for
+    # its infrastructure verdict.
     """
+    CREATE INDEX attempts_by_nodeid_run ON attempts (nodeid, run_id, id);
     CREATE INDEX attempts_by_run ON attempts (run_id, id);
     """,
 )
@@ -305,6 +308,19 @@ class HistoryStore:
                 ],
             )
 
+    def record_late_error(self, run_id: int, nodeid: str, longrepr: str | None) -> None:
+        """A teardown error that came after the test's attempt was stored (a
+        module fixture torn down as the run moved on): its last attempt in the
+        run becomes an error, unless it failed already."""
+        with self._db:
+            self._db.execute(
+                "UPDATE attempts SET outcome = CASE WHEN outcome IN ('failed', 'error')"
+                " THEN outcome ELSE 'error' END, phase = COALESCE(phase, 'teardown'),"
+                " error_digest = COALESCE(error_digest, ?)"
+                " WHERE id = (SELECT MAX(id) FROM attempts WHERE run_id = ? AND nodeid = ?)",
+                (error_digest(longrepr), run_id, nodeid),
+            )
+
     def finish_run(self, run_id: int, stopped: float, exitstatus: int) -> None:
         """Close the run's record and start copying what it wrote into the
         database file: the run's one checkpoint (PASSIVE: a concurrent run is
@@ -419,12 +435,12 @@ class HistoryStore:
         :func:`~pytest_batchflow.core.flaky.flakiness`) to its newest, or all
         of them where it has fewer: the score, and its last ``window`` runs,
         are those of :meth:`run_records`. The work grows with the window and
-        the tests asked about, not with the history: each test's attempts
-        come newest first through the index by node id, and each run's
-        infrastructure verdict from that run's attempts alone (on a store of
-        300 runs of 5,000 tests, :meth:`run_records` read 1.5 million rows
-        into some 600 MB). A test's attempts within one run are taken to be
-        written together, as one run's process writes them.
+        the tests asked about, not with the history (except for a test whose
+        runs never count: skipped or xfailed in all of them): each test's
+        attempts come run by run, newest first, through an index, and each
+        run's infrastructure verdict from that run's attempts alone (on a
+        store of 300 runs of 5,000 tests, :meth:`run_records` read 1.5
+        million rows into some 600 MB).
         """
         runs: dict[int, tuple[str | None, bool] | None] = {}
 
@@ -452,10 +468,12 @@ class HistoryStore:
             newest_first: dict[int, list[str]] = {}
             counted = 0
             rows = self._db.execute(
-                "SELECT run_id, outcome FROM attempts WHERE nodeid = ? ORDER BY id DESC", (nodeid,)
+                "SELECT run_id, outcome FROM attempts WHERE nodeid = ?"
+                " ORDER BY run_id DESC, id DESC",
+                (nodeid,),
             )
             for run_id, outcome in rows:
-                if run_id in newest_first:
+                if run_id in newest_first:  # the run's earlier attempts
                     newest_first[run_id].append(outcome)
                     continue
                 if counted >= window:

@@ -13,7 +13,6 @@ the terminal summary.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import platform
@@ -24,9 +23,10 @@ import warnings
 from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import chain
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import pytest
@@ -95,14 +95,15 @@ class IdleItem(pytest.Item):
 
     It sits under the test's parent: the test's teardown keeps the parent's
     fixtures, and the idle item tears down only what the next item sent does
-    not need (:func:`run_idle`). It produces no report and meets no hook.
+    not need (:func:`run_idle`). It produces no report, and only pytest's own
+    plugins set it up and tear it down.
     """
 
     def runtest(self) -> None:
         """Nothing: only its place between two tests matters."""
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        # A line, as pytest's reports of skips (pytest.skip in a finalizer) need.
+        # A line: pytest's report of a skip that takes the item's location needs one.
         return self.path, 0, "batchflow idle"
 
 
@@ -1010,7 +1011,14 @@ class Orchestrator:
         if self.role == "worker" or self.state is None:
             return
         moved = getattr(report, TEARDOWN_OF, None)
-        index = self._report_index(report) if moved is None else self._teardown_of(report, moved)
+        if moved is not None:
+            index = self._teardown_of(report, moved)
+            # The attempt it follows is over: a finished test becomes an error;
+            # one waiting for its rerun keeps its next attempt's reports apart.
+            if index is not None and self._has_result(index):
+                self._late_report(index, report)
+            return
+        index = self._report_index(report)
         if index is None:
             return
         pending = getattr(report, "batchflow_cov_pending", None)
@@ -1340,11 +1348,16 @@ class Orchestrator:
         result = self.results[index]
         self.results[index] = result.model_copy(
             update={
-                "outcome": "error" if result.outcome == "passed" else result.outcome,
+                "outcome": result.outcome if result.outcome in ("failed", "error") else "error",
                 "phases": [*result.phases, _phase(report)],
                 "longrepr": result.longrepr or report.longreprtext,
             }
         )
+        run_id = self.run_id
+        if run_id is not None:
+            self._save_attempts()  # under xdist the attempt may still wait in memory
+            nodeid, text = result.nodeid, report.longreprtext
+            self._use_history(lambda h: h.record_late_error(run_id, nodeid, text), None)
 
     def _test_result(self, index: int, outcome: str, reports: list[pytest.TestReport]) -> _Finished:
         assert self.plan is not None
@@ -2018,47 +2031,79 @@ def _with_hook_additions(config: pytest.Config, result: RunResult) -> RunResult:
     return result.model_copy(update={"sections": sections, "tests": tests})
 
 
+def _pytests_own(plugin: object) -> bool:
+    """Whether a plugin is one of pytest's own (a module or an object of ``_pytest``)."""
+    name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+    return name == "_pytest" or name.startswith("_pytest.")
+
+
 def run_idle(item: IdleItem, nextitem: pytest.Item | None, previous: pytest.Item | None) -> None:
-    """Tear down what ``nextitem`` does not need, as pytest's own teardown of a
-    test does, without reports.
+    """Tear down what ``nextitem`` does not need through pytest's own setup and
+    teardown hooks only, without reports.
 
-    The idle item goes through no hook: a conftest's or plugin's
-    ``pytest_runtest_setup`` or ``_teardown`` would meet an item that is not a
-    test (the skipping plugin skipped it under a ``skipif`` mark of its module
-    or class; a hook reading ``item.fixturenames`` raised). Output the
-    finalizers print is captured as in a test's teardown. Only a failure is
-    reported: a module fixture whose finalizer raised as the run moved on,
-    which pytest reports at the teardown of ``previous``, the test that ran
-    last (its traceback cut as that test's, see :data:`TEARDOWN_OF`).
+    Only pytest's plugins see the idle item, and not its skipping plugin (which
+    would skip it under a ``skipif`` mark of its module or class): its runner
+    sets the item up (its parents are up already) and tears down, and its
+    capture, logging, thread and unraisable exception plugins do what they do
+    at a test's setup and teardown. The suite's and other plugins' hooks would
+    meet an item that is not a test (a conftest hook reading
+    ``item.fixturenames`` raised).
+
+    What that brings is told as pytest tells it at the teardown of
+    ``previous``, the test that ran last: warnings recorded under it, and a
+    failure reported for it (its traceback cut as that test's; the report
+    carries :data:`TEARDOWN_OF` for the controller, since an xdist worker must
+    send it under the idle item's node id).
     """
-    capture = item.config.pluginmanager.get_plugin("capturemanager")
-    caught: list[warnings.WarningMessage] = []
-
-    def teardown() -> None:
-        # The warning filters stay those pytest's warnings plugin set for the idle item.
-        with (
-            capture.item_capture("teardown", item) if capture else contextlib.nullcontext(),
-            warnings.catch_warnings(record=True) as recorded,
-        ):
-            try:
-                # pytest's runner does this in its pytest_runtest_teardown.
-                item.session._setupstate.teardown_exact(nextitem)
-            finally:
-                caught.extend(recorded)
-
-    call = pytest.CallInfo.from_call(teardown, when="teardown")
-    # Warnings, as pytest's warnings plugin records them, under the test whose
-    # teardown they would have come in.
+    manager = item.config.pluginmanager
+    skipping = manager.get_plugin("skipping")
+    others = [p for p in manager.get_plugins() if p is skipping or not _pytests_own(p)]
+    hooks: tuple[tuple[str, Callable[..., object], dict[str, Any]], ...] = (
+        ("setup", manager.subset_hook_caller("pytest_runtest_setup", others), {}),
+        (
+            "teardown",
+            manager.subset_hook_caller("pytest_runtest_teardown", others),
+            {"nextitem": nextitem},
+        ),
+    )
     nodeid = item.nodeid if previous is None else previous.nodeid
-    for message in caught:
-        recorded = {"warning_message": message, "nodeid": nodeid, "when": "runtest"}
-        item.ihook.pytest_warning_recorded.call_historic(kwargs={**recorded, "location": None})
-    if call.excinfo is None:
-        return
+    for when, hook, arguments in hooks:
+        caught: list[warnings.WarningMessage] = []
+        call = pytest.CallInfo.from_call(
+            partial(_idle_phase, hook, item, arguments, caught),
+            when=when,  # type: ignore[arg-type]
+            reraise=(pytest.exit.Exception, KeyboardInterrupt),
+        )
+        for message in caught:
+            recorded = {"warning_message": message, "nodeid": nodeid, "when": "runtest"}
+            item.ihook.pytest_warning_recorded.call_historic(kwargs={**recorded, "location": None})
+        if call.excinfo is not None:
+            _report_idle_failure(item, call, previous)
+
+
+def _idle_phase(
+    hook: Callable[..., object],
+    item: IdleItem,
+    arguments: dict[str, Any],
+    caught: list[warnings.WarningMessage],
+) -> None:
+    """One of :func:`run_idle`'s hooks, its warnings kept in ``caught``."""
+    __tracebackhide__ = True
+    # The warning filters stay those pytest's warnings plugin set for the idle item.
+    with warnings.catch_warnings(record=True) as recorded:
+        try:
+            hook(item=item, **arguments)
+        finally:
+            caught.extend(recorded)
+
+
+def _report_idle_failure(
+    item: IdleItem, call: pytest.CallInfo[None], previous: pytest.Item | None
+) -> None:
     report = pytest.TestReport.from_item_and_call(item, call)
     index = previous.stash.get(INDEX_KEY, None) if previous is not None else None
     if previous is not None and index is not None:
         if report.failed:
-            report.longrepr = previous.repr_failure(call.excinfo)
+            report.longrepr = previous.repr_failure(call.excinfo)  # type: ignore[arg-type]
         setattr(report, TEARDOWN_OF, [index, *previous.location])
     item.ihook.pytest_runtest_logreport(report=report)

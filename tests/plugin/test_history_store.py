@@ -169,20 +169,32 @@ def histories(draw: st.DrawFn) -> list[tuple[str | None, list[tuple[str, str]]]]
 
 
 @settings(max_examples=60, deadline=None)
-@given(runs=histories(), window=st.integers(1, 8))
+@given(runs=histories(), window=st.integers(1, 8), data=st.data())
 def test_recent_run_records_score_as_the_whole_history_does(
-    runs: list[tuple[str | None, list[tuple[str, str]]]], window: int
+    runs: list[tuple[str | None, list[tuple[str, str]]]], window: int, data: st.DataObject
 ) -> None:
     # What a run reads of the history for flakiness scores (the tests that
     # failed, and automatic quarantine) goes back only as far as the window:
     # the scores and the last `window` runs are those of the whole history.
+    # Runs may write at the same time: each run's attempts go in two parts,
+    # the parts of all runs in a drawn order (each run's own in order).
+    parts = data.draw(st.permutations([number for number in range(len(runs)) for _ in "ab"]))
     with tempfile.TemporaryDirectory() as folder:
         opened, _ = HistoryStore.open(Path(folder) / "history.sqlite")
         with closing(opened) as store:
-            for number, (commit, attempts) in enumerate(runs):
-                run_id = store.start_run(float(number), commit, "host", "3.11", "pytest")
-                written = [attempt(nodeid, outcome, 0.1) for nodeid, outcome in attempts]
-                store.record_attempts(run_id, commit, written)
+            run_ids = [
+                store.start_run(float(number), commit, "host", "3.11", "pytest")
+                for number, (commit, _) in enumerate(runs)
+            ]
+            written = [0] * len(runs)
+            for number in parts:
+                commit, attempts = runs[number]
+                half = (len(attempts) + 1) // 2
+                part = attempts[:half] if not written[number] else attempts[half:]
+                written[number] += 1
+                store.record_attempts(
+                    run_ids[number], commit, [attempt(n, outcome, 0.1) for n, outcome in part]
+                )
             whole = store.run_records()
             recent = store.recent_run_records([*SCORED, "t.py::never"], window)
     assert set(recent) == {nodeid for nodeid in SCORED if nodeid in whole}

@@ -645,13 +645,10 @@ def pytest_unconfigure(config):
 """
 
 
-@pytest.mark.parametrize(
-    "args", [["-n", "2"], ["--batchflow-reruns=1"]], ids=["xdist", "serial-reruns"]
-)
-def test_hooks_and_marks_meet_only_the_tests(pytester: pytest.Pytester, args: list[str]) -> None:
+def test_hooks_and_marks_meet_only_the_tests(pytester: pytest.Pytester) -> None:
     # Where batchflow tears a module down between two tests (an idle item on
-    # xdist workers, and serially when tests may be rerun), no hook of the
-    # suite meets anything but its tests: not a conftest's (reading
+    # xdist workers), no hook of the suite meets anything but its tests: not
+    # a conftest's (reading
     # item.fixturenames), not the skipping plugin (a skipif of the module or
     # class, an xfail(run=False)). Found on attrs' suite: -n 2 lost 260 tests
     # to an INTERNALERROR.
@@ -682,12 +679,11 @@ def test_three(service): pass
             path.unlink()
         return found
 
-    plain_args = ["-n", "2"] if "-n" in args else []
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", *plain_args).assert_outcomes(
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2").assert_outcomes(
         passed=2, skipped=1, xfailed=1
     )
     without = hooks_saw()
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--batchflow", *args)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--batchflow", "-n", "2")
     result.assert_outcomes(passed=2, skipped=1, xfailed=1)
     assert result.ret == 0
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
@@ -704,11 +700,13 @@ def test_a_finalizer_that_raises_as_a_worker_moves_on_is_reported_as_pytest_does
     pytester: pytest.Pytester,
 ) -> None:
     # A module fixture's finalizer runs when the worker moves on to another
-    # module: pytest reports its error and its warnings at the teardown of
-    # the module's last test, with the fixture's code and what it printed; so
-    # does batchflow (and the test's outcome is error in the JSON result).
-    pytester.makepyfile(
-        test_f="""
+    # module: pytest reports its error, its warnings and an exception of a
+    # thread it ran at the teardown of the module's last test (here a skipped
+    # one), with the fixture's code and what it printed; so does batchflow.
+    # That test is an error in the JSON result and the history.
+    pytester.makeconftest(
+        """
+import threading
 import warnings
 
 import pytest
@@ -718,38 +716,56 @@ def service():
     yield
     print("stopping the service")
     warnings.warn("the service stops late", UserWarning)
+    helper = threading.Thread(target=lambda: 1 / 0, name="stopper")
+    helper.start()
+    helper.join()
     raise RuntimeError("the service did not stop")
+"""
+    )
+    pytester.makepyfile(
+        test_f="""
+import pytest
 
 def test_one(service): pass
 def test_two(service): pass
+
+@pytest.mark.skip(reason="not today")
+def test_three(): pass
 """,
         test_g="def test_other(): pass\n",
     )
     plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1")
-    plain.assert_outcomes(passed=3, errors=1, warnings=1)
+    plain.assert_outcomes(passed=3, skipped=1, errors=1, warnings=2)
     result, data = run(pytester, "-n", "1")
-    result.assert_outcomes(passed=3, errors=1, warnings=1)
+    result.assert_outcomes(passed=3, skipped=1, errors=1, warnings=2)
     expected = [
-        "*_ ERROR at teardown of test_two _*",
+        "*_ ERROR at teardown of test_three _*",
         '>       raise RuntimeError("the service did not stop")',
         "E       RuntimeError: the service did not stop",
-        "test_f.py:10: RuntimeError",
+        "conftest.py:14: RuntimeError",
         "*- Captured stdout teardown -*",
         "stopping the service",
         "*= warnings summary =*",
-        "test_f.py::test_two",
+        "test_f.py::test_three",
         "*UserWarning: the service stops late",
-        "ERROR test_f.py::test_two - RuntimeError: the service did not stop",
+        "*PytestUnhandledThreadExceptionWarning*stopper*",
+        "ERROR test_f.py::test_three - RuntimeError: the service did not stop",
     ]
     plain.stdout.fnmatch_lines(expected)
     result.stdout.fnmatch_lines(expected)
     assert "batchflow-idle" not in result.stdout.str()
-    # The traceback is cut as pytest cuts it: no frame of pytest's or pluggy's.
-    assert "_pytest/" not in result.stdout.str()
-    assert "pluggy/" not in result.stdout.str()
+    # The traceback is cut as pytest cuts it: no frame of pytest's, pluggy's or ours.
+    errors = result.stdout.str().split("= ERRORS =")[1].split("= warnings summary =")[0]
+    for frame in ("_pytest/", "pluggy/", "orchestrator.py"):
+        assert frame not in errors
     outcomes = {test.nodeid: test.outcome for test in data.tests}
     assert outcomes == {
         "test_f.py::test_one": "passed",
-        "test_f.py::test_two": "error",
+        "test_f.py::test_two": "passed",
+        "test_f.py::test_three": "error",
         "test_g.py::test_other": "passed",
     }
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
+        stored = dict(db.execute("SELECT nodeid, outcome FROM attempts"))
+    assert stored["test_f.py::test_three"] == "error"
+    assert stored["test_f.py::test_two"] == "passed"
