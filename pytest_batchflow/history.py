@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .core.flaky import RunRecord, is_infrastructure_failure, verdict_of
+from .core.flaky import RunRecord, is_infrastructure_run, verdict_of
 from .files import ignore_in_git
 
 __all__ = [
@@ -308,17 +308,18 @@ class HistoryStore:
                 ],
             )
 
-    def record_late_error(self, run_id: int, nodeid: str, longrepr: str | None) -> None:
+    def record_late_error(
+        self, run_id: int, nodeid: str, outcome: str, longrepr: str | None
+    ) -> None:
         """A teardown error that came after the test's attempt was stored (a
         module fixture torn down as the run moved on): its last attempt in the
-        run becomes an error, unless it failed already."""
+        run takes the test's ``outcome`` now."""
         with self._db:
             self._db.execute(
-                "UPDATE attempts SET outcome = CASE WHEN outcome IN ('failed', 'error')"
-                " THEN outcome ELSE 'error' END, phase = COALESCE(phase, 'teardown'),"
+                "UPDATE attempts SET outcome = ?, phase = COALESCE(phase, 'teardown'),"
                 " error_digest = COALESCE(error_digest, ?)"
                 " WHERE id = (SELECT MAX(id) FROM attempts WHERE run_id = ? AND nodeid = ?)",
-                (error_digest(longrepr), run_id, nodeid),
+                (outcome, error_digest(longrepr), run_id, nodeid),
             )
 
     def finish_run(self, run_id: int, stopped: float, exitstatus: int) -> None:
@@ -419,8 +420,7 @@ class HistoryStore:
             runs.setdefault(run_id, (commit, {}))[1].setdefault(nodeid, []).append(outcome)
         records: dict[str, list[RunRecord]] = {}
         for run_id, (commit, tests) in runs.items():
-            failed = sum(1 for outcomes in tests.values() if outcomes[-1] in ("failed", "error"))
-            infrastructure = is_infrastructure_failure(failed, len(tests))
+            infrastructure = is_infrastructure_run([outcomes[-1] for outcomes in tests.values()])
             for nodeid, outcomes in tests.items():
                 records.setdefault(nodeid, []).append(
                     RunRecord(run_id, commit, tuple(outcomes), infrastructure)
@@ -459,8 +459,7 @@ class HistoryStore:
                             (run_id,),
                         )
                     )
-                    failed = sum(1 for outcome in last.values() if outcome in ("failed", "error"))
-                    runs[run_id] = (found[0], is_infrastructure_failure(failed, len(last)))
+                    runs[run_id] = (found[0], is_infrastructure_run(last.values()))
             return runs[run_id]
 
         records: dict[str, list[RunRecord]] = {}

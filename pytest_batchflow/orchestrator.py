@@ -1346,9 +1346,10 @@ class Orchestrator:
             return
         self._build_results()
         result = self.results[index]
+        outcome = result.outcome if result.outcome in ("failed", "error") else "error"
         self.results[index] = result.model_copy(
             update={
-                "outcome": result.outcome if result.outcome in ("failed", "error") else "error",
+                "outcome": outcome,
                 "phases": [*result.phases, _phase(report)],
                 "longrepr": result.longrepr or report.longreprtext,
             }
@@ -1357,7 +1358,7 @@ class Orchestrator:
         if run_id is not None:
             self._save_attempts()  # under xdist the attempt may still wait in memory
             nodeid, text = result.nodeid, report.longreprtext
-            self._use_history(lambda h: h.record_late_error(run_id, nodeid, text), None)
+            self._use_history(lambda h: h.record_late_error(run_id, nodeid, outcome, text), None)
 
     def _test_result(self, index: int, outcome: str, reports: list[pytest.TestReport]) -> _Finished:
         assert self.plan is not None
@@ -2058,16 +2059,9 @@ def run_idle(item: IdleItem, nextitem: pytest.Item | None, previous: pytest.Item
     manager = item.config.pluginmanager
     skipping = manager.get_plugin("skipping")
     others = [p for p in manager.get_plugins() if p is skipping or not _pytests_own(p)]
-    hooks: tuple[tuple[str, Callable[..., object], dict[str, Any]], ...] = (
-        ("setup", manager.subset_hook_caller("pytest_runtest_setup", others), {}),
-        (
-            "teardown",
-            manager.subset_hook_caller("pytest_runtest_teardown", others),
-            {"nextitem": nextitem},
-        ),
-    )
     nodeid = item.nodeid if previous is None else previous.nodeid
-    for when, hook, arguments in hooks:
+    for when, arguments in (("setup", {}), ("teardown", {"nextitem": nextitem})):
+        hook = manager.subset_hook_caller(f"pytest_runtest_{when}", others)
         caught: list[warnings.WarningMessage] = []
         call = pytest.CallInfo.from_call(
             partial(_idle_phase, hook, item, arguments, caught),

@@ -13,7 +13,7 @@ Across runs, :func:`flakiness` scores each test from its history.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "final_outcome",
     "flakiness",
     "is_infrastructure_failure",
+    "is_infrastructure_run",
     "verdict_of",
 ]
 
@@ -154,6 +155,12 @@ class Flakiness:
 def is_infrastructure_failure(failed: int, total: int) -> bool:
     """Whether a run failed too broadly for any single test to be blamed."""
     return failed >= INFRASTRUCTURE_MIN and failed >= INFRASTRUCTURE_SHARE * total
+
+
+def is_infrastructure_run(last_outcomes: Collection[str]) -> bool:
+    """:func:`is_infrastructure_failure` of a run, from each of its tests' last outcome."""
+    failed = sum(1 for outcome in last_outcomes if outcome in _FAILURES)
+    return is_infrastructure_failure(failed, len(last_outcomes))
 
 
 def flakiness(records: Sequence[RunRecord], window: int = DEFAULT_WINDOW) -> Flakiness:
