@@ -173,8 +173,13 @@ def error_digest(longrepr: str | None) -> str | None:
     return hashlib.sha1(_VOLATILE.sub("#", last.strip()).encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
+    """One attempt of a test, as :meth:`HistoryStore.record_attempts` stores it.
+
+    A named tuple: the run makes one a test, and a frozen dataclass's
+    ``__init__`` (an ``object.__setattr__`` a field) cost several times as much.
+    """
+
     nodeid: str
     batch: str
     outcome: str

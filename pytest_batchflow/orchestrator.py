@@ -311,35 +311,33 @@ def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Atte
     """The history's record of one attempt (a flaky test's last one passed)."""
     from .history import Attempt
 
-    failing = next(
-        (phase for phase in result.phases if phase.outcome in ("failed", RERUN, QUARANTINED)),
-        None,
-    )
+    failing = setup = None
+    for phase in result.phases:
+        if failing is None and phase.outcome in _FAILING_PHASE:
+            failing = phase
+        if setup is None and phase.when == "setup":
+            setup = phase
+    measured = result.resources if isinstance(result, _Finished) else None
     return Attempt(
         nodeid=nodeid,
         batch=batch,
         outcome="passed" if result.outcome == "flaky" else result.outcome,
-        phase=failing.when if failing else None,
+        phase=None if failing is None else failing.when,
         duration=result.duration,
         started=result.start,
         stopped=result.stop,
         worker=result.worker,
-        longrepr=failing.longrepr if failing else None,
-        shared_setup=next((p.shared_setup for p in result.phases if p.when == "setup"), None),
-        **_resource_columns(result),
+        longrepr=None if failing is None else failing.longrepr,
+        shared_setup=None if setup is None else setup.shared_setup,
+        memory=None if measured is None else measured.memory,
+        peak_rss=None if measured is None else measured.peak_rss,
+        cpu=None if measured is None else measured.cpu,
+        rss_start=None if measured is None else measured.rss_start,
     )
 
 
-def _resource_columns(result: _Finished | AttemptResult) -> dict[str, Any]:
-    measured = result.resources if isinstance(result, _Finished) else None
-    if measured is None:
-        return {}
-    return {
-        "memory": measured.memory,
-        "peak_rss": measured.peak_rss,
-        "cpu": measured.cpu,
-        "rss_start": measured.rss_start,
-    }
+#: The outcomes that make a phase the attempt's failing one.
+_FAILING_PHASE = frozenset(("failed", RERUN, QUARANTINED))
 
 
 class Orchestrator:

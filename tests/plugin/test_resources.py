@@ -160,8 +160,18 @@ def test_small():
     assert batch.cpu is not None
     assert batch.cpu >= busy.cpu
     with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
-        stored = dict(db.execute("SELECT nodeid, memory FROM attempts"))
-    assert stored["test_sizes.py::test_own_200"] == memory_of(tests["test_own_200"])
+        stored = {
+            row[0]: row[1:]
+            for row in db.execute("SELECT nodeid, memory, peak_rss, cpu, rss_start FROM attempts")
+        }
+    # The history keeps each figure in its own column.
+    assert stored["test_sizes.py::test_own_200"] == (
+        own.memory,
+        own.peak_rss,
+        own.cpu,
+        own.rss_start,
+    )
+    assert stored["test_sizes.py::test_busy"][2] == busy.cpu
     result.stdout.fnmatch_lines(
         ["*= batchflow resources =*", "memory: heaviest tests test_sizes.py::test_*MiB)*"]
     )
