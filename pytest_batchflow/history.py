@@ -115,10 +115,13 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 #: WAL pages a run may write before SQLite copies them into the database
 #: file. SQLite's default, 1,000, had a 5,000-test run copy them about five
-#: times while its tests ran, each copy syncing the file to disk (10 to 30 ms);
-#: a run writes up to about one page a test, so at this size a run of up to
-#: some 10,000 tests copies once, when it finishes (:meth:`HistoryStore.finish_run`),
-#: and the log stays under 40 MiB (4 KiB pages) whatever the suite.
+#: times while its tests ran, each copy syncing the file to disk (10 to 30 ms).
+#: An xdist controller, writing in batches, writes about one page a test, so at
+#: this size a run of up to some 10,000 tests copies once, when it finishes
+#: (:meth:`HistoryStore.finish_run`). A serial run commits each attempt, and
+#: each commit writes the pages it touched again: about five a test (the table's
+#: and one in each index), a copy every 2,000 tests or so. Either way the log
+#: stays under 40 MiB (4 KiB pages) whatever the suite.
 RUN_CHECKPOINT_PAGES = 10_000
 #: SQLite's own, restored when the run is over.
 DEFAULT_CHECKPOINT_PAGES = 1_000
