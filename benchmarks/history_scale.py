@@ -64,9 +64,9 @@ runpy.run_module("pytest", run_name="__main__", alter_sys=True)
 
 
 def build_store(path: Path, runs: int, nodeids: list[str]) -> None:
-    """A store of ``runs`` runs of ``nodeids``, as batchflow writes them: every
-    test passed, in a few hundred microseconds, the last one failed in a
-    tenth of the runs (so that scoring it reads something)."""
+    """A store of ``runs`` runs of ``nodeids``, as batchflow writes them: each
+    test passed in a few hundred microseconds, except the last one, which
+    failed in a tenth of the runs (so that scoring it reads something)."""
     store, _ = HistoryStore.open(path)
     try:
         clock = time.time() - runs * 60.0
@@ -78,20 +78,20 @@ def build_store(path: Path, runs: int, nodeids: list[str]) -> None:
                 duration = 0.0002 + (position % 7) * 0.00005
                 attempts.append(
                     Attempt(
-                        nodeid,
-                        "default",
-                        "failed" if failed else "passed",
-                        "call" if failed else None,
-                        duration,
-                        clock,
-                        clock + duration,
-                        f"gw{position % WORKERS}",
-                        "E   AssertionError" if failed else None,
-                        0.0,
-                        0,
-                        40_000_000,
-                        duration,
-                        40_000_000,
+                        nodeid=nodeid,
+                        batch="default",
+                        outcome="failed" if failed else "passed",
+                        phase="call" if failed else None,
+                        duration=duration,
+                        started=clock,
+                        stopped=clock + duration,
+                        worker=f"gw{position % WORKERS}",
+                        longrepr="E   AssertionError" if failed else None,
+                        shared_setup=0.0,
+                        memory=0,
+                        peak_rss=40_000_000,
+                        cpu=duration,
+                        rss_start=40_000_000,
                     )
                 )
                 clock += duration
