@@ -165,9 +165,16 @@ def write_noop_suite(root: Path, tests: int, modules: int) -> None:
 
 
 def run_pytest(
-    root: Path, args: Sequence[str], env: Mapping[str, str], times_name: str | None = None
+    root: Path,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    times_name: str | None = None,
+    launcher: Sequence[str] = ("-m", "pytest"),
 ) -> Run:
-    """Run ``python -m pytest ARGS`` in ``root``, timed with perf_counter."""
+    """Run ``python -m pytest ARGS`` in ``root``, timed with perf_counter.
+
+    ``launcher``: what starts pytest after ``python`` (another script may wrap it,
+    as history_scale.py's does to write the process's peak memory)."""
     run_env = dict(env)
     times_path = None
     if times_name is not None:
@@ -175,7 +182,7 @@ def run_pytest(
         times_path.unlink(missing_ok=True)
         run_env["BENCH_TIMES"] = str(times_path)
     run_env["BENCH_SPAN"] = str(root / SPAN_FILE)
-    command = [sys.executable, "-m", "pytest", *args]
+    command = [sys.executable, *launcher, *args]
     cpu_before = _children_cpu()
     start = time.perf_counter()
     try:

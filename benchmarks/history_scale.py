@@ -27,13 +27,20 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _xdist_bench import TIMEOUT, clean_env, count_argument, machine, table, write_noop_suite
+from _xdist_bench import (
+    TIMEOUT,
+    check,
+    clean_env,
+    count_argument,
+    machine,
+    run_pytest,
+    table,
+    write_noop_suite,
+)
 
 from pytest_batchflow.history import Attempt, HistoryStore
 
@@ -102,32 +109,23 @@ def build_store(path: Path, runs: int, nodeids: list[str]) -> None:
         store.close()
 
 
-def timed_run(root: Path, args: list[str], store: Path | None) -> tuple[float, int, str]:
-    """Wall seconds, peak resident KiB and the output of one run on a fresh copy of ``store``."""
+def timed_run(root: Path, args: list[str], store: Path | None) -> tuple[float, int]:
+    """Wall seconds and peak resident KiB of one run on a fresh copy of ``store``."""
     history = root / ".batchflow" / "history.sqlite"
     for leftover in history.parent.glob("history.sqlite*"):
         leftover.unlink()
     if store is not None:
         history.parent.mkdir(exist_ok=True)
         shutil.copyfile(store, history)
-    env = clean_env()
     peak_file = root / "maxrss.txt"
-    env["BENCH_MAXRSS"] = str(peak_file)
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    wall = time.perf_counter() - started
-    if f"{TESTS} passed" not in done.stdout or done.returncode != 0:
-        raise SystemExit(f"pytest {' '.join(args)}: rc={done.returncode}\n{done.stdout[-3000:]}")
+    env = {**clean_env(), "BENCH_MAXRSS": str(peak_file)}
+    run = run_pytest(root, args, env, launcher=("-c", RUNNER))
+    if run.returncode is None:
+        raise SystemExit(f"{run.command}: no end after {TIMEOUT:.0f} s")
+    check(run, f"{TESTS} passed")
     peak = int(peak_file.read_text(encoding="utf-8"))
     peak_file.unlink()
-    return wall, peak, done.stdout
+    return run.wall, peak
 
 
 def main() -> None:
@@ -174,7 +172,7 @@ def main() -> None:
             print(f"repetition {repetition + 1}/{repetitions} ...", flush=True)
             for mode, mode_args in MODES.items():
                 for name, (extra, store) in variants.items():
-                    wall, peak, _ = timed_run(root, [*COMMON, *mode_args, *extra], store)
+                    wall, peak = timed_run(root, [*COMMON, *mode_args, *extra], store)
                     walls.setdefault((mode, name), []).append(wall)
                     peaks.setdefault((mode, name), []).append(peak)
     rows = []

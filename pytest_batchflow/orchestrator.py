@@ -307,6 +307,10 @@ def _plain_values(plain: tuple[Any, ...]) -> dict[str, Any]:
     return values
 
 
+#: The outcomes that make a phase the attempt's failing one.
+_FAILING_PHASE = frozenset(("failed", RERUN, QUARANTINED))
+
+
 def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Attempt:
     """The history's record of one attempt (a flaky test's last one passed)."""
     from .history import Attempt
@@ -334,10 +338,6 @@ def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Atte
         cpu=None if measured is None else measured.cpu,
         rss_start=None if measured is None else measured.rss_start,
     )
-
-
-#: The outcomes that make a phase the attempt's failing one.
-_FAILING_PHASE = frozenset(("failed", RERUN, QUARANTINED))
 
 
 class Orchestrator:
