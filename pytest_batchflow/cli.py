@@ -30,6 +30,17 @@ DEFAULT_STORE = Path(".batchflow") / "history.sqlite"
 DEFAULT_REPORT = Path("report.html")
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1 (``--window``, ``--limit``)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchflow",
@@ -39,14 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     flaky = commands.add_parser("flaky", help="tests by flakiness score, with the evidence")
     flaky.add_argument(
         "--window",
-        type=int,
+        type=_count,
         default=DEFAULT_WINDOW,
         help=f"recent runs per test the score looks at (default {DEFAULT_WINDOW})",
     )
     flaky.add_argument("--all", action="store_true", help="list tests scoring 0 too")
     history = commands.add_parser("history", help="a test's recent attempts")
     history.add_argument("nodeid", help="the test's node id, as pytest prints it")
-    history.add_argument("--limit", type=int, default=20, help="attempts to show (default 20)")
+    history.add_argument("--limit", type=_count, default=20, help="attempts to show (default 20)")
     report = commands.add_parser(
         "report",
         help="render the HTML report from JSON results, merging several (CI shards, stages)",
@@ -104,15 +115,19 @@ def _table(rows: Sequence[Sequence[str]], right: frozenset[int]) -> list[str]:
 
 
 def _flaky(store: HistoryStore, window: int, everything: bool) -> list[str]:
+    # Each test's runs back to the oldest its score counts: the whole history
+    # of a long-lived store would be read for nothing.
+    nodeids = store.nodeids()
+    recent = store.recent_run_records(nodeids, window)
     scores: list[tuple[str, Flakiness]] = [
-        (nodeid, flakiness(records, window)) for nodeid, records in store.run_records().items()
+        (nodeid, flakiness(recent[nodeid], window)) for nodeid in nodeids if nodeid in recent
     ]
     shown = sorted(
         ((nodeid, f) for nodeid, f in scores if everything or f.score > 0),
         key=lambda item: (-item[1].score, item[0]),
     )
     if not shown:
-        return [f"no flaky tests in {len(scores)} tests with history (window {window} runs)"]
+        return [f"no flaky tests in {len(nodeids)} tests with history (window {window} runs)"]
     rows = [["score", "runs", "flaky runs", "flips", "excluded", "test"]]
     rows += [
         [
@@ -130,7 +145,8 @@ def _flaky(store: HistoryStore, window: int, everything: bool) -> list[str]:
         "",
         "score = (flaky runs + flips) / (runs + same-commit pairs); flaky run: failed, then "
         "passed on a rerun; flip: outcome changed between two runs at the same commit; "
-        "excluded: runs that were infrastructure failures or skipped",
+        "excluded: runs in the window's span (back to the oldest counted run) that were "
+        "infrastructure failures or skipped",
     ]
 
 

@@ -60,6 +60,35 @@ def test_flaky_lists_tests_by_score_with_evidence(
     ]
 
 
+def test_flaky_scores_over_the_window(
+    store: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The last 2 runs: flaky in both, one same-commit pair without a flip: 2 / (2 + 1).
+    assert main(["flaky", "--window", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["0.67", "2", "2", "0/1", "0", "test_suite.py::test_flaky"]
+    assert lines[2] == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "value"),
+    [
+        (["flaky", "--window", "0"], "--window", "0"),
+        (["history", "t.py::a", "--limit", "-3"], "--limit", "-3"),
+    ],
+)
+def test_a_count_below_one_is_a_usage_error(
+    args: list[str], option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"batchflow {args[0]}: error: argument {option}: '{value}' is not a whole number of "
+        "at least 1"
+    )
+
+
 def test_history_shows_a_test_s_attempts_newest_first(
     store: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:

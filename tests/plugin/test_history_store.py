@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_batchflow.core.flaky import flakiness
+from pytest_batchflow.core.flaky import RunRecord, flakiness, is_infrastructure_run
 from pytest_batchflow.history import DURATION_WINDOW, MEMORY_WINDOW, Attempt, HistoryStore
 
 
@@ -195,8 +195,18 @@ def test_recent_run_records_score_as_the_whole_history_does(
                 store.record_attempts(
                     run_ids[number], commit, [attempt(n, outcome, 0.1) for n, outcome in part]
                 )
-            whole = store.run_records()
             recent = store.recent_run_records([*SCORED, "t.py::never"], window)
+    # The whole history, from what was written: each test's runs, oldest first.
+    whole: dict[str, list[RunRecord]] = {}
+    for run_id, (commit, attempts) in zip(run_ids, runs, strict=True):
+        tried: dict[str, list[str]] = {}
+        for nodeid, outcome in attempts:
+            tried.setdefault(nodeid, []).append(outcome)
+        infrastructure = is_infrastructure_run([outcomes[-1] for outcomes in tried.values()])
+        for nodeid, outcomes in tried.items():
+            whole.setdefault(nodeid, []).append(
+                RunRecord(run_id, commit, tuple(outcomes), infrastructure)
+            )
     assert set(recent) == {nodeid for nodeid in SCORED if nodeid in whole}
     for nodeid, records in recent.items():
         everything = whole[nodeid]
