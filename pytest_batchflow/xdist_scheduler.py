@@ -124,6 +124,7 @@ class BatchflowScheduling:
         self.collection: list[str] | None = None
         self.dispatcher: Dispatcher | None = None
         self.aborted = False
+        self._scheduled = False  # xdist has asked for the first tests
         self._collected_once = False
         self._collected = 0  # workers whose collection arrived
         self.item_at: dict[int, Sendable] = {}
@@ -157,7 +158,10 @@ class BatchflowScheduling:
 
     @property
     def has_pending(self) -> bool:
-        return self.dispatcher is not None and not self.dispatcher.finished
+        # xdist asks only when every worker has collected, and prints its
+        # "2 workers [5 items]" status when nothing is pending yet: as for its
+        # own schedulers, nothing is until it first asks for tests to be sent.
+        return self._scheduled and self.dispatcher is not None and not self.dispatcher.finished
 
     # -- events -----------------------------------------------------------------
 
@@ -238,6 +242,7 @@ class BatchflowScheduling:
         return nodeid
 
     def schedule(self) -> None:
+        self._scheduled = True
         if self.dispatcher is not None and not self.aborted:
             self._decide()
 

@@ -235,6 +235,32 @@ def test_all_rows(): pass
     assert outcomes["0"]["test_top.py::test_top"] == "skipped"
 
 
+@pytest.mark.parametrize("verbosity", ["-q", "--no-header", "-v"])
+def test_xdist_s_own_start_lines_are_printed(pytester: pytest.Pytester, verbosity: str) -> None:
+    # xdist prints its status ("2 workers [3 items]") once every worker has
+    # collected, and with -v the scheduler's name; batchflow adds its header.
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): pass\ndef test_c(): pass")
+
+    def start(*args: str) -> list[str]:
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-n", "2", verbosity, *args
+        )
+        result.assert_outcomes(passed=3)
+        lines = result.stdout.lines
+        first = next(i for i, line in enumerate(lines) if line.startswith(("created", "bringing")))
+        last = next(i for i, line in enumerate(lines) if "::test_" in line or line[:3] == "...")
+        return lines[first:last]
+
+    plain, batchflow = start(), start("--batchflow")
+    header = "batchflow: 1 batch, 3 tests, 0 dependencies"
+    assert header in batchflow
+    assert [line.replace("LoadScheduling", "BatchflowScheduling") for line in plain] == [
+        line for line in batchflow if line != header
+    ]
+    if verbosity != "-q":
+        assert "2 workers [3 items]" in batchflow
+
+
 def test_planning_error_found_by_a_worker_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_cycle="""
