@@ -438,6 +438,9 @@ class Orchestrator:
         #: reports before it logs them, and logs no failed attempt's teardown.
         self._measured_here: tuple[pytest.TestReport, Figures] | None = None
         self.over_limit: dict[int, int] = {}
+        #: Serial and controller: what pytest could not collect or skipped while
+        #: collecting, as (node id, "error" or "skipped", text), in its order.
+        self.collection_problems: list[tuple[str, str, str]] = []
         #: Tests that needed more than the whole memory budget (they run alone).
         self.alone: list[str] = []
         self.budget: Budget | None = None
@@ -1002,6 +1005,19 @@ class Orchestrator:
         report.location = (path, line, domain)
         return index
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # A controller hears of the workers' failed and skipped collectors
+        # (xdist sends only those, each problem once).
+        if self.role == "worker" or report.passed:
+            return
+        if report.failed:
+            self.collection_problems.append((report.nodeid, "error", report.longreprtext))
+            return
+        # A skip's longrepr is (path, line, "Skipped: REASON"), as pytest's summary reads it.
+        skip = report.longrepr
+        reason = (skip[2] if isinstance(skip, tuple) else str(skip)).removeprefix("Skipped: ")
+        self.collection_problems.append((report.nodeid, "skipped", reason))
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # First, so that a failure to be rerun reaches pytest (the terminal,
@@ -1442,7 +1458,7 @@ class Orchestrator:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         if not self.recording:
             return
-        from .results import RunResult
+        from .results import CollectionProblem, RunResult
 
         stopped = time.time()
         self._save_attempts()
@@ -1487,6 +1503,10 @@ class Orchestrator:
             environment=self._environment(),
             batches=self._batch_results(),
             tests=tests,
+            collection=[
+                CollectionProblem(nodeid=nodeid, outcome=outcome, longrepr=text)
+                for nodeid, outcome, text in self.collection_problems
+            ],
             deselected=len(self.analysis.specs) - len(self.plan.order),
             probe=probe,
             coverage=self.coverage,

@@ -22,6 +22,7 @@ __all__ = [
     "BatchResult",
     "BenchmarkComparison",
     "BenchmarkResult",
+    "CollectionProblem",
     "Environment",
     "PhaseResult",
     "ProbeResult",
@@ -38,7 +39,7 @@ __all__ = [
     "validate_tests",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 TestOutcome = str
 
@@ -392,10 +393,21 @@ class ResourcesResult(_Model):
     )
 
 
+class CollectionProblem(_Model):
+    """A file or class that pytest could not collect, or skipped whole while collecting."""
+
+    nodeid: str = Field(description="The collector's node id (a file, a class).")
+    outcome: Literal["error", "skipped"] = Field(
+        description="error: collecting raised (an import error, a bad parametrize); skipped: "
+        "a module-level pytest.skip or importorskip."
+    )
+    longrepr: str = Field(description="The error as pytest prints it, or the skip's reason.")
+
+
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[6] = 6
+    schema_version: Literal[7] = 7
     started: float
     stopped: float
     duration: float
@@ -403,6 +415,11 @@ class RunResult(_Model):
     environment: Environment
     batches: list[BatchResult]
     tests: list[TestResult]
+    collection: list[CollectionProblem] = Field(
+        default_factory=list,
+        description="What pytest could not collect, or skipped while collecting, in its order; "
+        "such files have no tests in this result.",
+    )
     deselected: int = 0
     probe: ProbeResult | None = Field(None, description="With --batchflow-probe only.")
     coverage: CoverageResult | None = Field(None, description="With --batchflow-cov only.")

@@ -8,7 +8,8 @@ in ``<code>`` elements with markdown's and HTML's special characters written
 as character references: a node id or failure line cannot open a tag, end a
 table cell, link, mention or emphasise anything.
 
-Annotations are workflow commands for the failed and errored tests, in
+Annotations are workflow commands for the files pytest could not collect,
+then for the failed and errored tests, in
 result order: GitHub shows at most 10 error annotations per step, so
 :func:`annotations` makes at most 10, then one warning that says how many
 more failures there are. ``file`` is the test's file relative to pytest's
@@ -22,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..results import BatchResult, RunResult, TestResult, error_line
+from ..results import BatchResult, CollectionProblem, RunResult, TestResult, error_line
 from ..terminal import seconds
 from .junit import visible
 
@@ -83,6 +84,12 @@ def _counts(result: RunResult) -> str:
     parts = [f"{counts[word]} {word}" for word in words if counts[word]]
     if result.deselected:
         parts.append(f"{result.deselected} deselected")
+    uncollected = Counter(problem.outcome for problem in result.collection)
+    if uncollected["error"]:
+        errors = uncollected["error"]
+        parts.append(f"{errors} collection error{'' if errors == 1 else 's'}")
+    if uncollected["skipped"]:
+        parts.append(f"{uncollected['skipped']} skipped while collecting")
     tests = len(result.tests)
     return f"**{tests} test{'' if tests == 1 else 's'}**" + (
         f": {', '.join(parts)}" if parts else ""
@@ -140,6 +147,16 @@ def _batches(batches: Sequence[BatchResult]) -> list[str]:
         *_table(header, numeric, rows),
         *_more(len(rows), len(batches), "batches"),
     ]
+
+
+def _collection_errors(problems: Sequence[CollectionProblem]) -> list[str]:
+    errors = [problem for problem in problems if problem.outcome == "error"]
+    if not errors:
+        return []
+    lines = [f"### Collection errors ({len(errors)})", ""]
+    for problem in errors[:LIST_LIMIT]:
+        lines.append(f"- {_code(problem.nodeid)}: {_code(error_line(problem.longrepr))}")
+    return [*lines, "", *_more(LIST_LIMIT, len(errors), "collection errors")]
 
 
 def _failures(tests: Sequence[TestResult]) -> list[str]:
@@ -200,6 +217,7 @@ def step_summary(result: RunResult, html_path: Path | None) -> str:
     """The run as GitHub-flavoured markdown, under :data:`SUMMARY_LIMIT` bytes."""
     lines = [_verdict(result), "", f"{_counts(result)}  ", _times(result), ""]
     lines += _batches(result.batches)
+    lines += _collection_errors(result.collection)
     lines += _failures(result.tests)
     lines += _flaky(result.tests)
     lines += _coverage(result)
@@ -238,10 +256,27 @@ def _annotation(test: TestResult) -> str:
     return f"::error {','.join(properties)}::{_escape_data(visible(message))}"
 
 
+def _collection_annotation(problem: CollectionProblem) -> str:
+    path = problem.nodeid.split("::")[0]
+    title = f"batchflow: {problem.nodeid} could not be collected"
+    properties = f"file={_escape_property(visible(path))},title={_escape_property(visible(title))}"
+    longrepr = problem.longrepr.rstrip().splitlines()
+    tail = [_clip(line, _ANNOTATION_LINE_CLIP) for line in longrepr[-_ANNOTATION_LINES:]]
+    message = "\n".join([error_line(problem.longrepr), "", *tail]).rstrip()
+    return f"::error {properties}::{_escape_data(visible(message))}"
+
+
 def annotations(result: RunResult) -> list[str]:
-    """Workflow commands for failed and errored tests: at most 10 errors, then a warning."""
-    failing = [test for test in result.tests if test.outcome in _FAILING]
-    commands = [_annotation(test) for test in failing[:ANNOTATION_LIMIT]]
+    """Workflow commands for collection errors, then failed and errored tests: at most
+    10 errors, then a warning."""
+    failing: list[CollectionProblem | TestResult] = [
+        problem for problem in result.collection if problem.outcome == "error"
+    ]
+    failing += [test for test in result.tests if test.outcome in _FAILING]
+    commands = [
+        _collection_annotation(item) if isinstance(item, CollectionProblem) else _annotation(item)
+        for item in failing[:ANNOTATION_LIMIT]
+    ]
     if len(failing) > ANNOTATION_LIMIT:
         more = len(failing) - ANNOTATION_LIMIT
         commands.append(

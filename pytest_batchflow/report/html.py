@@ -497,11 +497,14 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
     reasons = []
     if "tests" in result.failed_by:
         failing = counts.get("failed", 0) + counts.get("error", 0)
+        uncollected = sum(1 for problem in result.collection if problem.outcome == "error")
+        if uncollected:
+            reasons.append(f"collection: {uncollected} could not be collected")
         if failing:
             reasons.append(f"tests: {failing} failed or errored")
         elif counts.get("flaky"):
             reasons.append(f"tests: {counts['flaky']} flaky (--batchflow-strict-flaky)")
-        else:
+        elif not uncollected:
             reasons.append(f"tests: pytest exit code {result.exitstatus}")
     if "coverage" in result.failed_by and result.coverage is not None:
         for gate in result.coverage.gates:
@@ -558,6 +561,7 @@ def render_html(result: RunResult, base: Path | None = None, *, passed_output: b
         .render(
             result=result,
             counts=counts,
+            collection_counts=Counter(problem.outcome for problem in result.collection),
             why_failed=_why_failed(result, counts),
             passed=result.exitstatus == 0,
             makespan=result.makespan,

@@ -24,7 +24,13 @@ quarantined    ``<skipped type="batchflow.quarantined" message="quarantined:
 =============  ==============================================================
 
 Any other word (another plugin's) becomes an ``<error>`` so that it is not
-lost. Earlier attempts (each failed and was rerun) follow, oldest first, in
+lost. What pytest could not collect, or skipped while collecting (a
+module-level ``pytest.skip``), comes last, in a ``<testsuite>`` named
+``pytest collection``: a testcase per file or class, named as pytest's
+``--junitxml`` names it, with an ``<error>`` (the collection error's text) or
+a ``<skipped type="pytest.skip">`` (the reason as ``message``).
+
+Earlier attempts (each failed and was rerun) follow, oldest first, in
 Surefire's convention: a test that passed in the end gets a
 ``<flakyFailure>`` (``<flakyError>`` for an attempt that errored) per attempt,
 any other a ``<rerunFailure>`` (``<rerunError>``); each holds the attempt's
@@ -51,10 +57,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..files import write_atomically
-from ..results import AttemptResult, BatchResult, RunResult, TestResult, error_line
+from ..results import (
+    AttemptResult,
+    BatchResult,
+    CollectionProblem,
+    RunResult,
+    TestResult,
+    error_line,
+)
 
-__all__ = ["MESSAGE_LIMIT", "junit_xml", "visible", "write_junit"]
+__all__ = ["COLLECTION_SUITE", "MESSAGE_LIMIT", "junit_xml", "visible", "write_junit"]
 
+#: The testsuite of what pytest could not collect or skipped while collecting.
+COLLECTION_SUITE = "pytest collection"
 #: Characters of a ``message`` attribute; the element's text keeps all of it.
 MESSAGE_LIMIT = 1000
 _PASSING = frozenset({"passed", "xpassed", "flaky"})
@@ -147,6 +162,18 @@ def _verdict(test: TestResult) -> _Verdict:
     default = "error" if outcome == "error" else f"batchflow outcome {outcome!r}"
     return _Verdict(
         "error", _message(longrepr, default), _exception_type(longrepr, "error"), longrepr or ""
+    )
+
+
+def _collection_verdict(problem: CollectionProblem) -> _Verdict:
+    if problem.outcome == "skipped":
+        return _Verdict("skipped", problem.longrepr[:MESSAGE_LIMIT], "pytest.skip")
+    longrepr = problem.longrepr
+    return _Verdict(
+        "error",
+        _message(longrepr, "collection failure"),
+        _exception_type(longrepr, "error"),
+        longrepr,
     )
 
 
@@ -253,6 +280,23 @@ def junit_xml(result: RunResult) -> bytes:
             )
         for test, verdict in zip(tests, verdicts, strict=True):
             _testcase(suite, test, verdict)
+    if result.collection:
+        verdicts = [_collection_verdict(problem) for problem in result.collection]
+        everything += verdicts
+        suite = _element(
+            root,
+            "testsuite",
+            name=COLLECTION_SUITE,
+            **_counts(verdicts),
+            time=_seconds(0.0),
+            timestamp=_timestamp(result.started),
+            hostname=result.environment.hostname,
+        )
+        for problem, verdict in zip(result.collection, verdicts, strict=True):
+            classname, name = _classname_and_name(problem.nodeid)
+            testcase = _element(suite, "testcase", classname=classname, name=name, time="0.000")
+            kind = {} if verdict.type is None else {"type": verdict.type}
+            _element(testcase, str(verdict.tag), verdict.text, message=verdict.message, **kind)
     root.attrib.update(_counts(everything))
     root.set("time", _seconds(result.duration))
     root.set("timestamp", _timestamp(result.started))

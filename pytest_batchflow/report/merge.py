@@ -106,6 +106,9 @@ def merge_results(
     - tests: the union; a node id in several results keeps the later result's
       test (a note says so, and so does the test's own ``notes``). Workers,
       the tests' and their attempts', are renamed ``LABEL/WORKER``.
+    - ``collection`` (what pytest could not collect or skipped while
+      collecting): the union, in order; a node id in several results keeps
+      the later result's problem.
     - batches of the same name are combined: counts summed (a test found twice
       counted once), outcomes counted from the merged tests, duration from
       their first start to last stop, the policy of the first result. Status:
@@ -122,13 +125,14 @@ def merge_results(
       combined into ``coverage_dir`` with coverage.py's reports; the gates are
       the results' thresholds), else None, with a note if a result had some.
     - ``exitstatus``: 1 if a merged test failed or errored (or a merged batch
-      failed); else the highest exit status of a result other than 0, 1 and 5
-      (2 interrupted, 3 internal error, 4 usage error); else 1 if coverage
-      failed the run (the recomputed gates when data files are given, else any
-      result's ``failed_by``); else 5 if there are no tests and a result had
-      none collected; else 0. So a result that exited 1 only for a test that a
-      later result passed, or only for its own coverage gate when the coverage
-      is recomputed, does not fail the merged run. ``failed_by`` agrees: tests
+      failed, or a file could not be collected); else the highest exit status
+      of a result other than 0, 1 and 5 (2 interrupted, 3 internal error, 4
+      usage error); else 1 if coverage failed the run (the recomputed gates
+      when data files are given, else any result's ``failed_by``); else 5 if
+      there are no tests and a result had none collected; else 0. So a result
+      that exited 1 only for a test that a later result passed, or only for
+      its own coverage gate when the coverage is recomputed, does not fail the
+      merged run. ``failed_by`` agrees: tests
       if the status is nonzero without coverage, coverage if coverage failed.
 
     Raises :class:`ResultFileError` for a data file coverage.py cannot read.
@@ -160,8 +164,13 @@ def merge_results(
         notes.append(
             "probe results (--batchflow-probe) are left out: a probe's figures are of one run"
         )
-    failing = any(t.outcome in _FAILING for t in tests) or any(
-        b.status == "failed" for b in batches
+    collection = {
+        problem.nodeid: problem for run in (r for _, r in results) for problem in run.collection
+    }
+    failing = (
+        any(t.outcome in _FAILING for t in tests)
+        or any(b.status == "failed" for b in batches)
+        or any(problem.outcome == "error" for problem in collection.values())
     )
     statuses = [run.exitstatus for run in runs]
     without_coverage = _exitstatus(statuses, failing, False, bool(tests))
@@ -189,6 +198,7 @@ def merge_results(
             ),
             "batches": batches,
             "tests": tests,
+            "collection": list(collection.values()),
             "deselected": sum(run.deselected for run in runs),
             "probe": None,
             "estimated": _sum_if_known([run.estimated for run in runs]),

@@ -7,6 +7,7 @@ import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_json_result_holds_every_test_with_phases_and_output(pytester: pytest.Py
     result.assert_outcomes(passed=1, failed=1, skipped=1, xfailed=1)
     result.stdout.fnmatch_lines([f"batchflow: JSON result: {pytester.path}/out/result.json"])
     data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
-    assert data.schema_version == 6
+    assert data.schema_version == 7
     assert data.exitstatus == 1
     assert data.environment.pytest == pytest.__version__
     assert data.environment.python == ".".join(map(str, sys.version_info[:3]))
@@ -319,3 +320,85 @@ def test_a_rerun_test_keeps_only_its_last_attempts_output(pytester: pytest.Pytes
     assert result.parseoutcomes() == {"flaky": 1, "rerun": 1}
     (test,) = RunResult.model_validate_json((pytester.path / "r.json").read_text()).tests
     assert test.stdout == "attempt 2\n"
+
+
+COLLECTION_SUITE = {
+    "test_ok": "def test_ok():\n    pass\n",
+    "test_broken": "import not_installed_anywhere\n\ndef test_never():\n    pass\n",
+    "test_needs_x": (
+        "import pytest\n\npytest.skip('needs X', allow_module_level=True)\n\n"
+        "def test_x():\n    pass\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_what_could_not_be_collected_is_in_every_output(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    workers: list[str],
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    pytester.makepyfile(**COLLECTION_SUITE)
+    result = pytester.runpytest_subprocess(
+        "--batchflow",
+        "--batchflow-json=out/result.json",
+        "--batchflow-junit=out/junit.xml",
+        "--continue-on-collection-errors",
+        "-p",
+        "no:cacheprovider",
+        *workers,
+    )
+    result.assert_outcomes(passed=1, skipped=1, errors=1)  # as without batchflow
+    data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
+    assert [t.nodeid for t in data.tests] == ["test_ok.py::test_ok"]
+    assert [(c.nodeid, c.outcome) for c in data.collection] == [
+        ("test_broken.py", "error"),
+        ("test_needs_x.py", "skipped"),
+    ]
+    assert "ModuleNotFoundError: No module named 'not_installed_anywhere'" in (
+        data.collection[0].longrepr
+    )
+    assert data.collection[1].longrepr == "needs X"
+    assert (data.exitstatus, data.failed_by) == (1, ["tests"])
+    html = (pytester.path / ".batchflow/report.html").read_text()
+    assert "<b>1</b> collection error</a>" in html
+    assert "<b>1</b> skipped while collecting</a>" in html
+    assert '<dd id="why-failed">collection: 1 could not be collected</dd>' in html
+    assert '<tr><td class="mono">test_broken.py</td><td class="o-error">error</td>' in html
+    junit = ElementTree.parse(pytester.path / "out/junit.xml").getroot()
+    assert (junit.get("tests"), junit.get("errors"), junit.get("skipped")) == ("3", "1", "1")
+    (suite,) = [s for s in junit.iter("testsuite") if s.get("name") == "pytest collection"]
+    cases = [(c.get("classname"), c.get("name"), c[0].tag, c[0].get("message")) for c in suite]
+    assert cases == [
+        (
+            "",
+            "test_broken",
+            "error",
+            "ModuleNotFoundError: No module named 'not_installed_anywhere'",
+        ),
+        ("", "test_needs_x", "skipped", "needs X"),
+    ]
+    text = summary.read_text(encoding="utf-8")
+    assert "**1 test**: 1 passed, 1 collection error, 1 skipped while collecting  " in text
+    assert "### Collection errors (1)\n\n- <code>test&#95;broken.py</code>: " in text
+    result.stdout.fnmatch_lines(
+        ["::error file=test_broken.py,title=batchflow%3A test_broken.py could not be collected::*"]
+    )
+
+
+def test_an_interrupted_collection_is_in_the_json_result(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**COLLECTION_SUITE)
+    result = pytester.runpytest("--batchflow", "--batchflow-json=out/result.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
+    assert data.tests == []
+    assert [(c.nodeid, c.outcome) for c in data.collection] == [
+        ("test_broken.py", "error"),
+        ("test_needs_x.py", "skipped"),
+    ]

@@ -20,6 +20,7 @@ from pytest_batchflow.report.merge import ResultFileError, labels_for, merge_res
 from pytest_batchflow.results import (
     AttemptResult,
     BatchResult,
+    CollectionProblem,
     CoverageResult,
     PhaseResult,
     ProbeResult,
@@ -153,6 +154,40 @@ def test_a_test_in_two_results_keeps_the_later_result_and_says_so() -> None:
     [batch] = merged.batches
     assert (batch.tests, batch.outcomes, batch.status) == (2, {"passed": 2}, "passed")
     # shard1 exited 1 for a test that shard2 then passed: the merged run passed.
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+
+
+def test_collection_problems_are_united_and_an_error_fails_the_merged_run() -> None:
+    def problem(nodeid: str, outcome: str, text: str) -> CollectionProblem:
+        return CollectionProblem(nodeid=nodeid, outcome=outcome, longrepr=text)
+
+    first = a_run(
+        a_test("a.py::test_one"),
+        collection=[
+            problem("bad.py", "error", "E   ImportError: old"),
+            problem("x.py", "skipped", "X"),
+        ],
+        exitstatus=1,
+        failed_by=["tests"],
+    )
+    second = a_run(
+        a_test("b.py::test_two"),
+        collection=[
+            problem("y.py", "skipped", "Y"),
+            problem("bad.py", "error", "E   ImportError: new"),
+        ],
+    )
+    merged, _ = merged_of(first, second)
+    # In order of first appearance; the later result's problem for a node id.
+    assert [(c.nodeid, c.outcome, c.longrepr) for c in merged.collection] == [
+        ("bad.py", "error", "E   ImportError: new"),
+        ("x.py", "skipped", "X"),
+        ("y.py", "skipped", "Y"),
+    ]
+    assert (merged.exitstatus, merged.failed_by) == (1, ["tests"])
+    skipped_only = a_run(a_test("c.py::test_three"), collection=[problem("z.py", "skipped", "Z")])
+    merged, _ = merged_of(skipped_only, a_run(a_test("d.py::test_four")))
+    assert [c.nodeid for c in merged.collection] == ["z.py"]
     assert (merged.exitstatus, merged.failed_by) == (0, [])
 
 
@@ -332,7 +367,7 @@ def test_coverage_and_probes_of_single_runs_are_left_out_with_a_note() -> None:
         ("[1, 2]", "not a batchflow result: the JSON is not an object"),
         (
             '{"schema_version": 4, "tests": []}',
-            "a result of schema version 4; this batchflow reads version 6 (render it with "
+            "a result of schema version 4; this batchflow reads version 7 (render it with "
             "the batchflow that wrote it)",
         ),
         (
