@@ -13,7 +13,6 @@ the terminal summary.
 
 from __future__ import annotations
 
-import gc
 import os
 import platform
 import socket
@@ -40,7 +39,7 @@ from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
 from .files import ignore_in_git
-from .gcpause import FREEZE_WORKS, collector_paused
+from .gcpause import collector_paused
 from .items import MarkerError
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
@@ -448,8 +447,6 @@ class Orchestrator:
         self._memory_read: dict[str, int] | None = None
         #: The memory available when the session started (the controller's thread reads it).
         self._available_memory: int | None = None
-        #: Whether objects are set aside from the garbage collector (see freeze_heap).
-        self._frozen = False
         #: Whether the run was summed up (see finish).
         self.run_finished = False
         self._finish_error: BaseException | None = None
@@ -533,25 +530,6 @@ class Orchestrator:
         self.run_result = None
         self.analysis = None
         self.batch_of = {}
-        if self._frozen:
-            # Before pytest's last collection, which looks for unraisable
-            # exceptions: it sees every object again, as without batchflow.
-            gc.unfreeze()
-            self._frozen = False
-
-    def freeze_heap(self) -> None:
-        """On the xdist controller: set aside, for the garbage collector, every
-        object alive now; :meth:`close` gives them back.
-
-        Called once the plan and the dispatcher are built and again when the
-        run's results are: those objects live to the end of the run, and each
-        full collection during it walked them all for nothing (about 100 ms on
-        5,000 tests, and once more as the results are summed up). Only where
-        no test runs: a serial run's tests may count on collections.
-        """
-        if self.role == "controller" and FREEZE_WORKS:
-            gc.freeze()
-            self._frozen = True
 
     # -- collection (serial and worker) -----------------------------------------
 
@@ -1437,7 +1415,6 @@ class Orchestrator:
             # of them some 50 ms on 5,000 tests.
             with collector_paused():
                 self._finish(session, exitstatus)
-                self.freeze_heap()
         except BaseException as raised:
             if not early:
                 raise

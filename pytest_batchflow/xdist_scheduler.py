@@ -280,7 +280,6 @@ class BatchflowScheduling:
         )
         for node in self.collections:
             self.dispatcher.add_worker(node.gateway.id)
-        self.orchestrator.freeze_heap()
         self.orchestrator.write_line(format_header(plan))
 
     def _decide(self) -> None:
