@@ -1151,6 +1151,12 @@ class Orchestrator:
             self.rerunning.discard(index)
             self._rerun_attempt(index, reports)
             return
+        if any(report.outcome == RERUN for report in reports):
+            # Another plugin's rerun, at once and in this process: pytest-rerunfailures
+            # logs the failed attempt as "rerun", then runs the test again. An
+            # earlier attempt, as batchflow's own reruns keep theirs.
+            self._keep_attempt(index, reports, _test_outcome(reports))
+            return
         outcome = _test_outcome(reports)
         if subtest_failed and outcome in ("passed", "xpassed"):
             outcome = "failed"

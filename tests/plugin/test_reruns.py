@@ -596,3 +596,65 @@ def test_the_flaky_window_limits_which_runs_the_score_counts(pytester: pytest.Py
     wide, data = run(pytester, *args)
     wide.stdout.fnmatch_lines(["batchflow: test_suite.py::test_wobbly enters quarantine *"])
     assert by_name(data)["test_wobbly"].outcome == "quarantined"
+
+
+#: pytest-rerunfailures' protocol, for one rerun: a failed attempt's failing
+#: reports are logged with the outcome "rerun", then the test runs again at
+#: once, each attempt between its own logstart and logfinish.
+IN_PLACE_RERUNS = """
+import pytest
+from _pytest.runner import runtestprotocol
+
+def pytest_runtest_protocol(item, nextitem):
+    for attempt in (1, 2):
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        again = attempt == 1 and any(report.failed for report in reports)
+        for report in reports:
+            if again and report.failed:
+                report.outcome = "rerun"
+            item.ihook.pytest_runtest_logreport(report=report)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        if not again:
+            return True
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_another_plugin_s_rerun_is_an_earlier_attempt(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(IN_PLACE_RERUNS)
+    pytester.makepyfile(
+        test_in_place=FLAKY
+        + """
+def test_flaky():
+    assert attempt("flaky") == 2, "first attempt"
+
+def test_broken():
+    assert 0, "always"
+
+@pytest.mark.depends_on("test_flaky")
+def test_after_flaky():
+    pass
+
+@pytest.mark.depends_on("test_broken")
+def test_after_broken():
+    pass
+"""
+    )
+    result, data = run(pytester, *workers)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    tests = by_name(data)
+    outcomes = {name: test.outcome for name, test in tests.items()}
+    assert outcomes == {
+        "test_flaky": "flaky",
+        "test_broken": "failed",
+        "test_after_flaky": "passed",
+        "test_after_broken": "skipped",
+    }
+    assert [a.outcome for a in tests["test_flaky"].attempts] == ["failed"]
+    assert "first attempt" in (tests["test_flaky"].attempts[0].longrepr or "")
+    assert [a.outcome for a in tests["test_broken"].attempts] == ["failed"]
