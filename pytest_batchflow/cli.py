@@ -146,7 +146,7 @@ def _flaky(store: HistoryStore, window: int, everything: bool) -> list[str]:
         "score = (flaky runs + flips) / (runs + same-commit pairs); flaky run: failed, then "
         "passed on a rerun; flip: outcome changed between two runs at the same commit; "
         "excluded: runs in the window's span (back to the oldest counted run) that were "
-        "infrastructure failures or skipped",
+        "infrastructure failures, skipped or xfailed",
     ]
 
 

@@ -432,7 +432,7 @@ class HistoryStore:
         test's attempts come run by run, newest first, through an index, and
         each run's infrastructure verdict from that run's attempts alone. On a
         store of 300 runs of 5,000 tests, reading every run instead took 1.5
-        million rows, some 600 MB and 7 s.
+        million rows, 650 MB and 7.4 s.
         """
         runs: dict[int, tuple[str | None, bool] | None] = {}
 

@@ -164,6 +164,12 @@ def _clean(text: str) -> str:
     return text
 
 
+def _skip_reason(longrepr: object) -> str:
+    """A skip's reason: its report's longrepr is (path, line, "Skipped: REASON")."""
+    text = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
 def _after(text: str, earlier: str) -> str:
     """``text`` without the earlier attempts' output it starts with."""
     return text[len(earlier) :] if earlier and text.startswith(earlier) else text
@@ -190,7 +196,7 @@ def _phase_values(report: pytest.TestReport) -> _Phase:
         elif report.skipped and hasattr(report, "wasxfail"):
             longrepr = _clean(f"xfail: {report.wasxfail}" if report.wasxfail else "xfail")
         elif report.skipped and isinstance(report.longrepr, tuple):
-            longrepr = _clean(str(report.longrepr[2]).removeprefix("Skipped: "))
+            longrepr = _clean(_skip_reason(report.longrepr))
     start, stop = report.start, report.stop
     if not (start and stop):
         # xdist's report of a crashed worker carries no times: it happened now.
@@ -438,8 +444,8 @@ class Orchestrator:
         self._measured_here: tuple[pytest.TestReport, Figures] | None = None
         self.over_limit: dict[int, int] = {}
         #: Serial and controller: what pytest could not collect or skipped while
-        #: collecting, as (node id, "error" or "skipped", text), in its order.
-        self.collection_problems: list[tuple[str, str, str]] = []
+        #: collecting, (node id, "error" or "skipped") -> text, in its order.
+        self.collection_problems: dict[tuple[str, str], str] = {}
         #: Tests that needed more than the whole memory budget (they run alone).
         self.alone: list[str] = []
         self.budget: Budget | None = None
@@ -984,17 +990,17 @@ class Orchestrator:
         return index
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        # A controller hears of the workers' failed and skipped collectors
-        # (xdist sends only those, each problem once).
         if self.role == "worker" or report.passed:
             return
-        if report.failed:
-            self.collection_problems.append((report.nodeid, "error", report.longreprtext))
-            return
-        # A skip's longrepr is (path, line, "Skipped: REASON"), as pytest's summary reads it.
-        skip = report.longrepr
-        reason = (skip[2] if isinstance(skip, tuple) else str(skip)).removeprefix("Skipped: ")
-        self.collection_problems.append((report.nodeid, "skipped", reason))
+        # Each problem once: a controller hears of the workers' failed and
+        # skipped collectors, and xdist passes on each worker's copy of one
+        # unless its text is a plain string (a conftest's import error, a bad
+        # parametrize come once per worker).
+        outcome = "error" if report.failed else "skipped"
+        key = (report.nodeid, outcome)
+        if key not in self.collection_problems:
+            text = report.longreprtext if report.failed else _skip_reason(report.longrepr)
+            self.collection_problems[key] = _clean(text)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -1462,8 +1468,14 @@ class Orchestrator:
                     f"test{'s' if failing != 1 else ''} alone, {ALONE_RUNS} times each"
                 )
             probe = probe_result(self.config, self.settings.probe, tests, self.workers)
-        failed_by: list[Literal["tests", "coverage", "benchmarks"]] = []
-        if exitstatus != pytest.ExitCode.OK:
+        failed_by: list[Literal["collection", "tests", "coverage", "benchmarks"]] = []
+        uncollected = any(outcome == "error" for _, outcome in self.collection_problems)
+        if uncollected:
+            failed_by.append("collection")
+        failures = {"failed", "error", *(["flaky"] if self.settings.strict_flaky else [])}
+        if exitstatus != pytest.ExitCode.OK and (
+            not uncollected or any(t.outcome in failures for t in tests)
+        ):
             failed_by.append("tests")
         benchmarks = self._benchmarks(tests)
         if any(b.comparison is not None and b.comparison.failed for b in benchmarks):
@@ -1488,7 +1500,7 @@ class Orchestrator:
             tests=tests,
             collection=[
                 CollectionProblem(nodeid=nodeid, outcome=outcome, longrepr=text)
-                for nodeid, outcome, text in self.collection_problems
+                for (nodeid, outcome), text in self.collection_problems.items()
             ],
             deselected=len(self.analysis.specs) - len(self.plan.order),
             probe=probe,

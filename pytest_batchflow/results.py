@@ -34,6 +34,7 @@ __all__ = [
     "RunResult",
     "TestOutcome",
     "TestResult",
+    "collection_error_line",
     "error_line",
     "json_schema",
     "validate_tests",
@@ -396,7 +397,10 @@ class ResourcesResult(_Model):
 class CollectionProblem(_Model):
     """A file or class that pytest could not collect, or skipped whole while collecting."""
 
-    nodeid: str = Field(description="The collector's node id (a file, a class).")
+    nodeid: str = Field(
+        description="The collector's node id: a file, a class, a directory (its conftest.py "
+        "or __init__.py), or under xdist a worker (gw1) whose collection differed."
+    )
     outcome: Literal["error", "skipped"] = Field(
         description="error: collecting raised (an import error, a bad parametrize); skipped: "
         "a module-level pytest.skip or importorskip."
@@ -429,10 +433,11 @@ class RunResult(_Model):
     resources: ResourcesResult | None = Field(
         None, description="Memory and CPU figures; None with --batchflow-no-resources."
     )
-    failed_by: list[Literal["tests", "coverage", "benchmarks"]] = Field(
+    failed_by: list[Literal["collection", "tests", "coverage", "benchmarks"]] = Field(
         default_factory=list,
-        description="What failed the run: tests (a failure or error), coverage (a gate), "
-        "benchmarks (a significant slowdown beyond a gate).",
+        description="What failed the run: collection (a file pytest could not collect), tests "
+        "(a failure or error), coverage (a gate), benchmarks (a significant slowdown beyond a "
+        "gate).",
     )
     estimated: float | None = Field(
         None, description="The plan's estimate of the tests' total duration (from history)."
@@ -450,6 +455,11 @@ class RunResult(_Model):
         description="For a result merged by `batchflow report`: the merged results' labels; "
         "their workers are named LABEL/WORKER.",
     )
+
+    @property
+    def collection_errors(self) -> list[CollectionProblem]:
+        """What pytest could not collect (its skips left out)."""
+        return [problem for problem in self.collection if problem.outcome == "error"]
 
     @property
     def makespan(self) -> float:
@@ -474,13 +484,25 @@ def validate_tests(values: Sequence[Mapping[str, Any]]) -> list[TestResult]:
     return _tests_adapter().validate_python(values)
 
 
-def error_line(longrepr: str | None) -> str:
-    """The line that says what went wrong: pytest's ``E`` line, else the last one."""
+def error_line(longrepr: str | None, *, last: bool = False) -> str:
+    """The line that says what went wrong: pytest's first ``E`` line (``last``: its
+    last, where an exception such as a SyntaxError is named after its source
+    lines), else the last line."""
     lines = [line for line in (longrepr or "").splitlines() if line.strip()]
-    for line in lines:
+    for line in reversed(lines) if last else lines:
         if line.startswith("E "):
             return line[1:].strip()
     return lines[-1].strip() if lines else "(no error text)"
+
+
+def collection_error_line(problem: CollectionProblem) -> str:
+    """What went wrong collecting: the last ``E`` line (a SyntaxError's first
+    ones are its source), else the first line (xdist's "Different tests were
+    collected between gw0 and gw1")."""
+    if any(line.startswith("E ") for line in problem.longrepr.splitlines()):
+        return error_line(problem.longrepr, last=True)
+    first = next((line.strip() for line in problem.longrepr.splitlines() if line.strip()), "")
+    return first or "(no error text)"
 
 
 def json_schema() -> str:

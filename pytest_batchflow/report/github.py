@@ -23,7 +23,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..results import BatchResult, CollectionProblem, RunResult, TestResult, error_line
+from ..results import (
+    BatchResult,
+    CollectionProblem,
+    RunResult,
+    TestResult,
+    collection_error_line,
+    error_line,
+)
 from ..terminal import seconds
 from .junit import visible
 
@@ -84,12 +91,11 @@ def _counts(result: RunResult) -> str:
     parts = [f"{counts[word]} {word}" for word in words if counts[word]]
     if result.deselected:
         parts.append(f"{result.deselected} deselected")
-    uncollected = Counter(problem.outcome for problem in result.collection)
-    if uncollected["error"]:
-        errors = uncollected["error"]
+    errors = len(result.collection_errors)
+    if errors:
         parts.append(f"{errors} collection error{'' if errors == 1 else 's'}")
-    if uncollected["skipped"]:
-        parts.append(f"{uncollected['skipped']} skipped while collecting")
+    if skipped := len(result.collection) - errors:
+        parts.append(f"{skipped} skipped while collecting")
     tests = len(result.tests)
     return f"**{tests} test{'' if tests == 1 else 's'}**" + (
         f": {', '.join(parts)}" if parts else ""
@@ -149,13 +155,12 @@ def _batches(batches: Sequence[BatchResult]) -> list[str]:
     ]
 
 
-def _collection_errors(problems: Sequence[CollectionProblem]) -> list[str]:
-    errors = [problem for problem in problems if problem.outcome == "error"]
+def _collection_errors(errors: Sequence[CollectionProblem]) -> list[str]:
     if not errors:
         return []
     lines = [f"### Collection errors ({len(errors)})", ""]
     for problem in errors[:LIST_LIMIT]:
-        lines.append(f"- {_code(problem.nodeid)}: {_code(error_line(problem.longrepr))}")
+        lines.append(f"- {_code(problem.nodeid)}: {_code(collection_error_line(problem))}")
     return [*lines, "", *_more(LIST_LIMIT, len(errors), "collection errors")]
 
 
@@ -217,7 +222,7 @@ def step_summary(result: RunResult, html_path: Path | None) -> str:
     """The run as GitHub-flavoured markdown, under :data:`SUMMARY_LIMIT` bytes."""
     lines = [_verdict(result), "", f"{_counts(result)}  ", _times(result), ""]
     lines += _batches(result.batches)
-    lines += _collection_errors(result.collection)
+    lines += _collection_errors(result.collection_errors)
     lines += _failures(result.tests)
     lines += _flaky(result.tests)
     lines += _coverage(result)
@@ -241,6 +246,15 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _error_command(properties: list[str], title: str, first: str, longrepr: str | None) -> str:
+    """A ``::error`` command: the error line, then the traceback's last lines."""
+    properties.append(f"title={_escape_property(visible(title))}")
+    lines = (longrepr or "").rstrip().splitlines()
+    tail = [_clip(line, _ANNOTATION_LINE_CLIP) for line in lines[-_ANNOTATION_LINES:]]
+    message = "\n".join([first, "", *tail]).rstrip()
+    return f"::error {','.join(properties)}::{_escape_data(visible(message))}"
+
+
 def _annotation(test: TestResult) -> str:
     what = "errored" if test.outcome == "error" else "failed"
     properties = []
@@ -249,32 +263,28 @@ def _annotation(test: TestResult) -> str:
         if test.line is not None:
             properties.append(f"line={test.line}")
     title = f"batchflow: {test.nodeid} {what}"
-    properties.append(f"title={_escape_property(visible(title))}")
-    longrepr = (test.longrepr or "").rstrip().splitlines()
-    tail = [_clip(line, _ANNOTATION_LINE_CLIP) for line in longrepr[-_ANNOTATION_LINES:]]
-    message = "\n".join([error_line(test.longrepr), "", *tail]).rstrip()
-    return f"::error {','.join(properties)}::{_escape_data(visible(message))}"
+    return _error_command(properties, title, error_line(test.longrepr), test.longrepr)
 
 
-def _collection_annotation(problem: CollectionProblem) -> str:
+def _collection_annotation(problem: CollectionProblem, rootdir: str) -> str:
+    # A file where there is one: not a directory (its conftest.py), not an xdist worker.
     path = problem.nodeid.split("::")[0]
+    is_file = bool(path) and (Path(rootdir) / path).is_file()
+    properties = [f"file={_escape_property(visible(path))}"] if is_file else []
     title = f"batchflow: {problem.nodeid} could not be collected"
-    properties = f"file={_escape_property(visible(path))},title={_escape_property(visible(title))}"
-    longrepr = problem.longrepr.rstrip().splitlines()
-    tail = [_clip(line, _ANNOTATION_LINE_CLIP) for line in longrepr[-_ANNOTATION_LINES:]]
-    message = "\n".join([error_line(problem.longrepr), "", *tail]).rstrip()
-    return f"::error {properties}::{_escape_data(visible(message))}"
+    return _error_command(properties, title, collection_error_line(problem), problem.longrepr)
 
 
 def annotations(result: RunResult) -> list[str]:
     """Workflow commands for collection errors, then failed and errored tests: at most
     10 errors, then a warning."""
-    failing: list[CollectionProblem | TestResult] = [
-        problem for problem in result.collection if problem.outcome == "error"
-    ]
+    failing: list[CollectionProblem | TestResult] = [*result.collection_errors]
     failing += [test for test in result.tests if test.outcome in _FAILING]
+    rootdir = result.environment.rootdir
     commands = [
-        _collection_annotation(item) if isinstance(item, CollectionProblem) else _annotation(item)
+        _collection_annotation(item, rootdir)
+        if isinstance(item, CollectionProblem)
+        else _annotation(item)
         for item in failing[:ANNOTATION_LIMIT]
     ]
     if len(failing) > ANNOTATION_LIMIT:

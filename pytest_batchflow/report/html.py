@@ -495,16 +495,15 @@ def _counts(tests: Iterable[TestResult]) -> list[tuple[str, int]]:
 
 def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
     reasons = []
+    if "collection" in result.failed_by:
+        reasons.append(f"collection: {len(result.collection_errors)} could not be collected")
     if "tests" in result.failed_by:
         failing = counts.get("failed", 0) + counts.get("error", 0)
-        uncollected = sum(1 for problem in result.collection if problem.outcome == "error")
-        if uncollected:
-            reasons.append(f"collection: {uncollected} could not be collected")
         if failing:
             reasons.append(f"tests: {failing} failed or errored")
         elif counts.get("flaky"):
             reasons.append(f"tests: {counts['flaky']} flaky (--batchflow-strict-flaky)")
-        elif not uncollected:
+        else:
             reasons.append(f"tests: pytest exit code {result.exitstatus}")
     if "coverage" in result.failed_by and result.coverage is not None:
         for gate in result.coverage.gates:

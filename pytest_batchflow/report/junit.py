@@ -63,6 +63,7 @@ from ..results import (
     CollectionProblem,
     RunResult,
     TestResult,
+    collection_error_line,
     error_line,
 )
 
@@ -168,13 +169,14 @@ def _verdict(test: TestResult) -> _Verdict:
 def _collection_verdict(problem: CollectionProblem) -> _Verdict:
     if problem.outcome == "skipped":
         return _Verdict("skipped", problem.longrepr[:MESSAGE_LIMIT], "pytest.skip")
-    longrepr = problem.longrepr
-    return _Verdict(
-        "error",
-        _message(longrepr, "collection failure"),
-        _exception_type(longrepr, "error"),
-        longrepr,
-    )
+    message = collection_error_line(problem)[:MESSAGE_LIMIT]
+    return _Verdict("error", message, _exception_type(problem.longrepr, "error"), problem.longrepr)
+
+
+def _verdict_element(testcase: ET.Element, verdict: _Verdict) -> None:
+    if verdict.tag is not None:
+        kind = {} if verdict.type is None else {"type": verdict.type}
+        _element(testcase, verdict.tag, verdict.text, message=verdict.message, **kind)
 
 
 def _element(parent: ET.Element, tag: str, text: str = "", **attributes: str) -> ET.Element:
@@ -220,9 +222,7 @@ def _testcase(parent: ET.Element, test: TestResult, verdict: _Verdict) -> None:
     _properties(
         testcase, [("batch", test.batch), ("worker", test.worker), ("outcome", test.outcome)]
     )
-    if verdict.tag is not None:
-        kind = {} if verdict.type is None else {"type": verdict.type}
-        _element(testcase, verdict.tag, verdict.text, message=verdict.message, **kind)
+    _verdict_element(testcase, verdict)
     for attempt in test.attempts:
         _attempt(testcase, attempt, passed_in_the_end=verdict.tag is None)
     if system_out := _system_out(test):
@@ -295,8 +295,7 @@ def junit_xml(result: RunResult) -> bytes:
         for problem, verdict in zip(result.collection, verdicts, strict=True):
             classname, name = _classname_and_name(problem.nodeid)
             testcase = _element(suite, "testcase", classname=classname, name=name, time="0.000")
-            kind = {} if verdict.type is None else {"type": verdict.type}
-            _element(testcase, str(verdict.tag), verdict.text, message=verdict.message, **kind)
+            _verdict_element(testcase, verdict)
     root.attrib.update(_counts(everything))
     root.set("time", _seconds(result.duration))
     root.set("timestamp", _timestamp(result.started))

@@ -19,7 +19,14 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from ..results import SCHEMA_VERSION, BatchResult, CoverageResult, RunResult, TestResult
+from ..results import (
+    SCHEMA_VERSION,
+    BatchResult,
+    CollectionProblem,
+    CoverageResult,
+    RunResult,
+    TestResult,
+)
 
 __all__ = ["ResultFileError", "labels_for", "merge_results", "read_result"]
 
@@ -108,7 +115,8 @@ def merge_results(
       the tests' and their attempts', are renamed ``LABEL/WORKER``.
     - ``collection`` (what pytest could not collect or skipped while
       collecting): the union, in order; a node id in several results keeps
-      the later result's problem.
+      the later result's problem, and a problem is left out when a later
+      result ran tests under its node id (a later stage collected the file).
     - batches of the same name are combined: counts summed (a test found twice
       counted once), outcomes counted from the merged tests, duration from
       their first start to last stop, the policy of the first result. Status:
@@ -132,8 +140,10 @@ def merge_results(
       there are no tests and a result had none collected; else 0. So a result
       that exited 1 only for a test that a later result passed, or only for
       its own coverage gate when the coverage is recomputed, does not fail the
-      merged run. ``failed_by`` agrees: tests
-      if the status is nonzero without coverage, coverage if coverage failed.
+      merged run. ``failed_by`` agrees: collection if a merged collection
+      error is left; tests if the status is nonzero without coverage (and a
+      test or batch failed, or there is no collection error); coverage if
+      coverage failed.
 
     Raises :class:`ResultFileError` for a data file coverage.py cannot read.
     """
@@ -164,17 +174,23 @@ def merge_results(
         notes.append(
             "probe results (--batchflow-probe) are left out: a probe's figures are of one run"
         )
-    collection = {
-        problem.nodeid: problem for run in (r for _, r in results) for problem in run.collection
-    }
+    collection = _union_of_collections(runs)
+    uncollected = any(problem.outcome == "error" for problem in collection)
     failing = (
         any(t.outcome in _FAILING for t in tests)
         or any(b.status == "failed" for b in batches)
-        or any(problem.outcome == "error" for problem in collection.values())
+        or uncollected
     )
     statuses = [run.exitstatus for run in runs]
     without_coverage = _exitstatus(statuses, failing, False, bool(tests))
-    failed_by: list[Literal["tests", "coverage"]] = ["tests"] if without_coverage != _OK else []
+    failed_by: list[Literal["collection", "tests", "coverage"]] = []
+    if uncollected:
+        failed_by.append("collection")
+    tests_failed = any(t.outcome in _FAILING for t in tests) or any(
+        b.status == "failed" for b in batches
+    )
+    if without_coverage != _OK and (tests_failed or not uncollected):
+        failed_by.append("tests")
     if coverage_failed:
         failed_by.append("coverage")
     verdict: dict[str, object] = {
@@ -198,7 +214,7 @@ def merge_results(
             ),
             "batches": batches,
             "tests": tests,
-            "collection": list(collection.values()),
+            "collection": collection,
             "deselected": sum(run.deselected for run in runs),
             "probe": None,
             "estimated": _sum_if_known([run.estimated for run in runs]),
@@ -208,6 +224,23 @@ def merge_results(
         }
     )
     return merged, notes
+
+
+def _union_of_collections(runs: Sequence[RunResult]) -> list[CollectionProblem]:
+    """What the results could not collect or skipped while collecting, in order: a
+    node id's later problem replacing its earlier one, and a problem left out when
+    a later result ran tests under that node id (a later stage collected it)."""
+    latest: dict[str, tuple[int, CollectionProblem]] = {}
+    for position, run in enumerate(runs):
+        for problem in run.collection:
+            latest[problem.nodeid] = (position, problem)
+    kept = []
+    for nodeid, (position, problem) in latest.items():
+        inside = (f"{nodeid}::", f"{nodeid}/")  # its tests: of the file, of the directory
+        later = (test.nodeid for run in runs[position + 1 :] for test in run.tests)
+        if not any(test == nodeid or test.startswith(inside) for test in later):
+            kept.append(problem)
+    return kept
 
 
 def _union_of_tests(

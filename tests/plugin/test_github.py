@@ -16,6 +16,7 @@ from pytest_batchflow.report.github import (
     step_summary,
 )
 from pytest_batchflow.results import (
+    CollectionProblem,
     CoverageBatch,
     CoverageGate,
     CoverageResult,
@@ -318,3 +319,40 @@ def test_off_github_actions_no_workflow_commands_are_printed(pytester: pytest.Py
     result = pytester.runpytest("--batchflow", "--batchflow-html=off")
     result.assert_outcomes(passed=1, failed=1, errors=1)
     assert not [line for line in result.stdout.lines if line.startswith("::")]
+
+
+def test_collection_errors_are_annotated_first_with_a_file_only_where_there_is_one(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "test_bad.py").write_text("import nope\n")
+    (tmp_path / "pkg").mkdir()
+    problems = [
+        CollectionProblem(nodeid="test_bad.py", outcome="error", longrepr="E   ImportError: nope"),
+        CollectionProblem(nodeid="pkg", outcome="error", longrepr="E   ImportError: in conftest"),
+        CollectionProblem(
+            nodeid="gw1",
+            outcome="error",
+            longrepr="Different tests were collected between gw0 and gw1.\nKnown limitations",
+        ),
+        CollectionProblem(nodeid="test_skip.py", outcome="skipped", longrepr="needs X"),
+    ]
+    failing = [case(f"t.py::test_{n}", "failed") for n in range(9)]
+    result = run(failing, collection=problems, exitstatus=1, failed_by=["collection", "tests"])
+    result = result.model_copy(
+        update={"environment": result.environment.model_copy(update={"rootdir": str(tmp_path)})}
+    )
+    commands = github.annotations(result)
+    heads = [command.split("::")[1] for command in commands]
+    assert heads[:3] == [
+        "error file=test_bad.py,title=batchflow%3A test_bad.py could not be collected",
+        "error title=batchflow%3A pkg could not be collected",
+        "error title=batchflow%3A gw1 could not be collected",
+    ]
+    assert (
+        commands[2]
+        .split("::")[2]
+        .startswith("Different tests were collected between gw0 and gw1.%0A")
+    )
+    # At most 10 errors: 3 collection errors, then 7 of the 9 failed tests.
+    assert len(commands) == 11
+    assert commands[-1] == "::warning::batchflow: 2 more failures not annotated (see the report)"

@@ -329,6 +329,12 @@ COLLECTION_SUITE = {
         "import pytest\n\npytest.skip('needs X', allow_module_level=True)\n\n"
         "def test_x():\n    pass\n"
     ),
+    # Reported by each xdist worker (its text is not a plain string): kept once.
+    "test_bad_params": (
+        "import pytest\n\n@pytest.mark.parametrize('x', [1])\ndef test_p(y):\n    pass\n"
+    ),
+    # The exception is named after its source lines.
+    "test_syntax": "def test_s(:\n    pass\n",
 }
 
 
@@ -345,60 +351,80 @@ def test_what_could_not_be_collected_is_in_every_output(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     pytester.makepyfile(**COLLECTION_SUITE)
+    args = ["--continue-on-collection-errors", "-p", "no:cacheprovider", *workers]
+    plain = pytester.runpytest_subprocess(*args).parseoutcomes()
     result = pytester.runpytest_subprocess(
-        "--batchflow",
-        "--batchflow-json=out/result.json",
-        "--batchflow-junit=out/junit.xml",
-        "--continue-on-collection-errors",
-        "-p",
-        "no:cacheprovider",
-        *workers,
+        "--batchflow", "--batchflow-json=out/result.json", "--batchflow-junit=out/junit.xml", *args
     )
-    result.assert_outcomes(passed=1, skipped=1, errors=1)  # as without batchflow
+    assert result.parseoutcomes() == plain  # pytest's counts, as without batchflow
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
     assert [t.nodeid for t in data.tests] == ["test_ok.py::test_ok"]
-    assert [(c.nodeid, c.outcome) for c in data.collection] == [
+    assert sorted((c.nodeid, c.outcome) for c in data.collection) == [
+        ("test_bad_params.py", "error"),
         ("test_broken.py", "error"),
         ("test_needs_x.py", "skipped"),
+        ("test_syntax.py", "error"),
     ]
-    assert "ModuleNotFoundError: No module named 'not_installed_anywhere'" in (
-        data.collection[0].longrepr
+    problems = {c.nodeid: c.longrepr for c in data.collection}
+    assert (
+        "ModuleNotFoundError: No module named 'not_installed_anywhere'"
+        in problems["test_broken.py"]
     )
-    assert data.collection[1].longrepr == "needs X"
-    assert (data.exitstatus, data.failed_by) == (1, ["tests"])
+    assert problems["test_needs_x.py"] == "needs X"
+    assert (data.exitstatus, data.failed_by) == (1, ["collection"])
     html = (pytester.path / ".batchflow/report.html").read_text()
-    assert "<b>1</b> collection error</a>" in html
+    assert "<b>3</b> collection errors</a>" in html
     assert "<b>1</b> skipped while collecting</a>" in html
-    assert '<dd id="why-failed">collection: 1 could not be collected</dd>' in html
+    assert '<dd id="why-failed">collection: 3 could not be collected</dd>' in html
     assert '<tr><td class="mono">test_broken.py</td><td class="o-error">error</td>' in html
     junit = ElementTree.parse(pytester.path / "out/junit.xml").getroot()
-    assert (junit.get("tests"), junit.get("errors"), junit.get("skipped")) == ("3", "1", "1")
+    assert (junit.get("tests"), junit.get("errors"), junit.get("skipped")) == ("5", "3", "1")
     (suite,) = [s for s in junit.iter("testsuite") if s.get("name") == "pytest collection"]
-    cases = [(c.get("classname"), c.get("name"), c[0].tag, c[0].get("message")) for c in suite]
-    assert cases == [
-        (
+    cases = {c.get("name"): (c.get("classname"), c[0].tag, c[0].get("message")) for c in suite}
+    assert cases == {
+        "test_bad_params": (
             "",
-            "test_broken",
+            "error",
+            "In test_bad_params.py::test_p: function uses no argument 'x'",
+        ),
+        "test_broken": (
+            "",
             "error",
             "ModuleNotFoundError: No module named 'not_installed_anywhere'",
         ),
-        ("", "test_needs_x", "skipped", "needs X"),
-    ]
+        "test_needs_x": ("", "skipped", "needs X"),
+        "test_syntax": ("", "error", "SyntaxError: invalid syntax"),
+    }
     text = summary.read_text(encoding="utf-8")
-    assert "**1 test**: 1 passed, 1 collection error, 1 skipped while collecting  " in text
-    assert "### Collection errors (1)\n\n- <code>test&#95;broken.py</code>: " in text
+    assert text.startswith("\n## ❌ batchflow: failed by collection\n")
+    assert "**1 test**: 1 passed, 3 collection errors, 1 skipped while collecting  " in text
+    assert "### Collection errors (3)" in text
+    assert "- <code>test&#95;syntax.py</code>: <code>SyntaxError&#58; invalid syntax</code>" in text
     result.stdout.fnmatch_lines(
         ["::error file=test_broken.py,title=batchflow%3A test_broken.py could not be collected::*"]
     )
 
 
 def test_an_interrupted_collection_is_in_the_json_result(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(**COLLECTION_SUITE)
+    pytester.makepyfile(
+        test_ok=COLLECTION_SUITE["test_ok"], test_broken=COLLECTION_SUITE["test_broken"]
+    )
     result = pytester.runpytest("--batchflow", "--batchflow-json=out/result.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
     assert data.tests == []
-    assert [(c.nodeid, c.outcome) for c in data.collection] == [
-        ("test_broken.py", "error"),
-        ("test_needs_x.py", "skipped"),
-    ]
+    assert [(c.nodeid, c.outcome) for c in data.collection] == [("test_broken.py", "error")]
+    assert (data.exitstatus, data.failed_by) == (2, ["collection"])
+    html = (pytester.path / ".batchflow/report.html").read_text()
+    assert '<dd id="why-failed">collection: 1 could not be collected</dd>' in html
+
+
+def test_a_collection_error_with_undecodable_text_is_kept(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_odd="raise ImportError('bad \\udcff name')\n")
+    result = pytester.runpytest(
+        "--batchflow", "--batchflow-json=out/result.json", "--continue-on-collection-errors"
+    )
+    result.assert_outcomes(errors=1)
+    data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
+    assert "ImportError: bad \\udcff name" in data.collection[0].longrepr

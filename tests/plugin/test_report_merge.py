@@ -168,7 +168,7 @@ def test_collection_problems_are_united_and_an_error_fails_the_merged_run() -> N
             problem("x.py", "skipped", "X"),
         ],
         exitstatus=1,
-        failed_by=["tests"],
+        failed_by=["collection"],
     )
     second = a_run(
         a_test("b.py::test_two"),
@@ -184,11 +184,25 @@ def test_collection_problems_are_united_and_an_error_fails_the_merged_run() -> N
         ("x.py", "skipped", "X"),
         ("y.py", "skipped", "Y"),
     ]
-    assert (merged.exitstatus, merged.failed_by) == (1, ["tests"])
+    assert (merged.exitstatus, merged.failed_by) == (1, ["collection"])
     skipped_only = a_run(a_test("c.py::test_three"), collection=[problem("z.py", "skipped", "Z")])
     merged, _ = merged_of(skipped_only, a_run(a_test("d.py::test_four")))
     assert [c.nodeid for c in merged.collection] == ["z.py"]
     assert (merged.exitstatus, merged.failed_by) == (0, [])
+    # A later stage that collected the file (or the directory) ran its tests: fixed.
+    broken = a_run(
+        a_test("a.py::test_one"),
+        collection=[problem("bad.py", "error", "E   X"), problem("pkg", "error", "E   Y")],
+        exitstatus=1,
+        failed_by=["collection"],
+    )
+    fixed = a_run(a_test("bad.py::test_x"), a_test("pkg/test_p.py::test_y"))
+    merged, _ = merged_of(broken, fixed)
+    assert merged.collection == []
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+    merged, _ = merged_of(fixed, broken)  # the other way round it stays broken
+    assert [c.nodeid for c in merged.collection] == ["bad.py", "pkg"]
+    assert (merged.exitstatus, merged.failed_by) == (1, ["collection"])
 
 
 def test_the_note_on_repeated_tests_names_five_of_them() -> None:
