@@ -95,7 +95,8 @@ class IdleItem(pytest.Item):
     It sits under the test's parent: the test's teardown keeps the parent's
     fixtures, and the idle item tears down only what the next item sent does
     not need (:func:`run_idle`). It produces no report, and only pytest's own
-    plugins set it up and tear it down.
+    plugins set it up and tear it down. It carries the marks of the test it
+    follows (see ``Orchestrator.pytest_runtest_protocol``).
     """
 
     def runtest(self) -> None:
@@ -837,6 +838,12 @@ class Orchestrator:
             run_idle(item, nextitem, self._last_run)
             return True
         self._last_run = item
+        if isinstance(nextitem, IdleItem):
+            # The idle item finishes this test's teardown (its parents' finalizers):
+            # the wrappers of its protocol, called before this hook, read this
+            # test's marks there, as in a plain run (pytest's filterwarnings,
+            # pytest-timeout's timeout).
+            nextitem.own_markers = list(item.own_markers)
         self.current = item.stash.get(INDEX_KEY, None)
         if self.meter is not None:
             self._measured_here = None

@@ -306,6 +306,38 @@ def pytest_terminal_summary(terminalreporter):
         assert [line.strip(" ") for line in seen] == expected
 
 
+LATE_WARNINGS = """
+import warnings
+import pytest
+
+@pytest.fixture(scope="module")
+def resource():
+    yield
+    warnings.warn("closing late", DeprecationWarning)
+    warnings.warn("noisy", UserWarning)
+
+def test_first(resource):
+    pass
+
+@pytest.mark.filterwarnings("error::DeprecationWarning", "ignore::UserWarning")
+def test_last(resource):
+    pass
+"""
+
+
+def test_a_module_finalizer_runs_under_the_last_test_s_marks(pytester: pytest.Pytester) -> None:
+    # In a plain run the module's finalizer runs in test_last's teardown, under
+    # its warning filters; batchflow's idle item runs it, with test_last's marks.
+    pytester.makepyfile(test_late=LATE_WARNINGS)
+    for args in ([], ["--batchflow"]):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1", *args)
+        result.assert_outcomes(passed=2, errors=1)
+        result.stdout.fnmatch_lines(
+            ["*ERROR at teardown of test_last*", "E *DeprecationWarning: closing late"]
+        )
+        assert "noisy" not in result.stdout.str()
+
+
 def test_planning_error_found_by_a_worker_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_cycle="""
