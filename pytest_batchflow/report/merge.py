@@ -176,19 +176,15 @@ def merge_results(
         )
     collection = _union_of_collections(runs)
     uncollected = any(problem.outcome == "error" for problem in collection)
-    failing = (
-        any(t.outcome in _FAILING for t in tests)
-        or any(b.status == "failed" for b in batches)
-        or uncollected
+    tests_failed = any(t.outcome in _FAILING for t in tests) or any(
+        b.status == "failed" for b in batches
     )
+    failing = tests_failed or uncollected
     statuses = [run.exitstatus for run in runs]
     without_coverage = _exitstatus(statuses, failing, False, bool(tests))
     failed_by: list[Literal["collection", "tests", "coverage"]] = []
     if uncollected:
         failed_by.append("collection")
-    tests_failed = any(t.outcome in _FAILING for t in tests) or any(
-        b.status == "failed" for b in batches
-    )
     if without_coverage != _OK and (tests_failed or not uncollected):
         failed_by.append("tests")
     if coverage_failed:
