@@ -644,14 +644,19 @@ def test_each_test_counts_only_its_own_peak_whatever_came_before() -> None:
         "meter.start(); kept = touched(30); figures.append(meter.stop())  # stays resident\n"
         "meter.start(); figures.append(meter.stop())  # nothing\n"
         "meter.start(); touched(40); figures.append(meter.stop())\n"
+        "del kept  # freed between two tests, as a garbage collection there may\n"
+        "meter.start(); touched(20); figures.append(meter.stop())\n"
         "print(*(f.memory // 2**20 for f in figures))\n"
     )
-    first, below, kept, nothing, last = map(int, run_python(script).split())
+    first, below, kept, nothing, last, after_free = map(int, run_python(script).split())
     assert 180 <= first <= 220
     assert 45 <= below <= 55
     assert 27 <= kept <= 33
     assert nothing < 5
     assert 36 <= last <= 44
+    # The peak of the test before (with the 30 MiB still kept) is no floor for
+    # this one: it starts from the memory resident at its start.
+    assert 18 <= after_free <= 22
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="reads Linux's /proc")
