@@ -34,7 +34,11 @@ class Analysis:
     whose fixtures a worker keeps between tests; ``reruns`` the budget of
     each test with a ``reruns`` marker; ``locations`` pytest's location of
     each test batchflow may have to report without running it (a skip);
-    ``needs`` the (memory bytes, cpus) a ``resources`` marker declares.
+    ``needs`` the (memory bytes, cpus) a ``resources`` marker declares;
+    ``pytestmark`` those of the tests with a location whose keywords hold
+    ``pytestmark`` (marks decorate the function): pytest's short summary keeps
+    the line of such a test's skip and folds the others' by file, and an
+    xdist controller's report of the skip must say which it is.
     """
 
     specs: tuple[TestSpec, ...]
@@ -49,6 +53,7 @@ class Analysis:
     uses_dependency_marks: bool
     reruns: dict[int, int]
     needs: dict[int, tuple[int, int]]
+    pytestmark: frozenset[int] = frozenset()
 
     def to_json(self) -> bytes:
         """Compact JSON: rows, not objects (only :meth:`from_json` reads it)."""
@@ -65,6 +70,7 @@ class Analysis:
             self.uses_dependency_marks,
             list(self.reruns.items()),
             [(index, list(wanted)) for index, wanted in self.needs.items()],
+            sorted(self.pytestmark),
         ]
         return json.dumps(document, separators=(",", ":")).encode()
 
@@ -83,6 +89,7 @@ class Analysis:
             uses_dependency_marks,
             reruns,
             needs,
+            pytestmark,
         ) = json.loads(data)
         # Many tests carry the same marker names: one frozenset for each set.
         names: dict[tuple[str, ...], frozenset[str]] = {}
@@ -101,6 +108,7 @@ class Analysis:
             uses_dependency_marks=uses_dependency_marks,
             reruns=dict(reruns),
             needs={index: (memory, cpus) for index, (memory, cpus) in needs},
+            pytestmark=frozenset(pytestmark),
         )
 
     def check(self, settings: Settings, narrowed: bool) -> None:
@@ -212,6 +220,7 @@ def analyse(
         )
 
     selected = set(settings.select) if settings.select is not None else known
+    unrun = [i for i in range(len(collected)) if reported_unrun(i)]
     return Analysis(
         specs=specs,
         batch_of=batch_of,
@@ -228,7 +237,7 @@ def analyse(
             for i, item in enumerate(collected)
             if "locks" in specs[i].marker_names and (locks := _locks(item))
         },
-        locations={i: item.location for i, item in enumerate(collected) if reported_unrun(i)},
+        locations={i: collected[i].location for i in unrun},
         uses_dependency_marks=any(spec.dependency is not None for spec in specs),
         reruns={
             i: budget
@@ -240,4 +249,5 @@ def analyse(
             for i, item in enumerate(collected)
             if "resources" in specs[i].marker_names and (needs := declared_needs(item)) is not None
         },
+        pytestmark=frozenset(i for i in unrun if "pytestmark" in collected[i].keywords),
     )

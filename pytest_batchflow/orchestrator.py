@@ -933,8 +933,12 @@ class Orchestrator:
         hook = self.config.hook
         now = time.time()
         longrepr = (location[0], (location[1] or 0) + 1, f"Skipped: batchflow: {reason}")
-        # The keywords make the short summary fold it like a skip marker's.
+        # The keywords make the short summary fold it as a skip marker's would be
+        # in a serial run: by file, or by line where the test's function carries
+        # marks (pytest's short summary tells these apart by "pytestmark").
         keywords: dict[str, Literal[1]] = {"skip": 1, self.analysis.specs[index].name: 1}
+        if index in self.analysis.pytestmark:
+            keywords["pytestmark"] = 1
         self.open_tests[nodeid] = index
         hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
         setup = pytest.TestReport(

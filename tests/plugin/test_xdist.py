@@ -229,11 +229,24 @@ def test_all_rows(): pass
         test_top="def test_top(): pass",
     )
     outcomes = {}
+    summaries = {}
     for workers in ("0", "2", "4"):
-        _, data = run(pytester, "-n", workers)
+        result, data = run(pytester, "-n", workers, "-rs")
         outcomes[workers] = {t.nodeid: t.outcome for t in data.tests}
+        summaries[workers] = sorted(
+            line for line in result.outlines if line.startswith("SKIPPED [")
+        )
     assert outcomes["0"] == outcomes["2"] == outcomes["4"]
     assert outcomes["0"]["test_top.py::test_top"] == "skipped"
+    # The short summary too: a skipped test whose function carries marks is
+    # named by its line, the others are folded by file, as pytest does.
+    assert summaries["0"] == summaries["2"] == summaries["4"]
+    assert summaries["0"] == [
+        "SKIPPED [1] test_base.py:10: batchflow: depends on test_base.py::test_rows[3], "
+        "which failed",
+        "SKIPPED [1] test_base.py:4: batchflow: depends on test_base.py::test_bad, which failed",
+        "SKIPPED [1] test_top.py: batchflow: upstream batch 'base' had 2 failures",
+    ]
 
 
 @pytest.mark.parametrize("verbosity", ["-q", "--no-header", "-v"])
