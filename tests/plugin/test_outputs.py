@@ -374,6 +374,7 @@ def test_what_could_not_be_collected_is_in_every_output(
     assert problems["test_needs_x.py"] == "needs X"
     assert (data.exitstatus, data.failed_by) == (1, ["collection"])
     html = (pytester.path / ".batchflow/report.html").read_text()
+    assert "<title>batchflow: failed, 1 test, 3 collection errors</title>" in html
     assert "<b>3</b> collection errors</a>" in html
     assert "<b>1</b> skipped while collecting</a>" in html
     assert '<dd id="why-failed">collection: 3 could not be collected</dd>' in html
