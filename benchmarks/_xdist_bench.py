@@ -389,7 +389,9 @@ def alternate(
 ) -> dict[str, list[Run]]:
     """One untimed warm-up run of each variant, then the variants in turn per repetition.
 
-    Alternating lets drift (caches, CPU frequency, neighbours) hit every variant alike.
+    Alternating lets drift (caches, CPU frequency, neighbours) hit every variant alike;
+    every other repetition runs them in the reverse order (A B C, C B A, ...), so
+    that no variant always runs right after the same other one.
     """
     for name, extra in variants.items():
         print(f"warm-up {name} ...", flush=True)
@@ -397,7 +399,8 @@ def alternate(
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     for repetition in range(repetitions):
         print(f"repetition {repetition + 1}/{repetitions} ...", flush=True)
-        for name, extra in variants.items():
+        ordered = list(variants.items())
+        for name, extra in reversed(ordered) if repetition % 2 else ordered:
             run = run_pytest(root, [*common, *extra], env)
             check(run, expect)
             runs[name].append(run)

@@ -8,7 +8,8 @@ in a temporary directory and times the whole ``python -m pytest`` command
 ``--batchflow --batchflow-no-history`` (each test's peak memory and CPU time
 measured, see pytest_batchflow/resources.py), both serially and on ``-n 2``.
 One untimed warm-up run of each first (bytecode caches), then the variants
-alternate within each repetition so that drift hits them alike; the table
+alternate within each repetition (in reverse order every other one) so that
+drift hits them alike; the table
 gives the median and the range, and the ratio measured / not measured within
 each mode; under it, the target against the ratio of the medians, and each
 repetition's own ratio (its two runs ran one after the other). Under the
