@@ -35,10 +35,10 @@ class Analysis:
     each test with a ``reruns`` marker; ``locations`` pytest's location of
     each test batchflow may have to report without running it (a skip);
     ``needs`` the (memory bytes, cpus) a ``resources`` marker declares;
-    ``pytestmark`` those of the tests with a location whose keywords hold
-    ``pytestmark`` (marks decorate the function): pytest's short summary keeps
-    the line of such a test's skip and folds the others' by file, and an
-    xdist controller's report of the skip must say which it is.
+    ``skips_by_line`` those of the tests with a location whose skip pytest's
+    short summary names by its line: their keywords hold ``pytestmark`` (marks
+    decorate the function), where it folds the others' skips by file. An xdist
+    controller's report of such a skip must say which it is.
     """
 
     specs: tuple[TestSpec, ...]
@@ -53,7 +53,7 @@ class Analysis:
     uses_dependency_marks: bool
     reruns: dict[int, int]
     needs: dict[int, tuple[int, int]]
-    pytestmark: frozenset[int] = frozenset()
+    skips_by_line: frozenset[int]
 
     def to_json(self) -> bytes:
         """Compact JSON: rows, not objects (only :meth:`from_json` reads it)."""
@@ -70,7 +70,7 @@ class Analysis:
             self.uses_dependency_marks,
             list(self.reruns.items()),
             [(index, list(wanted)) for index, wanted in self.needs.items()],
-            sorted(self.pytestmark),
+            sorted(self.skips_by_line),
         ]
         return json.dumps(document, separators=(",", ":")).encode()
 
@@ -89,7 +89,7 @@ class Analysis:
             uses_dependency_marks,
             reruns,
             needs,
-            pytestmark,
+            skips_by_line,
         ) = json.loads(data)
         # Many tests carry the same marker names: one frozenset for each set.
         names: dict[tuple[str, ...], frozenset[str]] = {}
@@ -108,7 +108,7 @@ class Analysis:
             uses_dependency_marks=uses_dependency_marks,
             reruns=dict(reruns),
             needs={index: (memory, cpus) for index, (memory, cpus) in needs},
-            pytestmark=frozenset(pytestmark),
+            skips_by_line=frozenset(skips_by_line),
         )
 
     def check(self, settings: Settings, narrowed: bool) -> None:
@@ -249,5 +249,5 @@ def analyse(
             for i, item in enumerate(collected)
             if "resources" in specs[i].marker_names and (needs := declared_needs(item)) is not None
         },
-        pytestmark=frozenset(i for i in unrun if "pytestmark" in collected[i].keywords),
+        skips_by_line=frozenset(i for i in unrun if "pytestmark" in collected[i].keywords),
     )

@@ -932,12 +932,15 @@ class Orchestrator:
         location = self._location(index)
         hook = self.config.hook
         now = time.time()
-        longrepr = (location[0], (location[1] or 0) + 1, f"Skipped: batchflow: {reason}")
+        # The path absolute, as a skip marker's is: pytest's short summary shows it
+        # relative to where pytest was started, not to the rootdir.
+        path = os.path.normpath(self.config.rootpath / location[0])
+        longrepr = (path, (location[1] or 0) + 1, f"Skipped: batchflow: {reason}")
         # The keywords make the short summary fold it as a skip marker's would be
         # in a serial run: by file, or by line where the test's function carries
         # marks (pytest's short summary tells these apart by "pytestmark").
         keywords: dict[str, Literal[1]] = {"skip": 1, self.analysis.specs[index].name: 1}
-        if index in self.analysis.pytestmark:
+        if index in self.analysis.skips_by_line:
             keywords["pytestmark"] = 1
         self.open_tests[nodeid] = index
         hook.pytest_runtest_logstart(nodeid=nodeid, location=location)

@@ -117,7 +117,13 @@ def _environment() -> jinja2.Environment:
     env.filters["trend"] = _trend
     env.filters["duration"] = _duration
     env.filters["size"] = _size
+    env.filters["tests"] = _tests
     return env
+
+
+def _tests(count: int) -> str:
+    """``1 test``, ``2 tests``."""
+    return f"{count} test" if count == 1 else f"{count} tests"
 
 
 @cache
@@ -417,7 +423,7 @@ def _memory_chart(
                 _PALETTE[index % len(_PALETTE)],
                 xy,
                 f"{worker}: {format_size(low)} to {format_size(high)} resident over "
-                f"its {len(timeline[worker])} tests",
+                f"its {_tests(len(timeline[worker]))}",
             )
         )
     x_step = _nice_step(end, 6)

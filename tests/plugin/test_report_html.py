@@ -84,6 +84,10 @@ def test_written_by_default_under_batchflow_and_named_at_the_end(
     assert dag is not None
     assert dag.group(0).count('class="node ') == 2
     assert dag.group(0).count('class="edge"') == 1
+    # Counted in words: one test, three tests.
+    assert "<title>slow: passed, 1 test</title>" in dag.group(0)
+    assert "<title>shop: failed, 3 tests</title>" in dag.group(0)
+    assert "passed · 1 test</text>" in dag.group(0)
     data = page_data(html)
     strings = data["strings"]
     rows = rows_by_name(data)

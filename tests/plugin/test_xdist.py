@@ -249,6 +249,34 @@ def test_all_rows(): pass
     ]
 
 
+def test_a_skip_s_path_is_relative_to_where_pytest_was_started(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ini sits above the test directory; pytest is started inside it.
+    pytester.makeini("[pytest]\n")
+    sub = pytester.mkdir("sub")
+    (sub / "test_top.py").write_text(
+        "import pytest\n\n"
+        "def test_bad(): assert 0\n\n"
+        '@pytest.mark.depends_on("test_bad")\n'
+        "def test_after(): pass\n"
+    )
+    monkeypatch.chdir(sub)
+    lines = {}
+    for workers in ("0", "2"):
+        result = pytester.runpytest_subprocess(
+            "--batchflow", "-p", "no:cacheprovider", "-rs", "-n", workers
+        )
+        lines[workers] = [line for line in result.outlines if line.startswith("SKIPPED [")]
+    assert (
+        lines["0"]
+        == lines["2"]
+        == [
+            "SKIPPED [1] test_top.py:5: batchflow: depends on sub/test_top.py::test_bad, which failed"
+        ]
+    )
+
+
 @pytest.mark.parametrize("verbosity", ["-q", "--no-header", "-v"])
 def test_xdist_s_own_start_lines_are_printed(pytester: pytest.Pytester, verbosity: str) -> None:
     # xdist prints its status ("2 workers [3 items]") once every worker has
