@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .core.graph import TestSpec
 from .core.plan import Plan
-from .core.resources import format_size
+from .core.resources import KEPT_PER_TEST, format_size
 
 if TYPE_CHECKING:
     from .results import BatchResult, ResourceResult, ResourcesResult, TestResult
@@ -198,7 +198,8 @@ def resource_lines(
         lines.append(
             (
                 f"memory leak? worker {leak.worker} grew by {format_size(leak.growth)} over "
-                f"{leak.tests} tests (threshold {format_size(resources.leak_threshold)})"
+                f"{leak.tests} tests (threshold {format_size(resources.leak_threshold)} "
+                f"beyond {format_size(KEPT_PER_TEST)} a test)"
                 + (f"; most by: {culprits}" if culprits else ""),
                 False,
             )

@@ -38,7 +38,7 @@ from markupsafe import Markup, escape
 
 from ..core.bench import scaled_time
 from ..core.layout import layered_layout
-from ..core.resources import format_size
+from ..core.resources import KEPT_PER_TEST, format_size
 from ..files import write_atomically
 from ..results import BatchResult, RunResult, TestResult, error_line
 
@@ -579,6 +579,7 @@ def render_html(result: RunResult, base: Path | None = None, *, passed_output: b
             coverage_link=coverage_link,
             coverage_by_batch={b.name: b for b in coverage.batches} if coverage else {},
             resources=resources,
+            kept_per_test=KEPT_PER_TEST,
             measured=sum(t.resources is not None for t in result.tests),
             rerun=any(t.attempts for t in result.tests),
             by_nodeid={t.nodeid: t for t in result.tests},

@@ -102,6 +102,7 @@ def test_the_resources_section_names_the_leak_the_test_over_the_limit_and_the_he
     assert '<a href="#resources">Resources</a>' in html
     section = element(html, r'<section id="resources">.*?</section>')
     assert 'id="resources-limit">40 MiB a test: 1 over it<' in section
+    assert "<dd>60 MiB of growth across a worker's tests, beyond 8 KiB a test</dd>" in section
     over = element(section, r'<table class="grid" id="over-limit-table">.*?</table>')
     assert "test_memory.py::test_big" in over
     assert "test_leak" not in over

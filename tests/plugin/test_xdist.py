@@ -272,7 +272,8 @@ def test_a_skip_s_path_is_relative_to_where_pytest_was_started(
         lines["0"]
         == lines["2"]
         == [
-            "SKIPPED [1] test_top.py:5: batchflow: depends on sub/test_top.py::test_bad, which failed"
+            "SKIPPED [1] test_top.py:5: batchflow: depends on sub/test_top.py::test_bad, "
+            "which failed"
         ]
     )
 
