@@ -1461,7 +1461,7 @@ class Orchestrator:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         if not self.recording:
             return
-        from .results import CollectionProblem, RunResult
+        from .results import CollectionProblem, RunResult, collection_or_tests
 
         stopped = time.time()
         self._save_attempts()
@@ -1482,15 +1482,14 @@ class Orchestrator:
                     f"test{'s' if failing != 1 else ''} alone, {ALONE_RUNS} times each"
                 )
             probe = probe_result(self.config, self.settings.probe, tests, self.workers)
-        failed_by: list[Literal["collection", "tests", "coverage", "benchmarks"]] = []
-        uncollected = any(outcome == "error" for _, outcome in self.collection_problems)
-        if uncollected:
-            failed_by.append("collection")
         failures = {"failed", "error", *(["flaky"] if self.settings.strict_flaky else [])}
-        if exitstatus != pytest.ExitCode.OK and (
-            not uncollected or any(t.outcome in failures for t in tests)
-        ):
-            failed_by.append("tests")
+        failed_by: list[Literal["collection", "tests", "coverage", "benchmarks"]] = [
+            *collection_or_tests(
+                uncollected=any(outcome == "error" for _, outcome in self.collection_problems),
+                failed=exitstatus != pytest.ExitCode.OK,
+                tests_failed=any(t.outcome in failures for t in tests),
+            )
+        ]
         benchmarks = self._benchmarks(tests)
         if any(b.comparison is not None and b.comparison.failed for b in benchmarks):
             failed_by.append("benchmarks")

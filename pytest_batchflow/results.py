@@ -36,6 +36,7 @@ __all__ = [
     "TestOutcome",
     "TestResult",
     "collection_error_line",
+    "collection_or_tests",
     "error_line",
     "json_schema",
     "validate_tests",
@@ -519,6 +520,18 @@ def collection_error_line(problem: CollectionProblem) -> str:
         return error_line(problem.longrepr, last=True)
     first = next((line.strip() for line in problem.longrepr.splitlines() if line.strip()), "")
     return first or "(no error text)"
+
+
+def collection_or_tests(
+    *, uncollected: bool, failed: bool, tests_failed: bool
+) -> list[Literal["collection", "tests"]]:
+    """The first words of ``failed_by``: ``collection`` when a file could not be
+    collected (``uncollected``); ``tests`` when the run ``failed`` and a test or
+    batch did (``tests_failed``), or nothing could account for it but the tests."""
+    words: list[Literal["collection", "tests"]] = ["collection"] if uncollected else []
+    if failed and (tests_failed or not uncollected):
+        words.append("tests")
+    return words
 
 
 def json_schema() -> str:

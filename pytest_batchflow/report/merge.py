@@ -26,6 +26,7 @@ from ..results import (
     CoverageResult,
     RunResult,
     TestResult,
+    collection_or_tests,
 )
 
 __all__ = ["ResultFileError", "labels_for", "merge_results", "read_result"]
@@ -182,11 +183,11 @@ def merge_results(
     failing = tests_failed or uncollected
     statuses = [run.exitstatus for run in runs]
     without_coverage = _exitstatus(statuses, failing, False, bool(tests))
-    failed_by: list[Literal["collection", "tests", "coverage"]] = []
-    if uncollected:
-        failed_by.append("collection")
-    if without_coverage != _OK and (tests_failed or not uncollected):
-        failed_by.append("tests")
+    failed_by: list[Literal["collection", "tests", "coverage"]] = [
+        *collection_or_tests(
+            uncollected=uncollected, failed=without_coverage != _OK, tests_failed=tests_failed
+        )
+    ]
     if coverage_failed:
         failed_by.append("coverage")
     verdict: dict[str, object] = {
