@@ -21,7 +21,7 @@ from .core.plan import BatchRule, PlanError, assign_batches
 from .items import ItemDescriber, MarkerError, declared_needs, rerun_budget, string_arguments
 from .settings import Settings
 
-__all__ = ["Analysis", "analyse"]
+__all__ = ["Analysis", "analyse", "release_points"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,10 @@ class Analysis:
     ``skips_by_line`` those of the tests with a location whose skip pytest's
     short summary names by its line: their keywords hold ``pytestmark`` (marks
     decorate the function), where it folds the others' skips by file. An xdist
-    controller's report of such a skip must say which it is.
+    controller's report of such a skip must say which it is. ``chains``: for
+    each parent, the node ids from the session down to it (pytest's
+    ``listchain``), where an xdist worker may stop tearing down after a test
+    (see :class:`~pytest_batchflow.core.scheduler.Dispatcher`).
     """
 
     specs: tuple[TestSpec, ...]
@@ -54,6 +57,7 @@ class Analysis:
     reruns: dict[int, int]
     needs: dict[int, tuple[int, int]]
     skips_by_line: frozenset[int]
+    chains: dict[str, tuple[str, ...]]
 
     def to_json(self) -> bytes:
         """Compact JSON: rows, not objects (only :meth:`from_json` reads it)."""
@@ -71,6 +75,7 @@ class Analysis:
             list(self.reruns.items()),
             [(index, list(wanted)) for index, wanted in self.needs.items()],
             sorted(self.skips_by_line),
+            list(self.chains.items()),
         ]
         return json.dumps(document, separators=(",", ":")).encode()
 
@@ -90,6 +95,7 @@ class Analysis:
             reruns,
             needs,
             skips_by_line,
+            chains,
         ) = json.loads(data)
         # Many tests carry the same marker names: one frozenset for each set.
         names: dict[tuple[str, ...], frozenset[str]] = {}
@@ -109,6 +115,7 @@ class Analysis:
             reruns=dict(reruns),
             needs={index: (memory, cpus) for index, (memory, cpus) in needs},
             skips_by_line=frozenset(skips_by_line),
+            chains={parent: tuple(chain) for parent, chain in chains},
         )
 
     def check(self, settings: Settings, narrowed: bool) -> None:
@@ -250,4 +257,25 @@ def analyse(
             if "resources" in specs[i].marker_names and (needs := declared_needs(item)) is not None
         },
         skips_by_line=frozenset(i for i in unrun if "pytestmark" in collected[i].keywords),
+        chains=_chains(collected),
     )
+
+
+def release_points(item: pytest.Item) -> list[pytest.Collector | pytest.Session]:
+    """The nodes above ``item``, the session first, down to its parent: where
+    an xdist worker's release item may sit (each node id once, held by the
+    deepest node that has it, so that the parent's is the parent)."""
+    found: dict[str, pytest.Collector | pytest.Session] = {}
+    for node in item.listchain()[:-1]:
+        found[node.nodeid] = node  # type: ignore[assignment]
+    return list(found.values())
+
+
+def _chains(items: Sequence[pytest.Item]) -> dict[str, tuple[str, ...]]:
+    """Each parent's :func:`release_points`, as node ids."""
+    chains: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        parent = item.parent.nodeid if item.parent is not None else ""
+        if parent not in chains:
+            chains[parent] = tuple(node.nodeid for node in release_points(item))
+    return chains

@@ -797,11 +797,19 @@ class Orchestrator:
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         if self.role == "worker":
             # Release items go after the collection the controller knows, one
-            # per parent, in the order the controller expects them.
-            parents = {item.parent.nodeid: item.parent for item in session.items if item.parent}
+            # under each node above a test (its parent, the module, ..., the
+            # session), in the order the controller expects them.
+            from .collection import release_points
+
+            nodes: dict[str, pytest.Collector | pytest.Session] = {}
+            parents = set()
+            for item in session.items:
+                if item.parent not in parents:  # the tests of a parent share its nodes
+                    parents.add(item.parent)
+                    nodes.update((node.nodeid, node) for node in release_points(item))
             session.items.extend(
-                IdleItem.from_parent(parents[nodeid], name="batchflow-idle")
-                for nodeid in sorted(parents)
+                IdleItem.from_parent(nodes[nodeid], name="batchflow-idle")
+                for nodeid in sorted(nodes)
             )
             return None
         if self.plan is None:

@@ -9,8 +9,9 @@ become dispatcher events, the dispatcher's decisions become ``runtests``,
 controller emits itself without sending the test anywhere.
 
 Positions in the collection identify tests on the wire. Past the end of the
-collection each worker holds one no-op release item per parent (see
-:class:`pytest_batchflow.orchestrator.IdleItem`), in sorted parent order.
+collection each worker holds one no-op release item under each node above a
+test: its parent, module, package, directory, the session (see
+:class:`pytest_batchflow.orchestrator.IdleItem`), in sorted node id order.
 """
 
 from __future__ import annotations
@@ -265,15 +266,18 @@ class BatchflowScheduling:
             self.item_at[position] = index
             self.position_of[index] = position
         parents = {index: analysis.parents[index] for index in analysis.run}
-        for offset, parent in enumerate(sorted(set(parents.values()))):
+        chains = {parent: analysis.chains[parent] for parent in set(parents.values())}
+        nodes = {node for chain in chains.values() for node in chain}
+        for offset, node in enumerate(sorted(nodes)):
             position = len(self.collection) + offset
-            self.item_at[position] = Idle(parent)
-            self.position_of[Idle(parent)] = position
+            self.item_at[position] = Idle(node)
+            self.position_of[Idle(node)] = position
         self.dispatcher = Dispatcher(
             plan,
             state,
             parents,
             analysis.locks,
+            chains=chains,
             interleave=self.orchestrator.settings.probe is not None,
             setup_costs=self.orchestrator.setup_costs,
             **self.orchestrator.memory_rules(analysis),

@@ -5,9 +5,12 @@ before each test. :class:`Dispatcher` applies the same rules to W workers that
 obey pytest-xdist's last-item rule: a worker starts the last test it was sent
 only once it receives another one (pytest needs the next item to decide what
 to tear down). The dispatcher therefore follows each test with a release
-token, :class:`Idle`, a no-op item under the same parent, so that a test runs
-as soon as it is sent, nothing is committed to a worker before it is needed,
-and the parent's fixtures stay set up for whatever comes next.
+token, :class:`Idle`, a no-op item, so that a test runs as soon as it is
+sent and nothing is committed to a worker before it is needed. It sits under
+the test's parent while the parent has tests left to send, so that the
+parent's fixtures stay set up for them; otherwise higher up (the module, ...,
+the session), so that the test's teardown ends what nothing to come needs,
+as in a run without batchflow.
 
 Short tests are the exception: waiting for the controller between two
 tests of a millisecond would cost more than the tests. A worker that runs
@@ -187,7 +190,7 @@ class RunState:
 
 @dataclass(frozen=True)
 class Idle:
-    """A no-op item under ``parent``: sent behind a test so that it starts at once."""
+    """A no-op item under ``parent`` (a node id): sent behind a test so that it starts at once."""
 
     parent: str
 
@@ -230,6 +233,8 @@ class Dispatcher:
     test (0 turns pipelining of short tests off). With ``interleave`` a test
     that is to run again (a probe's next run) goes behind every test that has
     run fewer times, so the runs come in rounds, spread over the workers.
+    ``chains`` gives each parent's node ids from the top down to it, where a
+    release item may sit (without it, only under the parent).
 
     It only reacts: the caller reports events (worker added or lost, test
     finished) and then asks :meth:`decide` what to do.
@@ -246,6 +251,7 @@ class Dispatcher:
         setup_costs: Mapping[str, float] | None = None,
         needs: Mapping[int, Needs] | None = None,
         budget: Budget | None = None,
+        chains: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.plan = plan
         self.needs = needs or {}
@@ -325,6 +331,16 @@ class Dispatcher:
         for i in plan.order:
             self._parent_work[parents[i]] += plan.estimates.get(i, 0.0)
             tests_under[parents[i]] += 1
+        # Release points: each parent's nodes from the top down to it, and how
+        # many tests not yet sent each node holds (see _release_point).
+        self._chains: dict[str, tuple[str, ...]] = {
+            parent: tuple(chains[parent]) if chains and parent in chains else (parent,)
+            for parent in set(parents.values())
+        }
+        self._unsent_under: Counter[str] = Counter()
+        for parent, count in tests_under.items():
+            for node in self._chains[parent]:
+                self._unsent_under[node] += count
         #: The mean estimate of each parent's tests, against which a cheap setup counts.
         self._parent_mean = {
             parent: work / tests_under[parent] for parent, work in self._parent_work.items()
@@ -438,7 +454,7 @@ class Dispatcher:
         for worker, items in decision.send.items():
             last = items[-1]
             assert isinstance(last, int)
-            items.append(Idle(self.parents[last]))
+            items.append(Idle(self._release_point(last)))
             self.queues[worker].append(items[-1])
         self._take_fresh(now, decision)
         if not self.pending:
@@ -921,10 +937,29 @@ class Dispatcher:
         self._make_ready(index)
 
     def _count_unsent(self, index: int, sign: int) -> None:
-        """Add the test's estimate to (or take it from) the work not yet sent."""
+        """Add the test (and its estimate) to, or take it from, the work not yet sent."""
+        parent = self.parents[index]
         estimate = sign * self.plan.estimates.get(index, 0.0)
         self._work_left += estimate
-        self._parent_work[self.parents[index]] += estimate
+        self._parent_work[parent] += estimate
+        for node in self._chains[parent]:
+            self._unsent_under[node] += sign
+
+    def _release_point(self, index: int) -> str:
+        """Where the release item behind ``index`` sits: the lowest node above
+        the test that still holds a test not yet sent, or else the top one.
+
+        The worker runs ``index`` with the release item as the next item, so
+        the test's own teardown ends what nothing to come needs (its module's
+        fixtures after the module's last test), as in a run without batchflow,
+        and a finalizer's error is that test's, in its teardown report. What
+        the release item keeps is torn down when the worker moves on.
+        """
+        chain = self._chains[self.parents[index]]
+        for node in reversed(chain):
+            if self._unsent_under[node]:
+                return node
+        return chain[0]
 
     def _make_ready(self, index: int) -> None:
         if index not in self._ready_set:

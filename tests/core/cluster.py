@@ -105,7 +105,7 @@ class Cluster:
         #: Seconds each parent's fixtures take to set up on a worker that
         #: does not have them (pytest tears them down when a worker moves on).
         self.setup_costs = setup_costs or {}
-        self.fixtures_of: dict[str, str] = {}
+        self.fixtures_of: dict[str, str | None] = {}
         self.setups: Counter[str] = Counter()
         #: A probe's runs per test (0: no probe): every test runs this many times.
         self.probe = probe
@@ -220,7 +220,11 @@ class Cluster:
                 # The parent's fixtures are set up on this worker first.
                 duration += self.setup_costs[parent]
                 self.setups[parent] += 1
-            self.fixtures_of[worker.name] = parent
+            # A release item above the parent (none of its tests left to
+            # send) has the test's teardown end the parent's fixtures.
+            after = worker.queue[1] if len(worker.queue) > 1 else None
+            kept = after is None or not isinstance(after, Idle) or after.parent == parent
+            self.fixtures_of[worker.name] = parent if kept else None
         kind: EventKind = "finish"
         if isinstance(item, int) and item in self.crashes:
             self.crashes.discard(item)

@@ -116,6 +116,8 @@ class Scenario:
             needs=self.needs,
             budget=self.budget,
             setup_costs=self.setup_costs or None,
+            # As a worker's collection gives them: the session, then the module.
+            chains={parent: ("", parent) for parent in parents.values()},
         )
         cluster = Cluster(
             dispatcher,
@@ -980,6 +982,62 @@ class TestSetupCosts:
         _, run = with_setup_costs(durations, costs, workers=2, known=True)
         long = next(e for e in run.executions if e.index == 1)
         assert long.start == 0.0
+
+
+#: Each parent's nodes from the session down, as a worker's collection gives them.
+CHAINS = {"m.py::C": ("", "m.py", "m.py::C"), "m.py": ("", "m.py"), "n.py": ("", "n.py")}
+
+
+class TestReleasePoints:
+    """Behind a test, the release item sits where the worker may stop tearing down."""
+
+    NODEIDS = ("m.py::C::t0", "m.py::C::t1", "m.py::t2", "n.py::t0")
+
+    def released(self, workers: int, chains: Mapping[str, Sequence[str]] | None) -> list[str]:
+        """The release items in the order sent, each test finishing at once."""
+        nodeids = list(self.NODEIDS)
+        scenario = Scenario(
+            nodeids=nodeids,
+            batches=list(ONE_BATCH),
+            batch_of=dict.fromkeys(range(len(nodeids)), "default"),
+            predecessors={},
+            run_order=list(range(len(nodeids))),
+            durations=dict.fromkeys(range(len(nodeids)), 1.0),
+            workers=workers,
+            horizon=0.0,
+        )
+        plan = scenario.plan()
+        state = RunState(plan, dict(enumerate(nodeids)), {}, {})
+        parents = {i: nodeid.rpartition("::")[0] for i, nodeid in enumerate(nodeids)}
+        dispatcher = Dispatcher(plan, state, parents, {}, horizon=0.0, chains=chains)
+        for worker in range(workers):
+            dispatcher.add_worker(f"gw{worker}")
+        released: list[str] = []
+        now = 0.0
+        while not dispatcher.finished:
+            sent = dispatcher.decide(now).send
+            for worker, items in sorted(sent.items()):
+                assert isinstance(items[-1], Idle)
+                released.append(items[-1].parent)
+                for test in items[:-1]:
+                    assert isinstance(test, int)
+                    state.test_finished(test, "passed")
+                    dispatcher.test_complete(worker, test, 1.0)
+            now += 1.0
+        return released
+
+    def test_it_rises_above_a_parent_with_no_test_left_to_send(self) -> None:
+        # t0 leaves t1 in the class; t1 leaves only the module's t2, so the
+        # class's fixtures end in t1's teardown; t2 and n.py's test leave
+        # nothing under their module: the session's fixtures alone stay.
+        assert self.released(1, CHAINS) == ["m.py::C", "m.py", "", ""]
+
+    def test_tests_sent_at_once_count_as_sent(self) -> None:
+        # On two workers t0 and t1 go out together: neither keeps the class.
+        assert self.released(2, CHAINS)[:2] == ["m.py", "m.py"]
+
+    def test_without_chains_it_stays_under_the_parent(self) -> None:
+        assert self.released(1, None) == ["m.py::C", "m.py::C", "m.py", "n.py"]
 
 
 def test_a_crashed_test_waits_for_a_new_worker_when_the_others_are_stopping() -> None:

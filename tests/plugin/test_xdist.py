@@ -12,6 +12,8 @@ import sqlite3
 from collections import Counter
 from contextlib import closing
 from itertools import combinations
+from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from json_runs import by_name, overlap, run
@@ -369,7 +371,7 @@ def test_last(resource):
 
 def test_a_module_finalizer_runs_under_the_last_test_s_marks(pytester: pytest.Pytester) -> None:
     # In a plain run the module's finalizer runs in test_last's teardown, under
-    # its warning filters; batchflow's idle item runs it, with test_last's marks.
+    # its warning filters; so it does with batchflow.
     pytester.makepyfile(test_late=LATE_WARNINGS)
     for args in ([], ["--batchflow"]):
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1", *args)
@@ -378,6 +380,45 @@ def test_a_module_finalizer_runs_under_the_last_test_s_marks(pytester: pytest.Py
             ["*ERROR at teardown of test_last*", "E *DeprecationWarning: closing late"]
         )
         assert "noisy" not in result.stdout.str()
+
+
+def test_a_finalizer_left_to_the_release_item_runs_under_the_last_test_s_marks(
+    pytester: pytest.Pytester,
+) -> None:
+    # test_later waits for a test of another module, which waits for
+    # test_last: the module's fixtures stay up behind test_last, and its
+    # release item ends them as the worker moves on, with test_last's marks.
+    pytester.makepyfile(
+        test_late=LATE_WARNINGS
+        + """
+@pytest.mark.depends_on("test_z.py::test_between")
+@pytest.mark.filterwarnings("error::DeprecationWarning", "ignore::UserWarning")
+def test_later(resource):
+    pass
+""",
+        test_z="""
+import pytest
+
+@pytest.mark.depends_on("test_late.py::test_last")
+def test_between():
+    pass
+""",
+    )
+    result, data = run(pytester, "-n", "1")
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_last*",
+            "E *DeprecationWarning: closing late",
+            "*ERROR at teardown of test_later*",
+            "E *DeprecationWarning: closing late",
+        ]
+    )
+    assert "noisy" not in result.stdout.str()
+    tests = by_name(data)
+    assert tests["test_last"].stop <= tests["test_between"].start
+    assert tests["test_between"].stop <= tests["test_later"].start
+    assert tests["test_last"].outcome == tests["test_later"].outcome == "error"
 
 
 def test_planning_error_found_by_a_worker_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -797,13 +838,125 @@ def test_three(service): pass
     }
 
 
+BROKEN_FINALIZERS = """
+import pytest
+
+@pytest.fixture(scope="module")
+def service():
+    yield
+    raise RuntimeError("the service did not stop")
+
+@pytest.fixture(scope="class")
+def door():
+    yield
+    raise RuntimeError("the door stuck")
+"""
+
+
+def junit_cases(path: Path) -> list[tuple[str, list[str]]]:
+    """pytest's JUnit XML: each test case's name and what it holds, sorted."""
+    suite = ElementTree.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    return sorted(
+        (f"{case.get('classname')}.{case.get('name')}", [child.tag for child in case])
+        for case in suite.iter("testcase")
+    )
+
+
+def test_pytest_s_junit_xml_has_each_test_once_when_a_finalizer_raises(
+    pytester: pytest.Pytester,
+) -> None:
+    # A class's and a module's finalizer raise after their last test, as the
+    # worker moves on: pytest reports each error in that test's teardown, and
+    # so does batchflow, whose release item behind the test sits above the
+    # class or module once none of its tests is left to send. Before, the
+    # release item ran the finalizers: the error came after the test's
+    # passing teardown, and pytest's --junitxml listed the test twice.
+    pytester.makeconftest(BROKEN_FINALIZERS)
+    pytester.makepyfile(
+        test_f="""
+class TestRoom:
+    def test_in(self, door, service): pass
+    def test_out(self, door, service): pass
+
+def test_after(service): pass
+""",
+        test_g="def test_other(): pass\n",
+    )
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1", "--junitxml=p.xml")
+    plain.assert_outcomes(passed=4, errors=2)
+    ours = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "1", "--batchflow", "--junitxml=ours.xml"
+    )
+    ours.assert_outcomes(passed=4, errors=2)
+    ours.stdout.fnmatch_lines(
+        [
+            "ERROR test_f.py::TestRoom::test_out - RuntimeError: the door stuck",
+            "ERROR test_f.py::test_after - RuntimeError: the service did not stop",
+        ]
+    )
+    cases = junit_cases(pytester.path / "ours.xml")
+    assert cases == junit_cases(pytester.path / "p.xml")
+    assert cases == [
+        ("test_f.TestRoom.test_in", []),
+        ("test_f.TestRoom.test_out", ["error"]),
+        ("test_f.test_after", ["error"]),
+        ("test_g.test_other", []),
+    ]
+
+
+def test_a_module_left_for_a_later_test_is_torn_down_when_the_worker_moves_on(
+    pytester: pytest.Pytester,
+) -> None:
+    # test_two waits for a test of another module, which waits for test_one:
+    # the worker moves on with test_two still to come, and the module's
+    # fixtures end in its release item. Their error is told at test_one's
+    # teardown, as pytest tells an error of the last test's teardown; it
+    # comes after test_one's passing teardown report (pytest's --junitxml
+    # then lists test_one twice: documented).
+    pytester.makeconftest(BROKEN_FINALIZERS)
+    pytester.makepyfile(
+        test_f="""
+import pytest
+
+def test_one(service): pass
+
+@pytest.mark.depends_on("test_g.py::test_other")
+def test_two(service): pass
+""",
+        test_g="""
+import pytest
+
+@pytest.mark.depends_on("test_f.py::test_one")
+def test_other(): pass
+""",
+    )
+    result, data = run(pytester, "-n", "1")
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_one _*",
+            "*_ ERROR at teardown of test_two _*",
+        ]
+    )
+    assert "batchflow-idle" not in result.stdout.str()
+    tests = by_name(data)
+    assert tests["test_other"].start >= tests["test_one"].stop
+    assert tests["test_two"].start >= tests["test_other"].stop
+    assert {name: test.outcome for name, test in tests.items()} == {
+        "test_one": "error",
+        "test_other": "passed",
+        "test_two": "error",
+    }
+
+
 def test_a_finalizer_that_raises_as_a_worker_moves_on_is_reported_as_pytest_does(
     pytester: pytest.Pytester,
 ) -> None:
-    # A module fixture's finalizer runs when the worker moves on to another
-    # module: pytest reports its error, its warnings and an exception of a
-    # thread it ran at the teardown of the module's last test (here a skipped
-    # one), with the fixture's code and what it printed; so does batchflow.
+    # A module fixture's finalizer runs after the module's last test: pytest
+    # reports its error, its warnings and an exception of a thread it ran at
+    # the teardown of that test (here a skipped one), with the fixture's code
+    # and what it printed; so does batchflow.
     # That test is an error in the JSON result and the history.
     pytester.makeconftest(
         """
