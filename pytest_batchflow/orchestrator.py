@@ -983,7 +983,11 @@ class Orchestrator:
             # after us) then skips before any fixture, at the test's location.
             item.add_marker(pytest.mark.skip(reason=f"batchflow: {reason}"))
         else:
-            pytest.skip(f"batchflow: {reason}")
+            # At the test's location, as the skipping plugin's skips (pytest's
+            # fixtures module marks its own skips so too).
+            skip = pytest.skip.Exception(f"batchflow: {reason}")
+            skip._use_item_location = True
+            raise skip
 
     # -- reports (serial and controller) -----------------------------------------
 

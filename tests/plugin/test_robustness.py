@@ -93,8 +93,12 @@ def test_a(): assert 0
 def test_b(): pass
 """
     )
-    result = pytester.runpytest("--batchflow", "-p", "no:skipping")
-    result.assert_outcomes(failed=1, skipped=1)
+    # At the test's location (its decorator's line), as with the skipping
+    # plugin, not where batchflow raised the skip.
+    for plugins in (["-p", "no:skipping"], []):
+        result = pytester.runpytest("--batchflow", *plugins, "-rs")
+        result.assert_outcomes(failed=1, skipped=1)
+        result.stdout.fnmatch_lines(["SKIPPED [[]1] test_s.py:3: batchflow: depends on *test_a*"])
 
 
 @pytest.mark.parametrize(
