@@ -1986,7 +1986,7 @@ class Orchestrator:
                     red=True,
                 )
         if result is not None and result.resources is not None:
-            lines = resource_lines(result.resources, result.tests)
+            lines = resource_lines(result.resources, result.tests, self.settings.max_memory)
             if lines:
                 terminalreporter.write_sep("=", "batchflow resources")
                 for line, red in lines:

@@ -143,10 +143,12 @@ def _used(test: TestResult) -> ResourceResult:
 
 
 def resource_lines(
-    resources: ResourcesResult, tests: Sequence[TestResult]
+    resources: ResourcesResult, tests: Sequence[TestResult], max_memory: str | None = None
 ) -> list[tuple[str, bool]]:
     """The resources summary: heaviest and busiest tests, budget, limit, leaks.
 
+    ``max_memory``: the setting the budget came from, when it is a share of
+    the memory available (then named: the figure changes from run to run).
     Each line with whether it reports a problem (a limit that fails tests).
     """
     # Nothing made per test is kept while the tests are gone through: on a
@@ -179,8 +181,13 @@ def resource_lines(
     if resources.budget is not None:
         lines.append(
             (
-                f"memory budget: {format_size(resources.budget)} for the tests running at "
-                f"once, {resources.cpus} CPUs",
+                f"memory budget: {format_size(resources.budget)}"
+                + (
+                    f" ({max_memory.strip()} of the memory available)"
+                    if max_memory is not None and max_memory.strip().endswith("%")
+                    else ""
+                )
+                + f" for the tests running at once, {resources.cpus} CPUs",
                 False,
             )
         )
@@ -198,9 +205,10 @@ def resource_lines(
         lines.append(
             (
                 f"memory leak? worker {leak.worker} grew by {format_size(leak.growth)} over "
-                f"{leak.tests} tests (threshold {format_size(resources.leak_threshold)} "
-                f"beyond {format_size(KEPT_PER_TEST)} a test)"
-                + (f"; most by: {culprits}" if culprits else ""),
+                f"{leak.tests} tests (threshold "
+                f"{format_size(resources.leak_threshold + KEPT_PER_TEST * leak.tests)}: "
+                f"{format_size(resources.leak_threshold)} and {format_size(KEPT_PER_TEST)} "
+                "a test)" + (f"; most by: {culprits}" if culprits else ""),
                 False,
             )
         )

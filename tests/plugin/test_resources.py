@@ -175,6 +175,12 @@ def test_small():
     result.stdout.fnmatch_lines(
         ["*= batchflow resources =*", "memory: heaviest tests test_sizes.py::test_*MiB)*"]
     )
+    if xdist_args(workers):  # the default budget, a share of what is available, named
+        result.stdout.fnmatch_lines(
+            ["memory budget: * (75% of the memory available) for the tests running at once, *"]
+        )
+    else:  # no budget serially
+        assert "memory budget" not in result.stdout.str()
 
 
 @linux_only
@@ -309,6 +315,8 @@ def test_d(): time.sleep(0.3)
             "more than the budget of 1 GiB and * CPUs (--batchflow-max-memory): it runs alone",
         ]
     )
+    # A size set by the user: no share of the memory available to name.
+    result.stdout.fnmatch_lines(["memory budget: 1 GiB for the tests running at once, * CPUs"])
     assert data.resources is not None
     assert data.resources.alone == ["test_mixed.py::test_huge"]
 
@@ -371,7 +379,7 @@ def test_after():
     result.stdout.fnmatch_lines(
         [
             "memory leak? worker main grew by 1?? MiB over 3 tests "
-            "(threshold 100 MiB beyond 8 KiB a test); "
+            "(threshold 100 MiB: 100 MiB and 8 KiB a test); "
             "most by: test_leaky.py::test_keeps_memory (+1?? MiB)*",
         ]
     )
