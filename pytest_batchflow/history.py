@@ -1,9 +1,11 @@
 """The SQLite history store: runs and every test attempt, across runs.
 
 Written only by the process that owns the run: serially one transaction per
-attempt, so an interrupted run keeps what finished; under xdist in batches. A
-file that cannot be read is moved aside and a fresh store started: the history
-is never worth a failed run.
+attempt into a table without indexes (``staged_attempts``), moved into
+``attempts`` in batches, so an interrupted run keeps what finished (the next
+run moves what it left); under xdist in batches. A file that cannot be read
+is moved aside and a fresh store started: the history is never worth a
+failed run.
 """
 
 from __future__ import annotations
@@ -113,15 +115,46 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+#: A serial run's attempts, one transaction each, until they are moved into
+#: ``attempts`` (:meth:`HistoryStore.fold_staged`). Without indexes a commit
+#: writes one page where ``attempts`` takes five (the table's and one in each
+#: index): 22 against 45 µs an attempt on a 2-run store of 27,000 tests. Not
+#: a migration: a batchflow that does not know the table ignores it.
+_STAGED_TABLE = """
+    CREATE TABLE IF NOT EXISTS staged_attempts (
+        run_id INTEGER NOT NULL,
+        nodeid TEXT NOT NULL,
+        batch TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        phase TEXT,
+        duration REAL NOT NULL,
+        started REAL NOT NULL,
+        stopped REAL NOT NULL,
+        worker TEXT NOT NULL,
+        error_digest TEXT,
+        git_commit TEXT,
+        shared_setup REAL,
+        memory INTEGER,
+        peak_rss INTEGER,
+        cpu REAL,
+        rss_start INTEGER
+    )
+"""
+#: The columns an attempt is written with, in ``attempts`` and ``staged_attempts``.
+_ATTEMPT_COLUMNS = (
+    "run_id, nodeid, batch, outcome, phase, duration, started, stopped, worker,"
+    " error_digest, git_commit, shared_setup, memory, peak_rss, cpu, rss_start"
+)
+
 #: WAL pages a run may write before SQLite copies them into the database
 #: file. SQLite's default, 1,000, had a 5,000-test run copy them about five
 #: times while its tests ran, each copy syncing the file to disk (10 to 30 ms).
 #: An xdist controller, writing in batches, writes about one page a test, so at
 #: this size a run of up to some 10,000 tests copies once, when it finishes
-#: (:meth:`HistoryStore.finish_run`). A serial run commits each attempt, and
-#: each commit writes the pages it touched again: about five a test (the table's
-#: and one in each index), a copy every 2,000 tests or so. Either way the log
-#: stays under 40 MiB (4 KiB pages) whatever the suite.
+#: (:meth:`HistoryStore.finish_run`). A serial run commits each attempt into
+#: ``staged_attempts``, each commit writing that table's last page again, and
+#: moves them in batches: about two pages a test, a copy every 5,000 tests or
+#: so. Either way the log stays under 40 MiB (4 KiB pages) whatever the suite.
 RUN_CHECKPOINT_PAGES = 10_000
 #: SQLite's own, restored when the run is over.
 DEFAULT_CHECKPOINT_PAGES = 1_000
@@ -288,11 +321,30 @@ class HistoryStore:
         self, run_id: int, git_commit: str | None, attempts: Sequence[Attempt]
     ) -> None:
         """Store attempts in one transaction (one commit per test would cost more than it)."""
+        self._insert("attempts", run_id, git_commit, attempts)
+
+    def stage_attempts(
+        self, run_id: int, git_commit: str | None, attempts: Sequence[Attempt]
+    ) -> None:
+        """Store attempts at once where no reader looks yet, in one transaction
+        that writes about one page: a serial run's, each as it finishes, which
+        a test that kills the process cannot take back. :meth:`fold_staged`
+        moves them where the readers look."""
+        self._insert("staged_attempts", run_id, git_commit, attempts)
+
+    def fold_staged(self) -> int:
+        """Move every staged attempt into ``attempts``, in the order staged, in
+        one transaction; return how many. Those of a run that ended without
+        moving them (killed by a test) go with the next run's."""
+        with self._db:
+            return _fold_staged(self._db)
+
+    def _insert(
+        self, table: str, run_id: int, git_commit: str | None, attempts: Sequence[Attempt]
+    ) -> None:
         with self._db:
             self._db.executemany(
-                "INSERT INTO attempts (run_id, nodeid, batch, outcome, phase, duration, started,"
-                " stopped, worker, error_digest, git_commit, shared_setup, memory, peak_rss, cpu,"
-                " rss_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO {table} ({_ATTEMPT_COLUMNS}) VALUES ({','.join('?' * 16)})",
                 [
                     (
                         run_id,
@@ -639,8 +691,23 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _fold_staged(connection: sqlite3.Connection) -> int:
+    """Move the staged attempts into ``attempts`` (in the caller's transaction)."""
+    moved = connection.execute(
+        f"INSERT INTO attempts ({_ATTEMPT_COLUMNS})"
+        f" SELECT {_ATTEMPT_COLUMNS} FROM staged_attempts ORDER BY rowid"
+    ).rowcount
+    if moved:
+        connection.execute("DELETE FROM staged_attempts")
+    return moved
+
+
 def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring the schema up to date; concurrent runs serialise on the write lock."""
+    """Bring the schema up to date; concurrent runs serialise on the write lock.
+
+    Attempts a serial run staged and did not move (a test killed it) are
+    moved here, so that the next run's plan reads them.
+    """
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
@@ -654,6 +721,8 @@ def _migrate(connection: sqlite3.Connection) -> None:
                 if statement.strip():
                     connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {target}")
+        connection.execute(_STAGED_TABLE)
+        _fold_staged(connection)
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")

@@ -459,6 +459,8 @@ class Orchestrator:
         self._finish_error: BaseException | None = None
         #: Attempts not yet in the history store, and when it was last written.
         self._unsaved: list[Attempt] = []
+        #: Attempts staged in the history store and not yet moved (serial runs).
+        self._staged = 0
         self._saved_at = time.monotonic()
         option = config.option
         # Runs that execute no test bodies leave no results and no history.
@@ -1352,22 +1354,31 @@ class Orchestrator:
                 ),
                 None,
             )
-        if self.run_id is not None:
-            self._unsaved.append(_attempt(result, nodeid, batch))
-            # A serial run executes tests in this process, which a test may kill:
-            # each attempt is saved at once. A controller only receives reports.
-            if (
-                self.role == "serial"
-                or len(self._unsaved) >= SAVE_EVERY_ATTEMPTS
-                or time.monotonic() - self._saved_at >= SAVE_EVERY_SECONDS
-            ):
+        run_id = self.run_id
+        if run_id is not None:
+            attempt = _attempt(result, nodeid, batch)
+            if self.role == "serial":
+                # A serial run executes tests in this process, which a test may
+                # kill: each attempt is stored at once, staged (one page a commit).
+                self._use_history(lambda h: h.stage_attempts(run_id, self.commit, [attempt]), None)
+                self._staged += 1
+                due = self._staged >= SAVE_EVERY_ATTEMPTS
+            else:  # a controller only receives reports
+                self._unsaved.append(attempt)
+                due = len(self._unsaved) >= SAVE_EVERY_ATTEMPTS
+            if due or time.monotonic() - self._saved_at >= SAVE_EVERY_SECONDS:
                 self._save_attempts()
 
     def _save_attempts(self) -> None:
-        """Write the attempts gathered so far to the history store, in one transaction."""
-        run_id, attempts = self.run_id, self._unsaved
-        self._unsaved, self._saved_at = [], time.monotonic()
-        if run_id is not None and attempts:
+        """Bring the attempts so far where the history's readers look: move the
+        staged ones, write those gathered in memory, in one transaction each."""
+        run_id, attempts, staged = self.run_id, self._unsaved, self._staged
+        self._unsaved, self._staged, self._saved_at = [], 0, time.monotonic()
+        if run_id is None:
+            return
+        if staged:
+            self._use_history(lambda h: h.fold_staged(), 0)
+        if attempts:
             self._use_history(lambda h: h.record_attempts(run_id, self.commit, attempts), None)
 
     def _late_report(self, index: int, report: pytest.TestReport) -> None:

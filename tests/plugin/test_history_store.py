@@ -52,6 +52,41 @@ def record_runs(store: HistoryStore, runs: list[list[Attempt]]) -> None:
         store.record_attempts(run_id, None, attempts)
 
 
+def test_staged_attempts_are_read_once_moved_in_the_order_staged(
+    store: HistoryStore, tmp_path: Path
+) -> None:
+    run_id = store.start_run(0.0, "abc", "host", "3.11", "pytest")
+    store.stage_attempts(run_id, "abc", [attempt("t.py::a", "passed", 1.0)])
+    store.stage_attempts(run_id, "abc", [attempt("t.py::b", "failed", 2.0)])
+    assert store.durations() == {}  # staged: the readers do not look there
+    assert store.fold_staged() == 2
+    assert store.fold_staged() == 0
+    assert store.durations() == {"t.py::a": 1.0}
+    with closing(sqlite3.connect(tmp_path / "history.sqlite")) as db:
+        rows = db.execute("SELECT id, run_id, nodeid, outcome, git_commit FROM attempts").fetchall()
+        staged = db.execute("SELECT COUNT(*) FROM staged_attempts").fetchone()
+    assert [row[1:] for row in rows] == [
+        (run_id, "t.py::a", "passed", "abc"),
+        (run_id, "t.py::b", "failed", "abc"),
+    ]
+    assert rows[0][0] < rows[1][0]
+    assert staged == (0,)
+
+
+def test_attempts_a_killed_run_staged_are_moved_when_the_store_is_next_opened(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "history.sqlite"
+    first, _ = HistoryStore.open(path)
+    run_id = first.start_run(0.0, None, "host", "3.11", "pytest")
+    first.stage_attempts(run_id, None, [attempt("t.py::a", "passed", 1.5)])
+    # The process dies here: nothing moves them. The next run's store does.
+    second, _ = HistoryStore.open(path)
+    assert second.durations() == {"t.py::a": 1.5}
+    second.close()
+    first.close()
+
+
 def test_the_plan_reads_each_tests_last_attempts(store: HistoryStore) -> None:
     # Eight runs: "a" passes with durations 1..8 and fails in run 6; "b" only
     # fails; "c" ran in the first run only. Memory and shared setups are

@@ -213,13 +213,21 @@ def test_interrupted_run_keeps_the_attempts_that_finished(pytester: pytest.Pytes
     )
     result = pytester.runpytest_subprocess("--batchflow")
     assert result.ret == 3
-    rows = history_rows(
-        pytester.path / ".batchflow" / "history.sqlite", "SELECT nodeid, outcome FROM attempts"
-    )
-    assert rows == [
+    path = pytester.path / ".batchflow" / "history.sqlite"
+    # Each stored as it finished, staged: the run never got to move them.
+    assert history_rows(path, "SELECT nodeid, outcome FROM staged_attempts") == [
         ("test_crash.py::test_first", "passed"),
         ("test_crash.py::test_second", "passed"),
     ]
+    # The next run moves them where the plan reads, under the run that made them.
+    pytester.makepyfile(test_crash="def test_first(): pass\n")
+    pytester.runpytest_subprocess("--batchflow").assert_outcomes(passed=1)
+    assert history_rows(path, "SELECT run_id, nodeid, outcome FROM attempts") == [
+        (1, "test_crash.py::test_first", "passed"),
+        (1, "test_crash.py::test_second", "passed"),
+        (2, "test_crash.py::test_first", "passed"),
+    ]
+    assert history_rows(path, "SELECT COUNT(*) FROM staged_attempts") == [(0,)]
 
 
 def test_json_schema_in_docs_matches_the_model() -> None:
