@@ -39,9 +39,10 @@ class Analysis:
     short summary names by its line: their keywords hold ``pytestmark`` (marks
     decorate the function), where it folds the others' skips by file. An xdist
     controller's report of such a skip must say which it is. ``chains``: for
-    each parent, the node ids from the session down to it (pytest's
-    ``listchain``), where an xdist worker may stop tearing down after a test
-    (see :class:`~pytest_batchflow.core.scheduler.Dispatcher`).
+    each parent, the nodes from the session down to it (pytest's
+    ``listchain``), each by a key of its depth and node id (see
+    :func:`release_points`), where an xdist worker may stop tearing down
+    after a test (see :class:`~pytest_batchflow.core.scheduler.Dispatcher`).
     """
 
     specs: tuple[TestSpec, ...]
@@ -261,21 +262,22 @@ def analyse(
     )
 
 
-def release_points(item: pytest.Item) -> list[pytest.Collector | pytest.Session]:
+def release_points(item: pytest.Item) -> dict[str, pytest.Collector | pytest.Session]:
     """The nodes above ``item``, the session first, down to its parent: where
-    an xdist worker's release item may sit (each node id once, held by the
-    deepest node that has it, so that the parent's is the parent)."""
-    found: dict[str, pytest.Collector | pytest.Session] = {}
-    for node in item.listchain()[:-1]:
-        found[node.nodeid] = node  # type: ignore[assignment]
-    return list(found.values())
+    an xdist worker's release item may sit, each by a key of its depth and
+    node id. The id alone is not enough: pytest gives a module outside the
+    rootdir the session's id, ``""``."""
+    return {
+        f"{depth} {node.nodeid}": node  # type: ignore[misc]
+        for depth, node in enumerate(item.listchain()[:-1])
+    }
 
 
 def _chains(items: Sequence[pytest.Item]) -> dict[str, tuple[str, ...]]:
-    """Each parent's :func:`release_points`, as node ids."""
+    """Each parent's :func:`release_points`, as keys."""
     chains: dict[str, tuple[str, ...]] = {}
     for item in items:
         parent = item.parent.nodeid if item.parent is not None else ""
         if parent not in chains:
-            chains[parent] = tuple(node.nodeid for node in release_points(item))
+            chains[parent] = tuple(release_points(item))
     return chains

@@ -92,11 +92,14 @@ TEARDOWN_OF = "batchflow_teardown_of"
 class IdleItem(pytest.Item):
     """A no-op item a worker runs after a test, so that the test starts at once.
 
-    It sits under the test's parent: the test's teardown keeps the parent's
-    fixtures, and the idle item tears down only what the next item sent does
-    not need (:func:`run_idle`). It produces no report, and only pytest's own
-    plugins set it up and tear it down. It carries the marks of the test it
-    follows (see ``Orchestrator.pytest_runtest_protocol``).
+    A worker holds one under each node above its tests (the session, a
+    directory, a package, a module, a class); the dispatcher sends the one
+    under the lowest node that still has tests to send. The test's teardown
+    keeps that node's fixtures and ends those below it, and the idle item
+    tears down only what the next item sent does not need (:func:`run_idle`).
+    It produces no report, and only pytest's own plugins set it up and tear
+    it down. It carries the marks of the test it follows (see
+    ``Orchestrator.pytest_runtest_protocol``).
     """
 
     def runtest(self) -> None:
@@ -808,10 +811,9 @@ class Orchestrator:
             for item in session.items:
                 if item.parent not in parents:  # the tests of a parent share its nodes
                     parents.add(item.parent)
-                    nodes.update((node.nodeid, node) for node in release_points(item))
+                    nodes.update(release_points(item))
             session.items.extend(
-                IdleItem.from_parent(nodes[nodeid], name="batchflow-idle")
-                for nodeid in sorted(nodes)
+                IdleItem.from_parent(nodes[key], name="batchflow-idle") for key in sorted(nodes)
             )
             return None
         if self.plan is None:
@@ -987,9 +989,7 @@ class Orchestrator:
         else:
             # At the test's location, as the skipping plugin's skips (pytest's
             # fixtures module marks its own skips so too).
-            skip = pytest.skip.Exception(f"batchflow: {reason}")
-            skip._use_item_location = True
-            raise skip
+            raise pytest.skip.Exception(f"batchflow: {reason}", _use_item_location=True)
 
     # -- reports (serial and controller) -----------------------------------------
 

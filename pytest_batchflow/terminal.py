@@ -202,13 +202,13 @@ def resource_lines(
         )
     for leak in resources.leaks:
         culprits = ", ".join(f"{n} (+{format_size(kept)})" for n, kept in leak.culprits)
+        allowed = resources.leak_threshold + KEPT_PER_TEST * leak.tests
         lines.append(
             (
                 f"memory leak? worker {leak.worker} grew by {format_size(leak.growth)} over "
-                f"{leak.tests} tests (threshold "
-                f"{format_size(resources.leak_threshold + KEPT_PER_TEST * leak.tests)}: "
-                f"{format_size(resources.leak_threshold)} and {format_size(KEPT_PER_TEST)} "
-                "a test)" + (f"; most by: {culprits}" if culprits else ""),
+                f"{leak.tests} tests (threshold {format_size(resources.leak_threshold)} plus "
+                f"{format_size(KEPT_PER_TEST)} a test: {format_size(allowed)})"
+                + (f"; most by: {culprits}" if culprits else ""),
                 False,
             )
         )

@@ -379,7 +379,7 @@ def test_after():
     result.stdout.fnmatch_lines(
         [
             "memory leak? worker main grew by 1?? MiB over 3 tests "
-            "(threshold 100 MiB: 100 MiB and 8 KiB a test); "
+            "(threshold 100 MiB plus 8 KiB a test: 100 MiB); "
             "most by: test_leaky.py::test_keeps_memory (+1?? MiB)*",
         ]
     )

@@ -905,6 +905,37 @@ def test_after(service): pass
     ]
 
 
+def test_a_module_outside_the_rootdir_keeps_its_fixtures_between_its_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest gives such a module the session's node id, "": the release item
+    # behind its first tests must still sit under the module, not above it.
+    project = pytester.mkdir("project")
+    pytester.mkdir("other").joinpath("test_o.py").write_text(
+        """
+import pytest
+
+SETUPS = []
+
+@pytest.fixture(scope="module")
+def resource():
+    SETUPS.append(1)
+    yield
+
+def test_o1(resource): assert len(SETUPS) == 1
+def test_o2(resource): assert len(SETUPS) == 1
+def test_o3(resource): assert len(SETUPS) == 1
+"""
+    )
+    monkeypatch.chdir(project)
+    for workers in ("1", "2"):  # the module is set up once on each worker
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-n", workers, "--rootdir=.", "--batchflow",
+            "../other/test_o.py",
+        )  # fmt: skip
+        result.assert_outcomes(passed=3)
+
+
 def test_a_module_left_for_a_later_test_is_torn_down_when_the_worker_moves_on(
     pytester: pytest.Pytester,
 ) -> None:
