@@ -9,7 +9,7 @@ by an explicit channel, never inside node ids).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from .core.plan import BatchRule, PlanError, assign_batches
 from .items import ItemDescriber, MarkerError, declared_needs, rerun_budget, string_arguments
 from .settings import Settings
 
-__all__ = ["Analysis", "analyse", "release_points"]
+__all__ = ["Analysis", "analyse", "release_nodes", "release_points"]
 
 
 @dataclass(frozen=True)
@@ -273,11 +273,28 @@ def release_points(item: pytest.Item) -> dict[str, pytest.Collector | pytest.Ses
     }
 
 
+def release_nodes(items: Sequence[pytest.Item]) -> dict[str, pytest.Collector | pytest.Session]:
+    """Every node above ``items`` by its :func:`release_points` key: where an
+    xdist worker puts a release item."""
+    nodes: dict[str, pytest.Collector | pytest.Session] = {}
+    for item in _one_of_each_parent(items):
+        nodes.update(release_points(item))
+    return nodes
+
+
 def _chains(items: Sequence[pytest.Item]) -> dict[str, tuple[str, ...]]:
     """Each parent's :func:`release_points`, as keys."""
-    chains: dict[str, tuple[str, ...]] = {}
+    return {
+        item.parent.nodeid if item.parent is not None else "": tuple(release_points(item))
+        for item in _one_of_each_parent(items)
+    }
+
+
+def _one_of_each_parent(items: Sequence[pytest.Item]) -> Iterator[pytest.Item]:
+    """The first item of each parent node id: the tests of a parent share its nodes."""
+    seen: set[str] = set()
     for item in items:
         parent = item.parent.nodeid if item.parent is not None else ""
-        if parent not in chains:
-            chains[parent] = tuple(release_points(item))
-    return chains
+        if parent not in seen:
+            seen.add(parent)
+            yield item

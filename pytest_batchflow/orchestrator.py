@@ -804,14 +804,9 @@ class Orchestrator:
             # Release items go after the collection the controller knows, one
             # under each node above a test (its parent, the module, ..., the
             # session), in the order the controller expects them.
-            from .collection import release_points
+            from .collection import release_nodes
 
-            nodes: dict[str, pytest.Collector | pytest.Session] = {}
-            parents = set()
-            for item in session.items:
-                if item.parent not in parents:  # the tests of a parent share its nodes
-                    parents.add(item.parent)
-                    nodes.update(release_points(item))
+            nodes = release_nodes(session.items)
             session.items.extend(
                 IdleItem.from_parent(nodes[key], name="batchflow-idle") for key in sorted(nodes)
             )

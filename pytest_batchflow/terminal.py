@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .core.graph import TestSpec
 from .core.plan import Plan
-from .core.resources import KEPT_PER_TEST, format_size
+from .core.resources import KEPT_PER_TEST, budget_share, format_size
 
 if TYPE_CHECKING:
     from .results import BatchResult, ResourceResult, ResourcesResult, TestResult
@@ -179,14 +179,11 @@ def resource_lines(
         ),
     ]
     if resources.budget is not None:
+        share = budget_share(max_memory) if max_memory is not None else None
         lines.append(
             (
                 f"memory budget: {format_size(resources.budget)}"
-                + (
-                    f" ({max_memory.strip()} of the memory available)"
-                    if max_memory is not None and max_memory.strip().endswith("%")
-                    else ""
-                )
+                + (f" ({share} of the memory available)" if share else "")
                 + f" for the tests running at once, {resources.cpus} CPUs",
                 False,
             )

@@ -23,6 +23,7 @@ __all__ = [
     "Needs",
     "ResourceSample",
     "WorkerCount",
+    "budget_share",
     "find_leaks",
     "format_size",
     "parse_memory_budget",
@@ -73,10 +74,16 @@ def parse_size(text: str) -> int:
     return round(float(match.group(1)) * _UNITS[unit])
 
 
+def budget_share(text: str) -> str | None:
+    """The percentage a budget setting asks for (``"75%"``), or None for a size."""
+    stripped = text.strip()
+    return stripped if stripped.endswith("%") else None
+
+
 def parse_memory_budget(text: str, available: int) -> int:
     """A budget: a size, or a percentage of ``available`` bytes (``"75%"``)."""
     stripped = text.strip()
-    if stripped.endswith("%"):
+    if budget_share(stripped) is not None:
         try:
             share = float(stripped[:-1])
         except ValueError:
