@@ -859,16 +859,20 @@ class Orchestrator:
 
     # -- measuring shared fixture setups (serial and worker) ----------------------
 
-    @pytest.hookimpl(wrapper=True)
+    # An old-style wrapper: a fixture's error does not pass through it, so its
+    # traceback is the fixture's, as without batchflow (a new-style wrapper's
+    # frame showed there, or was all that showed of an error raised in pytest).
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
-    ) -> Generator[None, object, object]:
+    ) -> Generator[None, object, None]:
         if fixturedef.scope not in _SHARED_SCOPES:
-            return (yield)
+            yield
+            return
         self._shared_depth += 1
         started = time.perf_counter()
         try:
-            return (yield)
+            yield
         finally:
             self._shared_depth -= 1
             if not self._shared_depth:  # a fixture it requests is counted once, with it
@@ -966,7 +970,14 @@ class Orchestrator:
     def pytest_report_collectionfinish(self) -> list[str]:
         if self.plan is None or self.role != "serial":
             return []
-        return [format_header(self.plan)]
+        return self.header_lines(self.plan)
+
+    def header_lines(self, plan: Plan) -> list[str]:
+        """The plan's one-line summary after collection; none with ``-q``, which
+        also hides pytest's ``collected N items`` (``--co -q`` lists only node ids)."""
+        if self.config.get_verbosity() < 0:
+            return []
+        return [format_header(plan)]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

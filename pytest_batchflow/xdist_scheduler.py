@@ -29,7 +29,6 @@ from .collection import Analysis
 from .core.plan import PlanError
 from .core.scheduler import Decision, Dispatcher, Idle, Sendable
 from .settings import to_plain
-from .terminal import format_header
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -284,7 +283,8 @@ class BatchflowScheduling:
         )
         for node in self.collections:
             self.dispatcher.add_worker(node.gateway.id)
-        self.orchestrator.write_line(format_header(plan))
+        for line in self.orchestrator.header_lines(plan):
+            self.orchestrator.write_line(line)
 
     def _decide(self) -> None:
         if self.dispatcher is None or self.aborted or self._xdist_stopping():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -99,6 +100,69 @@ def test_b(): pass
         result = pytester.runpytest("--batchflow", *plugins, "-rs")
         result.assert_outcomes(failed=1, skipped=1)
         result.stdout.fnmatch_lines(["SKIPPED [[]1] test_s.py:3: batchflow: depends on *test_a*"])
+
+
+def _errors_section(result: pytest.RunResult) -> list[str]:
+    """The ERRORS section's lines, object addresses masked."""
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if " ERRORS " in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("===="))
+    return [re.sub(r"0x[0-9a-f]+", "0x...", line) for line in lines[start:end]]
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_fixture_s_error_has_the_traceback_it_has_without_batchflow(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    # A fixture in another file than the test: pytest shows its frames and
+    # none of pytest's or pluggy's; batchflow's timing of shared fixtures
+    # showed its own frame above the fixture's.
+    pytester.makeconftest(
+        """
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture exploded")
+
+@pytest.fixture(scope="module")
+def broken_module():
+    raise RuntimeError("module fixture exploded")
+"""
+    )
+    pytester.makepyfile(test_f="def test_func(broken): pass\n\ndef test_mod(broken_module): pass\n")
+    args = ["-p", "no:cacheprovider", "-rE", "--tb=long", *workers]
+    plain = pytester.runpytest_subprocess(*args)
+    result = pytester.runpytest_subprocess("--batchflow", "--batchflow-no-history", *args)
+    result.assert_outcomes(errors=2)
+    section = _errors_section(result)
+    assert "fixture exploded" in "\n".join(section)
+    assert "pytest_batchflow" not in result.stdout.str()
+    if not workers:  # under xdist the two errors come in either order
+        assert section == _errors_section(plain)
+
+
+@pytest.mark.parametrize("quiet", ["-q", "-qq"])
+def test_collect_only_quiet_lists_what_it_lists_without_batchflow(
+    pytester: pytest.Pytester, quiet: str
+) -> None:
+    # Scripts read node ids from `pytest --co -q`: no plan line among them.
+    pytester.makepyfile(test_a="def test_a(): pass\ndef test_b(): pass\n")
+    plain = pytester.runpytest("-p", "no:cacheprovider", "--co", quiet)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--batchflow", "--co", quiet)
+
+    def lines(run: pytest.RunResult) -> list[str]:
+        return [re.sub(r" in [0-9.]+s$", "", line) for line in run.stdout.lines]
+
+    assert lines(result) == lines(plain)
+    assert "test_a.py::test_b" in result.stdout.lines or quiet == "-qq"
+    # Without -q the line is there, after pytest's own.
+    verbose = pytester.runpytest("-p", "no:cacheprovider", "--batchflow", "--co")
+    verbose.stdout.fnmatch_lines(
+        ["collected 2 items", "batchflow: 1 batch, 2 tests, 0 dependencies"]
+    )
 
 
 @pytest.mark.parametrize(
