@@ -87,6 +87,10 @@ TREND_RUNS = 20
 #: test's teardown is where pytest reports it; the xdist worker must send it
 #: under the idle item's node id, and the controller moves it back.
 TEARDOWN_OF = "batchflow_teardown_of"
+#: A report's attribute, and the worker's output key at its end: what a release
+#: item's passing teardown printed or logged, for the test before it
+#: (``[index, [[section title, text], ...]]``, see :func:`run_idle`).
+TEARDOWN_OUTPUT = "batchflow_teardown_output"
 
 
 class IdleItem(pytest.Item):
@@ -298,6 +302,8 @@ class _Finished(NamedTuple):
 _PHASES_AT = _Finished._fields.index("phases")
 _PHASE_WIDTH = len(_Phase._fields)
 _RESOURCES_AT = _Finished._fields.index("resources")
+#: Where a :meth:`_Finished.plain` tuple holds each output.
+_FINISHED_AT = {kind: _Finished._fields.index(kind) for kind in ("stdout", "stderr", "log")}
 
 
 def _plain_values(plain: tuple[Any, ...]) -> dict[str, Any]:
@@ -373,6 +379,11 @@ class Orchestrator:
         self.current: int | None = None
         #: The last test this process ran (the idle item after it reports for it).
         self._last_run: pytest.Item | None = None
+        #: A worker's: what release items printed after the test that ran last,
+        #: for the next report it sends (or its output at the end).
+        self._idle_output: tuple[int, list[tuple[str, str]]] | None = None
+        #: The controller's (and a serial run's): each worker's last teardown report.
+        self._last_teardown: dict[str, tuple[int, pytest.TestReport]] = {}
         self.position_index: list[int] = []
         self.open_tests: dict[str, int] = {}
         self._history: HistoryStore | None = None
@@ -842,7 +853,13 @@ class Orchestrator:
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> bool | None:
         if isinstance(item, IdleItem):
-            run_idle(item, nextitem, self._last_run)
+            previous = self._last_run
+            output = run_idle(item, nextitem, previous)
+            index = previous.stash.get(INDEX_KEY, None) if previous is not None else None
+            if output and index is not None:
+                if self._idle_output is None or self._idle_output[0] != index:
+                    self._idle_output = (index, [])
+                self._idle_output[1].extend(output)
             return True
         self._last_run = item
         if isinstance(nextitem, IdleItem):
@@ -883,6 +900,10 @@ class Orchestrator:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if self._idle_output is not None:  # a worker's: the first report after them
+            index, output = self._idle_output
+            setattr(report, TEARDOWN_OUTPUT, [index, [list(section) for section in output]])
+            self._idle_output = None
         if call.when == "setup" and self.role != "controller":
             setattr(report, SHARED_SETUP, round(self._shared_setup, 6))
         elif call.when == "call" and SAMPLES_KEY in item.stash:
@@ -1042,6 +1063,9 @@ class Orchestrator:
         # the failure count, -x) as a rerun.
         if self.role == "worker" or self.state is None:
             return
+        output = getattr(report, TEARDOWN_OUTPUT, None)
+        if output is not None:
+            self.add_teardown_output(str(getattr(report, "worker_id", SERIAL_WORKER)), output)
         moved = getattr(report, TEARDOWN_OF, None)
         if moved is not None:
             index = self._teardown_of(report, moved)
@@ -1053,6 +1077,8 @@ class Orchestrator:
         index = self._report_index(report)
         if index is None:
             return
+        if report.when == "teardown":
+            self._last_teardown[str(getattr(report, "worker_id", SERIAL_WORKER))] = (index, report)
         pending = getattr(report, "batchflow_cov_pending", None)
         if pending is not None:
             self.coverage_pending[str(getattr(report, "worker_id", SERIAL_WORKER))] = pending
@@ -1446,7 +1472,60 @@ class Orchestrator:
     # -- the end of the run ------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if self._idle_output is not None and workeroutput is not None:
+            # The last release item ran after the last report: with the worker's end.
+            index, output = self._idle_output
+            workeroutput[TEARDOWN_OUTPUT] = [index, [list(section) for section in output]]
+            self._idle_output = None
         self.finish(session, exitstatus)
+
+    def add_teardown_output(self, worker: str, moved: object) -> None:
+        """What a release item printed or logged, added to the teardown of the
+        test before it, as if that test's teardown had printed it (pytest's
+        ``-rP`` and ``-rA`` show it there, and the JSON result has it).
+
+        ``moved`` is ``[index, [[section title, text], ...]]``
+        (:data:`TEARDOWN_OUTPUT`); pytest's ``--junitxml`` wrote that test's
+        output when its teardown report came, and misses it.
+        """
+        if not (isinstance(moved, list) and len(moved) == 2 and isinstance(moved[0], int)):
+            return
+        index, sections = moved
+        last = self._last_teardown.get(worker)
+        if last is None or last[0] != index or not isinstance(sections, list):
+            return
+        report = last[1]
+        added = {"stdout": "", "stderr": "", "log": ""}
+        for section in sections:
+            if not (isinstance(section, list | tuple) and len(section) == 2):
+                continue
+            title, text = str(section[0]), str(section[1])
+            # One section a title, as one teardown phase captures it.
+            at = next((i for i, (name, _) in enumerate(report.sections) if name == title), None)
+            if at is None:
+                report.sections.append((title, text))
+            else:
+                report.sections[at] = (title, report.sections[at][1] + text)
+            kind = title.split()[1] if title.count(" ") >= 1 else ""
+            if kind in added:
+                added[kind] += _clean(text)
+        self._add_result_output(index, added)
+
+    def _add_result_output(self, index: int, added: dict[str, str]) -> None:
+        """Output added to a finished test's result (its model, if built already)."""
+        if not any(added.values()):
+            return
+        plain = self._finished.get(index)
+        if plain is not None:
+            values = list(plain)
+            for kind, text in added.items():
+                values[_FINISHED_AT[kind]] += text
+            self._finished[index] = tuple(values)
+        elif index in self.results:
+            result = self.results[index]
+            update = {kind: getattr(result, kind) + text for kind, text in added.items() if text}
+            self.results[index] = result.model_copy(update=update)
 
     def finish(self, session: pytest.Session, exitstatus: int, early: bool = False) -> None:
         """Sum the run up and write its outputs, once.
@@ -2093,7 +2172,9 @@ def _pytests_own(plugin: object) -> bool:
     return name == "_pytest" or name.startswith("_pytest.")
 
 
-def run_idle(item: IdleItem, nextitem: pytest.Item | None, previous: pytest.Item | None) -> None:
+def run_idle(
+    item: IdleItem, nextitem: pytest.Item | None, previous: pytest.Item | None
+) -> list[tuple[str, str]]:
     """Tear down what ``nextitem`` does not need through pytest's own setup and
     teardown hooks only, without reports.
 
@@ -2110,7 +2191,15 @@ def run_idle(item: IdleItem, nextitem: pytest.Item | None, previous: pytest.Item
     failure reported for it (its traceback cut as that test's; the report
     carries :data:`TEARDOWN_OF` for the controller, since an xdist worker must
     send it under the idle item's node id).
+
+    Returns what it printed and logged when it passed, as the report sections
+    of a teardown (``("Captured stdout teardown", text)``), for the caller to
+    add to ``previous``'s teardown (see ``Orchestrator.add_teardown_output``);
+    a failure's report carries them itself.
     """
+    # A worker runs the same release item again and again: only this run's.
+    item._report_sections.clear()
+    failed = False
     manager = item.config.pluginmanager
     skipping = manager.get_plugin("skipping")
     others = [p for p in manager.get_plugins() if p is skipping or not _pytests_own(p)]
@@ -2127,7 +2216,11 @@ def run_idle(item: IdleItem, nextitem: pytest.Item | None, previous: pytest.Item
             recorded = {"warning_message": message, "nodeid": nodeid, "when": "runtest"}
             item.ihook.pytest_warning_recorded.call_historic(kwargs={**recorded, "location": None})
         if call.excinfo is not None:
+            failed = True
             _report_idle_failure(item, call, previous)
+    if failed:
+        return []
+    return [(f"Captured {key} teardown", text) for _, key, text in item._report_sections if text]
 
 
 def _idle_phase(

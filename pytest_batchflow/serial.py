@@ -116,7 +116,10 @@ class SerialLoop:
 
     def _move_on(self, last: pytest.Item, following: pytest.Item | None) -> None:
         """Tear down what ``following`` does not need, after ``last`` ran for another item."""
-        from .orchestrator import IdleItem, run_idle
+        from .orchestrator import SERIAL_WORKER, IdleItem, run_idle
 
         parent = last.parent if last.parent is not None else last.session
-        run_idle(IdleItem.from_parent(parent, name="batchflow-idle"), following, last)
+        output = run_idle(IdleItem.from_parent(parent, name="batchflow-idle"), following, last)
+        if output:
+            index = [self._index(last), [list(section) for section in output]]
+            self.orchestrator.add_teardown_output(SERIAL_WORKER, index)

@@ -91,6 +91,12 @@ class XdistHooks:
         # A worker sends its last report, and saves its coverage data, before
         # it says it finished; a crashed one sends nothing more either.
         self.down.add(str(node.gateway.id))
+        from .orchestrator import TEARDOWN_OUTPUT
+
+        # What its last release item printed, after its last report.
+        output = getattr(node, "workeroutput", {}).get(TEARDOWN_OUTPUT)
+        if output is not None:
+            self.orchestrator.add_teardown_output(str(node.gateway.id), output)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

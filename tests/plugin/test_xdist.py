@@ -983,6 +983,81 @@ def test_other(): pass
     }
 
 
+QUIET_FINALIZER = """
+import logging
+
+import pytest
+
+@pytest.fixture(scope="module")
+def service():
+    yield
+    print("stopping the service")
+    logging.getLogger("service").warning("service stopped")
+    with open("stops.txt", "a") as stops:
+        stops.write("stop\\n")
+"""
+
+#: test_one's module fixture is left up for test_two, which waits for a test of
+#: another module: its release item ends it as the worker moves on to that test.
+MOVES_ON = {
+    "test_f": """
+import pytest
+
+def test_one(service): pass
+
+@pytest.mark.depends_on("test_g.py::test_other")
+def test_two(service): pass
+""",
+    "test_g": """
+import pytest
+
+@pytest.mark.depends_on("test_f.py::test_one")
+def test_other(): pass
+""",
+}
+#: test_a fails, so test_b is never sent: the worker ends with test_a's module
+#: up, and its last release item ends it after its last report.
+ENDS = {
+    "test_f": """
+import pytest
+
+def test_a(service): assert 0
+
+@pytest.mark.depends_on("test_a")
+def test_b(service): pass
+""",
+}
+
+
+@pytest.mark.parametrize(
+    ("suite", "outcomes", "carriers"),
+    [
+        (MOVES_ON, {"passed": 3}, ["test_one", "test_two"]),
+        (ENDS, {"failed": 1, "skipped": 1}, ["test_a"]),
+    ],
+    ids=["worker-moves-on", "worker-ends"],
+)
+def test_what_a_passing_finalizer_prints_as_a_worker_moves_on_is_kept(
+    pytester: pytest.Pytester, suite: dict[str, str], outcomes: dict[str, int], carriers: list[str]
+) -> None:
+    # pytest shows a finalizer's output at the teardown of the test it ran
+    # after (-rP, -rA): for each time it ran, once, also when batchflow's
+    # release item ran it after that test's teardown report.
+    pytester.makeconftest(QUIET_FINALIZER)
+    pytester.makepyfile(**suite)
+    result, data = run(pytester, "-n", "1", "-rA")
+    result.assert_outcomes(**outcomes)
+    runs = (pytester.path / "stops.txt").read_text().count("stop")
+    assert runs == len(carriers)
+    text = result.stdout.str()
+    assert text.count("stopping the service") == runs
+    assert text.count("WARNING  service:conftest.py:9 service stopped") == runs
+    assert text.count("- Captured stdout teardown -") == runs
+    tests = by_name(data)
+    assert sorted(name for name, test in tests.items() if "stopping" in test.stdout) == carriers
+    assert sorted(name for name, test in tests.items() if "service stopped" in test.log) == carriers
+
+
 def test_a_finalizer_that_raises_as_a_worker_moves_on_is_reported_as_pytest_does(
     pytester: pytest.Pytester,
 ) -> None:
