@@ -183,6 +183,44 @@ def _after(text: str, earlier: str) -> str:
     return text[len(earlier) :] if earlier and text.startswith(earlier) else text
 
 
+#: The order of a phase's sections as pytest's capture and logging plugins add them.
+_SECTION_RANK = {"stdout": 0, "stderr": 1, "log": 2}
+
+
+def _section_rank(title: str) -> int:
+    """``Captured stdout teardown`` -> 0; sections of other kinds come after."""
+    words = title.split()
+    return (
+        _SECTION_RANK.get(words[1], len(_SECTION_RANK)) if len(words) == 3 else len(_SECTION_RANK)
+    )
+
+
+def _with_teardown_output(
+    sections: list[tuple[str, str]], added: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """A teardown report's sections with more teardown output, as one teardown
+    phase would have captured it all: a title once, its texts joined (log
+    records on lines of their own, as pytest joins a phase's), a new title
+    where pytest puts it (stdout, stderr, log)."""
+    merged = list(sections)
+    for title, text in added:
+        at = next((i for i, (name, _) in enumerate(merged) if name == title), None)
+        if at is not None:
+            joint = "\n" if _section_rank(title) == _SECTION_RANK["log"] else ""
+            merged[at] = (title, f"{merged[at][1]}{joint}{text}")
+            continue
+        rank = _section_rank(title)
+        at = len(merged)
+        while (
+            at
+            and merged[at - 1][0].endswith(" teardown")
+            and _section_rank(merged[at - 1][0]) > rank
+        ):
+            at -= 1
+        merged.insert(at, (title, text))
+    return merged
+
+
 class _Phase(NamedTuple):
     """A phase report's values, as :class:`~pytest_batchflow.results.PhaseResult` takes them."""
 
@@ -383,7 +421,7 @@ class Orchestrator:
         #: for the next report it sends (or its output at the end).
         self._idle_output: tuple[int, list[tuple[str, str]]] | None = None
         #: The controller's (and a serial run's): each worker's last teardown report.
-        self._last_teardown: dict[str, tuple[int, pytest.TestReport]] = {}
+        self._last_teardown: dict[str, tuple[int, int, pytest.TestReport]] = {}
         self.position_index: list[int] = []
         self.open_tests: dict[str, int] = {}
         self._history: HistoryStore | None = None
@@ -398,7 +436,12 @@ class Orchestrator:
         #: Each rerun test's earlier (failed) attempts, oldest first.
         self.earlier: dict[int, list[AttemptResult]] = {}
         #: A rerun test's captured output when its last attempt ended (see _test_result).
-        self.output_before: dict[int, tuple[str, str, str]] = {}
+        #: The output a test's last kept attempt ended with, and where it ran: a
+        #: rerun in the same process starts with it (see _test_result).
+        self.output_before: dict[int, tuple[str, str, str, str]] = {}
+        #: Tests whose earlier attempts are another plugin's reruns
+        #: (pytest-rerunfailures): pytest's status of the last stays theirs.
+        self.reran_by_others: set[int] = set()
         #: Tests whose current attempt failed and will be rerun.
         self.rerunning: set[int] = set()
         #: Tests waiting for a rerun, with the delay before it (seconds).
@@ -857,9 +900,10 @@ class Orchestrator:
             output = run_idle(item, nextitem, previous)
             index = previous.stash.get(INDEX_KEY, None) if previous is not None else None
             if output and index is not None:
-                if self._idle_output is None or self._idle_output[0] != index:
-                    self._idle_output = (index, [])
-                self._idle_output[1].extend(output)
+                # Release items in a row all follow the same test (a test's
+                # report goes out in between otherwise, and takes the output).
+                pending = self._idle_output[1] if self._idle_output is not None else []
+                self._idle_output = (index, pending + output)
             return True
         self._last_run = item
         if isinstance(nextitem, IdleItem):
@@ -901,8 +945,7 @@ class Orchestrator:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         if self._idle_output is not None:  # a worker's: the first report after them
-            index, output = self._idle_output
-            setattr(report, TEARDOWN_OUTPUT, [index, [list(section) for section in output]])
+            setattr(report, TEARDOWN_OUTPUT, list(self._idle_output))
             self._idle_output = None
         if call.when == "setup" and self.role != "controller":
             setattr(report, SHARED_SETUP, round(self._shared_setup, 6))
@@ -1064,7 +1107,8 @@ class Orchestrator:
         if self.role == "worker" or self.state is None:
             return
         output = getattr(report, TEARDOWN_OUTPUT, None)
-        if output is not None:
+        if output is not None:  # another test's: not left on this report for other plugins
+            delattr(report, TEARDOWN_OUTPUT)
             self.add_teardown_output(str(getattr(report, "worker_id", SERIAL_WORKER)), output)
         moved = getattr(report, TEARDOWN_OF, None)
         if moved is not None:
@@ -1077,8 +1121,9 @@ class Orchestrator:
         index = self._report_index(report)
         if index is None:
             return
-        if report.when == "teardown":
-            self._last_teardown[str(getattr(report, "worker_id", SERIAL_WORKER))] = (index, report)
+        if report.when == "teardown":  # with the number of attempts kept before it
+            attempt = len(self.earlier.get(index, ()))
+            self._last_teardown[self._worker_of(index, report)] = (index, attempt, report)
         pending = getattr(report, "batchflow_cov_pending", None)
         if pending is not None:
             self.coverage_pending[str(getattr(report, "worker_id", SERIAL_WORKER))] = pending
@@ -1108,6 +1153,7 @@ class Orchestrator:
             report.outcome = QUARANTINED  # type: ignore[assignment]
         elif (
             index in self.earlier
+            and index not in self.reran_by_others
             and self.settings.probe is None
             and report.when == "call"
             and report.passed
@@ -1220,7 +1266,9 @@ class Orchestrator:
         if any(report.outcome == RERUN for report in reports):
             # Another plugin's rerun, at once and in this process: pytest-rerunfailures
             # logs the failed attempt as "rerun", then runs the test again. An
-            # earlier attempt, as batchflow's own reruns keep theirs.
+            # earlier attempt, as batchflow's own reruns keep theirs; pytest's
+            # status of the last attempt stays the plugin's ("passed", not flaky).
+            self.reran_by_others.add(index)
             self._keep_attempt(index, reports, _test_outcome(reports))
             return
         outcome = _test_outcome(reports)
@@ -1292,10 +1340,20 @@ class Orchestrator:
         attempts.append(attempt)
         self._figures.pop(index, None)  # this attempt's, not the next one's
         last = reports[-1]
-        self.output_before[index] = (last.capstdout, last.capstderr, last.caplog)
+        where = self._worker_of(index, last)
+        self.output_before[index] = (where, last.capstdout, last.capstderr, last.caplog)
         if self.recording:
             self._record(attempt, self.analysis_nodeid(index), self.plan.batch_of[index])
         return attempts
+
+    def _output_before(self, index: int, last: pytest.TestReport) -> tuple[str, str, str]:
+        """The earlier attempts' stdout, stderr and log that ``last``'s start with:
+        those of the attempt before, when it ran in the same process (pytest
+        gives each report the output of the item's earlier runs there)."""
+        kept = self.output_before.get(index)
+        if kept is None or kept[0] != self._worker_of(index, last):
+            return "", "", ""
+        return kept[1], kept[2], kept[3]
 
     def _worker_of(self, index: int, report: pytest.TestReport) -> str:
         """Where the reports come from; the controller for tests it skipped itself."""
@@ -1438,7 +1496,7 @@ class Orchestrator:
         assert self.analysis is not None
         specs = self.analysis.specs
         phases = tuple(map(_phase_values, reports))
-        before = self.output_before.get(index, ("", "", ""))
+        before = self._output_before(index, reports[-1])
         decisive = None
         if outcome != "passed":
             decisive = next(
@@ -1475,19 +1533,19 @@ class Orchestrator:
         workeroutput = getattr(self.config, "workeroutput", None)
         if self._idle_output is not None and workeroutput is not None:
             # The last release item ran after the last report: with the worker's end.
-            index, output = self._idle_output
-            workeroutput[TEARDOWN_OUTPUT] = [index, [list(section) for section in output]]
+            workeroutput[TEARDOWN_OUTPUT] = list(self._idle_output)
             self._idle_output = None
         self.finish(session, exitstatus)
 
     def add_teardown_output(self, worker: str, moved: object) -> None:
         """What a release item printed or logged, added to the teardown of the
-        test before it, as if that test's teardown had printed it (pytest's
-        ``-rP`` and ``-rA`` show it there, and the JSON result has it).
+        test before it, as if that test's teardown had printed it: pytest's
+        ``-rP`` and ``-rA`` show it there, and the JSON result has it when that
+        attempt is the test's result.
 
         ``moved`` is ``[index, [[section title, text], ...]]``
-        (:data:`TEARDOWN_OUTPUT`); pytest's ``--junitxml`` wrote that test's
-        output when its teardown report came, and misses it.
+        (:data:`TEARDOWN_OUTPUT`). Plugins that write a test's output when its
+        teardown is reported (pytest's ``--junitxml``) miss it.
         """
         if not (isinstance(moved, list) and len(moved) == 2 and isinstance(moved[0], int)):
             return
@@ -1495,37 +1553,29 @@ class Orchestrator:
         last = self._last_teardown.get(worker)
         if last is None or last[0] != index or not isinstance(sections, list):
             return
-        report = last[1]
-        added = {"stdout": "", "stderr": "", "log": ""}
-        for section in sections:
-            if not (isinstance(section, list | tuple) and len(section) == 2):
-                continue
-            title, text = str(section[0]), str(section[1])
-            # One section a title, as one teardown phase captures it.
-            at = next((i for i, (name, _) in enumerate(report.sections) if name == title), None)
-            if at is None:
-                report.sections.append((title, text))
-            else:
-                report.sections[at] = (title, report.sections[at][1] + text)
-            kind = title.split()[1] if title.count(" ") >= 1 else ""
-            if kind in added:
-                added[kind] += _clean(text)
-        self._add_result_output(index, added)
-
-    def _add_result_output(self, index: int, added: dict[str, str]) -> None:
-        """Output added to a finished test's result (its model, if built already)."""
-        if not any(added.values()):
-            return
+        _, attempt, report = last
+        added = [
+            (str(section[0]), str(section[1]))
+            for section in sections
+            if isinstance(section, list | tuple) and len(section) == 2
+        ]
+        report.sections[:] = _with_teardown_output(report.sections, added)
+        if len(self.earlier.get(index, ())) != attempt:
+            return  # a later attempt is the result (a rerun that ended elsewhere first)
+        before = self._output_before(index, report)
+        output = {
+            "stdout": _clean(_after(report.capstdout, before[0])),
+            "stderr": _clean(_after(report.capstderr, before[1])),
+            "log": _clean(_after(report.caplog, before[2])),
+        }
         plain = self._finished.get(index)
         if plain is not None:
             values = list(plain)
-            for kind, text in added.items():
-                values[_FINISHED_AT[kind]] += text
+            for kind, text in output.items():
+                values[_FINISHED_AT[kind]] = text
             self._finished[index] = tuple(values)
         elif index in self.results:
-            result = self.results[index]
-            update = {kind: getattr(result, kind) + text for kind, text in added.items() if text}
-            self.results[index] = result.model_copy(update=update)
+            self.results[index] = self.results[index].model_copy(update=output)
 
     def finish(self, session: pytest.Session, exitstatus: int, early: bool = False) -> None:
         """Sum the run up and write its outputs, once.
@@ -2192,14 +2242,14 @@ def run_idle(
     carries :data:`TEARDOWN_OF` for the controller, since an xdist worker must
     send it under the idle item's node id).
 
-    Returns what it printed and logged when it passed, as the report sections
-    of a teardown (``("Captured stdout teardown", text)``), for the caller to
-    add to ``previous``'s teardown (see ``Orchestrator.add_teardown_output``);
-    a failure's report carries them itself.
+    Returns what it printed and logged that no failure's report carries, as
+    the report sections of a teardown (``("Captured stdout teardown", text)``),
+    for the caller to add to ``previous``'s teardown (see
+    ``Orchestrator.add_teardown_output``).
     """
-    # A worker runs the same release item again and again: only this run's.
-    item._report_sections.clear()
-    failed = False
+    # A worker runs the same release item again and again, and an item's
+    # reports carry all its runs' output: only this run's counts.
+    seen = len(_captured(item))
     manager = item.config.pluginmanager
     skipping = manager.get_plugin("skipping")
     others = [p for p in manager.get_plugins() if p is skipping or not _pytests_own(p)]
@@ -2216,11 +2266,20 @@ def run_idle(
             recorded = {"warning_message": message, "nodeid": nodeid, "when": "runtest"}
             item.ihook.pytest_warning_recorded.call_historic(kwargs={**recorded, "location": None})
         if call.excinfo is not None:
-            failed = True
-            _report_idle_failure(item, call, previous)
-    if failed:
-        return []
-    return [(f"Captured {key} teardown", text) for _, key, text in item._report_sections if text]
+            _report_idle_failure(item, call, previous, seen)
+            seen = len(_captured(item))  # told with the failure
+    return [
+        (f"{title.rsplit(' ', 1)[0]} teardown", text)
+        for title, text in _captured(item)[seen:]
+        if text
+    ]
+
+
+def _captured(item: IdleItem) -> list[tuple[str, str]]:
+    """The report sections pytest would give the item's report now (the output
+    captured in all its runs so far, ``("Captured stdout setup", text)``)."""
+    passing = pytest.CallInfo.from_call(lambda: None, when="teardown")
+    return pytest.TestReport.from_item_and_call(item, passing).sections
 
 
 def _idle_phase(
@@ -2240,9 +2299,12 @@ def _idle_phase(
 
 
 def _report_idle_failure(
-    item: IdleItem, call: pytest.CallInfo[None], previous: pytest.Item | None
+    item: IdleItem, call: pytest.CallInfo[None], previous: pytest.Item | None, seen: int
 ) -> None:
+    """The failure's report, with what this run captured (``seen``: the
+    sections of the item's earlier runs, left out)."""
     report = pytest.TestReport.from_item_and_call(item, call)
+    report.sections = report.sections[seen:]
     index = previous.stash.get(INDEX_KEY, None) if previous is not None else None
     if previous is not None and index is not None:
         if report.failed:

@@ -121,5 +121,4 @@ class SerialLoop:
         parent = last.parent if last.parent is not None else last.session
         output = run_idle(IdleItem.from_parent(parent, name="batchflow-idle"), following, last)
         if output:
-            index = [self._index(last), [list(section) for section in output]]
-            self.orchestrator.add_teardown_output(SERIAL_WORKER, index)
+            self.orchestrator.add_teardown_output(SERIAL_WORKER, [self._index(last), output])

@@ -123,6 +123,34 @@ def test_a_victim_is_flagged_order_dependent_and_its_polluter_confirmed(
         assert {run.worker for run in runs} == {"gw0", "gw1"}
 
 
+@pytest.mark.parametrize("workers", WORKERS)
+def test_each_run_keeps_its_own_output_on_any_worker(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    # Every run of a test prints the same; its result has the last run's output
+    # once. A run in the same process starts with the earlier runs' output,
+    # which is left out; a run on another worker printed it afresh, and keeps it.
+    pytester.makepyfile(
+        test_p="""
+import time
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_p(n):
+    time.sleep(0.05)
+    print(f"hello {n}")
+"""
+    )
+    _, data = run(pytester, "--batchflow-probe=2", *workers)
+    assert {test.nodeid: test.stdout for test in data.tests} == {
+        f"test_p.py::test_p[{n}]": f"hello {n}\n" for n in range(4)
+    }
+    if workers:  # the case this is about: the last run on another worker than the one before
+        assert any(test.attempts[-1].worker != test.worker for test in data.tests)
+
+
 def test_the_runs_come_in_rounds(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_order="def test_one():\n    pass\n\ndef test_two():\n    pass\n")
     result, data = run(pytester, "--batchflow-probe=3")

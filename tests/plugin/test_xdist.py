@@ -18,6 +18,7 @@ from xml.etree import ElementTree
 import pytest
 from json_runs import by_name, overlap, run
 
+from pytest_batchflow.orchestrator import _with_teardown_output
 from pytest_batchflow.results import TestResult
 
 pytest.importorskip("xdist")
@@ -995,6 +996,12 @@ def service():
     logging.getLogger("service").warning("service stopped")
     with open("stops.txt", "a") as stops:
         stops.write("stop\\n")
+
+@pytest.fixture
+def handle():
+    yield
+    print("handle closed")
+    logging.getLogger("handle").warning("handle closed")
 """
 
 #: test_one's module fixture is left up for test_two, which waits for a test of
@@ -1003,10 +1010,10 @@ MOVES_ON = {
     "test_f": """
 import pytest
 
-def test_one(service): pass
+def test_one(service, handle): pass
 
 @pytest.mark.depends_on("test_g.py::test_other")
-def test_two(service): pass
+def test_two(service, handle): pass
 """,
     "test_g": """
 import pytest
@@ -1021,10 +1028,10 @@ ENDS = {
     "test_f": """
 import pytest
 
-def test_a(service): assert 0
+def test_a(service, handle): assert 0
 
 @pytest.mark.depends_on("test_a")
-def test_b(service): pass
+def test_b(service, handle): pass
 """,
 }
 
@@ -1041,8 +1048,9 @@ def test_what_a_passing_finalizer_prints_as_a_worker_moves_on_is_kept(
     pytester: pytest.Pytester, suite: dict[str, str], outcomes: dict[str, int], carriers: list[str]
 ) -> None:
     # pytest shows a finalizer's output at the teardown of the test it ran
-    # after (-rP, -rA): for each time it ran, once, also when batchflow's
-    # release item ran it after that test's teardown report.
+    # after (-rP, -rA), in one section with the test's own teardown output:
+    # for each time it ran, once, also when batchflow's release item ran it
+    # after that test's teardown report.
     pytester.makeconftest(QUIET_FINALIZER)
     pytester.makepyfile(**suite)
     result, data = run(pytester, "-n", "1", "-rA")
@@ -1050,12 +1058,47 @@ def test_what_a_passing_finalizer_prints_as_a_worker_moves_on_is_kept(
     runs = (pytester.path / "stops.txt").read_text().count("stop")
     assert runs == len(carriers)
     text = result.stdout.str()
-    assert text.count("stopping the service") == runs
-    assert text.count("WARNING  service:conftest.py:9 service stopped") == runs
     assert text.count("- Captured stdout teardown -") == runs
+    assert text.count("- Captured log teardown -") == runs
+    # As one teardown captures it: stdout, then the log, a record a line.
+    teardown = re.compile(
+        r"- Captured stdout teardown -+\nhandle closed\nstopping the service\n"
+        r"-+ Captured log teardown -+\n"
+        r"WARNING  handle:conftest\.py:\d+ handle closed\n"
+        r"WARNING  service:conftest\.py:\d+ service stopped\n"
+    )
+    assert len(teardown.findall(text)) == runs
     tests = by_name(data)
-    assert sorted(name for name, test in tests.items() if "stopping" in test.stdout) == carriers
-    assert sorted(name for name, test in tests.items() if "service stopped" in test.log) == carriers
+    for name, test in tests.items():
+        if name in carriers:
+            assert test.stdout.endswith("handle closed\nstopping the service\n")
+            assert re.search(r"handle closed\nWARNING  service:\S+ service stopped$", test.log)
+        else:
+            assert "stopping" not in test.stdout
+
+
+def test_with_teardown_output_joins_as_one_teardown_would() -> None:
+    sections = [
+        ("Captured stdout call", "call\n"),
+        ("Captured stdout teardown", "own\n"),
+        ("Captured log teardown", "WARNING  a:x.py:1 own"),
+    ]
+    added = [
+        ("Captured stderr teardown", "late err\n"),
+        ("Captured stdout teardown", "late\n"),
+        ("Captured log teardown", "WARNING  b:y.py:2 late"),
+    ]
+    assert _with_teardown_output(sections, added) == [
+        ("Captured stdout call", "call\n"),
+        ("Captured stdout teardown", "own\nlate\n"),
+        ("Captured stderr teardown", "late err\n"),
+        ("Captured log teardown", "WARNING  a:x.py:1 own\nWARNING  b:y.py:2 late"),
+    ]
+    # A teardown that captured nothing of its own: the sections in pytest's order.
+    assert _with_teardown_output([("Captured log teardown", "L")], added[1:2]) == [
+        ("Captured stdout teardown", "late\n"),
+        ("Captured log teardown", "L"),
+    ]
 
 
 def test_a_finalizer_that_raises_as_a_worker_moves_on_is_reported_as_pytest_does(
