@@ -598,6 +598,53 @@ def test_the_flaky_window_limits_which_runs_the_score_counts(pytester: pytest.Py
     assert by_name(data)["test_wobbly"].outcome == "quarantined"
 
 
+def test_a_serial_run_keeps_what_a_finalizer_prints_when_the_next_test_changes(
+    pytester: pytest.Pytester,
+) -> None:
+    # test_z fails; its rerun was due at the batch's end, after test_x, so
+    # test_x ran promising it as the next item and kept the module up. The
+    # batch's timeout gives the rerun up: the module ends after test_x's
+    # teardown report, and what its finalizer printed joins that teardown.
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    default: paths=. timeout=0.3 reruns=1\n")
+    pytester.makeconftest(
+        """
+import logging
+import pytest
+
+@pytest.fixture(scope="module")
+def service():
+    yield
+    print("stopping the service")
+    logging.getLogger("service").warning("service stopped")
+"""
+    )
+    pytester.makepyfile(
+        test_b="""
+import time
+
+def test_z():
+    assert 0
+
+def test_x(service):
+    time.sleep(0.5)
+"""
+    )
+    result, data = run(pytester, "-rA")
+    assert result.parseoutcomes() == {"passed": 1, "failed": 1, "rerun": 1}
+    result.stdout.re_match_lines(
+        [
+            r"-+ Captured stdout teardown -+",
+            "stopping the service",
+            r"-+ Captured log teardown -+",
+            r"WARNING  service:conftest\.py:\d+ service stopped",
+        ],
+        consecutive=True,
+    )
+    tests = by_name(data)
+    assert tests["test_x"].stdout == "stopping the service\n"
+    assert tests["test_x"].log.endswith("service stopped")
+
+
 #: pytest-rerunfailures' protocol, for one rerun: a failed attempt's failing
 #: reports are logged with the outcome "rerun", then the test runs again at
 #: once, each attempt between its own logstart and logfinish.
