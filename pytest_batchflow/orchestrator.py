@@ -1478,13 +1478,19 @@ class Orchestrator:
         self._build_results()
         result = self.results[index]
         outcome = result.outcome if result.outcome in ("failed", "error") else "error"
-        self.results[index] = result.model_copy(
-            update={
-                "outcome": outcome,
-                "phases": [*result.phases, _phase(report)],
-                "longrepr": result.longrepr or report.longreprtext,
-            }
-        )
+        update: dict[str, Any] = {
+            "outcome": outcome,
+            "phases": [*result.phases, _phase(report)],
+            "longrepr": result.longrepr or report.longreprtext,
+        }
+        # What the finalizers printed as they failed, after the test's own output.
+        late = {"stdout": report.capstdout, "stderr": report.capstderr, "log": report.caplog}
+        for kind, text in late.items():
+            if text:
+                kept = getattr(result, kind)
+                joint = "\n" if kind == "log" and kept else ""
+                update[kind] = f"{kept}{joint}{_clean(text)}"
+        self.results[index] = result.model_copy(update=update)
         run_id = self.run_id
         if run_id is not None:
             self._save_attempts()  # under xdist the attempt may still wait in memory

@@ -1077,6 +1077,63 @@ def test_what_a_passing_finalizer_prints_as_a_worker_moves_on_is_kept(
             assert "stopping" not in test.stdout
 
 
+def test_a_release_item_run_again_reports_only_its_own_run_s_output(
+    pytester: pytest.Pytester,
+) -> None:
+    # test_f's tests alternate with test_g's through their dependencies: the
+    # worker's release item under test_f ends the module twice, after test_one
+    # (passing) and after test_two (raising). Each run's output goes with it.
+    pytester.makeconftest(
+        """
+import pytest
+
+STOPS = []
+
+@pytest.fixture(scope="module")
+def service():
+    yield
+    STOPS.append(1)
+    print(f"stop {len(STOPS)}")
+    if len(STOPS) == 2:
+        raise RuntimeError("the service did not stop")
+"""
+    )
+    pytester.makepyfile(
+        test_f="""
+import pytest
+
+def test_one(service): pass
+
+@pytest.mark.depends_on("test_g.py::test_other1")
+def test_two(service): pass
+
+@pytest.mark.depends_on("test_g.py::test_other2")
+def test_three(service): pass
+""",
+        test_g="""
+import pytest
+
+@pytest.mark.depends_on("test_f.py::test_one")
+def test_other1(): pass
+
+@pytest.mark.depends_on("test_f.py::test_two")
+def test_other2(): pass
+""",
+    )
+    result, data = run(pytester, "-n", "1", "-rA")
+    result.assert_outcomes(passed=5, errors=1)
+    errors = result.stdout.str().split("= ERRORS =")[1].split("= PASSES =")[0]
+    assert "_ ERROR at teardown of test_two _" in errors
+    assert "stop 2" in errors
+    assert "stop 1" not in errors
+    tests = by_name(data)
+    assert [tests[name].stdout for name in ("test_one", "test_two", "test_three")] == [
+        "stop 1\n",
+        "stop 2\n",
+        "stop 3\n",
+    ]
+
+
 def test_with_teardown_output_joins_as_one_teardown_would() -> None:
     sections = [
         ("Captured stdout call", "call\n"),
