@@ -435,7 +435,6 @@ class Orchestrator:
         )
         #: Each rerun test's earlier (failed) attempts, oldest first.
         self.earlier: dict[int, list[AttemptResult]] = {}
-        #: A rerun test's captured output when its last attempt ended (see _test_result).
         #: The output a test's last kept attempt ended with, and where it ran: a
         #: rerun in the same process starts with it (see _test_result).
         self.output_before: dict[int, tuple[str, str, str, str]] = {}
