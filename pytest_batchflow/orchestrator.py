@@ -183,6 +183,12 @@ def _after(text: str, earlier: str) -> str:
     return text[len(earlier) :] if earlier and text.startswith(earlier) else text
 
 
+def _joined(kept: str, text: str, log: bool) -> str:
+    """More captured output after ``kept``: log records on lines of their own,
+    as pytest joins a test's log sections; stdout and stderr as they came."""
+    return f"{kept}\n{text}" if log and kept else kept + text
+
+
 #: The order of a phase's sections as pytest's capture and logging plugins add them.
 _SECTION_RANK = {"stdout": 0, "stderr": 1, "log": 2}
 
@@ -206,8 +212,8 @@ def _with_teardown_output(
     for title, text in added:
         at = next((i for i, (name, _) in enumerate(merged) if name == title), None)
         if at is not None:
-            joint = "\n" if _section_rank(title) == _SECTION_RANK["log"] else ""
-            merged[at] = (title, f"{merged[at][1]}{joint}{text}")
+            log = _section_rank(title) == _SECTION_RANK["log"]
+            merged[at] = (title, _joined(merged[at][1], text, log))
             continue
         rank = _section_rank(title)
         at = len(merged)
@@ -340,8 +346,10 @@ class _Finished(NamedTuple):
 _PHASES_AT = _Finished._fields.index("phases")
 _PHASE_WIDTH = len(_Phase._fields)
 _RESOURCES_AT = _Finished._fields.index("resources")
+#: A test's outputs, as the result names them.
+_OUTPUTS = ("stdout", "stderr", "log")
 #: Where a :meth:`_Finished.plain` tuple holds each output.
-_FINISHED_AT = {kind: _Finished._fields.index(kind) for kind in ("stdout", "stderr", "log")}
+_FINISHED_AT = {kind: _Finished._fields.index(kind) for kind in _OUTPUTS}
 
 
 def _plain_values(plain: tuple[Any, ...]) -> dict[str, Any]:
@@ -1345,14 +1353,23 @@ class Orchestrator:
             self._record(attempt, self.analysis_nodeid(index), self.plan.batch_of[index])
         return attempts
 
-    def _output_before(self, index: int, last: pytest.TestReport) -> tuple[str, str, str]:
-        """The earlier attempts' stdout, stderr and log that ``last``'s start with:
-        those of the attempt before, when it ran in the same process (pytest
-        gives each report the output of the item's earlier runs there)."""
+    def _own_output(self, index: int, last: pytest.TestReport) -> tuple[str, str, str]:
+        """An attempt's stdout, stderr and log, from its last report.
+
+        pytest gives each report the output of all phases so far and, when
+        the attempt before ran in the same process, of the item's earlier
+        runs: those are left out.
+        """
         kept = self.output_before.get(index)
-        if kept is None or kept[0] != self._worker_of(index, last):
-            return "", "", ""
-        return kept[1], kept[2], kept[3]
+        if kept is not None and kept[0] == self._worker_of(index, last):
+            before = kept[1:]
+        else:
+            before = ("", "", "")
+        return (
+            _clean(_after(last.capstdout, before[0])),
+            _clean(_after(last.capstderr, before[1])),
+            _clean(_after(last.caplog, before[2])),
+        )
 
     def _worker_of(self, index: int, report: pytest.TestReport) -> str:
         """Where the reports come from; the controller for tests it skipped itself."""
@@ -1486,9 +1503,7 @@ class Orchestrator:
         late = {"stdout": report.capstdout, "stderr": report.capstderr, "log": report.caplog}
         for kind, text in late.items():
             if text:
-                kept = getattr(result, kind)
-                joint = "\n" if kind == "log" and kept else ""
-                update[kind] = f"{kept}{joint}{_clean(text)}"
+                update[kind] = _joined(getattr(result, kind), _clean(text), kind == "log")
         self.results[index] = result.model_copy(update=update)
         run_id = self.run_id
         if run_id is not None:
@@ -1501,13 +1516,13 @@ class Orchestrator:
         assert self.analysis is not None
         specs = self.analysis.specs
         phases = tuple(map(_phase_values, reports))
-        before = self._output_before(index, reports[-1])
         decisive = None
         if outcome != "passed":
             decisive = next(
                 (p for p in phases if p.outcome in ("failed", QUARANTINED)), None
             ) or next((p for p in phases if p.outcome == "skipped"), None)
         path, lineno, _ = reports[0].location
+        stdout, stderr, log = self._own_output(index, reports[-1])
         return _Finished(
             nodeid=specs[index].nodeid,
             file=path,
@@ -1522,11 +1537,9 @@ class Orchestrator:
             dependencies=tuple(specs[p].nodeid for p in self.plan.predecessors.get(index, ())),
             phases=phases,
             longrepr=decisive.longrepr if decisive else None,
-            # pytest gives each report the output of all phases so far, and of
-            # the earlier attempts when the rerun was in the same process.
-            stdout=_clean(_after(reports[-1].capstdout, before[0])),
-            stderr=_clean(_after(reports[-1].capstderr, before[1])),
-            log=_clean(_after(reports[-1].caplog, before[2])),
+            stdout=stdout,
+            stderr=stderr,
+            log=log,
             attempts=tuple(self.earlier.get(index, ())),
             resources=self._figures.pop(index, None),
             memory_limit_exceeded=index in self.over_limit,
@@ -1567,12 +1580,7 @@ class Orchestrator:
         report.sections[:] = _with_teardown_output(report.sections, added)
         if len(self.earlier.get(index, ())) != attempt:
             return  # a later attempt is the result (a rerun that ended elsewhere first)
-        before = self._output_before(index, report)
-        output = {
-            "stdout": _clean(_after(report.capstdout, before[0])),
-            "stderr": _clean(_after(report.capstderr, before[1])),
-            "log": _clean(_after(report.caplog, before[2])),
-        }
+        output = dict(zip(_OUTPUTS, self._own_output(index, report), strict=True))
         plain = self._finished.get(index)
         if plain is not None:
             values = list(plain)
