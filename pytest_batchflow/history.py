@@ -242,19 +242,25 @@ class PlanFigures(NamedTuple):
 class HistoryStore:
     """One open store; use :meth:`open` to get one with corruption handled."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, read_only: bool = False) -> None:
         self.path = path
         self._db = connection
+        #: Opened for reading only (:meth:`open`): nothing may be written.
+        self.read_only = read_only
         self._checkpointing: threading.Thread | None = None
 
     @classmethod
     def open(cls, path: Path) -> tuple[HistoryStore, str | None]:
         """Open or create the store; a damaged file is moved aside.
 
-        Returns the store and, when a file was moved aside, a warning to show.
-        Raises HistoryError when no store can be used: the folder or a fresh
-        store cannot be created, the file belongs to a newer batchflow, or it
-        is locked or read-only (all left untouched).
+        Returns the store and, when a file was moved aside or can only be
+        read, a warning to show. A file this process may not write (a CI
+        cache restored read-only, a read-only checkout) is opened for reading:
+        the plan, dependencies met at this commit and flakiness scores read it,
+        and :attr:`read_only` tells the caller to record nothing. Raises
+        HistoryError when no store can be used: the folder or a fresh store
+        cannot be created, the file belongs to another batchflow's schema and
+        cannot be migrated, or it is locked (all left untouched).
         """
         try:
             created = not path.parent.exists()
@@ -266,6 +272,11 @@ class HistoryStore:
         try:
             return cls(path, _connect(path)), None
         except sqlite3.DatabaseError as error:
+            if _is_read_only(error) and path.is_file():
+                return cls(path, _connect_read_only(path), read_only=True), (
+                    f"history store {path} is read-only: this run reads it and is not "
+                    "recorded in it (make the file and its folder writable to record runs)"
+                )
             if not _is_corrupt(error) or not path.exists():
                 raise HistoryError(f"cannot use history store {path}: {error}") from None
             damage = error
@@ -646,6 +657,47 @@ def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
         return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
     message = str(error)
     return "not a database" in message or "malformed" in message
+
+
+def _is_read_only(error: sqlite3.DatabaseError) -> bool:
+    """The file, its folder or its file system may not be written by this process."""
+    name = getattr(error, "sqlite_errorname", None)  # Python >= 3.11
+    if name is not None:
+        return str(name).startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+    message = str(error)
+    return "readonly database" in message or "unable to open database file" in message
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that only reads a store this process may not write.
+
+    ``mode=ro`` where SQLite can make the write-ahead log's index next to the
+    file; in a read-only folder ``immutable=1``, which reads the database file
+    alone, without locks (what a run left in a log it never copied back is
+    not seen). Raises HistoryError when neither reads a store of this schema.
+    """
+    problem: str | None = None
+    for query in ("mode=ro", "immutable=1"):
+        connection = sqlite3.connect(
+            f"{path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False
+        )
+        try:
+            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            connection.execute("SELECT COUNT(*) FROM runs").fetchone()
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            problem = str(error)
+            continue
+        if version != SCHEMA_VERSION:
+            connection.close()
+            writer = "an older" if version < SCHEMA_VERSION else "a newer"
+            raise HistoryError(
+                f"history store {path} is read-only and was written by {writer} batchflow "
+                f"(schema {version}, this one reads {SCHEMA_VERSION}): make it writable "
+                "or use another --batchflow-history"
+            )
+        return connection
+    raise HistoryError(f"cannot read history store {path}: it is read-only and {problem}")
 
 
 def _checkpoint(path: Path) -> None:

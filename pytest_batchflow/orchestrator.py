@@ -795,7 +795,8 @@ class Orchestrator:
                 )
             self.auto_quarantined.add(index)
             self.quarantined.setdefault(index, f"flakiness score {score:.2f}")
-        if entering:
+        history = self.history
+        if entering and history is not None and not history.read_only:
             self._use_history(lambda h: h.enter_quarantine(entering, time.time()), None)
 
     def _settle_quarantine(self) -> None:
@@ -1450,6 +1451,9 @@ class Orchestrator:
         if not self.recording:
             return
         if self.run_id is None:
+            history = self.history
+            if history is None or history.read_only:
+                return
             self.run_id = self._use_history(
                 lambda h: h.start_run(
                     self.started,

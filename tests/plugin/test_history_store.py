@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_batchflow.core.flaky import RunRecord, flakiness, is_infrastructure_run
-from pytest_batchflow.history import DURATION_WINDOW, MEMORY_WINDOW, Attempt, HistoryStore
+from pytest_batchflow.history import (
+    DURATION_WINDOW,
+    MEMORY_WINDOW,
+    SCHEMA_VERSION,
+    Attempt,
+    HistoryError,
+    HistoryStore,
+    _connect_read_only,
+)
 
 
 @pytest.fixture
@@ -275,3 +283,33 @@ def test_recent_run_records_stop_at_the_window(store: HistoryStore) -> None:
     assert [record.run for record in records] == [24, 25, 26, 27, 28, 29, 30]
     assert [record.infrastructure for record in records] == [False] * 4 + [True] + [False] * 2
     assert records[-2].verdict is None
+
+
+@pytest.mark.parametrize(("version", "writer"), [(SCHEMA_VERSION - 1, "an older"), (99, "a newer")])
+def test_a_read_only_store_of_another_schema_is_refused_by_name(
+    tmp_path: Path, version: int, writer: str
+) -> None:
+    """It cannot be migrated, and this batchflow cannot read it as it is."""
+    path = tmp_path / "history.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY)")
+        db.execute(f"PRAGMA user_version = {version}")
+    with pytest.raises(HistoryError) as raised:
+        _connect_read_only(path)
+    assert str(raised.value) == (
+        f"history store {path} is read-only and was written by {writer} batchflow (schema "
+        f"{version}, this one reads {SCHEMA_VERSION}): make it writable or use another "
+        "--batchflow-history"
+    )
+
+
+def test_a_read_only_store_is_read_as_it_is(store: HistoryStore) -> None:
+    store.start_run(1.0, "c0ffee", "host", "3.11", "pytest")
+    store.close()
+    reading = HistoryStore(store.path, _connect_read_only(store.path), read_only=True)
+    try:
+        assert reading.nodeids() == []
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reading.start_run(2.0, "c0ffee", "host", "3.11", "pytest")
+    finally:
+        reading.close()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
 from contextlib import closing
 from pathlib import Path
 from xml.etree import ElementTree
@@ -199,6 +203,75 @@ def test_unusable_history_location_runs_without_history(pytester: pytest.Pyteste
     result.stdout.fnmatch_lines(
         ["batchflow: warning: running without history: cannot create the folder of *"]
     )
+
+
+def _run_unable_to_write(
+    args: list[str], cwd: Path, owner: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """pytest in ``cwd`` as a user who may not write what is read-only there
+    (root may write anything: root runs it as ``nobody``), or as the ``owner``."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    env = {**os.environ, "HOME": str(cwd), "BATCHFLOW_COMMIT": "c0ffee"}
+    env.pop("PYTEST_ADDOPTS", None)
+    if owner or os.geteuid() != 0:
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    setpriv = shutil.which("setpriv")  # util-linux; Python's user= fails to exec in some sandboxes
+    if setpriv is None:
+        pytest.skip("running as root without setpriv to become another user")
+    nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*nobody, sys.executable, "-c", "import pytest_batchflow"], check=False)
+    if probe.returncode:
+        pytest.skip("user nobody cannot run this Python")
+    return subprocess.run([*nobody, *command], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("read_only", ["file", "folder"])
+def test_a_read_only_history_store_is_read_and_left_as_it_was(read_only: str) -> None:
+    """A CI cache restored read-only: the plan has its durations, a later stage
+    its dependencies met at this commit; nothing is written to it."""
+    project = Path(tempfile.mkdtemp(prefix="batchflow-ro-"))
+    try:
+        project.chmod(0o755)
+        (project / "pytest.ini").write_text(
+            "[pytest]\nbatchflow_batches =\n"
+            "    smoke: paths=test_smoke.py\n    unit: paths=test_unit.py after=smoke\n"
+        )
+        (project / "test_smoke.py").write_text(
+            "import time\ndef test_login():\n    time.sleep(0.2)\n"
+        )
+        (project / "test_unit.py").write_text(
+            "import pytest\n"
+            "@pytest.mark.depends_on('test_smoke.py::test_login')\n"
+            "def test_order(): pass\n"
+        )
+        first = _run_unable_to_write(["--batchflow"], project, owner=True)
+        assert first.returncode == 0, first.stdout
+        folder = project / ".batchflow"
+        store = folder / "history.sqlite"
+        assert not list(folder.glob("history.sqlite-*"))  # closed cleanly: no log left
+        written = store.read_bytes()
+        for path in project.rglob("*"):
+            path.chmod(path.stat().st_mode & ~0o222)
+        if read_only == "file":  # the folder stays writable: SQLite may make its log index
+            folder.chmod(0o777)
+
+        plan = _run_unable_to_write(["--batchflow", "--batchflow-plan"], project)
+        stage = _run_unable_to_write(["--batchflow", "--batchflow-batches=unit", "-rA"], project)
+
+        warning = (
+            f"batchflow: warning: history store {store} is read-only: this run reads it and is "
+            "not recorded in it (make the file and its folder writable to record runs)"
+        )
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert "(history for 2 of 2 tests)" in plan.stdout, plan.stdout
+        assert stage.returncode == 0, stage.stdout + stage.stderr
+        assert "PASSED test_unit.py::test_order" in stage.stdout, stage.stdout
+        assert warning in stage.stdout.splitlines()
+        assert store.read_bytes() == written
+    finally:
+        for path in [project, *project.rglob("*")]:
+            path.chmod(0o700)
+        shutil.rmtree(project)
 
 
 def test_interrupted_run_keeps_the_attempts_that_finished(pytester: pytest.Pytester) -> None:
