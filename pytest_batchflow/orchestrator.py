@@ -1412,9 +1412,14 @@ class Orchestrator:
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
     def _cut_probe(self, index: int, reason: str) -> None:
-        """A probed test's next run may not run (its batch stopped): its runs so far stand.
+        """A probed test's next run may not run (its batch stopped): its runs so far stand."""
+        self.probe_cut[index] = reason
+        self._attempts_stand(index)
 
-        pytest heard of each run as it ended; only the result is left to make.
+    def _attempts_stand(self, index: int) -> None:
+        """The test's attempts so far are all it gets: the last one is its result.
+
+        pytest heard of each attempt as it ended; only the result is left to make.
         """
         from .results import TestResult
 
@@ -1422,9 +1427,11 @@ class Orchestrator:
         assert self.state is not None
         assert self.analysis is not None
         *earlier, last = self.earlier.pop(index)
-        outcome = overall_outcome([attempt.outcome for attempt in [*earlier, last]])
+        if self.settings.probe is not None:
+            outcome = overall_outcome([attempt.outcome for attempt in [*earlier, last]])
+        else:
+            outcome = final_outcome([attempt.outcome for attempt in earlier], last.outcome)
         self.state.test_finished(index, outcome)
-        self.probe_cut[index] = reason
         specs = self.analysis.specs
         self.results[index] = TestResult(
             nodeid=specs[index].nodeid,
@@ -1621,8 +1628,27 @@ class Orchestrator:
                 raise
             self._finish_error = raised
 
+    def _settle_unfinished(self) -> None:
+        """Results for the tests a stopped run left halfway (Ctrl-C or ``pytest.exit``
+        during a test, a rerun that never came): what pytest counted of them.
+
+        A test whose teardown never reported keeps the phases that did (a failed
+        call is a failure, a passed one a pass, as pytest counts them); one that
+        only passed its setup was not counted by pytest and has no result. A
+        test whose rerun never ran keeps its last attempt.
+        """
+        for index in list(self.reports):
+            if all(report.when == "setup" and report.passed for report in self.reports[index]):
+                del self.reports[index]
+            else:  # one failing to be rerun keeps the attempt, and it stands below
+                self._finalize(index)
+        for index in [index for index in self.earlier if not self._has_result(index)]:
+            self.rerun_due.pop(index, None)
+            self._attempts_stand(index)
+
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         assert self.plan is not None
+        self._settle_unfinished()
         if self.recording and self.coverage_rundir is not None:
             from .coverage_report import OUTPUT_DIR, start_child
 
@@ -1802,7 +1828,7 @@ class Orchestrator:
             try:
                 write(path)
             except OSError as error:
-                self.notes.append(f"could not write {what}: {error}")
+                self.notes.append(f"could not write {what} to {path}: {_why_not(error, path)}")
             else:
                 self.written.append((what, path))
                 if path.parent.name == ".batchflow":
@@ -2231,6 +2257,16 @@ def _with_hook_additions(config: pytest.Config, result: RunResult) -> RunResult:
     if not sections and tests is result.tests:
         return result
     return result.model_copy(update={"sections": sections, "tests": tests})
+
+
+def _why_not(error: OSError, path: Path) -> str:
+    """Why a file could not be written, naming what the system refused unless it
+    is the file itself or the temporary file written beside it."""
+    reason = error.strerror or str(error)
+    refused = error.filename
+    if refused and Path(refused) != path and not Path(refused).name.startswith(f".{path.name}."):
+        reason += f": {refused}"
+    return reason
 
 
 def _pytests_own(plugin: object) -> bool:

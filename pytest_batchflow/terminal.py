@@ -102,7 +102,8 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
     """One row per batch; xpassed counts as passed, errors as failed, xfailed as skipped.
 
     ``flaky`` (failed, then passed on a rerun) and ``quarantined`` (failed, but
-    quarantined) columns appear when a batch has such a test.
+    quarantined) columns appear when a batch has such a test. A batch that
+    the run stopped in says how many of its tests have no result.
     """
     extras = [
         word for word in ("flaky", "quarantined") if any(b.outcomes.get(word) for b in batches)
@@ -113,6 +114,8 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
     for batch in batches:
         o = batch.outcomes
         status = batch.status if batch.skip_reason is None else f"skipped: {batch.skip_reason}"
+        if batch.not_run and batch.skip_reason is None:  # the run stopped (-x, Ctrl-C)
+            status += f" ({batch.not_run} not run)"
         row = [
             batch.name,
             batch.kind,

@@ -509,8 +509,13 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
             reasons.append(f"tests: {failing} failed or errored")
         elif counts.get("flaky"):
             reasons.append(f"tests: {counts['flaky']} flaky (--batchflow-strict-flaky)")
-        else:
+        elif result.exitstatus != 2:  # pytest.ExitCode.INTERRUPTED: said below
             reasons.append(f"tests: pytest exit code {result.exitstatus}")
+    if result.exitstatus == 2:
+        not_run = sum(batch.not_run for batch in result.batches)
+        reasons.append(
+            f"interrupted (pytest exit code 2): {not_run} test{'s' if not_run != 1 else ''} not run"
+        )
     if "coverage" in result.failed_by and result.coverage is not None:
         for gate in result.coverage.gates:
             if not gate.passed:

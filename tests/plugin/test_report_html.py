@@ -160,7 +160,8 @@ def test_a_report_that_cannot_be_written_costs_no_result(pytester: pytest.Pytest
     )
     result.assert_outcomes(passed=1)
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["batchflow: warning: could not write the HTML report: *blocked*"])
+    warning = "batchflow: warning: could not write the HTML report to */blocked/report.html: *"
+    result.stdout.fnmatch_lines([f"{warning}: */blocked"])
     assert RunResult.model_validate_json((pytester.path / "result.json").read_text()).tests
 
 

@@ -181,7 +181,9 @@ def test_unwritable_json_is_a_warning_not_a_crash(pytester: pytest.Pytester) -> 
     result = pytester.runpytest("--batchflow", "--batchflow-json=blocker/r.json")
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["batchflow: warning: could not write the JSON result: *"])
+    result.stdout.fnmatch_lines(
+        ["batchflow: warning: could not write the JSON result to */blocker/r.json: *: */blocker"]
+    )
     with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
         assert db.execute("SELECT exitstatus FROM runs").fetchall() == [(0,)]
 
@@ -219,3 +221,50 @@ def test_stopping_early_marks_batches_incomplete(pytester: pytest.Pytester) -> N
     statuses = {batch.name: (batch.status, batch.not_run) for batch in data.batches}
     assert statuses["one"] == ("failed", 0)
     assert statuses["two"] == ("incomplete", 1)
+
+
+@pytest.mark.parametrize("reruns", ["0", "1"])
+def test_a_test_whose_teardown_ctrl_c_cut_short_keeps_what_pytest_counted(
+    pytester: pytest.Pytester, reruns: str
+) -> None:
+    """Ctrl-C during a slow cleanup (a KeyboardInterrupt in the teardown): pytest
+    counts the failed call; so do the JSON result and the history. A rerun it
+    was due never comes: its failure stands."""
+    pytester.makepyfile(
+        test_cut="""
+            import pytest
+
+            @pytest.fixture
+            def container():
+                yield
+                raise KeyboardInterrupt  # what Ctrl-C raises during the cleanup
+
+            def test_first(): pass
+            def test_fails(container): assert 0, "real failure"
+            def test_never(): pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=r.json", "-rA", f"--batchflow-reruns={reruns}"
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "default  test      3       1       1        0 * failed (1 not run)",
+            "*KeyboardInterrupt*",
+        ]
+    )
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    assert [(t.nodeid, t.outcome, t.attempts) for t in data.tests] == [
+        ("test_cut.py::test_first", "passed", []),
+        ("test_cut.py::test_fails", "failed", []),
+    ]
+    assert "real failure" in (data.tests[1].longrepr or "")
+    assert data.exitstatus == pytest.ExitCode.INTERRUPTED
+    report = (pytester.path / ".batchflow" / "report.html").read_text()
+    assert "interrupted (pytest exit code 2): 1 test not run" in report
+    with closing(sqlite3.connect(pytester.path / ".batchflow" / "history.sqlite")) as db:
+        assert db.execute("SELECT nodeid, outcome FROM attempts ORDER BY id").fetchall() == [
+            ("test_cut.py::test_first", "passed"),
+            ("test_cut.py::test_fails", "failed"),
+        ]
