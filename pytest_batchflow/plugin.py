@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -98,19 +98,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=option.help,
                 metavar=option.metavar,
             )
-            parser.addini(option.ini, help=option.help, type="string", default=None)
+            parser.addini(option.ini, help=option.help, type=_VALUE_TYPE, default=None)
     parser.addini(BATCHES_INI, help=BATCHES_INI_HELP, type="linelist", default=[])
+
+
+#: An option's ini type. pytest 9's native TOML (``[tool.pytest]``) checks a
+#: value's type: from pytest 9.2 a number is taken as well as a string
+#: (``batchflow_reruns = 2``); string formats give the text as written.
+_VALUE_TYPE: Any = str | int | float if pytest.version_tuple >= (9, 2) else "string"
 
 
 def _getini(config: pytest.Config, option: Option) -> object:
     """pytest parses typed ini keys itself; say which key a bad value was in."""
     try:
-        return config.getini(option.ini)
-    except (ValueError, pytest.UsageError) as error:  # pytest >= 9.1 raises UsageError
+        value = config.getini(option.ini)
+    except (ValueError, TypeError, pytest.UsageError, pytest.PytestRemovedIn10Warning) as error:
+        # pytest >= 9.1 raises UsageError; its deprecation of a list where a
+        # string is due, under -W error, is raised too.
         where = config.inipath.name if config.inipath else "ini"
+        example = option.example
+        if config.inipath is not None and config.inipath.suffix == ".toml" and not option.is_flag:
+            example = f'"{example}"'
+        if isinstance(error, Warning):
+            reason = (
+                "pytest deprecates a value that is not a string here (PytestRemovedIn10Warning)"
+            )
+        else:
+            reason = " ".join(str(error).split())
         raise pytest.UsageError(
-            f"batchflow: {option.ini} ({where}): {error}; e.g. {option.ini} = {option.example}"
+            f"batchflow: {option.ini} ({where}): {reason}; e.g. {option.ini} = {example}"
         ) from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # a TOML number, validated as the same text would be
+    return value
 
 
 def _cli_value(config: pytest.Config, option: Option, early: bool) -> object:

@@ -7,6 +7,7 @@ value came from and a value that would work, and no traceback anywhere.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -454,3 +455,53 @@ def test_pyproject_toml_gives_the_same_message_naming_it(pytester: pytest.Pytest
     from_ini = assert_usage_error(pytester.runpytest("--batchflow"), LINES + message)
 
     assert from_toml.partition("): ")[2] == from_ini.partition("): ")[2]
+
+
+NATIVE_TOML = pytest.mark.skipif(
+    pytest.version_tuple < (9, 2), reason="numbers in [tool.pytest] need pytest >= 9.2"
+)
+
+
+@NATIVE_TOML
+def test_native_toml_takes_numbers_as_the_ini_file_takes_their_text(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyprojecttoml(
+        "[tool.pytest]\nbatchflow = true\nbatchflow_reruns = 2\nbatchflow_reruns_delay = 0.5\n"
+        'batchflow_json = "r.json"\n'
+    )
+    result = pytester.runpytest("-W", "error")
+    result.assert_outcomes(passed=2)
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert [batch["reruns"] for batch in data["batches"]] == [2]
+
+
+@NATIVE_TOML
+def test_native_toml_list_where_a_string_is_due_is_one_line_with_a_quoted_example(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyprojecttoml('[tool.pytest]\nbatchflow = true\nbatchflow_select = ["unit"]\n')
+    assert_usage_error(
+        pytester.runpytest(),
+        "batchflow_select (pyproject.toml): */pyproject.toml: config option 'batchflow_select' "
+        "expects one of string | int | float, got list: ['unit']; "
+        'e.g. batchflow_select = "unit,db"',
+    )
+
+
+def test_a_list_pytest_deprecates_is_one_line_under_w_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\nbatchflow = true\nbatchflow_select = ["unit"]\n'
+    )
+    import _pytest.deprecated
+
+    if not hasattr(_pytest.deprecated, "INI_STRING_TYPE_NON_STR_VALUE"):
+        pytest.skip("this pytest takes a list here without a deprecation warning")
+    assert_usage_error(
+        pytester.runpytest("-W", "error"),
+        "batchflow_select (pyproject.toml): pytest deprecates a value that is not a string "
+        'here (PytestRemovedIn10Warning); e.g. batchflow_select = "unit,db"',
+    )
