@@ -65,18 +65,32 @@ SAVE_EVERY = 1.0
 PENDING = "batchflow_cov_pending"
 
 
+def configured_coverage(**options: Any) -> coverage.Coverage:
+    """coverage.py's object with the user's configuration (``.coveragerc``,
+    ``setup.cfg``, ``tox.ini``, ``pyproject.toml``); a configuration it cannot
+    read is a usage error, before any process measures."""
+    import coverage
+
+    try:
+        return coverage.Coverage(config_file=True, **options)
+    except coverage.exceptions.ConfigError as error:
+        reason = " ".join(str(error).split())  # one line: a parser's message may hold several
+        raise pytest.UsageError(
+            f"batchflow: coverage.py cannot read its configuration: {reason}; fix it, or run "
+            "without a coverage source (--batchflow-cov)"
+        ) from None
+
+
 class Measurement:
     """One process's coverage.py measurement, with batchflow's contexts."""
 
     def __init__(self, sources: list[str], rundir: Path, name: str) -> None:
-        import coverage
 
         self.rundir = rundir
-        self.cov: coverage.Coverage = coverage.Coverage(
+        self.cov: coverage.Coverage = configured_coverage(
             data_file=str(rundir / ".coverage"),
             data_suffix=f"{name}.{os.getpid()}",
             source=sources or None,
-            config_file=True,
         )
         self.cov.set_option("run:core", "ctrace")
         self.cov.start()
@@ -308,6 +322,7 @@ def start_early(config: pytest.Config, sources: list[str]) -> None:
         rundir = _make_rundir(config)
         if getattr(namespace, "numprocesses", None) or getattr(namespace, "tx", None):
             config.stash[_GUESS] = "controller"
+            configured_coverage()  # its workers would each fail to start
             return  # an xdist controller runs no test
         config.stash[_GUESS] = "serial"
     else:

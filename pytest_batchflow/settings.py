@@ -72,6 +72,22 @@ DEFAULT_LEAK_THRESHOLD = 100 * 1024**2
 DEFAULT_QUARANTINE_SCORE = 0.3
 
 
+def _check_readable(path: Path) -> None:
+    """A quarantine file must be UTF-8 text, as the node ids pytest prints are."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {data[error.start]:#04x} on line {line}); "
+            "save it as UTF-8"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Quarantine:
     """Where quarantined tests come from: files of node ids, and the automatic score."""
@@ -97,6 +113,7 @@ class Quarantine:
             elif not Path(item).is_file():
                 raise ValueError(f"no file {item} (a file of node ids, or auto[:SCORE])")
             else:
+                _check_readable(Path(item))
                 files.append(Path(item))
         return cls(files=tuple(files), auto=auto)
 

@@ -304,9 +304,13 @@ def parse_settings(
         field = str(first["loc"][0])
         option = next(option for option in OPTIONS if option.field == field)
         given = raw[field]
+        message = _first_sentence(first["msg"])
+        # The value once: some messages start with it (or with the item at fault).
+        shown = (repr(given.value), str(given.value)) if given.value != "" else (repr(""),)
+        if not message.startswith(shown):
+            message = f"{given.value!r}: {message}"
         raise SettingsError(
-            f"{given.spelling(option)} ({given.source}): {given.value!r}: "
-            f"{_first_sentence(first['msg'])}; e.g. {given.example(option)}"
+            f"{given.spelling(option)} ({given.source}): {message}; e.g. {given.example(option)}"
         ) from None
     settings = Settings(**dict(model))
     if not settings.cov_source:

@@ -499,3 +499,27 @@ def test_the_example_project_covers_the_same_lines_serially_and_on_2_and_4_worke
     # The benchmark batch is left out (cov=off by default); the others measured.
     assert [name for name, _, _ in figures] == ["smoke", "unit", "integration"]
     assert 50 < percent < 100
+
+
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_a_coverage_configuration_coverage_cannot_read_is_a_usage_error(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    """Before, a traceback serially; under xdist every worker died at its start,
+    was replaced and died again, and the run ended with no tests ran."""
+    (project.path / ".coveragerc").write_text("[run]\nbranch = maybe\n")
+    result = project.runpytest_subprocess(
+        "--batchflow",
+        "--batchflow-cov=pkg",
+        "-p",
+        "no:cacheprovider",
+        *(["-n", workers] if workers else []),
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == (
+        "ERROR: batchflow: coverage.py cannot read its configuration: Couldn't read config "
+        "file .coveragerc: Not a boolean: maybe; fix it, or run without a coverage source "
+        "(--batchflow-cov)"
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not (project.path / ".batchflow" / "coverage").exists()

@@ -7,6 +7,7 @@ value came from and a value that would work, and no traceback anywhere.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
@@ -362,7 +363,7 @@ CASES = [
     ),
     Case(
         "option-quarantine-score-out-of-range",
-        "--batchflow-quarantine (command line): 'auto:2': auto:2: the score must be above 0 "
+        "--batchflow-quarantine (command line): auto:2: the score must be above 0 "
         "and at most 1; e.g. --batchflow-quarantine=quarantine.txt,auto:0.3",
         args=("--batchflow", "--batchflow-quarantine=auto:2"),
     ),
@@ -457,6 +458,8 @@ def test_pyproject_toml_gives_the_same_message_naming_it(pytester: pytest.Pytest
     assert from_toml.partition("): ")[2] == from_ini.partition("): ")[2]
 
 
+XDIST = importlib.util.find_spec("xdist") is not None
+
 NATIVE_TOML = pytest.mark.skipif(
     pytest.version_tuple < (9, 2), reason="numbers in [tool.pytest] need pytest >= 9.2"
 )
@@ -505,3 +508,19 @@ def test_a_list_pytest_deprecates_is_one_line_under_w_error(pytester: pytest.Pyt
         "batchflow_select (pyproject.toml): pytest deprecates a value that is not a string "
         'here (PytestRemovedIn10Warning); e.g. batchflow_select = "unit,db"',
     )
+
+
+def test_a_quarantine_file_that_is_not_utf_8_is_named_with_its_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    (pytester.path / "quarantine.txt").write_bytes(
+        b"# known flaky\ntest_suite.py::test_one  # caf\xe9\n"
+    )
+    for args in [(), ("-n", "2")] if XDIST else [()]:
+        assert_usage_error(
+            pytester.runpytest("--batchflow", "--batchflow-quarantine=quarantine.txt", *args),
+            "--batchflow-quarantine (command line): */quarantine.txt is not UTF-8 text "
+            "(byte 0xe9 on line 2); save it as UTF-8; "
+            "e.g. --batchflow-quarantine=quarantine.txt,auto:0.3",
+        )
