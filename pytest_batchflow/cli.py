@@ -16,6 +16,7 @@ passed, 1 when tests failed; 2 for a missing or unusable input.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -223,12 +224,10 @@ def _read_history(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        store, warning = HistoryStore.open(path)
+        store = HistoryStore.read(path)  # a damaged store stays as it is, for pytest to handle
     except HistoryError as error:
         print(f"batchflow: {error}", file=sys.stderr)
         return 2
-    if warning:
-        print(f"batchflow: warning: {warning}", file=sys.stderr)
     try:
         if args.command == "flaky":
             lines = _flaky(store, args.window, args.all)
@@ -243,9 +242,15 @@ def _read_history(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``batchflow`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    if args.command == "report":
-        return _report(args)
-    return _read_history(args)
+    try:
+        code = _report(args) if args.command == "report" else _read_history(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (``batchflow flaky | head``): it had what it
+        # wanted. Python's recipe: nothing more goes to the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
 
 
 if __name__ == "__main__":

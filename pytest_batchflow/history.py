@@ -273,7 +273,14 @@ class HistoryStore:
             return cls(path, _connect(path)), None
         except sqlite3.DatabaseError as error:
             if _is_read_only(error) and path.is_file():
-                return cls(path, _connect_read_only(path), read_only=True), (
+                try:
+                    store = cls.read(path)
+                except HistoryError as unreadable:
+                    raise HistoryError(
+                        f"{unreadable}; it is read-only: make it writable or use another "
+                        "--batchflow-history"
+                    ) from None
+                return store, (
                     f"history store {path} is read-only: this run reads it and is not "
                     "recorded in it (make the file and its folder writable to record runs)"
                 )
@@ -290,6 +297,12 @@ class HistoryStore:
             raise HistoryError(f"history store {path} is unreadable ({damage}): {error}") from None
         warning = f"history store {path} was unreadable ({damage}); moved it to {aside.name}"
         return store, f"{warning} and started a fresh one"
+
+    @classmethod
+    def read(cls, path: Path) -> HistoryStore:
+        """Open an existing store only to read it: nothing is written, not even
+        a migration, and a damaged file stays where it is. Raises HistoryError."""
+        return cls(path, _connect_read_only(path), read_only=True)
 
     def close(self) -> None:
         self.wait_for_checkpoint()
@@ -669,7 +682,7 @@ def _is_read_only(error: sqlite3.DatabaseError) -> bool:
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that only reads a store this process may not write.
+    """A connection that only reads the store.
 
     ``mode=ro`` where SQLite can make the write-ahead log's index next to the
     file; in a read-only folder ``immutable=1``, which reads the database file
@@ -691,13 +704,13 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         if version != SCHEMA_VERSION:
             connection.close()
             writer = "an older" if version < SCHEMA_VERSION else "a newer"
+            update = "; a pytest --batchflow run updates it" if version < SCHEMA_VERSION else ""
             raise HistoryError(
-                f"history store {path} is read-only and was written by {writer} batchflow "
-                f"(schema {version}, this one reads {SCHEMA_VERSION}): make it writable "
-                "or use another --batchflow-history"
+                f"history store {path} was written by {writer} batchflow "
+                f"(schema {version}, this one reads {SCHEMA_VERSION}){update}"
             )
         return connection
-    raise HistoryError(f"cannot read history store {path}: it is read-only and {problem}")
+    raise HistoryError(f"cannot read history store {path}: {problem}")
 
 
 def _checkpoint(path: Path) -> None:
@@ -720,7 +733,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         # Under WAL a commit survives a crash of the process; only a power loss
         # may take the last few, which a test history can afford for speed.
         connection.execute("PRAGMA synchronous = NORMAL")
-        _migrate(connection)
+        _migrate(connection, path)
         connection.execute("SELECT COUNT(*) FROM runs").fetchone()
         connection.isolation_level = "DEFERRED"
     except BaseException:
@@ -740,7 +753,7 @@ def _fold_staged(connection: sqlite3.Connection) -> int:
     return moved
 
 
-def _migrate(connection: sqlite3.Connection) -> None:
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
     """Bring the schema up to date; concurrent runs serialise on the write lock.
 
     Attempts a serial run staged and did not move (a test killed it) are
@@ -749,6 +762,19 @@ def _migrate(connection: sqlite3.Connection) -> None:
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:
+            tables = [
+                str(name)
+                for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                )
+            ]
+            if tables:  # another program's database: add nothing to it
+                raise HistoryError(
+                    f"{path} is not a batchflow history store (it holds "
+                    f"tables {', '.join(tables[:5])}{', ...' if len(tables) > 5 else ''}); "
+                    "give --batchflow-history a file of its own"
+                )
         if version > SCHEMA_VERSION:
             raise HistoryError(
                 f"schema version {version} is newer than this batchflow's {SCHEMA_VERSION}; "

@@ -511,7 +511,8 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
             reasons.append(f"tests: {counts['flaky']} flaky (--batchflow-strict-flaky)")
         elif result.exitstatus != 2:  # pytest.ExitCode.INTERRUPTED: said below
             reasons.append(f"tests: pytest exit code {result.exitstatus}")
-    if result.exitstatus == 2:
+    # Exit code 2 after a collection error is pytest stopping for it: said above.
+    if result.exitstatus == 2 and "collection" not in result.failed_by:
         not_run = sum(batch.not_run for batch in result.batches)
         reasons.append(
             f"interrupted (pytest exit code 2): {not_run} test{'s' if not_run != 1 else ''} not run"

@@ -124,3 +124,32 @@ def test_runs_as_a_module(store: pytest.Pytester) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "test_suite.py::test_flaky" in completed.stdout
+
+
+def test_a_damaged_store_is_reported_and_left_where_it_is(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reading commands write nothing: the next pytest run deals with the damage."""
+    path = pytester.path / "history.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    assert main(["flaky", "--history", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"batchflow: cannot read history store {path}: file is not a database\n"
+    )
+    assert sorted(p.name for p in pytester.path.iterdir()) == ["history.sqlite"]
+    assert path.read_bytes() == b"this is not a database" * 100
+
+
+def test_a_reader_that_stops_early_ends_no_run_in_a_traceback(store: pytest.Pytester) -> None:
+    reader = subprocess.Popen(
+        # true reads nothing and exits long before Python has started: the write
+        # always meets a closed pipe.
+        f"{sys.executable} -m pytest_batchflow.cli history test_suite.py::test_flaky | true",
+        shell=True,
+        cwd=store.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout, stderr = reader.communicate(timeout=60)
+    assert (stdout, stderr) == ("", "")

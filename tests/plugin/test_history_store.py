@@ -286,20 +286,20 @@ def test_recent_run_records_stop_at_the_window(store: HistoryStore) -> None:
 
 
 @pytest.mark.parametrize(("version", "writer"), [(SCHEMA_VERSION - 1, "an older"), (99, "a newer")])
-def test_a_read_only_store_of_another_schema_is_refused_by_name(
+def test_a_store_of_another_schema_is_not_read_as_it_is(
     tmp_path: Path, version: int, writer: str
 ) -> None:
-    """It cannot be migrated, and this batchflow cannot read it as it is."""
+    """Reading only, it cannot be migrated, and this batchflow cannot read it as it is."""
     path = tmp_path / "history.sqlite"
     with closing(sqlite3.connect(path)) as db:
         db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY)")
         db.execute(f"PRAGMA user_version = {version}")
     with pytest.raises(HistoryError) as raised:
         _connect_read_only(path)
+    update = "; a pytest --batchflow run updates it" if writer == "an older" else ""
     assert str(raised.value) == (
-        f"history store {path} is read-only and was written by {writer} batchflow (schema "
-        f"{version}, this one reads {SCHEMA_VERSION}): make it writable or use another "
-        "--batchflow-history"
+        f"history store {path} was written by {writer} batchflow (schema "
+        f"{version}, this one reads {SCHEMA_VERSION}){update}"
     )
 
 
@@ -313,3 +313,19 @@ def test_a_read_only_store_is_read_as_it_is(store: HistoryStore) -> None:
             reading.start_run(2.0, "c0ffee", "host", "3.11", "pytest")
     finally:
         reading.close()
+
+
+def test_another_program_s_database_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        db.commit()
+    with pytest.raises(HistoryError) as raised:
+        HistoryStore.open(path)
+    assert str(raised.value) == (
+        f"{path} is not a batchflow history store (it holds tables users); give "
+        "--batchflow-history a file of its own"
+    )
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+        assert db.execute("PRAGMA user_version").fetchone() == (0,)
