@@ -633,11 +633,6 @@ class Orchestrator:
         for index, item in enumerate(collected):
             item.stash[INDEX_KEY] = index
         analysis.check(self.settings, narrowed=self._narrowed_selection())
-        if analysis.uses_dependency_marks and self.config.pluginmanager.has_plugin("dependency"):
-            self.notes.append(
-                "pytest-dependency is active too; batchflow orders and skips its dependents "
-                "itself, so disable that plugin with -p no:dependency (its markers keep working)"
-            )
         run = set(analysis.run)
         dropped = [item for item in items if item.stash[INDEX_KEY] not in run]
         if dropped:
@@ -684,6 +679,13 @@ class Orchestrator:
         )
         # Set together, once nothing can fail any more: the later hooks use all three.
         self.analysis, self.plan, self.state = analysis, plan, state
+        # Here, where a serial run and an xdist controller both plan: the workers,
+        # which run the marks, cannot print it.
+        if analysis.uses_dependency_marks and self.config.pluginmanager.has_plugin("dependency"):
+            self.notes.append(
+                "pytest-dependency is active too; batchflow orders and skips its dependents "
+                "itself, so disable that plugin with -p no:dependency (its markers keep working)"
+            )
         if self.role == "serial":
             # Before the first test: git started between tests would leave this
             # process's peak in the kernel's figure for ended children, which

@@ -139,16 +139,25 @@ def resolve_dependencies(tests: Sequence[TestSpec]) -> Resolution:
             matches = _match_depends_on(test, target, by_nodeid, by_module)
             if not matches:
                 unresolved.append(UnresolvedTarget(test.index, target))
-            found.update(dict.fromkeys(m.index for m in matches if m.index != test.index))
+            found.update(_edges(test, matches))
         if test.dependency is not None:
             for target in test.dependency.depends:
                 matches = _match_dependency_mark(test, target, test.dependency.scope, marked)
                 if not matches:
                     unresolved.append(UnresolvedTarget(test.index, target))
-                found.update(dict.fromkeys(m.index for m in matches if m.index != test.index))
+                found.update(_edges(test, matches))
         if found:
             predecessors[test.index] = tuple(found)
     return Resolution(predecessors, tuple(unresolved))
+
+
+def _edges(test: TestSpec, matches: Sequence[TestSpec]) -> dict[int, None]:
+    """The tests a target names, but the test itself: a parametrized test's
+    base name names its other instances. A target that names only the test
+    itself stays, a cycle of one, which the plan refuses as any cycle."""
+    if len(matches) == 1 and matches[0].index == test.index:
+        return {test.index: None}
+    return dict.fromkeys(m.index for m in matches if m.index != test.index)
 
 
 def _match_depends_on(

@@ -251,6 +251,27 @@ class TestDependsOn:
             "m.py::TestP::test_q": ["m.py::TestP::test_p[1]", "m.py::TestP::test_p[2]"]
         }
 
+    def test_a_test_naming_only_itself_is_a_cycle_of_one(self) -> None:
+        """Dropped silently before: the plan now refuses it as a cycle."""
+        specs, resolution = resolve(
+            ("m.py::test_x", depends_on("test_x")),
+            ("m.py::test_y", dependency("test_y")),
+            "m.py::test_z",
+        )
+        edges = edges_by_nodeid(specs, resolution)
+        assert edges == {"m.py::test_x": ["m.py::test_x"], "m.py::test_y": ["m.py::test_y"]}
+        assert find_cycle(range(3), resolution.predecessors) == [0, 0]
+
+    def test_instances_naming_their_own_base_name_depend_on_the_others(self) -> None:
+        specs, resolution = resolve(
+            ("m.py::test_p[1]", depends_on("test_p")),
+            ("m.py::test_p[2]", depends_on("test_p")),
+        )
+        assert edges_by_nodeid(specs, resolution) == {
+            "m.py::test_p[1]": ["m.py::test_p[2]"],
+            "m.py::test_p[2]": ["m.py::test_p[1]"],
+        }
+
     def test_one_parametrized_instance_by_its_name(self) -> None:
         specs, resolution = resolve(
             "m.py::test_p[1]",
@@ -293,9 +314,9 @@ class TestDependsOn:
         assert unresolved_by_nodeid(specs, resolution) == [("m.py::test_b", "test_a")]
 
     @pytest.mark.parametrize("target", ["test_a", "m.py::test_a"])
-    def test_self_reference_is_ignored(self, target: str) -> None:
+    def test_self_reference_is_a_cycle_of_one(self, target: str) -> None:
         _, resolution = resolve(("m.py::test_a", depends_on(target)))
-        assert resolution.predecessors == {}
+        assert resolution.predecessors == {0: (0,)}
         assert resolution.unresolved == ()
 
     def test_duplicate_targets_give_one_edge(self) -> None:

@@ -281,3 +281,20 @@ def test_warns_when_pytest_dependency_is_active_alongside(pytester: pytest.Pytes
     result.stdout.fnmatch_lines(
         ["batchflow: warning: pytest-dependency is active too; * -p no:dependency *"]
     )
+
+
+def test_warns_under_xdist_too_when_pytest_dependency_is_active(
+    pytester: pytest.Pytester,
+) -> None:
+    """The workers read the marks, but only the controller prints: it warns."""
+    pytest.importorskip("pytest_dependency")
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_legacy=PYTEST_DEPENDENCY_SUITE)
+    result = pytester.runpytest("--batchflow", "-p", "dependency", "-n", "2")
+    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    warnings = [line for line in result.stdout.lines if "pytest-dependency is active" in line]
+    assert warnings == [
+        "batchflow: warning: pytest-dependency is active too; batchflow orders and skips its "
+        "dependents itself, so disable that plugin with -p no:dependency (its markers keep "
+        "working)"
+    ]
