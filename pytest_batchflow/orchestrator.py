@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import time
@@ -1469,7 +1470,7 @@ class Orchestrator:
                     self.commit,
                     socket.gethostname(),
                     platform.python_version(),
-                    " ".join(self.config.invocation_params.args),
+                    shlex.join(map(str, self.config.invocation_params.args)),
                 ),
                 None,
             )

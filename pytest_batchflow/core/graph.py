@@ -166,6 +166,29 @@ def _match_depends_on(
     by_nodeid: Mapping[str, list[TestSpec]],
     by_module: Mapping[str, list[TestSpec]],
 ) -> list[TestSpec]:
+    matches = _match_as_written(test, target, by_nodeid, by_module)
+    escaped = _escaped_parameters(target)
+    if not matches and escaped is not None:
+        return _match_as_written(test, escaped, by_nodeid, by_module)
+    return matches
+
+
+def _escaped_parameters(target: str) -> str | None:
+    """The target with its parameter id as pytest writes it in node ids, where it
+    differs: pytest escapes non-ASCII characters there (``test_p[ä]`` is
+    ``test_p[\\xe4]``), as ``_pytest.compat.ascii_escaped`` does."""
+    name, bracket, parameters = target.partition("[")
+    if not bracket or parameters.isascii():
+        return None
+    return f"{name}[{parameters.encode('unicode_escape').decode('ascii')}"
+
+
+def _match_as_written(
+    test: TestSpec,
+    target: str,
+    by_nodeid: Mapping[str, list[TestSpec]],
+    by_module: Mapping[str, list[TestSpec]],
+) -> list[TestSpec]:
     if target in by_nodeid:
         return by_nodeid[target]
     siblings = by_module.get(test.module_id, [])

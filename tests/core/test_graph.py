@@ -272,6 +272,21 @@ class TestDependsOn:
             "m.py::test_p[2]": ["m.py::test_p[1]"],
         }
 
+    def test_a_parameter_id_as_written_finds_pytest_s_escaped_id(self) -> None:
+        """pytest escapes non-ASCII parameter ids in node ids: ``[ä]`` is ``[\\xe4]``."""
+        specs, resolution = resolve(
+            "m.py::test_p[\\xe4]",
+            "m.py::test_p[\\u65e5\\u672c]",
+            ("m.py::test_a", depends_on("test_p[ä]")),
+            ("m.py::test_b", depends_on("m.py::test_p[日本]")),
+            ("m.py::test_c", depends_on("test_p[ö]")),
+        )
+        assert edges_by_nodeid(specs, resolution) == {
+            "m.py::test_a": ["m.py::test_p[\\xe4]"],
+            "m.py::test_b": ["m.py::test_p[\\u65e5\\u672c]"],
+        }
+        assert unresolved_by_nodeid(specs, resolution) == [("m.py::test_c", "test_p[ö]")]
+
     def test_one_parametrized_instance_by_its_name(self) -> None:
         specs, resolution = resolve(
             "m.py::test_p[1]",

@@ -510,3 +510,13 @@ def test_a_collection_error_with_undecodable_text_is_kept(pytester: pytest.Pytes
     result.assert_outcomes(errors=1)
     data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
     assert "ImportError: bad \\udcff name" in data.collection[0].longrepr
+
+
+def test_the_history_keeps_the_command_line_as_a_shell_would_take_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass\ndef test_two(): pass\n")
+    pytester.runpytest("--batchflow", "-k", "one or two").assert_outcomes(passed=2)
+    store = pytester.path / ".batchflow" / "history.sqlite"
+    [(invocation,)] = history_rows(store, "SELECT invocation FROM runs")
+    assert invocation.startswith("--batchflow -k 'one or two' ")  # pytester adds --basetemp
