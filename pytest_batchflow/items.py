@@ -123,10 +123,11 @@ def declared_needs(item: pytest.Item) -> tuple[int, int] | None:
         return None
     memory, cpus = mark.kwargs.get("memory", 0), mark.kwargs.get("cpus", 1)
     valid = not mark.args and set(mark.kwargs) <= {"memory", "cpus"}
+    problem = ""
     try:
         size = parse_size(memory) if isinstance(memory, str) else memory
-    except ValueError:
-        valid = False
+    except ValueError as error:
+        valid, problem = False, f" ({error})"
     if (
         not valid
         or not isinstance(size, int)
@@ -138,7 +139,7 @@ def declared_needs(item: pytest.Item) -> tuple[int, int] | None:
     ):
         raise MarkerError(
             f"{item.nodeid}: @pytest.mark.resources takes memory=SIZE and cpus=N, "
-            f'e.g. @pytest.mark.resources(memory="2GB", cpus=2); got {_show_args(mark)}'
+            f'e.g. @pytest.mark.resources(memory="2GB", cpus=2); got {_show_args(mark)}{problem}'
         )
     return size, cpus
 

@@ -2034,12 +2034,18 @@ class Orchestrator:
                 nodeid = analysis.specs[index].nodeid
                 self.alone.append(nodeid)
                 wanted = needs[index]
-                self.notes.append(
-                    f"{nodeid} needs {format_size(wanted.memory)} of memory and "
-                    f"{wanted.cpus} CPUs, more than the budget of "
-                    f"{format_size(budget.memory or 0)} and {budget.cpus} CPUs "
-                    "(--batchflow-max-memory): it runs alone"
-                )
+                over = []  # only what is over the budget, with what sets it
+                if budget.memory is not None and wanted.memory > budget.memory:
+                    over.append(
+                        f"{format_size(wanted.memory)} of memory, more than the budget of "
+                        f"{format_size(budget.memory)} (--batchflow-max-memory)"
+                    )
+                if wanted.cpus > budget.cpus:
+                    over.append(
+                        f"{wanted.cpus} CPUs, more than the {budget.cpus} of this machine "
+                        "and its workers"
+                    )
+                self.notes.append(f"{nodeid} needs {' and '.join(over)}: it runs alone")
         return {"needs": needs, "budget": budget}
 
     def resource_needs(self, analysis: Analysis) -> dict[int, Needs]:

@@ -192,7 +192,7 @@ def resource_lines(
             )
         )
     for nodeid in resources.alone:
-        lines.append((f"ran alone (needs more than the memory budget): {nodeid}", False))
+        lines.append((f"ran alone (needs more than the budget): {nodeid}", False))
     if resources.memory_limit is not None and resources.over_limit:
         memory = {t.nodeid: _used(t).memory for t in measured}
         over = ", ".join(f"{n} ({format_size(memory[n])})" for n in resources.over_limit)

@@ -311,8 +311,8 @@ def test_d(): time.sleep(0.3)
     assert most_at_once(list(tests.values())) == 2
     result.stdout.fnmatch_lines(
         [
-            "batchflow: warning: test_mixed.py::test_huge needs 2 GiB of memory and 1 CPUs, "
-            "more than the budget of 1 GiB and * CPUs (--batchflow-max-memory): it runs alone",
+            "batchflow: warning: test_mixed.py::test_huge needs 2 GiB of memory, "
+            "more than the budget of 1 GiB (--batchflow-max-memory): it runs alone",
         ]
     )
     # A size set by the user: no share of the memory available to name.
@@ -431,17 +431,18 @@ def test_small():
     [
         (
             ["--batchflow-max-memory=lots"],
-            "ERROR: batchflow: --batchflow-max-memory (command line): 'lots': 'lots' is not a "
+            "ERROR: batchflow: --batchflow-max-memory (command line): 'lots' is not a "
             "size*; e.g. --batchflow-max-memory=8GiB",
         ),
         (
             ["--batchflow-max-memory=150%"],
-            "ERROR: batchflow: --batchflow-max-memory (command line): '150%': *the percentage "
+            "ERROR: batchflow: --batchflow-max-memory (command line): '150%': the percentage "
             "must be above 0 and at most 100; e.g. --batchflow-max-memory=8GiB",
         ),
         (
             ["--batchflow-test-memory-limit=0"],
-            "ERROR: batchflow: --batchflow-test-memory-limit (command line): '0': *above 0*",
+            "ERROR: batchflow: --batchflow-test-memory-limit (command line): '0': the size "
+            "must be above 0*",
         ),
         (
             ["--batchflow-test-memory-fail"],
@@ -689,3 +690,34 @@ def test_without_proc_psutil_tells_the_available_memory(monkeypatch: pytest.Monk
     monkeypatch.setattr(resources, "open", no_proc, raising=False)
     monkeypatch.setattr(psutil, "virtual_memory", Memory)
     assert available_memory() == 123_456_789
+
+
+def test_a_size_the_marker_cannot_read_says_why(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        'import pytest\n\n@pytest.mark.resources(memory="lots")\ndef test_one(): pass\n'
+    )
+    result = pytester.runpytest_subprocess("--batchflow", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*; got (memory='lots') ('lots' is not a size: a number and a unit among *)"]
+    )
+
+
+def test_a_test_needing_more_cpus_than_there_are_is_named_for_its_cpus(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.resources(cpus=999)\ndef test_wide(): pass\n"
+        "def test_other(): pass\n"
+    )
+    result, _ = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: warning: test_a_test_needing_more_cpus_than_there_are_is_named_for_its_cpus"
+            ".py::test_wide needs 999 CPUs, more than the * of this machine and its workers: "
+            "it runs alone"
+        ]
+    )
+    assert "--batchflow-max-memory" not in result.stdout.str()
