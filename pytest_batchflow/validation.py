@@ -214,6 +214,19 @@ class _SettingsModel(BaseModel):
 
     _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
 
+    @field_validator("bench_compare", mode="before")
+    @classmethod
+    def _baseline(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() != "last":
+            text = value.strip()
+            if not (text.isdigit() and int(text) >= 1):
+                raise ValueError(
+                    "the baseline is 'last' or a run id, a whole number from 1 (the run "
+                    "column of batchflow history)"
+                )
+            return int(text)
+        return value
+
     @field_validator("max_memory")
     @classmethod
     def _valid_budget(cls, value: str) -> str:

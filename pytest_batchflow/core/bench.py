@@ -209,9 +209,16 @@ def parse_gate(text: str) -> Gate:
         else:
             if percent:
                 threshold /= 100
-            if 0 <= threshold < math.inf:
+            if not percent and 1 < threshold < math.inf:
+                # 10 means 1,000%: surely 10% with its sign left out.
+                problem = (
+                    f"the threshold {amount!r} without % is a fraction ({threshold:g} = "
+                    f"{threshold:.0%}); write {amount}% for {amount} percent"
+                )
+            elif 0 <= threshold < math.inf:
                 return Gate(statistic, threshold)
-            problem = f"the threshold {amount!r} must be a finite number, 0 or more"
+            else:
+                problem = f"the threshold {amount!r} must be a finite number, 0 or more"
     raise ValueError(f"invalid benchmark gate {text!r}: {problem}; for example {_GATE_EXAMPLE}")
 
 

@@ -218,6 +218,7 @@ class TestParseGate:
             ("median:0%", Gate("median", 0.0)),
             (" median : 10 % ", Gate("median", 0.10)),
             ("mean:150%", Gate("mean", 1.5)),
+            ("mean:1", Gate("mean", 1.0)),
         ],
     )
     def test_good_gates(self, text: str, gate: Gate) -> None:
@@ -237,6 +238,8 @@ class TestParseGate:
             ("median:ten%", "'ten%' is not a number"),
             ("median:", "'' is not a number"),
             ("median:10%%", "is not a number"),
+            # 10 without its % sign is a fraction: 1,000%, surely a slip.
+            ("median:10", "'10' without % is a fraction (10 = 1000%); write 10% for 10 percent"),
         ],
     )
     def test_bad_gates_name_the_text_and_show_a_good_one(self, text: str, problem: str) -> None:

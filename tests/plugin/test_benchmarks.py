@@ -278,7 +278,17 @@ def test_bad_gate_and_baseline_values_are_usage_errors(pytester: pytest.Pytester
     result.stderr.fnmatch_lines(["ERROR: batchflow: --batchflow-bench-fail (command line): *p99*"])
     result = pytester.runpytest("--batchflow", "--batchflow-bench-compare=yesterday")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: batchflow: --batchflow-bench-compare (command line): *"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: --batchflow-bench-compare (command line): 'yesterday': the "
+            "baseline is 'last' or a run id, a whole number from 1 (the run column of batchflow "
+            "history); e.g. --batchflow-bench-compare=last"
+        ]
+    )
+    # 10 without its %: a 1,000% gate, surely a slip.
+    result = pytester.runpytest("--batchflow", "--batchflow-bench-fail=median:10")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'10' without % is a fraction (10 = 1000%); write 10% *"])
 
 
 COMPAT = """
