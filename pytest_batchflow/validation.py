@@ -138,6 +138,11 @@ def parse_batch_line(line: str) -> BatchLine:
                 f"line {line!r}: {word!r} follows a comma and a space; write lists without "
                 f"spaces, e.g. {_KEY_EXAMPLES['paths']}"
             )
+        if word.startswith("#"):
+            raise SettingsError(
+                f"line {line!r}: a batch line holds no comment; put it on a line of its own "
+                "above, starting with #"
+            )
         if not equals or not key:
             raise SettingsError(f"line {line!r}: {word!r} is not key=value; e.g. {BATCH_EXAMPLE!r}")
         if key not in BATCH_LINE_KEYS:

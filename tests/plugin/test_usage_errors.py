@@ -65,6 +65,12 @@ def test_b():
 CASES = [
     # --- batch lines -------------------------------------------------------------------
     Case(
+        "line-with-a-comment",
+        LINES + "line 'unit: paths=tests/unit # the fast ones': a batch line holds no "
+        "comment; put it on a line of its own above, starting with #",
+        batches=("unit: paths=tests/unit # the fast ones",),
+    ),
+    Case(
         "line-without-name",
         LINES + "line 'paths=tests/unit' has no 'NAME:' at its start; "
         "e.g. 'unit: paths=tests/unit after=smoke mode=parallel'",
