@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .core.coverage import COLLECTION_CONTEXT
+from .files import run_directory
 
 if TYPE_CHECKING:
     import coverage
@@ -266,7 +266,7 @@ def _make_rundir(config: pytest.Config) -> Path:
     existing = config.stash.get(_RUN_DIR, None)
     if existing is not None:
         return existing
-    rundir = Path(tempfile.mkdtemp(prefix="batchflow-cov-"))
+    rundir = run_directory("batchflow-cov-")
     config.stash[_RUN_DIR] = rundir
     os.environ[RUN_DIR_ENV] = str(rundir)  # xdist's workers inherit it
 

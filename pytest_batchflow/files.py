@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["ignore_in_git", "write_atomically"]
+__all__ = ["ignore_in_git", "run_directory", "write_atomically"]
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -37,3 +38,30 @@ def ignore_in_git(folder: Path) -> None:
     if not gitignore.exists():
         with contextlib.suppress(OSError):
             gitignore.write_text("# created by pytest-batchflow\n*\n", encoding="utf-8")
+
+
+def run_directory(prefix: str) -> Path:
+    """A new private folder in the system's temporary folder, for this run's
+    files between processes: ``{prefix}{pid}-XXXXXXXX``, removed by the run.
+
+    A run that was killed (SIGKILL, SIGTERM, the out-of-memory killer) could
+    not remove its folder: folders of this user with the same prefix whose
+    process is gone are removed first.
+    """
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f"{prefix}*-*"):
+        pid = stale.name[len(prefix) :].partition("-")[0]
+        with contextlib.suppress(OSError, ValueError):
+            if stale.is_dir() and stale.stat().st_uid == os.getuid() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

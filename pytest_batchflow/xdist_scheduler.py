@@ -17,7 +17,6 @@ test: its parent, module, package, directory, the session (see
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 from .collection import Analysis
 from .core.plan import PlanError
 from .core.scheduler import Decision, Dispatcher, Idle, Sendable
+from .files import run_directory
 from .settings import to_plain
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class XdistHooks:
 
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
-        self.rundir = Path(tempfile.mkdtemp(prefix="batchflow-"))
+        self.rundir = run_directory("batchflow-run-")
         #: Workers started and workers that finished or crashed, by id.
         self.started: set[str] = set()
         self.down: set[str] = set()

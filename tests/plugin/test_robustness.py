@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 from test_batches import run_order
@@ -268,3 +271,26 @@ def test_a_test_whose_teardown_ctrl_c_cut_short_keeps_what_pytest_counted(
             ("test_cut.py::test_first", "passed"),
             ("test_cut.py::test_fails", "failed"),
         ]
+
+
+def test_a_killed_run_s_folder_is_removed_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL leaves a run's temporary folder behind; the next one sweeps it,
+    and leaves a living run's alone."""
+    from pytest_batchflow.files import run_directory
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    stale = tmp_path / f"batchflow-run-{ended.pid}-x1"
+    living = tmp_path / f"batchflow-run-{os.getppid()}-x2"
+    other = tmp_path / f"batchflow-cov-{ended.pid}-x3"
+    for folder in (stale, living, other):
+        folder.mkdir()
+        (folder / "analysis-gw0.json").write_text("{}")
+    made = run_directory("batchflow-run-")
+    assert made.name.startswith(f"batchflow-run-{os.getpid()}-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [made.name, living.name, other.name]
+    )
