@@ -112,9 +112,9 @@ def _getini(config: pytest.Config, option: Option) -> object:
     """pytest parses typed ini keys itself; say which key a bad value was in."""
     try:
         value = config.getini(option.ini)
-    except (ValueError, TypeError, pytest.UsageError, pytest.PytestRemovedIn10Warning) as error:
+    except (ValueError, TypeError, pytest.UsageError, pytest.PytestDeprecationWarning) as error:
         # pytest >= 9.1 raises UsageError; its deprecation of a list where a
-        # string is due, under -W error, is raised too.
+        # string is due (PytestRemovedIn10Warning), under -W error, is raised too.
         where = config.inipath.name if config.inipath else "ini"
         example = option.example
         if config.inipath is not None and config.inipath.suffix == ".toml" and not option.is_flag:
@@ -249,7 +249,7 @@ def load_settings(config: pytest.Config) -> Settings:
     return settings
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     """Start measuring coverage before conftests import the measured code.
 

@@ -9,7 +9,9 @@ import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pydantic
 import pytest
+from packaging.version import Version
 
 from pytest_batchflow import gcpause
 from pytest_batchflow.gcpause import collector_paused, register_fast_exit
@@ -111,6 +113,8 @@ def pytest_configure(config):
     config.exit_probe = Noted("on-config")
 """
 
+PYDANTIC_FREES_ITS_CYCLES = Version(pydantic.VERSION) >= Version("2.12.4")
+
 ALWAYS = ["atexit", "global", "weakref.finalize"]
 ONLY_COLLECTED = ["cycle", "held-by-cycle", "on-config"]
 
@@ -158,4 +162,11 @@ def test_at_exit_only_what_a_collection_would_free_is_left_unfinalized(
     result.assert_outcomes(passed=2)
     ran = sorted([*ALWAYS, *ONLY_COLLECTED]) if collected else ALWAYS
     processes = ["gw0", "gw1", "main"] if "-n" in args else ["main"]
-    assert finalized(pytester.path) == dict.fromkeys(processes, ran)
+    seen = finalized(pytester.path)
+    if collected and "--batchflow" in args and not PYDANTIC_FREES_ITS_CYCLES:
+        # pydantic-core before 2.41.5 (pydantic 2.12.4) kept objects reachable from
+        # a built model's schema out of the collector's reach: pytest's config
+        # among them, once batchflow built its result models.
+        kept = sorted(set(ran) - {"on-config"})
+        seen = {name: ran if names == kept else names for name, names in seen.items()}
+    assert seen == dict.fromkeys(processes, ran)
