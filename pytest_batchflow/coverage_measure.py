@@ -27,10 +27,12 @@ context, so ``core = ctrace`` is set here whatever the configuration says.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,8 @@ __all__ = [
 #: Where the measuring processes write their data files (set by the process
 #: that combines them, inherited by xdist's workers).
 RUN_DIR_ENV = "BATCHFLOW_COV_RUN"
+#: ``workeroutput`` key: what coverage.py warned of in a worker (Measurement.warnings).
+WARNINGS_KEY = "batchflow_cov_warnings"
 #: Seconds between writes of the data while the context stays the same.
 SAVE_EVERY = 1.0
 #: The attribute of setup and teardown reports: finished tests of this worker
@@ -85,8 +89,10 @@ class Measurement:
     """One process's coverage.py measurement, with batchflow's contexts."""
 
     def __init__(self, sources: list[str], rundir: Path, name: str) -> None:
-
         self.rundir = rundir
+        #: What coverage.py warned of as it saved ("Module x was never imported"),
+        #: each once: the run shows them at its end, not as a test's warnings.
+        self.warnings: dict[str, None] = {}
         self.cov: coverage.Coverage = configured_coverage(
             data_file=str(rundir / ".coverage"),
             data_suffix=f"{name}.{os.getpid()}",
@@ -113,7 +119,8 @@ class Measurement:
             self.cov.start()
             self.measuring = True
         if context != self.context:
-            self.cov.switch_context(context)  # writes what the old context gathered
+            with self._warnings_kept():
+                self.cov.switch_context(context)  # writes what the old context gathered
             self._commit()
             self.context = context
             self._saved()
@@ -122,10 +129,29 @@ class Measurement:
         """A test finished: save if due; how many finished tests are not saved yet."""
         self.pending += 1
         if time.monotonic() - self._saved_at >= SAVE_EVERY:
-            self.cov.get_data()  # flushes the tracer's data to the data file
+            with self._warnings_kept():
+                self.cov.get_data()  # flushes the tracer's data to the data file
             self._commit()
             self._saved()
         return self.pending
+
+    @contextlib.contextmanager
+    def _warnings_kept(self) -> Generator[None, None, None]:
+        """coverage.py's checks run at every save, inside a test's warning
+        capture: its warnings are kept here instead of failing or marking that
+        test (an error under ``filterwarnings = error``)."""
+        from coverage.exceptions import CoverageWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CoverageWarning)
+            yield
+        for warning in caught:
+            if issubclass(warning.category, CoverageWarning):
+                self.warnings[str(warning.message)] = None
+            else:  # not ours to keep: as it would have been shown
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
 
     def _saved(self) -> None:
         self.pending = 0
@@ -186,7 +212,8 @@ class Measurement:
             self.measuring = False
         self._release_connection()
         if self.context is not None:
-            self.cov.save()
+            with self._warnings_kept():
+                self.cov.save()
             self.context = None
 
     def discard(self) -> None:
@@ -214,10 +241,12 @@ class MeasurementHooks:
         measurement: Measurement,
         context_of: Callable[[pytest.Item], str | None],
         keeps_context: Callable[[pytest.Item], bool],
+        report_warnings: Callable[[list[str]], None],
     ) -> None:
         self.measurement = measurement
         self.context_of = context_of
         self.keeps_context = keeps_context
+        self.report_warnings = report_warnings
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -242,6 +271,8 @@ class MeasurementHooks:
         # First: an xdist worker tells the controller it finished in its own
         # sessionfinish, and the controller combines the data files then.
         self.measurement.finish()
+        if self.measurement.warnings:
+            self.report_warnings(list(self.measurement.warnings))
 
 
 _MEASUREMENT = pytest.StashKey[Measurement]()
@@ -282,7 +313,7 @@ def _make_rundir(config: pytest.Config) -> Path:
 def _other_tracer(config: pytest.Config, early: bool) -> str | None:
     """Who else measures coverage in this process, if anyone."""
     options = config.known_args_namespace if early else config.option
-    if getattr(options, "cov_source", None):
+    if getattr(options, "cov_source", None) and not getattr(options, "no_cov", False):
         return "pytest-cov's --cov"
     if "coverage" not in sys.modules:
         # Nothing measures without it imported; importing it only to ask would
@@ -346,7 +377,8 @@ def set_up(config: pytest.Config, orchestrator: Orchestrator) -> Path | None:
         _drop(config)
         raise pytest.UsageError(
             f"batchflow: --batchflow-cov and {other} would both trace this run; drop one "
-            "(batchflow's coverage is per batch and writes coverage's own HTML, XML and JSON)"
+            "(--batchflow-cov=off drops batchflow's, set in an ini file too; batchflow's "
+            "coverage is per batch and writes coverage's own HTML, XML and JSON)"
         )
     role = orchestrator.role
     if config.stash.get(_GUESS, role) != role or role == "controller":
@@ -377,7 +409,14 @@ def set_up(config: pytest.Config, orchestrator: Orchestrator) -> Path | None:
     def keeps_context(item: pytest.Item) -> bool:
         return INDEX_KEY not in item.stash  # xdist release items
 
+    def report_warnings(messages: list[str]) -> None:
+        workeroutput = getattr(config, "workeroutput", None)
+        if workeroutput is not None:  # to the controller, which prints
+            workeroutput[WARNINGS_KEY] = messages
+        else:
+            orchestrator.add_coverage_warnings(messages)
+
     config.pluginmanager.register(
-        MeasurementHooks(measurement, context_of, keeps_context), _HOOKS_NAME
+        MeasurementHooks(measurement, context_of, keeps_context, report_warnings), _HOOKS_NAME
     )
     return rundir if role == "serial" else None

@@ -12,6 +12,7 @@ __all__ = [
     "ALONE_ENV",
     "BATCHES_INI",
     "BATCHES_INI_HELP",
+    "COV_OFF",
     "HTML_OFF",
     "OPTIONS",
     "SWITCHES",
@@ -25,6 +26,8 @@ ALONE_ENV = "BATCHFLOW_PROBE_ALONE"
 
 #: The value of --batchflow-html that writes no report.
 HTML_OFF = "off"
+#: The value of --batchflow-cov that measures nothing (over an ini file's source).
+COV_OFF = "off"
 
 
 @dataclass(frozen=True)

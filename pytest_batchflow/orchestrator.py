@@ -1604,6 +1604,13 @@ class Orchestrator:
         elif index in self.results:
             self.results[index] = self.results[index].model_copy(update=output)
 
+    def add_coverage_warnings(self, messages: list[str]) -> None:
+        """What coverage.py warned of while it measured, shown once at the end."""
+        for message in messages:
+            note = f"coverage.py: {message}"
+            if note not in self.notes:
+                self.notes.append(note)
+
     def finish(self, session: pytest.Session, exitstatus: int, early: bool = False) -> None:
         """Sum the run up and write its outputs, once.
 

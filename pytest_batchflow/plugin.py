@@ -18,6 +18,7 @@ from .options import (
     ALONE_ENV,
     BATCHES_INI,
     BATCHES_INI_HELP,
+    COV_OFF,
     HTML_OFF,
     OPTIONS,
     SWITCHES,
@@ -133,6 +134,11 @@ def _getini(config: pytest.Config, option: Option) -> object:
     return value
 
 
+def _cov_off(value: object) -> bool:
+    """``--batchflow-cov=off``: no coverage for this run, whatever the ini file says."""
+    return isinstance(value, str) and value.strip().lower() == COV_OFF
+
+
 def _cli_value(config: pytest.Config, option: Option, early: bool) -> object:
     """The command line's value; ``early``: before pytest parsed all arguments."""
     if early:
@@ -178,7 +184,7 @@ def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValu
             and not (option.field == "html_path" and value.strip().lower() == HTML_OFF)
         ):
             given = replace(given, value=str(base / os.path.expanduser(value)))
-        elif option.field == "cov_source" and isinstance(value, str):
+        elif option.field == "cov_source" and isinstance(value, str) and not _cov_off(value):
             # A directory relative to where it was written; else a package name.
             items = [item.strip() for item in value.replace("\n", ",").split(",")]
             given = replace(
@@ -259,7 +265,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     if not _wants_batchflow(early_config, early=True):
         return
     raw = _raw_values(early_config, early=True)
-    if "cov_source" not in raw:
+    if "cov_source" not in raw or _cov_off(raw["cov_source"].value):
         return
     from .coverage_measure import start_early
 

@@ -24,7 +24,7 @@ from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
 from .core.resources import parse_memory_budget, parse_size
-from .options import BATCHES_INI, HTML_OFF, OPTIONS
+from .options import BATCHES_INI, COV_OFF, HTML_OFF, OPTIONS
 from .settings import (
     BATCH_LINE_KEYS,
     DEFAULT_LEAK_THRESHOLD,
@@ -276,6 +276,8 @@ class _SettingsModel(BaseModel):
     @field_validator("cov_source", mode="before")
     @classmethod
     def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == COV_OFF:
+            return ()
         if isinstance(value, str):
             sources = tuple(item.strip() for item in value.replace("\n", ",").split(","))
             if not all(sources):
@@ -331,7 +333,9 @@ def parse_settings(
             f"{given.spelling(option)} ({given.source}): {message}; e.g. {given.example(option)}"
         ) from None
     settings = Settings(**dict(model))
-    if not settings.cov_source:
+    cov_given = raw.get("cov_source")
+    switched_off = cov_given is not None and str(cov_given.value).strip().lower() == COV_OFF
+    if not settings.cov_source and not switched_off:
         _check_coverage_asked(raw, batches, lines_source)
     if settings.test_memory_fail and settings.test_memory_limit is None:
         given = raw["test_memory_fail"]

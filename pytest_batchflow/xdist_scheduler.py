@@ -94,9 +94,15 @@ class XdistHooks:
         from .orchestrator import TEARDOWN_OUTPUT
 
         # What its last release item printed, after its last report.
-        output = getattr(node, "workeroutput", {}).get(TEARDOWN_OUTPUT)
+        workeroutput = getattr(node, "workeroutput", {})
+        output = workeroutput.get(TEARDOWN_OUTPUT)
         if output is not None:
             self.orchestrator.add_teardown_output(str(node.gateway.id), output)
+        from .coverage_measure import WARNINGS_KEY
+
+        warned = workeroutput.get(WARNINGS_KEY)
+        if isinstance(warned, list):
+            self.orchestrator.add_coverage_warnings([str(message) for message in warned])
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -463,8 +463,35 @@ def test_with_pytest_cov_it_refuses_to_trace_twice(project: pytest.Pytester) -> 
     result = project.runpytest_subprocess("--batchflow", "--batchflow-cov=pkg", "--cov=pkg")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: batchflow: --batchflow-cov and pytest-cov's --cov would both trace this run*"]
+        [
+            "ERROR: batchflow: --batchflow-cov and pytest-cov's --cov would both trace this "
+            "run; drop one (--batchflow-cov=off drops batchflow's, set in an ini file too; *"
+        ]
     )
+
+
+def test_pytest_cov_switched_off_with_no_cov_traces_nothing(project: pytest.Pytester) -> None:
+    """--cov in addopts, --no-cov for one run: batchflow's coverage alone."""
+    pytest.importorskip("pytest_cov")
+    result, data = run(project, "--batchflow-cov=pkg", "--cov=pkg", "--no-cov")
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is not None
+    assert data.coverage.covered > 0
+
+
+def test_coverage_set_in_the_ini_file_is_switched_off_for_one_run(
+    project: pytest.Pytester,
+) -> None:
+    pytest.importorskip("pytest_cov")
+    (project.path / "pytest.ini").write_text(
+        INI + "batchflow_cov_source = pkg\nbatchflow_cov_fail_under = 99\n"
+    )
+    result, data = run(project, "--batchflow-cov=off", "--cov=pkg")
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is None
+    result.stdout.fnmatch_lines(["*coverage: platform *", "TOTAL *"])  # pytest-cov's report
+    _, measured = run(project)
+    assert measured.coverage is not None
 
 
 @needs_xdist
@@ -523,3 +550,31 @@ def test_a_coverage_configuration_coverage_cannot_read_is_a_usage_error(
     )
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert not (project.path / ".batchflow" / "coverage").exists()
+
+
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_what_coverage_warns_of_is_shown_once_at_the_end_not_as_a_test_s_warning(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    """coverage.py checks its sources at every save, which batchflow makes
+    between tests: under filterwarnings = error that was an INTERNALERROR in the
+    middle of the run; without it, a warning charged to whichever test it was."""
+    (project.path / "pytest.ini").write_text(INI + "filterwarnings = error\n")
+    (project.path / "tests" / "unit" / "test_slow.py").write_text(
+        "import time\n\n"
+        + "".join(f"def test_slow_{n}():\n    time.sleep(0.4)\n\n" for n in range(6))
+    )
+    result, data = run(
+        project, "--batchflow-cov=pkg,nosuchmodule", *(["-n", workers] if workers else [])
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert data.exitstatus == 0
+    assert len(data.tests) == 9
+    assert all(test.outcome == "passed" for test in data.tests)
+    warned = [line for line in result.stdout.lines if "never imported" in line]
+    assert warned == [
+        "batchflow: warning: coverage.py: Module nosuchmodule was never imported. "
+        "(module-not-imported); see https://coverage.readthedocs.io/en/"
+        + warned[0].partition("/en/")[2]
+    ]
+    assert "warnings summary" not in result.stdout.str()
