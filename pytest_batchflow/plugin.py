@@ -99,14 +99,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=option.help,
                 metavar=option.metavar,
             )
-            parser.addini(option.ini, help=option.help, type=_VALUE_TYPE, default=None)
+            parser.addini(option.ini, help=option.help, type=_ini_type(option), default=None)
     parser.addini(BATCHES_INI, help=BATCHES_INI_HELP, type="linelist", default=[])
 
 
-#: An option's ini type. pytest 9's native TOML (``[tool.pytest]``) checks a
-#: value's type: from pytest 9.2 a number is taken as well as a string
-#: (``batchflow_reruns = 2``); string formats give the text as written.
-_VALUE_TYPE: Any = str | int | float if pytest.version_tuple >= (9, 2) else "string"
+#: Options whose value may be a number, and which: pytest 9's native TOML
+#: (``[tool.pytest]``) checks a value's type, and from pytest 9.2 an ini key
+#: may take a number as well as a string (``batchflow_reruns = 2``). String
+#: formats give the text as written (``str`` comes first), validated as
+#: every other value is.
+_NUMBERS: dict[str, type] = {
+    "reruns": int,
+    "reruns_delay": float,
+    "flaky_window": int,
+    "quarantine_release": int,
+    "probe": int,
+    "cov_fail_under": float,
+    "bench_compare": int,
+    "bench_max_time": float,
+    "bench_min_rounds": int,
+    "max_memory": int,
+    "test_memory_limit": int,
+    "leak_threshold": int,
+}
+
+
+def _ini_type(option: Option) -> Any:
+    number = _NUMBERS.get(option.field)
+    if number is None or pytest.version_tuple < (9, 2):
+        return "string"
+    return str | number
 
 
 def _getini(config: pytest.Config, option: Option) -> object:

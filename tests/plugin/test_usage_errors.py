@@ -495,7 +495,7 @@ def test_native_toml_list_where_a_string_is_due_is_one_line_with_a_quoted_exampl
     assert_usage_error(
         pytester.runpytest(),
         "batchflow_select (pyproject.toml): */pyproject.toml: config option 'batchflow_select' "
-        "expects one of string | int | float, got list: ['unit']; "
+        "expects a string, got list: ['unit']; "
         'e.g. batchflow_select = "unit,db"',
     )
 
