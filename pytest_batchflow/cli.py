@@ -190,9 +190,9 @@ def _report(args: argparse.Namespace) -> int:
         print(f"batchflow: {error}", file=sys.stderr)
         return 2
     for note in notes:
-        print(f"batchflow: note: {note}")
+        _emit(f"batchflow: note: {note}")
     if args.coverage_data and merged.coverage is not None:
-        print("\n".join(coverage_lines(merged.coverage)))
+        _emit("\n".join(coverage_lines(merged.coverage)))
     from .report.html import write_html
 
     outputs: list[tuple[str, Path, Callable[[RunResult, Path], None]]] = [
@@ -210,7 +210,7 @@ def _report(args: argparse.Namespace) -> int:
         except OSError as error:
             print(f"batchflow: cannot write the {what} to {path}: {error}", file=sys.stderr)
             return 2
-        print(f"batchflow: {what}: {path}")
+        _emit(f"batchflow: {what}: {path}")
     return merged.exitstatus
 
 
@@ -235,22 +235,25 @@ def _read_history(args: argparse.Namespace) -> int:
             lines = _history(store, args.nodeid, args.limit)
     finally:
         store.close()
-    print("\n".join(lines))
+    _emit("\n".join(lines))
     return 0
+
+
+def _emit(text: str) -> None:
+    """Print to stdout. A reader that stops early (``batchflow flaky | head``)
+    had what it wanted: the command goes on (its files are written) and keeps
+    its exit code, and nothing more goes to the closed pipe, at exit either."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``batchflow`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    try:
-        code = _report(args) if args.command == "report" else _read_history(args)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader stopped early (``batchflow flaky | head``): it had what it
-        # wanted. Python's recipe: nothing more goes to the closed pipe at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return code
+    return _report(args) if args.command == "report" else _read_history(args)
 
 
 if __name__ == "__main__":

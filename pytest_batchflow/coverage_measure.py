@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .core.coverage import COLLECTION_CONTEXT
-from .files import run_directory
+from .files import remove_run_directory, run_directory
 
 if TYPE_CHECKING:
     import coverage
@@ -148,9 +147,13 @@ class Measurement:
         for warning in caught:
             if issubclass(warning.category, CoverageWarning):
                 self.warnings[str(warning.message)] = None
-            else:  # not ours to keep: as it would have been shown
+            else:  # not ours to keep: shown as it was raised
                 warnings.warn_explicit(
-                    warning.message, warning.category, warning.filename, warning.lineno
+                    warning.message,
+                    warning.category,
+                    warning.filename,
+                    warning.lineno,
+                    source=warning.source,
                 )
 
     def _saved(self) -> None:
@@ -304,7 +307,7 @@ def _make_rundir(config: pytest.Config) -> Path:
     def clean_up() -> None:
         if os.environ.get(RUN_DIR_ENV) == str(rundir):
             del os.environ[RUN_DIR_ENV]
-        shutil.rmtree(rundir, ignore_errors=True)
+        remove_run_directory(rundir)
 
     config.add_cleanup(clean_up)
     return rundir
@@ -412,7 +415,10 @@ def set_up(config: pytest.Config, orchestrator: Orchestrator) -> Path | None:
     def report_warnings(messages: list[str]) -> None:
         workeroutput = getattr(config, "workeroutput", None)
         if workeroutput is not None:  # to the controller, which prints
-            workeroutput[WARNINGS_KEY] = messages
+            # One worker may well have run nothing measured; the combined data
+            # tells whether the run did (coverage's report then says so).
+            kept = [m for m in messages if not m.startswith("No data was collected")]
+            workeroutput[WARNINGS_KEY] = kept
         else:
             orchestrator.add_coverage_warnings(messages)
 

@@ -8,7 +8,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["ignore_in_git", "run_directory", "write_atomically"]
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["ignore_in_git", "remove_run_directory", "run_directory", "write_atomically"]
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -42,26 +47,61 @@ def ignore_in_git(folder: Path) -> None:
 
 def run_directory(prefix: str) -> Path:
     """A new private folder in the system's temporary folder, for this run's
-    files between processes: ``{prefix}{pid}-XXXXXXXX``, removed by the run.
+    files between processes (``{prefix}XXXXXXXX``); :func:`remove_run_directory`
+    removes it at the run's end.
 
-    A run that was killed (SIGKILL, SIGTERM, the out-of-memory killer) could
-    not remove its folder: folders of this user with the same prefix whose
-    process is gone are removed first.
+    The process that makes it holds a lock on a file in it until then. A run
+    that was killed (SIGKILL, SIGTERM, the out-of-memory killer) could not
+    remove its folder, and its lock went with it: folders of this user with
+    the same prefix whose lock nobody holds are removed first. A lock, not a
+    process id: a run in another PID namespace (a container sharing ``/tmp``)
+    holds it as well. Where there are no such locks (Windows), nothing is
+    swept.
     """
     root = Path(tempfile.gettempdir())
-    for stale in root.glob(f"{prefix}*-*"):
-        pid = stale.name[len(prefix) :].partition("-")[0]
-        with contextlib.suppress(OSError, ValueError):
-            if stale.is_dir() and stale.stat().st_uid == os.getuid() and not _alive(int(pid)):
-                shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
+    if fcntl is not None:
+        for folder in root.glob(f"{prefix}*"):
+            with contextlib.suppress(OSError):
+                _remove_if_abandoned(folder)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    if fcntl is not None:
+        # Locked before it has its name: a sweep never sees it free.
+        unnamed = folder / f"{_LOCK}.new"
+        descriptor = os.open(unnamed, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(unnamed, folder / _LOCK)
+        _held[folder] = descriptor
+    return folder
 
 
-def _alive(pid: int) -> bool:
+def remove_run_directory(folder: Path) -> None:
+    """The run is over: remove its folder and give its lock back."""
+    shutil.rmtree(folder, ignore_errors=True)
+    descriptor = _held.pop(folder, None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+#: The lock file in a run's folder, and the locks this process holds.
+_LOCK = ".batchflow-run.lock"
+_held: dict[Path, int] = {}
+
+
+def _remove_if_abandoned(folder: Path) -> None:
+    """Remove a run folder of this user whose run is gone (its lock is free)."""
+    assert fcntl is not None
+    if folder in _held or not folder.is_dir() or folder.is_symlink():
+        return
+    if folder.stat().st_uid != os.getuid():
+        return
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        descriptor = os.open(folder / _LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return  # made an instant ago and not locked yet, or by another batchflow
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # its run is alive
+    finally:
+        os.close(descriptor)
+    shutil.rmtree(folder, ignore_errors=True)

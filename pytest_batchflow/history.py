@@ -695,8 +695,12 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             f"{path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False
         )
         try:
+            _refuse_foreign(connection, path)
             version = int(connection.execute("PRAGMA user_version").fetchone()[0])
             connection.execute("SELECT COUNT(*) FROM runs").fetchone()
+        except HistoryError:
+            connection.close()
+            raise
         except sqlite3.DatabaseError as error:
             connection.close()
             problem = str(error)
@@ -729,11 +733,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
         connection.execute("PRAGMA busy_timeout = 30000")
+        _refuse_foreign(connection, path)  # before WAL, which the file's header keeps
         connection.execute("PRAGMA journal_mode = WAL")
         # Under WAL a commit survives a crash of the process; only a power loss
         # may take the last few, which a test history can afford for speed.
         connection.execute("PRAGMA synchronous = NORMAL")
-        _migrate(connection, path)
+        _migrate(connection)
         connection.execute("SELECT COUNT(*) FROM runs").fetchone()
         connection.isolation_level = "DEFERRED"
     except BaseException:
@@ -753,7 +758,25 @@ def _fold_staged(connection: sqlite3.Connection) -> int:
     return moved
 
 
-def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> None:
+    """Another program's SQLite database is left as it is: tables but no
+    schema version, or a version without batchflow's ``runs`` table."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    tables = [
+        str(name)
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        )
+    ]
+    if (version == 0 and tables) or (version > 0 and "runs" not in tables):
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise HistoryError(
+            f"{path} is not a batchflow history store (it holds tables {shown or 'none'}, "
+            f"schema version {version}); give --batchflow-history a file of its own"
+        )
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
     """Bring the schema up to date; concurrent runs serialise on the write lock.
 
     Attempts a serial run staged and did not move (a test killed it) are
@@ -762,19 +785,6 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-        if version == 0:
-            tables = [
-                str(name)
-                for (name,) in connection.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-                )
-            ]
-            if tables:  # another program's database: add nothing to it
-                raise HistoryError(
-                    f"{path} is not a batchflow history store (it holds "
-                    f"tables {', '.join(tables[:5])}{', ...' if len(tables) > 5 else ''}); "
-                    "give --batchflow-history a file of its own"
-                )
         if version > SCHEMA_VERSION:
             raise HistoryError(
                 f"schema version {version} is newer than this batchflow's {SCHEMA_VERSION}; "

@@ -1687,12 +1687,14 @@ class Orchestrator:
             from .probing import probe_result
 
             failing = sum(1 for t in tests if t.outcome in ("failed", "error", QUARANTINED))
-            if failing:
+            # After Ctrl-C the user wants the run to end, not more runs.
+            alone = exitstatus != pytest.ExitCode.INTERRUPTED
+            if failing and alone:
                 self.write_line(
                     f"batchflow: probe: running {min(failing, MAX_ALONE_TESTS)} failing "
                     f"test{'s' if failing != 1 else ''} alone, {ALONE_RUNS} times each"
                 )
-            probe = probe_result(self.config, self.settings.probe, tests, self.workers)
+            probe = probe_result(self.config, self.settings.probe, tests, self.workers, alone)
         failures = {"failed", "error", *(["flaky"] if self.settings.strict_flaky else [])}
         failed_by: list[Literal["collection", "tests", "coverage", "benchmarks"]] = [
             *collection_or_tests(

@@ -277,9 +277,11 @@ def load_settings(config: pytest.Config) -> Settings:
     return settings
 
 
-@pytest.hookimpl
+@pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
-    """Start measuring coverage before conftests import the measured code.
+    """Start measuring coverage before conftests import the measured code,
+    and before other plugins' hooks here (pytest-django sets Django up in
+    one, importing the project's apps), as pytest-cov does.
 
     Only with --batchflow and a coverage source; pytest_configure validates
     every setting later and stops this measurement on a usage error.
@@ -291,7 +293,28 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         return
     from .coverage_measure import start_early
 
+    _pythonpath_first(early_config)
     start_early(early_config, str(raw["cov_source"].value).split(","))
+
+
+def _pythonpath_first(config: pytest.Config) -> None:
+    """pytest before 8.4 puts its ``pythonpath`` on ``sys.path`` in a hook of
+    this same event, after ours: coverage.py's plugins and sources named in
+    its configuration may live there. Put them there now, and take back at
+    the end what pytest did not."""
+    if pytest.version_tuple >= (8, 4):
+        return
+    import sys
+
+    added = [str(path) for path in config.getini("pythonpath") if str(path) not in sys.path]
+    sys.path[:0] = added
+
+    def take_back() -> None:
+        for entry in added:
+            if entry in sys.path:
+                sys.path.remove(entry)
+
+    config.add_cleanup(take_back)
 
 
 @pytest.hookimpl(trylast=True)

@@ -140,9 +140,16 @@ def _confirm(
 
 
 def probe_result(
-    config: pytest.Config, runs: int, results: Sequence[TestResult], workers: int
+    config: pytest.Config,
+    runs: int,
+    results: Sequence[TestResult],
+    workers: int,
+    alone_runs: bool = True,
 ) -> ProbeResult:
-    """The probe's findings over the run's results (each test's runs are its attempts)."""
+    """The probe's findings over the run's results (each test's runs are its attempts).
+
+    ``alone_runs``: run the failing tests alone too (not after Ctrl-C).
+    """
     timeline = [
         Run(result.nodeid, worker, start, failed)
         for result in results
@@ -158,7 +165,7 @@ def probe_result(
         config,
         {
             r.nodeid: 60 + 10 * max([a.duration for a in r.attempts] + [r.duration])
-            for r in failing[:MAX_ALONE_TESTS]
+            for r in (failing[:MAX_ALONE_TESTS] if alone_runs else [])
         },
         workers,
     )

@@ -325,9 +325,10 @@ def parse_settings(
         option = next(option for option in OPTIONS if option.field == field)
         given = raw[field]
         message = _first_sentence(first["msg"])
-        # The value once: some messages start with it (or with the item at fault).
-        shown = (repr(given.value), str(given.value)) if given.value != "" else (repr(""),)
-        if not message.startswith(shown):
+        # The value once: some messages start with it, quoted or as a whole word
+        # (or with the item at fault).
+        value = str(given.value)
+        if not message.startswith((repr(given.value), f"{value}:", f"{value} ")):
             message = f"{given.value!r}: {message}"
         raise SettingsError(
             f"{given.spelling(option)} ({given.source}): {message}; e.g. {given.example(option)}"

@@ -16,7 +16,6 @@ test: its parent, module, package, directory, the session (see
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 from .collection import Analysis
 from .core.plan import PlanError
 from .core.scheduler import Decision, Dispatcher, Idle, Sendable
-from .files import run_directory
+from .files import remove_run_directory, run_directory
 from .settings import to_plain
 
 if TYPE_CHECKING:
@@ -121,7 +120,7 @@ class XdistHooks:
         return BatchflowScheduling(self.orchestrator, self.rundir)
 
     def close(self) -> None:
-        shutil.rmtree(self.rundir, ignore_errors=True)
+        remove_run_directory(self.rundir)
 
 
 class BatchflowScheduling:

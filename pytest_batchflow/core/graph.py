@@ -175,12 +175,14 @@ def _match_depends_on(
 
 def _escaped_parameters(target: str) -> str | None:
     """The target with its parameter id as pytest writes it in node ids, where it
-    differs: pytest escapes non-ASCII characters there (``test_p[ä]`` is
-    ``test_p[\\xe4]``), as ``_pytest.compat.ascii_escaped`` does."""
+    differs: pytest escapes non-ASCII characters, backslashes and control
+    characters there (``test_p[ä]`` is ``test_p[\\xe4]``), as
+    ``_pytest.compat.ascii_escaped`` does."""
     name, bracket, parameters = target.partition("[")
-    if not bracket or parameters.isascii():
+    escaped = parameters.encode("unicode_escape").decode("ascii")
+    if not bracket or escaped == parameters:
         return None
-    return f"{name}[{parameters.encode('unicode_escape').decode('ascii')}"
+    return f"{name}[{escaped}"
 
 
 def _match_as_written(

@@ -280,10 +280,13 @@ class TestDependsOn:
             ("m.py::test_a", depends_on("test_p[ä]")),
             ("m.py::test_b", depends_on("m.py::test_p[日本]")),
             ("m.py::test_c", depends_on("test_p[ö]")),
+            "m.py::test_p[C:\\\\tmp]",
+            ("m.py::test_d", depends_on("test_p[C:\\tmp]")),
         )
         assert edges_by_nodeid(specs, resolution) == {
             "m.py::test_a": ["m.py::test_p[\\xe4]"],
             "m.py::test_b": ["m.py::test_p[\\u65e5\\u672c]"],
+            "m.py::test_d": ["m.py::test_p[C:\\\\tmp]"],
         }
         assert unresolved_by_nodeid(specs, resolution) == [("m.py::test_c", "test_p[ö]")]
 

@@ -578,3 +578,24 @@ def test_what_coverage_warns_of_is_shown_once_at_the_end_not_as_a_test_s_warning
         + warned[0].partition("/en/")[2]
     ]
     assert "warnings summary" not in result.stdout.str()
+
+
+def test_a_plugin_importing_the_source_as_pytest_starts_is_measured_from_the_start(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-django sets Django up in its pytest_load_initial_conftests,
+    importing the project's apps: coverage must already run then."""
+    _, alone = run(project, "--batchflow-cov=pkg")
+    (project.path / "early_importer.py").write_text(
+        "def pytest_load_initial_conftests(early_config):\n    import pkg.api\n"
+    )
+    monkeypatch.setenv("PYTEST_PLUGINS", "early_importer")
+    monkeypatch.setenv("PYTHONPATH", str(project.path))
+    result, beside = run(project, "--batchflow-cov=pkg")
+    assert result.ret == pytest.ExitCode.OK
+    assert alone.coverage is not None
+    assert beside.coverage is not None
+    assert (beside.coverage.covered, beside.coverage.statements) == (
+        alone.coverage.covered,
+        alone.coverage.statements,
+    )

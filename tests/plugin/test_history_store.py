@@ -323,9 +323,23 @@ def test_another_program_s_database_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(HistoryError) as raised:
         HistoryStore.open(path)
     assert str(raised.value) == (
-        f"{path} is not a batchflow history store (it holds tables users); give "
-        "--batchflow-history a file of its own"
+        f"{path} is not a batchflow history store (it holds tables users, schema version 0); "
+        "give --batchflow-history a file of its own"
     )
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
         assert db.execute("PRAGMA user_version").fetchone() == (0,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # header untouched
+    with pytest.raises(HistoryError, match="is not a batchflow history store"):
+        HistoryStore.read(path)  # the batchflow command says the same
+
+
+def test_another_program_s_database_with_a_schema_version_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE attempts (id INTEGER PRIMARY KEY)")
+        db.execute("PRAGMA user_version = 3")
+    with pytest.raises(HistoryError, match=r"\(it holds tables attempts, schema version 3\)"):
+        HistoryStore.open(path)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)

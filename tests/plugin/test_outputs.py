@@ -341,6 +341,7 @@ def test_store_of_a_newer_batchflow_is_left_untouched(pytester: pytest.Pytester)
     store = pytester.path / ".batchflow" / "history.sqlite"
     store.parent.mkdir()
     with closing(sqlite3.connect(store)) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, later_column TEXT)")
         db.execute("PRAGMA user_version = 99")
     result = pytester.runpytest("--batchflow")
     result.assert_outcomes(passed=1)

@@ -8,6 +8,7 @@ number of workers.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 
@@ -253,3 +254,26 @@ def test_first_run_fails():
     assert test.p_value == pytest.approx(3 / 8)
     why = "it failed too rarely in the suite to tell (p=0.38)"
     result.stdout.fnmatch_lines([f"  inconclusive (alone: failed 0 of 5): {why}"])
+
+
+def test_after_ctrl_c_no_test_is_run_alone(pytester: pytest.Pytester) -> None:
+    """The probe's alone runs start pytest again per failing test: not once the
+    user has interrupted the run."""
+    pytester.makepyfile(
+        test_cut="""
+            def test_a(): pass
+            def test_b(): assert 0
+            def test_c(): raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-probe=3", "--batchflow-json=r.json"
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "failing test alone" not in result.stdout.str()
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert [(t["nodeid"], t["outcome"]) for t in data["tests"]] == [
+        ("test_cut.py::test_a", "passed"),
+        ("test_cut.py::test_b", "failed"),
+    ]
+    assert [t["alone_runs"] for t in data["probe"]["tests"]] == [0, 0]

@@ -276,21 +276,49 @@ def test_a_test_whose_teardown_ctrl_c_cut_short_keeps_what_pytest_counted(
 def test_a_killed_run_s_folder_is_removed_by_the_next_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SIGKILL leaves a run's temporary folder behind; the next one sweeps it,
-    and leaves a living run's alone."""
-    from pytest_batchflow.files import run_directory
+    """SIGKILL leaves a run's temporary folder behind, its lock free: the next
+    run sweeps it, and leaves alone a folder whose lock a living run holds."""
+    pytest.importorskip("fcntl")
+    from pytest_batchflow.files import remove_run_directory, run_directory
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    ended = subprocess.Popen(["true"])
-    ended.wait()
-    stale = tmp_path / f"batchflow-run-{ended.pid}-x1"
-    living = tmp_path / f"batchflow-run-{os.getppid()}-x2"
-    other = tmp_path / f"batchflow-cov-{ended.pid}-x3"
-    for folder in (stale, living, other):
-        folder.mkdir()
-        (folder / "analysis-gw0.json").write_text("{}")
-    made = run_directory("batchflow-run-")
-    assert made.name.startswith(f"batchflow-run-{os.getpid()}-")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [made.name, living.name, other.name]
+    killed = run_directory("batchflow-run-")
+    living = tmp_path / "batchflow-run-living"
+    living.mkdir()
+    (living / ".batchflow-run.lock").touch()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+            str(living / ".batchflow-run.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        unlocked = tmp_path / "batchflow-run-other-batchflow"  # no lock file: not ours to judge
+        unlocked.mkdir()
+        other = tmp_path / "batchflow-cov-abandoned"
+        other.mkdir()
+        (other / ".batchflow-run.lock").touch()
+        # The killed run's lock goes with its process: here, given back by hand.
+        from pytest_batchflow import files
+
+        os.close(files._held.pop(killed))
+        made = run_directory("batchflow-run-")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [made.name, living.name, unlocked.name, other.name]
+        )
+        remove_run_directory(made)
+        assert not made.exists()
+        assert made not in files._held
+    finally:
+        holder.kill()
+        holder.communicate()
