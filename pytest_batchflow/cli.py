@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -233,6 +234,9 @@ def _read_history(args: argparse.Namespace) -> int:
             lines = _flaky(store, args.window, args.all)
         else:
             lines = _history(store, args.nodeid, args.limit)
+    except sqlite3.DatabaseError as error:  # damage past what opening it read
+        print(f"batchflow: cannot read history store {path}: {error}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     _emit("\n".join(lines))

@@ -276,10 +276,7 @@ class HistoryStore:
                 try:
                     store = cls.read(path)
                 except HistoryError as unreadable:
-                    raise HistoryError(
-                        f"{unreadable}; it is read-only: make it writable or use another "
-                        "--batchflow-history"
-                    ) from None
+                    raise HistoryError(f"{unreadable} (the file is read-only)") from None
                 return store, (
                     f"history store {path} is read-only: this run reads it and is not "
                     "recorded in it (make the file and its folder writable to record runs)"
@@ -697,6 +694,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         try:
             _refuse_foreign(connection, path)
             version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0:  # no table either: a store nothing was recorded in
+                raise HistoryError(f"history store {path} is empty: no run is recorded in it")
             connection.execute("SELECT COUNT(*) FROM runs").fetchone()
         except HistoryError:
             connection.close()

@@ -140,7 +140,8 @@ def _getini(config: pytest.Config, option: Option) -> object:
         # string is due (PytestRemovedIn10Warning), under -W error, is raised too.
         where = config.inipath.name if config.inipath else "ini"
         example = option.example
-        if config.inipath is not None and config.inipath.suffix == ".toml" and not option.is_flag:
+        toml = config.inipath is not None and config.inipath.suffix == ".toml"
+        if toml and not option.is_flag and not example.startswith('"'):
             example = f'"{example}"'
         if isinstance(error, Warning):
             reason = (

@@ -145,7 +145,9 @@ def resolve_dependencies(tests: Sequence[TestSpec]) -> Resolution:
                 matches = _match_dependency_mark(test, target, test.dependency.scope, marked)
                 if not matches:
                     unresolved.append(UnresolvedTarget(test.index, target))
-                found.update(_edges(test, matches))
+                # A mark naming its own test is left out, as before: pytest-dependency
+                # would skip that test, and a usage error would break its suites.
+                found.update(dict.fromkeys(m.index for m in matches if m.index != test.index))
         if found:
             predecessors[test.index] = tuple(found)
     return Resolution(predecessors, tuple(unresolved))

@@ -153,3 +153,14 @@ def test_a_reader_that_stops_early_ends_no_run_in_a_traceback(store: pytest.Pyte
     )
     stdout, stderr = reader.communicate(timeout=60)
     assert (stdout, stderr) == ("", "")
+
+
+def test_an_empty_store_is_said_to_be_empty(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = pytester.path / "history.sqlite"
+    path.write_bytes(b"")
+    assert main(["flaky", "--history", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"batchflow: history store {path} is empty: no run is recorded in it\n"
+    )
