@@ -572,11 +572,12 @@ def test_what_coverage_warns_of_is_shown_once_at_the_end_not_as_a_test_s_warning
     assert len(data.tests) == 9
     assert all(test.outcome == "passed" for test in data.tests)
     warned = [line for line in result.stdout.lines if "never imported" in line]
-    assert warned == [
+    assert len(warned) == 1, warned
+    # Newer coverage.py adds "; see <its docs>" after the slug; 7.10.3 does not.
+    assert warned[0].startswith(
         "batchflow: warning: coverage.py: Module nosuchmodule was never imported. "
-        "(module-not-imported); see https://coverage.readthedocs.io/en/"
-        + warned[0].partition("/en/")[2]
-    ]
+        "(module-not-imported)"
+    )
     assert "warnings summary" not in result.stdout.str()
 
 
