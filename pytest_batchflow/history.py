@@ -760,13 +760,15 @@ def _fold_staged(connection: sqlite3.Connection) -> int:
 def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> None:
     """Another program's SQLite database is left as it is: tables but no
     schema version, or a version without batchflow's ``runs`` table."""
-    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    tables = [
-        str(name)
-        for (name,) in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        )
-    ]
+    # One statement, one snapshot: a concurrent first run creates the tables
+    # and sets the version in one transaction, seen whole or not at all.
+    row = connection.execute(
+        "SELECT (SELECT user_version FROM pragma_user_version),"
+        " (SELECT group_concat(name, char(10)) FROM"
+        " (SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name))"
+    ).fetchone()
+    version = int(row[0])
+    tables = str(row[1]).split("\n") if row[1] else []
     if (version == 0 and tables) or (version > 0 and "runs" not in tables):
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise HistoryError(
