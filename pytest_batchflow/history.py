@@ -692,8 +692,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             f"{path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False
         )
         try:
-            _refuse_foreign(connection, path)
-            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            version = _refuse_foreign(connection, path)
             if version == 0:  # no table either: a store nothing was recorded in
                 raise HistoryError(f"history store {path} is empty: no run is recorded in it")
             connection.execute("SELECT COUNT(*) FROM runs").fetchone()
@@ -757,9 +756,10 @@ def _fold_staged(connection: sqlite3.Connection) -> int:
     return moved
 
 
-def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> None:
+def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> int:
     """Another program's SQLite database is left as it is: tables but no
-    schema version, or a version without batchflow's ``runs`` table."""
+    schema version, or a version without batchflow's ``runs`` table.
+    Returns the schema version read."""
     # One statement, one snapshot: a concurrent first run creates the tables
     # and sets the version in one transaction, seen whole or not at all.
     row = connection.execute(
@@ -775,6 +775,7 @@ def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> None:
             f"{path} is not a batchflow history store (it holds tables {shown or 'none'}, "
             f"schema version {version}); give --batchflow-history a file of its own"
         )
+    return version
 
 
 def _migrate(connection: sqlite3.Connection) -> None:

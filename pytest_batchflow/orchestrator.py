@@ -564,6 +564,12 @@ class Orchestrator:
                 self.notes.append(warning)
         return self._history
 
+    @property
+    def _history_writable(self) -> bool:
+        """A store to record in: open, and not read-only."""
+        history = self.history
+        return history is not None and not history.read_only
+
     def _use_history(self, action: Callable[[HistoryStore], T], fallback: T) -> T:
         """One read or write of the store; a failing store is dropped, never the run."""
         history = self.history
@@ -798,8 +804,7 @@ class Orchestrator:
                 )
             self.auto_quarantined.add(index)
             self.quarantined.setdefault(index, f"flakiness score {score:.2f}")
-        history = self.history
-        if entering and history is not None and not history.read_only:
+        if entering and self._history_writable:
             self._use_history(lambda h: h.enter_quarantine(entering, time.time()), None)
 
     def _settle_quarantine(self) -> None:
@@ -1461,8 +1466,7 @@ class Orchestrator:
         if not self.recording:
             return
         if self.run_id is None:
-            history = self.history
-            if history is None or history.read_only:
+            if not self._history_writable:
                 return
             self.run_id = self._use_history(
                 lambda h: h.start_run(
