@@ -149,6 +149,8 @@ def _getini(config: pytest.Config, option: Option) -> object:
             )
         else:
             reason = " ".join(str(error).split())
+            if config.inipath is not None:  # pytest's TOML errors name the file: once is enough
+                reason = reason.removeprefix(f"{config.inipath}: ")
         raise pytest.UsageError(
             f"batchflow: {option.ini} ({where}): {reason}; e.g. {option.ini} = {example}"
         ) from None

@@ -494,7 +494,7 @@ def test_native_toml_list_where_a_string_is_due_is_one_line_with_a_quoted_exampl
     pytester.makepyprojecttoml('[tool.pytest]\nbatchflow = true\nbatchflow_select = ["unit"]\n')
     assert_usage_error(
         pytester.runpytest(),
-        "batchflow_select (pyproject.toml): */pyproject.toml: config option 'batchflow_select' "
+        "batchflow_select (pyproject.toml): config option 'batchflow_select' "
         "expects a string, got list: ['unit']; "
         'e.g. batchflow_select = "unit,db"',
     )
