@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from .core.graph import DependencyMark, TestSpec, resolve_dependencies
-from .core.plan import BatchRule, PlanError, assign_batches
+from .core.plan import BatchRule, PlanError, assign_batches, globs_matching_nothing
 from .items import ItemDescriber, MarkerError, declared_needs, rerun_budget, string_arguments
 from .settings import Settings
 
-__all__ = ["Analysis", "analyse", "release_nodes", "release_points"]
+__all__ = ["Analysis", "analyse", "misspelt_paths", "release_nodes", "release_points"]
 
 
 @dataclass(frozen=True)
@@ -298,3 +298,30 @@ def _one_of_each_parent(items: Sequence[pytest.Item]) -> Iterator[pytest.Item]:
         if parent not in seen:
             seen.add(parent)
             yield item
+
+
+def _on_disk(root: Path, pattern: str) -> bool:
+    """Whether a file or folder under ``root`` matches the ``paths`` glob."""
+    relative = "/".join(s for s in pattern.strip().strip("/").split("/") if s not in ("", "."))
+    if not relative:
+        return True
+    try:
+        return next(iter(root.glob(relative)), None) is not None
+    except (ValueError, OSError):  # a glob pathlib does not take: say nothing of it
+        return True
+
+
+def misspelt_paths(analysis: Analysis, settings: Settings, root: Path) -> list[str]:
+    """A warning for each batch line's ``paths`` glob that names nothing on disk.
+
+    Only globs that matched no collected test are looked up: a narrowed run
+    (``pytest tests/unit``) leaves other lines' globs without tests, and their
+    folders exist.
+    """
+    unmatched = globs_matching_nothing(settings.policies, {spec.path for spec in analysis.specs})
+    return [
+        f"batch {batch!r}: paths={pattern} matches no file or folder under {root} "
+        "(paths are globs relative to rootdir)"
+        for batch, pattern in unmatched
+        if not _on_disk(root, pattern)
+    ]

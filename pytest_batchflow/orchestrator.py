@@ -33,7 +33,7 @@ import pytest
 
 from . import __version__
 from .bench import SAMPLES_ATTRIBUTE, SAMPLES_KEY, BenchOptions
-from .collection import Analysis, analyse
+from .collection import Analysis, analyse, misspelt_paths
 from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
 from .core.plan import Plan, PlanError, build_plan
 from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
@@ -693,6 +693,7 @@ class Orchestrator:
                 "pytest-dependency is active too; batchflow orders and skips its dependents "
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
+        self.notes.extend(misspelt_paths(analysis, self.settings, self.config.rootpath))
         if self.role == "serial":
             # Before the first test: git started between tests would leave this
             # process's peak in the kernel's figure for ended children, which

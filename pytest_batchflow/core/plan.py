@@ -23,6 +23,7 @@ __all__ = [
     "assign_batches",
     "build_plan",
     "glob_matches",
+    "globs_matching_nothing",
     "order_batches",
 ]
 
@@ -101,6 +102,20 @@ def glob_matches(pattern: str, relpath: str) -> bool:
     return any(
         _match_segments(pattern_segments, segments[:end]) for end in range(1, len(segments) + 1)
     )
+
+
+def globs_matching_nothing(
+    policies: Iterable[BatchPolicy], relpaths: Iterable[str]
+) -> list[tuple[str, str]]:
+    """``(batch, glob)`` for each ``paths`` glob that matches none of ``relpaths``
+    (the collected tests' files), in the order of the lines."""
+    files = set(relpaths)
+    return [
+        (policy.name, pattern)
+        for policy in policies
+        for pattern in policy.paths
+        if not any(glob_matches(pattern, path) for path in files)
+    ]
 
 
 @dataclass(frozen=True)

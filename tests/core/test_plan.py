@@ -17,6 +17,7 @@ from pytest_batchflow.core.plan import (
     assign_batches,
     build_plan,
     glob_matches,
+    globs_matching_nothing,
     order_batches,
 )
 
@@ -506,4 +507,23 @@ def test_a_dependency_pulled_forward_keeps_its_run_of_neighbours_together() -> N
         "a.py::a1",
         "a.py::a3",
         "b.py::b3",
+    ]
+
+
+def test_globs_matching_nothing_are_named_with_their_batch_in_line_order() -> None:
+    policies = [
+        Policy("unit", paths=("tests/unit", "tset/unit")),
+        Policy("db", markers="db"),
+        Policy("api", paths=("**/api/test_*.py", "**/test_zz*.py")),
+    ]
+    files = ["tests/unit/test_a.py", "tests/api/test_b.py"]
+    assert globs_matching_nothing(policies, files) == [
+        ("unit", "tset/unit"),
+        ("api", "**/test_zz*.py"),
+    ]
+    assert globs_matching_nothing(policies, []) == [
+        ("unit", "tests/unit"),
+        ("unit", "tset/unit"),
+        ("api", "**/api/test_*.py"),
+        ("api", "**/test_zz*.py"),
     ]

@@ -133,6 +133,35 @@ def test_glob_paths_match_files_and_folders(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["api *1 *1 *", "deep *1 *1 *", "default *1 *1 *"])
 
 
+def test_a_paths_glob_naming_nothing_on_disk_is_a_warning(pytester: pytest.Pytester) -> None:
+    """A misspelt folder leaves its batch empty: said once, at the end. A glob
+    whose folder exists but holds no collected test (a narrowed run) is not."""
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    unit: paths=tset/unit\n"
+        "    api: paths=tests/api,tests/**/test_zz*.py\n    late: paths=tests/late\n"
+    )
+    for folder in ("tests", "tests/unit", "tests/api", "tests/late"):
+        pytester.mkpydir(folder)
+    pytester.makepyfile(
+        **{
+            "tests/unit/test_unit.py": "def test_unit(): pass",
+            "tests/api/test_api.py": "def test_api(): pass",
+            "tests/late/test_late.py": "def test_late(): pass",
+        }
+    )
+    result = pytester.runpytest("--batchflow", "tests/unit", "tests/api")
+    result.assert_outcomes(passed=2)
+    warnings = [line for line in result.outlines if line.startswith("batchflow: warning:")]
+    root = pytester.path
+    assert warnings == [
+        f"batchflow: warning: batch 'unit': paths=tset/unit matches no file or folder under "
+        f"{root} (paths are globs relative to rootdir)",
+        f"batchflow: warning: batch 'api': paths=tests/**/test_zz*.py matches no file or "
+        f"folder under {root} (paths are globs relative to rootdir)",
+    ]
+    result.stdout.fnmatch_lines(["api *1 *1 *", "default *1 *1 *"])
+
+
 def test_pytest_order_across_modules_is_kept(pytester: pytest.Pytester) -> None:
     """pytest runs a parametrized session fixture's tests parameter by parameter
     across modules, setting each value up once: batchflow keeps that order."""
