@@ -1,27 +1,33 @@
 """Cost of measuring each test's memory and CPU: batchflow with and without resources.
 
-Run with ``python benchmarks/resource_overhead.py [repetitions]`` (default 5;
-about five minutes on two CPUs). Generates 5,000 no-op tests over 50 modules
-in a temporary directory and times the whole ``python -m pytest`` command
-(perf_counter around the subprocess) four ways: ``--batchflow
---batchflow-no-history --batchflow-no-resources`` (not measured) and
-``--batchflow --batchflow-no-history`` (each test's peak memory and CPU time
-measured, see pytest_batchflow/resources.py), both serially and on ``-n 2``.
-One untimed warm-up run of each first (bytecode caches), then the variants
+Run with ``python benchmarks/resource_overhead.py [repetitions] [serial|-n]``
+(default 5 repetitions of both modes; about five minutes on two CPUs; with a
+mode, that mode alone, so that many repetitions fit in the time). Generates
+5,000 no-op tests over 50 modules in a temporary directory and times the whole
+``python -m pytest`` command (perf_counter around the subprocess) four ways:
+``--batchflow --batchflow-no-history --batchflow-no-resources`` (not measured)
+and ``--batchflow --batchflow-no-history`` (each test's peak memory and CPU
+time measured, see pytest_batchflow/resources.py), both serially and on ``-n
+2``. One untimed warm-up run of each first (bytecode caches), then the variants
 alternate within each repetition (in reverse order every other one) so that
-drift hits them alike; the table
-gives the median and the range, and the ratio measured / not measured within
-each mode; under it, the target against the ratio of the medians, and each
-repetition's own ratio (its two runs ran one after the other). Under the
-table, the in-process cost of one ``ResourceMeter().start()`` / ``.stop()``
-pair, the part of the overhead that is the measuring itself (the rest is
-carrying the figures on the reports and gathering them). Standard library
-only; it prints figures and the target, and asserts nothing.
+drift hits them alike; the table gives the median and the range, and the ratio
+measured / not measured within each mode; under it, the target against each
+repetition's own ratio (its two runs ran one after the other), with a 95%
+confidence interval for their median (a bootstrap over the repetitions), then
+the ratio of the medians. The verdict is "met" when the whole interval is
+within the target, "NOT met" when all of it is above, and "not settled" when
+the target lies inside it. Under the table, the in-process cost of one
+``ResourceMeter().start()`` / ``.stop()`` pair, the part of the overhead that
+is the measuring itself (the rest is carrying the figures on the reports and
+gathering them). Standard library only; it prints figures and the target, and
+asserts nothing.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
+import sys
 import time
 
 from _xdist_bench import count_argument, machine, noop_runs, ratio, seconds, table
@@ -41,6 +47,8 @@ VARIANTS = {
     for name, extra in zip(PAIRS[mode], (NOT_MEASURED, []), strict=True)
 }
 TARGET = 1.05
+#: Resamples for the confidence interval of the paired ratios' median.
+RESAMPLES = 10_000
 #: The micro-figure: timing loops of PAIRS_PER_LOOP start/stop pairs, in-process.
 LOOPS = 7
 PAIRS_PER_LOOP = TESTS
@@ -67,14 +75,45 @@ def meter_cost() -> list[float]:
     return costs
 
 
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A percentile-bootstrap confidence interval for the median of ``values``
+    (fixed seed: the same figures give the same interval)."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(RESAMPLES)
+    )
+    tail = (1 - level) / 2
+    return medians[int(tail * RESAMPLES)], medians[int((1 - tail) * RESAMPLES) - 1]
+
+
+def chosen_modes() -> list[str]:
+    """The modes the second argument names (``serial`` or ``-n``), else both."""
+    if len(sys.argv) < 3:
+        return list(MODES)
+    wanted = sys.argv[2]
+    found = [mode for mode in MODES if mode.split()[0] == wanted]
+    if not found:
+        raise SystemExit(f"resource_overhead.py: the mode is serial or -n, not {wanted!r}")
+    return found
+
+
+def verdict(low: float, high: float) -> str:
+    if high <= TARGET:
+        return "met"
+    return "NOT met" if low > TARGET else "not settled"
+
+
 def main() -> None:
     repetitions = count_argument("repetitions", DEFAULT_REPETITIONS)
+    modes = chosen_modes()
+    pairs = {mode: PAIRS[mode] for mode in modes}
+    variants = {name: VARIANTS[name] for pair in pairs.values() for name in pair}
     print(
-        f"resource_overhead: {TESTS} no-op tests in {MODULES} modules, serial and "
-        f"-n {WORKERS}, {repetitions} repetitions; {machine()}",
+        f"resource_overhead: {TESTS} no-op tests in {MODULES} modules, "
+        f"{' and '.join(modes)}, {repetitions} repetitions; {machine()}",
         flush=True,
     )
-    runs = noop_runs("batchflow-resources-", TESTS, MODULES, VARIANTS, COMMON, repetitions)
+    runs = noop_runs("batchflow-resources-", TESTS, MODULES, variants, COMMON, repetitions)
     print("timing ResourceMeter start/stop in-process ...", flush=True)
     costs = meter_cost()
     samples = {name: [run.wall for run in done] for name, done in runs.items()}
@@ -83,7 +122,7 @@ def main() -> None:
     cpu_samples = {name: [run.cpu for run in done if run.cpu] for name, done in runs.items()}
     cpus = {name: statistics.median(v) if v else None for name, v in cpu_samples.items()}
     rows = []
-    for base, measured in PAIRS.values():
+    for base, measured in pairs.values():
         for name in (base, measured):
             values = samples[name]
             cpu, cpu_base = cpus[name], cpus[base]
@@ -111,17 +150,19 @@ def main() -> None:
         f"{cost * TESTS / 1e6:.3f}s for {TESTS} tests"
     )
     print()
-    for mode, (base, measured) in PAIRS.items():
+    for mode, (base, measured) in pairs.items():
         value = medians[measured] / medians[base]
         # Each repetition's two runs ran one after the other: their ratio is the
         # least touched by the machine's drift over the whole benchmark.
         paired = [m.wall / b.wall for b, m in zip(runs[base], runs[measured], strict=True)]
+        low, high = median_interval(paired)
         print(
             f"target resources measured <= {TARGET:.2f} x not measured ({mode}): "
-            f"{'met' if value <= TARGET else 'NOT met'} ({value:.3f}); "
-            f"repetition by repetition {statistics.median(paired):.3f} "
-            f"(range {min(paired):.3f}-{max(paired):.3f}, "
-            f"{sum(r <= TARGET for r in paired)} of {len(paired)} within the target)"
+            f"{verdict(low, high)}; repetition by repetition {statistics.median(paired):.3f} "
+            f"(95% confidence interval {low:.3f}-{high:.3f}; range "
+            f"{min(paired):.3f}-{max(paired):.3f}, "
+            f"{sum(r <= TARGET for r in paired)} of {len(paired)} within the target); "
+            f"ratio of the medians {value:.3f}"
         )
     print(
         "wall time of the whole pytest command; /not measured and ms/test: against the "
