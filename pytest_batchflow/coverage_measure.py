@@ -23,6 +23,15 @@ with per-test contexts is once a test.
 Contexts need coverage.py's C tracer: the ``sysmon`` core (the default on
 Python 3.14) records each line once and cannot attribute it to a second
 context, so ``core = ctrace`` is set here whatever the configuration says.
+
+With ``concurrency = multiprocessing`` configured, coverage.py starts the
+measurement of each ``multiprocessing`` child from a configuration file
+alone, named in :data:`RCFILE_ENV`: the user's would send the child's data
+to the current folder and measure other sources. Such a process reads its
+configuration from a file batchflow writes in the run directory instead (the
+user's settings with batchflow's data file and sources), and that file is
+what its children read: their data files land beside its own and are
+combined with them. Their lines carry no context of batchflow's.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .core.coverage import COLLECTION_CONTEXT
+from .core.coveragerc import rcfile_text
 from .files import remove_run_directory, run_directory
 
 if TYPE_CHECKING:
@@ -48,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PENDING",
+    "RCFILE_ENV",
     "RUN_DIR_ENV",
     "SAVE_EVERY",
     "Measurement",
@@ -61,6 +72,12 @@ __all__ = [
 RUN_DIR_ENV = "BATCHFLOW_COV_RUN"
 #: ``workeroutput`` key: what coverage.py warned of in a worker (Measurement.warnings).
 WARNINGS_KEY = "batchflow_cov_warnings"
+#: The configuration file coverage.py's multiprocessing children read (set
+#: by coverage.py as it first starts measuring in a process, and by batchflow).
+RCFILE_ENV = "COVERAGE_RCFILE"
+#: Options coverage.py adds to others as it reads them (``exclude_also`` to
+#: ``exclude_lines``): written again, they would be added twice.
+_MERGED_OPTIONS = ("report:exclude_also", "report:partial_also")
 #: Seconds between writes of the data while the context stays the same.
 SAVE_EVERY = 1.0
 #: The attribute of setup and teardown reports: finished tests of this worker
@@ -68,20 +85,60 @@ SAVE_EVERY = 1.0
 PENDING = "batchflow_cov_pending"
 
 
-def configured_coverage(**options: Any) -> coverage.Coverage:
+def configured_coverage(config_file: str | bool = True, **options: Any) -> coverage.Coverage:
     """coverage.py's object with the user's configuration (``.coveragerc``,
     ``setup.cfg``, ``tox.ini``, ``pyproject.toml``); a configuration it cannot
     read is a usage error, before any process measures."""
     import coverage
 
     try:
-        return coverage.Coverage(config_file=True, **options)
+        return coverage.Coverage(config_file=config_file, **options)
     except coverage.exceptions.ConfigError as error:
         reason = " ".join(str(error).split())  # one line: a parser's message may hold several
         raise pytest.UsageError(
             f"batchflow: coverage.py cannot read its configuration: {reason}; fix it, or run "
             "without a coverage source (--batchflow-cov)"
         ) from None
+
+
+def measures_multiprocessing(cov: coverage.Coverage) -> bool:
+    """Whether coverage.py measures this configuration's multiprocessing children."""
+    concurrency = cov.get_option("run:concurrency")
+    return isinstance(concurrency, list) and "multiprocessing" in concurrency
+
+
+def write_rcfile(cov: coverage.Coverage, path: Path) -> None:
+    """Write ``cov``'s configuration, as it was read and given, to ``path``.
+
+    Every option coverage.py reads from a file, ``[paths]`` and the sections
+    of the configured plugins; a value that cannot be written is a usage error.
+    """
+    from coverage.config import CoverageConfig
+
+    sections: dict[str, dict[str, object]] = {}
+    regexes: set[str] = set()
+    for spec in CoverageConfig.CONFIG_FILE_OPTIONS:
+        where = spec[1]
+        if where in _MERGED_OPTIONS:
+            continue
+        section, _, option = where.partition(":")
+        sections.setdefault(section, {})[option] = cov.get_option(where)
+        if spec[2:] == ("regexlist",):
+            regexes.add(where)
+    paths = cov.get_option("paths")
+    sections["paths"] = dict(paths) if isinstance(paths, dict) else {}
+    plugins = cov.get_option("run:plugins")
+    for plugin in plugins if isinstance(plugins, list) else ():
+        sections[plugin] = dict(cov.config.get_plugin_options(plugin))
+    try:
+        text = rcfile_text(sections, regexes)
+    except ValueError as error:
+        raise pytest.UsageError(
+            f"batchflow: coverage.py's configuration cannot be handed to multiprocessing "
+            f"children ({error}); write that setting otherwise, or measure without "
+            "concurrency = multiprocessing"
+        ) from None
+    path.write_text(text, encoding="utf-8")
 
 
 class Measurement:
@@ -92,13 +149,26 @@ class Measurement:
         #: What coverage.py warned of as it saved ("Module x was never imported"),
         #: each once: the run shows them at its end, not as a test's warnings.
         self.warnings: dict[str, None] = {}
-        self.cov: coverage.Coverage = configured_coverage(
-            data_file=str(rundir / ".coverage"),
-            data_suffix=f"{name}.{os.getpid()}",
-            source=sources or None,
-        )
+        options: dict[str, Any] = {
+            "data_file": str(rundir / ".coverage"),
+            "data_suffix": f"{name}.{os.getpid()}",
+            "source": sources or None,
+        }
+        self.cov: coverage.Coverage = configured_coverage(**options)
+        #: The configuration file of this process's multiprocessing children,
+        #: and what RCFILE_ENV was before (restored when measurement ends).
+        self.rcfile: Path | None = None
+        self._rcfile_before = os.environ.get(RCFILE_ENV)
+        if measures_multiprocessing(self.cov):
+            self.rcfile = rundir / f"coveragerc.{name}.{os.getpid()}"
+            write_rcfile(self.cov, self.rcfile)
+            self.cov = configured_coverage(config_file=str(self.rcfile), **options)
         self.cov.set_option("run:core", "ctrace")
         self.cov.start()
+        if self.rcfile is not None:
+            # coverage.py sets it when it first patches multiprocessing in a
+            # process, and not again for a later measurement in that process.
+            os.environ[RCFILE_ENV] = str(self.rcfile)
         self.cov.switch_context(COLLECTION_CONTEXT)
         self.context: str | None = COLLECTION_CONTEXT
         self.measuring = True
@@ -208,11 +278,23 @@ class Measurement:
         if connection is not None and connection.con is not None:
             connection.__exit__(None, None, None)  # commits and closes
 
+    def _children_unmeasured(self) -> None:
+        """Later multiprocessing children no longer read the run directory's
+        configuration file, soon removed (nor the combining child, which
+        reads the user's)."""
+        if self.rcfile is None or os.environ.get(RCFILE_ENV) != str(self.rcfile):
+            return
+        if self._rcfile_before is None:
+            del os.environ[RCFILE_ENV]
+        else:
+            os.environ[RCFILE_ENV] = self._rcfile_before
+
     def finish(self) -> None:
         """Stop and write the rest; idempotent."""
         if self.measuring:
             self.cov.stop()
             self.measuring = False
+        self._children_unmeasured()
         self._release_connection()
         if self.context is not None:
             with self._warnings_kept():
@@ -228,6 +310,7 @@ class Measurement:
         if self.measuring:
             self.cov.stop()
             self.measuring = False
+        self._children_unmeasured()
         self._release_connection()
         self.context = None
 

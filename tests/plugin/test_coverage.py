@@ -7,6 +7,7 @@ figures are read back from coverage.py's own JSON report and batchflow's result.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -600,3 +601,175 @@ def test_a_plugin_importing_the_source_as_pytest_starts_is_measured_from_the_sta
         alone.coverage.covered,
         alone.coverage.statements,
     )
+
+
+MULTIPROCESSING_PACKAGE = """\
+import multiprocessing
+
+
+def square(x):
+    return x * x
+
+
+def cube(x):
+    if x < 0:
+        return -x * x * x
+    return x * x * x
+
+
+def squares(values):
+    with multiprocessing.Pool(2) as pool:
+        result = pool.map(square, values)
+        pool.close()
+        pool.join()
+    return result
+
+
+def cube_in_a_process(x):
+    process = multiprocessing.get_context("spawn").Process(target=cube, args=(x,))
+    process.start()
+    process.join()
+    return process.exitcode
+
+
+def never():
+    return 0
+"""
+
+MULTIPROCESSING_TESTS = """\
+from pkg import cube_in_a_process, squares
+
+
+def test_squares():
+    assert squares([1, 2, 3]) == [1, 4, 9]
+
+
+def test_cube():
+    assert cube_in_a_process(3) == 0
+"""
+
+#: The user's coverage configuration, in each file coverage.py reads it from.
+MULTIPROCESSING_CONFIGS = {
+    ".coveragerc": "[run]\nconcurrency = multiprocessing\nparallel = True\nbranch = True\n",
+    "setup.cfg": "[coverage:run]\nconcurrency = multiprocessing\nparallel = True\nbranch = True\n",
+    "tox.ini": "[coverage:run]\nconcurrency = multiprocessing\nparallel = True\nbranch = True\n",
+    "pyproject.toml": (
+        '[tool.coverage.run]\nconcurrency = ["multiprocessing"]\nparallel = true\nbranch = true\n'
+    ),
+}
+MULTIPROCESSING_FILE = "src/pkg/__init__.py"
+
+
+def coverage_run_totals(pytester: pytest.Pytester) -> dict[str, Any]:
+    """What ``coverage run -m pytest`` counts on the project, its files removed after."""
+    for command in (
+        ["run", "--parallel-mode", "--source=pkg", "-m", "pytest", "-p", "no:cacheprovider"],
+        ["combine", "-q"],
+        ["json", "-q", "-o", "coverage-run.json"],
+    ):
+        completed = pytester.run(sys.executable, "-m", "coverage", *command)
+        assert completed.ret == 0, completed.stdout.str() + completed.stderr.str()
+    report = json.loads((pytester.path / "coverage-run.json").read_text())
+    (pytester.path / "coverage-run.json").unlink()
+    (pytester.path / ".coverage").unlink()
+    return report["totals"]  # type: ignore[no-any-return]
+
+
+def coverage_data_files(pytester: pytest.Pytester) -> list[str]:
+    names = (path.name for path in pytester.path.iterdir())
+    return sorted(name for name in names if name == ".coverage" or name.startswith(".coverage."))
+
+
+@pytest.mark.parametrize(
+    ("config_file", "workers"),
+    [
+        *((name, None) for name in MULTIPROCESSING_CONFIGS),
+        # Serial and xdist runs differ in their processes, not in reading the configuration.
+        pytest.param("pyproject.toml", "2", marks=needs_xdist),
+    ],
+)
+def test_lines_run_in_multiprocessing_children_count_as_under_coverage_run(
+    pytester: pytest.Pytester, config_file: str, workers: str | None
+) -> None:
+    (pytester.path / "src" / "pkg").mkdir(parents=True)
+    (pytester.path / MULTIPROCESSING_FILE).write_text(MULTIPROCESSING_PACKAGE)
+    (pytester.path / "pytest.ini").write_text("[pytest]\npythonpath = src\n")
+    (pytester.path / "test_children.py").write_text(MULTIPROCESSING_TESTS)
+    (pytester.path / config_file).write_text(MULTIPROCESSING_CONFIGS[config_file])
+    expected = coverage_run_totals(pytester)
+    # The children ran square's body and cube's test and last return.
+    assert (expected["covered_lines"], expected["num_statements"]) == (18, 20)
+    before = coverage_data_files(pytester)
+
+    result, data = run(pytester, "--batchflow-cov=pkg", *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    totals = coverage_json(pytester)["totals"]
+    figures = ("covered_lines", "num_statements", "covered_branches", "num_branches")
+    assert {key: totals[key] for key in figures} == {key: expected[key] for key in figures}
+    assert totals["percent_covered"] == pytest.approx(expected["percent_covered"])
+    assert data.coverage is not None
+    assert data.coverage.covered == 18
+    # The children's data was combined with the rest, not left in the folder.
+    assert coverage_data_files(pytester) == before
+    # Lines only children ran belong to no batch.
+    contexts = coverage_json(pytester)["files"][MULTIPROCESSING_FILE]["contexts"]
+    assert contexts["5"] == [""]
+    assert [(batch.name, batch.covered) for batch in data.coverage.batches] == [("default", 9)]
+
+
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_without_concurrency_multiprocessing_children_are_not_measured_as_under_coverage_run(
+    pytester: pytest.Pytester, workers: str | None
+) -> None:
+    (pytester.path / "src" / "pkg").mkdir(parents=True)
+    (pytester.path / MULTIPROCESSING_FILE).write_text(MULTIPROCESSING_PACKAGE)
+    (pytester.path / "pytest.ini").write_text("[pytest]\npythonpath = src\n")
+    (pytester.path / "test_children.py").write_text(MULTIPROCESSING_TESTS)
+    (pytester.path / ".coveragerc").write_text("[run]\nbranch = True\n")
+    expected = coverage_run_totals(pytester)
+    assert (expected["covered_lines"], expected["num_statements"]) == (15, 20)
+
+    result, _ = run(pytester, "--batchflow-cov=pkg", *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    totals = coverage_json(pytester)["totals"]
+    assert (totals["covered_lines"], totals["num_branches"]) == (15, expected["num_branches"])
+    assert coverage_data_files(pytester) == []
+
+
+def test_multiprocessing_children_read_the_user_s_settings_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import coverage
+    from coverage.config import CoverageConfig
+
+    from pytest_batchflow.coverage_measure import configured_coverage, write_rcfile
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COVERAGE_RCFILE", raising=False)
+    monkeypatch.setenv("BF_DIR", "a$b")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.coverage.run]\n"
+        'concurrency = ["multiprocessing"]\n'
+        "branch = true\n"
+        'omit = ["*/${BF_DIR}/*", "*/skip_*.py"]\n'
+        "[tool.coverage.report]\n"
+        'exclude_also = ["# never", "if DEBUG:$"]\n'
+        "precision = 2\n"
+        "[tool.coverage.paths]\n"
+        'source = ["src/", "*/site-packages/"]\n'
+    )
+    cov = configured_coverage(data_file=str(tmp_path / "run" / ".coverage"), source=["pkg"])
+    write_rcfile(cov, tmp_path / "coveragerc")
+    children = coverage.Coverage(config_file=str(tmp_path / "coveragerc"))
+    for spec in CoverageConfig.CONFIG_FILE_OPTIONS:
+        # coverage.py adds the *_also lists to the others as it reads them.
+        if spec[1] in ("report:exclude_also", "report:partial_also"):
+            continue
+        value = children.get_option(spec[1])
+        if spec[2:] == ("regexlist",):  # a leading # is escaped, to match the same
+            value = [re.sub(r"^\\([#;])", r"\1", pattern) for pattern in value]  # type: ignore[union-attr]
+        assert value == cov.get_option(spec[1]), spec[1]
+    assert children.get_option("paths") == cov.get_option("paths")
+    assert children.get_option("run:omit") == ["*/a$b/*", "*/skip_*.py"]
+    assert children.get_option("run:data_file") == str(tmp_path / "run" / ".coverage")
+    assert children.get_option("run:source") == ["pkg"]
