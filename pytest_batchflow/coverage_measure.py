@@ -107,17 +107,22 @@ def measures_multiprocessing(cov: coverage.Coverage) -> bool:
     return isinstance(concurrency, list) and "multiprocessing" in concurrency
 
 
-def write_rcfile(cov: coverage.Coverage, path: Path) -> None:
+def write_rcfile(cov: coverage.Coverage, path: Path) -> bool:
     """Write ``cov``'s configuration, as it was read and given, to ``path``.
 
     Every option coverage.py reads from a file, ``[paths]`` and the sections
     of the configured plugins; a value that cannot be written is a usage error.
+    False, and nothing written, where coverage.py does not list its options
+    (``CoverageConfig.CONFIG_FILE_OPTIONS``, not a public name).
     """
     from coverage.config import CoverageConfig
 
+    known = getattr(CoverageConfig, "CONFIG_FILE_OPTIONS", None)
+    if not isinstance(known, list | tuple):
+        return False
     sections: dict[str, dict[str, object]] = {}
     regexes: set[str] = set()
-    for spec in CoverageConfig.CONFIG_FILE_OPTIONS:
+    for spec in known:
         where = spec[1]
         if where in _MERGED_OPTIONS:
             continue
@@ -139,6 +144,7 @@ def write_rcfile(cov: coverage.Coverage, path: Path) -> None:
             "concurrency = multiprocessing"
         ) from None
     path.write_text(text, encoding="utf-8")
+    return True
 
 
 class Measurement:
@@ -160,9 +166,16 @@ class Measurement:
         self.rcfile: Path | None = None
         self._rcfile_before = os.environ.get(RCFILE_ENV)
         if measures_multiprocessing(self.cov):
-            self.rcfile = rundir / f"coveragerc.{name}.{os.getpid()}"
-            write_rcfile(self.cov, self.rcfile)
-            self.cov = configured_coverage(config_file=str(self.rcfile), **options)
+            rcfile = rundir / f"coveragerc.{name}.{os.getpid()}"
+            if write_rcfile(self.cov, rcfile):
+                self.rcfile = rcfile
+                self.cov = configured_coverage(config_file=str(rcfile), **options)
+            else:
+                self.warnings[
+                    "this version does not list its settings "
+                    "(coverage.config.CoverageConfig.CONFIG_FILE_OPTIONS), so batchflow "
+                    "does not count what multiprocessing children run"
+                ] = None
         self.cov.set_option("run:core", "ctrace")
         self.cov.start()
         if self.rcfile is not None:

@@ -773,3 +773,21 @@ def test_multiprocessing_children_read_the_user_s_settings_unchanged(
     assert children.get_option("run:omit") == ["*/a$b/*", "*/skip_*.py"]
     assert children.get_option("run:data_file") == str(tmp_path / "run" / ".coverage")
     assert children.get_option("run:source") == ["pkg"]
+
+
+def test_a_coverage_py_that_does_not_list_its_settings_leaves_children_unmeasured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list of settings is not coverage.py's public API: without it the
+    copy is not written and measuring goes on as without multiprocessing."""
+    from coverage.config import CoverageConfig
+
+    from pytest_batchflow.coverage_measure import configured_coverage, write_rcfile
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COVERAGE_RCFILE", raising=False)
+    (tmp_path / ".coveragerc").write_text("[run]\nconcurrency = multiprocessing\n")
+    cov = configured_coverage(data_file=str(tmp_path / "run" / ".coverage"), source=["pkg"])
+    monkeypatch.delattr(CoverageConfig, "CONFIG_FILE_OPTIONS")
+    assert write_rcfile(cov, tmp_path / "coveragerc") is False
+    assert not (tmp_path / "coveragerc").exists()
