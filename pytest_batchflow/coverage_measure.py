@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import clock
 from .core.coverage import COLLECTION_CONTEXT
 from .core.coveragerc import rcfile_text
 from .files import remove_run_directory, run_directory
@@ -186,7 +186,7 @@ class Measurement:
         self.context: str | None = COLLECTION_CONTEXT
         self.measuring = True
         self.pending = 0
-        self._saved_at = time.monotonic()
+        self._saved_at = clock.monotonic()
         self._connection: Any = None  # coverage.py's SqliteDb, held open after the first write
         self._can_hold = True
 
@@ -210,7 +210,7 @@ class Measurement:
     def test_done(self) -> int:
         """A test finished: save if due; how many finished tests are not saved yet."""
         self.pending += 1
-        if time.monotonic() - self._saved_at >= SAVE_EVERY:
+        if clock.monotonic() - self._saved_at >= SAVE_EVERY:
             with self._warnings_kept():
                 self.cov.get_data()  # flushes the tracer's data to the data file
             self._commit()
@@ -241,7 +241,7 @@ class Measurement:
 
     def _saved(self) -> None:
         self.pending = 0
-        self._saved_at = time.monotonic()
+        self._saved_at = clock.monotonic()
 
     def _commit(self) -> None:
         """Make the last write reach the file, so that a crash after it keeps it.

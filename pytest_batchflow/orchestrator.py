@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import socket
 import subprocess
-import time
 import warnings
 from array import array
 from collections import Counter
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import pytest
 
-from . import __version__
+from . import __version__, clock
 from .bench import SAMPLES_ATTRIBUTE, SAMPLES_KEY, BenchOptions
 from .collection import Analysis, analyse, misspelt_paths
 from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
@@ -92,6 +92,10 @@ TEARDOWN_OF = "batchflow_teardown_of"
 #: item's passing teardown printed or logged, for the test before it
 #: (``[index, [[section title, text], ...]]``, see :func:`run_idle`).
 TEARDOWN_OUTPUT = "batchflow_teardown_output"
+#: A phase report's (start, stop) by the real clock, where pytest's times are
+#: off it by more than a second: a test froze or moved the clock (freezegun,
+#: time-machine, pytest-freezer) across the phase.
+REAL_TIMES = "batchflow_real_times"
 
 
 class IdleItem(pytest.Item):
@@ -173,6 +177,30 @@ def _clean(text: str) -> str:
     return text
 
 
+#: The line pytest-xdist puts before a worker's failure ("[gw0] linux -- Python 3.12.1 ...").
+_WORKER_LINE = re.compile(r"\A\[[^\]\n]+\] [^\n]* -- Python [^\n]*(\n|\Z)")
+
+
+def _without_worker_line(text: str) -> str:
+    """A failure's text as a serial run gives it: without xdist's worker line."""
+    return _WORKER_LINE.sub("", text, count=1)
+
+
+def _subtest_failure(report: pytest.TestReport) -> str:
+    """A failed subtest's description and error, as the JSON result keeps it."""
+    describe = getattr(report, "_sub_test_description", None)
+    description = describe() if callable(describe) else ""
+    return _clean(f"SUBFAILED{description}: {_without_worker_line(report.longreprtext)}")
+
+
+def _with_subtests(longrepr: str | None, subtests: list[str]) -> str | None:
+    """A failed test's error with its failed subtests' (pytest's own says only how many)."""
+    if not subtests:
+        return longrepr
+    own = [] if not longrepr or longrepr.startswith("contains ") else [longrepr]
+    return "\n\n".join(subtests + own)
+
+
 def _skip_reason(longrepr: object) -> str:
     """A skip's reason: its report's longrepr is (path, line, "Skipped: REASON")."""
     text = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
@@ -245,25 +273,51 @@ def _phase_values(report: pytest.TestReport) -> _Phase:
     outcome = report.outcome
     if outcome != "passed":
         if _failed(report):
-            longrepr = _clean(report.longreprtext)
+            longrepr = _clean(_without_worker_line(report.longreprtext))
         elif report.skipped and hasattr(report, "wasxfail"):
             longrepr = _clean(f"xfail: {report.wasxfail}" if report.wasxfail else "xfail")
         elif report.skipped and isinstance(report.longrepr, tuple):
             longrepr = _clean(_skip_reason(report.longrepr))
-    start, stop = report.start, report.stop
+    start, stop, duration = _phase_times(report)
     if not (start and stop):
         # xdist's report of a crashed worker carries no times: it happened now.
-        now = time.time()
+        now = clock.wall()
         start, stop = start or now, stop or now
     when = str(report.when)
     return _Phase(
         when=when,
         outcome=outcome,
-        duration=report.duration,
+        duration=duration,
         start=start,
         stop=stop,
         longrepr=longrepr,
         shared_setup=getattr(report, SHARED_SETUP, None) if when == "setup" else None,
+    )
+
+
+def _phase_times(report: pytest.TestReport) -> tuple[float, float, float]:
+    """A phase's start, stop and duration: pytest's, unless the test moved its clock.
+
+    freezegun and time-machine freeze or move the clocks pytest times phases
+    with; the real clock's times (taken in the process that ran the test) then.
+    """
+    real = getattr(report, REAL_TIMES, None)
+    if real is None:
+        return report.start, report.stop, report.duration
+    start, stop = real
+    return start, stop, max(stop - start, 0.0)
+
+
+def _clock_moved(
+    start: float, stop: float, duration: float, real_start: float, real_stop: float
+) -> bool:
+    """Whether pytest's times of a phase are off the real clock by more than a second."""
+    return (
+        duration < 0
+        or stop < start
+        or abs(stop - real_stop) > 1.0
+        or abs(start - real_start) > 1.0
+        or duration > real_stop - real_start + 1.0
     )
 
 
@@ -409,14 +463,15 @@ class Orchestrator:
         self.config = config
         self.settings = settings
         self.role = role
-        self.started = time.time()
+        self.started = clock.wall()
         self.notes: list[str] = []
         self.plan: Plan | None = None
         self.state: RunState | None = None
         self.analysis: Analysis | None = None
         self.workers = workers
         self.reports: dict[int, list[pytest.TestReport]] = {}
-        self.failed_subtests: set[int] = set()
+        #: Each running test's failed subtests: their descriptions and errors.
+        self.failed_subtests: dict[int, list[str]] = {}
         self.results: dict[int, TestResult] = {}
         #: Finished tests whose result model is not built yet (``_Finished.plain``).
         self._finished: dict[int, tuple[Any, ...]] = {}
@@ -469,6 +524,8 @@ class Orchestrator:
         #: and how deep in nested shared fixture setups we are.
         self._shared_setup = 0.0
         self._shared_depth = 0
+        #: When the phase being run began, by the real clock (serial and worker).
+        self._phase_mark: float | None = None
         #: Measured setup cost of each parent's shared fixtures, from history.
         self.setup_costs: dict[str, float] = {}
         #: Each collected test's batch (every role; the plan has it only where it is made).
@@ -526,7 +583,7 @@ class Orchestrator:
         self._unsaved: list[Attempt] = []
         #: Attempts staged in the history store and not yet moved (serial runs).
         self._staged = 0
-        self._saved_at = time.monotonic()
+        self._saved_at = clock.monotonic()
         option = config.option
         # Runs that execute no test bodies leave no results and no history.
         self.recording = role != "worker" and not (
@@ -806,7 +863,7 @@ class Orchestrator:
             self.auto_quarantined.add(index)
             self.quarantined.setdefault(index, f"flakiness score {score:.2f}")
         if entering and self._history_writable:
-            self._use_history(lambda h: h.enter_quarantine(entering, time.time()), None)
+            self._use_history(lambda h: h.enter_quarantine(entering, clock.wall()), None)
 
     def _settle_quarantine(self) -> None:
         """Count this run for automatically quarantined tests; release the clean ones."""
@@ -923,6 +980,8 @@ class Orchestrator:
                 self._idle_output = (index, pending + output)
             return True
         self._last_run = item
+        self._phase_mark = clock.wall()
+        _forget_subtest_failures(item)
         if isinstance(nextitem, IdleItem):
             # The idle item finishes this test's teardown (its parents' finalizers):
             # the wrappers of its protocol, called before this hook, read this
@@ -948,13 +1007,13 @@ class Orchestrator:
             yield
             return
         self._shared_depth += 1
-        started = time.perf_counter()
+        started = clock.monotonic()
         try:
             yield
         finally:
             self._shared_depth -= 1
             if not self._shared_depth:  # a fixture it requests is counted once, with it
-                self._shared_setup += time.perf_counter() - started
+                self._shared_setup += clock.monotonic() - started
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -964,6 +1023,11 @@ class Orchestrator:
         if self._idle_output is not None:  # a worker's: the first report after them
             setattr(report, TEARDOWN_OUTPUT, list(self._idle_output))
             self._idle_output = None
+        if self.role != "controller":
+            now = clock.wall()
+            began, self._phase_mark = self._phase_mark or now, now
+            if _clock_moved(report.start, report.stop, report.duration, began, now):
+                setattr(report, REAL_TIMES, (began, now))
         if call.when == "setup" and self.role != "controller":
             setattr(report, SHARED_SETUP, round(self._shared_setup, 6))
         elif call.when == "call" and SAMPLES_KEY in item.stash:
@@ -1023,7 +1087,7 @@ class Orchestrator:
         nodeid = self.analysis.specs[index].nodeid
         location = self._location(index)
         hook = self.config.hook
-        now = time.time()
+        now = clock.wall()
         # The path absolute, as a skip marker's is: pytest's short summary shows it
         # relative to where pytest was started, not to the rootdir.
         path = os.path.normpath(self.config.rootpath / location[0])
@@ -1065,7 +1129,7 @@ class Orchestrator:
         if self.role != "serial" or self.state is None or INDEX_KEY not in item.stash:
             return
         index = item.stash[INDEX_KEY]
-        now = time.monotonic()
+        now = clock.monotonic()
         reason = self.state.skip_reason(index, now)
         if reason is None:
             self.state.test_started(index, now)
@@ -1148,7 +1212,11 @@ class Orchestrator:
             # Subtest reports (pytest's subtests fixture, unittest's subTest)
             # carry no times of their own: they decide the outcome only.
             if report.failed:
-                self.failed_subtests.add(index)
+                self.failed_subtests.setdefault(index, []).append(_subtest_failure(report))
+                # Within the rerun budget the attempt is rerun: its failed
+                # subtest is an "R" too, not a failure of the run.
+                if self._to_rerun(index, report.longreprtext):
+                    report.outcome = RERUN  # type: ignore[assignment]
             return
         if self._has_result(index):
             self._late_report(index, report)
@@ -1164,7 +1232,12 @@ class Orchestrator:
         if used is not None:
             self._figures[index] = used
             self._note_resources(index, report, used)
-        if report.failed and self._to_rerun(index, report.longreprtext):
+        # A call whose subtests failed passes here; pytest fails it only later,
+        # in pytest_report_teststatus ("contains 1 failed subtest").
+        failed = report.failed or (
+            report.when == "call" and report.passed and index in self.failed_subtests
+        )
+        if failed and self._to_rerun(index, report.longreprtext or "contains failed subtests"):
             report.outcome = RERUN  # type: ignore[assignment]
         elif report.failed and index in self.quarantined:
             report.outcome = QUARANTINED  # type: ignore[assignment]
@@ -1173,7 +1246,7 @@ class Orchestrator:
             and index not in self.reran_by_others
             and self.settings.probe is None
             and report.when == "call"
-            and report.passed
+            and not failed
         ):
             report.batchflow_flaky = True  # type: ignore[attr-defined]
         self.reports.setdefault(index, []).append(report)
@@ -1187,7 +1260,7 @@ class Orchestrator:
         series = self.resource_series.get(key)
         if series is None:
             series = self.resource_series[key] = _Series()
-        series.add(report.nodeid, used.rss_start, used.rss_end, report.stop)
+        series.add(report.nodeid, used.rss_start, used.rss_end, _phase_times(report)[1])
         limit = self.settings.test_memory_limit
         if limit is not None and used.memory > limit:
             self.over_limit[index] = used.memory
@@ -1274,11 +1347,11 @@ class Orchestrator:
         reports = self.reports.pop(index, [])
         if not reports:
             return
-        subtest_failed = index in self.failed_subtests
-        self.failed_subtests.discard(index)
+        subtests = self.failed_subtests.pop(index, None)
+        subtest_failed = subtests is not None
         if index in self.rerunning:
             self.rerunning.discard(index)
-            self._rerun_attempt(index, reports)
+            self._rerun_attempt(index, reports, subtests)
             return
         if any(report.outcome == RERUN for report in reports):
             # Another plugin's rerun, at once and in this process: pytest-rerunfailures
@@ -1304,6 +1377,8 @@ class Orchestrator:
         self.state.test_finished(index, "passed" if verdict == "flaky" else verdict)
         verdict = self._quarantined(index, verdict)
         result = self._test_result(index, verdict, reports)
+        if subtests and verdict in ("failed", QUARANTINED):
+            result = result._replace(longrepr=_with_subtests(result.longrepr, subtests))
         if result.longrepr is None and verdict in ("failed", "error", QUARANTINED):
             # A probed test whose last run passed: the failure of an earlier run.
             failure = next((a.longrepr for a in earlier if a.longrepr), None)
@@ -1329,14 +1404,20 @@ class Orchestrator:
         self.results.update(zip(self._finished, built, strict=True))
         self._finished = {}
 
-    def _rerun_attempt(self, index: int, reports: list[pytest.TestReport]) -> None:
+    def _rerun_attempt(
+        self, index: int, reports: list[pytest.TestReport], subtests: list[str] | None = None
+    ) -> None:
         """Keep a failed attempt; the test is due for a rerun (a crashed one is already)."""
-        attempts = self._keep_attempt(index, reports, _test_outcome(reports))
+        attempts = self._keep_attempt(index, reports, _test_outcome(reports), subtests)
         if all(str(report.when) in _PHASES for report in reports):
             self.rerun_due[index] = self.rerun_policy.delay_before(len(attempts))
 
     def _keep_attempt(
-        self, index: int, reports: list[pytest.TestReport], outcome: str
+        self,
+        index: int,
+        reports: list[pytest.TestReport],
+        outcome: str,
+        subtests: list[str] | None = None,
     ) -> list[AttemptResult]:
         """Keep an attempt that is not the test's last, in the results and the history."""
         from .results import AttemptResult
@@ -1351,7 +1432,7 @@ class Orchestrator:
             start=min(p.start for p in phases),
             stop=max(p.stop for p in phases),
             phases=phases,
-            longrepr=failing.longrepr if failing else None,
+            longrepr=_with_subtests(failing.longrepr if failing else None, subtests or []),
         )
         attempts = self.earlier.setdefault(index, [])
         attempts.append(attempt)
@@ -1402,7 +1483,7 @@ class Orchestrator:
         self.given_up[index] = reason
         nodeid = self.analysis.specs[index].nodeid
         location = self._location(index)
-        now = time.time()
+        now = clock.wall()
         # The first line is what pytest's short summary shows.
         longrepr = (
             f"batchflow: the rerun of this failure did not run: {reason}\n\n"
@@ -1491,14 +1572,14 @@ class Orchestrator:
             else:  # a controller only receives reports
                 self._unsaved.append(attempt)
                 due = len(self._unsaved) >= SAVE_EVERY_ATTEMPTS
-            if due or time.monotonic() - self._saved_at >= SAVE_EVERY_SECONDS:
+            if due or clock.monotonic() - self._saved_at >= SAVE_EVERY_SECONDS:
                 self._save_attempts()
 
     def _save_attempts(self) -> None:
         """Bring the attempts so far where the history's readers look: move the
         staged ones, write those gathered in memory, in one transaction each."""
         run_id, attempts, staged = self.run_id, self._unsaved, self._staged
-        self._unsaved, self._staged, self._saved_at = [], 0, time.monotonic()
+        self._unsaved, self._staged, self._saved_at = [], 0, clock.monotonic()
         if run_id is None:
             return
         if staged:
@@ -1679,7 +1760,7 @@ class Orchestrator:
             return
         from .results import CollectionProblem, RunResult, collection_or_tests
 
-        stopped = time.time()
+        stopped = clock.wall()
         self._save_attempts()
         self._settle_quarantine()
         run_id = self.run_id
@@ -2387,3 +2468,19 @@ def _report_idle_failure(
             report.longrepr = previous.repr_failure(call.excinfo)  # type: ignore[arg-type]
         setattr(report, TEARDOWN_OF, [index, *previous.location])
     item.ihook.pytest_runtest_logreport(report=report)
+
+
+def _forget_subtest_failures(item: pytest.Item) -> None:
+    """Forget the failed subtests pytest counted for an earlier attempt of ``item``.
+
+    pytest (9+) fails a test whose subtests failed from a count per node kept
+    for the whole session: a rerun in the same process would inherit it.
+    """
+    try:
+        from _pytest.subtests import failed_subtests_key
+    except ImportError:
+        return
+    counts: dict[Any, int] | None = item.config.stash.get(failed_subtests_key, None)
+    if counts:
+        counts.pop(getattr(item, "id", item.nodeid), None)
+        counts.pop(item.nodeid, None)

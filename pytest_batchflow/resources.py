@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from .clock import monotonic
 from .core.resources import WorkerCount, format_size, workers_for_memory
 
 try:
@@ -366,7 +367,7 @@ class ResourceMeter:
         cpu = own.ru_utime + own.ru_stime + children_cpu
         # peak_before (read before any reset) is at least the figure that a
         # thread's end left, which is all that stop() asks of it.
-        self._start = (rss, cpu, time.perf_counter(), children, peak_before)
+        self._start = (rss, cpu, monotonic(), children, peak_before)
 
     def _start_with_helpers(self) -> None:
         """:meth:`start` anywhere: children alive, no ``/proc`` or no thread usage."""
@@ -392,7 +393,7 @@ class ResourceMeter:
         cpu, own = _own_usage()
         # Linux: the peak figure just after the reset; elsewhere the lifetime peak.
         peak_before = own if self._clear_refs is not None else _lifetime_peak()
-        self._start = (rss, cpu + children_cpu, time.perf_counter(), children, peak_before)
+        self._start = (rss, cpu + children_cpu, monotonic(), children, peak_before)
 
     def stop(self) -> Figures | None:
         """The test's :class:`Figures`, or None if :meth:`start` was not called for it.
@@ -407,7 +408,7 @@ class ResourceMeter:
         if started is None:
             return None
         self._start = None
-        wall = time.perf_counter() - started[2]
+        wall = monotonic() - started[2]
         statm, waitid = self._own_statm, _WAITID
         if statm is None or self._clear_refs is None or _RUSAGE_THREAD is None or waitid is None:
             return self._stop_with_helpers(started, wall)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from . import clock
+
 if TYPE_CHECKING:
     from .orchestrator import Orchestrator
 
@@ -59,7 +61,7 @@ class SerialLoop:
             delay = self.orchestrator.rerun_due.pop(index, None)
             if delay is not None:
                 assert self.orchestrator.state is not None
-                reason = self.orchestrator.state.skip_reason(index, time.monotonic())
+                reason = self.orchestrator.state.skip_reason(index, clock.monotonic())
                 if reason is not None:
                     self.orchestrator.give_up_rerun(index, reason)
                     continue

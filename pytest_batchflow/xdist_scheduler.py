@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import clock
 from .collection import Analysis
 from .core.plan import PlanError
 from .core.scheduler import Decision, Dispatcher, Idle, Sendable
@@ -201,7 +202,7 @@ class BatchflowScheduling:
         if isinstance(item, int):
             delay = self.orchestrator.take_rerun(item)
             if delay is not None:
-                rerun_at = time.monotonic() + delay
+                rerun_at = clock.monotonic() + delay
                 standing = self.orchestrator.standing_outcome(item)
         self.dispatcher.test_complete(node.gateway.id, item, duration, rerun_at, standing)
         self._decide()
@@ -233,7 +234,7 @@ class BatchflowScheduling:
 
         def rerun_at(index: int) -> float | None:
             delay = self.orchestrator.rerun_after_crash(index, worker)
-            return None if delay is None else time.monotonic() + delay
+            return None if delay is None else clock.monotonic() + delay
 
         crashed = self.dispatcher.remove_worker(worker, rerun_at)
         coverage = self.orchestrator.coverage_rundir is not None
@@ -300,13 +301,13 @@ class BatchflowScheduling:
     def _decide(self) -> None:
         if self.dispatcher is None or self.aborted or self._xdist_stopping():
             return
-        decision: Decision = self.dispatcher.decide(time.monotonic())
+        decision: Decision = self.dispatcher.decide(clock.monotonic())
         self._apply(decision)
         while decision.wait is not None:
             # Only reruns waiting out their delay are left: xdist calls in only
             # on events, and none will come, so wait here.
             time.sleep(decision.wait)
-            decision = self.dispatcher.decide(time.monotonic())
+            decision = self.dispatcher.decide(clock.monotonic())
             self._apply(decision)
 
     def _apply(self, decision: Decision) -> None:

@@ -523,3 +523,44 @@ def test_the_history_keeps_the_command_line_as_a_shell_would_take_it(
     store = pytester.path / ".batchflow" / "history.sqlite"
     [(invocation,)] = history_rows(store, "SELECT invocation FROM runs")
     assert invocation.startswith("--batchflow -k 'one or two' ")  # pytester adds --basetemp
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_times_stay_real_when_tests_freeze_the_clock(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytest.importorskip("freezegun")
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_frozen="""
+            import time
+            import pytest
+            from freezegun import freeze_time
+
+            @pytest.fixture(scope="module", autouse=True)
+            def frozen():
+                with freeze_time("2040-01-01"):
+                    yield
+
+            def test_one():
+                time.sleep(0.01)
+
+            def test_two():
+                time.sleep(0.01)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=r.json", "-p", "no:cacheprovider", *workers
+    )
+    result.assert_outcomes(passed=2)
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    for test in data.tests:
+        assert 0 <= test.duration < 60
+        assert data.started - 1 <= test.start <= test.stop <= data.stopped + 1
+        assert test.resources is not None
+        assert 0 <= test.resources.wall < 60
+    assert 0 <= data.batches[0].duration < 60
+    result = pytester.runpytest_subprocess("--batchflow-plan", "-p", "no:cacheprovider")
+    result.stdout.no_fnmatch_line("*test_frozen.py::test_* -*")
+    result.stdout.fnmatch_lines(["lower bound: *s on 1 worker*"])

@@ -48,6 +48,31 @@ def test_timeout_skips_unstarted_tests_once_the_budget_is_spent(
     result.stdout.fnmatch_lines(["*batchflow: batch 'slow' spent its timeout of 0.2s"])
 
 
+def test_a_clock_the_tests_froze_does_not_spend_the_timeout(pytester: pytest.Pytester) -> None:
+    """freezegun replaces time.monotonic for the module's tests; the batch's
+    timeout is counted on the system's clock all the same."""
+    pytest.importorskip("freezegun")
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    default: timeout=30\n")
+    pytester.makepyfile(
+        test_frozen="""
+            import pytest
+            from freezegun import freeze_time
+
+            @pytest.fixture(scope="module", autouse=True)
+            def frozen():
+                with freeze_time("2040-01-01"):
+                    yield
+
+            def test_one(): pass
+            def test_two(): pass
+            def test_three(): pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--batchflow", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    result.stdout.no_fnmatch_line("*spent its timeout*")
+
+
 UPSTREAM_INI = """
 [pytest]
 batchflow_batches =

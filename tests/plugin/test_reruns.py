@@ -714,3 +714,47 @@ def test_after_broken():
     assert [a.outcome for a in tests["test_flaky"].attempts] == ["failed"]
     assert "first attempt" in (tests["test_flaky"].attempts[0].longrepr or "")
     assert [a.outcome for a in tests["test_broken"].attempts] == ["failed"]
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_test_failing_by_its_subtests_is_rerun_and_can_be_flaky(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if not hasattr(pytest, "Subtests"):
+        pytest.skip("pytest's subtests fixture needs pytest 9")
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_sub_only(subtests):
+    n = attempt("sub_only")
+    with subtests.test(n=n):
+        assert n >= 2, "first attempt"
+
+def test_sub_and_main(subtests):
+    n = attempt("sub_and_main")
+    with subtests.test(n=n):
+        assert n >= 2, "first attempt"
+    assert n >= 2
+
+def test_sub_broken(subtests):
+    with subtests.test():
+        assert 0, "always"
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1", *(xdist() if workers else ()))
+    tests = by_name(data)
+    assert tests["test_sub_only"].outcome == "flaky"
+    assert tests["test_sub_and_main"].outcome == "flaky"
+    assert tests["test_sub_broken"].outcome == "failed"
+    assert len(tests["test_sub_broken"].attempts) == 1
+    # The subtest's error, not only pytest's "contains 1 failed subtest".
+    assert "AssertionError: always" in (tests["test_sub_broken"].longrepr or "")
+    assert "first attempt" in (tests["test_sub_only"].attempts[0].longrepr or "")
+    # The first attempts' failed subtests are reruns, not failures of the run.
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 2  # test_sub_broken: its subtest and itself
+    result.stdout.fnmatch_lines(
+        ["FAILED test_suite.py::test_sub_broken - contains 1 failed subtest"]
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert data.failed_by == ["tests"]

@@ -1,0 +1,46 @@
+"""batchflow's clocks: the system's, whatever the tests do to ``time``.
+
+freezegun replaces ``time.time``, ``time.monotonic`` and ``time.perf_counter``,
+in the ``time`` module and in every module that imported them by name (pytest's
+own timing included); time-machine moves ``time.time`` and
+``clock_gettime(CLOCK_REALTIME)``. A test or fixture that freezes the clock
+across its phases would then give batchflow's timings (batch timeouts, a
+test's wall time, the times it records) frozen or travelling values. Neither
+touches ``clock_gettime`` with the monotonic clocks, read here. Where there
+is none (Windows), ``perf_counter`` as it was at import. No pytest import here.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["monotonic", "wall"]
+
+_GET = getattr(time, "clock_gettime", None)
+_MONOTONIC: int | None = getattr(time, "CLOCK_MONOTONIC", None)
+#: Counts a suspended machine's sleep too, as the time of day does (Linux).
+_SINCE_BOOT: int | None = getattr(time, "CLOCK_BOOTTIME", _MONOTONIC)
+#: Held in a tuple: freezegun replaces module attributes that are time's functions.
+_FALLBACK = (time.perf_counter,)
+
+
+def monotonic() -> float:
+    """Seconds of a clock that only goes forward, for durations."""
+    if _GET is not None and _MONOTONIC is not None:
+        return float(_GET(_MONOTONIC))
+    return _FALLBACK[0]()
+
+
+def _since_boot() -> float:
+    if _GET is not None and _SINCE_BOOT is not None:
+        return float(_GET(_SINCE_BOOT))
+    return _FALLBACK[0]()
+
+
+_EPOCH_AT_IMPORT = time.time()
+_SINCE_BOOT_AT_IMPORT = _since_boot()
+
+
+def wall() -> float:
+    """Seconds since the epoch, as ``time.time()`` gives them when no test moved it."""
+    return _EPOCH_AT_IMPORT + (_since_boot() - _SINCE_BOOT_AT_IMPORT)
