@@ -9,8 +9,9 @@ by an explicit channel, never inside node ids).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ class Analysis:
     ``listchain``), each by a key of its depth and node id (see
     :func:`release_points`), where an xdist worker may stop tearing down
     after a test (see :class:`~pytest_batchflow.core.scheduler.Dispatcher`).
+    ``order_classes``: the tests another plugin's ordering puts after the
+    others of their batch on every process (pytest-django's transactional
+    tests, which empty the worker's database), each with 1; the xdist
+    scheduler sends none of them while a test of class 0 of that batch is
+    ready to go (see :func:`_django_order_class`).
     """
 
     specs: tuple[TestSpec, ...]
@@ -59,6 +65,7 @@ class Analysis:
     needs: dict[int, tuple[int, int]]
     skips_by_line: frozenset[int]
     chains: dict[str, tuple[str, ...]]
+    order_classes: dict[int, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """Compact JSON: rows, not objects (only :meth:`from_json` reads it)."""
@@ -77,6 +84,7 @@ class Analysis:
             [(index, list(wanted)) for index, wanted in self.needs.items()],
             sorted(self.skips_by_line),
             list(self.chains.items()),
+            list(self.order_classes.items()),
         ]
         return json.dumps(document, separators=(",", ":")).encode()
 
@@ -97,6 +105,7 @@ class Analysis:
             needs,
             skips_by_line,
             chains,
+            order_classes,
         ) = json.loads(data)
         # Many tests carry the same marker names: one frozenset for each set.
         names: dict[tuple[str, ...], frozenset[str]] = {}
@@ -117,6 +126,7 @@ class Analysis:
             needs={index: (memory, cpus) for index, (memory, cpus) in needs},
             skips_by_line=frozenset(skips_by_line),
             chains={parent: tuple(chain) for parent, chain in chains},
+            order_classes=dict(order_classes),
         )
 
     def check(self, settings: Settings, narrowed: bool) -> None:
@@ -179,6 +189,35 @@ def _spec_from_row(row: list[Any], names: dict[tuple[str, ...], frozenset[str]])
 
 def _locks(item: pytest.Item) -> frozenset[str]:
     return frozenset(string_arguments(item, "locks", "lock names", '"db", "port-8080"'))
+
+
+def _django_order_class(item: pytest.Item) -> int:
+    """1 for a test pytest-django runs after the others (a transactional one), else 0.
+
+    pytest-django sorts the collection as Django's runner does: tests in a
+    transaction first, then transactional tests (``transactional_db``,
+    ``live_server``, ``django_db(transaction=True)`` or ``reset_sequences``,
+    ``TransactionTestCase``), whose teardown empties every table of the
+    worker's test database: data that migrations or ``django_db_setup`` put
+    there is gone for any test that comes after on that worker.
+    """
+    cls = getattr(item, "cls", None)
+    test_module = sys.modules.get("django.test")
+    if (
+        cls is not None
+        and test_module is not None
+        and issubclass(cls, test_module.TransactionTestCase)
+    ):
+        return 0 if issubclass(cls, test_module.TestCase) else 1
+    marker = item.get_closest_marker("django_db")
+    if marker is not None and (
+        marker.kwargs.get("transaction")
+        or marker.kwargs.get("reset_sequences")
+        or any(marker.args[:2])
+    ):
+        return 1
+    names = getattr(item, "fixturenames", ())
+    return 1 if "transactional_db" in names or "live_server" in names else 0
 
 
 def analyse(
@@ -258,6 +297,11 @@ def analyse(
             if "resources" in specs[i].marker_names and (needs := declared_needs(item)) is not None
         },
         skips_by_line=frozenset(i for i in unrun if "pytestmark" in collected[i].keywords),
+        order_classes=(
+            {i: 1 for i, item in enumerate(collected) if _django_order_class(item)}
+            if collected and collected[0].config.pluginmanager.hasplugin("django")
+            else {}
+        ),
         chains=_chains(collected),
     )
 

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -96,10 +95,12 @@ def _run_alone(
     return None, f"pytest exited with code {done.returncode} alone: {last}"
 
 
-def _alone_all(config: pytest.Config, timeouts: dict[str, float], workers: int) -> dict[str, Alone]:
+def _alone_all(config: pytest.Config, timeouts: dict[str, float]) -> dict[str, Alone]:
     """Run each test alone :data:`ALONE_RUNS` times, each in a fresh process.
 
-    The processes run side by side, as many as there are CPUs (or workers).
+    The processes run one after another: the suite never ran a test beside
+    itself, and side by side they would share what it keeps in one place (a
+    file, pytest-django's test database, a port) and fail for that alone.
     """
     cwd = str(config.rootpath)
     jobs = [
@@ -107,8 +108,7 @@ def _alone_all(config: pytest.Config, timeouts: dict[str, float], workers: int) 
         for nodeid, timeout in timeouts.items()
         for _ in range(ALONE_RUNS)
     ]
-    with ThreadPoolExecutor(max_workers=max(1, workers, os.cpu_count() or 1)) as pool:
-        outcomes = list(pool.map(lambda job: _run_alone(job[1], cwd, job[2]), jobs))
+    outcomes = [_run_alone(command, cwd, timeout) for _, command, timeout in jobs]
     found: dict[str, Alone] = {}
     for nodeid in timeouts:
         mine = [outcome for job, outcome in zip(jobs, outcomes, strict=False) if job[0] == nodeid]
@@ -119,12 +119,13 @@ def _alone_all(config: pytest.Config, timeouts: dict[str, float], workers: int) 
 
 
 def _confirm(
-    config: pytest.Config, pairs: list[tuple[str, str]], timeout: float, workers: int
+    config: pytest.Config, pairs: list[tuple[str, str]], timeout: float
 ) -> set[tuple[str, str]]:
     """The (suspect, victim) pairs where the victim fails right after the suspect.
 
     Both run in one fresh process, in that order (pytest keeps the order of
-    its arguments; pytest-randomly, if installed, is kept out).
+    its arguments; pytest-randomly, if installed, is kept out), one pair
+    after another, as in :func:`_alone_all`.
     """
     cwd = str(config.rootpath)
 
@@ -134,8 +135,7 @@ def _confirm(
         command[4:4] = [victim, "-rfE", "-p", "no:randomly"]
         return _run_alone(command, cwd, timeout, victim=victim)[0] is True
 
-    with ThreadPoolExecutor(max_workers=max(1, workers, os.cpu_count() or 1)) as pool:
-        verdicts = list(pool.map(fails_after, pairs))
+    verdicts = [fails_after(pair) for pair in pairs]
     return {pair for pair, failed in zip(pairs, verdicts, strict=True) if failed}
 
 
@@ -143,7 +143,6 @@ def probe_result(
     config: pytest.Config,
     runs: int,
     results: Sequence[TestResult],
-    workers: int,
     alone_runs: bool = True,
 ) -> ProbeResult:
     """The probe's findings over the run's results (each test's runs are its attempts).
@@ -167,7 +166,6 @@ def probe_result(
             r.nodeid: 60 + 10 * max([a.duration for a in r.attempts] + [r.duration])
             for r in (failing[:MAX_ALONE_TESTS] if alone_runs else [])
         },
-        workers,
     )
     tests = []
     for result in probed:
@@ -213,7 +211,7 @@ def probe_result(
     ]
     if pairs:
         timeout = 60 + 10 * max(r.duration for r in results)
-        confirmed = _confirm(config, pairs, timeout, workers)
+        confirmed = _confirm(config, pairs, timeout)
         tests = [
             test.model_copy(
                 update={

@@ -289,6 +289,7 @@ class BatchflowScheduling:
             parents,
             analysis.locks,
             chains=chains,
+            order_classes=analysis.order_classes,
             interleave=self.orchestrator.settings.probe is not None,
             setup_costs=self.orchestrator.setup_costs,
             **self.orchestrator.memory_rules(analysis),

@@ -252,8 +252,14 @@ class Dispatcher:
         needs: Mapping[int, Needs] | None = None,
         budget: Budget | None = None,
         chains: Mapping[str, Sequence[str]] | None = None,
+        order_classes: Mapping[int, int] | None = None,
     ) -> None:
         self.plan = plan
+        #: Tests another plugin orders after the rest of their batch on every
+        #: process (pytest-django's transactional tests); none is sent while a
+        #: test of its batch without one is ready (``_first_class_ready``).
+        self._order_class = dict(order_classes or {})
+        self._first_class_ready: Counter[str] = Counter()
         self.needs = needs or {}
         self.budget = budget
         #: Tests sent and not finished that count against the budget (not light).
@@ -820,6 +826,8 @@ class Dispatcher:
 
     def _allowed(self, index: int) -> bool:
         batch = self.plan.batch_of[index]
+        if self._order_class.get(index) and self._first_class_ready[batch]:
+            return False  # after the batch's other tests, as pytest-django orders them
         policy = self._policies[batch]
         if policy.mode == "exclusive" and (self.running or not self._needs_met(batch)):
             return False
@@ -964,6 +972,8 @@ class Dispatcher:
     def _make_ready(self, index: int) -> None:
         if index not in self._ready_set:
             self._ready_set.add(index)
+            if self._order_class and not self._order_class.get(index):
+                self._first_class_ready[self.plan.batch_of[index]] += 1
             if index in self.plan.measured:
                 self._ready_measured += 1
                 self._ready_measured_work += self.plan.estimates[index]
@@ -975,6 +985,8 @@ class Dispatcher:
         """The test leaves the ready ones: sent or skipped."""
         if index in self._ready_set:
             self._ready_set.discard(index)
+            if self._order_class and not self._order_class.get(index):
+                self._first_class_ready[self.plan.batch_of[index]] -= 1
             if index in self.plan.measured:
                 self._ready_measured -= 1
                 self._ready_measured_work -= self.plan.estimates[index]

@@ -1510,3 +1510,36 @@ def test_the_critical_path_is_the_longest_remaining_path(scenario: Scenario) -> 
     plan = scenario.plan()
     longest = max(plan.remaining_paths().values(), default=0.0)
     assert plan.critical_path() == pytest.approx(longest)
+
+
+def test_tests_of_a_later_order_class_wait_while_their_batch_has_others_ready() -> None:
+    """pytest-django's transactional tests (order class 1) empty the worker's
+    database: none goes out while a test of its batch without one is ready,
+    even the longest, which would go first."""
+    nodeids = [f"a.py::t{i}" for i in range(4)]
+    scenario = Scenario(
+        nodeids=nodeids,
+        batches=list(ONE_BATCH),
+        batch_of=dict.fromkeys(range(4), "default"),
+        predecessors={},
+        run_order=[0, 1, 2, 3],
+        durations={0: 5.0, 1: 1.0, 2: 1.0, 3: 1.0},
+        workers=1,
+        horizon=0.0,
+    )
+    plan = scenario.plan()
+    parents = dict.fromkeys(range(4), "a.py")
+    for order_classes, first, last in (({0: 1}, 1, 0), ({}, 0, 3)):
+        state = RunState(plan, dict(enumerate(nodeids)), {}, {})
+        dispatcher = Dispatcher(plan, state, parents, {}, horizon=0.0, order_classes=order_classes)
+        dispatcher.add_worker("gw0")
+        order: list[int] = []
+        now = 0.0
+        while len(order) < 4:
+            sent = dispatcher.decide(now).send.get("gw0", [])
+            for index in (i for i in sent if isinstance(i, int)):
+                order.append(index)
+                now += 1.0
+                state.test_finished(index, "passed")
+                dispatcher.test_complete("gw0", index, 1.0)
+        assert (order[0], order[-1]) == (first, last), order

@@ -277,3 +277,31 @@ def test_after_ctrl_c_no_test_is_run_alone(pytester: pytest.Pytester) -> None:
         ("test_cut.py::test_b", "failed"),
     ]
     assert [t["alone_runs"] for t in data["probe"]["tests"]] == [0, 0]
+
+
+def test_the_runs_alone_do_not_share_the_suite_s_resources(pytester: pytest.Pytester) -> None:
+    """A test that holds a fixed resource while it runs (a file here;
+    pytest-django's test database, a port) passes alone as long as it is alone:
+    runs alone side by side would fail for each other, not for the order."""
+    pytester.makeini(ORDERED)
+    polluted = dict(POLLUTED)
+    polluted["test_b"] = """
+import os
+import time
+import shared
+
+def test_victim():
+    descriptor = os.open("resource.lock", os.O_CREAT | os.O_EXCL)  # taken: fails
+    try:
+        time.sleep(0.3)
+        assert not shared.STATE, "state left behind"
+    finally:
+        os.close(descriptor)
+        os.unlink("resource.lock")
+"""
+    pytester.makepyfile(**polluted)
+    _, data = run(pytester, "--batchflow-probe=4")
+    assert data.probe is not None
+    victim = {test.nodeid: test for test in data.probe.tests}["test_b.py::test_victim"]
+    assert (victim.alone_runs, victim.alone_failures) == (ALONE_RUNS, 0)
+    assert victim.verdict == "order-dependent"

@@ -1239,3 +1239,57 @@ def test_three(): pass
         stored = dict(db.execute("SELECT nodeid, outcome FROM attempts"))
     assert stored["test_f.py::test_three"] == "error"
     assert stored["test_f.py::test_two"] == "passed"
+
+
+def test_pytest_django_s_transactional_tests_run_after_the_others_on_every_worker(
+    pytester: pytest.Pytester,
+) -> None:
+    """A transactional test empties its worker's test database when it ends, so
+    pytest-django runs them after the others (as Django's runner does); the
+    scheduler must not send one ahead of them, whatever the history says."""
+    pytest.importorskip("pytest_django")
+    pytester.makepyfile(
+        settings="""
+SECRET_KEY = "x"
+INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+""",
+        conftest="""
+import pytest
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    from django.contrib.auth.models import User
+    with django_db_blocker.unblock():
+        User.objects.create(username="seed")
+""",
+        test_a="""
+import time
+
+def test_a_db(db):
+    from django.contrib.auth.models import User
+    assert User.objects.filter(username="seed").exists()
+
+def test_a_transactional(transactional_db):
+    time.sleep(0.05)  # the longest test: the history sends it first
+""",
+        test_b="""
+import pytest
+
+@pytest.mark.parametrize("i", range(8))
+def test_b_db(db, i):
+    from django.contrib.auth.models import User
+    assert User.objects.filter(username="seed").exists()
+""",
+    )
+    args = ("-n", "2", "--ds=settings", "--rootdir", str(pytester.path))
+    for _ in range(3):  # the second and third run plan from the history
+        result, data = run(pytester, *args)
+        result.assert_outcomes(passed=10)
+        tests = by_name(data)
+        last = tests["test_a_transactional"]
+        assert all(
+            test.stop <= last.start
+            for test in data.tests
+            if test.worker == last.worker and test is not last
+        )
