@@ -13,19 +13,19 @@ alternate within each repetition (in reverse order every other one) so that
 drift hits them alike; the table gives the median and the range, and the ratio
 measured / not measured within each mode; under it, the target against each
 repetition's own ratio (its two runs ran one after the other), with a 95%
-confidence interval for their median (a bootstrap over the repetitions), then
-the ratio of the medians. The verdict is "met" when the whole interval is
-within the target, "NOT met" when all of it is above, and "not settled" when
-the target lies inside it. Under the table, the in-process cost of one
-``ResourceMeter().start()`` / ``.stop()`` pair, the part of the overhead that
-is the measuring itself (the rest is carrying the figures on the reports and
-gathering them). Standard library only; it prints figures and the target, and
-asserts nothing.
+confidence interval for their median (from the order statistics,
+distribution-free; at least 6 repetitions), then the ratio of the medians. The
+verdict is "met" when the whole interval is within the target, "NOT met" when
+all of it is above, and "not settled" when the target lies inside it. Under the
+table, the in-process cost of one ``ResourceMeter().start()`` / ``.stop()``
+pair, the part of the overhead that is the measuring itself (the rest is
+carrying the figures on the reports and gathering them). Standard library only;
+it prints figures and the target, and asserts nothing.
 """
 
 from __future__ import annotations
 
-import random
+import math
 import statistics
 import sys
 import time
@@ -47,8 +47,6 @@ VARIANTS = {
     for name, extra in zip(PAIRS[mode], (NOT_MEASURED, []), strict=True)
 }
 TARGET = 1.05
-#: Resamples for the confidence interval of the paired ratios' median.
-RESAMPLES = 10_000
 #: The micro-figure: timing loops of PAIRS_PER_LOOP start/stop pairs, in-process.
 LOOPS = 7
 PAIRS_PER_LOOP = TESTS
@@ -75,15 +73,23 @@ def meter_cost() -> list[float]:
     return costs
 
 
-def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """A percentile-bootstrap confidence interval for the median of ``values``
-    (fixed seed: the same figures give the same interval)."""
-    rng = random.Random(0)
-    medians = sorted(
-        statistics.median(rng.choices(values, k=len(values))) for _ in range(RESAMPLES)
-    )
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval for the median of ``values``:
+    the k-th smallest and k-th largest, with k the largest for which a
+    binomial(n, 1/2) count falls below k with probability at most (1 - level) / 2.
+    None with fewer than 6 values (no such k at 95%)."""
+    n = len(values)
+    ordered = sorted(values)
     tail = (1 - level) / 2
-    return medians[int(tail * RESAMPLES)], medians[int((1 - tail) * RESAMPLES) - 1]
+    k, below = 0, 0.0
+    while True:
+        below_next = below + math.comb(n, k) / 2**n
+        if below_next > tail:
+            break
+        k, below = k + 1, below_next
+    if k == 0:
+        return None
+    return ordered[k - 1], ordered[n - k]
 
 
 def chosen_modes() -> list[str]:
@@ -155,11 +161,16 @@ def main() -> None:
         # Each repetition's two runs ran one after the other: their ratio is the
         # least touched by the machine's drift over the whole benchmark.
         paired = [m.wall / b.wall for b, m in zip(runs[base], runs[measured], strict=True)]
-        low, high = median_interval(paired)
+        interval = median_interval(paired)
+        said = (
+            f"{verdict(*interval)}; repetition by repetition {statistics.median(paired):.3f} "
+            f"(95% confidence interval {interval[0]:.3f}-{interval[1]:.3f}; range "
+            if interval is not None
+            else f"not settled (6 repetitions at least give an interval); repetition by "
+            f"repetition {statistics.median(paired):.3f} (range "
+        )
         print(
-            f"target resources measured <= {TARGET:.2f} x not measured ({mode}): "
-            f"{verdict(low, high)}; repetition by repetition {statistics.median(paired):.3f} "
-            f"(95% confidence interval {low:.3f}-{high:.3f}; range "
+            f"target resources measured <= {TARGET:.2f} x not measured ({mode}): {said}"
             f"{min(paired):.3f}-{max(paired):.3f}, "
             f"{sum(r <= TARGET for r in paired)} of {len(paired)} within the target); "
             f"ratio of the medians {value:.3f}"

@@ -2,7 +2,7 @@
 
 ``bench(function, *args, **kwargs)`` calls the function once to learn its
 cost, calibrates how many calls make a round last well above the timer's
-resolution, warms up, then times rounds with ``perf_counter_ns`` until
+resolution, warms up, then times rounds with the monotonic clock until
 ``--batchflow-bench-max-time`` is spent (at least ``--batchflow-bench-min-rounds``
 rounds), optionally with the garbage collector off, and returns the
 function's result. ``bench.pedantic(...)`` gives the rounds and iterations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import gc
 import os
 import platform
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from .clock import monotonic_ns
 from .core.bench import iterations_for, rounds_for
 
 __all__ = [
@@ -70,13 +70,13 @@ class BenchOptions:
 
 @cache
 def timer_resolution() -> float:
-    """The smallest step ``perf_counter_ns`` is seen to take here, in seconds."""
+    """The smallest step the monotonic clock is seen to take here, in seconds."""
     smallest = None
     for _ in range(200):
-        first = time.perf_counter_ns()
-        second = time.perf_counter_ns()
+        first = monotonic_ns()
+        second = monotonic_ns()
         while second == first:
-            second = time.perf_counter_ns()
+            second = monotonic_ns()
         step = second - first
         smallest = step if smallest is None else min(smallest, step)
     assert smallest is not None
@@ -151,7 +151,7 @@ class Bench:
             return target(*call_args, **call_kwargs)
         result: T
         samples: list[float] = []
-        clock = time.perf_counter_ns
+        clock = monotonic_ns
         with self._gc_off():
             for number in range(warmup_rounds + rounds):
                 if setup is not None:
@@ -179,7 +179,7 @@ class Bench:
         return _GcOff(self._options.disable_gc)
 
     def _measure(self, call: Callable[[], T]) -> T:
-        clock = time.perf_counter_ns
+        clock = monotonic_ns
         options = self._options
         resolution = timer_resolution()
         started = clock()

@@ -13,15 +13,18 @@ is none (Windows), ``perf_counter`` as it was at import. No pytest import here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 
-__all__ = ["monotonic", "wall"]
+__all__ = ["monotonic", "monotonic_ns", "wall"]
 
 _GET = getattr(time, "clock_gettime", None)
 _MONOTONIC: int | None = getattr(time, "CLOCK_MONOTONIC", None)
 #: Counts a suspended machine's sleep too, as the time of day does (Linux).
 _SINCE_BOOT: int | None = getattr(time, "CLOCK_BOOTTIME", _MONOTONIC)
-#: Held in a tuple: freezegun replaces module attributes that are time's functions.
+#: Held in tuples: freezegun replaces module attributes that are time's functions.
 _FALLBACK = (time.perf_counter,)
+_FALLBACK_NS = (time.perf_counter_ns,)
 
 
 def monotonic() -> float:
@@ -29,6 +32,15 @@ def monotonic() -> float:
     if _GET is not None and _MONOTONIC is not None:
         return float(_GET(_MONOTONIC))
     return _FALLBACK[0]()
+
+
+#: Nanoseconds of the monotonic clock, for the ``bench`` fixture's rounds (a
+#: partial, not a function of ours: one call less between a round's two readings).
+monotonic_ns: Callable[[], int] = (
+    partial(_GET_NS, _MONOTONIC)
+    if (_GET_NS := getattr(time, "clock_gettime_ns", None)) is not None and _MONOTONIC is not None
+    else lambda: _FALLBACK_NS[0]()
+)
 
 
 def _since_boot() -> float:

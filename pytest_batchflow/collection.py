@@ -9,6 +9,7 @@ by an explicit channel, never inside node ids).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,13 @@ from typing import Any
 import pytest
 
 from .core.graph import DependencyMark, TestSpec, resolve_dependencies
-from .core.plan import BatchRule, PlanError, assign_batches, globs_matching_nothing
+from .core.plan import (
+    BatchRule,
+    PlanError,
+    assign_batches,
+    glob_matches,
+    globs_matching_nothing,
+)
 from .items import ItemDescriber, MarkerError, declared_needs, rerun_budget, string_arguments
 from .settings import Settings
 
@@ -344,15 +351,45 @@ def _one_of_each_parent(items: Sequence[pytest.Item]) -> Iterator[pytest.Item]:
             yield item
 
 
+#: Folders a ``paths`` glob is not looked for in (besides hidden ones): they
+#: hold no tests of the project, and may hold a great many files.
+_NOT_LOOKED_IN = frozenset({"node_modules", "__pycache__", "venv", "site-packages"})
+#: At most this many folders are listed looking for a glob: past it, say nothing.
+_FOLDERS_LOOKED_IN = 5000
+
+
 def _on_disk(root: Path, pattern: str) -> bool:
-    """Whether a file or folder under ``root`` matches the ``paths`` glob."""
-    relative = "/".join(s for s in pattern.strip().strip("/").split("/") if s not in ("", "."))
-    if not relative:
-        return True
-    try:
-        return next(iter(root.glob(relative)), None) is not None
-    except (ValueError, OSError):  # a glob pathlib does not take: say nothing of it
-        return True
+    """Whether a file or folder under ``root`` matches the ``paths`` glob, as
+    batchflow matches globs (:func:`~pytest_batchflow.core.plan.glob_matches`).
+
+    The walk starts at the glob's literal folders and leaves out hidden
+    folders, virtualenvs and ``node_modules``; a tree too large to list in
+    :data:`_FOLDERS_LOOKED_IN` folders counts as matching (no warning).
+    """
+    segments = [s for s in pattern.strip().strip("/").split("/") if s not in ("", ".")]
+    literal = 0
+    while literal < len(segments) and not any(c in segments[literal] for c in "*?["):
+        literal += 1
+    start = root.joinpath(*segments[:literal])
+    if literal == len(segments):
+        return start.exists()
+    if not start.is_dir():
+        return False
+    for listed, (folder, folders, files) in enumerate(os.walk(start), 1):
+        if listed > _FOLDERS_LOOKED_IN:
+            return True
+        here = Path(folder)
+        folders[:] = [
+            name
+            for name in folders
+            if not name.startswith(".")
+            and name not in _NOT_LOOKED_IN
+            and not (here / name / "pyvenv.cfg").exists()
+        ]
+        for name in (*folders, *files):
+            if glob_matches(pattern, (here / name).relative_to(root).as_posix()):
+                return True
+    return False
 
 
 def misspelt_paths(analysis: Analysis, settings: Settings, root: Path) -> list[str]:

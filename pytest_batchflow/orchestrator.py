@@ -96,6 +96,13 @@ TEARDOWN_OUTPUT = "batchflow_teardown_output"
 #: off it by more than a second: a test froze or moved the clock (freezegun,
 #: time-machine, pytest-freezer) across the phase.
 REAL_TIMES = "batchflow_real_times"
+#: pytest 9's count of each test's failed subtests (see _forget_subtest_failures);
+#: None on pytest 8, which has no subtests of its own.
+_FAILED_SUBTESTS_KEY: Any
+try:
+    from _pytest.subtests import failed_subtests_key as _FAILED_SUBTESTS_KEY
+except ImportError:
+    _FAILED_SUBTESTS_KEY = None
 
 
 class IdleItem(pytest.Item):
@@ -183,7 +190,9 @@ _WORKER_LINE = re.compile(r"\A\[[^\]\n]+\] [^\n]* -- Python [^\n]*(\n|\Z)")
 
 def _without_worker_line(text: str) -> str:
     """A failure's text as a serial run gives it: without xdist's worker line."""
-    return _WORKER_LINE.sub("", text, count=1)
+    # pytest strips a report's text (``longreprtext``): the worker's line stood first.
+    rest, found = _WORKER_LINE.subn("", text, count=1)
+    return rest.strip() if found else text
 
 
 def _subtest_failure(report: pytest.TestReport) -> str:
@@ -191,6 +200,10 @@ def _subtest_failure(report: pytest.TestReport) -> str:
     describe = getattr(report, "_sub_test_description", None)
     description = describe() if callable(describe) else ""
     return _clean(f"SUBFAILED{description}: {_without_worker_line(report.longreprtext)}")
+
+
+#: The failed subtests of one attempt whose errors are kept (the rest are counted).
+_SUBTESTS_KEPT = 10
 
 
 def _with_subtests(longrepr: str | None, subtests: list[str]) -> str | None:
@@ -476,6 +489,8 @@ class Orchestrator:
         self.reports: dict[int, list[pytest.TestReport]] = {}
         #: Each running test's failed subtests: their descriptions and errors.
         self.failed_subtests: dict[int, list[str]] = {}
+        #: Failed subtests beyond the first _SUBTESTS_KEPT of a running test, counted.
+        self._more_subtests: dict[int, int] = {}
         self.results: dict[int, TestResult] = {}
         #: Finished tests whose result model is not built yet (``_Finished.plain``).
         self._finished: dict[int, tuple[Any, ...]] = {}
@@ -528,8 +543,12 @@ class Orchestrator:
         #: and how deep in nested shared fixture setups we are.
         self._shared_setup = 0.0
         self._shared_depth = 0
-        #: When the phase being run began, by the real clock (serial and worker).
+        #: By the real clock (serial and worker): when the phase being run
+        #: began (at the report before it), which phase that is (a subtest's
+        #: report is one of the call phase's), and when the last report came.
         self._phase_mark: float | None = None
+        self._phase_when: str | None = None
+        self._last_report_at: float | None = None
         #: Measured setup cost of each parent's shared fixtures, from history.
         self.setup_costs: dict[str, float] = {}
         #: Each collected test's batch (every role; the plan has it only where it is made).
@@ -984,8 +1003,9 @@ class Orchestrator:
                 self._idle_output = (index, pending + output)
             return True
         self._last_run = item
-        self._phase_mark = clock.wall()
-        _forget_subtest_failures(item)
+        self._last_report_at, self._phase_when = clock.wall(), None
+        if _FAILED_SUBTESTS_KEY is not None:
+            _forget_subtest_failures(item, _FAILED_SUBTESTS_KEY)
         if isinstance(nextitem, IdleItem):
             # The idle item finishes this test's teardown (its parents' finalizers):
             # the wrappers of its protocol, called before this hook, read this
@@ -1029,7 +1049,9 @@ class Orchestrator:
             self._idle_output = None
         if self.role != "controller":
             now = clock.wall()
-            began, self._phase_mark = self._phase_mark or now, now
+            if call.when != self._phase_when:  # a new phase: it began at the last report
+                self._phase_when, self._phase_mark = call.when, self._last_report_at or now
+            began, self._last_report_at = self._phase_mark or now, now
             if _clock_moved(report.start, report.stop, report.duration, began, now):
                 setattr(report, REAL_TIMES, (began, now))
         if call.when == "setup" and self.role != "controller":
@@ -1216,11 +1238,17 @@ class Orchestrator:
             # Subtest reports (pytest's subtests fixture, unittest's subTest)
             # carry no times of their own: they decide the outcome only.
             if report.failed:
-                self.failed_subtests.setdefault(index, []).append(_subtest_failure(report))
+                texts = self.failed_subtests.setdefault(index, [])
+                if len(texts) < _SUBTESTS_KEPT:
+                    texts.append(_subtest_failure(report))
+                else:  # counted, not kept: thousands of tracebacks would swell the outputs
+                    self._more_subtests[index] = self._more_subtests.get(index, 0) + 1
                 # Within the rerun budget the attempt is rerun: its failed
                 # subtest is an "R" too, not a failure of the run.
                 if self._to_rerun(index, report.longreprtext):
                     report.outcome = RERUN  # type: ignore[assignment]
+                elif index in self.quarantined:
+                    report.outcome = QUARANTINED  # type: ignore[assignment]
             return
         if self._has_result(index):
             self._late_report(index, report)
@@ -1243,13 +1271,14 @@ class Orchestrator:
         )
         if failed and self._to_rerun(index, report.longreprtext or "contains failed subtests"):
             report.outcome = RERUN  # type: ignore[assignment]
-        elif report.failed and index in self.quarantined:
+        elif failed and index in self.quarantined:
             report.outcome = QUARANTINED  # type: ignore[assignment]
         elif (
             index in self.earlier
             and index not in self.reran_by_others
             and self.settings.probe is None
             and report.when == "call"
+            and report.passed
             and not failed
         ):
             report.batchflow_flaky = True  # type: ignore[attr-defined]
@@ -1352,6 +1381,9 @@ class Orchestrator:
         if not reports:
             return
         subtests = self.failed_subtests.pop(index, None)
+        more = self._more_subtests.pop(index, 0)
+        if subtests is not None and more:
+            subtests = [*subtests, f"... and {more} more failed subtests"]
         subtest_failed = subtests is not None
         if index in self.rerunning:
             self.rerunning.discard(index)
@@ -1412,7 +1444,9 @@ class Orchestrator:
         self, index: int, reports: list[pytest.TestReport], subtests: list[str] | None = None
     ) -> None:
         """Keep a failed attempt; the test is due for a rerun (a crashed one is already)."""
-        attempts = self._keep_attempt(index, reports, _test_outcome(reports), subtests)
+        # A failed subtest failed the attempt, whatever its call did after it.
+        outcome = "failed" if subtests else _test_outcome(reports)
+        attempts = self._keep_attempt(index, reports, outcome, subtests)
         if all(str(report.when) in _PHASES for report in reports):
             self.rerun_due[index] = self.rerun_policy.delay_before(len(attempts))
 
@@ -2474,17 +2508,13 @@ def _report_idle_failure(
     item.ihook.pytest_runtest_logreport(report=report)
 
 
-def _forget_subtest_failures(item: pytest.Item) -> None:
+def _forget_subtest_failures(item: pytest.Item, key: Any) -> None:
     """Forget the failed subtests pytest counted for an earlier attempt of ``item``.
 
     pytest (9+) fails a test whose subtests failed from a count per node kept
-    for the whole session: a rerun in the same process would inherit it.
+    for the whole session (``key``): a rerun in the same process would inherit it.
     """
-    try:
-        from _pytest.subtests import failed_subtests_key
-    except ImportError:
-        return
-    counts: dict[Any, int] | None = item.config.stash.get(failed_subtests_key, None)
+    counts: dict[Any, int] | None = item.config.stash.get(key, None)
     if counts:
         counts.pop(getattr(item, "id", item.nodeid), None)
         counts.pop(item.nodeid, None)

@@ -346,3 +346,37 @@ def test_without_compat_mode_there_is_no_benchmark_fixture(pytester: pytest.Pyte
     result = pytester.runpytest("--batchflow", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'benchmark' not found*"])
+
+
+def test_a_frozen_clock_neither_hangs_nor_zeroes_the_timings(pytester: pytest.Pytester) -> None:
+    """freezegun freezes perf_counter for the module: the bench fixture times
+    its rounds on the system's clock all the same (it waited for that clock
+    to move, for ever, before)."""
+    pytest.importorskip("freezegun")
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_perf="""
+import pytest
+from freezegun import freeze_time
+
+@pytest.fixture(scope="module", autouse=True)
+def frozen():
+    with freeze_time("2040-01-01"):
+        yield
+
+def test_sum(bench):
+    assert bench(sum, range(1000)) == 499500
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--batchflow",
+        "--batchflow-json=result.json",
+        "--batchflow-bench-max-time=0.2",
+        "-p",
+        "no:cacheprovider",
+        timeout=120,
+    )
+    result.assert_outcomes(passed=1)
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    [benchmark] = [b for b in data.benchmarks if b.nodeid.endswith("test_sum")]
+    assert 0 < benchmark.median < 0.01

@@ -564,3 +564,43 @@ def test_times_stay_real_when_tests_freeze_the_clock(
     result = pytester.runpytest_subprocess("--batchflow-plan", "-p", "no:cacheprovider")
     result.stdout.no_fnmatch_line("*test_frozen.py::test_* -*")
     result.stdout.fnmatch_lines(["lower bound: *s on 1 worker*"])
+
+
+def test_phase_times_stay_pytest_s_around_subtests_and_slow_hooks(
+    pytester: pytest.Pytester,
+) -> None:
+    """Only a clock moved under pytest replaces its times: not a subtest's
+    report within the call, nor another plugin's hook taking long between phases."""
+    if not hasattr(pytest, "Subtests"):
+        pytest.skip("pytest's subtests fixture needs pytest 9")
+    pytester.makeconftest(
+        """
+        import time
+        def pytest_runtest_logreport(report):
+            if report.nodeid.endswith("test_plain") and report.when == "setup":
+                time.sleep(1.2)
+        """
+    )
+    pytester.makepyfile(
+        test_times="""
+            import time
+
+            def test_sub(subtests):
+                time.sleep(1.2)
+                with subtests.test():
+                    pass
+                time.sleep(0.1)
+
+            def test_plain():
+                time.sleep(0.1)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=r.json", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    tests = {test.nodeid.split("::")[-1]: test for test in data.tests}
+    calls = {name: next(p for p in t.phases if p.when == "call") for name, t in tests.items()}
+    assert 1.3 <= calls["test_sub"].duration < 5
+    assert 0.1 <= calls["test_plain"].duration < 1

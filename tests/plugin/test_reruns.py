@@ -758,3 +758,73 @@ def test_sub_broken(subtests):
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert data.failed_by == ["tests"]
+
+
+SUBTESTS_NEEDED = pytest.mark.skipif(
+    not hasattr(pytest, "Subtests"), reason="pytest's subtests fixture needs pytest 9"
+)
+
+
+@SUBTESTS_NEEDED
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_quarantined_test_failing_by_a_subtest_fails_nothing(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(
+        test_suite="""
+def test_known(subtests):
+    with subtests.test(case=1):
+        assert 0, "ticket 7"
+
+def test_fine(): pass
+"""
+    )
+    (pytester.path / "quarantine.txt").write_text("test_suite.py::test_known\n")
+    result, data = run(
+        pytester, "--batchflow-quarantine=quarantine.txt", *(xdist() if workers else ())
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert "failed" not in result.parseoutcomes()
+    assert by_name(data)["test_known"].outcome == "quarantined"
+
+
+@SUBTESTS_NEEDED
+def test_a_rerun_that_skips_is_not_flaky_and_an_attempt_failed_by_a_subtest_is_failed(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_gone():
+    if attempt("gone") == 1:
+        assert 0, "first attempt"
+    pytest.skip("service gone")
+
+def test_sub_then_skip(subtests):
+    n = attempt("sub_then_skip")
+    with subtests.test(n=n):
+        assert n >= 2, "first attempt"
+    if n == 1:
+        pytest.skip("after the subtest")
+
+def test_many(subtests):
+    for i in range(15):
+        with subtests.test(i=i):
+            assert 0, f"case {i}"
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1", "-rs")
+    tests = by_name(data)
+    # A rerun that skips leaves the failure standing; pytest shows the skip.
+    assert tests["test_gone"].outcome == "failed"
+    result.stdout.no_fnmatch_line("*test_gone*flaky*")
+    result.stdout.no_fnmatch_line("*FLAKY*test_gone*")
+    result.stdout.fnmatch_lines(["SKIPPED * service gone"])
+    # The first attempt failed by its subtest, though its call then skipped.
+    assert [a.outcome for a in tests["test_sub_then_skip"].attempts] == ["failed"]
+    assert tests["test_sub_then_skip"].outcome == "flaky"
+    assert result.parseoutcomes()["flaky"] == 1
+    # Ten failed subtests' errors are kept, the rest counted.
+    text = tests["test_many"].longrepr or ""
+    assert text.count("SUBFAILED") == 10
+    assert text.endswith("... and 5 more failed subtests")

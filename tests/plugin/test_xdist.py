@@ -1293,3 +1293,26 @@ def test_b_db(db, i):
             for test in data.tests
             if test.worker == last.worker and test is not last
         )
+
+
+def test_a_failure_s_text_is_the_same_serially_and_on_a_worker(
+    pytester: pytest.Pytester,
+) -> None:
+    """xdist puts '[gw0] linux -- Python ...' before a worker's failure: the
+    results keep the text a serial run gives."""
+    pytester.makepyfile(
+        test_f="""
+def test_x():
+    assert 6 * 7 == 41, "a distinctive message"
+
+def test_ok(): pass
+"""
+    )
+    texts = []
+    for args in ((), ("-n", "2")):
+        _, data = run(pytester, *args)
+        texts.append(by_name(data)["test_x"].longrepr)
+    assert texts[0] == texts[1]
+    assert texts[0] is not None
+    assert texts[0].startswith("def test_x():")
+    assert "a distinctive message" in texts[0]
