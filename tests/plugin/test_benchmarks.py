@@ -15,6 +15,7 @@ from contextlib import closing
 from itertools import product
 
 import pytest
+from frozen_clock import FROZEN_MODULE
 
 from pytest_batchflow.results import RunResult
 
@@ -355,18 +356,8 @@ def test_a_frozen_clock_neither_hangs_nor_zeroes_the_timings(pytester: pytest.Py
     pytest.importorskip("freezegun")
     pytester.makeini(INI)
     pytester.makepyfile(
-        test_perf="""
-import pytest
-from freezegun import freeze_time
-
-@pytest.fixture(scope="module", autouse=True)
-def frozen():
-    with freeze_time("2040-01-01"):
-        yield
-
-def test_sum(bench):
-    assert bench(sum, range(1000)) == 499500
-"""
+        test_perf=FROZEN_MODULE
+        + "def test_sum(bench):\n    assert bench(sum, range(1000)) == 499500\n"
     )
     result = pytester.runpytest_subprocess(
         "--batchflow",

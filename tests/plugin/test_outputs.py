@@ -14,6 +14,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from frozen_clock import FROZEN_MODULE
 
 from pytest_batchflow.history import SCHEMA_VERSION
 from pytest_batchflow.results import RunResult
@@ -533,22 +534,8 @@ def test_times_stay_real_when_tests_freeze_the_clock(
     if workers:
         pytest.importorskip("xdist")
     pytester.makepyfile(
-        test_frozen="""
-            import time
-            import pytest
-            from freezegun import freeze_time
-
-            @pytest.fixture(scope="module", autouse=True)
-            def frozen():
-                with freeze_time("2040-01-01"):
-                    yield
-
-            def test_one():
-                time.sleep(0.01)
-
-            def test_two():
-                time.sleep(0.01)
-        """
+        test_frozen=FROZEN_MODULE
+        + "def test_one():\n    time.sleep(0.01)\n\n\ndef test_two():\n    time.sleep(0.01)\n"
     )
     result = pytester.runpytest_subprocess(
         "--batchflow", "--batchflow-json=r.json", "-p", "no:cacheprovider", *workers

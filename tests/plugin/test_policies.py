@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from frozen_clock import FROZEN_MODULE
 
 
 def test_maxfail_skips_the_rest_of_the_batch_only(pytester: pytest.Pytester) -> None:
@@ -54,19 +55,8 @@ def test_a_clock_the_tests_froze_does_not_spend_the_timeout(pytester: pytest.Pyt
     pytest.importorskip("freezegun")
     pytester.makeini("[pytest]\nbatchflow_batches =\n    default: timeout=30\n")
     pytester.makepyfile(
-        test_frozen="""
-            import pytest
-            from freezegun import freeze_time
-
-            @pytest.fixture(scope="module", autouse=True)
-            def frozen():
-                with freeze_time("2040-01-01"):
-                    yield
-
-            def test_one(): pass
-            def test_two(): pass
-            def test_three(): pass
-        """
+        test_frozen=FROZEN_MODULE
+        + "def test_one(): pass\ndef test_two(): pass\ndef test_three(): pass\n"
     )
     result = pytester.runpytest_subprocess("--batchflow", "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
