@@ -328,12 +328,15 @@ def _clock_moved(
 
     pytest takes a phase's stop just before this hook, so only a moved clock
     parts them; its start may follow the real one (the previous phase's
-    report) by the time other plugins' hooks took, which is not compared.
+    report) by the time other plugins' hooks took, which is not compared, but
+    it must agree with its stop and its duration (``perf_counter``, which
+    time-machine leaves alone while it moves ``time.time``).
     """
     return (
         duration < 0
         or stop < start
         or abs(stop - real_stop) > 1.0
+        or abs(stop - start - duration) > 1.0
         or duration > real_stop - real_start + 1.0
     )
 

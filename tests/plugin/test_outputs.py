@@ -591,3 +591,35 @@ def test_phase_times_stay_pytest_s_around_subtests_and_slow_hooks(
     calls = {name: next(p for p in t.phases if p.when == "call") for name, t in tests.items()}
     assert 1.3 <= calls["test_sub"].duration < 5
     assert 0.1 <= calls["test_plain"].duration < 1
+
+
+def test_times_stay_real_when_tests_move_only_the_time_of_day(
+    pytester: pytest.Pytester,
+) -> None:
+    """time-machine moves time.time (everywhere, pytest's timing included) and
+    leaves perf_counter alone: a teardown then starts in 1971 and lasts 0.1 ms."""
+    pytester.makepyfile(
+        test_travel="""
+            import time
+            import pytest
+            import _pytest.timing
+
+            @pytest.fixture(scope="module", autouse=True)
+            def travelled():
+                with pytest.MonkeyPatch.context() as patch:
+                    for module in (time, _pytest.timing):
+                        patch.setattr(module, "time", lambda: 31622400.0)
+                    yield
+
+            def test_one(): pass
+            def test_two(): pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "--batchflow-json=r.json", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    for test in data.tests:
+        assert data.started - 1 <= test.start <= test.stop <= data.stopped + 1
+    assert 0 <= data.batches[0].duration < 60
