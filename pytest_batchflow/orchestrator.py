@@ -533,6 +533,8 @@ class Orchestrator:
         self.rerun_due: dict[int, float] = {}
         #: Reruns that could not run (the batch stopped): their failure stands.
         self.given_up: dict[int, str] = {}
+        #: Tests whose running attempt had a failure that is not rerun (see _to_rerun).
+        self._final_attempt: set[int] = set()
         #: Lines for tests that entered or left quarantine in this run.
         self.quarantine_news: list[str] = []
         #: Probed tests whose runs stopped early (the batch stopped), and why.
@@ -1357,10 +1359,15 @@ class Orchestrator:
             return True
         if index in self.given_up or self.settings.probe is not None:
             return False
+        if index in self._final_attempt:  # an earlier failure of it was not to be rerun
+            return False
         earlier = len(self.earlier.get(index, ()))
         if earlier < self.rerun_budget(index) and self.rerun_policy.allows(error):
             self.rerunning.add(index)
             return True
+        # This attempt stands: a later failure in it (a second failed subtest,
+        # a teardown error) does not make it a rerun after all.
+        self._final_attempt.add(index)
         return False
 
     def rerun_after_crash(self, index: int, worker: str) -> float | None:
@@ -1381,6 +1388,7 @@ class Orchestrator:
         assert self.state is not None
         assert self.plan is not None
         reports = self.reports.pop(index, [])
+        self._final_attempt.discard(index)
         if not reports:
             return
         subtests = self.failed_subtests.pop(index, None)

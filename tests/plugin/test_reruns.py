@@ -828,3 +828,37 @@ def test_many(subtests):
     text = tests["test_many"].longrepr or ""
     assert text.count("SUBFAILED") == 10
     assert text.endswith("... and 5 more failed subtests")
+
+
+@SUBTESTS_NEEDED
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_an_attempt_with_a_failure_not_to_rerun_is_not_rerun_for_a_later_one(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """With --batchflow-reruns-only, an attempt whose first failed subtest is
+    not to be rerun stands, though a later subtest fails in a way that would be."""
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_mixed(subtests):
+    n = attempt("mixed")
+    with subtests.test(case="bug"):
+        assert n >= 2, "a real bug"
+    with subtests.test(case="network"):
+        if n == 1:
+            raise ConnectionError("the network blinked")
+
+def test_fine(): pass
+"""
+    )
+    result, data = run(
+        pytester,
+        "--batchflow-reruns=1",
+        "--batchflow-reruns-only=ConnectionError",
+        *(xdist() if workers else ()),
+    )
+    test = by_name(data)["test_mixed"]
+    assert test.outcome == "failed"
+    assert test.attempts == []
+    assert "flaky" not in result.parseoutcomes()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
