@@ -25,28 +25,23 @@ _SINCE_BOOT: int | None = getattr(time, "CLOCK_BOOTTIME", _MONOTONIC)
 #: Held in tuples: freezegun replaces module attributes that are time's functions.
 _FALLBACK = (time.perf_counter,)
 _FALLBACK_NS = (time.perf_counter_ns,)
+_GET_NS = getattr(time, "clock_gettime_ns", None)
 
-
-def monotonic() -> float:
-    """Seconds of a clock that only goes forward, for durations."""
-    if _GET is not None and _MONOTONIC is not None:
-        return float(_GET(_MONOTONIC))
-    return _FALLBACK[0]()
-
-
-#: Nanoseconds of the monotonic clock, for the ``bench`` fixture's rounds (a
-#: partial, not a function of ours: one call less between a round's two readings).
-monotonic_ns: Callable[[], int] = (
-    partial(_GET_NS, _MONOTONIC)
-    if (_GET_NS := getattr(time, "clock_gettime_ns", None)) is not None and _MONOTONIC is not None
-    else lambda: _FALLBACK_NS[0]()
-)
-
-
-def _since_boot() -> float:
-    if _GET is not None and _SINCE_BOOT is not None:
-        return float(_GET(_SINCE_BOOT))
-    return _FALLBACK[0]()
+# Chosen once, here: partials of clock_gettime, not functions of ours, so that
+# a call costs no test of what the platform has (the meter reads the clock at
+# every test) and no frame (one call less between a bench round's readings).
+monotonic: Callable[[], float]
+monotonic_ns: Callable[[], int]
+_since_boot: Callable[[], float]
+if _GET is not None and _GET_NS is not None and _MONOTONIC is not None:
+    #: Seconds of a clock that only goes forward, for durations.
+    monotonic = partial(_GET, _MONOTONIC)
+    #: Nanoseconds of that clock, for the ``bench`` fixture's rounds.
+    monotonic_ns = partial(_GET_NS, _MONOTONIC)
+    _since_boot = partial(_GET, _SINCE_BOOT if _SINCE_BOOT is not None else _MONOTONIC)
+else:  # Windows
+    monotonic = _since_boot = lambda: _FALLBACK[0]()
+    monotonic_ns = lambda: _FALLBACK_NS[0]()  # noqa: E731
 
 
 _EPOCH_AT_IMPORT = time.time()

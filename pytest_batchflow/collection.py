@@ -24,6 +24,7 @@ from .core.plan import (
     PlanError,
     assign_batches,
     glob_matches,
+    glob_segments,
     globs_matching_nothing,
 )
 from .items import ItemDescriber, MarkerError, declared_needs, rerun_budget, string_arguments
@@ -366,7 +367,7 @@ def _on_disk(root: Path, pattern: str) -> bool:
     folders, virtualenvs and ``node_modules``; a tree too large to list in
     :data:`_FOLDERS_LOOKED_IN` folders counts as matching (no warning).
     """
-    segments = [s for s in pattern.strip().strip("/").split("/") if s not in ("", ".")]
+    segments = glob_segments(pattern)
     literal = 0
     while literal < len(segments) and not any(c in segments[literal] for c in "*?["):
         literal += 1

@@ -23,6 +23,7 @@ __all__ = [
     "assign_batches",
     "build_plan",
     "glob_matches",
+    "glob_segments",
     "globs_matching_nothing",
     "order_batches",
 ]
@@ -91,13 +92,18 @@ def _match_segments(pattern: Sequence[str], segments: Sequence[str]) -> bool:
     )
 
 
+def glob_segments(pattern: str) -> list[str]:
+    """A ``paths`` glob's segments, as :func:`glob_matches` reads them (no empty or ``.`` ones)."""
+    return [s for s in pattern.strip().strip("/").split("/") if s not in ("", ".")]
+
+
 def glob_matches(pattern: str, relpath: str) -> bool:
     """Whether ``pattern`` matches the file ``relpath`` or any folder above it.
 
     Both are ``/``-separated and relative to rootdir; ``*`` and ``?`` stay
     within one path segment, ``**`` spans any number of segments.
     """
-    pattern_segments = [s for s in pattern.strip().strip("/").split("/") if s not in ("", ".")]
+    pattern_segments = glob_segments(pattern)
     segments = [s for s in relpath.split("/") if s not in ("", ".")]
     return any(
         _match_segments(pattern_segments, segments[:end]) for end in range(1, len(segments) + 1)
