@@ -3,9 +3,10 @@
 Written only by the process that owns the run: serially one transaction per
 attempt into a table without indexes (``staged_attempts``), moved into
 ``attempts`` in batches, so an interrupted run keeps what finished (the next
-run moves what it left); under xdist in batches. A file that cannot be read
-is moved aside and a fresh store started: the history is never worth a
-failed run.
+run moves what it left); under xdist in batches. A damaged store is moved
+aside and a fresh store started: the history is never worth a failed run. A
+file that is not a SQLite database at all is never moved (a mistyped path
+may name a test module): the run goes on without history.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ class HistoryStore:
 
     @classmethod
     def open(cls, path: Path) -> tuple[HistoryStore, str | None]:
-        """Open or create the store; a damaged file is moved aside.
+        """Open or create the store; a damaged store is moved aside.
 
         Returns the store and, when a file was moved aside or can only be
         read, a warning to show. A file this process may not write (a CI
@@ -260,7 +261,8 @@ class HistoryStore:
         and :attr:`read_only` tells the caller to record nothing. Raises
         HistoryError when no store can be used: the folder or a fresh store
         cannot be created, the file belongs to another batchflow's schema and
-        cannot be migrated, or it is locked (all left untouched).
+        cannot be migrated, it is locked, or it is not a SQLite file at all
+        (all left untouched).
         """
         try:
             created = not path.parent.exists()
@@ -283,6 +285,14 @@ class HistoryStore:
                 )
             if not _is_corrupt(error) or not path.exists():
                 raise HistoryError(f"cannot use history store {path}: {error}") from None
+            if not _is_sqlite_file(path):
+                # Not a damaged store but some other file (a mistyped
+                # --batchflow-history naming a test module): never moved.
+                raise HistoryError(
+                    f"{path} is not a SQLite file, so not a history store; batchflow left "
+                    "it as it is (name another file with --batchflow-history or "
+                    "batchflow_history)"
+                ) from None
             damage = error
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
@@ -658,6 +668,20 @@ class HistoryStore:
             " FROM attempts WHERE nodeid = ? ORDER BY id DESC LIMIT ?",
             (nodeid, limit),
         ).fetchall()
+
+
+#: How every SQLite database file starts (its header string).
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    """Whether the file starts as a SQLite database does: a damaged store still
+    does (SQLite writes the header first), a file of another kind does not."""
+    try:
+        with path.open("rb") as file:
+            return file.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+    except OSError:
+        return False
 
 
 def _is_corrupt(error: sqlite3.DatabaseError) -> bool:

@@ -181,7 +181,8 @@ def test_corrupt_history_is_moved_aside_and_the_run_goes_on(pytester: pytest.Pyt
     pytester.makepyfile(test_one="def test_one(): pass")
     store = pytester.path / ".batchflow" / "history.sqlite"
     store.parent.mkdir()
-    store.write_bytes(b"this is not a database" * 100)
+    # A store whose pages were overwritten: SQLite's header, then garbage.
+    store.write_bytes(b"SQLite format 3\x00" + b"this is not a database" * 100)
     result = pytester.runpytest("--batchflow")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
@@ -192,8 +193,35 @@ def test_corrupt_history_is_moved_aside_and_the_run_goes_on(pytester: pytest.Pyt
     )
     aside = list(store.parent.glob("history.sqlite.corrupt-*"))
     assert len(aside) == 1
-    assert aside[0].read_bytes().startswith(b"this is not a database")
+    assert aside[0].read_bytes().startswith(b"SQLite format 3\x00this is not a database")
     assert history_rows(store, "SELECT COUNT(*) FROM attempts") == [(1,)]
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_history_path_naming_a_file_that_is_no_store_leaves_it_alone(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    # A slip of the keyboard: the history option names a test module.
+    pytester.makepyfile(test_one="def test_one(): pass", test_two="def test_two(): pass")
+    module = pytester.path / "test_two.py"
+    before = module.read_bytes()
+    args = ["--batchflow", "--batchflow-history=test_two.py", *workers]
+    for _ in range(2):  # the file is not taken on the first run or the next
+        result = pytester.runpytest(*args)
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(
+            [
+                f"batchflow: warning: running without history: {module} is not a SQLite file,"
+                " so not a history store; batchflow left it as it is (name another file with"
+                " --batchflow-history or batchflow_history)",
+            ]
+        )
+        assert module.read_bytes() == before
+    assert sorted(p.name for p in pytester.path.iterdir() if p.name.startswith("test_two")) == [
+        "test_two.py"
+    ]
 
 
 def test_unusable_history_location_runs_without_history(pytester: pytest.Pytester) -> None:
