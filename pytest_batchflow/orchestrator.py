@@ -920,9 +920,12 @@ class Orchestrator:
         unselected = {pred for pred in outside if pred in kept}
         passed: set[str] = set()
         # Asked only when needed: ``git rev-parse`` here would delay the first tests.
-        if unselected and (commit := self.commit) is not None:
+        commit = self.commit if unselected else None
+        if commit is not None:
             nodeids = [analysis.specs[pred].nodeid for pred in unselected]
             passed = self._use_history(lambda h: h.passed_at_commit(commit, nodeids), set())
+        # Without a commit no earlier stage's pass can be found, whatever ran before.
+        no_commit = "no commit is known to look its pass up at (set BATCHFLOW_COMMIT)"
         reasons: dict[int, str | None] = {}
         for pred in outside:
             nodeid = analysis.specs[pred].nodeid
@@ -932,15 +935,22 @@ class Orchestrator:
             elif nodeid in passed:
                 reasons[pred] = None
             elif self.settings.missing_dependency == "skip":
-                reasons[pred] = (
-                    f"is in batch {batch!r}, not selected, and has not passed at this commit"
-                )
+                why = "has not passed at this commit" if commit is not None else no_commit
+                reasons[pred] = f"is in batch {batch!r}, not selected, and {why}"
             else:
                 dependent = next(i for i, preds in plan.external.items() if pred in preds)
-                raise PlanError(
+                head = (
                     f"{analysis.specs[dependent].nodeid} depends on {nodeid} in batch "
-                    f"{batch!r}, which --batchflow-batches leaves out and the history "
-                    f"has not seen pass at commit {commit or '(unknown)'}; select "
+                    f"{batch!r}, which --batchflow-batches leaves out"
+                )
+                if commit is None:
+                    raise PlanError(
+                        f"{head}, and no commit is known (not a git checkout) to look up its "
+                        "pass in an earlier stage: set BATCHFLOW_COMMIT to the commit under "
+                        f"test in every stage, or select {batch!r} too"
+                    )
+                raise PlanError(
+                    f"{head} and the history has not seen pass at commit {commit}; select "
                     f"{batch!r} too or run it first"
                 )
         return reasons

@@ -149,6 +149,50 @@ def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
     )
 
 
+def test_a_stage_without_a_known_commit_is_told_to_set_one(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini(UPSTREAM_INI)
+    pytester.makepyfile(
+        test_base="def test_seed(): pass",
+        test_mid="""
+            import pytest
+            @pytest.mark.depends_on("test_base.py::test_seed")
+            def test_use(): pass
+        """,
+    )
+    for variable in ("BATCHFLOW_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("GIT_DIR", str(pytester.path / "no-git"))  # not a checkout
+    # The earlier stage ran and passed; without a commit the next cannot know.
+    pytester.runpytest("--batchflow", "--batchflow-batches=base").assert_outcomes(passed=1)
+    refused = pytester.runpytest("--batchflow", "--batchflow-batches=mid")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: test_mid.py::test_use depends on test_base.py::test_seed in batch "
+            "'base', which --batchflow-batches leaves out, and no commit is known (not a git "
+            "checkout) to look up its pass in an earlier stage: set BATCHFLOW_COMMIT to the "
+            "commit under test in every stage, or select 'base' too"
+        ]
+    )
+    skipped = pytester.runpytest(
+        "--batchflow", "--batchflow-batches=mid", "-o", "batchflow_missing_dependency=skip", "-rs"
+    )
+    skipped.assert_outcomes(skipped=1, deselected=1)
+    skipped.stdout.fnmatch_lines(
+        [
+            "*depends on test_base.py::test_seed, which is in batch 'base', not selected, and no "
+            "commit is known to look its pass up at (set BATCHFLOW_COMMIT)"
+        ]
+    )
+    # With the commit set in both stages, the stage runs.
+    monkeypatch.setenv("BATCHFLOW_COMMIT", "abc123")
+    pytester.runpytest("--batchflow", "--batchflow-batches=base").assert_outcomes(passed=1)
+    stage = pytester.runpytest("--batchflow", "--batchflow-batches=mid")
+    stage.assert_outcomes(passed=1, deselected=1)
+
+
 def test_environment_beats_ini_and_command_line_beats_environment(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
