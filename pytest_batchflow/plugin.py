@@ -250,6 +250,27 @@ def _wants_batchflow(config: pytest.Config, early: bool = False) -> bool:
     )
 
 
+def _warn_of_options_ignored(config: pytest.Config) -> None:
+    """Options given on the command line while nothing switches batchflow on do
+    nothing: say so (once, on the process the user started), rather than let
+    ``--batchflow-json`` write no file without a word."""
+    if os.environ.get(ALONE_ENV) or hasattr(config, "workerinput"):
+        return
+    given = [
+        option.flag
+        for option in OPTIONS
+        if option not in SWITCHES and getattr(config.option, option.dest, None) is not None
+    ]
+    if given:
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"batchflow: {', '.join(given)} given without --batchflow, so ignored; add "
+                "--batchflow (or set BATCHFLOW=1, or batchflow = true in the ini file)"
+            ),
+            stacklevel=2,
+        )
+
+
 #: The settings load_settings validated for this session.
 _SETTINGS_KEY = pytest.StashKey["Settings"]()
 
@@ -325,6 +346,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
     if not _wants_batchflow(config):
+        _warn_of_options_ignored(config)
         return
     settings = _worker_settings(config) or load_settings(config)
     if not settings.enabled:

@@ -251,3 +251,22 @@ def test_help_shows_the_batchflow_group(pytester: pytest.Pytester) -> None:
             "  batchflow_batches (linelist):*",
         ]
     )
+
+
+def test_options_given_without_the_switch_are_named_as_ignored(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    assert False\n")
+    result = pytester.runpytest("--batchflow-json=out.json", "--batchflow-reruns=2")
+    result.assert_outcomes(failed=1, warnings=1)  # not rerun: batchflow is off
+    result.stdout.fnmatch_lines(
+        [
+            "*PytestConfigWarning: batchflow: --batchflow-json, --batchflow-reruns given without"
+            " --batchflow, so ignored; add --batchflow (or set BATCHFLOW=1, or batchflow = true"
+            " in the ini file)",
+        ]
+    )
+    assert not (pytester.path / "out.json").exists()
+    # Switched off on purpose (the ini key, or BATCHFLOW=0): off, without a word.
+    pytester.makeini("[pytest]\nbatchflow = false\n")
+    quiet = pytester.runpytest("--batchflow-json=out.json", "--batchflow-reruns=2")
+    quiet.assert_outcomes(failed=1)
+    assert "PytestConfigWarning" not in quiet.stdout.str()
