@@ -90,7 +90,10 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
             f"{_count(workers, 'worker')} (critical path {seconds(plan.critical_path())})"
         )
     else:
-        lines.append("estimated duration: unknown (no history yet; run once to measure)")
+        lines.append(
+            "estimated duration: unknown (no durations in the history yet: a test is timed "
+            "when it passes)"
+        )
         lines.append("lower bound: unknown until the history has durations")
     return lines
 
@@ -114,7 +117,7 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
     for batch in batches:
         o = batch.outcomes
         status = batch.status if batch.skip_reason is None else f"skipped: {batch.skip_reason}"
-        if batch.not_run and batch.skip_reason is None:  # the run stopped (-x, Ctrl-C)
+        if batch.not_run:  # the run stopped (-x, Ctrl-C): those tests have no result
             status += f" ({batch.not_run} not run)"
         row = [
             batch.name,

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from results_factory import FAILURE, attempt, case, run
+from results_factory import FAILURE, attempt, batch, case, run
 
 from pytest_batchflow.report import github
 from pytest_batchflow.report.github import (
@@ -54,13 +54,26 @@ def test_a_passing_run_says_passed_with_counts_times_and_batches() -> None:
     assert lines[0] == "## ✅ batchflow: passed"
     assert "**4 tests**: 1 passed, 1 flaky, 1 skipped, 1 xpassed, 3 deselected  " in lines
     assert "Duration 100.00s, makespan 0.25s (lower bound 0.12s, 2.00x)" in lines
+    # The terminal's table: its columns in its order, and only batches with tests.
     assert (
-        "| batch | kind | tests | passed | failed | skipped | flaky | duration | status |" in lines
+        "| batch | kind | tests | passed | flaky | failed | skipped | duration | status |" in lines
     )
     assert "| <code>unit</code> | test | 2 | 2 | 0 | 0 | 0 | 2.00s | passed |" in lines
-    assert "| <code>slow</code> | test | 2 | 0 | 0 | 1 | 1 | 2.00s | passed |" in lines
+    assert "| <code>slow</code> | test | 2 | 0 | 1 | 0 | 1 | 2.00s | passed |" in lines
     assert "### Failures" not in text
     assert "HTML report" not in text
+
+
+def test_the_batch_table_leaves_out_empty_batches_and_says_what_did_not_run() -> None:
+    tests = [case("test_a.py::test_1", "failed", longrepr=FAILURE)]
+    batches = [
+        batch("unit", [*tests, case("test_a.py::test_2")], status="failed", not_run=1),
+        batch("default", [], status="empty"),
+    ]
+    text = step_summary(run(tests, batches=batches), None)
+    assert "| batch | kind | tests | passed | failed | skipped | duration | status |" in text
+    assert "| <code>unit</code> | test | 2 | 1 | 1 | 0 | 2.00s | failed (1 not run) |" in text
+    assert "<code>default</code>" not in text
 
 
 def test_a_failed_run_says_what_failed_it() -> None:
@@ -114,8 +127,8 @@ def test_text_from_the_suite_cannot_inject_markup_or_break_the_table() -> None:
     assert "<b>" not in text
     assert "`" not in text
     (row,) = [line for line in text.splitlines() if line.startswith("| <code>")]
-    # Nine cells: the batch name's ``|`` does not add one.
-    assert row.count("|") == 10
+    # Eight cells (no flaky column): the batch name's ``|`` does not add one.
+    assert row.count("|") == 9
     (failure,) = [line for line in text.splitlines() if line.startswith("- ")]
     assert "|" not in failure
     assert "&#124;" in failure

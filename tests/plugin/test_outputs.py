@@ -110,7 +110,8 @@ def test_plan_prints_batches_tests_and_estimates_and_runs_nothing(
             "    test_shop.py::test_known_bug",
             "[[]2[]] default (test, parallel): 1 test",
             "    test_sentinel.py::test_touch",
-            "estimated duration: unknown (no history yet; run once to measure)",
+            "estimated duration: unknown (no durations in the history yet: a test is timed when it"
+            " passes)",
         ]
     )
     assert not (pytester.path / "ran.txt").exists()

@@ -226,6 +226,28 @@ def test_stopping_early_marks_batches_incomplete(pytester: pytest.Pytester) -> N
     assert statuses["two"] == ("incomplete", 1)
 
 
+def test_a_skipped_batch_the_run_stopped_before_says_its_tests_did_not_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    one: paths=test_one.py\n"
+        "    two: paths=test_two.py after=one\n"
+    )
+    pytester.makepyfile(
+        test_one="def test_fail(): assert 0\ndef test_pass(): pass", test_two="def test_x(): pass"
+    )
+    result = pytester.runpytest("--batchflow", "-x")
+    result.assert_outcomes(failed=1)
+    # Its skipped column is 0: -x stopped the run before its test was skipped.
+    result.stdout.fnmatch_lines(
+        [
+            "one    test      2       0       1        0 * failed (1 not run)",
+            "two    test      1       0       0        0 * skipped: upstream batch 'one' had 1"
+            " failure (1 not run)",
+        ]
+    )
+
+
 @pytest.mark.parametrize("reruns", ["0", "1"])
 def test_a_test_whose_teardown_ctrl_c_cut_short_keeps_what_pytest_counted(
     pytester: pytest.Pytester, reruns: str
