@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from .core.coverage import summarize
 from .results import CoverageBatch, CoverageFile, CoverageGate, CoverageResult
+from .terminal import count_of
 
 __all__ = [
     "OUTPUT_DIR",
@@ -195,7 +196,9 @@ def sum_up(
         child.finish()
         text = problem["text"]
         if problem["coverage"]:
-            text += "; check --batchflow-cov's sources and coverage's include/omit settings"
+            text = text.rstrip(".") + (
+                "; check --batchflow-cov's sources and coverage's include/omit settings"
+            )
         return _no_figures(sources, context, lost, text)
     outputs = _outputs(child.outdir)
     report = json.loads(outputs["json"].read_text(encoding="utf-8"))
@@ -263,13 +266,15 @@ def coverage_lines(result: CoverageResult) -> list[str]:
     else:
         what = "statements and branches" if result.branch else "statements"
         lines = [
-            f"batchflow: coverage {result.percent:.2f}% of {result.statements} statements "
-            f"in {len(result.files)} files ({what}; contexts by {result.context})"
+            f"batchflow: coverage {result.percent:.2f}% of "
+            f"{count_of(result.statements, 'statement')} in {count_of(len(result.files), 'file')}"
+            f" ({what}; contexts by {result.context})"
         ]
         width = max((len(batch.name) for batch in result.batches), default=5)
         for batch in result.batches:
+            statements = "statement, " if batch.covered == 1 else "statements,"
             lines.append(
-                f"  {batch.name:<{width}}  {batch.percent:6.2f}%  {batch.covered:>6} statements, "
+                f"  {batch.name:<{width}}  {batch.percent:6.2f}%  {batch.covered:>6} {statements} "
                 f"{batch.only:>5} only here"
             )
     for gate in result.gates:

@@ -110,7 +110,7 @@ def rerun_budget(item: pytest.Item) -> int | None:
     count = mark.args[0] if len(mark.args) == 1 and not mark.kwargs else None
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise MarkerError(
-            f"{item.nodeid}: @pytest.mark.reruns takes one whole number of reruns, "
+            f"{item.nodeid}: @pytest.mark.reruns takes one whole number of reruns (0 or more), "
             f"e.g. @pytest.mark.reruns(2); got {_show_args(mark)}"
         )
     return count

@@ -232,7 +232,7 @@ OPTIONS: tuple[Option, ...] = (
         "Measure coverage of this source (a directory or an importable package, as "
         "coverage's --source takes it; repeat the flag or separate with commas), per batch, "
         "combined from every worker. The coverage configuration file is honoured.",
-        "src/mypkg",
+        "mypkg",
         metavar="SOURCE",
         repeatable=True,
     ),

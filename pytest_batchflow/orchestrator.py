@@ -1117,6 +1117,10 @@ class Orchestrator:
     def write_line(self, line: str) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
+            # xdist's progress leaves its line open ("[100%]"), which pytest's
+            # write_line does not see (it only ends a serial run's module line).
+            if getattr(terminal, "_width_of_current_line", 0):
+                terminal.write("\n")
             terminal.write_line(line)
 
     def emit_skip(self, index: int, reason: str) -> None:

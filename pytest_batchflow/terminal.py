@@ -29,7 +29,8 @@ def seconds(value: float) -> str:
     return f"{value:.2f}s"
 
 
-def _count(number: int, word: str) -> str:
+def count_of(number: int, word: str) -> str:
+    """``1 test``, ``2 tests``, ``3 batches``."""
     plural = {"batch": "batches", "dependency": "dependencies"}.get(word, f"{word}s")
     return f"{number} {word if number == 1 else plural}"
 
@@ -52,8 +53,8 @@ def format_header(plan: Plan, what: str = "batchflow") -> str:
     """``batchflow: 4 batches, 42 tests, 5 dependencies``."""
     batches = sum(1 for batch in plan.batches if batch.tests)
     return (
-        f"{what}: {_count(batches, 'batch')}, {_count(len(plan.order), 'test')}, "
-        f"{_count(plan.edge_count, 'dependency')}"
+        f"{what}: {count_of(batches, 'batch')}, {count_of(len(plan.order), 'test')}, "
+        f"{count_of(plan.edge_count, 'dependency')}"
     )
 
 
@@ -67,7 +68,7 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
         estimate = f", est. {seconds(plan.batch_estimate(batch.name))}" if known else ""
         lines.append(
             f"[{number}] {batch.name} ({_policy_words(plan, batch.name)}){after}: "
-            f"{_count(len(batch.tests), 'test')}{estimate}"
+            f"{count_of(len(batch.tests), 'test')}{estimate}"
         )
         for index in batch.tests:
             line = f"    {specs[index].nodeid}"
@@ -81,13 +82,13 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
             lines.append(line)
     if known:
         unknown = len(plan.order) - len(plan.measured)
-        detail = f"history for {len(plan.measured)} of {_count(len(plan.order), 'test')}"
+        detail = f"history for {len(plan.measured)} of {count_of(len(plan.order), 'test')}"
         if unknown:
             detail += f"; {unknown} counted at the average"
         lines.append(f"estimated duration: {seconds(plan.total_estimate)} ({detail})")
         lines.append(
             f"lower bound: {seconds(plan.lower_bound(workers))} on "
-            f"{_count(workers, 'worker')} (critical path {seconds(plan.critical_path())})"
+            f"{count_of(workers, 'worker')} (critical path {seconds(plan.critical_path())})"
         )
     else:
         lines.append(

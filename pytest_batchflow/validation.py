@@ -282,6 +282,14 @@ class _SettingsModel(BaseModel):
             sources = tuple(item.strip() for item in value.replace("\n", ",").split(","))
             if not all(sources):
                 raise ValueError("empty source in the list (no spaces around commas)")
+            for source in sources:
+                # A package name has no slash: this was meant as a folder (those
+                # that exist arrive here made absolute, see plugin._raw_values).
+                if ("/" in source or "\\" in source) and not Path(source).is_dir():
+                    raise ValueError(
+                        f"{source} is no folder (a relative one starts where the value is "
+                        "written: the ini file's folder, else the current one) and no package"
+                    )
             return tuple(dict.fromkeys(sources))
         return value
 

@@ -432,9 +432,29 @@ def test_coverage_settings_without_a_source_are_a_usage_error(
     result.stderr.fnmatch_lines(
         [
             "ERROR: batchflow: --batchflow-cov-fail-under (command line) needs a source to "
-            "measure; add --batchflow-cov=SOURCE, e.g. --batchflow-cov=src/mypkg"
+            "measure; add --batchflow-cov=SOURCE, e.g. --batchflow-cov=mypkg"
         ]
     )
+
+
+def test_a_source_meant_as_a_folder_that_is_none_is_a_usage_error(
+    project: pytest.Pytester,
+) -> None:
+    # A slash makes it a folder (no package name has one); lib/pkg is not there.
+    result = project.runpytest_subprocess("--batchflow", "--batchflow-cov=lib/pkg")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: --batchflow-cov (command line): lib/pkg is no folder (a relative"
+            " one starts where the value is written: the ini file's folder, else the current"
+            " one) and no package; e.g. --batchflow-cov=mypkg"
+        ]
+    )
+    # The folder that is there is measured.
+    measured, data = run(project, "--batchflow-cov=src/pkg")
+    assert measured.ret == pytest.ExitCode.OK, measured.stdout.str()
+    assert data.coverage is not None
+    assert data.coverage.problem is None
 
 
 def test_under_coverage_run_it_refuses_to_trace_twice(project: pytest.Pytester) -> None:

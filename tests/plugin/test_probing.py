@@ -305,3 +305,17 @@ def test_victim():
     victim = {test.nodeid: test for test in data.probe.tests}["test_b.py::test_victim"]
     assert (victim.alone_runs, victim.alone_failures) == (ALONE_RUNS, 0)
     assert victim.verdict == "order-dependent"
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_the_probe_s_line_starts_a_line_of_its_own(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(test_suite="def test_broken():\n    assert 0\n")
+    result, _ = run(pytester, "--batchflow-probe=2", "-q", *workers)
+    # Under -n, xdist's progress ends without a newline ("[100%]").
+    result.stdout.fnmatch_lines(
+        ["*[[]100%[]]", "batchflow: probe: running 1 failing test alone, 5 times each"]
+    )

@@ -387,7 +387,7 @@ CASES = [
     ),
     Case(
         "marker-reruns-not-a-number",
-        "test_suite.py::test_a: @pytest.mark.reruns takes one whole number of reruns, "
+        "test_suite.py::test_a: @pytest.mark.reruns takes one whole number of reruns (0 or more), "
         "e.g. @pytest.mark.reruns(2); got ('2')",
         suite=marked('@pytest.mark.reruns("2")'),
     ),
