@@ -262,13 +262,28 @@ def _error_command(properties: list[str], title: str, first: str, longrepr: str 
     return f"::error {','.join(properties)}::{_escape_data(visible(message))}"
 
 
+def _failing_line(file: str, longrepr: str | None) -> int | None:
+    """The line of ``file`` where the failure happened: pytest's traceback ends
+    each entry with ``path:line: ...``, so the last such line of the test's
+    file (the failing assert, or the call into a library that raised)."""
+    found = None
+    prefix = f"{file}:"
+    for line in (longrepr or "").splitlines():
+        if line.startswith(prefix):
+            number, colon, _ = line[len(prefix) :].partition(":")
+            if colon and number.isdigit():
+                found = int(number)
+    return found
+
+
 def _annotation(test: TestResult) -> str:
     what = "errored" if test.outcome == "error" else "failed"
     properties = []
     if test.file is not None:
         properties.append(f"file={_escape_property(visible(test.file))}")
-        if test.line is not None:
-            properties.append(f"line={test.line}")
+        line = _failing_line(test.file, test.longrepr) or test.line
+        if line is not None:
+            properties.append(f"line={line}")
     title = f"batchflow: {test.nodeid} {what}"
     return _error_command(properties, title, error_line(test.longrepr), test.longrepr)
 

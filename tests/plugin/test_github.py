@@ -203,7 +203,7 @@ def test_annotations_are_error_commands_for_failures_and_errors() -> None:
             "error",
             {
                 "file": "tests/test_a.py",
-                "line": "12",
+                "line": "7",  # the traceback's line in the test's file, not the def's (12)
                 "title": "batchflow: tests/test_a.py::test_x failed",
             },
             "AssertionError: sums are off\n\n" + FAILURE,
@@ -296,9 +296,10 @@ def test_on_github_the_summary_is_appended_and_failures_annotated(
     result.assert_outcomes(passed=1, failed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
-            "::error file=test_x.py,line=6,title=batchflow%3A test_x.py%3A%3Atest_broken failed"
+            # The failing assert's line, and the raise in the fixture: not the defs'.
+            "::error file=test_x.py,line=7,title=batchflow%3A test_x.py%3A%3Atest_broken failed"
             "::AssertionError: 50%25 broken, really%0A%0A*",
-            "::error file=test_x.py,line=13,title=batchflow%3A test_x.py%3A%3Atest_needs_server "
+            "::error file=test_x.py,line=11,title=batchflow%3A test_x.py%3A%3Atest_needs_server "
             "errored::OSError: refused%0A%0A*",
         ]
     )
