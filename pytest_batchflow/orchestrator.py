@@ -44,7 +44,7 @@ from .gcpause import collector_paused
 from .items import MarkerError
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
-from .terminal import batch_table, format_header, format_plan, resource_lines
+from .terminal import batch_table, collection_line, format_header, format_plan, resource_lines
 
 if TYPE_CHECKING:  # imported where they are used, never on an xdist worker
     from threading import Thread
@@ -2315,10 +2315,13 @@ class Orchestrator:
         result = self.run_result
         if result is not None:
             rows = [batch for batch in result.batches if batch.tests]
-            if rows:
+            outside = collection_line(result.collection)
+            if rows or outside:
                 terminalreporter.write_sep("=", "batchflow")
-                for line in batch_table(rows):
+                for line in batch_table(rows) if rows else []:
                     terminalreporter.write_line(line)
+                if outside:
+                    terminalreporter.write_line(outside)
         if self.plan is not None and self.role != "worker":
             self._flaky_summary(terminalreporter)
             self._quarantine_summary(terminalreporter)

@@ -12,7 +12,13 @@ from .core.plan import Plan
 from .core.resources import KEPT_PER_TEST, budget_share, format_size
 
 if TYPE_CHECKING:
-    from .results import BatchResult, ResourceResult, ResourcesResult, TestResult
+    from .results import (
+        BatchResult,
+        CollectionProblem,
+        ResourceResult,
+        ResourcesResult,
+        TestResult,
+    )
 
 __all__ = ["batch_table", "format_header", "format_plan", "resource_lines", "seconds"]
 
@@ -100,6 +106,18 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
 
 
 _COLUMNS = ("batch", "kind", "tests", "passed", "failed", "skipped", "duration", "status")
+
+
+def collection_line(collection: Sequence[CollectionProblem]) -> str | None:
+    """What pytest counts and the batch table cannot: files (or classes) skipped
+    whole, or not collected, while collecting; they have no tests to put in a batch."""
+    skipped = sum(1 for problem in collection if problem.outcome == "skipped")
+    errors = len(collection) - skipped
+    if not collection:
+        return None
+    parts = [f"{skipped} skipped while collecting"] if skipped else []
+    parts += [count_of(errors, "collection error")] if errors else []
+    return f"not in a batch: {', '.join(parts)} (in pytest's counts, not in the rows above)"
 
 
 def batch_table(batches: Sequence[BatchResult]) -> list[str]:

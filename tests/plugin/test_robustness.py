@@ -344,3 +344,25 @@ def test_a_killed_run_s_folder_is_removed_by_the_next_run(
     finally:
         holder.kill()
         holder.communicate()
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_the_batch_table_accounts_for_what_was_skipped_or_failed_while_collecting(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_a="def test_a(): pass",
+        test_b="import pytest\npytest.importorskip('no_such_module_xyz')",
+        test_c="import no_such_module_abc",
+    )
+    result = pytester.runpytest("--batchflow", "--continue-on-collection-errors", *workers)
+    result.assert_outcomes(passed=1, skipped=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "default  test      1       1       0        0 * passed",
+            "not in a batch: 1 skipped while collecting, 1 collection error (in pytest's counts,"
+            " not in the rows above)",
+        ]
+    )
