@@ -380,6 +380,10 @@ class _Series(Sequence[ResourceSample]):
         return ResourceSample(self.nodeids[at], self.rss_start[at], self.rss_end[at])
 
 
+#: Tests whose models :meth:`Orchestrator._build_results` makes at a time.
+_BUILD_SLICE = 1000
+
+
 class _Finished(NamedTuple):
     """A finished test's result as plain values; its model is built when it is read.
 
@@ -1460,10 +1464,16 @@ class Orchestrator:
         """
         from .results import validate_tests
 
+        finished, self._finished = list(self._finished.items()), {}
         with collector_paused():
-            built = validate_tests([_plain_values(plain) for plain in self._finished.values()])
-        self.results.update(zip(self._finished, built, strict=True))
-        self._finished = {}
+            # In slices, each test's plain values let go as its model is made: the
+            # values of every test and their models at once were the run's peak of
+            # memory (some 2 KB a test more).
+            for start in range(0, len(finished), _BUILD_SLICE):
+                piece = finished[start : start + _BUILD_SLICE]
+                finished[start : start + _BUILD_SLICE] = [None] * len(piece)  # type: ignore[list-item]
+                built = validate_tests([_plain_values(plain) for _, plain in piece])
+                self.results.update(zip((index for index, _ in piece), built, strict=True))
 
     def _rerun_attempt(
         self, index: int, reports: list[pytest.TestReport], subtests: list[str] | None = None

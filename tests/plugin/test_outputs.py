@@ -652,3 +652,37 @@ def test_times_stay_real_when_tests_move_only_the_time_of_day(
     for test in data.tests:
         assert data.started - 1 <= test.start <= test.stop <= data.stopped + 1
     assert 0 <= data.batches[0].duration < 60
+
+
+def test_results_made_in_slices_keep_each_test_s_own_outcome(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_batchflow import orchestrator
+
+    monkeypatch.setattr(orchestrator, "_BUILD_SLICE", 2)  # 7 tests: four slices
+    pytester.makepyfile(
+        test_mix="""
+            import pytest
+
+            @pytest.mark.parametrize("n", range(7))
+            def test_n(n):
+                if n % 3 == 1:
+                    pytest.skip("every third")
+                assert n != 5, "five fails"
+        """
+    )
+    result = pytester.runpytest_inprocess("--batchflow", "--batchflow-json=r.json")
+    result.assert_outcomes(passed=4, skipped=2, failed=1)
+    data = RunResult.model_validate_json((pytester.path / "r.json").read_text())
+    outcomes = {test.nodeid.split("[")[1].rstrip("]"): test.outcome for test in data.tests}
+    assert outcomes == {
+        "0": "passed",
+        "1": "skipped",
+        "2": "passed",
+        "3": "passed",
+        "4": "skipped",
+        "5": "failed",
+        "6": "passed",
+    }
+    (failed,) = [test for test in data.tests if test.outcome == "failed"]
+    assert "five fails" in (failed.longrepr or "")
