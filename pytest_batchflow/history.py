@@ -399,12 +399,14 @@ class HistoryStore:
                 (outcome, error_digest(longrepr), run_id, nodeid),
             )
 
-    def finish_run(self, run_id: int, stopped: float, exitstatus: int) -> None:
-        """Close the run's record and start copying what it wrote into the
-        database file: the run's one checkpoint (PASSIVE: a concurrent run is
-        not waited for), in a thread on a connection of its own, since it
-        mostly waits for the disk (some 30 ms of the run's summing-up before).
-        :meth:`close` waits for it."""
+    def finish_run(self, run_id: int, stopped: float, exitstatus: int, keep_runs: int = 0) -> None:
+        """Close the run's record, then in a thread on a connection of its own
+        delete the attempts of runs older than the latest ``keep_runs`` (0: none
+        are; see :meth:`prune`) and copy what the run wrote into the database
+        file: the run's one checkpoint (PASSIVE: a concurrent run is not waited
+        for). Both mostly wait for SQLite and the disk, while the run sums up
+        (deleting one run's 5,000 attempts takes some 130 ms, the checkpoint
+        some 30). :meth:`close` waits for it."""
         with self._db:
             self._db.execute(
                 "UPDATE runs SET stopped = ?, exitstatus = ? WHERE id = ?",
@@ -413,9 +415,22 @@ class HistoryStore:
         self._db.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_CHECKPOINT_PAGES}")
         self.wait_for_checkpoint()
         self._checkpointing = threading.Thread(
-            target=_checkpoint, args=(self.path,), name="batchflow-checkpoint"
+            target=_tidy, args=(self.path, keep_runs), name="batchflow-checkpoint"
         )
         self._checkpointing.start()
+
+    def prune(self, keep_runs: int) -> int:
+        """Delete the attempts of every run older than the latest ``keep_runs``
+        runs; returns how many were deleted.
+
+        The store then stops growing: SQLite reuses the freed pages (the file
+        keeps its size). The runs' own rows stay (a few dozen bytes each), and
+        so do the benchmarks' (one row per benchmark and run, and a run id may
+        be a pinned baseline). The windows batchflow reads (a test's last 20
+        runs for its flakiness, its last 5 for its duration and memory) lie
+        within the runs kept unless a test ran in fewer than one in five of them.
+        """
+        return _prune(self._db, keep_runs)
 
     def durations(self) -> dict[str, float]:
         """Mean duration of each test's last few passing attempts."""
@@ -739,11 +754,28 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     raise HistoryError(f"cannot read history store {path}: {problem}")
 
 
-def _checkpoint(path: Path) -> None:
-    """Copy the log into the database file. Best effort: SQLite does it anyway
-    when the last connection closes, or at the next run's first thousand pages."""
+def _prune(connection: sqlite3.Connection, keep_runs: int) -> int:
+    """:meth:`HistoryStore.prune` on ``connection``."""
+    row = connection.execute(
+        "SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?", (keep_runs,)
+    ).fetchone()
+    if row is None:
+        return 0
+    with connection:
+        deleted = connection.execute("DELETE FROM attempts WHERE run_id <= ?", (row[0],))
+    return deleted.rowcount
+
+
+def _tidy(path: Path, keep_runs: int) -> None:
+    """The end of a run's writing (:meth:`HistoryStore.finish_run`): old runs'
+    attempts deleted, then the log copied into the database file. Best effort:
+    the next run deletes what this one could not, and SQLite copies the log
+    anyway when the last connection closes or at the next run's first thousand
+    pages."""
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+            if keep_runs:
+                _prune(connection, keep_runs)
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     except sqlite3.Error:
         pass

@@ -129,6 +129,16 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
     ),
     Option(
+        "history_runs",
+        "--batchflow-history-runs",
+        "BATCHFLOW_HISTORY_RUNS",
+        "batchflow_history_runs",
+        "Keep the test attempts of this many latest runs in the history store: a run "
+        "deletes older ones when it ends (default 100; 0 keeps them all).",
+        "200",
+        metavar="RUNS",
+    ),
+    Option(
         "no_history",
         "--batchflow-no-history",
         "BATCHFLOW_NO_HISTORY",

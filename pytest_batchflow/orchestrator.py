@@ -1838,7 +1838,8 @@ class Orchestrator:
         self._settle_quarantine()
         run_id = self.run_id
         if run_id is not None:
-            self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus)), None)
+            keep = self.settings.history_runs
+            self._use_history(lambda h: h.finish_run(run_id, stopped, int(exitstatus), keep), None)
         assert self.analysis is not None
         tests = [self.results[i] for i in self.plan.order if i in self.results]
         probe = None

@@ -112,6 +112,7 @@ _NUMBERS: dict[str, type] = {
     "reruns": int,
     "reruns_delay": float,
     "flaky_window": int,
+    "history_runs": int,
     "quarantine_release": int,
     "probe": int,
     "cov_fail_under": float,

@@ -67,6 +67,9 @@ BATCH_LINE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(BatchLine) if f.
 DEFAULT_MAX_MEMORY = "75%"
 #: A worker growing by this much over its tests is named as leaking.
 DEFAULT_LEAK_THRESHOLD = 100 * 1024**2
+#: The runs whose attempts the history store keeps: five times the flakiness
+#: window, so that a test run in one CI stage of several still has its window.
+DEFAULT_HISTORY_RUNS = 100
 
 #: The score from which ``auto`` quarantines a test, unless ``auto:SCORE`` says.
 DEFAULT_QUARANTINE_SCORE = 0.3
@@ -141,6 +144,7 @@ class Settings:
     html_passed_output: bool = False
     junit_path: Path | None = None
     no_history: bool = False
+    history_runs: int = DEFAULT_HISTORY_RUNS
     missing_dependency: Literal["error", "skip"] = "error"
     reruns: int = 0
     reruns_delay: float = 0.0

@@ -27,6 +27,7 @@ from .core.resources import parse_memory_budget, parse_size
 from .options import BATCHES_INI, COV_OFF, HTML_OFF, OPTIONS
 from .settings import (
     BATCH_LINE_KEYS,
+    DEFAULT_HISTORY_RUNS,
     DEFAULT_LEAK_THRESHOLD,
     DEFAULT_MAX_MEMORY,
     BatchLine,
@@ -190,6 +191,7 @@ class _SettingsModel(BaseModel):
     junit_path: Path | None = None
     history_path: Path
     no_history: bool = False
+    history_runs: Annotated[int, Field(ge=0)] = DEFAULT_HISTORY_RUNS
     missing_dependency: Literal["error", "skip"] = "error"
     reruns: Annotated[int, Field(ge=0)] = 0
     reruns_delay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0

@@ -188,6 +188,35 @@ def test_a_run_reaches_the_database_file_when_it_finishes(tmp_path: Path) -> Non
         reopened.close()
 
 
+def test_a_finished_run_deletes_the_attempts_of_runs_older_than_those_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "history.sqlite"
+    store, _ = HistoryStore.open(path)
+    try:
+        runs = []
+        for number in range(5):
+            run_id = store.start_run(float(number), None, "host", "3.11", "pytest")
+            duration = 1.0 if number < 2 else 2.0  # the two oldest runs: 1 s
+            store.record_attempts(run_id, None, [attempt("t.py::test_a", "passed", duration)])
+            store.finish_run(run_id, float(number), 0, keep_runs=3)
+            store.wait_for_checkpoint()
+            runs.append(run_id)
+        with closing(sqlite3.connect(path)) as db:
+            kept = [row[0] for row in db.execute("SELECT run_id FROM attempts ORDER BY id")]
+            (count,) = db.execute("SELECT COUNT(*) FROM runs").fetchone()
+        assert kept == runs[2:]  # the attempts of the latest 3 runs
+        assert count == 5  # the runs' own rows stay
+        assert store.durations() == {"t.py::test_a": 2.0}  # the old 1 s are gone
+        assert store.prune(3) == 0  # nothing more to delete
+        assert store.prune(1) == 2
+        store.finish_run(runs[-1], 5.0, 0, keep_runs=0)  # 0 keeps everything
+        store.wait_for_checkpoint()
+        assert len(store.attempts_of("t.py::test_a", 10)) == 1
+    finally:
+        store.close()
+
+
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 #: Two tests scored, and six that fail together now and then: an
 #: infrastructure failure (at least 5 failed, half of the run).

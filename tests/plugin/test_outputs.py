@@ -686,3 +686,29 @@ def test_results_made_in_slices_keep_each_test_s_own_outcome(
     }
     (failed,) = [test for test in data.tests if test.outcome == "failed"]
     assert "five fails" in (failed.longrepr or "")
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_the_history_keeps_the_attempts_of_the_latest_runs_only(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(test_one="def test_one(): pass\ndef test_two(): pass\n")
+    store = pytester.path / ".batchflow" / "history.sqlite"
+    for _ in range(4):
+        result = pytester.runpytest("--batchflow", "--batchflow-history-runs=2", *workers)
+        result.assert_outcomes(passed=2)
+    assert history_rows(store, "SELECT COUNT(*) FROM runs") == [(4,)]
+    assert history_rows(store, "SELECT DISTINCT run_id FROM attempts ORDER BY run_id") == [
+        (3,),
+        (4,),
+    ]
+    refused = pytester.runpytest("--batchflow", "--batchflow-history-runs=-1")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: --batchflow-history-runs (command line): '-1': Input should be"
+            " greater than or equal to 0; e.g. --batchflow-history-runs=200"
+        ]
+    )
