@@ -217,6 +217,13 @@ def test_a_finished_run_deletes_the_attempts_of_runs_older_than_those_kept(
         store.close()
 
 
+def test_a_long_history_is_cut_down_a_few_runs_at_a_time(store: HistoryStore) -> None:
+    record_runs(store, [[attempt("t.py::test_a", "passed", 1.0)]] * 12)
+    # 12 runs, 2 kept: 10 to delete, at most PRUNE_RUNS_AT_ONCE (5) a call.
+    assert [store.prune(2) for _ in range(3)] == [5, 5, 0]
+    assert len(store.attempts_of("t.py::test_a", 20)) == 2
+
+
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 #: Two tests scored, and six that fail together now and then: an
 #: infrastructure failure (at least 5 failed, half of the run).
