@@ -264,6 +264,7 @@ class HistoryStore:
         cannot be migrated, it is locked, or it is not a SQLite file at all
         (all left untouched).
         """
+        _refuse_other_files(path)
         try:
             created = not path.parent.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -285,14 +286,6 @@ class HistoryStore:
                 )
             if not _is_corrupt(error) or not path.exists():
                 raise HistoryError(f"cannot use history store {path}: {error}") from None
-            if not _is_sqlite_file(path):
-                # Not a damaged store but some other file (a mistyped
-                # --batchflow-history naming a test module): never moved.
-                raise HistoryError(
-                    f"{path} is not a SQLite file, so not a history store; batchflow left "
-                    "it as it is (name another file with --batchflow-history or "
-                    "batchflow_history)"
-                ) from None
             damage = error
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
@@ -309,6 +302,7 @@ class HistoryStore:
     def read(cls, path: Path) -> HistoryStore:
         """Open an existing store only to read it: nothing is written, not even
         a migration, and a damaged file stays where it is. Raises HistoryError."""
+        _refuse_other_files(path)
         return cls(path, _connect_read_only(path), read_only=True)
 
     def close(self) -> None:
@@ -688,16 +682,39 @@ class HistoryStore:
 
 #: How every SQLite database file starts (its header string).
 _SQLITE_HEADER = b"SQLite format 3\x00"
+#: Names a store may have whatever the file holds: batchflow's own
+#: (``history.sqlite``) and the usual ones of SQLite databases.
+_STORE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db", ".db3"})
 
 
 def _is_sqlite_file(path: Path) -> bool:
-    """Whether the file starts as a SQLite database does: a damaged store still
-    does (SQLite writes the header first), a file of another kind does not."""
+    """Whether the file starts as a SQLite database does."""
     try:
         with path.open("rb") as file:
             return file.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
     except OSError:
         return False
+
+
+def _refuse_other_files(path: Path) -> None:
+    """A path that is no store is left alone: raises HistoryError for a folder,
+    and for an existing file that neither starts as a SQLite database nor has
+    a store's name (``.sqlite``, ``.db``...). A mistyped --batchflow-history may
+    name a test module, an empty ``__init__.py``: SQLite would take an empty
+    file for an empty database and write over it, and a damaged store is
+    moved aside. A store with a store's name is moved aside when damaged
+    (zero-filled by a power loss, cut short in a CI cache), whatever its
+    first bytes."""
+    if path.is_dir():
+        raise HistoryError(
+            f"{path} is a folder, not a history store; name a file, e.g. "
+            f"--batchflow-history={path / 'history.sqlite'}"
+        )
+    if path.is_file() and path.suffix.lower() not in _STORE_SUFFIXES and not _is_sqlite_file(path):
+        raise HistoryError(
+            f"{path} is not a SQLite file, so not a history store; batchflow left it as it "
+            "is (name another file with --batchflow-history or batchflow_history)"
+        )
 
 
 def _is_corrupt(error: sqlite3.DatabaseError) -> bool:

@@ -178,12 +178,21 @@ def test_no_history_and_custom_history_path(pytester: pytest.Pytester) -> None:
     assert history_rows(pytester.path / "store/h.db", "SELECT COUNT(*) FROM attempts") == [(1,)]
 
 
-def test_corrupt_history_is_moved_aside_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"SQLite format 3\x00" + b"this is not a database" * 100,  # pages overwritten
+        bytes(4096),  # zero-filled by a power loss: the header is gone too
+    ],
+    ids=["garbage", "zeros"],
+)
+def test_corrupt_history_is_moved_aside_and_the_run_goes_on(
+    pytester: pytest.Pytester, damage: bytes
+) -> None:
     pytester.makepyfile(test_one="def test_one(): pass")
     store = pytester.path / ".batchflow" / "history.sqlite"
     store.parent.mkdir()
-    # A store whose pages were overwritten: SQLite's header, then garbage.
-    store.write_bytes(b"SQLite format 3\x00" + b"this is not a database" * 100)
+    store.write_bytes(damage)
     result = pytester.runpytest("--batchflow")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
@@ -194,7 +203,7 @@ def test_corrupt_history_is_moved_aside_and_the_run_goes_on(pytester: pytest.Pyt
     )
     aside = list(store.parent.glob("history.sqlite.corrupt-*"))
     assert len(aside) == 1
-    assert aside[0].read_bytes().startswith(b"SQLite format 3\x00this is not a database")
+    assert aside[0].read_bytes() == damage
     assert history_rows(store, "SELECT COUNT(*) FROM attempts") == [(1,)]
 
 
@@ -223,6 +232,29 @@ def test_a_history_path_naming_a_file_that_is_no_store_leaves_it_alone(
     assert sorted(p.name for p in pytester.path.iterdir() if p.name.startswith("test_two")) == [
         "test_two.py"
     ]
+
+
+def test_an_empty_file_or_a_folder_named_as_the_history_is_left_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    # SQLite takes an empty file for an empty database: an empty __init__.py
+    # would become one, and its package would no longer import.
+    pytester.makepyfile(test_one="import pkg\ndef test_one(): pass")
+    init = pytester.mkpydir("pkg") / "__init__.py"
+    init.write_text("")
+    result = pytester.runpytest("--batchflow", "--batchflow-history=pkg/__init__.py")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*running without history: {init} is not a SQLite file*"])
+    assert init.read_bytes() == b""
+    folder = pytester.path / "pkg"
+    result = pytester.runpytest("--batchflow", "--batchflow-history=pkg")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"batchflow: warning: running without history: {folder} is a folder, not a history"
+            f" store; name a file, e.g. --batchflow-history={folder / 'history.sqlite'}"
+        ]
+    )
 
 
 def test_unusable_history_location_runs_without_history(pytester: pytest.Pytester) -> None:
