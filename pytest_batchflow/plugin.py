@@ -251,25 +251,38 @@ def _wants_batchflow(config: pytest.Config, early: bool = False) -> bool:
     )
 
 
+class _IgnoredOptions:
+    """Says, after the summary, which command-line options did nothing."""
+
+    def __init__(self, flags: list[str]) -> None:
+        self.flags = flags
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        terminalreporter.write_line(
+            f"batchflow: warning: {', '.join(self.flags)} given without --batchflow, so "
+            "ignored; add --batchflow (or set BATCHFLOW=1, or batchflow = true in the ini file)",
+            yellow=True,
+        )
+
+
 def _warn_of_options_ignored(config: pytest.Config) -> None:
-    """Options given on the command line while nothing switches batchflow on do
+    """Options typed on the command line while nothing switches batchflow on do
     nothing: say so (once, on the process the user started), rather than let
-    ``--batchflow-json`` write no file without a word."""
+    ``--batchflow-json`` write no file without a word. Not those of ``addopts``
+    or ``PYTEST_ADDOPTS``, which a project may set for the runs that switch
+    batchflow on; a line, not a warning, which ``filterwarnings = error``
+    would make an internal error."""
     if os.environ.get(ALONE_ENV) or hasattr(config, "workerinput"):
         return
+    args = config.invocation_params.args
     given = [
         option.flag
         for option in OPTIONS
-        if option not in SWITCHES and getattr(config.option, option.dest, None) is not None
+        if option not in SWITCHES
+        and any(arg == option.flag or arg.startswith(f"{option.flag}=") for arg in args)
     ]
     if given:
-        config.issue_config_time_warning(
-            pytest.PytestConfigWarning(
-                f"batchflow: {', '.join(given)} given without --batchflow, so ignored; add "
-                "--batchflow (or set BATCHFLOW=1, or batchflow = true in the ini file)"
-            ),
-            stacklevel=2,
-        )
+        config.pluginmanager.register(_IgnoredOptions(given), "batchflow-ignored-options")
 
 
 #: The settings load_settings validated for this session.

@@ -255,11 +255,13 @@ def test_help_shows_the_batchflow_group(pytester: pytest.Pytester) -> None:
 
 def test_options_given_without_the_switch_are_named_as_ignored(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_one="def test_one():\n    assert False\n")
-    result = pytester.runpytest("--batchflow-json=out.json", "--batchflow-reruns=2")
-    result.assert_outcomes(failed=1, warnings=1)  # not rerun: batchflow is off
+    # filterwarnings = error: a line, not a warning that would stop the run.
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    result = pytester.runpytest("--batchflow-json=out.json", "--batchflow-reruns", "2")
+    result.assert_outcomes(failed=1)  # not rerun: batchflow is off
     result.stdout.fnmatch_lines(
         [
-            "*PytestConfigWarning: batchflow: --batchflow-json, --batchflow-reruns given without"
+            "batchflow: warning: --batchflow-json, --batchflow-reruns given without"
             " --batchflow, so ignored; add --batchflow (or set BATCHFLOW=1, or batchflow = true"
             " in the ini file)",
         ]
@@ -269,4 +271,9 @@ def test_options_given_without_the_switch_are_named_as_ignored(pytester: pytest.
     pytester.makeini("[pytest]\nbatchflow = false\n")
     quiet = pytester.runpytest("--batchflow-json=out.json", "--batchflow-reruns=2")
     quiet.assert_outcomes(failed=1)
-    assert "PytestConfigWarning" not in quiet.stdout.str()
+    assert "given without" not in quiet.stdout.str()
+    # Options a project keeps in addopts, for the runs that switch batchflow on.
+    pytester.makeini("[pytest]\naddopts = --batchflow-reruns=2\nfilterwarnings = error\n")
+    kept = pytester.runpytest()
+    kept.assert_outcomes(failed=1)
+    assert "given without" not in kept.stdout.str()
