@@ -1121,10 +1121,12 @@ class Orchestrator:
     def write_line(self, line: str) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
-            # xdist's progress leaves its line open ("[100%]"), which pytest's
-            # write_line does not see (it only ends a serial run's module line).
-            if getattr(terminal, "_width_of_current_line", 0):
-                terminal.write("\n")
+            terminal.ensure_newline()  # a serial run's module line
+            # xdist's progress leaves its line open ("[100%]"), which
+            # ensure_newline does not see: the writer knows.
+            writer = self.config.get_terminal_writer()
+            if writer.width_of_current_line:
+                writer.line()
             terminal.write_line(line)
 
     def emit_skip(self, index: int, reason: str) -> None:

@@ -307,15 +307,18 @@ def test_victim():
     assert victim.verdict == "order-dependent"
 
 
+@pytest.mark.parametrize("verbosity", [(), ("-q",)], ids=["default", "quiet"])
 @pytest.mark.parametrize("workers", WORKERS)
 def test_the_probe_s_line_starts_a_line_of_its_own(
-    pytester: pytest.Pytester, workers: tuple[str, ...]
+    pytester: pytest.Pytester, workers: tuple[str, ...], verbosity: tuple[str, ...]
 ) -> None:
     if workers:
         pytest.importorskip("xdist")
     pytester.makepyfile(test_suite="def test_broken():\n    assert 0\n")
-    result, _ = run(pytester, "--batchflow-probe=2", "-q", *workers)
-    # Under -n, xdist's progress ends without a newline ("[100%]").
+    result, _ = run(pytester, "--batchflow-probe=2", *verbosity, *workers)
+    # Under -n, xdist's progress ends without a newline ("[100%]"); serially
+    # the line after the module's is no blank one.
     result.stdout.fnmatch_lines(
-        ["*[[]100%[]]", "batchflow: probe: running 1 failing test alone, 5 times each"]
+        ["*[[]100%[]]", "batchflow: probe: running 1 failing test alone, 5 times each"],
+        consecutive=True,
     )
