@@ -2378,7 +2378,7 @@ class Orchestrator:
         if result is not None and os.environ.get("GITHUB_ACTIONS") == "true":
             from .report.github import annotations
 
-            for line in annotations(result):
+            for line in annotations(result, self.config.invocation_params.dir):
                 terminalreporter.write_line(line)
 
 

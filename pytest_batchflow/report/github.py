@@ -18,6 +18,7 @@ pytest runs from the checkout's root.
 """
 
 # No ``from __future__ import annotations``: it would clash with annotations() below.
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -262,26 +263,49 @@ def _error_command(properties: list[str], title: str, first: str, longrepr: str 
     return f"::error {','.join(properties)}::{_escape_data(visible(message))}"
 
 
-def _failing_line(file: str, longrepr: str | None) -> int | None:
-    """The line of ``file`` where the failure happened: pytest's traceback ends
-    each entry with ``path:line: ...``, so the last such line of the test's
-    file (the failing assert, or the call into a library that raised)."""
+def _failing_line(paths: Sequence[str], longrepr: str | None) -> int | None:
+    """The line of the test's file where the failure happened: the last entry
+    of pytest's traceback in that file (the failing assert, the raise in a
+    fixture of that file, the call into a library that raised). pytest writes
+    an entry's place as ``path:line: ...`` (``--tb=long``, ``short``,
+    ``line``) or ``File "path", line N`` (``native``), the path relative to
+    the folder pytest ran in when that is shorter: ``paths`` are the file's
+    possible spellings."""
     found = None
-    prefix = f"{file}:"
     for line in (longrepr or "").splitlines():
-        if line.startswith(prefix):
-            number, colon, _ = line[len(prefix) :].partition(":")
-            if colon and number.isdigit():
-                found = int(number)
+        stripped = line.strip()
+        for path in paths:
+            if stripped.startswith(f"{path}:"):
+                number, colon, _ = stripped[len(path) + 1 :].partition(":")
+                if colon and number.isdigit():
+                    found = int(number)
+            elif stripped.startswith(f'File "{path}", line '):
+                number = stripped[len(path) + 14 :].split(",")[0]
+                if number.isdigit():
+                    found = int(number)
     return found
 
 
-def _annotation(test: TestResult) -> str:
+def _spellings(file: str, rootdir: str, cwd: Path | None) -> list[str]:
+    """The test file as tracebacks may name it: relative to rootdir (its node
+    id's), to the folder pytest ran in, and absolute."""
+    absolute = Path(rootdir) / file
+    spellings = [file, str(absolute)]
+    if cwd is not None:
+        try:
+            spellings.append(os.path.relpath(absolute, cwd))
+        except ValueError:  # another drive on Windows
+            pass
+    return list(dict.fromkeys(spellings))
+
+
+def _annotation(test: TestResult, rootdir: str, cwd: Path | None) -> str:
     what = "errored" if test.outcome == "error" else "failed"
     properties = []
     if test.file is not None:
         properties.append(f"file={_escape_property(visible(test.file))}")
-        line = _failing_line(test.file, test.longrepr) or test.line
+        paths = _spellings(test.file, rootdir, cwd)
+        line = _failing_line(paths, test.longrepr) or test.line
         if line is not None:
             properties.append(f"line={line}")
     title = f"batchflow: {test.nodeid} {what}"
@@ -297,16 +321,17 @@ def _collection_annotation(problem: CollectionProblem, rootdir: str) -> str:
     return _error_command(properties, title, collection_error_line(problem), problem.longrepr)
 
 
-def annotations(result: RunResult) -> list[str]:
+def annotations(result: RunResult, cwd: Path | None = None) -> list[str]:
     """Workflow commands for collection errors, then failed and errored tests: at most
-    10 errors, then a warning."""
+    10 errors, then a warning. ``cwd``: the folder pytest ran in, which paths in
+    tracebacks may be relative to."""
     failing: list[CollectionProblem | TestResult] = [*result.collection_errors]
     failing += [test for test in result.tests if test.outcome in _FAILING]
     rootdir = result.environment.rootdir
     commands = [
         _collection_annotation(item, rootdir)
         if isinstance(item, CollectionProblem)
-        else _annotation(item)
+        else _annotation(item, rootdir, cwd)
         for item in failing[:ANNOTATION_LIMIT]
     ]
     if len(failing) > ANNOTATION_LIMIT:

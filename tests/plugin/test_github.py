@@ -370,3 +370,27 @@ def test_collection_errors_are_annotated_first_with_a_file_only_where_there_is_o
     # At most 10 errors: 3 collection errors, then 7 of the 9 failed tests.
     assert len(commands) == 11
     assert commands[-1] == "::warning::batchflow: 2 more failures not annotated (see the report)"
+
+
+@pytest.mark.parametrize("tb", ["auto", "short", "native"])
+def test_annotations_find_the_failing_line_from_a_subfolder_in_every_traceback_style(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tb: str
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    pytester.makeini("[pytest]\n")
+    tests = pytester.mkdir("tests")
+    (tests / "test_x.py").write_text(
+        "def helper():\n"  # 1
+        "    raise ValueError('deep')\n"  # 2
+        "\n"  # 3
+        "def test_broken():\n"  # 4
+        "    x = 1\n"  # 5
+        "    helper()\n"  # 6
+    )
+    monkeypatch.chdir(tests)  # tracebacks name the file relative to here: test_x.py
+    result = pytester.runpytest("--batchflow", "--batchflow-html=off", f"--tb={tb}")
+    result.assert_outcomes(failed=1)
+    # The deepest entry in the test's file: the raise in its helper.
+    result.stdout.fnmatch_lines(
+        ["::error file=tests/test_x.py,line=2,title=batchflow%3A tests/test_x.py%3A%3A*"]
+    )
