@@ -18,6 +18,7 @@ pytest runs from the checkout's root.
 """
 
 # No ``from __future__ import annotations``: it would clash with annotations() below.
+import contextlib
 import os
 import re
 from collections import Counter
@@ -292,10 +293,8 @@ def _spellings(file: str, rootdir: str, cwd: Path | None) -> list[str]:
     absolute = Path(rootdir) / file
     spellings = [file, str(absolute)]
     if cwd is not None:
-        try:
+        with contextlib.suppress(ValueError):  # another drive on Windows
             spellings.append(os.path.relpath(absolute, cwd))
-        except ValueError:  # another drive on Windows
-            pass
     return list(dict.fromkeys(spellings))
 
 
