@@ -26,6 +26,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .bench import Bench
     from .orchestrator import Role
     from .settings import RawValue, Settings
@@ -132,6 +134,18 @@ def _ini_type(option: Option) -> Any:
     return str | number
 
 
+def _cov_source(item: str, base: Path) -> str:
+    """One --batchflow-cov source: a folder as an absolute path (relative to
+    ``base``, where the value was written; ``~`` expanded), else a package name
+    as it is. With a slash or a ``~`` it can only be a folder: made absolute
+    even when there is none, for the settings to name the folder they miss."""
+    expanded = os.path.expanduser(item)
+    folder = base / expanded
+    if item and (folder.is_dir() or expanded != item or "/" in item or "\\" in item):
+        return str(folder)
+    return item
+
+
 def _getini(config: pytest.Config, option: Option) -> object:
     """pytest parses typed ini keys itself; say which key a bad value was in."""
     try:
@@ -213,12 +227,7 @@ def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValu
         elif option.field == "cov_source" and isinstance(value, str) and not _cov_off(value):
             # A directory relative to where it was written; else a package name.
             items = [item.strip() for item in value.replace("\n", ",").split(",")]
-            given = replace(
-                given,
-                value=",".join(
-                    str(base / item) if item and (base / item).is_dir() else item for item in items
-                ),
-            )
+            given = replace(given, value=",".join(_cov_source(item, base) for item in items))
         elif option.field == "quarantine" and isinstance(value, str):
             # Files relative to where the value was written; auto[:SCORE] as it is.
             items = [item.strip() for item in value.split(",")]

@@ -285,12 +285,13 @@ class _SettingsModel(BaseModel):
             if not all(sources):
                 raise ValueError("empty source in the list (no spaces around commas)")
             for source in sources:
-                # A package name has no slash: this was meant as a folder (those
-                # that exist arrive here made absolute, see plugin._raw_values).
+                # A package name has no slash: this was meant as a folder (made
+                # absolute from where it was written, see plugin._cov_source).
                 if ("/" in source or "\\" in source) and not Path(source).is_dir():
                     raise ValueError(
-                        f"{source} is no folder (a relative one starts where the value is "
-                        "written: the ini file's folder, else the current one) and no package"
+                        f"{source} is not a folder, and a name with a slash is no package "
+                        "(a relative folder starts where the value is written: the ini "
+                        "file's folder, else the current one)"
                     )
             return tuple(dict.fromkeys(sources))
         return value

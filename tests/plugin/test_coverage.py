@@ -445,9 +445,10 @@ def test_a_source_meant_as_a_folder_that_is_none_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            "ERROR: batchflow: --batchflow-cov (command line): lib/pkg is no folder (a relative"
-            " one starts where the value is written: the ini file's folder, else the current"
-            " one) and no package; e.g. --batchflow-cov=mypkg"
+            f"ERROR: batchflow: --batchflow-cov (command line): {project.path / 'lib/pkg'} is not"
+            " a folder, and a name with a slash is no package (a relative folder starts where"
+            " the value is written: the ini file's folder, else the current one);"
+            " e.g. --batchflow-cov=mypkg"
         ]
     )
     # The folder that is there is measured.
@@ -455,6 +456,27 @@ def test_a_source_meant_as_a_folder_that_is_none_is_a_usage_error(
     assert measured.ret == pytest.ExitCode.OK, measured.stdout.str()
     assert data.coverage is not None
     assert data.coverage.problem is None
+
+
+def test_a_folder_source_starts_where_it_is_written_and_may_start_with_a_tilde(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\nbatchflow_cov_source = lib/pkg\n")
+    tests = pytester.mkdir("tests")
+    (tests / "lib" / "pkg").mkdir(parents=True)  # beside the tests, not the ini file
+    (tests / "test_one.py").write_text("def test_one(): pass\n")
+    monkeypatch.chdir(tests)
+    result = pytester.runpytest_subprocess("--batchflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: batchflow: batchflow_cov_source (tox.ini): {pytester.path / 'lib/pkg'} is"
+            " not a folder, and a name with a slash is no package*"
+        ]
+    )
+    monkeypatch.setenv("HOME", str(tests / "lib"))
+    measured = pytester.runpytest_subprocess("--batchflow", "--batchflow-cov=~/pkg")
+    assert measured.ret == pytest.ExitCode.OK, measured.stderr.str()
 
 
 def test_under_coverage_run_it_refuses_to_trace_twice(project: pytest.Pytester) -> None:
