@@ -108,16 +108,25 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
 _COLUMNS = ("batch", "kind", "tests", "passed", "failed", "skipped", "duration", "status")
 
 
+#: How xdist words a worker's collection that differed from the first one's.
+_DIFFERED = "Different tests were collected between"
+
+
 def collection_line(collection: Sequence[CollectionProblem]) -> str | None:
-    """What pytest counts and the batch table cannot: files (or classes) skipped
-    whole, or not collected, while collecting; they have no tests to put in a batch."""
-    skipped = sum(1 for problem in collection if problem.outcome == "skipped")
-    errors = len(collection) - skipped
+    """What the batch table cannot show: files (or classes) skipped whole, or
+    not collected, while collecting (they have no tests to put in a batch),
+    and xdist workers whose collection differed."""
     if not collection:
         return None
-    parts = [f"{skipped} skipped while collecting"] if skipped else []
-    parts += [count_of(errors, "collection error")] if errors else []
-    return f"not in a batch: {', '.join(parts)} (in pytest's counts, not in the rows above)"
+    skipped = sum(1 for problem in collection if problem.outcome == "skipped")
+    differed = sum(
+        1 for problem in collection if problem.outcome == "error" and _DIFFERED in problem.longrepr
+    )
+    errors = len(collection) - skipped - differed
+    parts = [f"{skipped} skipped"] if skipped else []
+    parts += [f"{errors} could not be collected"] if errors else []
+    parts += [f"{count_of(differed, 'worker')} collected other tests"] if differed else []
+    return f"while collecting: {', '.join(parts)} (not in the table)"
 
 
 def batch_table(batches: Sequence[BatchResult]) -> list[str]:

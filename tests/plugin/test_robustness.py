@@ -362,7 +362,6 @@ def test_the_batch_table_accounts_for_what_was_skipped_or_failed_while_collectin
     result.stdout.fnmatch_lines(
         [
             "default  test      1       1       0        0 * passed",
-            "not in a batch: 1 skipped while collecting, 1 collection error (in pytest's counts,"
-            " not in the rows above)",
+            "while collecting: 1 skipped, 1 could not be collected (not in the table)",
         ]
     )
