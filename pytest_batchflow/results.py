@@ -7,6 +7,7 @@ merged shards) read it back with :meth:`RunResult.model_validate_json`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -501,15 +502,28 @@ def validate_tests(values: Sequence[Mapping[str, Any]]) -> list[TestResult]:
     return _tests_adapter().validate_python(values)
 
 
+#: An exception group's line in Python's rendering of its traceback, inside
+#: the box it draws (``  | ExceptionGroup: two errors (2 sub-exceptions)``).
+_GROUP_LINE = re.compile(r"^[\s|+]*((?:Base)?ExceptionGroup: .*)$")
+#: A line of that box alone (``+-+---- 1 ----``, ``+------``).
+_BOX_LINE = re.compile(r"^[\s|+\-\d]*$")
+
+
 def error_line(longrepr: str | None, *, last: bool = False) -> str:
     """The line that says what went wrong: pytest's first ``E`` line (``last``: its
     last, where an exception such as a SyntaxError is named after its source
-    lines), else the last line."""
+    lines); else an exception group's own line, as pytest's short summary
+    gives it; else the last line that is not the group's box."""
     lines = [line for line in (longrepr or "").splitlines() if line.strip()]
     for line in reversed(lines) if last else lines:
         if line.startswith("E "):
             return line[1:].strip()
-    return lines[-1].strip() if lines else "(no error text)"
+    for line in lines:
+        group = _GROUP_LINE.match(line)
+        if group is not None:
+            return group[1].strip()
+    text = [line for line in lines if not _BOX_LINE.match(line)]
+    return text[-1].strip() if text else "(no error text)"
 
 
 def collection_error_line(problem: CollectionProblem) -> str:

@@ -20,6 +20,7 @@ from pytest_batchflow.results import (
     CoverageBatch,
     CoverageGate,
     CoverageResult,
+    error_line,
 )
 
 
@@ -394,3 +395,22 @@ def test_annotations_find_the_failing_line_from_a_subfolder_in_every_traceback_s
     result.stdout.fnmatch_lines(
         ["::error file=tests/test_x.py,line=2,title=batchflow%3A tests/test_x.py%3A%3A*"]
     )
+
+
+EXCEPTION_GROUP = """\
++ Exception Group Traceback (most recent call last):
+  |   File "/src/test_eg.py", line 2, in test_g
+  |     raise ExceptionGroup("two errors", [ValueError("a"), TypeError("b")])
+  | ExceptionGroup: two errors (2 sub-exceptions)
+  +-+---------------- 1 ----------------
+    | ValueError: a
+    +---------------- 2 ----------------
+    | TypeError: b
+    +------------------------------------"""
+
+
+def test_an_exception_group_s_error_line_is_its_own_not_its_box() -> None:
+    # pytest's short summary: "ExceptionGroup: two errors (2 sub-exceptions)".
+    assert error_line(EXCEPTION_GROUP) == "ExceptionGroup: two errors (2 sub-exceptions)"
+    assert error_line("    | TypeError: b\n    +------------") == "| TypeError: b"
+    assert error_line("+-----\n  +---- 1 ----") == "(no error text)"
