@@ -949,8 +949,9 @@ class Orchestrator:
                 )
                 if commit is None:
                     raise PlanError(
-                        f"{head}, and no commit is known (not a git checkout) to look up its "
-                        "pass in an earlier stage: set BATCHFLOW_COMMIT to the commit under "
+                        f"{head}, and no commit is known (no BATCHFLOW_COMMIT, and `git rev-parse "
+                        "HEAD` gave none) to look up its pass in an earlier stage: set "
+                        "BATCHFLOW_COMMIT to the commit under "
                         f"test in every stage, or select {batch!r} too"
                     )
                 raise PlanError(
@@ -1004,7 +1005,12 @@ class Orchestrator:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             specs = {spec.index: spec for spec in self.analysis.specs}
-            for line in format_plan(self.plan, specs, workers=self.workers):
+            # No store yet (a first run) is history with no durations in it.
+            path = self.settings.history_path
+            history = not self.settings.no_history and (
+                self._history is not None or not path.exists()
+            )
+            for line in format_plan(self.plan, specs, workers=self.workers, history=history):
                 terminal.write_line(line)
 
     @pytest.hookimpl(tryfirst=True)

@@ -64,8 +64,11 @@ def format_header(plan: Plan, what: str = "batchflow") -> str:
     )
 
 
-def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list[str]:
-    """The plan as ``--batchflow-plan`` prints it."""
+def format_plan(
+    plan: Plan, specs: Mapping[int, TestSpec], workers: int, history: bool = True
+) -> list[str]:
+    """The plan as ``--batchflow-plan`` prints it; ``history``: whether a store
+    was read (without one no estimate can be known)."""
     batches = [batch for batch in plan.batches if batch.tests]
     known = bool(plan.measured)
     lines = [format_header(plan, "batchflow plan")]
@@ -97,10 +100,12 @@ def format_plan(plan: Plan, specs: Mapping[int, TestSpec], workers: int) -> list
             f"{count_of(workers, 'worker')} (critical path {seconds(plan.critical_path())})"
         )
     else:
-        lines.append(
-            "estimated duration: unknown (no durations in the history yet: a test is timed "
-            "when it passes)"
+        why = (
+            "no durations in the history yet: a test is timed when it passes"
+            if history
+            else "no history read: --batchflow-no-history, or the store could not be used"
         )
+        lines.append(f"estimated duration: unknown ({why})")
         lines.append("lower bound: unknown until the history has durations")
     return lines
 

@@ -744,3 +744,23 @@ def test_the_history_keeps_the_attempts_of_the_latest_runs_only(
             " greater than or equal to 0; e.g. --batchflow-history-runs=200"
         ]
     )
+
+
+def test_a_plan_without_history_says_why_its_estimate_is_unknown(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    first = pytester.runpytest("--batchflow-plan")  # no store yet: nothing timed
+    first.stdout.fnmatch_lines(
+        ["estimated duration: unknown (no durations in the history yet: a test is timed when*"]
+    )
+    pytester.runpytest("--batchflow").assert_outcomes(passed=1)
+    off = pytester.runpytest("--batchflow-plan", "--batchflow-no-history")
+    off.stdout.fnmatch_lines(
+        [
+            "estimated duration: unknown (no history read: --batchflow-no-history, or the store"
+            " could not be used)"
+        ]
+    )
+    timed = pytester.runpytest("--batchflow-plan")
+    timed.stdout.fnmatch_lines(["estimated duration: * (history for 1 of 1 test)"])

@@ -171,9 +171,10 @@ def test_a_stage_without_a_known_commit_is_told_to_set_one(
     refused.stderr.fnmatch_lines(
         [
             "ERROR: batchflow: test_mid.py::test_use depends on test_base.py::test_seed in batch "
-            "'base', which --batchflow-batches leaves out, and no commit is known (not a git "
-            "checkout) to look up its pass in an earlier stage: set BATCHFLOW_COMMIT to the "
-            "commit under test in every stage, or select 'base' too"
+            "'base', which --batchflow-batches leaves out, and no commit is known (no "
+            "BATCHFLOW_COMMIT, and `git rev-parse HEAD` gave none) to look up its pass in an "
+            "earlier stage: set BATCHFLOW_COMMIT to the commit under test in every stage, or "
+            "select 'base' too"
         ]
     )
     skipped = pytester.runpytest(
