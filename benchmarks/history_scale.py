@@ -51,8 +51,8 @@ DEFAULT_REPETITIONS = 3
 #: Earlier runs in each store.
 SIZES = (1, 30, 300)
 #: --batchflow-history-runs=0: every run meets its variant's whole store, which
-#: the default (keep 100 runs) would cut down by 5 runs' attempts as the run
-#: ends; a store at its limit deletes one run's, as docs/performance.rst says.
+#: the default (each test's latest 50 runs) would cut down as the run
+#: ends (a store at its limit deletes one attempt a test).
 COMMON = ["-p", "no:cacheprovider", "-q", "--batchflow", "--batchflow-history-runs=0"]
 MODES = {"serial": [], f"-n {WORKERS}": ["-n", str(WORKERS)]}
 NO_HISTORY = "no history"

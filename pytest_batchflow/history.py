@@ -184,8 +184,14 @@ class HistoryError(Exception):
     """The store could not be used; the message says why, for a warning line."""
 
 
+#: The last line of an exception group's traceback: its box alone.
+_BOX_ONLY = re.compile(r"^[\s|+\-]*$")
+
+
 def error_digest(longrepr: str | None) -> str | None:
-    """A short fingerprint of a failure's last line, stable across runs.
+    """A short fingerprint of a failure's last line, stable across runs: the
+    line an exception group names itself on where its traceback ends with
+    the box Python draws around it (every group's last line is the same).
 
     Numbers and addresses are blanked so that the same error with another
     value or object id groups together.
@@ -193,6 +199,10 @@ def error_digest(longrepr: str | None) -> str | None:
     if not longrepr:
         return None
     last = next((line for line in reversed(longrepr.splitlines()) if line.strip()), "")
+    if _BOX_ONLY.match(last):
+        from .results import error_line
+
+        last = error_line(longrepr)
     return hashlib.sha1(_VOLATILE.sub("#", last.strip()).encode()).hexdigest()[:12]
 
 
@@ -395,12 +405,11 @@ class HistoryStore:
 
     def finish_run(self, run_id: int, stopped: float, exitstatus: int, keep_runs: int = 0) -> None:
         """Close the run's record, then in a thread on a connection of its own
-        delete the attempts of runs older than the latest ``keep_runs`` (0: none
-        are; see :meth:`prune`) and copy what the run wrote into the database
-        file: the run's one checkpoint (PASSIVE: a concurrent run is not waited
-        for). Both mostly wait for SQLite and the disk, while the run sums up
-        (deleting one run's 5,000 attempts takes some 130 ms, the checkpoint
-        some 30). :meth:`close` waits for it."""
+        delete its tests' attempts of runs older than their latest
+        ``keep_runs`` (0: none are; see :meth:`prune`) and copy what the run
+        wrote into the database file: the run's one checkpoint (PASSIVE: a
+        concurrent run is not waited for). Both mostly wait for SQLite and the
+        disk, while the run sums up. :meth:`close` waits for it."""
         with self._db:
             self._db.execute(
                 "UPDATE runs SET stopped = ?, exitstatus = ? WHERE id = ?",
@@ -409,23 +418,24 @@ class HistoryStore:
         self._db.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_CHECKPOINT_PAGES}")
         self.wait_for_checkpoint()
         self._checkpointing = threading.Thread(
-            target=_tidy, args=(self.path, keep_runs), name="batchflow-checkpoint"
+            target=_tidy, args=(self.path, run_id, keep_runs), name="batchflow-checkpoint"
         )
         self._checkpointing.start()
 
-    def prune(self, keep_runs: int) -> int:
-        """Delete the attempts of the runs older than the latest ``keep_runs``
-        runs, the oldest first and at most :data:`PRUNE_RUNS_AT_ONCE` runs'
-        worth a call; returns how many attempts were deleted.
+    def prune(self, run_id: int, keep_runs: int) -> int:
+        """For each test that run ``run_id`` recorded, delete its attempts of
+        runs older than its latest ``keep_runs`` runs; returns how many
+        attempts were deleted (at most some :data:`PRUNE_AT_ONCE` a call).
 
-        The store then stops growing: SQLite reuses the freed pages (the file
-        keeps its size). The runs' own rows stay (a few dozen bytes each), and
-        so do the benchmarks' (one row per benchmark and run, and a run id may
-        be a pinned baseline). The windows batchflow reads (a test's last 20
-        runs for its flakiness, its last 5 for its duration and memory) lie
-        within the runs kept unless a test ran in fewer than one in five of them.
+        Per test, not per run: a run of one test (``pytest tests/x.py::test_a``)
+        pushes no other test's history out, and a test run in one CI stage of
+        several keeps its own last runs. No attempt of ``run_id`` or a later
+        run is deleted (a run still recording beside it). The store then stops
+        growing, apart from tests no longer run, which keep their last runs:
+        SQLite reuses the freed pages (the file keeps its size). The runs'
+        own rows and the benchmarks' stay (a run id may be a pinned baseline).
         """
-        return _prune(self._db, keep_runs)
+        return _prune(self._db, run_id, keep_runs)
 
     def durations(self) -> dict[str, float]:
         """Mean duration of each test's last few passing attempts."""
@@ -705,15 +715,24 @@ def _refuse_other_files(path: Path) -> None:
     moved aside. A store with a store's name is moved aside when damaged
     (zero-filled by a power loss, cut short in a CI cache), whatever its
     first bytes."""
-    if path.is_dir():
-        raise HistoryError(
-            f"{path} is a folder, not a history store; name a file, e.g. "
-            f"--batchflow-history={path / 'history.sqlite'}"
+    try:
+        folder = path.is_dir()
+        other = (
+            path.is_file()
+            and path.suffix.lower() not in _STORE_SUFFIXES
+            and not _is_sqlite_file(path)
         )
-    if path.is_file() and path.suffix.lower() not in _STORE_SUFFIXES and not _is_sqlite_file(path):
+    except OSError as error:  # a folder on the way this process may not enter
+        raise HistoryError(f"cannot use history store {path}: {error}") from None
+    if folder:
+        raise HistoryError(
+            f"{path} is a folder, not a history store; name a file in it, e.g. "
+            f"{path / 'history.sqlite'}"
+        )
+    if other:
         raise HistoryError(
             f"{path} is not a SQLite file, so not a history store; batchflow left it as it "
-            "is (name another file with --batchflow-history or batchflow_history)"
+            "is (give the history store another path)"
         )
 
 
@@ -772,41 +791,61 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     raise HistoryError(f"cannot read history store {path}: {problem}")
 
 
-#: The most runs one run's end deletes the attempts of: a store that grew
-#: long before the limit (a batchflow without one) is cut down over several
-#: runs, not all at the end of one (1.5 million attempts: some 15 s).
-PRUNE_RUNS_AT_ONCE = 5
+#: Attempts one run's end deletes at most (some half a second), the tests
+#: taken in node id order: a store that grew long before a limit (a batchflow
+#: without one, or a limit lowered) is cut down over several runs, not all at
+#: the end of one (1.5 million attempts: some 15 s).
+PRUNE_AT_ONCE = 50_000
+#: A test's attempts of runs before its ``keep``-th latest (``?2``: keep - 1),
+#: once it has more than ``keep`` + slack runs (``?4``); up to run ``?3``, the
+#: pruning run (nothing of a later run, one still recording, counts).
+_PRUNE_TEST = """
+    DELETE FROM attempts WHERE nodeid = ?1 AND EXISTS (
+        SELECT 1 FROM attempts WHERE nodeid = ?1 AND run_id <= ?3
+        GROUP BY run_id ORDER BY run_id DESC LIMIT 1 OFFSET ?4
+    ) AND run_id < (
+        SELECT run_id FROM attempts WHERE nodeid = ?1 AND run_id <= ?3
+        GROUP BY run_id ORDER BY run_id DESC LIMIT 1 OFFSET ?2
+    )
+"""
 
 
-def _prune(connection: sqlite3.Connection, keep_runs: int) -> int:
-    """:meth:`HistoryStore.prune` on ``connection``: the oldest runs first, at
-    most :data:`PRUNE_RUNS_AT_ONCE` of them."""
-    newest_old = connection.execute(
-        "SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?", (keep_runs,)
-    ).fetchone()
-    oldest = connection.execute("SELECT MIN(run_id) FROM attempts").fetchone()
-    if newest_old is None or oldest[0] is None or oldest[0] > newest_old[0]:
-        return 0
-    ids = connection.execute(
-        "SELECT id FROM runs WHERE id >= ? AND id <= ? ORDER BY id LIMIT ?",
-        (oldest[0], newest_old[0], PRUNE_RUNS_AT_ONCE),
-    ).fetchall()
-    last = ids[-1][0] if ids else newest_old[0]
-    with connection:
-        deleted = connection.execute("DELETE FROM attempts WHERE run_id <= ?", (last,))
-    return deleted.rowcount
+def _prune(connection: sqlite3.Connection, run_id: int, keep_runs: int) -> int:
+    """:meth:`HistoryStore.prune` on ``connection``."""
+    nodeids = [
+        row[0]
+        for row in connection.execute(
+            "SELECT DISTINCT nodeid FROM attempts WHERE run_id = ? ORDER BY nodeid", (run_id,)
+        )
+    ]
+    # A test is cut down once it has a fifth more runs than kept: its rows,
+    # side by side in the indexes by node id, go several at a time (22 µs an
+    # attempt, where one a test and run cost 60).
+    slack = keep_runs // 5
+    # At least twice the run's tests: on average one attempt a test a run
+    # falls out, and the deleting keeps up whatever the suite's size.
+    most = max(PRUNE_AT_ONCE, 2 * len(nodeids))
+    deleted = 0
+    with connection:  # one transaction: one sync of the log, not one a test
+        for nodeid in nodeids:
+            if deleted >= most:
+                break
+            values = (nodeid, keep_runs - 1, run_id, keep_runs + slack)
+            deleted += connection.execute(_PRUNE_TEST, values).rowcount
+    return deleted
 
 
-def _tidy(path: Path, keep_runs: int) -> None:
-    """The end of a run's writing (:meth:`HistoryStore.finish_run`): old runs'
-    attempts deleted, then the log copied into the database file. Best effort:
-    the next run deletes what this one could not, and SQLite copies the log
-    anyway when the last connection closes or at the next run's first thousand
-    pages."""
+def _tidy(path: Path, run_id: int, keep_runs: int) -> None:
+    """The end of a run's writing (:meth:`HistoryStore.finish_run`): its tests'
+    attempts of older runs deleted, then the log copied into the database
+    file. Best effort: the next run deletes what this one could not, and
+    SQLite copies the log anyway when the last connection closes or at the
+    next run's first thousand pages."""
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
             if keep_runs:
-                _prune(connection, keep_runs)
+                connection.execute("PRAGMA synchronous = NORMAL")  # as _connect's
+                _prune(connection, run_id, keep_runs)
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     except sqlite3.Error:
         pass

@@ -133,8 +133,8 @@ OPTIONS: tuple[Option, ...] = (
         "--batchflow-history-runs",
         "BATCHFLOW_HISTORY_RUNS",
         "batchflow_history_runs",
-        "Keep the test attempts of this many latest runs in the history store: a run "
-        "deletes older ones when it ends (default 100; 0 keeps them all).",
+        "Keep each test's attempts of its latest this many runs in the history store: a "
+        "run deletes its tests' older ones when it ends (default 50; 0 keeps them all).",
         "200",
         metavar="RUNS",
     ),

@@ -283,7 +283,8 @@ def _warn_of_options_ignored(config: pytest.Config) -> None:
     would make an internal error."""
     if os.environ.get(ALONE_ENV) or hasattr(config, "workerinput"):
         return
-    args = config.invocation_params.args
+    # pytest.main() takes paths as well as strings.
+    args = [os.fspath(arg) for arg in config.invocation_params.args]
     given = [
         option.flag
         for option in OPTIONS

@@ -505,6 +505,13 @@ def validate_tests(values: Sequence[Mapping[str, Any]]) -> list[TestResult]:
 #: An exception group's line in Python's rendering of its traceback, inside
 #: the box it draws (``  | ExceptionGroup: two errors (2 sub-exceptions)``).
 _GROUP_LINE = re.compile(r"^[\s|+]*((?:Base)?ExceptionGroup: .*)$")
+#: How Python's traceback parts a chain of exceptions.
+_CHAINED = frozenset(
+    {
+        "The above exception was the direct cause of the following exception:",
+        "During handling of the above exception, another exception occurred:",
+    }
+)
 #: A line of that box alone (``+-+---- 1 ----``, ``+------``).
 _BOX_LINE = re.compile(r"^[\s|+\-\d]*$")
 
@@ -518,6 +525,9 @@ def error_line(longrepr: str | None, *, last: bool = False) -> str:
     for line in reversed(lines) if last else lines:
         if line.startswith("E "):
             return line[1:].strip()
+    # A chain (--tb=native): the exception raised last is the last section's.
+    starts = [at + 1 for at, line in enumerate(lines) if line.strip() in _CHAINED]
+    lines = lines[starts[-1] :] if starts else lines
     for line in lines:
         group = _GROUP_LINE.match(line)
         if group is not None:

@@ -67,9 +67,10 @@ BATCH_LINE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(BatchLine) if f.
 DEFAULT_MAX_MEMORY = "75%"
 #: A worker growing by this much over its tests is named as leaking.
 DEFAULT_LEAK_THRESHOLD = 100 * 1024**2
-#: The runs whose attempts the history store keeps: five times the flakiness
-#: window, so that a test run in one CI stage of several still has its window.
-DEFAULT_HISTORY_RUNS = 100
+#: The runs of each test whose attempts the history store keeps: the
+#: flakiness window (20) and more, for ``batchflow flaky --window`` and
+#: ``batchflow history`` to look further back.
+DEFAULT_HISTORY_RUNS = 50
 
 #: The score from which ``auto`` quarantines a test, unless ``auto:SCORE`` says.
 DEFAULT_QUARANTINE_SCORE = 0.3

@@ -11,6 +11,7 @@ controller).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -349,6 +350,21 @@ def parse_settings(
     switched_off = cov_given is not None and str(cov_given.value).strip().lower() == COV_OFF
     if not settings.cov_source and not switched_off:
         _check_coverage_asked(raw, batches, lines_source)
+    if "history_runs" not in raw and settings.history_runs < settings.flaky_window:
+        # The default keeps a wider flakiness window whole.
+        settings = dataclasses.replace(settings, history_runs=settings.flaky_window)
+    if 0 < settings.history_runs < settings.flaky_window:
+        given = raw["history_runs"]
+        kept, window = (
+            next(option for option in OPTIONS if option.field == field)
+            for field in ("history_runs", "flaky_window")
+        )
+        raise SettingsError(
+            f"{given.spelling(kept)} ({given.source}): a test's {settings.history_runs} runs "
+            f"kept are fewer than the {settings.flaky_window} its flakiness score looks at "
+            f"({window.flag}); keep at least as many, e.g. "
+            f"{kept.flag}={settings.flaky_window}, or 0 to keep all"
+        )
     if settings.test_memory_fail and settings.test_memory_limit is None:
         given = raw["test_memory_fail"]
         fail, limit = (

@@ -274,7 +274,7 @@ def _failing_line(paths: Sequence[str], longrepr: str | None) -> int | None:
     possible spellings."""
     found = None
     for line in (longrepr or "").splitlines():
-        stripped = line.strip()
+        stripped = line.strip().lstrip("|+ ")  # an exception group's box
         for path in paths:
             if stripped.startswith(f"{path}:"):
                 number, colon, _ = stripped[len(path) + 1 :].partition(":")

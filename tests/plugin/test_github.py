@@ -414,3 +414,40 @@ def test_an_exception_group_s_error_line_is_its_own_not_its_box() -> None:
     assert error_line(EXCEPTION_GROUP) == "ExceptionGroup: two errors (2 sub-exceptions)"
     assert error_line("    | TypeError: b\n    +------------") == "| TypeError: b"
     assert error_line("+-----\n  +---- 1 ----") == "(no error text)"
+
+
+CHAINED_NATIVE = f"""\
+{EXCEPTION_GROUP}
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/src/test_eg.py", line 9, in test_wrapped
+    raise RuntimeError("wrapper") from group
+RuntimeError: wrapper"""
+
+
+def test_the_error_line_of_a_chain_is_its_last_exception_s() -> None:
+    # --tb=native: no E lines; pytest's summary names the RuntimeError.
+    assert error_line(CHAINED_NATIVE) == "RuntimeError: wrapper"
+
+
+def test_an_exception_group_s_annotation_points_at_the_raise_in_the_test_file(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    pytester.makepyfile(
+        test_g="""
+            def helper():
+                raise ExceptionGroup("two errors", [ValueError("a"), TypeError("b")])
+
+            def test_group():
+                x = 1
+                helper()
+        """
+    )
+    result = pytester.runpytest("--batchflow", "--batchflow-html=off")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["::error file=test_g.py,line=2,title=batchflow%3A test_g.py%3A%3Atest_group failed::*"]
+    )

@@ -188,7 +188,7 @@ def test_a_run_reaches_the_database_file_when_it_finishes(tmp_path: Path) -> Non
         reopened.close()
 
 
-def test_a_finished_run_deletes_the_attempts_of_runs_older_than_those_kept(
+def test_a_finished_run_deletes_its_tests_attempts_of_runs_older_than_those_kept(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "history.sqlite"
@@ -198,30 +198,48 @@ def test_a_finished_run_deletes_the_attempts_of_runs_older_than_those_kept(
         for number in range(5):
             run_id = store.start_run(float(number), None, "host", "3.11", "pytest")
             duration = 1.0 if number < 2 else 2.0  # the two oldest runs: 1 s
-            store.record_attempts(run_id, None, [attempt("t.py::test_a", "passed", duration)])
+            # test_b runs in the first run only; test_a, twice in run 3 (a rerun).
+            attempts = [attempt("t.py::test_a", "passed", duration)] * (2 if number == 3 else 1)
+            if number == 0:
+                attempts.append(attempt("t.py::test_b", "passed", 1.0))
+            store.record_attempts(run_id, None, attempts)
             store.finish_run(run_id, float(number), 0, keep_runs=3)
             store.wait_for_checkpoint()
             runs.append(run_id)
         with closing(sqlite3.connect(path)) as db:
-            kept = [row[0] for row in db.execute("SELECT run_id FROM attempts ORDER BY id")]
+            kept = db.execute("SELECT nodeid, run_id FROM attempts ORDER BY id").fetchall()
             (count,) = db.execute("SELECT COUNT(*) FROM runs").fetchone()
-        assert kept == runs[2:]  # the attempts of the latest 3 runs
+        # test_a: its attempts of its latest 3 runs (both of run 3's); test_b,
+        # which later runs did not run, keeps its one run.
+        assert kept == [
+            ("t.py::test_b", runs[0]),
+            ("t.py::test_a", runs[2]),
+            ("t.py::test_a", runs[3]),
+            ("t.py::test_a", runs[3]),
+            ("t.py::test_a", runs[4]),
+        ]
         assert count == 5  # the runs' own rows stay
-        assert store.durations() == {"t.py::test_a": 2.0}  # the old 1 s are gone
-        assert store.prune(3) == 0  # nothing more to delete
-        assert store.prune(1) == 2
-        store.finish_run(runs[-1], 5.0, 0, keep_runs=0)  # 0 keeps everything
-        store.wait_for_checkpoint()
-        assert len(store.attempts_of("t.py::test_a", 10)) == 1
+        assert store.durations()["t.py::test_a"] == 2.0  # the old 1 s are gone
+        assert store.prune(runs[-1], 3) == 0  # nothing more to delete
+        assert store.prune(runs[-1], 1) == 3
+        # Nothing of a later run (one still recording beside it) is deleted.
+        assert store.prune(runs[0], 1) == 0
     finally:
         store.close()
 
 
-def test_a_long_history_is_cut_down_a_few_runs_at_a_time(store: HistoryStore) -> None:
-    record_runs(store, [[attempt("t.py::test_a", "passed", 1.0)]] * 12)
-    # 12 runs, 2 kept: 10 to delete, at most PRUNE_RUNS_AT_ONCE (5) a call.
-    assert [store.prune(2) for _ in range(3)] == [5, 5, 0]
-    assert len(store.attempts_of("t.py::test_a", 20)) == 2
+def test_a_long_history_is_cut_down_over_several_runs(
+    store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_batchflow import history
+
+    monkeypatch.setattr(history, "PRUNE_AT_ONCE", 10)
+    tests = [f"t.py::test_{n}" for n in range(4)]
+    record_runs(store, [[attempt(nodeid, "passed", 1.0) for nodeid in tests]] * 8)
+    (last,) = store._db.execute("SELECT MAX(id) FROM runs").fetchone()
+    # 8 runs, 2 kept: 6 attempts a test to delete; a call stops past 10.
+    assert [store.prune(last, 2) for _ in range(3)] == [12, 12, 0]
+    assert all(len(store.attempts_of(nodeid, 20)) == 2 for nodeid in tests)
 
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -379,3 +397,26 @@ def test_another_program_s_database_with_a_schema_version_is_left_alone(tmp_path
         HistoryStore.open(path)
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_exception_groups_have_digests_of_their_own() -> None:
+    from pytest_batchflow.history import error_digest
+
+    box = "\n  +-+---- 1 ----\n    | ValueError: a\n    +------------"
+    first = f"+ Exception Group Traceback:\n  | ExceptionGroup: two errors (2 sub-exceptions){box}"
+    second = f"+ Exception Group Traceback:\n  | ExceptionGroup: a timeout (1 sub-exception){box}"
+    assert error_digest(first) != error_digest(second)
+    assert error_digest(first) == error_digest(first.replace("two", "two"))
+
+
+def test_a_history_path_this_process_may_not_look_into_runs_without_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "locked" / "history.sqlite"
+
+    def refused(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_dir", refused)
+    with pytest.raises(HistoryError, match=r"cannot use history store .*: .*Permission denied"):
+        HistoryStore.open(path)

@@ -277,3 +277,13 @@ def test_options_given_without_the_switch_are_named_as_ignored(pytester: pytest.
     kept = pytester.runpytest()
     kept.assert_outcomes(failed=1)
     assert "given without" not in kept.stdout.str()
+
+
+def test_pytest_main_with_a_path_runs_as_without_batchflow(pytester: pytest.Pytester) -> None:
+    # pytest.main() takes os.PathLike arguments: the check for options given
+    # without the switch must read them too.
+    pytester.makepyfile(test_one="def test_one(): pass")
+    code = "import pathlib, pytest; raise SystemExit(pytest.main([pathlib.Path('test_one.py')]))"
+    result = pytester.run(sys.executable, "-c", code)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*1 passed*"])

@@ -224,8 +224,8 @@ def test_a_history_path_naming_a_file_that_is_no_store_leaves_it_alone(
         result.stdout.fnmatch_lines(
             [
                 f"batchflow: warning: running without history: {module} is not a SQLite file,"
-                " so not a history store; batchflow left it as it is (name another file with"
-                " --batchflow-history or batchflow_history)",
+                " so not a history store; batchflow left it as it is (give the history store"
+                " another path)",
             ]
         )
         assert module.read_bytes() == before
@@ -252,7 +252,7 @@ def test_an_empty_file_or_a_folder_named_as_the_history_is_left_alone(
     result.stdout.fnmatch_lines(
         [
             f"batchflow: warning: running without history: {folder} is a folder, not a history"
-            f" store; name a file, e.g. --batchflow-history={folder / 'history.sqlite'}"
+            f" store; name a file in it, e.g. {folder / 'history.sqlite'}"
         ]
     )
 
@@ -721,27 +721,35 @@ def test_results_made_in_slices_keep_each_test_s_own_outcome(
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
-def test_the_history_keeps_the_attempts_of_the_latest_runs_only(
+def test_the_history_keeps_each_test_s_attempts_of_its_latest_runs(
     pytester: pytest.Pytester, workers: tuple[str, ...]
 ) -> None:
     if workers:
         pytest.importorskip("xdist")
     pytester.makepyfile(test_one="def test_one(): pass\ndef test_two(): pass\n")
     store = pytester.path / ".batchflow" / "history.sqlite"
-    for _ in range(4):
-        result = pytester.runpytest("--batchflow", "--batchflow-history-runs=2", *workers)
+    keep = ["--batchflow-history-runs=2", "--batchflow-flaky-window=2"]
+    for _ in range(3):
+        result = pytester.runpytest("--batchflow", *keep, *workers)
         result.assert_outcomes(passed=2)
-    assert history_rows(store, "SELECT COUNT(*) FROM runs") == [(4,)]
-    assert history_rows(store, "SELECT DISTINCT run_id FROM attempts ORDER BY run_id") == [
-        (3,),
-        (4,),
+    # Runs of one test push no other test's history out.
+    for _ in range(3):
+        pytester.runpytest("--batchflow", *keep, "test_one.py::test_one").assert_outcomes(passed=1)
+    assert history_rows(store, "SELECT COUNT(*) FROM runs") == [(6,)]
+    rows = "SELECT nodeid, run_id FROM attempts ORDER BY nodeid, run_id"
+    assert history_rows(store, rows) == [
+        ("test_one.py::test_one", 5),
+        ("test_one.py::test_one", 6),
+        ("test_one.py::test_two", 2),
+        ("test_one.py::test_two", 3),
     ]
-    refused = pytester.runpytest("--batchflow", "--batchflow-history-runs=-1")
+    refused = pytester.runpytest("--batchflow", "--batchflow-history-runs=5")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(
         [
-            "ERROR: batchflow: --batchflow-history-runs (command line): '-1': Input should be"
-            " greater than or equal to 0; e.g. --batchflow-history-runs=200"
+            "ERROR: batchflow: --batchflow-history-runs (command line): a test's 5 runs kept"
+            " are fewer than the 20 its flakiness score looks at (--batchflow-flaky-window);"
+            " keep at least as many, e.g. --batchflow-history-runs=20, or 0 to keep all"
         ]
     )
 
