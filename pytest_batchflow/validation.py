@@ -25,7 +25,7 @@ from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
 from .core.resources import parse_memory_budget, parse_size
-from .options import BATCHES_INI, COV_OFF, HTML_OFF, OPTIONS
+from .options import BATCHES_INI, COV_OFF, HTML_OFF, OPTIONS, Option
 from .settings import (
     BATCH_LINE_KEYS,
     DEFAULT_HISTORY_RUNS,
@@ -355,10 +355,7 @@ def parse_settings(
         settings = dataclasses.replace(settings, history_runs=settings.flaky_window)
     if 0 < settings.history_runs < settings.flaky_window:
         given = raw["history_runs"]
-        kept, window = (
-            next(option for option in OPTIONS if option.field == field)
-            for field in ("history_runs", "flaky_window")
-        )
+        kept, window = _options("history_runs", "flaky_window")
         raise SettingsError(
             f"{given.spelling(kept)} ({given.source}): a test's {settings.history_runs} runs "
             f"kept are fewer than the {settings.flaky_window} its flakiness score looks at "
@@ -367,10 +364,7 @@ def parse_settings(
         )
     if settings.test_memory_fail and settings.test_memory_limit is None:
         given = raw["test_memory_fail"]
-        fail, limit = (
-            next(option for option in OPTIONS if option.field == field)
-            for field in ("test_memory_fail", "test_memory_limit")
-        )
+        fail, limit = _options("test_memory_fail", "test_memory_limit")
         raise SettingsError(
             f"{given.spelling(fail)} ({given.source}) needs a limit to fail tests over; "
             f"add {limit.flag}=SIZE, e.g. {limit.flag}={limit.example}"
@@ -386,6 +380,11 @@ def parse_settings(
                 f"known batches: {', '.join(sorted(known))}"
             )
     return settings
+
+
+def _options(*fields: str) -> tuple[Option, ...]:
+    """The options of these settings' fields, in that order."""
+    return tuple(next(option for option in OPTIONS if option.field == field) for field in fields)
 
 
 def _check_coverage_asked(

@@ -109,9 +109,8 @@ def test_batch_selection_runs_only_those_batches(pytester: pytest.Pytester) -> N
     assert "test_base.py::test_base PASSED" not in result.stdout.str()
 
 
-def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def stage_project(pytester: pytest.Pytester) -> None:
+    """Two CI stages: test_use, in batch mid, depends on test_seed in batch base."""
     pytester.makeini(UPSTREAM_INI)
     pytester.makepyfile(
         test_base="def test_seed(): pass",
@@ -121,6 +120,12 @@ def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
             def test_use(): pass
         """,
     )
+
+
+def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage_project(pytester)
     monkeypatch.setenv("BATCHFLOW_COMMIT", "abc123")
     refused = pytester.runpytest("--batchflow", "--batchflow-batches=mid")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
@@ -152,15 +157,7 @@ def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
 def test_a_stage_without_a_known_commit_is_told_to_set_one(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makeini(UPSTREAM_INI)
-    pytester.makepyfile(
-        test_base="def test_seed(): pass",
-        test_mid="""
-            import pytest
-            @pytest.mark.depends_on("test_base.py::test_seed")
-            def test_use(): pass
-        """,
-    )
+    stage_project(pytester)
     for variable in ("BATCHFLOW_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("GIT_DIR", str(pytester.path / "no-git"))  # not a checkout
