@@ -385,6 +385,17 @@ OPTIONS: tuple[Option, ...] = (
         metavar="error|skip",
     ),
     Option(
+        "keep_order",
+        "--batchflow-keep-order",
+        "BATCHFLOW_KEEP_ORDER",
+        "batchflow_keep_order",
+        "Under xdist, send the tests that may start in the plan's order (pytest's, within "
+        "a batch) instead of the longest first: for suites whose tests pass only in the "
+        "order they are written in.",
+        "true",
+        is_flag=True,
+    ),
+    Option(
         "no_fast_exit",
         "--batchflow-no-fast-exit",
         "BATCHFLOW_NO_FAST_EXIT",

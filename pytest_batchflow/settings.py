@@ -170,6 +170,7 @@ class Settings:
     test_memory_limit: int | None = None
     test_memory_fail: bool = False
     leak_threshold: int = DEFAULT_LEAK_THRESHOLD
+    keep_order: bool = False
     no_fast_exit: bool = False
     batches: tuple[BatchLine, ...] = ()
 

@@ -217,6 +217,7 @@ class _SettingsModel(BaseModel):
     test_memory_limit: int | None = None
     test_memory_fail: bool = False
     leak_threshold: int = DEFAULT_LEAK_THRESHOLD
+    keep_order: bool = False
     no_fast_exit: bool = False
     batches: tuple[BatchLine, ...] = ()
 

@@ -291,6 +291,7 @@ class BatchflowScheduling:
             chains=chains,
             order_classes=analysis.order_classes,
             interleave=self.orchestrator.settings.probe is not None,
+            keep_order=self.orchestrator.settings.keep_order,
             setup_costs=self.orchestrator.setup_costs,
             **self.orchestrator.memory_rules(analysis),
         )

@@ -253,6 +253,7 @@ class Dispatcher:
         budget: Budget | None = None,
         chains: Mapping[str, Sequence[str]] | None = None,
         order_classes: Mapping[int, int] | None = None,
+        keep_order: bool = False,
     ) -> None:
         self.plan = plan
         #: Tests another plugin orders after the rest of their batch on every
@@ -296,8 +297,12 @@ class Dispatcher:
         self._held: Counter[str] = Counter()
         remaining = plan.remaining_paths()
         position = {index: i for i, index in enumerate(plan.order)}
+        # keep_order: ready tests go in the plan's order (collection order
+        # within a batch), whatever the history says of their durations.
         self._key: dict[int, _Key] = {
-            i: (0, -_floored(remaining[i]), -_floored(plan.estimates.get(i, 0.0)), position[i])
+            i: (0, 0.0, 0.0, position[i])
+            if keep_order
+            else (0, -_floored(remaining[i]), -_floored(plan.estimates.get(i, 0.0)), position[i])
             for i in plan.order
         }
         self._planned = planned = set(plan.order)

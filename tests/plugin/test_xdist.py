@@ -19,7 +19,7 @@ import pytest
 from json_runs import by_name, overlap, run
 
 from pytest_batchflow.orchestrator import _with_teardown_output
-from pytest_batchflow.results import TestResult
+from pytest_batchflow.results import RunResult, TestResult
 
 pytest.importorskip("xdist")
 
@@ -1316,3 +1316,33 @@ def test_ok(): pass
     assert texts[0] is not None
     assert texts[0].startswith("def test_x():")
     assert "a distinctive message" in texts[0]
+
+
+def _worker_orders(data: RunResult) -> list[list[str]]:
+    """Each worker's tests by name, in the order they started there."""
+    workers: dict[str, list[TestResult]] = {}
+    for test in data.tests:
+        workers.setdefault(test.worker, []).append(test)
+    return [
+        [test.nodeid.split("::")[-1] for test in sorted(tests, key=lambda t: t.start)]
+        for tests in workers.values()
+    ]
+
+
+def test_keep_order_sends_tests_in_the_plan_s_order_whatever_the_history(
+    pytester: pytest.Pytester,
+) -> None:
+    # The last test is the slowest: with history, longest-first sends it first.
+    pytester.makepyfile(
+        test_order="import time\n\n"
+        + "".join(f"def test_{n}():\n    pass\n\n" for n in range(6))
+        + "def test_slow():\n    time.sleep(0.3)\n"
+    )
+    run(pytester, "-n", "2")  # the history learns the durations
+    _, longest_first = run(pytester, "-n", "2")
+    assert [order[0] for order in _worker_orders(longest_first)].count("test_slow") == 1
+    _, kept = run(pytester, "-n", "2", "--batchflow-keep-order")
+    names = [f"test_{n}" for n in range(6)] + ["test_slow"]
+    for order in _worker_orders(kept):
+        assert order == sorted(order, key=names.index)
+    assert "test_slow" not in [order[0] for order in _worker_orders(kept)]
