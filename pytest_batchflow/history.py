@@ -184,10 +184,6 @@ class HistoryError(Exception):
     """The store could not be used; the message says why, for a warning line."""
 
 
-#: The last line of an exception group's traceback: its box alone.
-_BOX_ONLY = re.compile(r"^[\s|+\-]*$")
-
-
 def error_digest(longrepr: str | None) -> str | None:
     """A short fingerprint of a failure's last line, stable across runs: the
     line an exception group names itself on where its traceback ends with
@@ -199,7 +195,7 @@ def error_digest(longrepr: str | None) -> str | None:
     if not longrepr:
         return None
     last = next((line for line in reversed(longrepr.splitlines()) if line.strip()), "")
-    if _BOX_ONLY.match(last):
+    if not last.strip(" |+-"):  # an exception group's box alone
         from .results import error_line
 
         last = error_line(longrepr)

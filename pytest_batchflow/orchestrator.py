@@ -1477,9 +1477,9 @@ class Orchestrator:
             # In slices, each test's plain values let go as its model is made: the
             # values of every test and their models at once were the run's peak of
             # memory (some 2 KB a test more).
-            for start in range(0, len(finished), _BUILD_SLICE):
-                piece = finished[start : start + _BUILD_SLICE]
-                finished[start : start + _BUILD_SLICE] = [None] * len(piece)  # type: ignore[list-item]
+            while finished:
+                piece = finished[:_BUILD_SLICE]
+                del finished[:_BUILD_SLICE]
                 built = validate_tests([_plain_values(plain) for _, plain in piece])
                 self.results.update(zip((index for index, _ in piece), built, strict=True))
 

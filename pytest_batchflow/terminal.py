@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -134,26 +134,31 @@ def collection_line(collection: Sequence[CollectionProblem]) -> str | None:
     return f"while collecting: {', '.join(parts)} (not in the table)"
 
 
-def batch_table(batches: Sequence[BatchResult]) -> list[str]:
-    """One row per batch; xpassed counts as passed, errors as failed, xfailed as skipped.
+def batch_rows(
+    batches: Sequence[BatchResult], quote: Callable[[str], str] = str
+) -> tuple[list[str], list[list[str]]]:
+    """The batch table's header and rows, as text: xpassed counts as passed,
+    errors as failed, xfailed as skipped.
 
     ``flaky`` (failed, then passed on a rerun) and ``quarantined`` (failed, but
     quarantined) columns appear when a batch has such a test. A batch that
-    the run stopped in says how many of its tests have no result.
+    the run stopped in says how many of its tests have no result. ``quote``
+    wraps the suite's own words (a batch's name, a skip's reason).
     """
     extras = [
         word for word in ("flaky", "quarantined") if any(b.outcomes.get(word) for b in batches)
     ]
     columns = list(_COLUMNS)
     columns[4:4] = extras
-    rows = [columns]
+    rows = []
     for batch in batches:
         o = batch.outcomes
-        status = batch.status if batch.skip_reason is None else f"skipped: {batch.skip_reason}"
+        reason = batch.skip_reason
+        status = batch.status if reason is None else f"skipped: {quote(reason)}"
         if batch.not_run:  # the run stopped (-x, Ctrl-C): those tests have no result
             status += f" ({batch.not_run} not run)"
         row = [
-            batch.name,
+            quote(batch.name),
             batch.kind,
             str(batch.tests),
             str(o.get("passed", 0) + o.get("xpassed", 0)),
@@ -164,6 +169,13 @@ def batch_table(batches: Sequence[BatchResult]) -> list[str]:
         ]
         row[4:4] = [str(o.get(word, 0)) for word in extras]
         rows.append(row)
+    return columns, rows
+
+
+def batch_table(batches: Sequence[BatchResult]) -> list[str]:
+    """One row per batch (:func:`batch_rows`), in aligned columns."""
+    columns, body = batch_rows(batches)
+    rows = [columns, *body]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns) - 1)]
     lines = []
     for row in rows:

@@ -33,7 +33,7 @@ from ..results import (
     collection_error_line,
     error_line,
 )
-from ..terminal import seconds
+from ..terminal import batch_rows, seconds
 from .junit import visible
 
 __all__ = [
@@ -126,35 +126,12 @@ def _table(
 
 
 def _batches(batches: Sequence[BatchResult]) -> list[str]:
-    """As the terminal's table: the batches that have tests, the same columns in the
-    same order (xpassed counts as passed, errors as failed, xfailed as skipped;
-    flaky and quarantined columns only when a batch has such tests)."""
+    """The terminal's table: the batches that have tests, the same columns in
+    the same order (:func:`~pytest_batchflow.terminal.batch_rows`)."""
     batches = [batch for batch in batches if batch.tests]
     if not batches:
         return []
-    extras = [
-        word for word in ("flaky", "quarantined") if any(b.outcomes.get(word) for b in batches)
-    ]
-    header = ["batch", "kind", "tests", "passed", *extras, "failed", "skipped"]
-    header += ["duration", "status"]
-    rows = []
-    for batch in batches[:LIST_LIMIT]:
-        o = batch.outcomes
-        reason = batch.skip_reason
-        status = batch.status if reason is None else f"skipped: {_code(reason)}"
-        if batch.not_run:  # the run stopped (-x, Ctrl-C): those tests have no result
-            status += f" ({batch.not_run} not run)"
-        row = [
-            _code(batch.name),
-            batch.kind,
-            str(batch.tests),
-            str(o.get("passed", 0) + o.get("xpassed", 0)),
-            *(str(o.get(word, 0)) for word in extras),
-            str(o.get("failed", 0) + o.get("error", 0)),
-            str(o.get("skipped", 0) + o.get("xfailed", 0)),
-        ]
-        row += [seconds(batch.duration), status]
-        rows.append(row)
+    header, rows = batch_rows(batches[:LIST_LIMIT], quote=_code)
     numeric = [False, False, *[True] * (len(header) - 3), False]
     return [
         "### Batches",
