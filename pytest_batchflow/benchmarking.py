@@ -24,6 +24,7 @@ from .core.bench import (
     scaled_time,
     summarize,
 )
+from .core.words import count_of
 from .history import BenchmarkRow, HistoryStore
 from .results import BenchmarkComparison, BenchmarkResult, TestResult
 
@@ -119,7 +120,7 @@ def _compared(
         ungated = f"baseline from another machine: {', '.join(other)} differ"
     elif len(pool) < MIN_GATING_RUNS:
         ungated = (
-            f"{len(pool)} earlier run{'s' if len(pool) != 1 else ''} on this machine; the gate "
+            f"{count_of(len(pool), 'earlier run')} on this machine; the gate "
             f"needs {MIN_GATING_RUNS} to know how much runs differ"
         )
     try:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .core.coverage import summarize
+from .core.words import count_of
 from .results import CoverageBatch, CoverageFile, CoverageGate, CoverageResult
-from .terminal import count_of
 
 __all__ = [
     "OUTPUT_DIR",

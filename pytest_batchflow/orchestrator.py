@@ -39,6 +39,7 @@ from .core.plan import Plan, PlanError, build_plan
 from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
 from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
+from .core.words import count_of
 from .files import ignore_in_git
 from .gcpause import collector_paused
 from .items import MarkerError
@@ -993,9 +994,7 @@ class Orchestrator:
             return None
         if session.testsfailed and not self.config.option.continue_on_collection_errors:
             errors = session.testsfailed
-            raise session.Interrupted(
-                f"{errors} error{'s' if errors != 1 else ''} during collection"
-            )
+            raise session.Interrupted(f"{count_of(errors, 'error')} during collection")
         self.print_plan()
         return True
 
@@ -1858,9 +1857,9 @@ class Orchestrator:
             # After Ctrl-C the user wants the run to end, not more runs.
             alone = exitstatus != pytest.ExitCode.INTERRUPTED
             if failing and alone:
+                running = count_of(min(failing, MAX_ALONE_TESTS), "failing test")
                 self.write_line(
-                    f"batchflow: probe: running {min(failing, MAX_ALONE_TESTS)} failing "
-                    f"test{'s' if failing != 1 else ''} alone, {ALONE_RUNS} times each"
+                    f"batchflow: probe: running {running} alone, {ALONE_RUNS} times each"
                 )
             probe = probe_result(self.config, self.settings.probe, tests, alone)
         failures = {"failed", "error", *(["flaky"] if self.settings.strict_flaky else [])}
@@ -2017,7 +2016,7 @@ class Orchestrator:
     def coverage_crash(self, worker: str, nodeid: str | None) -> None:
         """On the controller: a worker died; what of its coverage data is lost."""
         pending = self.coverage_pending.pop(worker, 0)
-        earlier = f"{pending} earlier test{'s' if pending != 1 else ''}"
+        earlier = count_of(pending, "earlier test")
         if nodeid is None:
             if pending:
                 self.coverage_lost.append(

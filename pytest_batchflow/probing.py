@@ -25,6 +25,7 @@ from .core.probe import (
     verdict,
     wilson_interval,
 )
+from .core.words import count_of
 from .options import ALONE_ENV
 from .results import ProbeResult, ProbeTest, TestResult
 
@@ -273,7 +274,7 @@ def probe_lines(probe: ProbeResult, cut: Iterable[tuple[str, str]] = ()) -> list
     never = sum(1 for test in probe.tests if not test.failures)
     tests = len(probe.tests)
     lines.append(
-        f"batchflow: probe: {tests} test{'s' if tests != 1 else ''} run up to {probe.runs} "
+        f"batchflow: probe: {count_of(tests, 'test')} run up to {probe.runs} "
         f"times each; {never} never failed"
     )
     return lines

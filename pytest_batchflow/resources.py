@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .clock import monotonic
 from .core.resources import WorkerCount, format_size, workers_for_memory
+from .core.words import count_of
 
 try:
     import resource
@@ -155,8 +156,7 @@ def auto_workers(settings: Settings, cpus: int, budget: int | None) -> WorkerCou
 
 def describe_auto_workers(count: WorkerCount, budget: int) -> str:
     """The header line that says why ``-n auto`` chose its number."""
-    plural = "s" if count.workers != 1 else ""
-    head = f"batchflow: -n auto: {count.workers} worker{plural} ({count.cpus} CPUs"
+    head = f"batchflow: -n auto: {count_of(count.workers, 'worker')} ({count.cpus} CPUs"
     if count.by_memory is None or count.per_worker is None:
         return f"{head}; no memory figures in the history yet)"
     return (

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from . import clock
+from .core.words import count_of
 
 if TYPE_CHECKING:
     from .orchestrator import Orchestrator
@@ -49,9 +50,7 @@ class SerialLoop:
         session = self.session
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             errors = session.testsfailed
-            raise session.Interrupted(
-                f"{errors} error{'s' if errors != 1 else ''} during collection"
-            )
+            raise session.Interrupted(f"{count_of(errors, 'error')} during collection")
         if session.config.option.collectonly:
             return
         last: pytest.Item | None = None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .core.graph import TestSpec
 from .core.plan import Plan
 from .core.resources import KEPT_PER_TEST, budget_share, format_size
+from .core.words import count_of
 
 if TYPE_CHECKING:
     from .results import (
@@ -33,12 +34,6 @@ NOTABLE_CPU = 1.0
 def seconds(value: float) -> str:
     """A duration as the summaries print it: ``1.23s``."""
     return f"{value:.2f}s"
-
-
-def count_of(number: int, word: str) -> str:
-    """``1 test``, ``2 tests``, ``3 batches``."""
-    plural = {"batch": "batches", "dependency": "dependencies"}.get(word, f"{word}s")
-    return f"{number} {word if number == 1 else plural}"
 
 
 def _policy_words(plan: Plan, name: str) -> str:

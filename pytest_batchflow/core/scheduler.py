@@ -31,6 +31,7 @@ from typing import Literal
 
 from .plan import Plan
 from .resources import Budget, Needs
+from .words import count_of
 
 __all__ = [
     "FAILING_OUTCOMES",
@@ -91,10 +92,6 @@ def _floored(seconds: float) -> float:
     return seconds if seconds >= PRIORITY_FLOOR else 0.0
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 class RunState:
     """Outcomes so far, batch clocks and failure counts, for one run.
 
@@ -136,7 +133,7 @@ class RunState:
                 return reason
         if policy.maxfail is not None and self.batch_failures[batch] >= policy.maxfail:
             return (
-                f"batch {batch!r} stopped after {_plural(self.batch_failures[batch], 'failure')}"
+                f"batch {batch!r} stopped after {count_of(self.batch_failures[batch], 'failure')}"
                 f" (maxfail={policy.maxfail})"
             )
         started = self.batch_started.get(batch)
@@ -155,7 +152,7 @@ class RunState:
             if upstream not in self._policies:
                 continue  # a plan made for fewer batches than the lines name
             if self.batch_failures[upstream]:
-                failures = _plural(self.batch_failures[upstream], "failure")
+                failures = count_of(self.batch_failures[upstream], "failure")
                 self.blocked[batch] = f"upstream batch {upstream!r} had {failures}"
             elif self.upstream_block(upstream) is not None:
                 self.blocked[batch] = f"upstream batch {upstream!r} was skipped"

@@ -39,6 +39,7 @@ from markupsafe import Markup, escape
 from ..core.bench import scaled_time
 from ..core.layout import layered_layout
 from ..core.resources import KEPT_PER_TEST, format_size
+from ..core.words import count_of
 from ..files import write_atomically
 from ..results import BatchResult, RunResult, TestResult, error_line
 
@@ -514,9 +515,7 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
     # Exit code 2 after a collection error is pytest stopping for it: said above.
     if result.exitstatus == 2 and "collection" not in result.failed_by:
         not_run = sum(batch.not_run for batch in result.batches)
-        reasons.append(
-            f"interrupted (pytest exit code 2): {not_run} test{'s' if not_run != 1 else ''} not run"
-        )
+        reasons.append(f"interrupted (pytest exit code 2): {count_of(not_run, 'test')} not run")
     if "coverage" in result.failed_by and result.coverage is not None:
         for gate in result.coverage.gates:
             if not gate.passed:
