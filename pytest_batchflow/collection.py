@@ -141,8 +141,8 @@ class Analysis:
         """Refuse a dependency on an unknown target.
 
         ``narrowed``: the command line picked some tests (``file::test``, ``--lf``),
-        so an unknown target may exist but not be collected: its dependents are
-        skipped with that reason rather than refused. Cycles and edges against
+        so an unknown target may exist but not be collected: its dependents run
+        without it rather than being refused. Cycles and edges against
         the batch order are refused by :func:`build_plan`, once, where the plan
         is made (the serial process, the xdist controller).
         """

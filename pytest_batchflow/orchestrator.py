@@ -481,6 +481,31 @@ def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Atte
     )
 
 
+def _run_without_dependencies(plan: Plan, analysis: Analysis) -> list[str]:
+    """The note for a run that picked tests: which run without dependencies it left out."""
+    specs = analysis.specs
+    left_out: dict[int, list[str]] = {}
+    for dependent, target in analysis.unresolved.items():
+        if dependent in plan.batch_of:
+            left_out.setdefault(dependent, []).append(repr(target))
+    kept = set(analysis.kept)
+    for dependent, preds in plan.external.items():
+        for pred in preds:
+            if pred not in kept:
+                left_out.setdefault(dependent, []).append(specs[pred].nodeid)
+    if not left_out:
+        return []
+    shown = [
+        f"{specs[dependent].nodeid} (needs {', '.join(targets)})"
+        for dependent, targets in list(left_out.items())[:3]
+    ]
+    more = f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
+    return [
+        f"running {count_of(len(left_out), 'test')} without dependencies that the selection "
+        f"(a node id, --lf or --sw) left out: {'; '.join(shown)}{more}"
+    ]
+
+
 class Orchestrator:
     def __init__(
         self, config: pytest.Config, settings: Settings, role: Role, workers: int = 1
@@ -745,8 +770,9 @@ class Orchestrator:
     def _narrowed_selection(self) -> bool:
         """Whether the command line picked tests rather than the whole suite.
 
-        Then a dependency may simply not be collected (``pytest file::test``,
-        ``--lf``): the dependent is skipped with that reason instead of refused.
+        Then a dependency may simply not be collected or be deselected
+        (``pytest file::test``, ``--lf``, ``--sw``): the picked test runs
+        without it, as without batchflow, rather than being refused or skipped.
         """
         option = self.config.option
         return (
@@ -768,11 +794,12 @@ class Orchestrator:
             analysis.run,
             durations,
         )
+        narrowed = self._narrowed_selection()
         state = RunState(
             plan,
             {spec.index: spec.nodeid for spec in analysis.specs},
-            self._external_reasons(plan, analysis),
-            analysis.unresolved,
+            self._external_reasons(plan, analysis, narrowed),
+            {} if narrowed else analysis.unresolved,
         )
         # Set together, once nothing can fail any more: the later hooks use all three.
         self.analysis, self.plan, self.state = analysis, plan, state
@@ -784,6 +811,8 @@ class Orchestrator:
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
         self.notes.extend(misspelt_paths(analysis, self.settings, self.config.rootpath))
+        if narrowed:
+            self.notes.extend(_run_without_dependencies(plan, analysis))
         if self.role == "serial":
             # Before the first test: git started between tests would leave this
             # process's peak in the kernel's figure for ended children, which
@@ -914,11 +943,14 @@ class Orchestrator:
         for nodeid in leaving:
             self.quarantine_news.append(f"{nodeid} leaves quarantine after {release} clean runs")
 
-    def _external_reasons(self, plan: Plan, analysis: Analysis) -> dict[int, str | None]:
-        """Why each dependency outside the plan is missing; None if it passed before.
+    def _external_reasons(
+        self, plan: Plan, analysis: Analysis, narrowed: bool
+    ) -> dict[int, str | None]:
+        """Why each dependency outside the plan is missing; None if it counts as met.
 
         A dependency in a batch left out by --batchflow-batches counts as met
-        when the history has it passing at this same commit (an earlier CI stage).
+        when the history has it passing at this same commit (an earlier CI stage);
+        one that the command line did not pick (``narrowed``), always.
         """
         kept = set(analysis.kept)
         outside = {pred for preds in plan.external.values() for pred in preds}
@@ -936,7 +968,7 @@ class Orchestrator:
             nodeid = analysis.specs[pred].nodeid
             batch = analysis.batch_of[pred]
             if pred not in kept:
-                reasons[pred] = "was deselected"
+                reasons[pred] = None if narrowed else "was deselected"
             elif nodeid in passed:
                 reasons[pred] = None
             elif self.settings.missing_dependency == "skip":

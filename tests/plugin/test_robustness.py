@@ -65,25 +65,54 @@ def test_failed_first_keeps_dependencies_first(
     ]
 
 
-def test_last_failed_skips_a_dependency_it_did_not_select(
+PICKED_NOTE = (
+    "batchflow: warning: running 1 test without dependencies that the selection (a node id, "
+    "--lf or --sw) left out: test_chain.py::test_use (needs *test_make*)"
+)
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_last_failed_reruns_a_failed_test_without_its_dependency_as_without_batchflow(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(test_chain=CHAIN)
+    monkeypatch.setenv("BREAK_USE", "1")
+    first = pytester.runpytest("-p", "cacheprovider", "--batchflow", *workers)
+    first.assert_outcomes(passed=2, failed=1)
+    # --lf collects only the failed test: it runs, and still fails, as without
+    # batchflow (skipping it made a failing suite pass and emptied --lf's record).
+    for _ in range(2):
+        again = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--lf", *workers)
+        again.assert_outcomes(failed=1)
+        assert again.ret == pytest.ExitCode.TESTS_FAILED
+        again.stdout.fnmatch_lines([PICKED_NOTE])
+    monkeypatch.delenv("BREAK_USE")
+    fixed = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--lf", *workers)
+    fixed.assert_outcomes(passed=1)
+
+
+def test_stepwise_runs_the_test_it_stopped_at_without_its_dependency(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_chain=CHAIN)
     monkeypatch.setenv("BREAK_USE", "1")
-    pytester.runpytest("-p", "cacheprovider", "--batchflow").assert_outcomes(passed=2, failed=1)
-    result = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--lf", "-rs")
-    # --lf collects only the failed test: its dependency is not there to run.
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*depends on 'test_make', which matches no collected test"])
+    first = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--sw")
+    first.assert_outcomes(passed=1, failed=1)
+    # --sw deselects the tests before the one it stopped at, test_make among them.
+    again = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--sw")
+    again.assert_outcomes(failed=1, deselected=1)
+    again.stdout.fnmatch_lines([PICKED_NOTE])
 
 
-def test_selecting_one_test_by_node_id_skips_its_uncollected_dependency(
+def test_selecting_one_test_by_node_id_runs_it_without_its_uncollected_dependency(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_chain=CHAIN)
-    result = pytester.runpytest("--batchflow", "test_chain.py::test_use", "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*depends on 'test_make', which matches no collected test"])
+    result = pytester.runpytest("--batchflow", "test_chain.py::test_use")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([PICKED_NOTE])
 
 
 def test_without_the_skipping_plugin_dependents_are_still_skipped(
