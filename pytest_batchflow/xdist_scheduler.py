@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import clock
-from .collection import Analysis
+from .collection import Analysis, analyse
 from .core.plan import PlanError
 from .core.scheduler import Decision, Dispatcher, Idle, Sendable
 from .files import remove_run_directory, run_directory
@@ -62,12 +62,19 @@ def write_worker_analysis(
         _error_path(rundir, worker).write_text(str(error), encoding="utf-8")
 
 
-def _read_worker_analysis(rundir: Path, worker: str) -> Analysis:
-    """On the controller; a worker's planning error becomes the usage error it is."""
+def _read_worker_analysis(rundir: Path, worker: str) -> Analysis | None:
+    """On the controller; a worker's planning error becomes the usage error it is.
+
+    None when the worker left neither: pytest stopped its collection before
+    the plugins saw the items (a path or node id that does not exist).
+    """
     error = _error_path(rundir, worker)
     if error.exists():
         raise pytest.UsageError(f"batchflow: {error.read_text(encoding='utf-8')}")
-    return Analysis.from_json(_analysis_path(rundir, worker).read_bytes())
+    try:
+        return Analysis.from_json(_analysis_path(rundir, worker).read_bytes())
+    except FileNotFoundError:
+        return None
 
 
 class XdistHooks:
@@ -138,7 +145,11 @@ class BatchflowScheduling:
         self.aborted = False
         self._scheduled = False  # xdist has asked for the first tests
         self._collected_once = False
-        self._collected = 0  # workers whose collection arrived
+        self._collected = 0  # workers present whose collection arrived
+        #: Collections that arrived, from workers present or gone: a worker whose
+        #: pytest stopped at collection (a node id that does not exist) sends an
+        #: empty one and finishes at once.
+        self._collections_sent = 0
         self.item_at: dict[int, Sendable] = {}
         self.position_of: dict[Sendable, int] = {}
 
@@ -156,7 +167,7 @@ class BatchflowScheduling:
         workers the dispatcher shut down leave early, and the run goes on.
         """
         # xdist asks at every event: counted as collections arrive, not here.
-        if self._collected >= self.orchestrator.workers:
+        if self._collections_sent >= self.orchestrator.workers:
             self._collected_once = True
         return self._collected_once and self._collected == len(self.collections)
 
@@ -185,6 +196,7 @@ class BatchflowScheduling:
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
         if self.collections.get(node) is None:
             self._collected += 1
+            self._collections_sent += 1
         self.collections[node] = list(collection)
         if self.collection is None:
             self.collection = list(collection)
@@ -264,6 +276,13 @@ class BatchflowScheduling:
         assert self.collection is not None
         try:
             analysis = _read_worker_analysis(self.rundir, worker)
+            if analysis is None and not self.collection:
+                # Nothing collected, as xdist reports it: an empty plan.
+                analysis = analyse([], [], self.orchestrator.settings, self.config.rootpath)
+            elif analysis is None:
+                raise RuntimeError(
+                    f"batchflow: worker {worker} sent a collection but no analysis of it"
+                )
             plan, state = self.orchestrator.make_plan(analysis)
         except PlanError as error:
             raise pytest.UsageError(f"batchflow: {error}") from None

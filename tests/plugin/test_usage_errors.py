@@ -530,3 +530,18 @@ def test_a_quarantine_file_that_is_not_utf_8_is_named_with_its_line(
             "(byte 0xe9 on line 2); save it as UTF-8; "
             "e.g. --batchflow-quarantine=quarantine.txt,auto:0.3",
         )
+
+
+@pytest.mark.parametrize("missing", ["test_ok.py::test_nosuch", "nosuch_dir"])
+def test_a_path_that_does_not_exist_ends_an_xdist_run_as_without_batchflow(
+    pytester: pytest.Pytester, missing: str
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_ok="def test_ok(): pass\n")
+    # xdist's workers stop at pytest's "not found" before any plugin sees the
+    # items; without batchflow the run ends with "no tests ran".
+    plain = pytester.runpytest("-n", "2", missing)
+    result = pytester.runpytest("--batchflow", "-n", "2", missing)
+    assert result.ret == plain.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*no tests ran in*"])
