@@ -416,3 +416,23 @@ BATCHES_INI_HELP = (
 
 #: The options that switch batchflow on (a plan is batchflow's too).
 SWITCHES: tuple[Option, ...] = tuple(o for o in OPTIONS if o.field in ("enabled", "plan_only"))
+
+_INI_NAMES = (*(option.ini for option in OPTIONS), BATCHES_INI)
+
+
+def misspelt_setting(warning: str) -> str | None:
+    """What pytest's ``Unknown config option: batchflow_...`` warning means:
+    the setting's name as batchflow knows it, when one is close."""
+    words = warning.split()
+    if warning.startswith("Unknown config option:") and len(words) == 4:
+        key = words[3]
+        if key.lower().startswith("batchflow"):
+            import difflib
+
+            # Compared without the prefix that they all share.
+            known = {name.removeprefix("batchflow_"): name for name in _INI_NAMES}
+            wrote = key.lower().removeprefix("batchflow").lstrip("_")
+            close = difflib.get_close_matches(wrote, known, n=1)
+            fix = f"did you mean {known[close[0]]}?" if close else "pytest --help lists them"
+            return f"{key} in the ini file is no batchflow setting: {fix}"
+    return None

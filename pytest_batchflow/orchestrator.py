@@ -1824,6 +1824,11 @@ class Orchestrator:
             raise error
         if self.plan is None or self.role == "worker" or self.run_finished:
             return
+        if exitstatus == pytest.ExitCode.USAGE_ERROR and not (self.reports or self.results):
+            # pytest refused the run before its first test (--strict-config's
+            # unknown key, found once collection is over): nothing ran, and
+            # nothing but pytest's error is said, as without batchflow.
+            return
         self.run_finished = True
         try:
             # What the end of the run builds lives to its end: collections it
@@ -2354,6 +2359,16 @@ class Orchestrator:
                 )
         for line in self.quarantine_news:
             terminal.write_line(f"batchflow: {line}", yellow=True)
+
+    def pytest_warning_recorded(self, warning_message: warnings.WarningMessage, when: str) -> None:
+        # pytest warns of an unknown ini key once collection is over: a misspelt
+        # batchflow setting gets the name it was meant to have.
+        if when == "config" and self.role != "worker":
+            from .options import misspelt_setting
+
+            note = misspelt_setting(str(warning_message.message))
+            if note is not None and note not in self.notes:
+                self.notes.append(note)
 
     def pytest_report_header(self) -> list[str]:
         from .plugin import AUTO_WORKERS_KEY

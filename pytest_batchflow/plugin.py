@@ -146,6 +146,14 @@ def _cov_source(item: str, base: Path) -> str:
     return item
 
 
+def _ini_source(config: pytest.Config, option: Option) -> str:
+    """Where an ini value came from, for messages: ``-o`` or the ini file's name."""
+    for override in getattr(config.option, "override_ini", None) or ():
+        if override.partition("=")[0].strip() == option.ini:
+            return "-o"
+    return config.inipath.name if config.inipath else "ini"
+
+
 def _getini(config: pytest.Config, option: Option) -> object:
     """pytest parses typed ini keys itself; say which key a bad value was in."""
     try:
@@ -153,7 +161,7 @@ def _getini(config: pytest.Config, option: Option) -> object:
     except (ValueError, TypeError, pytest.UsageError, pytest.PytestDeprecationWarning) as error:
         # pytest >= 9.1 raises UsageError; its deprecation of a list where a
         # string is due (PytestRemovedIn10Warning), under -W error, is raised too.
-        where = config.inipath.name if config.inipath else "ini"
+        where = _ini_source(config, option)
         example = option.example
         toml = config.inipath is not None and config.inipath.suffix == ".toml"
         if toml and not option.is_flag and not example.startswith('"'):
@@ -169,7 +177,12 @@ def _getini(config: pytest.Config, option: Option) -> object:
         raise pytest.UsageError(
             f"batchflow: {option.ini} ({where}): {reason}; e.g. {option.ini} = {example}"
         ) from None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    toml = config.inipath is not None and config.inipath.suffix == ".toml"
+    if not option.is_flag and (isinstance(value, bool) or (toml and value in ("True", "False"))):
+        # A TOML boolean where none is due (pytest may have made it a string):
+        # named in messages as it was written.
+        return str(value).lower()
+    if isinstance(value, int | float):
         return str(value)  # a TOML number, validated as the same text would be
     return value
 
@@ -196,7 +209,6 @@ def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValu
     from .settings import RawValue
 
     inidir = config.inipath.parent if config.inipath else config.rootpath
-    inifile = config.inipath.name if config.inipath else "ini"
     raw: dict[str, RawValue] = {}
     for option in OPTIONS:
         cli_value = _cli_value(config, option, early)
@@ -212,7 +224,7 @@ def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValu
             # Native TOML may hold a list where a comma-separated string is meant.
             if isinstance(ini_value, list):
                 ini_value = ",".join(str(value) for value in ini_value)
-            given = RawValue(ini_value, "ini", inifile)
+            given = RawValue(ini_value, "ini", _ini_source(config, option))
         else:
             continue
         value = given.value

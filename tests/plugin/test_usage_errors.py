@@ -545,3 +545,63 @@ def test_a_path_that_does_not_exist_ends_an_xdist_run_as_without_batchflow(
     assert result.ret == plain.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(["*no tests ran in*"])
+
+
+def test_a_toml_boolean_where_a_number_is_due_is_named_as_written(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    # pytest makes it the text "True" ([tool.pytest] refuses it itself, naming the type).
+    pytester.makepyprojecttoml(
+        "[tool.pytest.ini_options]\nbatchflow = true\nbatchflow_reruns = true\n"
+    )
+    message = assert_usage_error(pytester.runpytest(), "batchflow_reruns (pyproject.toml): *")
+    assert message.startswith("ERROR: batchflow: batchflow_reruns (pyproject.toml): 'true': ")
+
+
+def test_a_bad_value_given_with_o_is_said_to_come_from_o(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_suite=SUITE)
+    assert_usage_error(
+        pytester.runpytest("--batchflow", "-o", "batchflow_reruns=x"),
+        "batchflow_reruns (-o): 'x': *; e.g. batchflow_reruns = 2",
+    )
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_misspelt_setting_in_the_ini_file_is_named_with_the_setting_meant(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeini("[pytest]\nbatchflow_rerun = 2\nbatchflow_frobnicate = 1\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--batchflow", *workers)
+    # pytest's own warnings stay; batchflow says what was meant, once each.
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*PytestConfigWarning: Unknown config option: batchflow_rerun"])
+    lines = [line for line in result.stdout.lines if "is no batchflow setting" in line]
+    assert lines == [
+        "batchflow: warning: batchflow_frobnicate in the ini file is no batchflow setting: "
+        "pytest --help lists them",
+        "batchflow: warning: batchflow_rerun in the ini file is no batchflow setting: "
+        "did you mean batchflow_reruns?",
+    ]
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_run_strict_config_refuses_after_collecting_has_no_summary_or_report(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeini("[pytest]\nnot_an_option = 1\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest(
+        "--batchflow", "--strict-config", "--batchflow-json=r.json", *workers
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: Unknown config option: not_an_option"])
+    assert "=== batchflow ===" not in result.stdout.str()
+    assert not (pytester.path / "r.json").exists()
+    assert not (pytester.path / ".batchflow" / "report.html").exists()
