@@ -1339,11 +1339,18 @@ class Orchestrator:
             index in self.earlier
             and index not in self.reran_by_others
             and self.settings.probe is None
-            and report.when == "call"
             and report.passed
             and not failed
         ):
-            report.batchflow_flaky = True  # type: ignore[attr-defined]
+            # Passed after a failure: flaky, once its teardown passes too. The
+            # call says nothing (one status a test), its teardown says FLAKY.
+            if report.when == "call":
+                report.batchflow_flaky_call = True  # type: ignore[attr-defined]
+            elif report.when == "teardown" and any(
+                getattr(earlier, "batchflow_flaky_call", False)
+                for earlier in self.reports.get(index, ())
+            ):
+                report.batchflow_flaky = True  # type: ignore[attr-defined]
         self.reports.setdefault(index, []).append(report)
         if report.when not in _PHASES:  # a crashed worker: no logfinish follows
             self.open_tests.pop(report.nodeid, None)
@@ -2301,11 +2308,13 @@ class Orchestrator:
 
     def pytest_report_teststatus(
         self, report: pytest.TestReport
-    ) -> tuple[str, str, tuple[str, Mapping[str, bool]]] | None:
+    ) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]] | None:
         if report.outcome == RERUN:
             return "rerun", "R", ("RERUN", {"yellow": True})
         if getattr(report, "batchflow_flaky", False):
             return "flaky", "K", ("FLAKY", {"yellow": True})
+        if getattr(report, "batchflow_flaky_call", False):
+            return "", "", ""  # its teardown tells: FLAKY, or its error
         if report.outcome == QUARANTINED:
             return QUARANTINED, "Q", ("QUARANTINED", {"yellow": True})
         return None

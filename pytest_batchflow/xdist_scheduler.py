@@ -199,8 +199,7 @@ class BatchflowScheduling:
             self._collections_sent += 1
         self.collections[node] = list(collection)
         if self.collection is None:
-            self.collection = list(collection)
-            self._start(node.gateway.id)
+            self._start(node.gateway.id, list(collection))
         elif list(collection) != self.collection:
             self._report_collection_difference(node, collection)
 
@@ -272,20 +271,28 @@ class BatchflowScheduling:
 
     # -- helpers ----------------------------------------------------------------
 
-    def _start(self, worker: str) -> None:
-        assert self.collection is not None
+    def _start(self, worker: str, collection: list[str]) -> None:
+        """Plan the run from the first worker's collection and analysis."""
         try:
             analysis = _read_worker_analysis(self.rundir, worker)
-            if analysis is None and not self.collection:
+            if analysis is None and collection:
+                if not self.rundir.is_dir():
+                    pytest.exit(
+                        f"batchflow: the run's folder {self.rundir} was removed while the "
+                        "run went on (a clean-up of the temporary folder?); run again",
+                        returncode=pytest.ExitCode.INTERNAL_ERROR,
+                    )
+                # The worker's collection hooks failed before batchflow's part ran
+                # (another plugin's error): xdist reports that error next, or the
+                # next worker's collection starts the run.
+                return
+            if analysis is None:
                 # Nothing collected, as xdist reports it: an empty plan.
                 analysis = analyse([], [], self.orchestrator.settings, self.config.rootpath)
-            elif analysis is None:
-                raise RuntimeError(
-                    f"batchflow: worker {worker} sent a collection but no analysis of it"
-                )
             plan, state = self.orchestrator.make_plan(analysis)
         except PlanError as error:
             raise pytest.UsageError(f"batchflow: {error}") from None
+        self.collection = collection
         expected = [analysis.specs[index].nodeid for index in analysis.run]
         if expected != self.collection:
             raise RuntimeError(
@@ -299,7 +306,7 @@ class BatchflowScheduling:
         chains = {parent: analysis.chains[parent] for parent in set(parents.values())}
         nodes = {node for chain in chains.values() for node in chain}
         for offset, node in enumerate(sorted(nodes)):
-            position = len(self.collection) + offset
+            position = len(collection) + offset
             self.item_at[position] = Idle(node)
             self.position_of[Idle(node)] = position
         self.dispatcher = Dispatcher(

@@ -86,6 +86,37 @@ def test_a_flaky_test_is_rerun_and_reported_flaky(
     )
 
 
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_test_whose_teardown_always_errors_is_not_called_flaky(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+@pytest.fixture
+def bad_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+
+def test_teardown_error(bad_teardown):
+    pass
+
+def test_flaky():
+    assert attempt("flaky") >= 2, "fails the first time"
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1", "-v", *(xdist() if workers else ()))
+    # Its call passes on the rerun, but its teardown fails again: an error, not
+    # flaky. The first attempt's call counts as passed, as pytest counts it.
+    assert result.parseoutcomes() == {"passed": 1, "errors": 1, "rerun": 2, "flaky": 1}
+    flaky = [line for line in result.stdout.lines if "FLAKY" in line and "::test_" in line]
+    assert len(flaky) == 2  # its status line and its line in the flaky tests section
+    assert all("test_suite.py::test_flaky" in line for line in flaky), flaky
+    tests = by_name(data)
+    assert tests["test_teardown_error"].outcome == "error"
+    assert tests["test_flaky"].outcome == "flaky"
+
+
 def test_serially_the_rerun_comes_at_the_end_of_the_batch(pytester: pytest.Pytester) -> None:
     pytester.makeini(
         "[pytest]\nbatchflow_batches =\n"

@@ -1346,3 +1346,48 @@ def test_keep_order_sends_tests_in_the_plan_s_order_whatever_the_history(
     for order in _worker_orders(kept):
         assert order == sorted(order, key=names.index)
     assert "test_slow" not in [order[0] for order in _worker_orders(kept)]
+
+
+FAILING_MODIFYITEMS = """
+import os
+
+def pytest_collection_modifyitems(items):
+    if os.environ.get("PYTEST_XDIST_WORKER") in os.environ["BOOM_ON"].split(","):
+        raise RuntimeError("boom in another plugin's modifyitems")
+"""
+
+
+@pytest.mark.parametrize("failing", ["gw0", "gw0,gw1"])
+def test_another_plugin_s_collection_error_on_a_worker_is_shown_as_without_batchflow(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    pytester.makeconftest(FAILING_MODIFYITEMS)
+    pytester.makepyfile(test_x="def test_a(): pass\ndef test_b(): pass\n")
+    monkeypatch.setenv("BOOM_ON", failing)
+    plain = pytester.runpytest("-n", "2")
+    result = pytester.runpytest("--batchflow", "-n", "2")
+    # The worker's own error, not batchflow's missing analysis of its collection.
+    assert result.ret == plain.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stdout.fnmatch_lines(["*RuntimeError: boom in another plugin's modifyitems"])
+    assert "batchflow" not in "\n".join(line for line in result.stdout.lines if "Error" in line)
+
+
+def test_a_run_folder_removed_under_the_run_ends_it_with_a_line_saying_so(
+    pytester: pytest.Pytester,
+) -> None:
+    # The controller hears of the first collection: the folder is gone by then.
+    pytester.makeconftest(
+        """
+import shutil
+
+def pytest_xdist_node_collection_finished(node, ids):
+    shutil.rmtree(node.workerinput["batchflow_rundir"], ignore_errors=True)
+"""
+    )
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    result = pytester.runpytest("--batchflow", "-n", "2")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stdout.fnmatch_lines(
+        ["*batchflow: the run's folder */batchflow-run-* was removed while the run went on*"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()
