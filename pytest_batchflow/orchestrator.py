@@ -561,6 +561,8 @@ class Orchestrator:
         self.rerunning: set[int] = set()
         #: Tests waiting for a rerun, with the delay before it (seconds).
         self.rerun_due: dict[int, float] = {}
+        #: Tests whose failure stood because the run stopped before their rerun.
+        self.reruns_not_run: list[int] = []
         #: Reruns that could not run (the batch stopped): their failure stands.
         self.given_up: dict[int, str] = {}
         #: Tests whose running attempt had a failure that is not rerun (see _to_rerun).
@@ -1865,6 +1867,7 @@ class Orchestrator:
         for index in [index for index in self.earlier if not self._has_result(index)]:
             self.rerun_due.pop(index, None)
             self._attempts_stand(index)
+            self.reruns_not_run.append(index)
 
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         assert self.plan is not None
@@ -2328,6 +2331,20 @@ class Orchestrator:
             if i in self.results and self.results[i].outcome == "flaky"
         ]
 
+    def _reruns_not_run_summary(self, terminal: pytest.TerminalReporter) -> None:
+        """The failures that stand because the run stopped before their rerun:
+        pytest counted them as reruns, and shows no failure for them."""
+        from .results import error_line
+
+        for index in self.reruns_not_run:
+            result = self.results.get(index)
+            if result is not None and result.outcome in ("failed", "error"):
+                terminal.write_line(
+                    f"batchflow: {result.nodeid} {result.outcome} and the run stopped before "
+                    f"its rerun: {error_line(result.longrepr)}",
+                    red=True,
+                )
+
     def _flaky_summary(self, terminal: pytest.TerminalReporter) -> None:
         """Each flaky test with the error of each failed attempt; strict mode says it fails."""
         from .results import error_line
@@ -2397,6 +2414,7 @@ class Orchestrator:
                 if outside:
                     terminalreporter.write_line(outside)
         if self.plan is not None and self.role != "worker":
+            self._reruns_not_run_summary(terminalreporter)
             self._flaky_summary(terminalreporter)
             self._quarantine_summary(terminalreporter)
         if result is not None and result.probe is not None:

@@ -117,6 +117,34 @@ def test_flaky():
     assert tests["test_flaky"].outcome == "flaky"
 
 
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_failure_whose_rerun_a_stopped_run_never_ran_is_named(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_stopped():
+    if attempt("stopped") == 2:
+        raise KeyboardInterrupt  # what Ctrl-C raises while the rerun starts
+    assert 0, "first failure"
+
+def test_fine():
+    pass
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=2", *(xdist() if workers else ()))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    # pytest counted the failure as a rerun; batchflow says that it stands.
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: test_suite.py::test_stopped failed and the run stopped before its "
+            "rerun: *first failure*"
+        ]
+    )
+    assert by_name(data)["test_stopped"].outcome == "failed"
+
+
 def test_serially_the_rerun_comes_at_the_end_of_the_batch(pytester: pytest.Pytester) -> None:
     pytester.makeini(
         "[pytest]\nbatchflow_batches =\n"
