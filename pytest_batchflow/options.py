@@ -434,5 +434,5 @@ def misspelt_setting(warning: str) -> str | None:
             wrote = key.lower().removeprefix("batchflow").lstrip("_")
             close = difflib.get_close_matches(wrote, known, n=1)
             fix = f"did you mean {known[close[0]]}?" if close else "pytest --help lists them"
-            return f"{key} in the ini file is no batchflow setting: {fix}"
+            return f"{key} is no batchflow setting: {fix}"
     return None

@@ -23,6 +23,7 @@ import warnings
 from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property, partial
 from itertools import chain
 from pathlib import Path
@@ -481,7 +482,34 @@ def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Atte
     )
 
 
-def _run_without_dependencies(plan: Plan, analysis: Analysis) -> list[str]:
+@dataclass(frozen=True)
+class _Pick:
+    """What the command line picked besides ``-k``, ``-m`` and ``--deselect``
+    (:meth:`Orchestrator._pick`): node ids, ``--lf``'s record when it narrows
+    the run, ``--sw``'s test to start from."""
+
+    node_ids: bool
+    last_failed: frozenset[str] | None
+    stepwise_from: str | None
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether a dependency may be missing because the pick left it out."""
+        return self.node_ids or self.last_failed is not None or self.stepwise_from is not None
+
+    def left_out(self, analysis: Analysis, index: int) -> bool:
+        """Whether ``--lf`` or ``--sw`` deselected this collected test (``-k``,
+        ``-m`` and ``--deselect`` deselect the others)."""
+        nodeid = analysis.specs[index].nodeid
+        if self.last_failed is not None and nodeid not in self.last_failed:
+            return True
+        if self.stepwise_from is not None:
+            start = next((s.index for s in analysis.specs if s.nodeid == self.stepwise_from), None)
+            return start is not None and index < start
+        return False
+
+
+def _run_without_dependencies(plan: Plan, analysis: Analysis, pick: _Pick) -> list[str]:
     """The note for a run that picked tests: which run without dependencies it left out."""
     specs = analysis.specs
     left_out: dict[int, list[str]] = {}
@@ -491,7 +519,7 @@ def _run_without_dependencies(plan: Plan, analysis: Analysis) -> list[str]:
     kept = set(analysis.kept)
     for dependent, preds in plan.external.items():
         for pred in preds:
-            if pred not in kept:
+            if pred not in kept and pick.left_out(analysis, pred):
                 left_out.setdefault(dependent, []).append(specs[pred].nodeid)
     if not left_out:
         return []
@@ -756,7 +784,7 @@ class Orchestrator:
         self.batch_of = analysis.batch_of
         for index, item in enumerate(collected):
             item.stash[INDEX_KEY] = index
-        analysis.check(self.settings, narrowed=self._narrowed_selection())
+        analysis.check(self.settings, narrowed=self._pick().narrowed)
         run = set(analysis.run)
         dropped = [item for item in items if item.stash[INDEX_KEY] not in run]
         if dropped:
@@ -769,18 +797,28 @@ class Orchestrator:
         plan = self.make_plan(analysis)[0]
         items[:] = [by_index[i] for i in plan.order]
 
-    def _narrowed_selection(self) -> bool:
-        """Whether the command line picked tests rather than the whole suite.
+    def _pick(self) -> _Pick:
+        """What the command line picked besides ``-k``, ``-m`` and ``--deselect``.
 
-        Then a dependency may simply not be collected or be deselected
-        (``pytest file::test``, ``--lf``, ``--sw``): the picked test runs
-        without it, as without batchflow, rather than being refused or skipped.
+        A picked test runs without the dependencies the pick left out, as
+        without batchflow: ``file::test`` does not collect them, ``--lf`` and
+        ``--sw`` deselect them (only when their records narrow the run).
         """
-        option = self.config.option
-        return (
-            any("::" in str(arg) for arg in self.config.args)
-            or bool(getattr(option, "lf", False))
-            or bool(getattr(option, "stepwise", False))
+        option, cache = self.config.option, getattr(self.config, "cache", None)
+        last_failed: frozenset[str] | None = None
+        stepwise_from: str | None = None
+        if cache is not None and getattr(option, "lf", False):
+            recorded = cache.get("cache/lastfailed", {})
+            last_failed = frozenset(recorded) if isinstance(recorded, dict) and recorded else None
+        if cache is not None and getattr(option, "stepwise", False):
+            recorded = cache.get("cache/stepwise", None)  # a dict from pytest 8.4, a node id before
+            if isinstance(recorded, dict):
+                recorded = recorded.get("last_failed")
+            stepwise_from = recorded if isinstance(recorded, str) else None
+        return _Pick(
+            node_ids=any("::" in str(arg) for arg in self.config.args),
+            last_failed=last_failed,
+            stepwise_from=stepwise_from,
         )
 
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
@@ -796,12 +834,12 @@ class Orchestrator:
             analysis.run,
             durations,
         )
-        narrowed = self._narrowed_selection()
+        pick = self._pick()
         state = RunState(
             plan,
             {spec.index: spec.nodeid for spec in analysis.specs},
-            self._external_reasons(plan, analysis, narrowed),
-            {} if narrowed else analysis.unresolved,
+            self._external_reasons(plan, analysis, pick),
+            {} if pick.narrowed else analysis.unresolved,
         )
         # Set together, once nothing can fail any more: the later hooks use all three.
         self.analysis, self.plan, self.state = analysis, plan, state
@@ -813,8 +851,8 @@ class Orchestrator:
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
         self.notes.extend(misspelt_paths(analysis, self.settings, self.config.rootpath))
-        if narrowed:
-            self.notes.extend(_run_without_dependencies(plan, analysis))
+        if pick.narrowed:
+            self.notes.extend(_run_without_dependencies(plan, analysis, pick))
         if self.role == "serial":
             # Before the first test: git started between tests would leave this
             # process's peak in the kernel's figure for ended children, which
@@ -946,13 +984,13 @@ class Orchestrator:
             self.quarantine_news.append(f"{nodeid} leaves quarantine after {release} clean runs")
 
     def _external_reasons(
-        self, plan: Plan, analysis: Analysis, narrowed: bool
+        self, plan: Plan, analysis: Analysis, pick: _Pick
     ) -> dict[int, str | None]:
         """Why each dependency outside the plan is missing; None if it counts as met.
 
         A dependency in a batch left out by --batchflow-batches counts as met
         when the history has it passing at this same commit (an earlier CI stage);
-        one that the command line did not pick (``narrowed``), always.
+        one that ``--lf`` or ``--sw`` left out (``pick``), always.
         """
         kept = set(analysis.kept)
         outside = {pred for preds in plan.external.values() for pred in preds}
@@ -970,7 +1008,7 @@ class Orchestrator:
             nodeid = analysis.specs[pred].nodeid
             batch = analysis.batch_of[pred]
             if pred not in kept:
-                reasons[pred] = None if narrowed else "was deselected"
+                reasons[pred] = None if pick.left_out(analysis, pred) else "was deselected"
             elif nodeid in passed:
                 reasons[pred] = None
             elif self.settings.missing_dependency == "skip":

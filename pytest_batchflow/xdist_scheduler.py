@@ -327,7 +327,11 @@ class BatchflowScheduling:
             self.orchestrator.write_line(line)
 
     def _decide(self) -> None:
-        if self.dispatcher is None or self.aborted or self._xdist_stopping():
+        # Nothing goes out before xdist asks (schedule()): a worker lost while
+        # the others collect must not start the run early.
+        if not self._scheduled or self.dispatcher is None or self.aborted:
+            return
+        if self._xdist_stopping():
             return
         decision: Decision = self.dispatcher.decide(clock.monotonic())
         self._apply(decision)

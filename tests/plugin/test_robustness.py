@@ -115,6 +115,41 @@ def test_selecting_one_test_by_node_id_runs_it_without_its_uncollected_dependenc
     result.stdout.fnmatch_lines([PICKED_NOTE])
 
 
+MARKED_CHAIN = """
+import pytest
+
+@pytest.mark.slow
+def test_slow():
+    pass
+
+@pytest.mark.depends_on("test_slow")
+def test_after_slow():
+    pass
+
+def test_other():
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--sw",),  # no stepwise record yet: --sw narrows nothing
+        ("-p", "cacheprovider", "--lf"),  # no failures recorded: --lf runs everything
+        ("test_m.py::test_slow", "test_m.py::test_after_slow"),
+    ],
+    ids=["sw-first-run", "lf-without-record", "node-ids"],
+)
+def test_a_pick_does_not_keep_dependents_of_tests_that_m_deselected_from_being_skipped(
+    pytester: pytest.Pytester, args: tuple[str, ...]
+) -> None:
+    pytester.makeini("[pytest]\nmarkers = slow\n")
+    pytester.makepyfile(test_m=MARKED_CHAIN)
+    result = pytester.runpytest("--batchflow", "-m", "not slow", "-rs", *args)
+    result.stdout.fnmatch_lines(["*depends on test_m.py::test_slow, which was deselected"])
+    result.stdout.no_fnmatch_line("*without dependencies that the selection*")
+
+
 def test_without_the_skipping_plugin_dependents_are_still_skipped(
     pytester: pytest.Pytester,
 ) -> None:

@@ -582,9 +582,9 @@ def test_a_misspelt_setting_in_the_ini_file_is_named_with_the_setting_meant(
     result.stdout.fnmatch_lines(["*PytestConfigWarning: Unknown config option: batchflow_rerun"])
     lines = [line for line in result.stdout.lines if "is no batchflow setting" in line]
     assert lines == [
-        "batchflow: warning: batchflow_frobnicate in the ini file is no batchflow setting: "
+        "batchflow: warning: batchflow_frobnicate is no batchflow setting: "
         "pytest --help lists them",
-        "batchflow: warning: batchflow_rerun in the ini file is no batchflow setting: "
+        "batchflow: warning: batchflow_rerun is no batchflow setting: "
         "did you mean batchflow_reruns?",
     ]
 
