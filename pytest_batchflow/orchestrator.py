@@ -485,7 +485,7 @@ def _attempt(result: _Finished | AttemptResult, nodeid: str, batch: str) -> Atte
 @dataclass(frozen=True)
 class _Pick:
     """What the command line picked besides ``-k``, ``-m`` and ``--deselect``
-    (:meth:`Orchestrator._pick`): node ids, ``--lf``'s record when it narrows
+    (``Orchestrator._pick``): node ids, ``--lf``'s record when it narrows
     the run, ``--sw``'s test to start from."""
 
     node_ids: bool
@@ -784,7 +784,7 @@ class Orchestrator:
         self.batch_of = analysis.batch_of
         for index, item in enumerate(collected):
             item.stash[INDEX_KEY] = index
-        analysis.check(self.settings, narrowed=self._pick().narrowed)
+        analysis.check(self.settings, narrowed=self._pick.narrowed)
         run = set(analysis.run)
         dropped = [item for item in items if item.stash[INDEX_KEY] not in run]
         if dropped:
@@ -797,12 +797,14 @@ class Orchestrator:
         plan = self.make_plan(analysis)[0]
         items[:] = [by_index[i] for i in plan.order]
 
+    @cached_property
     def _pick(self) -> _Pick:
         """What the command line picked besides ``-k``, ``-m`` and ``--deselect``.
 
         A picked test runs without the dependencies the pick left out, as
         without batchflow: ``file::test`` does not collect them, ``--lf`` and
-        ``--sw`` deselect them (only when their records narrow the run).
+        ``--sw`` deselect them (only when their records narrow the run). Read
+        once: the cache's records do not change during the run.
         """
         option, cache = self.config.option, getattr(self.config, "cache", None)
         last_failed: frozenset[str] | None = None
@@ -834,7 +836,7 @@ class Orchestrator:
             analysis.run,
             durations,
         )
-        pick = self._pick()
+        pick = self._pick
         state = RunState(
             plan,
             {spec.index: spec.nodeid for spec in analysis.specs},

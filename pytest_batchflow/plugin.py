@@ -156,6 +156,7 @@ def _ini_source(config: pytest.Config, option: Option) -> str:
 
 def _getini(config: pytest.Config, option: Option) -> object:
     """pytest parses typed ini keys itself; say which key a bad value was in."""
+    toml = config.inipath is not None and config.inipath.suffix == ".toml"
     try:
         value = config.getini(option.ini)
     except (ValueError, TypeError, pytest.UsageError, pytest.PytestDeprecationWarning) as error:
@@ -163,7 +164,6 @@ def _getini(config: pytest.Config, option: Option) -> object:
         # string is due (PytestRemovedIn10Warning), under -W error, is raised too.
         where = _ini_source(config, option)
         example = option.example
-        toml = config.inipath is not None and config.inipath.suffix == ".toml"
         if toml and not option.is_flag and not example.startswith('"'):
             example = f'"{example}"'
         if isinstance(error, Warning):
@@ -177,7 +177,6 @@ def _getini(config: pytest.Config, option: Option) -> object:
         raise pytest.UsageError(
             f"batchflow: {option.ini} ({where}): {reason}; e.g. {option.ini} = {example}"
         ) from None
-    toml = config.inipath is not None and config.inipath.suffix == ".toml"
     if not option.is_flag and (isinstance(value, bool) or (toml and value in ("True", "False"))):
         # A TOML boolean where none is due (pytest may have made it a string):
         # named in messages as it was written.
