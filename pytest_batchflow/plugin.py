@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 _ORCHESTRATOR_NAME = "batchflow-orchestrator"
 _XDIST_HOOKS_NAME = "batchflow-xdist"
 _OUTPUT_LINES_NAME = "batchflow-output-lines"
+_LAST_FAILED_NAME = "batchflow-last-failed"
 _COMPAT_NAME = "batchflow-benchmark-compat"
 
 _MARKERS = (
@@ -419,6 +420,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(orchestrator, _ORCHESTRATOR_NAME)
     if role != "worker":
         config.pluginmanager.register(OutputLines(orchestrator), _OUTPUT_LINES_NAME)
+        if config.pluginmanager.has_plugin("lfplugin") and not settings.plan_only:
+            from .lastfailed import LastFailedKept
+
+            config.pluginmanager.register(LastFailedKept(config, orchestrator), _LAST_FAILED_NAME)
     if settings.bench_compat:
         from .bench import BenchmarkCompat
 
@@ -499,7 +504,13 @@ def _check_xdist_mode(config: pytest.Config) -> int:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for name in (_COMPAT_NAME, _OUTPUT_LINES_NAME, _XDIST_HOOKS_NAME, _ORCHESTRATOR_NAME):
+    for name in (
+        _COMPAT_NAME,
+        _LAST_FAILED_NAME,
+        _OUTPUT_LINES_NAME,
+        _XDIST_HOOKS_NAME,
+        _ORCHESTRATOR_NAME,
+    ):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             if hasattr(plugin, "close"):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -172,6 +172,32 @@ class RunState:
         if outcome in SATISFYING_OUTCOMES:
             return None
         return f"depends on {nodeid}, which {_OUTCOME_WORDS[outcome]}"
+
+    def held_back_by_failures(self, skipped: Set[int]) -> set[int]:
+        """Which of the tests the run skipped (``skipped``) a failure kept from
+        running: a failed or errored dependency (directly, or through tests
+        skipped so), an upstream batch's failures, their batch's ``maxfail``.
+
+        Nothing is known of these tests, as of a failed one: pytest's ``--lf``
+        is to run them again. Tests skipped behind a skipped, xfailed or
+        deselected test, or by a batch's timeout, are not among them.
+        """
+        held: set[int] = set()
+        for index in self.plan.order:  # topological: dependencies first
+            if index not in skipped:
+                continue
+            batch = self.plan.batch_of[index]
+            maxfail = self._policies[batch].maxfail
+            if (
+                self.upstream_block(batch) is not None
+                or (maxfail is not None and self.batch_failures[batch] >= maxfail)
+                or any(
+                    pred in held or self.outcomes.get(pred) in FAILING_OUTCOMES
+                    for pred in self.plan.predecessors.get(index, ())
+                )
+            ):
+                held.add(index)
+        return held
 
     def test_started(self, index: int, now: float) -> None:
         self.batch_started.setdefault(self.plan.batch_of[index], now)

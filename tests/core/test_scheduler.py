@@ -293,3 +293,44 @@ class TestUpstreamBatches:
         state, ids = run_state(PIPELINE_TESTS, pipeline(), edges={"u.py::c": ["s.py::a"]})
         finish(state, ids["s.py::a"], "failed")
         assert state.skip_reason(ids["u.py::c"], now=0.0) == "upstream batch 'smoke' had 1 failure"
+
+
+class TestHeldBackByFailures:
+    """Which skipped tests ``--lf`` is to run again: those a failure kept from running."""
+
+    CHAIN: Mapping[str, str] = {"t.py::a": "default", "t.py::b": "default", "t.py::c": "default"}
+    EDGES: Mapping[str, Sequence[str]] = {"t.py::b": ["t.py::a"], "t.py::c": ["t.py::b"]}
+
+    @pytest.mark.parametrize(
+        ("outcome", "held"), [("failed", True), ("error", True), ("skipped", False)]
+    )
+    def test_a_chain_behind_a_test_that_did_not_pass(self, outcome: str, held: bool) -> None:
+        state, ids = run_state(self.CHAIN, ONE_BATCH, edges=self.EDGES)
+        finish(state, ids["t.py::a"], outcome)
+        skipped = {ids["t.py::b"], ids["t.py::c"]}
+        for index in skipped:
+            finish(state, index, "skipped")
+        assert state.held_back_by_failures(skipped) == (skipped if held else set())
+
+    def test_a_test_that_skipped_itself_is_not_held_back(self) -> None:
+        state, ids = run_state(self.CHAIN, ONE_BATCH, edges=self.EDGES)
+        finish(state, ids["t.py::a"], "failed")
+        finish(state, ids["t.py::b"], "skipped")
+        finish(state, ids["t.py::c"], "skipped")
+        # b skipped itself (not one of the run's skips): c skipped behind it.
+        assert state.held_back_by_failures({ids["t.py::c"]}) == set()
+
+    def test_an_upstream_batch_s_failure_and_maxfail_hold_tests_back(self) -> None:
+        tests = {"t.py::s1": "smoke", "t.py::s2": "smoke", "t.py::u": "unit", "t.py::x": "other"}
+        batches = [Policy("smoke", maxfail=1), Policy("unit", after=("smoke",)), Policy("other")]
+        state, ids = run_state(tests, batches)
+        finish(state, ids["t.py::s1"], "failed")
+        skipped = {ids["t.py::s2"], ids["t.py::u"], ids["t.py::x"]}
+        assert state.held_back_by_failures(skipped) == {ids["t.py::s2"], ids["t.py::u"]}
+
+    def test_a_batch_s_timeout_holds_nothing_back(self) -> None:
+        tests = {"t.py::a": "slow", "t.py::b": "slow"}
+        state, ids = run_state(tests, [Policy("slow", timeout=1.0)])
+        finish(state, ids["t.py::a"], "passed", now=0.0)
+        assert state.skip_reason(ids["t.py::b"], now=2.0) is not None
+        assert state.held_back_by_failures({ids["t.py::b"]}) == set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -91,6 +92,82 @@ def test_last_failed_reruns_a_failed_test_without_its_dependency_as_without_batc
     monkeypatch.delenv("BREAK_USE")
     fixed = pytester.runpytest("-p", "cacheprovider", "--batchflow", "--lf", *workers)
     fixed.assert_outcomes(passed=1)
+
+
+KEPT_BACK = """
+import os
+import pytest
+
+def test_make():
+    if os.environ.get("SKIP_MAKE") == "1":
+        pytest.skip("not on this platform")
+    assert os.environ.get("BREAK_MAKE") != "1"
+
+@pytest.mark.depends_on("test_make")
+def test_use():
+    assert os.environ.get("BREAK_USE") != "1"
+
+@pytest.mark.depends_on("test_use")
+def test_use_more():
+    pass
+
+def test_other():
+    pass
+"""
+
+
+def _last_failed(pytester: pytest.Pytester) -> list[str]:
+    path = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
+    return sorted(json.loads(path.read_text())) if path.exists() else []
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_last_failed_reruns_the_tests_a_failure_kept_from_running(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(test_chain=KEPT_BACK)
+    args = ("-p", "cacheprovider", "--batchflow", *workers)
+    monkeypatch.setenv("BREAK_MAKE", "1")
+    monkeypatch.setenv("BREAK_USE", "1")
+    pytester.runpytest(*args).assert_outcomes(passed=1, failed=1, skipped=2)
+    # The skipped dependents are in --lf's record: nothing is known of them.
+    kept = ["test_chain.py::test_make", "test_chain.py::test_use", "test_chain.py::test_use_more"]
+    assert _last_failed(pytester) == kept
+    # test_make fixed: --lf runs it and the tests it held back, and test_use's
+    # own failure shows (before, --lf ran test_make alone and passed).
+    monkeypatch.delenv("BREAK_MAKE")
+    again = pytester.runpytest(*args, "--lf")
+    again.assert_outcomes(passed=1, failed=1, skipped=1)
+    assert again.ret == pytest.ExitCode.TESTS_FAILED
+    assert _last_failed(pytester) == kept[1:]
+    monkeypatch.delenv("BREAK_USE")
+    pytester.runpytest(*args, "--lf").assert_outcomes(passed=2)
+    assert _last_failed(pytester) == []
+
+
+def test_tests_skipped_behind_a_skipped_test_stay_out_of_last_failed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_chain=KEPT_BACK)
+    monkeypatch.setenv("SKIP_MAKE", "1")
+    result = pytester.runpytest("-p", "cacheprovider", "--batchflow")
+    result.assert_outcomes(passed=1, skipped=3)
+    assert _last_failed(pytester) == []
+
+
+def test_a_failure_stays_in_last_failed_while_a_dependency_skips_the_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_chain=KEPT_BACK)
+    args = ("-p", "cacheprovider", "--batchflow")
+    monkeypatch.setenv("BREAK_USE", "1")
+    pytester.runpytest(*args).assert_outcomes(passed=2, failed=1, skipped=1)
+    # test_make now skips itself: test_use is skipped, its failure not forgotten.
+    monkeypatch.setenv("SKIP_MAKE", "1")
+    pytester.runpytest(*args).assert_outcomes(passed=1, skipped=3)
+    assert _last_failed(pytester) == ["test_chain.py::test_use", "test_chain.py::test_use_more"]
 
 
 def test_stepwise_runs_the_test_it_stopped_at_without_its_dependency(
