@@ -9,5 +9,9 @@ _PLURALS = {"batch": "batches", "dependency": "dependencies"}
 
 
 def count_of(number: int, word: str) -> str:
-    """``1 test``, ``2 tests``, ``3 batches``."""
-    return f"{number} {word if number == 1 else _PLURALS.get(word, f'{word}s')}"
+    """``1 test``, ``2 tests``, ``3 batches``, ``2 more batches``: the last
+    word of ``word`` takes the plural."""
+    if number == 1:
+        return f"{number} {word}"
+    head, space, last = word.rpartition(" ")
+    return f"{number} {head}{space}{_PLURALS.get(last, f'{last}s')}"

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..core.words import count_of
 from ..results import (
     BatchResult,
     CollectionProblem,
@@ -76,7 +77,8 @@ def _code(text: str) -> str:
 
 
 def _more(shown: int, total: int, what: str) -> list[str]:
-    return [f"... and {total - shown} more {what}", ""] if total > shown else []
+    """``... and 1 more failure``: ``what`` in the singular."""
+    return [f"... and {count_of(total - shown, f'more {what}')}", ""] if total > shown else []
 
 
 def _verdict(result: RunResult) -> str:
@@ -95,13 +97,10 @@ def _counts(result: RunResult) -> str:
         parts.append(f"{result.deselected} deselected")
     errors = len(result.collection_errors)
     if errors:
-        parts.append(f"{errors} collection error{'' if errors == 1 else 's'}")
+        parts.append(count_of(errors, "collection error"))
     if skipped := len(result.collection) - errors:
         parts.append(f"{skipped} skipped while collecting")
-    tests = len(result.tests)
-    return f"**{tests} test{'' if tests == 1 else 's'}**" + (
-        f": {', '.join(parts)}" if parts else ""
-    )
+    return f"**{count_of(len(result.tests), 'test')}**" + (f": {', '.join(parts)}" if parts else "")
 
 
 def _times(result: RunResult) -> str:
@@ -137,7 +136,7 @@ def _batches(batches: Sequence[BatchResult]) -> list[str]:
         "### Batches",
         "",
         *_table(header, numeric, rows),
-        *_more(len(rows), len(batches), "batches"),
+        *_more(len(rows), len(batches), "batch"),
     ]
 
 
@@ -147,7 +146,7 @@ def _collection_errors(errors: Sequence[CollectionProblem]) -> list[str]:
     lines = [f"### Collection errors ({len(errors)})", ""]
     for problem in errors[:LIST_LIMIT]:
         lines.append(f"- {_code(problem.nodeid)}: {_code(collection_error_line(problem))}")
-    return [*lines, "", *_more(LIST_LIMIT, len(errors), "collection errors")]
+    return [*lines, "", *_more(LIST_LIMIT, len(errors), "collection error")]
 
 
 def _failures(tests: Sequence[TestResult]) -> list[str]:
@@ -159,7 +158,7 @@ def _failures(tests: Sequence[TestResult]) -> list[str]:
         what = "error" if test.outcome == "error" else "failed"
         line = error_line(test.longrepr)
         lines.append(f"- {_code(test.nodeid)} ({what}): {_code(line)}")
-    return [*lines, "", *_more(LIST_LIMIT, len(failing), "failures")]
+    return [*lines, "", *_more(LIST_LIMIT, len(failing), "failure")]
 
 
 def _flaky(tests: Sequence[TestResult]) -> list[str]:
@@ -171,7 +170,7 @@ def _flaky(tests: Sequence[TestResult]) -> list[str]:
         first = test.attempts[0].longrepr if test.attempts else None
         failed = f", first failure: {_code(error_line(first))}" if first else ""
         lines.append(f"- {_code(test.nodeid)}: passed at attempt {len(test.attempts) + 1}{failed}")
-    return [*lines, "", *_more(LIST_LIMIT, len(flaky), "flaky tests")]
+    return [*lines, "", *_more(LIST_LIMIT, len(flaky), "flaky test")]
 
 
 def _coverage(result: RunResult) -> list[str]:
@@ -311,8 +310,6 @@ def annotations(result: RunResult, cwd: Path | None = None) -> list[str]:
         for item in failing[:ANNOTATION_LIMIT]
     ]
     if len(failing) > ANNOTATION_LIMIT:
-        more = len(failing) - ANNOTATION_LIMIT
-        commands.append(
-            f"::warning::batchflow: {more} more failures not annotated (see the report)"
-        )
+        more = count_of(len(failing) - ANNOTATION_LIMIT, "more failure")
+        commands.append(f"::warning::batchflow: {more} not annotated (see the report)")
     return commands

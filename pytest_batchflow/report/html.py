@@ -119,12 +119,13 @@ def _environment() -> jinja2.Environment:
     env.filters["duration"] = _duration
     env.filters["size"] = _size
     env.filters["tests"] = _tests
+    env.filters["count_of"] = count_of
     return env
 
 
 def _tests(count: int) -> str:
     """``1 test``, ``2 tests``."""
-    return f"{count} test" if count == 1 else f"{count} tests"
+    return count_of(count, "test")
 
 
 @cache

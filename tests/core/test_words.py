@@ -15,6 +15,8 @@ from pytest_batchflow.core.words import count_of
         (3, "batch", "3 batches"),
         (2, "dependency", "2 dependencies"),
         (1, "dependency", "1 dependency"),
+        (1, "more batch", "1 more batch"),
+        (450, "more batch", "450 more batches"),
     ],
 )
 def test_a_count_is_singular_only_for_one(number: int, word: str, expected: str) -> None:

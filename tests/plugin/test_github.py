@@ -156,6 +156,17 @@ def test_a_huge_suite_s_summary_stays_under_the_limit() -> None:
     assert sum(1 for line in text.splitlines() if line.startswith("- ")) == 50
 
 
+def test_one_more_of_anything_is_said_in_the_singular() -> None:
+    tests = [case(f"test_a.py::test_{i}", "failed", batch=f"b{i}") for i in range(51)]
+    text = step_summary(run(tests), None)
+    assert "... and 1 more failure\n" in text
+    assert "... and 1 more batch\n" in text
+    assert "**51 tests**" in text
+    commands = github.annotations(run(tests[: ANNOTATION_LIMIT + 1]))
+    assert commands[-1] == "::warning::batchflow: 1 more failure not annotated (see the report)"
+    assert "**1 test**" in step_summary(run(tests[:1]), None)
+
+
 def test_coverage_total_gates_and_batches_are_shown() -> None:
     coverage = CoverageResult(
         sources=["src"],

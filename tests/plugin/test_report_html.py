@@ -18,7 +18,7 @@ from results_factory import attempt, case, run
 
 from pytest_batchflow.report import html as html_module
 from pytest_batchflow.report.html import TEXT_LIMIT, render_html
-from pytest_batchflow.results import RunResult
+from pytest_batchflow.results import CollectionProblem, RunResult
 
 SUITE = {
     "test_shop": """
@@ -418,3 +418,15 @@ def test_no_flaky_line_says_whether_any_test_was_rerun() -> None:
     assert f"{line} (no test was rerun).</p>" in clean
     assert f"{line}.</p>" in rerun_failed
     assert "(no test was rerun)" not in rerun_failed
+
+
+@pytest.mark.parametrize(
+    ("errors", "words"), [(1, "1 collection error"), (2, "2 collection errors")]
+)
+def test_the_title_counts_collection_errors_in_words(errors: int, words: str) -> None:
+    problems = [
+        CollectionProblem(nodeid=f"bad{i}.py", outcome="error", longrepr="E   ImportError")
+        for i in range(errors)
+    ]
+    result = run([case("a.py::test_one", "passed")], collection=problems, exitstatus=2)
+    assert f"<title>batchflow: failed, 1 test, {words}</title>" in render_html(result)
