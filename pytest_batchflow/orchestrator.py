@@ -2096,13 +2096,16 @@ class Orchestrator:
         for what, path, write in writers:
             if path is None:
                 continue
+            # A .batchflow folder this writes first is ignored in git, as the
+            # history's; one that exists is left as it is.
+            created = not path.parent.exists()
             try:
                 write(path)
             except OSError as error:
                 self.notes.append(f"could not write {what} to {path}: {_why_not(error, path)}")
             else:
                 self.written.append((what, path))
-                if path.parent.name == ".batchflow":
+                if created and path.parent.name == ".batchflow":
                     ignore_in_git(path.parent)
 
     def coverage_crash(self, worker: str, nodeid: str | None) -> None:

@@ -332,6 +332,19 @@ def test_unwritable_json_is_a_warning_not_a_crash(pytester: pytest.Pytester) -> 
         assert db.execute("SELECT exitstatus FROM runs").fetchall() == [(0,)]
 
 
+def test_a_batchflow_folder_that_exists_gets_no_gitignore_from_the_outputs(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    (pytester.path / ".batchflow").mkdir()
+    args = ("--batchflow", "--batchflow-no-history", "--batchflow-json=.batchflow/r.json")
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+    assert sorted(p.name for p in (pytester.path / ".batchflow").iterdir()) == [
+        "r.json",
+        "report.html",
+    ]
+
+
 def test_a_custom_history_folder_that_exists_gets_no_gitignore(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_one="def test_one(): pass")
     pytester.runpytest("--batchflow", "--batchflow-history=h.sqlite").assert_outcomes(passed=1)
