@@ -46,8 +46,9 @@ _MARKERS = (
     "locks(*names): tests holding a common lock never run at the same time.",
     "reruns(n): rerun this test up to n times when it fails (batchflow); beats the batch "
     "line's reruns= and --batchflow-reruns.",
-    "resources(memory='2GB', cpus=1): what the test needs while it runs, for batchflow's "
-    "memory-aware scheduling (the larger of this and its measured peak counts).",
+    "resources(memory=SIZE, cpus=N): what the test needs while it runs (e.g. memory='2GB'), "
+    "for batchflow's memory-aware scheduling (the larger of this and its measured peak "
+    "counts).",
 )
 _DEPENDENCY_MARKER = (
     "dependency(name=None, depends=[], scope='module'): pytest-dependency's marker, "

@@ -151,8 +151,8 @@ class TestResult(_Model):
     )
     recent: list[str] = Field(
         default_factory=list,
-        description="The same tests: outcomes of their recent runs before this one, oldest "
-        "first (at most the flaky window).",
+        description="The same tests: outcomes of their recent runs, oldest first, this run "
+        "last (at most the flaky window).",
     )
     resources: ResourceResult | None = Field(
         None, description="Memory and CPU of its last attempt; None when not measured."
