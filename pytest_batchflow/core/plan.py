@@ -286,6 +286,19 @@ class Plan:
         return max(self.total_estimate / max(workers, 1), self.critical_path())
 
 
+def _upstream_of(name: str, batches: Sequence[BatchPolicy]) -> set[str]:
+    """The batches ``name`` runs after, through its ``after`` edges and theirs."""
+    after = {batch.name: batch.after for batch in batches}
+    found: set[str] = set()
+    waiting = list(after.get(name, ()))
+    while waiting:
+        upstream = waiting.pop()
+        if upstream not in found:
+            found.add(upstream)
+            waiting.extend(after.get(upstream, ()))
+    return found
+
+
 def _module_runs(order: Sequence[int], by_index: Mapping[int, TestSpec]) -> dict[int, int]:
     """Each test's run of neighbours from one module, numbered in ``order``.
 
@@ -326,12 +339,16 @@ def build_plan(
 
     for dependent, preds in predecessors.items():
         for pred in preds:
-            if position[batch_of[pred]] > position[batch_of[dependent]]:
+            early, late = batch_of[dependent], batch_of[pred]
+            if position[late] > position[early]:
+                if early in _upstream_of(late, ordered):
+                    # after= on the early batch's line would close a cycle.
+                    fix = f"move one of them ({late!r} runs after {early!r})"
+                else:
+                    fix = f"move one of them or add after={late} to the line of {early!r}"
                 raise PlanError(
-                    f"{by_index[dependent].nodeid} (batch {batch_of[dependent]!r}) depends on "
-                    f"{by_index[pred].nodeid} (batch {batch_of[pred]!r}), which runs later; "
-                    f"move one of them or add after={batch_of[pred]} to the line of "
-                    f"{batch_of[dependent]!r}"
+                    f"{by_index[dependent].nodeid} (batch {early!r}) depends on "
+                    f"{by_index[pred].nodeid} (batch {late!r}), which runs later; {fix}"
                 )
     cycle = find_cycle([test.index for test in tests], predecessors)
     if cycle is not None:

@@ -289,15 +289,27 @@ class TestBuildPlan:
             )
         message = str(excinfo.value)
         assert "s.py::test_s (batch 'smoke') depends on u.py::test_u (batch 'unit')" in message
-        assert "after=unit" in message
+        # unit runs after smoke: after=unit on smoke's line would be a cycle.
+        assert message.endswith("which runs later; move one of them ('unit' runs after 'smoke')")
+
+    def test_an_edge_against_a_chain_of_after_edges_suggests_no_after(self) -> None:
+        with pytest.raises(PlanError) as excinfo:
+            make_plan(
+                {"s.py::test_s": "smoke", "d.py::test_d": "db"},
+                PIPELINE,
+                edges={"s.py::test_s": ["d.py::test_d"]},
+            )
+        assert str(excinfo.value).endswith("move one of them ('db' runs after 'smoke')")
 
     def test_edge_between_unrelated_batches_must_follow_their_order(self) -> None:
-        with pytest.raises(PlanError, match=r"a\.py::test_a .* depends on b\.py::test_b"):
+        with pytest.raises(PlanError, match=r"a\.py::test_a .* depends on b\.py::test_b") as info:
             make_plan(
                 {"a.py::test_a": "a", "b.py::test_b": "b"},
                 [Policy("a"), Policy("b")],
                 edges={"a.py::test_a": ["b.py::test_b"]},
             )
+        # Here after= is the fix: nothing orders b after a yet.
+        assert str(info.value).endswith("move one of them or add after=b to the line of 'a'")
 
     def test_edge_against_batch_order_is_found_among_deselected_tests(self) -> None:
         with pytest.raises(PlanError, match=r"s\.py::test_s .* u\.py::test_u"):
