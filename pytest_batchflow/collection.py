@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .core.graph import DependencyMark, TestSpec, resolve_dependencies
+from .core.graph import DependencyMark, TestSpec, resolve_dependencies, unmarked_namesake
 from .core.plan import (
     BatchRule,
     PlanError,
@@ -148,6 +148,13 @@ class Analysis:
         """
         if self.unresolved and settings.missing_dependency == "error" and not narrowed:
             dependent, target = next(iter(self.unresolved.items()))
+            namesake = unmarked_namesake(self.specs, dependent, target)
+            if namesake is not None:
+                raise PlanError(
+                    f"{self.specs[dependent].nodeid} depends on {target!r}, which matches no "
+                    f"test marked @pytest.mark.dependency ({namesake} has no such mark); "
+                    "mark it, or set batchflow_missing_dependency = skip"
+                )
             raise PlanError(
                 f"{self.specs[dependent].nodeid} depends on {target!r}, which matches no "
                 "collected test; fix the name, select that test too, or set "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "find_cycle",
     "resolve_dependencies",
     "stable_topological_order",
+    "unmarked_namesake",
 ]
 
 N = TypeVar("N", bound=Hashable)
@@ -238,6 +239,20 @@ def _match_dependency_mark(
         if target in names:
             matches.append(other)
     return matches
+
+
+def unmarked_namesake(tests: Sequence[TestSpec], dependent: int, target: str) -> str | None:
+    """The node id of a test that a pytest-dependency target would name if that
+    test had a ``@pytest.mark.dependency`` mark (pytest-dependency knows only
+    marked tests by name), for the error of a target that matches none."""
+    test = next((t for t in tests if t.index == dependent), None)
+    if test is None or test.dependency is None or target not in test.dependency.depends:
+        return None
+    unmarked = [
+        replace(other, dependency=DependencyMark()) for other in tests if other.dependency is None
+    ]
+    matches = _match_dependency_mark(test, target, test.dependency.scope, unmarked)
+    return matches[0].nodeid if matches else None
 
 
 def find_cycle(nodes: Iterable[N], predecessors: Mapping[N, Collection[N]]) -> list[N] | None:

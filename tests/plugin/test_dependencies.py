@@ -298,3 +298,43 @@ def test_warns_under_xdist_too_when_pytest_dependency_is_active(
         "dependents itself, so disable that plugin with -p no:dependency (its markers keep "
         "working)"
     ]
+
+
+def test_a_dependency_mark_naming_an_unmarked_test_says_it_lacks_the_mark(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-dependency knows only marked tests by name: "which matches no
+    # collected test" was wrong there, test_plain is collected.
+    pytester.makepyfile(
+        test_legacy="""
+        import pytest
+
+        def test_plain():
+            pass
+
+        @pytest.mark.dependency(depends=["test_plain"])
+        def test_after():
+            pass
+        """
+    )
+    result = pytester.runpytest("--batchflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: test_legacy.py::test_after depends on 'test_plain', which matches "
+            "no test marked @pytest.mark.dependency (test_legacy.py::test_plain has no such "
+            "mark); mark it, or set batchflow_missing_dependency = skip"
+        ]
+    )
+    # A name no test has keeps the plain message.
+    pytester.makepyfile(
+        test_legacy="""
+        import pytest
+
+        @pytest.mark.dependency(depends=["test_nope"])
+        def test_after():
+            pass
+        """
+    )
+    result = pytester.runpytest("--batchflow")
+    result.stderr.fnmatch_lines(["*depends on 'test_nope', which matches no collected test; *"])
