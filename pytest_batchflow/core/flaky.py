@@ -31,6 +31,9 @@ __all__ = [
 
 #: pytest outcomes a later pass turns into ``flaky``.
 _FAILURES = frozenset({"failed", "error"})
+#: A run's final outcomes that are failures: a quarantined test's final
+#: failure too (it fails nothing, but the test failed).
+_FINAL_FAILURES = _FAILURES | {"quarantined"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def verdict_of(outcome: str) -> str | None:
     None for skips and xfails (which tell nothing of flakiness)."""
     if outcome in _PASSES:
         return "pass"
-    return "fail" if outcome in _FAILURES else None
+    return "fail" if outcome in _FINAL_FAILURES else None
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ def is_infrastructure_failure(failed: int, total: int) -> bool:
 
 def is_infrastructure_run(last_outcomes: Collection[str]) -> bool:
     """:func:`is_infrastructure_failure` of a run, from each of its tests' last outcome."""
-    failed = sum(1 for outcome in last_outcomes if outcome in _FAILURES)
+    failed = sum(1 for outcome in last_outcomes if outcome in _FINAL_FAILURES)
     return is_infrastructure_failure(failed, len(last_outcomes))
 
 

@@ -16,6 +16,7 @@ from pytest_batchflow.core.flaky import (
     final_outcome,
     flakiness,
     is_infrastructure_failure,
+    is_infrastructure_run,
 )
 
 OUTCOMES = ["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
@@ -167,3 +168,10 @@ def test_a_test_whose_outcome_never_changes_at_a_commit_scores_zero(
 def test_flaky_in_every_run_scores_at_least_half(count: int) -> None:
     records = [RunRecord(n, "c", ("failed", "passed")) for n in range(count)]
     assert flakiness(records).score >= 0.5
+
+
+def test_a_quarantined_failure_is_a_failure() -> None:
+    # A quarantined test's final failure fails nothing, but the test failed.
+    runs = [record(1, "quarantined"), record(2, "passed"), record(3, "quarantined")]
+    assert flakiness(runs) == Flakiness(0.4, runs=3, flaky_runs=0, flips=2, pairs=2, excluded=0)
+    assert is_infrastructure_run(["quarantined"] * 3 + ["failed"] * 2 + ["passed"] * 5)

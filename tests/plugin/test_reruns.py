@@ -6,6 +6,8 @@ it and fails the ones it is told to.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from json_runs import by_name, run
 
@@ -591,6 +593,27 @@ def test_a_listed_test_s_failure_is_quarantined_and_fails_nothing(
         "batchflow: depends on test_suite.py::test_known_bug, which failed"
     )
     assert data.batches[0].status == "passed"
+
+
+def test_a_quarantined_failure_counts_as_a_failure_in_the_history(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite="def test_known_bug():\n    assert 0\n")
+    (pytester.path / "quarantine.txt").write_text("test_suite.py::test_known_bug\n")
+    for _ in range(3):
+        result, data = run(pytester, "--batchflow-quarantine=quarantine.txt")
+        assert result.ret == pytest.ExitCode.OK
+    # Before, its failures were "skipped" here and left out of its score.
+    test = by_name(data)["test_known_bug"]
+    assert (test.outcome, test.recent, test.flakiness) == (
+        "quarantined",
+        ["failed", "failed", "failed"],
+        0.0,
+    )
+    flaky = pytester.run(sys.executable, "-m", "pytest_batchflow.cli", "flaky", "--all")
+    rows = [line.split() for line in flaky.stdout.lines if "test_known_bug" in line]
+    # Three counted runs, none excluded.
+    assert rows == [["0.00", "3", "0", "0/0", "0", "test_suite.py::test_known_bug"]]
 
 
 def test_auto_quarantine_enters_on_score_and_leaves_after_clean_runs(
