@@ -486,9 +486,22 @@ class RunResult(_Model):
             return 0.0
         return max(test.stop for test in self.tests) - min(test.start for test in self.tests)
 
+    @property
+    def bound_ratio(self) -> float | None:
+        """The makespan in lower bounds; None without a bound that shows as at
+        least 0.01s (a suite of sub-millisecond tests: pytest's own time per
+        test then makes any ratio, 200x and more, and says nothing)."""
+        if self.lower_bound is None or self.lower_bound < _SHOWN_BOUND:
+            return None
+        return self.makespan / self.lower_bound
+
     def write(self, path: Path) -> None:
         """Write atomically: a reader never sees half a file. Raises OSError."""
         write_atomically(path, self.model_dump_json(indent=1).encode("utf-8"))
+
+
+#: The smallest lower bound printed as more than 0.00s.
+_SHOWN_BOUND = 0.005
 
 
 @cache

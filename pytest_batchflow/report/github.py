@@ -107,8 +107,8 @@ def _times(result: RunResult) -> str:
     line = f"Duration {seconds(result.duration)}, makespan {seconds(result.makespan)}"
     if result.lower_bound is not None:
         line += f" (lower bound {seconds(result.lower_bound)}"
-        if result.lower_bound > 0:
-            line += f", {result.makespan / result.lower_bound:.2f}x"
+        if result.bound_ratio is not None:
+            line += f", {result.bound_ratio:.2f}x"
         line += ")"
     return line
 

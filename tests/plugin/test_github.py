@@ -15,6 +15,7 @@ from pytest_batchflow.report.github import (
     append_step_summary,
     step_summary,
 )
+from pytest_batchflow.report.html import render_html
 from pytest_batchflow.results import (
     CollectionProblem,
     CoverageBatch,
@@ -462,3 +463,19 @@ def test_an_exception_group_s_annotation_points_at_the_raise_in_the_test_file(
     result.stdout.fnmatch_lines(
         ["::error file=test_g.py,line=2,title=batchflow%3A test_g.py%3A%3Atest_group failed::*"]
     )
+
+
+@pytest.mark.parametrize(
+    ("bound", "github", "html"),
+    [
+        (0.125, "(lower bound 0.12s, 2.00x)", ": makespan is 2.00 x the bound"),
+        # A bound that prints as 0.00s gets no ratio (it was 125.00x here).
+        (0.002, "(lower bound 0.00s)", "0.00s on 1 worker</dd>"),
+    ],
+)
+def test_a_ratio_to_the_lower_bound_only_where_the_bound_shows(
+    bound: float, github: str, html: str
+) -> None:
+    result = run([case("test_a.py::test_1")], lower_bound=bound)
+    assert f"Duration 100.00s, makespan 0.25s {github}" in step_summary(result, None)
+    assert html in render_html(result)
