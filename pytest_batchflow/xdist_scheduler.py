@@ -17,7 +17,7 @@ test: its parent, module, package, directory, the session (see
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +110,21 @@ class XdistHooks:
         warned = workeroutput.get(WARNINGS_KEY)
         if isinstance(warned, list):
             self.orchestrator.add_coverage_warnings([str(message) for message in warned])
+
+    @pytest.hookimpl(wrapper=True, optionalhook=True)
+    def pytest_handlecrashitem(self, report: pytest.TestReport) -> Generator[None, Any, Any]:
+        """A crashed test's report stays a failure: batchflow decides its rerun.
+
+        pytest-rerunfailures' handler makes it a ``rerun`` and asks the
+        scheduler to send the test again (:meth:`BatchflowScheduling.mark_test_pending`,
+        which declines); left so, the failure would count as a rerun that
+        never comes, and the run would pass. A rerun within batchflow's own
+        budget relabels the report as xdist logs it, as for any crash.
+        """
+        try:
+            return (yield)
+        finally:
+            report.outcome = "failed"
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -223,10 +238,12 @@ class BatchflowScheduling:
 
         Batchflow decides reruns itself (``--batchflow-reruns``); this request is noted.
         """
-        self.orchestrator.notes.append(
+        note = (
             f"a plugin asked to rerun the crashed test {item}; batchflow's scheduler "
             "reruns crashed tests within their --batchflow-reruns budget only"
         )
+        if note not in self.orchestrator.notes:
+            self.orchestrator.notes.append(note)
 
     def remove_pending_tests_from_node(
         self, node: WorkerController, indices: Sequence[int]

@@ -203,6 +203,41 @@ def test_crashed_worker_fails_its_test_skips_dependents_and_keeps_the_rest(
     assert stored["test_crash.py::test_after_2"] == "passed"
 
 
+#: pytest-rerunfailures' crash handler (16.x), as it runs on an xdist controller.
+RERUNFAILURES_CRASH_HANDLER = """
+def pytest_handlecrashitem(crashitem, report, sched):
+    sched.mark_test_pending(crashitem)
+    report.outcome = "rerun"
+"""
+
+
+@pytest.mark.parametrize("reruns", [0, 1], ids=["no-budget", "batchflow-reruns"])
+def test_a_crash_another_plugin_asks_to_rerun_still_fails_the_run(
+    pytester: pytest.Pytester, reruns: int
+) -> None:
+    # With pytest-rerunfailures' --reruns, its handler made the crash report
+    # a rerun that never came: "1 passed, 1 rerun", exit code 0.
+    pytester.makeconftest(RERUNFAILURES_CRASH_HANDLER)
+    pytester.makepyfile(
+        test_c="import os\ndef test_crash():\n    os._exit(1)\ndef test_ok(): pass\n"
+    )
+    result, data = run(pytester, "-n", "2", "-rf", f"--batchflow-reruns={reruns}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    outcomes = result.parseoutcomes()
+    assert (outcomes["failed"], outcomes["passed"], outcomes.get("rerun", 0)) == (1, 1, reruns)
+    note = (
+        "batchflow: warning: a plugin asked to rerun the crashed test test_c.py::test_crash; "
+        "batchflow's scheduler reruns crashed tests within their --batchflow-reruns budget only"
+    )
+    result.stdout.fnmatch_lines(
+        [note, "FAILED test_c.py::test_crash - worker 'gw*' crashed while running*"]
+    )
+    assert result.stdout.lines.count(note) == 1  # asked after each crash, said once
+    result.stdout.no_fnmatch_line("*the run stopped before its rerun*")
+    assert by_name(data)["test_crash"].outcome == "failed"
+    assert data.exitstatus == pytest.ExitCode.TESTS_FAILED
+
+
 def test_max_worker_restart_is_respected_and_nothing_hangs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_crash=CRASH_SUITE)
     result, _ = run(pytester, "-n", "2", "--max-worker-restart=0")
