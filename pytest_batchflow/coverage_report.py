@@ -38,6 +38,7 @@ __all__ = [
     "combine_and_report",
     "coverage_lines",
     "finish_child_reports",
+    "no_figures",
     "start_child",
     "sum_up",
 ]
@@ -158,9 +159,10 @@ def start_child(rundir: Path, outdir: Path) -> CoverageChild:
     return CoverageChild(process, stderr, outdir)
 
 
-def _no_figures(
+def no_figures(
     sources: Sequence[str], context: str, lost: Sequence[str], problem: str | None
 ) -> CoverageResult:
+    """A coverage result without figures, and why (``problem``; None to fill in)."""
     return CoverageResult(
         sources=list(sources),
         context="test" if context == "test" else "batch",
@@ -199,7 +201,7 @@ def sum_up(
             text = text.rstrip(".") + (
                 "; check --batchflow-cov's sources and coverage's include/omit settings"
             )
-        return _no_figures(sources, context, lost, text)
+        return no_figures(sources, context, lost, text)
     outputs = _outputs(child.outdir)
     report = json.loads(outputs["json"].read_text(encoding="utf-8"))
     summary = summarize(report, batch_of, batches, thresholds)
@@ -207,7 +209,7 @@ def sum_up(
         CoverageGate(batch=g.batch, threshold=g.threshold, actual=g.actual, passed=g.passed)
         for g in summary.gates
     ]
-    return _no_figures(sources, context, lost, None).model_copy(
+    return no_figures(sources, context, lost, None).model_copy(
         update={
             "branch": summary.branch,
             "statements": summary.statements,
@@ -256,7 +258,7 @@ def combine_and_report(
     child = start_child(rundir, outdir)
     result = sum_up(child, sources, context, batches, batch_of, thresholds, lost)
     result, problems = finish_child_reports(child, result)
-    return _no_figures(sources, context, lost, "; ".join(problems)) if problems else result
+    return no_figures(sources, context, lost, "; ".join(problems)) if problems else result
 
 
 def coverage_lines(result: CoverageResult) -> list[str]:

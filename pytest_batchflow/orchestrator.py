@@ -628,6 +628,8 @@ class Orchestrator:
         self.coverage_lost: list[str] = []
         #: The child process writing coverage.py's HTML and XML reports, until it ends.
         self.coverage_child: CoverageChild | None = None
+        #: Why coverage's child could not start (its folder could not be written).
+        self.coverage_problem: str | None = None
         #: Each benchmark's measurement as its call report brought it, and the worker.
         self.bench_raw: dict[int, tuple[dict[str, Any], str]] = {}
         self.bench_options = BenchOptions(
@@ -1922,9 +1924,11 @@ class Orchestrator:
 
             # coverage.py combines the data and writes its reports in a child
             # process while this one builds batchflow's results.
-            self.coverage_child = start_child(
-                self.coverage_rundir, self.config.rootpath / OUTPUT_DIR
-            )
+            outdir = self.config.rootpath / OUTPUT_DIR
+            try:
+                self.coverage_child = start_child(self.coverage_rundir, outdir)
+            except OSError as error:  # a read-only folder: the other results still count
+                self.coverage_problem = f"could not write to {outdir}: {_why_not(error, outdir)}"
         self._build_results()
         if self.settings.strict_flaky and self.flaky and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -2136,7 +2140,7 @@ class Orchestrator:
 
     def _coverage(self) -> CoverageResult:
         """Combine the measuring processes' data and sum it up (serial, controller)."""
-        from .coverage_report import sum_up
+        from .coverage_report import no_figures, sum_up
 
         assert self.plan is not None
         assert self.analysis is not None
@@ -2170,7 +2174,11 @@ class Orchestrator:
         # The child goes on with coverage.py's HTML and XML reports, which
         # _wait_for_coverage_child waits for after batchflow's outputs.
         child = self.coverage_child
-        assert child is not None
+        if child is None:
+            assert self.coverage_problem is not None
+            return no_figures(
+                settings.cov_source, settings.cov_context, self.coverage_lost, self.coverage_problem
+            )
         return sum_up(
             child,
             settings.cov_source,

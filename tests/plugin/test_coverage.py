@@ -381,6 +381,26 @@ def test_a_report_coverage_py_cannot_write_is_a_warning_the_rest_is_written(
     result.stdout.no_fnmatch_line("batchflow: coverage HTML: *")
 
 
+@pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
+def test_a_coverage_folder_that_cannot_be_made_costs_only_the_figures(
+    project: pytest.Pytester, workers: str | None
+) -> None:
+    # A file where coverage's folder goes: mkdir fails as a read-only folder
+    # would (which root, running these tests, may write anyway).
+    (project.path / ".batchflow").mkdir()
+    (project.path / ".batchflow" / "coverage").write_text("not a folder")
+    result, data = run(project, "--batchflow-cov=pkg", *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["batchflow: coverage: no figures: could not write to */.batchflow/coverage: File exists"]
+    )
+    assert data.coverage is not None
+    assert data.coverage.problem is not None
+    assert data.coverage.problem.endswith(".batchflow/coverage: File exists")
+    assert [t.outcome for t in data.tests] == ["passed"] * 3
+
+
 @needs_xdist
 def test_coverage_py_warnings_while_reporting_reach_pytest(project: pytest.Pytester) -> None:
     """coverage.py reports in a child process; its warnings are given again in pytest's."""
