@@ -713,6 +713,7 @@ def _refuse_other_files(path: Path) -> None:
     first bytes."""
     try:
         folder = path.is_dir()
+        special = not folder and path.exists() and not path.is_file()
         other = (
             path.is_file()
             and path.suffix.lower() not in _STORE_SUFFIXES
@@ -724,6 +725,11 @@ def _refuse_other_files(path: Path) -> None:
         raise HistoryError(
             f"{path} is a folder, not a history store; name a file in it, e.g. "
             f"{path / 'history.sqlite'}"
+        )
+    if special:  # /dev/null, a pipe: SQLite fails on them with odd messages
+        raise HistoryError(
+            f"{path} is not a regular file (a device, a pipe or a socket), so not a history "
+            "store; give --batchflow-history a file, or use --batchflow-no-history"
         )
     if other:
         raise HistoryError(

@@ -257,6 +257,26 @@ def test_an_empty_file_or_a_folder_named_as_the_history_is_left_alone(
     )
 
 
+@pytest.mark.skipif(not os.path.exists(os.devnull), reason="needs a null device")
+def test_a_history_path_to_the_null_device_says_it_is_no_regular_file(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    (pytester.path / ".batchflow").mkdir()
+    store = pytester.path / ".batchflow" / "history.sqlite"
+    store.symlink_to(os.devnull)
+    result = pytester.runpytest("--batchflow")
+    result.assert_outcomes(passed=1)
+    # SQLite said "cannot rollback - no transaction is active".
+    result.stdout.fnmatch_lines(
+        [
+            f"batchflow: warning: running without history: {store} is not a regular file (a "
+            "device, a pipe or a socket), so not a history store; give --batchflow-history a "
+            "file, or use --batchflow-no-history"
+        ]
+    )
+
+
 def test_unusable_history_location_runs_without_history(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_one="def test_one(): pass")
     (pytester.path / "blocker").write_text("a file where a folder should be")
