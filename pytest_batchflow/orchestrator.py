@@ -13,6 +13,7 @@ the terminal summary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -827,6 +828,17 @@ class Orchestrator:
             stepwise_from=stepwise_from,
         )
 
+    def _both_rerun(self, plan: Plan) -> bool:
+        """Whether pytest-rerunfailures' ``--reruns`` and batchflow's reruns are both on."""
+        if not self.config.pluginmanager.has_plugin("rerunfailures"):
+            return False
+        theirs = getattr(self.config.option, "reruns", None)
+        if theirs is None:  # its ini setting (pytest-rerunfailures 15)
+            with contextlib.suppress(TypeError, ValueError):
+                theirs = int(self.config.getini("reruns"))
+        ours = self.settings.reruns or any(batch.policy.reruns for batch in plan.batches)
+        return isinstance(theirs, int) and theirs > 0 and bool(ours)
+
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""
         durations, shared = self._history_for_plan()
@@ -855,6 +867,12 @@ class Orchestrator:
             self.notes.append(
                 "pytest-dependency is active too; batchflow orders and skips its dependents "
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
+            )
+        if self._both_rerun(plan):
+            self.notes.append(
+                "pytest-rerunfailures' --reruns is on too: it reruns a failure at once, "
+                "before batchflow's reruns see it; use one plugin's reruns, e.g. "
+                "-p no:rerunfailures with --batchflow-reruns"
             )
         self.notes.extend(misspelt_paths(analysis, self.settings, self.config.rootpath))
         if pick.narrowed:

@@ -944,3 +944,37 @@ def test_fine(): pass
     assert test.attempts == []
     assert "flaky" not in result.parseoutcomes()
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+#: What batchflow reads of pytest-rerunfailures: its plugin name and --reruns.
+RERUNFAILURES_OPTIONS = """
+def pytest_addoption(parser):
+    parser.addoption("--reruns", type=int, default=None)
+
+def pytest_configure(config):
+    config.pluginmanager.register(object(), "rerunfailures")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "warned"),
+    [
+        (("--reruns=1", "--batchflow-reruns=1"), True),
+        (("--reruns=1",), False),
+        (("--batchflow-reruns=1",), False),
+    ],
+    ids=["both", "theirs-only", "ours-only"],
+)
+def test_both_plugins_reruns_on_get_a_warning_line(
+    pytester: pytest.Pytester, args: tuple[str, ...], warned: bool
+) -> None:
+    pytester.makeconftest(RERUNFAILURES_OPTIONS)
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest("--batchflow", *args)
+    result.assert_outcomes(passed=1)
+    line = (
+        "batchflow: warning: pytest-rerunfailures' --reruns is on too: it reruns a failure at "
+        "once, before batchflow's reruns see it; use one plugin's reruns, e.g. "
+        "-p no:rerunfailures with --batchflow-reruns"
+    )
+    assert (line in result.stdout.lines) is warned
