@@ -114,9 +114,10 @@ def test_a_missing_store_is_a_clear_error(
     )
 
 
-def test_runs_as_a_module(store: pytest.Pytester) -> None:
+@pytest.mark.parametrize("module", ["pytest_batchflow", "pytest_batchflow.cli"])
+def test_runs_as_a_module(store: pytest.Pytester, module: str) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest_batchflow.cli", "flaky"],
+        [sys.executable, "-m", module, "flaky"],
         capture_output=True,
         text=True,
         check=False,
