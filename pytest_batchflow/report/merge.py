@@ -34,6 +34,7 @@ __all__ = ["ResultFileError", "labels_for", "merge_results", "read_result"]
 # pytest's exit codes, by number: pytest is not imported here.
 _OK = 0
 _TESTS_FAILED = 1
+_INTERRUPTED = 2
 _NO_TESTS_COLLECTED = 5
 _FAILING = ("failed", "error")
 _BatchStatus = Literal["passed", "failed", "skipped", "incomplete", "empty"]
@@ -118,6 +119,9 @@ def merge_results(
       collecting): the union, in order; a node id in several results keeps
       the later result's problem, and a problem is left out when a later
       result ran tests under its node id (a later stage collected the file).
+      A result that pytest stopped at collection errors (exit status 2), all
+      of them left out so, is replaced by the later results: its exit status
+      and its tests not run do not count (it ran none).
     - batches of the same name are combined: counts summed (a test found twice
       counted once), outcomes counted from the merged tests, duration from
       their first start to last stop, the policy of the first result. Status:
@@ -156,9 +160,11 @@ def merge_results(
         return results[0][1], []
     several = len(results) > 1
     notes: list[str] = []
-    tests, superseded = _union_of_tests(results, several, notes)
-    batches = _merged_batches(results, tests, superseded)
     runs = [result for _, result in results]
+    collection = _union_of_collections(runs)
+    replaced = _replaced(runs, collection)
+    tests, superseded = _union_of_tests(results, several, notes)
+    batches = _merged_batches(results, tests, superseded, replaced)
     coverage: CoverageResult | None = None
     if coverage_data:
         assert coverage_dir is not None
@@ -175,13 +181,12 @@ def merge_results(
         notes.append(
             "probe results (--batchflow-probe) are left out: a probe's figures are of one run"
         )
-    collection = _union_of_collections(runs)
     uncollected = any(problem.outcome == "error" for problem in collection)
     tests_failed = any(t.outcome in _FAILING for t in tests) or any(
         b.status == "failed" for b in batches
     )
     failing = tests_failed or uncollected
-    statuses = [run.exitstatus for run in runs]
+    statuses = [run.exitstatus for position, run in enumerate(runs) if position not in replaced]
     without_coverage = _exitstatus(statuses, failing, False, bool(tests))
     failed_by: list[Literal["collection", "tests", "coverage"]] = [
         *collection_or_tests(
@@ -240,6 +245,20 @@ def _union_of_collections(runs: Sequence[RunResult]) -> list[CollectionProblem]:
     return kept
 
 
+def _replaced(runs: Sequence[RunResult], collection: Sequence[CollectionProblem]) -> set[int]:
+    """The results that stopped at collection errors a later result collected
+    (a run again after the fix): pytest ran none of their tests, and their exit
+    status 2 and their tests not run are of a run the later one replaced."""
+    left = {problem.nodeid for problem in collection if problem.outcome == "error"}
+    return {
+        position
+        for position, run in enumerate(runs)
+        if run.exitstatus == _INTERRUPTED
+        and run.collection_errors
+        and not any(problem.nodeid in left for problem in run.collection_errors)
+    }
+
+
 def _union_of_tests(
     results: Sequence[tuple[str, RunResult]], several: bool, notes: list[str]
 ) -> tuple[list[TestResult], Counter[str]]:
@@ -286,11 +305,19 @@ def _on_shard(test: TestResult, label: str) -> TestResult:
 
 
 def _merged_batches(
-    results: Sequence[tuple[str, RunResult]], tests: Sequence[TestResult], superseded: Counter[str]
+    results: Sequence[tuple[str, RunResult]],
+    tests: Sequence[TestResult],
+    superseded: Counter[str],
+    replaced: set[int],
 ) -> list[BatchResult]:
     parts_of: dict[str, list[BatchResult]] = {}
-    for _, result in results:
+    for position, (_, result) in enumerate(results):
         for batch in result.batches:
+            if position in replaced:  # what it ran only: its tests not run ran later
+                ran = batch.tests - batch.not_run
+                batch = batch.model_copy(
+                    update={"tests": ran, "not_run": 0, "status": batch.status if ran else "empty"}
+                )
             parts_of.setdefault(batch.name, []).append(batch)
     tests_of: dict[str, list[TestResult]] = {}
     for test in tests:

@@ -205,6 +205,29 @@ def test_collection_problems_are_united_and_an_error_fails_the_merged_run() -> N
     assert (merged.exitstatus, merged.failed_by) == (1, ["collection"])
 
 
+def test_a_run_stopped_by_a_collection_error_a_later_run_fixed_is_replaced() -> None:
+    # pytest stops at a collection error (exit code 2) before any test: the
+    # batch planned test_ok and never ran it. The run again after the fix
+    # replaces it; before, the merge exited 2, "failed by tests", and counted
+    # test_ok twice, once as not run ("incomplete").
+    error = CollectionProblem(nodeid="t_new.py", outcome="error", longrepr="E   SyntaxError")
+    stopped = a_run(
+        exitstatus=2,
+        failed_by=["collection"],
+        collection=[error],
+        batches=[a_batch("unit", [], not_run=1, status="incomplete")],
+    )
+    fixed = a_run(a_test("t_ok.py::test_ok"), a_test("t_new.py::test_new"))
+    merged, _ = merged_of(stopped, fixed)
+    assert (merged.exitstatus, merged.failed_by, merged.collection) == (0, [], [])
+    (batch,) = merged.batches
+    assert (batch.tests, batch.not_run, batch.status) == (2, 0, "passed")
+    # A collection error no later result fixed still stops the merged run.
+    merged, _ = merged_of(fixed, stopped)
+    assert (merged.exitstatus, merged.failed_by) == (1, ["collection"])
+    assert merged.batches[0].status == "incomplete"
+
+
 def test_the_note_on_repeated_tests_names_five_of_them() -> None:
     tests = [a_test(f"t.py::test_{n}") for n in range(7)]
     _, notes = merged_of(a_run(*tests), a_run(*tests))
