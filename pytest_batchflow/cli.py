@@ -152,6 +152,14 @@ def _flaky(store: HistoryStore, window: int, everything: bool) -> list[str]:
     ]
 
 
+def _short_commit(commit: object) -> str:
+    """``0123456789`` for a commit, ``0123456+89ab`` for edits on it, ``-`` for none."""
+    if not commit:
+        return "-"
+    head, edited, mark = str(commit).partition("+")
+    return f"{head[:7]}+{mark[:4]}" if edited else head[:10]
+
+
 def _history(store: HistoryStore, nodeid: str, limit: int) -> list[str]:
     attempts = store.attempts_of(nodeid, limit)
     if not attempts:
@@ -162,7 +170,7 @@ def _history(store: HistoryStore, nodeid: str, limit: int) -> list[str]:
             [
                 str(run),
                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(str(started)))),
-                str(commit or "-")[:10],
+                _short_commit(commit),
                 str(worker),
                 str(outcome),
                 f"{float(str(duration)):.3f}s",

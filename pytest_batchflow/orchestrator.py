@@ -130,13 +130,34 @@ class IdleItem(pytest.Item):
 
 
 def _git_commit(rootpath: Path) -> str | None:
+    """The code under test: a CI's commit variable, else git's HEAD, with
+    ``+`` and a fingerprint of the working tree's changes when it has some
+    (runs on different edits are not runs of the same code: their outcomes
+    must not pair as flips, nor one's pass meet another stage's dependency)."""
     for variable in ("BATCHFLOW_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA"):
         if os.environ.get(variable):
             return os.environ[variable]
+    found = (_git(rootpath, "rev-parse", "HEAD", "--show-toplevel") or "").splitlines()
+    if len(found) != 2:
+        return None
+    head, top = found
+    # Tracked files changed, from the repository's top; without the index lock,
+    # as an editor's git does. Files not tracked are left out: a stage's own
+    # outputs (a JUnit file) must not make the next stage's code another.
+    changes = _git(
+        rootpath, "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=no"
+    )
+    if not changes:  # clean, or git could not tell
+        return head
+    return f"{head}+{_fingerprint(changes, Path(top))}"
+
+
+def _git(cwd: Path, *arguments: str) -> str | None:
+    """What a git command printed, or None when it failed."""
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=rootpath,
+            ["git", *arguments],
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=10,
@@ -144,7 +165,28 @@ def _git_commit(rootpath: Path) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return completed.stdout.strip() or None if completed.returncode == 0 else None
+    return completed.stdout if completed.returncode == 0 else None
+
+
+def _fingerprint(changes: str, top: Path) -> str:
+    """Twelve hex digits for git's status and each changed path's size and
+    modification time: any edit gives another (touching a file too)."""
+    import hashlib
+
+    digest = hashlib.sha1(changes.encode("utf-8", "surrogateescape"), usedforsecurity=False)
+    entries = iter(changes.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":  # a rename or copy: its old path follows
+            next(entries, None)
+        try:
+            stat = os.lstat(top / entry[3:])
+        except OSError:
+            digest.update(b"\0gone")
+        else:
+            digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
 
 
 def _failed(report: pytest.TestReport) -> bool:

@@ -165,3 +165,17 @@ def test_an_empty_store_is_said_to_be_empty(
     assert capsys.readouterr().err == (
         f"batchflow: history store {path} is empty: no run is recorded in it\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("commit", "shown"),
+    [
+        ("0123456789abcdef", "0123456789"),
+        ("0123456789abcdef+89abcdef0123", "0123456+89ab"),
+        (None, "-"),
+    ],
+)
+def test_the_history_shows_a_commit_and_its_edits_apart(commit: str | None, shown: str) -> None:
+    from pytest_batchflow.cli import _short_commit
+
+    assert _short_commit(commit) == shown

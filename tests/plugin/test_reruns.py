@@ -6,6 +6,9 @@ it and fails the ones it is told to.
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -978,3 +981,37 @@ def test_both_plugins_reruns_on_get_a_warning_line(
         "-p no:rerunfailures with --batchflow-reruns"
     )
     assert (line in result.stdout.lines) is warned
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_runs_on_other_edits_are_not_runs_of_the_same_commit(pytester: pytest.Pytester) -> None:
+    def git(*arguments: str) -> str:
+        identity = ("-c", "user.name=t", "-c", "user.email=t@example.com")
+        command = ["git", *identity, *arguments]
+        return subprocess.run(command, cwd=pytester.path, check=True, capture_output=True).stdout
+
+    source = pytester.path / "test_calc.py"
+    source.write_text("def test_calc():\n    assert 1 + 1 == 2\n")
+    # The run's outputs, and pytester's, ignored as a project would.
+    (pytester.path / ".gitignore").write_text("result.json\nstdout\nstderr\nrunpytest-*\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "HEAD").decode().strip()
+    args = ("--batchflow-quarantine=auto",)
+    outcomes = []
+    # Edited, put back, edited again: before, all four runs were at HEAD, so
+    # three flips made the broken test "flaky" and the fourth run quarantined it
+    # and passed.
+    for expected in ("2", "3", "2", "3"):
+        source.write_text(f"def test_calc():\n    assert 1 + 1 == {expected}\n")
+        result, data = run(pytester, *args)
+        outcomes.append((data.environment.git_commit, by_name(data)["test_calc"].outcome))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.no_fnmatch_line("*enters quarantine*")
+    commits = [commit for commit, _ in outcomes]
+    assert [outcome for _, outcome in outcomes] == ["passed", "failed", "passed", "failed"]
+    # The file as committed is HEAD itself; each edit is HEAD and a fingerprint of its own.
+    assert commits[0] == commits[2] == head
+    assert commits[1] != commits[3]
+    assert all(re.fullmatch(rf"{head}\+[0-9a-f]{{12}}", c) for c in commits[1::2])
