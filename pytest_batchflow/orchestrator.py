@@ -2573,7 +2573,8 @@ class Orchestrator:
         if result is not None and os.environ.get("GITHUB_ACTIONS") == "true":
             from .report.github import annotations
 
-            for line in annotations(result, self.config.invocation_params.dir):
+            workspace = os.environ.get("GITHUB_WORKSPACE")
+            for line in annotations(result, self.config.invocation_params.dir, workspace):
                 terminalreporter.write_line(line)
 
 

@@ -12,9 +12,10 @@ Annotations are workflow commands for the files pytest could not collect,
 then for the failed and errored tests, in
 result order: GitHub shows at most 10 error annotations per step, so
 :func:`annotations` makes at most 10, then one warning that says how many
-more failures there are. ``file`` is the test's file relative to pytest's
-rootdir, which GitHub reads relative to the repository: the two agree when
-pytest runs from the checkout's root.
+more failures there are. ``file`` is the test's file relative to the
+checkout (``GITHUB_WORKSPACE``), as GitHub reads it, also for a project in
+a folder of the repository; relative to pytest's rootdir when the file is
+not in the checkout.
 """
 
 # No ``from __future__ import annotations``: it would clash with annotations() below.
@@ -274,11 +275,21 @@ def _spellings(file: str, rootdir: str, cwd: Path | None) -> list[str]:
     return list(dict.fromkeys(spellings))
 
 
-def _annotation(test: TestResult, rootdir: str, cwd: Path | None) -> str:
+def _in_checkout(file: str, rootdir: str, workspace: str | None) -> str:
+    """The file as GitHub names it: relative to the checkout when it is in it."""
+    if workspace:
+        absolute = Path(rootdir) / file
+        with contextlib.suppress(ValueError):  # outside it: as pytest names it
+            return absolute.relative_to(workspace).as_posix()
+    return file
+
+
+def _annotation(test: TestResult, rootdir: str, cwd: Path | None, workspace: str | None) -> str:
     what = "errored" if test.outcome == "error" else "failed"
     properties = []
     if test.file is not None:
-        properties.append(f"file={_escape_property(visible(test.file))}")
+        file = _in_checkout(test.file, rootdir, workspace)
+        properties.append(f"file={_escape_property(visible(file))}")
         paths = _spellings(test.file, rootdir, cwd)
         line = _failing_line(paths, test.longrepr) or test.line
         if line is not None:
@@ -287,26 +298,30 @@ def _annotation(test: TestResult, rootdir: str, cwd: Path | None) -> str:
     return _error_command(properties, title, error_line(test.longrepr), test.longrepr)
 
 
-def _collection_annotation(problem: CollectionProblem, rootdir: str) -> str:
+def _collection_annotation(problem: CollectionProblem, rootdir: str, workspace: str | None) -> str:
     # A file where there is one: not a directory (its conftest.py), not an xdist worker.
     path = problem.nodeid.split("::")[0]
     is_file = bool(path) and (Path(rootdir) / path).is_file()
-    properties = [f"file={_escape_property(visible(path))}"] if is_file else []
+    file = _in_checkout(path, rootdir, workspace)
+    properties = [f"file={_escape_property(visible(file))}"] if is_file else []
     title = f"batchflow: {problem.nodeid} could not be collected"
     return _error_command(properties, title, collection_error_line(problem), problem.longrepr)
 
 
-def annotations(result: RunResult, cwd: Path | None = None) -> list[str]:
+def annotations(
+    result: RunResult, cwd: Path | None = None, workspace: str | None = None
+) -> list[str]:
     """Workflow commands for collection errors, then failed and errored tests: at most
     10 errors, then a warning. ``cwd``: the folder pytest ran in, which paths in
-    tracebacks may be relative to."""
+    tracebacks may be relative to; ``workspace``: the checkout (``GITHUB_WORKSPACE``),
+    which the commands' paths are relative to."""
     failing: list[CollectionProblem | TestResult] = [*result.collection_errors]
     failing += [test for test in result.tests if test.outcome in _FAILING]
     rootdir = result.environment.rootdir
     commands = [
-        _collection_annotation(item, rootdir)
+        _collection_annotation(item, rootdir, workspace)
         if isinstance(item, CollectionProblem)
-        else _annotation(item, rootdir, cwd)
+        else _annotation(item, rootdir, cwd, workspace)
         for item in failing[:ANNOTATION_LIMIT]
     ]
     if len(failing) > ANNOTATION_LIMIT:

@@ -479,3 +479,21 @@ def test_a_ratio_to_the_lower_bound_only_where_the_bound_shows(
     result = run([case("test_a.py::test_1")], lower_bound=bound)
     assert f"Duration 100.00s, makespan 0.25s {github}" in step_summary(result, None)
     assert html in render_html(result)
+
+
+@pytest.mark.parametrize(
+    ("workspace", "file"),
+    [
+        (None, "tests/test_a.py"),
+        ("/src", "tests/test_a.py"),
+        # The project in a folder of the checkout: GitHub reads paths from the checkout.
+        ("/", "src/tests/test_a.py"),
+        ("/elsewhere", "tests/test_a.py"),
+    ],
+)
+def test_an_annotation_names_the_file_as_the_checkout_does(
+    workspace: str | None, file: str
+) -> None:
+    tests = [case("tests/test_a.py::test_x", "failed", longrepr=FAILURE, line=12)]
+    (command,) = [parse_command(line) for line in github.annotations(run(tests), None, workspace)]
+    assert command[1]["file"] == file
