@@ -1060,7 +1060,14 @@ class Orchestrator:
         """
         kept = set(analysis.kept)
         outside = {pred for preds in plan.external.values() for pred in preds}
-        unselected = {pred for pred in outside if pred in kept}
+        selected = self.settings.select
+        # In a batch left out: an earlier stage's business, whatever -k or -m
+        # say of it (they apply to this stage's tests).
+        unselected = {
+            pred
+            for pred in outside
+            if pred in kept or (selected is not None and analysis.batch_of[pred] not in selected)
+        }
         passed: set[str] = set()
         # Asked only when needed: ``git rev-parse`` here would delay the first tests.
         commit = self.commit if unselected else None
@@ -1073,7 +1080,7 @@ class Orchestrator:
         for pred in outside:
             nodeid = analysis.specs[pred].nodeid
             batch = analysis.batch_of[pred]
-            if pred not in kept:
+            if pred not in unselected:
                 reasons[pred] = None if pick.left_out(analysis, pred) else "was deselected"
             elif nodeid in passed:
                 reasons[pred] = None

@@ -154,6 +154,18 @@ def test_selection_with_dependency_outside_needs_a_pass_at_this_commit(
     )
 
 
+def test_a_stage_s_k_does_not_hide_a_dependency_an_earlier_stage_passed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage_project(pytester)
+    monkeypatch.setenv("BATCHFLOW_COMMIT", "abc123")
+    pytester.runpytest("--batchflow", "--batchflow-batches=base").assert_outcomes(passed=1)
+    # -k use deselects test_seed too; it is in a batch this stage leaves out,
+    # so its pass at this commit counts (it was skipped as "deselected").
+    stage = pytester.runpytest("--batchflow", "--batchflow-batches=mid", "-k", "use", "-rs")
+    stage.assert_outcomes(passed=1, deselected=1)
+
+
 def test_a_stage_without_a_known_commit_is_told_to_set_one(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
