@@ -132,7 +132,9 @@ def merge_results(
     - the run: ``started`` the earliest, ``stopped`` the latest; the first
       result's environment with ``workers`` summed; ``estimated`` summed if
       every result has one; ``lower_bound`` None (it is of one machine's
-      workers); ``deselected`` summed; ``sections`` concatenated; ``probe``
+      workers); ``deselected`` the tests of the largest collection that no
+      result ran or planned (stages and shards of one suite each deselect
+      the others' tests); ``sections`` concatenated; ``probe``
       None (a probe's figures are of one run; a note says so).
     - coverage: recomputed from ``coverage_data`` (coverage.py data files,
       combined into ``coverage_dir`` with coverage.py's reports; the gates are
@@ -217,7 +219,7 @@ def merge_results(
             "batches": batches,
             "tests": tests,
             "collection": collection,
-            "deselected": sum(run.deselected for run in runs),
+            "deselected": _deselected(runs, tests, batches),
             "probe": None,
             "estimated": _sum_if_known([run.estimated for run in runs]),
             "lower_bound": None,
@@ -380,6 +382,17 @@ def _exitstatus(
     if not has_tests and _NO_TESTS_COLLECTED in statuses:
         return _NO_TESTS_COLLECTED
     return _OK
+
+
+def _deselected(
+    runs: Sequence[RunResult], tests: Sequence[TestResult], batches: Sequence[BatchResult]
+) -> int:
+    """What the largest collection holds beyond the merged tests and those not run."""
+    collected = max(
+        len(run.tests) + sum(batch.not_run for batch in run.batches) + run.deselected
+        for run in runs
+    )
+    return max(0, collected - len(tests) - sum(batch.not_run for batch in batches))
 
 
 def _sum_if_known(values: Sequence[float | None]) -> float | None:

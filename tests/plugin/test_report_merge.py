@@ -362,12 +362,24 @@ def test_the_merged_exit_status(
     assert (merged.exitstatus, merged.failed_by) == (exitstatus, failed_by)
 
 
+def test_stages_that_each_deselect_the_others_tests_deselect_nothing_together() -> None:
+    # Stage a ran 2 of 5 tests, stage b the other 3: before, "5 deselected".
+    stage_a = a_run(a_test("a.py::test_1"), a_test("a.py::test_2"), deselected=3)
+    stage_b = a_run(*(a_test(f"b.py::test_{n}") for n in range(3)), deselected=2)
+    merged, _ = merged_of(stage_a, stage_b)
+    assert merged.deselected == 0
+    # The same stage twice: its own deselected tests stay deselected.
+    merged, _ = merged_of(stage_a, stage_a)
+    assert merged.deselected == 3
+
+
 def test_run_figures_that_add_up_and_those_that_do_not() -> None:
     sections = [ReportSection(title=f"s{n}", html="<p>") for n in (1, 2)]
     first = a_run(PASSED, estimated=3.0, lower_bound=2.0, deselected=4, sections=sections[:1])
     second = a_run(estimated=4.5, lower_bound=1.0, deselected=1, sections=sections[1:])
     merged, _ = merged_of(first, second)
-    assert (merged.estimated, merged.lower_bound, merged.deselected) == (7.5, None, 5)
+    # Of the larger collection (5 tests), the one test ran: 4 deselected.
+    assert (merged.estimated, merged.lower_bound, merged.deselected) == (7.5, None, 4)
     assert [s.title for s in merged.sections] == ["s1", "s2"]
     merged, _ = merged_of(first, a_run())
     assert merged.estimated is None
