@@ -4,8 +4,11 @@ pytest's cache plugin forgets a test once it is reported skipped. A test
 skipped because a test it depends on failed (or its batch stopped, or an
 upstream batch failed) tells nothing of itself, so batchflow keeps it in
 ``cache/lastfailed``: once the failure is fixed, ``pytest --batchflow --lf``
-runs the fixed test and the tests it held back, and a dependent's own
-failure, known from an earlier run, is not forgotten meanwhile.
+runs the fixed test and the tests it held back. A test already there that
+did not get its turn (a dependency that did not run or is not in the run,
+its batch's timeout) stays there, as pytest leaves a test it did not run.
+One skipped because a dependency skipped itself or xfailed is dropped, as
+pytest drops any skipped test.
 """
 
 from __future__ import annotations
@@ -35,14 +38,12 @@ class LastFailedKept:
         """After pytest's plugin has written its record, add back what it dropped."""
         orchestrator, cache = self.orchestrator, session.config.cache
         state, analysis = orchestrator.state, orchestrator.analysis
-        skipped = orchestrator.skipped_by_rules
-        if cache is None or state is None or analysis is None or not skipped:
+        if cache is None or state is None or analysis is None or not state.skipped:
             return
-        held = state.held_back_by_failures(skipped)
         kept: set[str] = set()
-        for index in skipped:
+        for index, kind in state.skipped.items():
             nodeid = analysis.specs[index].nodeid
-            if index in held or nodeid in self.before:
+            if kind == "failure" or (kind == "turn" and nodeid in self.before):
                 kept.add(nodeid)
         recorded = cache.get(_KEY, {})
         if not isinstance(recorded, dict) or kept <= recorded.keys():

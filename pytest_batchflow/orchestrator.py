@@ -632,8 +632,6 @@ class Orchestrator:
         self.rerunning: set[int] = set()
         #: Tests waiting for a rerun, with the delay before it (seconds).
         self.rerun_due: dict[int, float] = {}
-        #: Tests the run's rules skipped (a dependency, a batch's policy), never run.
-        self.skipped_by_rules: set[int] = set()
         #: Tests whose failure stood because the run stopped before their rerun.
         self.reruns_not_run: list[int] = []
         #: Reruns that could not run (the batch stopped): their failure stands.
@@ -1285,7 +1283,6 @@ class Orchestrator:
         if index in self.earlier:
             self.give_up_rerun(index, reason)
             return
-        self.skipped_by_rules.add(index)
         nodeid = self.analysis.specs[index].nodeid
         location = self._location(index)
         hook = self.config.hook
@@ -1332,11 +1329,10 @@ class Orchestrator:
             return
         index = item.stash[INDEX_KEY]
         now = clock.monotonic()
-        reason = self.state.skip_reason(index, now)
+        reason = self.state.skip(index, now)
         if reason is None:
             self.state.test_started(index, now)
             return
-        self.skipped_by_rules.add(index)
         if self.config.pluginmanager.has_plugin("skipping"):
             # The skipping plugin (tryfirst too, registered earlier, so called
             # after us) then skips before any fixture, at the test's location.

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,6 +45,7 @@ __all__ = [
     "Outcome",
     "RunState",
     "SchedulerStalled",
+    "SkipKind",
 ]
 
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
@@ -63,6 +64,13 @@ _OUTCOME_WORDS = {
     "skipped": "was skipped",
     "xfailed": "xfailed",
 }
+
+#: Why the run's rules skipped a test: a failure kept it from running (a
+#: failed or errored dependency, directly or through tests skipped so, an
+#: upstream batch's failures, its batch's maxfail); it did not get its turn (a
+#: dependency that did not run or is not in the run, the batch's timeout); or a
+#: dependency's own outcome (it skipped itself, or xfailed).
+SkipKind = Literal["failure", "turn", "outcome"]
 
 
 #: The most tests a worker holds at once (the running one included).
@@ -116,29 +124,43 @@ class RunState:
         self.batch_started: dict[str, float] = {}
         self.batch_failures: Counter[str] = Counter()
         self.blocked: dict[str, str] = {}
+        #: The tests the rules skipped (:meth:`skip`), and why (:data:`SkipKind`).
+        self.skipped: dict[int, SkipKind] = {}
         self._policies = {batch.name: batch.policy for batch in plan.batches}
 
     def skip_reason(self, index: int, now: float) -> str | None:
         """Why the test must not run now, or None when it may start."""
+        cause = self._skip_cause(index, now)
+        return None if cause is None else cause[0]
+
+    def skip(self, index: int, now: float) -> str | None:
+        """:meth:`skip_reason` for a test that is to be skipped when there is one:
+        what kind of reason it is, at this moment, is kept in :attr:`skipped`."""
+        cause = self._skip_cause(index, now)
+        if cause is None:
+            return None
+        self.skipped[index] = cause[1]
+        return cause[0]
+
+    def _skip_cause(self, index: int, now: float) -> tuple[str, SkipKind] | None:
         batch = self.plan.batch_of[index]
         policy = self._policies[batch]
         blocked = self.upstream_block(batch)
         if blocked is not None:
-            return blocked
+            return blocked, "failure"
         if index in self.unresolved:
-            return f"depends on {self.unresolved[index]!r}, which matches no collected test"
+            target = self.unresolved[index]
+            return f"depends on {target!r}, which matches no collected test", "turn"
         for pred in self.plan.predecessors.get(index, ()):
-            reason = self._dependency_reason(pred)
-            if reason is not None:
-                return reason
+            cause = self._dependency_cause(pred)
+            if cause is not None:
+                return cause
         if policy.maxfail is not None and self.batch_failures[batch] >= policy.maxfail:
-            return (
-                f"batch {batch!r} stopped after {count_of(self.batch_failures[batch], 'failure')}"
-                f" (maxfail={policy.maxfail})"
-            )
+            failures = count_of(self.batch_failures[batch], "failure")
+            return f"batch {batch!r} stopped after {failures} (maxfail={policy.maxfail})", "failure"
         started = self.batch_started.get(batch)
         if policy.timeout is not None and started is not None and now - started >= policy.timeout:
-            return f"batch {batch!r} spent its timeout of {policy.timeout:g}s"
+            return f"batch {batch!r} spent its timeout of {policy.timeout:g}s", "turn"
         return None
 
     def upstream_block(self, batch: str) -> str | None:
@@ -161,43 +183,20 @@ class RunState:
             return self.blocked[batch]
         return None
 
-    def _dependency_reason(self, pred: int) -> str | None:
+    def _dependency_cause(self, pred: int) -> tuple[str, SkipKind] | None:
         nodeid = self.nodeids[pred]
         if pred in self.external_reasons:
             reason = self.external_reasons[pred]
-            return None if reason is None else f"depends on {nodeid}, which {reason}"
+            return None if reason is None else (f"depends on {nodeid}, which {reason}", "turn")
         outcome = self.outcomes.get(pred)
         if outcome is None:
-            return f"depends on {nodeid}, which has not run"
+            return f"depends on {nodeid}, which has not run", "turn"
         if outcome in SATISFYING_OUTCOMES:
             return None
-        return f"depends on {nodeid}, which {_OUTCOME_WORDS[outcome]}"
-
-    def held_back_by_failures(self, skipped: Set[int]) -> set[int]:
-        """Which of the tests the run skipped (``skipped``) a failure kept from
-        running: a failed or errored dependency (directly, or through tests
-        skipped so), an upstream batch's failures, their batch's ``maxfail``.
-
-        Nothing is known of these tests, as of a failed one: pytest's ``--lf``
-        is to run them again. Tests skipped behind a skipped, xfailed or
-        deselected test, or by a batch's timeout, are not among them.
-        """
-        held: set[int] = set()
-        for index in self.plan.order:  # topological: dependencies first
-            if index not in skipped:
-                continue
-            batch = self.plan.batch_of[index]
-            maxfail = self._policies[batch].maxfail
-            if (
-                self.upstream_block(batch) is not None
-                or (maxfail is not None and self.batch_failures[batch] >= maxfail)
-                or any(
-                    pred in held or self.outcomes.get(pred) in FAILING_OUTCOMES
-                    for pred in self.plan.predecessors.get(index, ())
-                )
-            ):
-                held.add(index)
-        return held
+        # A dependency the rules skipped passes its kind on: a chain is held back
+        # by the failure at its start.
+        kind = "failure" if outcome in FAILING_OUTCOMES else self.skipped.get(pred, "outcome")
+        return f"depends on {nodeid}, which {_OUTCOME_WORDS[outcome]}", kind
 
     def test_started(self, index: int, now: float) -> None:
         self.batch_started.setdefault(self.plan.batch_of[index], now)
@@ -676,7 +675,7 @@ class Dispatcher:
             index = self._fresh.pop()
             if index not in self.pending:
                 continue
-            reason = self.state.skip_reason(index, now)
+            reason = self.state.skip(index, now)
             if reason is None:
                 self._make_ready(index)
             else:
@@ -824,7 +823,7 @@ class Dispatcher:
             index = entry[1]
             if index not in self.pending:
                 continue
-            reason = self.state.skip_reason(index, now)
+            reason = self.state.skip(index, now)
             if reason is not None:
                 self._skip(index, reason, decision)
                 self._take_fresh(now, decision)

@@ -295,42 +295,71 @@ class TestUpstreamBatches:
         assert state.skip_reason(ids["u.py::c"], now=0.0) == "upstream batch 'smoke' had 1 failure"
 
 
-class TestHeldBackByFailures:
-    """Which skipped tests ``--lf`` is to run again: those a failure kept from running."""
+class TestSkipKinds:
+    """Why the rules skipped each test, decided when it is skipped: ``--lf`` reruns
+    the tests a failure kept from running (``failure``), keeps those that did not
+    get their turn (``turn``) and forgets the rest, as pytest does."""
 
     CHAIN: Mapping[str, str] = {"t.py::a": "default", "t.py::b": "default", "t.py::c": "default"}
     EDGES: Mapping[str, Sequence[str]] = {"t.py::b": ["t.py::a"], "t.py::c": ["t.py::b"]}
 
+    def skip_in_order(self, state: RunState, ids: dict[str, int], *names: str) -> None:
+        for name in names:
+            index = ids[name]
+            assert state.skip(index, now=0.0) is not None
+            finish(state, index, "skipped")
+
     @pytest.mark.parametrize(
-        ("outcome", "held"), [("failed", True), ("error", True), ("skipped", False)]
+        ("outcome", "kind"),
+        [
+            ("failed", "failure"),
+            ("error", "failure"),
+            ("skipped", "outcome"),
+            ("xfailed", "outcome"),
+        ],
     )
-    def test_a_chain_behind_a_test_that_did_not_pass(self, outcome: str, held: bool) -> None:
+    def test_a_chain_behind_a_test_that_did_not_pass(self, outcome: str, kind: str) -> None:
         state, ids = run_state(self.CHAIN, ONE_BATCH, edges=self.EDGES)
         finish(state, ids["t.py::a"], outcome)
-        skipped = {ids["t.py::b"], ids["t.py::c"]}
-        for index in skipped:
-            finish(state, index, "skipped")
-        assert state.held_back_by_failures(skipped) == (skipped if held else set())
+        self.skip_in_order(state, ids, "t.py::b", "t.py::c")
+        assert state.skipped == {ids["t.py::b"]: kind, ids["t.py::c"]: kind}
 
-    def test_a_test_that_skipped_itself_is_not_held_back(self) -> None:
+    def test_a_test_that_may_run_is_not_recorded(self) -> None:
         state, ids = run_state(self.CHAIN, ONE_BATCH, edges=self.EDGES)
-        finish(state, ids["t.py::a"], "failed")
-        finish(state, ids["t.py::b"], "skipped")
-        finish(state, ids["t.py::c"], "skipped")
-        # b skipped itself (not one of the run's skips): c skipped behind it.
-        assert state.held_back_by_failures({ids["t.py::c"]}) == set()
+        finish(state, ids["t.py::a"], "passed")
+        assert state.skip(ids["t.py::b"], now=0.0) is None
+        assert state.skip_reason(ids["t.py::c"], now=0.0) is not None  # a query records nothing
+        assert state.skipped == {}
 
-    def test_an_upstream_batch_s_failure_and_maxfail_hold_tests_back(self) -> None:
+    def test_an_upstream_batch_s_failure_and_maxfail_are_failures(self) -> None:
         tests = {"t.py::s1": "smoke", "t.py::s2": "smoke", "t.py::u": "unit", "t.py::x": "other"}
         batches = [Policy("smoke", maxfail=1), Policy("unit", after=("smoke",)), Policy("other")]
         state, ids = run_state(tests, batches)
         finish(state, ids["t.py::s1"], "failed")
-        skipped = {ids["t.py::s2"], ids["t.py::u"], ids["t.py::x"]}
-        assert state.held_back_by_failures(skipped) == {ids["t.py::s2"], ids["t.py::u"]}
+        self.skip_in_order(state, ids, "t.py::s2", "t.py::u")
+        assert state.skipped == {ids["t.py::s2"]: "failure", ids["t.py::u"]: "failure"}
 
-    def test_a_batch_s_timeout_holds_nothing_back(self) -> None:
-        tests = {"t.py::a": "slow", "t.py::b": "slow"}
-        state, ids = run_state(tests, [Policy("slow", timeout=1.0)])
-        finish(state, ids["t.py::a"], "passed", now=0.0)
-        assert state.skip_reason(ids["t.py::b"], now=2.0) is not None
-        assert state.held_back_by_failures({ids["t.py::b"]}) == set()
+    def test_a_skip_before_the_batch_reached_maxfail_stays_what_it_was(self) -> None:
+        # b skipped behind a, which skipped itself; c's failure then stops the
+        # batch. b was not kept from running by a failure (decided at the end,
+        # it seemed so, and --lf then ran b without a for ever).
+        tests = {"t.py::a": "smoke", "t.py::b": "smoke", "t.py::c": "smoke"}
+        state, ids = run_state(tests, [Policy("smoke", maxfail=1)], edges={"t.py::b": ["t.py::a"]})
+        finish(state, ids["t.py::a"], "skipped")
+        self.skip_in_order(state, ids, "t.py::b")
+        finish(state, ids["t.py::c"], "failed")
+        assert state.skipped == {ids["t.py::b"]: "outcome"}
+
+    def test_a_timeout_and_a_dependency_outside_the_run_are_turns(self) -> None:
+        tests = {"t.py::a": "slow", "t.py::b": "slow", "t.py::c": "slow"}
+        state, ids = run_state(
+            tests,
+            [Policy("slow", timeout=1.0)],
+            edges={"t.py::c": ["t.py::a"]},
+            run=["t.py::b", "t.py::c"],
+            external_reasons={"t.py::a": "was deselected"},
+        )
+        assert state.skip(ids["t.py::c"], now=0.0) == "depends on t.py::a, which was deselected"
+        finish(state, ids["t.py::b"], "passed", now=0.0)
+        assert state.skip(ids["t.py::b"], now=2.0) is not None  # its rerun, say: too late
+        assert state.skipped == {ids["t.py::c"]: "turn", ids["t.py::b"]: "turn"}

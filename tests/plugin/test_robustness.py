@@ -157,17 +157,41 @@ def test_tests_skipped_behind_a_skipped_test_stay_out_of_last_failed(
     assert _last_failed(pytester) == []
 
 
-def test_a_failure_stays_in_last_failed_while_a_dependency_skips_the_test(
+def test_a_failure_stays_in_last_failed_while_its_dependency_is_deselected(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_chain=KEPT_BACK)
     args = ("-p", "cacheprovider", "--batchflow")
     monkeypatch.setenv("BREAK_USE", "1")
     pytester.runpytest(*args).assert_outcomes(passed=2, failed=1, skipped=1)
-    # test_make now skips itself: test_use is skipped, its failure not forgotten.
+    kept = ["test_chain.py::test_use", "test_chain.py::test_use_more"]
+    assert _last_failed(pytester) == kept
+    # -k leaves test_make out: test_use did not get its turn, its failure stays.
+    pytester.runpytest(*args, "-k", "use").assert_outcomes(skipped=2, deselected=2)
+    assert _last_failed(pytester) == kept
+    # test_make now skips itself: test_use is skipped for good, and forgotten,
+    # as pytest forgets any skipped test.
     monkeypatch.setenv("SKIP_MAKE", "1")
     pytester.runpytest(*args).assert_outcomes(passed=1, skipped=3)
-    assert _last_failed(pytester) == ["test_chain.py::test_use", "test_chain.py::test_use_more"]
+    assert _last_failed(pytester) == []
+
+
+def test_a_skip_before_a_batch_reached_maxfail_is_not_called_held_back(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        test_chain=KEPT_BACK,
+        test_late="import os\ndef test_late():\n    assert os.environ.get('BREAK') != '1'\n",
+    )
+    monkeypatch.setenv("SKIP_MAKE", "1")
+    pytester.makeini(
+        "[pytest]\nbatchflow_batches =\n    smoke: paths=test_chain.py,test_late.py maxfail=1\n"
+    )
+    monkeypatch.setenv("BREAK", "1")
+    result = pytester.runpytest("-p", "cacheprovider", "--batchflow")
+    result.assert_outcomes(passed=1, failed=1, skipped=3)
+    # test_use was skipped behind test_make's own skip before test_late failed.
+    assert _last_failed(pytester) == ["test_late.py::test_late"]
 
 
 def test_stepwise_runs_the_test_it_stopped_at_without_its_dependency(
