@@ -585,6 +585,9 @@ class Orchestrator:
         self.settings = settings
         self.role = role
         self.started = clock.wall()
+        #: The .batchflow folders the outputs go to that exist already: they
+        #: are left as they are; one this run makes is ignored in git.
+        self._folders_before = {folder for folder in self._output_folders() if folder.exists()}
         self.notes: list[str] = []
         self.plan: Plan | None = None
         self.state: RunState | None = None
@@ -2163,17 +2166,24 @@ class Orchestrator:
         for what, path, write in writers:
             if path is None:
                 continue
-            # A .batchflow folder this writes first is ignored in git, as the
-            # history's; one that exists is left as it is.
-            created = not path.parent.exists()
             try:
                 write(path)
             except OSError as error:
                 self.notes.append(f"could not write {what} to {path}: {_why_not(error, path)}")
             else:
                 self.written.append((what, path))
-                if created and path.parent.name == ".batchflow":
-                    ignore_in_git(path.parent)
+        for folder in self._output_folders() - self._folders_before:
+            if folder.is_dir():
+                ignore_in_git(folder)
+
+    def _output_folders(self) -> set[Path]:
+        """The .batchflow folders the report, the results and coverage's reports go to."""
+        settings = self.settings
+        paths = (settings.json_path, settings.html_path, settings.junit_path)
+        folders = {path.parent for path in paths if path is not None}
+        if settings.cov_source:
+            folders.add(self.config.rootpath / ".batchflow")
+        return {folder for folder in folders if folder.name == ".batchflow"}
 
     def coverage_crash(self, worker: str, nodeid: str | None) -> None:
         """On the controller: a worker died; what of its coverage data is lost."""

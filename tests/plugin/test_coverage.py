@@ -381,6 +381,16 @@ def test_a_report_coverage_py_cannot_write_is_a_warning_the_rest_is_written(
     result.stdout.no_fnmatch_line("batchflow: coverage HTML: *")
 
 
+def test_the_batchflow_folder_coverage_makes_is_ignored_in_git(project: pytest.Pytester) -> None:
+    # Without history, coverage's reports make .batchflow before the report
+    # is written there: it still gets its .gitignore (a review caught it missing).
+    result, _ = run(project, "--batchflow-cov=pkg")
+    assert result.ret == pytest.ExitCode.OK
+    folder = project.path / ".batchflow"
+    assert (folder / "coverage" / "coverage.json").is_file()
+    assert (folder / ".gitignore").read_text().endswith("*\n")
+
+
 @pytest.mark.parametrize("workers", [None, pytest.param("2", marks=needs_xdist)])
 def test_a_coverage_folder_that_cannot_be_made_costs_only_the_figures(
     project: pytest.Pytester, workers: str | None
