@@ -6,6 +6,7 @@ not pull in pydantic or anything else heavy (see ``plugin.py``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -418,6 +419,32 @@ BATCHES_INI_HELP = (
 SWITCHES: tuple[Option, ...] = tuple(o for o in OPTIONS if o.field in ("enabled", "plan_only"))
 
 _INI_NAMES = (*(option.ini for option in OPTIONS), BATCHES_INI)
+
+
+#: Variables batchflow reads besides its settings': the commit under test, and
+#: its own, set for the processes it starts.
+_OTHER_VARIABLES = ("BATCHFLOW_COMMIT", "BATCHFLOW_COV_RUN", ALONE_ENV)
+
+
+def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ``BATCHFLOW_*`` variable batchflow does not read, with the
+    one meant when one is close (a setting's ini name in capitals, too)."""
+    import difflib
+
+    known = {option.env.removeprefix("BATCHFLOW_"): option.env for option in OPTIONS}
+    known.update((name.removeprefix("BATCHFLOW_"), name) for name in _OTHER_VARIABLES)
+    by_ini = {option.ini.upper(): option.env for option in OPTIONS}
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("BATCHFLOW_") or name.removeprefix("BATCHFLOW_") in known:
+            continue
+        meant = by_ini.get(name)
+        if meant is None:
+            close = difflib.get_close_matches(name.removeprefix("BATCHFLOW_"), known, n=1)
+            meant = known[close[0]] if close else None
+        fix = f"did you mean {meant}?" if meant else "pytest --help lists them"
+        lines.append(f"{name} is no batchflow variable: {fix}")
+    return lines
 
 
 def misspelt_setting(warning: str) -> str | None:

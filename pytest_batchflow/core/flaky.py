@@ -162,7 +162,8 @@ def is_infrastructure_failure(failed: int, total: int) -> bool:
 
 def is_infrastructure_run(last_outcomes: Collection[str]) -> bool:
     """:func:`is_infrastructure_failure` of a run, from each of its tests' last outcome."""
-    failed = sum(1 for outcome in last_outcomes if outcome in _FINAL_FAILURES)
+    # Quarantined failures are known ones: not a sign of broken surroundings.
+    failed = sum(1 for outcome in last_outcomes if outcome in _FAILURES)
     return is_infrastructure_failure(failed, len(last_outcomes))
 
 
