@@ -871,16 +871,26 @@ class Orchestrator:
             stepwise_from=stepwise_from,
         )
 
-    def _both_rerun(self, plan: Plan) -> bool:
-        """Whether pytest-rerunfailures' ``--reruns`` and batchflow's reruns are both on."""
+    def _both_rerun(self, plan: Plan, analysis: Analysis) -> bool:
+        """Whether pytest-rerunfailures' reruns and batchflow's are both on: its
+        ``--reruns``, ``--force-reruns``, ``reruns`` ini setting or ``flaky``
+        marker, and batchflow's settings, batch lines or ``reruns`` marker."""
         if not self.config.pluginmanager.has_plugin("rerunfailures"):
             return False
-        theirs = getattr(self.config.option, "reruns", None)
-        if theirs is None:  # its ini setting (pytest-rerunfailures 15)
+        option = self.config.option
+        theirs = [getattr(option, "reruns", None), getattr(option, "force_reruns", None)]
+        if theirs[0] is None:  # its ini setting (pytest-rerunfailures 15)
             with contextlib.suppress(TypeError, ValueError):
-                theirs = int(self.config.getini("reruns"))
-        ours = self.settings.reruns or any(batch.policy.reruns for batch in plan.batches)
-        return isinstance(theirs, int) and theirs > 0 and bool(ours)
+                theirs.append(int(self.config.getini("reruns")))
+        planned = [analysis.specs[index] for index in plan.batch_of]
+        marked = {name for spec in planned for name in spec.marker_names}
+        if not ("flaky" in marked or any(isinstance(n, int) and n > 0 for n in theirs)):
+            return False
+        return bool(
+            self.settings.reruns
+            or any(batch.policy.reruns for batch in plan.batches)
+            or "reruns" in marked
+        )
 
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""
@@ -911,9 +921,9 @@ class Orchestrator:
                 "pytest-dependency is active too; batchflow orders and skips its dependents "
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
-        if self._both_rerun(plan):
+        if self._both_rerun(plan, analysis):
             self.notes.append(
-                "pytest-rerunfailures' --reruns is on too: it reruns a failure at once, "
+                "pytest-rerunfailures' reruns are on too: it reruns a failure at once, "
                 "before batchflow's reruns see it; use one plugin's reruns, e.g. "
                 "-p no:rerunfailures with --batchflow-reruns"
             )

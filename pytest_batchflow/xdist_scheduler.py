@@ -124,7 +124,9 @@ class XdistHooks:
         try:
             return (yield)
         finally:
-            report.outcome = "failed"
+            outcome: str = report.outcome  # "rerun" is no outcome pytest's types know
+            if outcome == "rerun":  # another one a plugin chose stays
+                report.outcome = "failed"
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

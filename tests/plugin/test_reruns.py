@@ -949,34 +949,55 @@ def test_fine(): pass
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-#: What batchflow reads of pytest-rerunfailures: its plugin name and --reruns.
+#: What batchflow reads of pytest-rerunfailures: its plugin name, --reruns and
+#: --force-reruns (the plugin itself where it is installed).
 RERUNFAILURES_OPTIONS = """
 def pytest_addoption(parser):
-    parser.addoption("--reruns", type=int, default=None)
+    for flag in ("--reruns", "--force-reruns"):
+        try:
+            parser.addoption(flag, type=int, default=None)
+        except ValueError:  # pytest-rerunfailures is installed: its own
+            pass
 
 def pytest_configure(config):
-    config.pluginmanager.register(object(), "rerunfailures")
+    config.addinivalue_line("markers", "flaky(reruns=1): pytest-rerunfailures' marker")
+    if not config.pluginmanager.has_plugin("rerunfailures"):
+        config.pluginmanager.register(object(), "rerunfailures")
+"""
+
+MARKED = """
+import pytest
+
+@pytest.mark.flaky(reruns=1)
+def test_theirs(): pass
+
+@pytest.mark.reruns(1)
+def test_ours(): pass
 """
 
 
 @pytest.mark.parametrize(
-    ("args", "warned"),
+    ("args", "tests", "warned"),
     [
-        (("--reruns=1", "--batchflow-reruns=1"), True),
-        (("--reruns=1",), False),
-        (("--batchflow-reruns=1",), False),
+        (("--reruns=1", "--batchflow-reruns=1"), "test_one.py", True),
+        (("--force-reruns=1", "--batchflow-reruns=1"), "test_one.py", True),
+        (("--batchflow-reruns=1",), "test_marked.py::test_theirs", True),
+        (("--reruns=1",), "test_marked.py::test_ours", True),
+        (("--reruns=1",), "test_one.py", False),
+        (("--batchflow-reruns=1",), "test_one.py", False),
+        ((), "test_marked.py::test_theirs", False),
     ],
-    ids=["both", "theirs-only", "ours-only"],
+    ids=["both", "force", "their-marker", "our-marker", "theirs-only", "ours-only", "marker-only"],
 )
 def test_both_plugins_reruns_on_get_a_warning_line(
-    pytester: pytest.Pytester, args: tuple[str, ...], warned: bool
+    pytester: pytest.Pytester, args: tuple[str, ...], tests: str, warned: bool
 ) -> None:
     pytester.makeconftest(RERUNFAILURES_OPTIONS)
-    pytester.makepyfile(test_one="def test_one(): pass")
-    result = pytester.runpytest("--batchflow", *args)
+    pytester.makepyfile(test_one="def test_one(): pass", test_marked=MARKED)
+    result = pytester.runpytest("--batchflow", *args, tests)
     result.assert_outcomes(passed=1)
     line = (
-        "batchflow: warning: pytest-rerunfailures' --reruns is on too: it reruns a failure at "
+        "batchflow: warning: pytest-rerunfailures' reruns are on too: it reruns a failure at "
         "once, before batchflow's reruns see it; use one plugin's reruns, e.g. "
         "-p no:rerunfailures with --batchflow-reruns"
     )
