@@ -921,6 +921,9 @@ class Orchestrator:
                 "pytest-dependency is active too; batchflow orders and skips its dependents "
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
+        from .options import misspelt_variables
+
+        self.notes.extend(note for note in misspelt_variables(os.environ) if note not in self.notes)
         if self._both_rerun(plan, analysis):
             self.notes.append(
                 "pytest-rerunfailures' reruns are on too: it reruns a failure at once, "

@@ -590,6 +590,32 @@ def test_a_misspelt_setting_in_the_ini_file_is_named_with_the_setting_meant(
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_misspelt_environment_variable_is_named_with_the_one_meant(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(test_suite=SUITE)
+    # The ini key is batchflow_select, the variable BATCHFLOW_BATCHES: the
+    # variable was ignored without a word.
+    monkeypatch.setenv("BATCHFLOW_SELECT", "unit")
+    monkeypatch.setenv("BATCHFLOW_RERUN", "2")
+    monkeypatch.setenv("BATCHFLOW_FROBNICATE", "1")
+    monkeypatch.setenv("BATCHFLOW_COMMIT", "abc123")  # known, if no setting
+    result = pytester.runpytest("--batchflow", *workers)
+    result.assert_outcomes(passed=2)
+    lines = [line for line in result.stdout.lines if "is no batchflow variable" in line]
+    assert lines == [
+        "batchflow: warning: BATCHFLOW_FROBNICATE is no batchflow variable: "
+        "pytest --help lists them",
+        "batchflow: warning: BATCHFLOW_RERUN is no batchflow variable: "
+        "did you mean BATCHFLOW_RERUNS?",
+        "batchflow: warning: BATCHFLOW_SELECT is no batchflow variable: "
+        "did you mean BATCHFLOW_BATCHES?",
+    ]
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_a_run_strict_config_refuses_after_collecting_has_no_summary_or_report(
     pytester: pytest.Pytester, workers: tuple[str, ...]
 ) -> None:
