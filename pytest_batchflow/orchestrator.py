@@ -135,8 +135,9 @@ def _git_commit(rootpath: Path) -> str | None:
     (runs on different edits are not runs of the same code: their outcomes
     must not pair as flips, nor one's pass meet another stage's dependency)."""
     for variable in ("BATCHFLOW_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA"):
-        if os.environ.get(variable):
-            return os.environ[variable]
+        value = os.environ.get(variable, "").strip()
+        if value:  # a blank one is none
+            return value
     found = (_git(rootpath, "rev-parse", "HEAD", "--show-toplevel") or "").splitlines()
     if len(found) != 2:
         return None

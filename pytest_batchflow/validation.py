@@ -223,6 +223,12 @@ class _SettingsModel(BaseModel):
 
     _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
 
+    @field_validator("missing_dependency", "cov_context", mode="before")
+    @classmethod
+    def _word(cls, value: Any) -> Any:
+        """A choice in any case, as the yes/no words are (``Skip``, `` test``)."""
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("bench_compare", mode="before")
     @classmethod
     def _baseline(cls, value: Any) -> Any:

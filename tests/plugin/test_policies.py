@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from frozen_clock import FROZEN_MODULE
 
@@ -219,3 +221,12 @@ def test_environment_beats_ini_and_command_line_beats_environment(
     pytester.runpytest("--batchflow-batches=top").assert_outcomes(passed=1, deselected=3)
     monkeypatch.setenv("BATCHFLOW", "0")
     pytester.runpytest().assert_outcomes(passed=4)
+
+
+def test_a_blank_commit_variable_is_no_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_batchflow.orchestrator import _git_commit
+
+    # BATCHFLOW_COMMIT=" " was taken as the commit (messages said "at commit  ").
+    monkeypatch.setenv("BATCHFLOW_COMMIT", " ")
+    monkeypatch.setenv("GITHUB_SHA", " abc123\n")
+    assert _git_commit(Path("/nonexistent")) == "abc123"

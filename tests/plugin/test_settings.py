@@ -86,3 +86,21 @@ def test_the_settings_module_imports_nothing_heavy() -> None:
     code = "import sys, pytest_batchflow.settings; print('pydantic' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("field", "written", "read"),
+    [
+        ("missing_dependency", "Skip", "skip"),
+        ("missing_dependency", " ERROR ", "error"),
+        ("cov_context", "Test", "test"),
+    ],
+)
+def test_a_choice_is_read_in_any_case(tmp_path: Path, field: str, written: str, read: str) -> None:
+    # BATCHFLOW_MISSING_DEPENDENCY=Skip was refused, where yes/no words take any case.
+    raw = {
+        "history_path": RawValue(str(tmp_path / "h.sqlite"), "default", "default"),
+        "cov_source": RawValue("pkg", "cli", "command line"),
+        field: RawValue(written, "env", "environment"),
+    }
+    assert getattr(parse_settings(raw, [], "pytest.ini"), field) == read
