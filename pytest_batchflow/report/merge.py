@@ -69,6 +69,11 @@ def _what_is_wrong(error: ValidationError) -> str:
         if problem["loc"] == ("schema_version",):
             found = repr(problem["input"])
             found = found if len(found) <= 20 else found[:17] + "..."
+            if str(problem["input"]) == str(SCHEMA_VERSION):  # "7": right number, not one
+                return (
+                    f"not a batchflow result: schema_version is {found}, not the number "
+                    f"{SCHEMA_VERSION}"
+                )
             return (
                 f"a result of schema version {found}; this batchflow reads version "
                 f"{SCHEMA_VERSION} (render it with the batchflow that wrote it)"

@@ -423,6 +423,11 @@ def test_coverage_and_probes_of_single_runs_are_left_out_with_a_note() -> None:
             '{"name": "coverage"}',
             "not a batchflow result: no started, stopped, duration and 4 more",
         ),
+        # It said "a result of schema version '7'; this batchflow reads version 7".
+        (
+            '{"schema_version": "7", "tests": []}',
+            "not a batchflow result: schema_version is '7', not the number 7",
+        ),
     ],
 )
 def test_a_file_that_is_not_a_result_is_named_with_what_is_wrong(
