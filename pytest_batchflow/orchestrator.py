@@ -19,7 +19,6 @@ import platform
 import re
 import shlex
 import socket
-import subprocess
 import warnings
 from array import array
 from collections import Counter
@@ -44,6 +43,7 @@ from .core.scheduler import RunState
 from .core.words import count_of
 from .files import ignore_in_git
 from .gcpause import collector_paused
+from .gitstate import commit_under_test
 from .items import MarkerError
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
@@ -127,67 +127,6 @@ class IdleItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int, str]:
         # A line: pytest's report of a skip that takes the item's location needs one.
         return self.path, 0, "batchflow idle"
-
-
-def _git_commit(rootpath: Path) -> str | None:
-    """The code under test: a CI's commit variable, else git's HEAD, with
-    ``+`` and a fingerprint of the working tree's changes when it has some
-    (runs on different edits are not runs of the same code: their outcomes
-    must not pair as flips, nor one's pass meet another stage's dependency)."""
-    for variable in ("BATCHFLOW_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA"):
-        value = os.environ.get(variable, "").strip()
-        if value:  # a blank one is none
-            return value
-    found = (_git(rootpath, "rev-parse", "HEAD", "--show-toplevel") or "").splitlines()
-    if len(found) != 2:
-        return None
-    head, top = found
-    # Tracked files changed, from the repository's top; without the index lock,
-    # as an editor's git does. Files not tracked are left out: a stage's own
-    # outputs (a JUnit file) must not make the next stage's code another.
-    changes = _git(
-        rootpath, "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=no"
-    )
-    if not changes:  # clean, or git could not tell
-        return head
-    return f"{head}+{_fingerprint(changes, Path(top))}"
-
-
-def _git(cwd: Path, *arguments: str) -> str | None:
-    """What a git command printed, or None when it failed."""
-    try:
-        completed = subprocess.run(
-            ["git", *arguments],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return completed.stdout if completed.returncode == 0 else None
-
-
-def _fingerprint(changes: str, top: Path) -> str:
-    """Twelve hex digits for git's status and each changed path's size and
-    modification time: any edit gives another (touching a file too)."""
-    import hashlib
-
-    digest = hashlib.sha1(changes.encode("utf-8", "surrogateescape"), usedforsecurity=False)
-    entries = iter(changes.split("\0"))
-    for entry in entries:
-        if len(entry) < 4:
-            continue
-        if entry[0] in "RC":  # a rename or copy: its old path follows
-            next(entries, None)
-        try:
-            stat = os.lstat(top / entry[3:])
-        except OSError:
-            digest.update(b"\0gone")
-        else:
-            digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:12]
 
 
 def _failed(report: pytest.TestReport) -> bool:
@@ -736,7 +675,11 @@ class Orchestrator:
 
     @cached_property
     def commit(self) -> str | None:
-        return _git_commit(self.config.rootpath)
+        """The code under test (:mod:`~pytest_batchflow.gitstate`): batchflow's
+        own files kept in git are no change to it."""
+        settings = self.settings
+        own = (settings.history_path, settings.json_path, settings.html_path, settings.junit_path)
+        return commit_under_test(self.config.rootpath, [p for p in own if p is not None])
 
     @property
     def history(self) -> HistoryStore | None:
@@ -1115,9 +1058,10 @@ class Orchestrator:
                         "BATCHFLOW_COMMIT to the commit under "
                         f"test in every stage, or select {batch!r} too"
                     )
+                edited = " (HEAD with uncommitted changes)" if "+" in commit else ""
                 raise PlanError(
-                    f"{head} and the history has not seen pass at commit {commit}; select "
-                    f"{batch!r} too or run it first"
+                    f"{head} and the history has not seen pass at commit {commit}{edited}; "
+                    f"select {batch!r} too or run it first"
                 )
         return reasons
 

@@ -224,9 +224,9 @@ def test_environment_beats_ini_and_command_line_beats_environment(
 
 
 def test_a_blank_commit_variable_is_no_commit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_batchflow.orchestrator import _git_commit
+    from pytest_batchflow.gitstate import commit_under_test
 
     # BATCHFLOW_COMMIT=" " was taken as the commit (messages said "at commit  ").
     monkeypatch.setenv("BATCHFLOW_COMMIT", " ")
     monkeypatch.setenv("GITHUB_SHA", " abc123\n")
-    assert _git_commit(Path("/nonexistent")) == "abc123"
+    assert commit_under_test(Path("/nonexistent")) == "abc123"
