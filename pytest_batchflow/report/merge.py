@@ -125,8 +125,9 @@ def merge_results(
       the later result's problem, and a problem is left out when a later
       result ran tests under its node id (a later stage collected the file).
       A result that pytest stopped at collection errors (exit status 2), all
-      of them left out so, is replaced by the later results: its exit status
-      and its tests not run do not count (it ran none).
+      of them left out so, is replaced by the later results when they planned
+      each of its batches with as many tests (a run again after the fix, not
+      another stage): its exit status and its tests not run do not count.
     - batches of the same name are combined: counts summed (a test found twice
       counted once), outcomes counted from the merged tests, duration from
       their first start to last stop, the policy of the first result. Status:
@@ -137,9 +138,10 @@ def merge_results(
     - the run: ``started`` the earliest, ``stopped`` the latest; the first
       result's environment with ``workers`` summed; ``estimated`` summed if
       every result has one; ``lower_bound`` None (it is of one machine's
-      workers); ``deselected`` the tests of the largest collection that no
-      result ran or planned (stages and shards of one suite each deselect
-      the others' tests); ``sections`` concatenated; ``probe``
+      workers); ``deselected``: when every result collected as many tests
+      (stages, shards by ``-k``: each deselects the others' tests), those of
+      that collection no result ran or planned, else summed (shards by path);
+      ``sections`` concatenated; ``probe``
       None (a probe's figures are of one run; a note says so).
     - coverage: recomputed from ``coverage_data`` (coverage.py data files,
       combined into ``coverage_dir`` with coverage.py's reports; the gates are
@@ -253,17 +255,25 @@ def _union_of_collections(runs: Sequence[RunResult]) -> list[CollectionProblem]:
 
 
 def _replaced(runs: Sequence[RunResult], collection: Sequence[CollectionProblem]) -> set[int]:
-    """The results that stopped at collection errors a later result collected
-    (a run again after the fix): pytest ran none of their tests, and their exit
-    status 2 and their tests not run are of a run the later one replaced."""
+    """The results that stopped at collection errors a later result collected,
+    and whose batches later results planned as large (a run again after the
+    fix, not another stage): pytest ran none of their tests, and their exit
+    status 2 and their tests not run are of a run the later ones replaced."""
     left = {problem.nodeid for problem in collection if problem.outcome == "error"}
-    return {
-        position
-        for position, run in enumerate(runs)
-        if run.exitstatus == _INTERRUPTED
-        and run.collection_errors
-        and not any(problem.nodeid in left for problem in run.collection_errors)
-    }
+    replaced = set()
+    for position, run in enumerate(runs):
+        if not (run.exitstatus == _INTERRUPTED and run.collection_errors):
+            continue
+        if any(problem.nodeid in left for problem in run.collection_errors):
+            continue
+        later = [batch for other in runs[position + 1 :] for batch in other.batches]
+        if all(
+            any(other.name == batch.name and other.tests >= batch.tests for other in later)
+            for batch in run.batches
+            if batch.not_run
+        ):
+            replaced.add(position)
+    return replaced
 
 
 def _union_of_tests(
@@ -392,12 +402,16 @@ def _exitstatus(
 def _deselected(
     runs: Sequence[RunResult], tests: Sequence[TestResult], batches: Sequence[BatchResult]
 ) -> int:
-    """What the largest collection holds beyond the merged tests and those not run."""
-    collected = max(
+    """Results that collected as many tests collected the same suite (stages, or
+    shards by -k): what it holds beyond the merged tests and those not run.
+    Others collected different tests (shards by path): what each deselected."""
+    collected = {
         len(run.tests) + sum(batch.not_run for batch in run.batches) + run.deselected
         for run in runs
-    )
-    return max(0, collected - len(tests) - sum(batch.not_run for batch in batches))
+    }
+    if len(collected) > 1:
+        return sum(run.deselected for run in runs)
+    return max(0, collected.pop() - len(tests) - sum(batch.not_run for batch in batches))
 
 
 def _sum_if_known(values: Sequence[float | None]) -> float | None:

@@ -222,6 +222,12 @@ def test_a_run_stopped_by_a_collection_error_a_later_run_fixed_is_replaced() -> 
     assert (merged.exitstatus, merged.failed_by, merged.collection) == (0, [], [])
     (batch,) = merged.batches
     assert (batch.tests, batch.not_run, batch.status) == (2, 0, "passed")
+    # Another stage that collected the file replaces nothing: batch unit of
+    # the stopped stage never ran.
+    stage = a_run(a_test("t_new.py::test_new", batch="other"))
+    merged, _ = merged_of(stopped, stage)
+    assert merged.exitstatus == 2
+    assert [b.status for b in merged.batches] == ["incomplete", "passed"]
     # A collection error no later result fixed still stops the merged run.
     merged, _ = merged_of(fixed, stopped)
     assert (merged.exitstatus, merged.failed_by) == (1, ["collection"])
@@ -371,6 +377,10 @@ def test_stages_that_each_deselect_the_others_tests_deselect_nothing_together() 
     # The same stage twice: its own deselected tests stay deselected.
     merged, _ = merged_of(stage_a, stage_a)
     assert merged.deselected == 3
+    # Shards by path collected different tests: what each deselected adds up.
+    shard_1 = a_run(*(a_test(f"a.py::test_{n}") for n in range(3)), deselected=1)
+    shard_2 = a_run(a_test("b.py::test_1"), a_test("b.py::test_2"))
+    assert merged_of(shard_1, shard_2)[0].deselected == 1
 
 
 def test_run_figures_that_add_up_and_those_that_do_not() -> None:
@@ -378,8 +388,8 @@ def test_run_figures_that_add_up_and_those_that_do_not() -> None:
     first = a_run(PASSED, estimated=3.0, lower_bound=2.0, deselected=4, sections=sections[:1])
     second = a_run(estimated=4.5, lower_bound=1.0, deselected=1, sections=sections[1:])
     merged, _ = merged_of(first, second)
-    # Of the larger collection (5 tests), the one test ran: 4 deselected.
-    assert (merged.estimated, merged.lower_bound, merged.deselected) == (7.5, None, 4)
+    # Collections of 5 and 1 tests: different suites, their deselected added.
+    assert (merged.estimated, merged.lower_bound, merged.deselected) == (7.5, None, 5)
     assert [s.title for s in merged.sections] == ["s1", "s2"]
     merged, _ = merged_of(first, a_run())
     assert merged.estimated is None
