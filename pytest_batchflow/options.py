@@ -431,18 +431,28 @@ def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
     one meant when one is close (a setting's ini name in capitals, too)."""
     import difflib
 
-    known = {option.env.removeprefix("BATCHFLOW_"): option.env for option in OPTIONS}
-    known.update((name.removeprefix("BATCHFLOW_"), name) for name in _OTHER_VARIABLES)
+    variables = [*(option.env for option in OPTIONS), *_OTHER_VARIABLES]
+    # Compared in capitals and without the prefix they share (the switch,
+    # BATCHFLOW, has none).
+    known = {name.removeprefix("BATCHFLOW_"): name for name in variables if "_" in name}
+    known["ENABLED"] = known["ENABLE"] = "BATCHFLOW"
     by_ini = {option.ini.upper(): option.env for option in OPTIONS}
     lines = []
     for name in sorted(environ):
-        if not name.startswith("BATCHFLOW_") or name.removeprefix("BATCHFLOW_") in known:
+        if not name.upper().startswith("BATCHFLOW_") or name in variables:
             continue
-        meant = by_ini.get(name)
+        wrote = name.upper()
+        while wrote.startswith("BATCHFLOW_"):  # the prefix twice, too
+            wrote = wrote.removeprefix("BATCHFLOW_")
+        meant = by_ini.get(name.upper()) or known.get(wrote)
         if meant is None:
-            close = difflib.get_close_matches(name.removeprefix("BATCHFLOW_"), known, n=1)
+            close = difflib.get_close_matches(wrote, known, n=1)
             meant = known[close[0]] if close else None
-        fix = f"did you mean {meant}?" if meant else "pytest --help lists them"
+        fix = (
+            f"did you mean {meant}?"
+            if meant
+            else "each option's is BATCHFLOW_ and its name (--batchflow-reruns: BATCHFLOW_RERUNS)"
+        )
         lines.append(f"{name} is no batchflow variable: {fix}")
     return lines
 

@@ -589,6 +589,25 @@ def test_a_misspelt_setting_in_the_ini_file_is_named_with_the_setting_meant(
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("BATCHFLOW_batches", "BATCHFLOW_BATCHES"),
+        ("BATCHFLOW_ENABLED", "BATCHFLOW"),
+        ("BATCHFLOW_BATCHFLOW", None),
+        ("BATCHFLOW_BATCHFLOW_RERUNS", "BATCHFLOW_RERUNS"),
+    ],
+)
+def test_the_variable_meant_is_found_in_any_case(name: str, meant: str | None) -> None:
+    from pytest_batchflow.options import misspelt_variables
+
+    (line,) = misspelt_variables({name: "1"})
+    assert line.startswith(f"{name} is no batchflow variable: ")
+    if meant is not None:
+        assert line.endswith(f"did you mean {meant}?")
+    assert misspelt_variables({"BATCHFLOW": "1", "BATCHFLOW_COMMIT": "abc", "OTHER": "1"}) == []
+
+
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_a_misspelt_environment_variable_is_named_with_the_one_meant(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: tuple[str, ...]
@@ -606,8 +625,8 @@ def test_a_misspelt_environment_variable_is_named_with_the_one_meant(
     result.assert_outcomes(passed=2)
     lines = [line for line in result.stdout.lines if "is no batchflow variable" in line]
     assert lines == [
-        "batchflow: warning: BATCHFLOW_FROBNICATE is no batchflow variable: "
-        "pytest --help lists them",
+        "batchflow: warning: BATCHFLOW_FROBNICATE is no batchflow variable: each option's is "
+        "BATCHFLOW_ and its name (--batchflow-reruns: BATCHFLOW_RERUNS)",
         "batchflow: warning: BATCHFLOW_RERUN is no batchflow variable: "
         "did you mean BATCHFLOW_RERUNS?",
         "batchflow: warning: BATCHFLOW_SELECT is no batchflow variable: "
