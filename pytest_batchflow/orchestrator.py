@@ -826,15 +826,16 @@ class Orchestrator:
         if theirs[0] is None:  # its ini setting (pytest-rerunfailures 15)
             with contextlib.suppress(TypeError, ValueError):
                 theirs.append(int(self.config.getini("reruns")))
-        planned = [analysis.specs[index] for index in plan.batch_of]
-        marked = {name for spec in planned for name in spec.marker_names}
-        if not ("flaky" in marked or any(isinstance(n, int) and n > 0 for n in theirs)):
-            return False
-        return bool(
-            self.settings.reruns
-            or any(batch.policy.reruns for batch in plan.batches)
-            or "reruns" in marked
-        )
+        theirs_on = any(isinstance(n, int) and n > 0 for n in theirs)
+        ours = {
+            batch.name: bool(self.settings.reruns or batch.policy.reruns) for batch in plan.batches
+        }
+        # A test both would rerun: not one marked for each plugin's reruns apiece.
+        for index, batch in plan.batch_of.items():
+            names = analysis.specs[index].marker_names
+            if (theirs_on or "flaky" in names) and (ours[batch] or "reruns" in names):
+                return True
+        return False
 
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""

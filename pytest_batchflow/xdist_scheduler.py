@@ -240,6 +240,9 @@ class BatchflowScheduling:
 
         Batchflow decides reruns itself (``--batchflow-reruns``); this request is noted.
         """
+        index = self.orchestrator.open_tests.get(item)
+        if index is not None and index in self.orchestrator.rerunning:
+            return  # rerun within batchflow's budget anyway: nothing to say
         note = (
             f"a plugin asked to rerun the crashed test {item}; batchflow's scheduler "
             "reruns crashed tests within their --batchflow-reruns budget only"
