@@ -278,9 +278,10 @@ def _spellings(file: str, rootdir: str, cwd: Path | None) -> list[str]:
 def _in_checkout(file: str, rootdir: str, workspace: str | None) -> str:
     """The file as GitHub names it: relative to the checkout when it is in it."""
     if workspace:
-        absolute = Path(rootdir) / file
+        # Resolved both: a "../" in the path, a checkout reached through a link.
+        absolute = Path(rootdir, file).resolve()
         with contextlib.suppress(ValueError):  # outside it: as pytest names it
-            return absolute.relative_to(workspace).as_posix()
+            return absolute.relative_to(Path(workspace).resolve()).as_posix()
     return file
 
 

@@ -481,6 +481,26 @@ def test_a_ratio_to_the_lower_bound_only_where_the_bound_shows(
     assert html in render_html(result)
 
 
+def test_an_annotation_path_through_a_link_or_with_dots_is_the_checkout_s(
+    tmp_path: Path,
+) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / "proj").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(checkout)
+    tests = [case("../other/test_o.py::test_x", "failed", longrepr=FAILURE, line=3)]
+    result = run(tests)
+    result = result.model_copy(
+        update={
+            "environment": result.environment.model_copy(update={"rootdir": str(checkout / "proj")})
+        }
+    )
+    for workspace in (checkout, tmp_path / "link"):
+        (command,) = [
+            parse_command(line) for line in github.annotations(result, None, str(workspace))
+        ]
+        assert command[1]["file"] == "other/test_o.py"
+
+
 @pytest.mark.parametrize(
     ("workspace", "file"),
     [
