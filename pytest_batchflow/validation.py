@@ -51,6 +51,10 @@ def _valid_gate(value: str | None) -> str | None:
     return value
 
 
+#: A batch line's keys whose values are words of a fixed set.
+_LINE_CHOICES = frozenset({"kind", "mode", "on_upstream_failure"})
+
+
 class _BatchLineModel(BaseModel):
     """Validates a batch line into a :class:`~pytest_batchflow.settings.BatchLine`."""
 
@@ -75,8 +79,15 @@ class _BatchLineModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _benchmark_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # The choices in any case (mode=Serial), as the settings' are.
+        data = {
+            key: value.lower() if key in _LINE_CHOICES and isinstance(value, str) else value
+            for key, value in data.items()
+        }
         # A benchmark runs alone and unmeasured by coverage unless the line says otherwise.
-        if isinstance(data, dict) and data.get("kind") == "benchmark":
+        if data.get("kind") == "benchmark":
             return {"cov": False, "mode": "exclusive", **data}
         return data
 
@@ -232,7 +243,9 @@ class _SettingsModel(BaseModel):
     @field_validator("bench_compare", mode="before")
     @classmethod
     def _baseline(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() != "last":
+        if isinstance(value, str) and value.strip().lower() == "last":
+            return "last"
+        if isinstance(value, str):
             text = value.strip()
             if not (text.isdigit() and int(text) >= 1):
                 raise ValueError(

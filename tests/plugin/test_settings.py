@@ -104,3 +104,16 @@ def test_a_choice_is_read_in_any_case(tmp_path: Path, field: str, written: str, 
         field: RawValue(written, "env", "environment"),
     }
     assert getattr(parse_settings(raw, [], "pytest.ini"), field) == read
+
+
+def test_a_batch_line_s_and_the_baseline_s_words_are_read_in_any_case(tmp_path: Path) -> None:
+    raw = {
+        "history_path": RawValue(str(tmp_path / "h.sqlite"), "default", "default"),
+        "bench_compare": RawValue("Last", "env", "environment"),
+    }
+    lines = ["perf: kind=Benchmark", "db: mode=Serial on_upstream_failure=Run"]
+    settings = parse_settings(raw, lines, "pytest.ini")
+    assert settings.bench_compare == "last"
+    perf, db = settings.batches
+    assert (perf.kind, perf.mode, perf.cov) == ("benchmark", "exclusive", False)
+    assert (db.mode, db.on_upstream_failure) == ("serial", "run")
