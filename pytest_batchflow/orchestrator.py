@@ -45,6 +45,7 @@ from .files import ignore_in_git
 from .gcpause import collector_paused
 from .gitstate import commit_under_test
 from .items import MarkerError
+from .options import misspelt_setting, misspelt_variables
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
 from .terminal import batch_table, collection_line, format_header, format_plan, resource_lines
@@ -866,8 +867,6 @@ class Orchestrator:
                 "pytest-dependency is active too; batchflow orders and skips its dependents "
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
-        from .options import misspelt_variables
-
         self.notes.extend(note for note in misspelt_variables(os.environ) if note not in self.notes)
         if self._both_rerun(plan, analysis):
             self.notes.append(
@@ -2478,8 +2477,6 @@ class Orchestrator:
         # pytest warns of an unknown ini key once collection is over: a misspelt
         # batchflow setting gets the name it was meant to have.
         if when == "config" and self.role != "worker":
-            from .options import misspelt_setting
-
             note = misspelt_setting(str(warning_message.message))
             if note is not None and note not in self.notes:
                 self.notes.append(note)
