@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,7 +53,9 @@ def _state(folder: Path, exclude: list[Path], depth: int) -> str | None:
     )
     if changes is None:
         return None
-    left_out = {os.fsencode(os.path.relpath(path, os.fsdecode(top))) for path in exclude}
+    # As git names them (its top is a real path): through links resolved.
+    real_top = os.path.realpath(os.fsdecode(top))
+    left_out = {os.fsencode(os.path.relpath(os.path.realpath(p), real_top)) for p in exclude}
     digest = hashlib.sha1(usedforsecurity=False)
     changed = False
     entries = iter(changes.split(b"\0"))
@@ -65,20 +68,29 @@ def _state(folder: Path, exclude: list[Path], depth: int) -> str | None:
         if path in left_out:
             continue
         changed = True
-        digest.update(entry + b"\0" + _file_state(os.path.join(top, path), depth).encode())
+        # The path and what is there, not git's letters: staging an edit
+        # (git add) leaves the code as it was.
+        state = _file_state(os.path.join(top, path), depth)
+        digest.update(path + b"\0" + state.encode("utf-8", "surrogateescape") + b"\0")
     return f"{head}+{digest.hexdigest()[:12]}" if changed else head
 
 
 def _file_state(path: bytes, depth: int) -> str:
     """What changes when the file is edited: its size and modification time; a
-    submodule's own state."""
+    link's target; a submodule's own state."""
     try:
-        stat = os.lstat(path)
+        info = os.lstat(path)
     except OSError:
         return "gone"
-    if os.path.isdir(path) and depth < _SUBMODULE_DEPTH:
-        return _state(Path(os.fsdecode(path)), [], depth + 1) or "?"
-    return f"{stat.st_size} {stat.st_mtime_ns}"
+    if stat.S_ISLNK(info.st_mode):
+        return f"-> {os.fsdecode(os.readlink(path))}"
+    if stat.S_ISDIR(info.st_mode):  # a submodule, when it is a repository's top
+        top = _git(Path(os.fsdecode(path)), "rev-parse", "--show-toplevel")
+        inside = top is not None and os.path.realpath(top.strip()) == os.path.realpath(path)
+        if inside and depth < _SUBMODULE_DEPTH:
+            return _state(Path(os.fsdecode(path)), [], depth + 1) or "?"
+        return f"folder {info.st_mtime_ns}"  # not checked out: its gitlink
+    return f"{info.st_size} {info.st_mtime_ns}"
 
 
 def _git(cwd: Path, *arguments: str) -> bytes | None:

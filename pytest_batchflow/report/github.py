@@ -278,8 +278,9 @@ def _spellings(file: str, rootdir: str, cwd: Path | None) -> list[str]:
 def _in_checkout(file: str, rootdir: str, workspace: str | None) -> str:
     """The file as GitHub names it: relative to the checkout when it is in it."""
     if workspace:
-        # Resolved both: a "../" in the path, a checkout reached through a link.
-        absolute = Path(rootdir, file).resolve()
+        # The folders resolved (a checkout reached through a link), the file's
+        # "../" folded but not the file followed (a link to a file elsewhere).
+        absolute = Path(os.path.normpath(Path(rootdir).resolve() / file))
         with contextlib.suppress(ValueError):  # outside it: as pytest names it
             return absolute.relative_to(Path(workspace).resolve()).as_posix()
     return file

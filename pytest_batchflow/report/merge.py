@@ -125,9 +125,10 @@ def merge_results(
       the later result's problem, and a problem is left out when a later
       result ran tests under its node id (a later stage collected the file).
       A result that pytest stopped at collection errors (exit status 2), all
-      of them left out so, is replaced by the later results when they planned
-      each of its batches with as many tests (a run again after the fix, not
-      another stage): its exit status and its tests not run do not count.
+      of them left out so, is replaced by the later results when together they
+      planned each of its batches with as many tests (a run again after the
+      fix, in shards or not; not another stage): its exit status and its tests
+      not run do not count.
     - batches of the same name are combined: counts summed (a test found twice
       counted once), outcomes counted from the merged tests, duration from
       their first start to last stop, the policy of the first result. Status:
@@ -138,9 +139,10 @@ def merge_results(
     - the run: ``started`` the earliest, ``stopped`` the latest; the first
       result's environment with ``workers`` summed; ``estimated`` summed if
       every result has one; ``lower_bound`` None (it is of one machine's
-      workers); ``deselected``: when every result collected as many tests
-      (stages, shards by ``-k``: each deselects the others' tests), those of
-      that collection no result ran or planned, else summed (shards by path);
+      workers); ``deselected``: when the merged tests fit in the largest
+      collection (stages, shards by ``-k``: each deselects the others' tests),
+      those of that collection no result ran or planned, else summed (shards
+      by path);
       ``sections`` concatenated; ``probe``
       None (a probe's figures are of one run; a note says so).
     - coverage: recomputed from ``coverage_data`` (coverage.py data files,
@@ -266,12 +268,10 @@ def _replaced(runs: Sequence[RunResult], collection: Sequence[CollectionProblem]
             continue
         if any(problem.nodeid in left for problem in run.collection_errors):
             continue
-        later = [batch for other in runs[position + 1 :] for batch in other.batches]
-        if all(
-            any(other.name == batch.name and other.tests >= batch.tests for other in later)
-            for batch in run.batches
-            if batch.not_run
-        ):
+        later = Counter[str]()
+        for other in runs[position + 1 :]:  # together: the run again may be in shards
+            later.update({batch.name: batch.tests for batch in other.batches})
+        if all(later[batch.name] >= batch.tests for batch in run.batches if batch.not_run):
             replaced.add(position)
     return replaced
 
@@ -402,16 +402,19 @@ def _exitstatus(
 def _deselected(
     runs: Sequence[RunResult], tests: Sequence[TestResult], batches: Sequence[BatchResult]
 ) -> int:
-    """Results that collected as many tests collected the same suite (stages, or
-    shards by -k): what it holds beyond the merged tests and those not run.
-    Others collected different tests (shards by path): what each deselected."""
-    collected = {
+    """Results whose tests (run, not run) fit in the largest collection
+    collected one suite (stages, shards by -k): what it holds beyond them.
+    Otherwise they collected different tests (shards by path): what each
+    deselected. A guess without the node ids: uneven shards by path may look
+    like one suite."""
+    collected = max(
         len(run.tests) + sum(batch.not_run for batch in run.batches) + run.deselected
         for run in runs
-    }
-    if len(collected) > 1:
+    )
+    seen = len(tests) + sum(batch.not_run for batch in batches)
+    if seen > collected:  # more tests than any one collection: different ones
         return sum(run.deselected for run in runs)
-    return max(0, collected.pop() - len(tests) - sum(batch.not_run for batch in batches))
+    return collected - seen
 
 
 def _sum_if_known(values: Sequence[float | None]) -> float | None:

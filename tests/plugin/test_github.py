@@ -499,6 +499,12 @@ def test_an_annotation_path_through_a_link_or_with_dots_is_the_checkout_s(
             parse_command(line) for line in github.annotations(result, None, str(workspace))
         ]
         assert command[1]["file"] == "other/test_o.py"
+    # A test file that is a link to a file outside the checkout stays where it is.
+    (checkout / "other").mkdir()
+    (tmp_path / "outside.py").write_text("")
+    (checkout / "other" / "test_o.py").symlink_to(tmp_path / "outside.py")
+    (command,) = [parse_command(line) for line in github.annotations(result, None, str(checkout))]
+    assert command[1]["file"] == "other/test_o.py"
 
 
 @pytest.mark.parametrize(

@@ -110,3 +110,30 @@ def test_no_commit_where_git_cannot_tell(tmp_path: Path) -> None:
     (tmp_path / "broken" / ".git" / "index").write_bytes(b"not an index")
     # git status fails: before, the edited tree passed for a clean HEAD.
     assert commit_under_test(tmp_path / "broken") is None
+
+
+def test_staging_an_edit_leaves_the_commit_as_it_was(tmp_path: Path) -> None:
+    repository(tmp_path, **{"calc.py": "ONE = 1\n"})
+    edit(tmp_path / "calc.py", "ONE = 2\n")
+    edited = commit_under_test(tmp_path)
+    git(tmp_path, "add", "-A")  # the same code: a stage's pass still counts
+    assert commit_under_test(tmp_path) == edited
+
+
+def test_a_retargeted_link_changes_the_commit_and_batchflow_s_file_never(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / "elsewhere" / name).mkdir(parents=True)
+    repo = tmp_path / "repo"
+    repository(repo, **{"hist.sqlite": "kept\n", "calc.py": "ONE = 1\n"})
+    (repo / "data").symlink_to(tmp_path / "elsewhere" / "one")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "link")
+    head = git(repo, "rev-parse", "HEAD")
+    (repo / "data").unlink()
+    (repo / "data").symlink_to(tmp_path / "elsewhere" / "two")
+    retargeted = commit_under_test(repo, [repo / "hist.sqlite"])
+    assert retargeted not in (None, head)
+    # The history store, kept in git, named through a link to the repository.
+    (tmp_path / "via").symlink_to(repo)
+    edit(repo / "hist.sqlite", "written by the run\n")
+    assert commit_under_test(repo, [tmp_path / "via" / "hist.sqlite"]) == retargeted

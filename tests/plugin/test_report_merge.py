@@ -222,6 +222,11 @@ def test_a_run_stopped_by_a_collection_error_a_later_run_fixed_is_replaced() -> 
     assert (merged.exitstatus, merged.failed_by, merged.collection) == (0, [], [])
     (batch,) = merged.batches
     assert (batch.tests, batch.not_run, batch.status) == (2, 0, "passed")
+    # Run again in two shards by path: together they planned the batch.
+    shard = a_run(a_test("t_ok.py::test_ok"))
+    merged, _ = merged_of(stopped, shard, a_run(a_test("t_new.py::test_new")))
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+    assert [(b.tests, b.not_run, b.status) for b in merged.batches] == [(2, 0, "passed")]
     # Another stage that collected the file replaces nothing: batch unit of
     # the stopped stage never ran.
     stage = a_run(a_test("t_new.py::test_new", batch="other"))
@@ -381,6 +386,10 @@ def test_stages_that_each_deselect_the_others_tests_deselect_nothing_together() 
     shard_1 = a_run(*(a_test(f"a.py::test_{n}") for n in range(3)), deselected=1)
     shard_2 = a_run(a_test("b.py::test_1"), a_test("b.py::test_2"))
     assert merged_of(shard_1, shard_2)[0].deselected == 1
+    # Shards by path of equal size, each deselecting one: 6 tests seen, 4 each.
+    shard_3 = a_run(a_test("c.py::test_1"), a_test("c.py::test_2"), deselected=1)
+    shard_4 = a_run(a_test("d.py::test_1"), a_test("d.py::test_2"), deselected=1)
+    assert merged_of(shard_3, shard_4)[0].deselected == 2
 
 
 def test_run_figures_that_add_up_and_those_that_do_not() -> None:
@@ -388,8 +397,8 @@ def test_run_figures_that_add_up_and_those_that_do_not() -> None:
     first = a_run(PASSED, estimated=3.0, lower_bound=2.0, deselected=4, sections=sections[:1])
     second = a_run(estimated=4.5, lower_bound=1.0, deselected=1, sections=sections[1:])
     merged, _ = merged_of(first, second)
-    # Collections of 5 and 1 tests: different suites, their deselected added.
-    assert (merged.estimated, merged.lower_bound, merged.deselected) == (7.5, None, 5)
+    # The one test fits in the collection of 5: one suite, 4 of it not run.
+    assert (merged.estimated, merged.lower_bound, merged.deselected) == (7.5, None, 4)
     assert [s.title for s in merged.sections] == ["s1", "s2"]
     merged, _ = merged_of(first, a_run())
     assert merged.estimated is None
