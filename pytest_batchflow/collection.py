@@ -148,7 +148,7 @@ class Analysis:
         """
         if self.unresolved and settings.missing_dependency == "error" and not narrowed:
             dependent, target = next(iter(self.unresolved.items()))
-            namesake = unmarked_namesake(self.specs, dependent, target)
+            namesake = unmarked_namesake(self.specs, self.specs[dependent], target)
             if namesake is not None:
                 raise PlanError(
                     f"{self.specs[dependent].nodeid} depends on {target!r}, which matches no "

@@ -40,11 +40,15 @@ def commit_under_test(rootpath: Path, exclude: Iterable[Path] = ()) -> str | Non
 
 
 def _state(folder: Path, exclude: list[Path], depth: int) -> str | None:
+    """The state of the repository ``folder`` is in; for a submodule (``depth``
+    above 0), only when ``folder`` is that repository's top."""
     found = _git(folder, "rev-parse", "HEAD", "--show-toplevel")
     lines = [] if found is None else found.splitlines()
     if len(lines) != 2:
         return None
     head, top = lines[0].decode("ascii", "replace"), lines[1]
+    if depth and os.path.realpath(top) != os.path.realpath(os.fsencode(folder)):
+        return None  # a folder of the repository, not a submodule checked out
     # From the repository's top, without the index lock (as an editor's git
     # does): changed tracked files, NUL-separated, "XY path" (renames and
     # copies followed by their old path).
@@ -85,11 +89,10 @@ def _file_state(path: bytes, depth: int) -> str:
     if stat.S_ISLNK(info.st_mode):
         return f"-> {os.fsdecode(os.readlink(path))}"
     if stat.S_ISDIR(info.st_mode):  # a submodule, when it is a repository's top
-        top = _git(Path(os.fsdecode(path)), "rev-parse", "--show-toplevel")
-        inside = top is not None and os.path.realpath(top.strip()) == os.path.realpath(path)
-        if inside and depth < _SUBMODULE_DEPTH:
-            return _state(Path(os.fsdecode(path)), [], depth + 1) or "?"
-        return f"folder {info.st_mtime_ns}"  # not checked out: its gitlink
+        inside = (
+            _state(Path(os.fsdecode(path)), [], depth + 1) if depth < _SUBMODULE_DEPTH else None
+        )
+        return inside or f"folder {info.st_mtime_ns}"  # else its gitlink
     return f"{info.st_size} {info.st_mtime_ns}"
 
 

@@ -429,8 +429,6 @@ _OTHER_VARIABLES = ("BATCHFLOW_COMMIT", "BATCHFLOW_COV_RUN", ALONE_ENV)
 def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
     """A line for each ``BATCHFLOW_*`` variable batchflow does not read, with the
     one meant when one is close (a setting's ini name in capitals, too)."""
-    import difflib
-
     variables = [*(option.env for option in OPTIONS), *_OTHER_VARIABLES]
     # Compared in capitals and without the prefix they share (the switch,
     # BATCHFLOW, has none).
@@ -444,10 +442,7 @@ def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
         wrote = name.upper()
         while wrote.startswith("BATCHFLOW_"):  # the prefix twice, too
             wrote = wrote.removeprefix("BATCHFLOW_")
-        meant = by_ini.get(name.upper()) or known.get(wrote)
-        if meant is None:
-            close = difflib.get_close_matches(wrote, known, n=1)
-            meant = known[close[0]] if close else None
+        meant = by_ini.get(name.upper()) or known.get(wrote) or _closest(wrote, known)
         fix = (
             f"did you mean {meant}?"
             if meant
@@ -464,12 +459,17 @@ def misspelt_setting(warning: str) -> str | None:
     if warning.startswith("Unknown config option:") and len(words) == 4:
         key = words[3]
         if key.lower().startswith("batchflow"):
-            import difflib
-
             # Compared without the prefix that they all share.
             known = {name.removeprefix("batchflow_"): name for name in _INI_NAMES}
-            wrote = key.lower().removeprefix("batchflow").lstrip("_")
-            close = difflib.get_close_matches(wrote, known, n=1)
-            fix = f"did you mean {known[close[0]]}?" if close else "pytest --help lists them"
+            meant = _closest(key.lower().removeprefix("batchflow").lstrip("_"), known)
+            fix = f"did you mean {meant}?" if meant else "pytest --help lists them"
             return f"{key} is no batchflow setting: {fix}"
     return None
+
+
+def _closest(wrote: str, known: Mapping[str, str]) -> str | None:
+    """The name whose key (a name without its prefix) is closest to ``wrote``."""
+    import difflib
+
+    close = difflib.get_close_matches(wrote, known, n=1)
+    return known[close[0]] if close else None

@@ -481,16 +481,20 @@ class _Pick:
         """Whether a dependency may be missing because the pick left it out."""
         return self.node_ids or self.last_failed is not None or self.stepwise_from is not None
 
-    def left_out(self, analysis: Analysis, index: int) -> bool:
-        """Whether ``--lf`` or ``--sw`` deselected this collected test (``-k``,
-        ``-m`` and ``--deselect`` deselect the others)."""
-        nodeid = analysis.specs[index].nodeid
-        if self.last_failed is not None and nodeid not in self.last_failed:
-            return True
-        if self.stepwise_from is not None:
-            start = next((s.index for s in analysis.specs if s.nodeid == self.stepwise_from), None)
+    def left_out(self, analysis: Analysis) -> Callable[[int], bool]:
+        """Whether ``--lf`` or ``--sw`` deselected a collected test, by index
+        (``-k``, ``-m`` and ``--deselect`` deselect the others)."""
+        specs, last_failed = analysis.specs, self.last_failed
+        start = None
+        if self.stepwise_from is not None:  # looked up once, not for each test asked of
+            start = next((s.index for s in specs if s.nodeid == self.stepwise_from), None)
+
+        def left_out(index: int) -> bool:
+            if last_failed is not None and specs[index].nodeid not in last_failed:
+                return True
             return start is not None and index < start
-        return False
+
+        return left_out
 
 
 def _run_without_dependencies(plan: Plan, analysis: Analysis, pick: _Pick) -> list[str]:
@@ -500,10 +504,10 @@ def _run_without_dependencies(plan: Plan, analysis: Analysis, pick: _Pick) -> li
     for dependent, target in analysis.unresolved.items():
         if dependent in plan.batch_of:
             left_out.setdefault(dependent, []).append(repr(target))
-    kept = set(analysis.kept)
+    kept, picked_out = set(analysis.kept), pick.left_out(analysis)
     for dependent, preds in plan.external.items():
         for pred in preds:
-            if pred not in kept and pick.left_out(analysis, pred):
+            if pred not in kept and picked_out(pred):
                 left_out.setdefault(dependent, []).append(specs[pred].nodeid)
     if not left_out:
         return []
@@ -528,7 +532,9 @@ class Orchestrator:
         self.started = clock.wall()
         #: The .batchflow folders the outputs go to that exist already: they
         #: are left as they are; one this run makes is ignored in git.
-        self._folders_before = {folder for folder in self._output_folders() if folder.exists()}
+        self._folders_before = (
+            set() if role == "worker" else {f for f in self._output_folders() if f.exists()}
+        )
         self.notes: list[str] = []
         self.plan: Plan | None = None
         self.state: RunState | None = None
@@ -867,7 +873,8 @@ class Orchestrator:
                 "pytest-dependency is active too; batchflow orders and skips its dependents "
                 "itself, so disable that plugin with -p no:dependency (its markers keep working)"
             )
-        self.notes.extend(note for note in misspelt_variables(os.environ) if note not in self.notes)
+        for note in misspelt_variables(os.environ):
+            self.add_note(note)
         if self._both_rerun(plan, analysis):
             self.notes.append(
                 "pytest-rerunfailures' reruns are on too: it reruns a failure at once, "
@@ -1034,12 +1041,13 @@ class Orchestrator:
             passed = self._use_history(lambda h: h.passed_at_commit(commit, nodeids), set())
         # Without a commit no earlier stage's pass can be found, whatever ran before.
         no_commit = "no commit is known to look its pass up at (set BATCHFLOW_COMMIT)"
+        picked_out = pick.left_out(analysis)
         reasons: dict[int, str | None] = {}
         for pred in outside:
             nodeid = analysis.specs[pred].nodeid
             batch = analysis.batch_of[pred]
             if pred not in unselected:
-                reasons[pred] = None if pick.left_out(analysis, pred) else "was deselected"
+                reasons[pred] = None if picked_out(pred) else "was deselected"
             elif nodeid in passed:
                 reasons[pred] = None
             elif self.settings.missing_dependency == "skip":
@@ -1882,12 +1890,15 @@ class Orchestrator:
         elif index in self.results:
             self.results[index] = self.results[index].model_copy(update=output)
 
+    def add_note(self, note: str) -> None:
+        """A warning line for the end of the run, once however often it comes."""
+        if note not in self.notes:
+            self.notes.append(note)
+
     def add_coverage_warnings(self, messages: list[str]) -> None:
         """What coverage.py warned of while it measured, shown once at the end."""
         for message in messages:
-            note = f"coverage.py: {message}"
-            if note not in self.notes:
-                self.notes.append(note)
+            self.add_note(f"coverage.py: {message}")
 
     def finish(self, session: pytest.Session, exitstatus: int, early: bool = False) -> None:
         """Sum the run up and write its outputs, once.
@@ -2478,8 +2489,8 @@ class Orchestrator:
         # batchflow setting gets the name it was meant to have.
         if when == "config" and self.role != "worker":
             note = misspelt_setting(str(warning_message.message))
-            if note is not None and note not in self.notes:
-                self.notes.append(note)
+            if note is not None:
+                self.add_note(note)
 
     def pytest_report_header(self) -> list[str]:
         from .plugin import AUTO_WORKERS_KEY

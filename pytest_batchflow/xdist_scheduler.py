@@ -243,12 +243,10 @@ class BatchflowScheduling:
         index = self.orchestrator.open_tests.get(item)
         if index is not None and index in self.orchestrator.rerunning:
             return  # rerun within batchflow's budget anyway: nothing to say
-        note = (
+        self.orchestrator.add_note(
             f"a plugin asked to rerun the crashed test {item}; batchflow's scheduler "
             "reruns crashed tests within their --batchflow-reruns budget only"
         )
-        if note not in self.orchestrator.notes:
-            self.orchestrator.notes.append(note)
 
     def remove_pending_tests_from_node(
         self, node: WorkerController, indices: Sequence[int]

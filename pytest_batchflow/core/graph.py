@@ -241,12 +241,11 @@ def _match_dependency_mark(
     return matches
 
 
-def unmarked_namesake(tests: Sequence[TestSpec], dependent: int, target: str) -> str | None:
-    """The node id of a test that a pytest-dependency target would name if that
-    test had a ``@pytest.mark.dependency`` mark (pytest-dependency knows only
-    marked tests by name), for the error of a target that matches none."""
-    test = next((t for t in tests if t.index == dependent), None)
-    if test is None or test.dependency is None or target not in test.dependency.depends:
+def unmarked_namesake(tests: Sequence[TestSpec], test: TestSpec, target: str) -> str | None:
+    """The node id of a test that ``test``'s pytest-dependency target would name
+    if that test had a ``@pytest.mark.dependency`` mark (pytest-dependency knows
+    only marked tests by name), for the error of a target that matches none."""
+    if test.dependency is None or target not in test.dependency.depends:
         return None
     unmarked = [
         replace(other, dependency=DependencyMark()) for other in tests if other.dependency is None

@@ -118,14 +118,8 @@ def _environment() -> jinja2.Environment:
     env.filters["trend"] = _trend
     env.filters["duration"] = _duration
     env.filters["size"] = _size
-    env.filters["tests"] = _tests
     env.filters["count_of"] = count_of
     return env
-
-
-def _tests(count: int) -> str:
-    """``1 test``, ``2 tests``."""
-    return count_of(count, "test")
 
 
 @cache
@@ -425,7 +419,7 @@ def _memory_chart(
                 _PALETTE[index % len(_PALETTE)],
                 xy,
                 f"{worker}: {format_size(low)} to {format_size(high)} resident over "
-                f"its {_tests(len(timeline[worker]))}",
+                f"its {count_of(len(timeline[worker]), 'test')}",
             )
         )
     x_step = _nice_step(end, 6)
