@@ -213,6 +213,19 @@ def _report(args: argparse.Namespace) -> int:
         from .report.junit import write_junit
 
         outputs.append(("JUnit XML", args.junit, write_junit))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        # The merged run's summary, in the step that merges (a CI job after the
+        # shards'). No annotations: each run printed its own in its job.
+        from .report.github import append_step_summary
+
+        outputs.append(
+            (
+                "GitHub step summary",
+                Path(summary),
+                lambda result, path: append_step_summary(result, path, output),
+            )
+        )
     for what, path, write in outputs:
         try:
             write(merged, path)

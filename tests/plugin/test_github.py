@@ -523,3 +523,52 @@ def test_an_annotation_names_the_file_as_the_checkout_does(
     tests = [case("tests/test_a.py::test_x", "failed", longrepr=FAILURE, line=12)]
     (command,) = [parse_command(line) for line in github.annotations(run(tests), None, workspace)]
     assert command[1]["file"] == file
+
+
+# -- batchflow report ------------------------------------------------------------------
+
+
+def test_batchflow_report_appends_the_merged_summary_and_annotates_nothing(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pytest_batchflow.cli import main
+
+    pytester.makepyfile(test_x=SUITE)
+    for shard, selection in (("shard1", "test_ok"), ("shard2", "not test_ok")):
+        pytester.runpytest(
+            "--batchflow",
+            "--batchflow-no-history",
+            f"--batchflow-json={shard}/r.json",
+            "-k",
+            selection,
+        )
+    summary = tmp_path / "summary.md"
+    summary.write_text("## Shards\n", encoding="utf-8")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert main(["report", "shard1/r.json", "shard2/r.json", "-o", "merged.html"]) == 1
+    out = capsys.readouterr().out
+    # The merged run's summary, once, after what the step wrote before.
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## Shards\n\n## ❌ batchflow: failed by tests\n")
+    assert text.count("## ❌ batchflow") == 1
+    assert "**3 tests**: 1 passed, 1 failed, 1 error  " in text
+    assert "merged.html" in text.replace("&#95;", "_")
+    assert out.splitlines()[-1] == f"batchflow: GitHub step summary: {summary}"
+    # Each shard's run annotated its own failures already: none again here.
+    assert "::error" not in out
+
+
+def test_batchflow_report_off_github_writes_no_summary(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_batchflow.cli import main
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makepyfile(test_x="def test_ok(): pass")
+    pytester.runpytest("--batchflow", "--batchflow-no-history", "--batchflow-json=r.json")
+    assert main(["report", "r.json"]) == 0
+    assert "step summary" not in capsys.readouterr().out
