@@ -2014,6 +2014,8 @@ class Orchestrator:
                     session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         tests = self._with_history_trail(tests)
         known = bool(self.plan.measured)
+        planned = set(self.plan.order)
+        deselected = [spec.nodeid for spec in self.analysis.specs if spec.index not in planned]
         result = RunResult(
             started=self.started,
             stopped=stopped,
@@ -2026,7 +2028,8 @@ class Orchestrator:
                 CollectionProblem(nodeid=nodeid, outcome=outcome, longrepr=text)
                 for (nodeid, outcome), text in self.collection_problems.items()
             ],
-            deselected=len(self.analysis.specs) - len(self.plan.order),
+            deselected=len(deselected),
+            deselected_nodeids=deselected,
             probe=probe,
             coverage=self.coverage,
             benchmarks=benchmarks,
@@ -2280,6 +2283,9 @@ class Orchestrator:
                     skip_reason=blocked,
                     tests=len(batch.tests),
                     not_run=len(batch.tests) - len(results),
+                    not_run_nodeids=[
+                        self.analysis_nodeid(i) for i in batch.tests if i not in self.results
+                    ],
                     outcomes=dict(sorted(outcomes.items())),
                     duration=(max(r.stop for r in results) - min(r.start for r in results))
                     if results

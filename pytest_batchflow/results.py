@@ -19,6 +19,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from .files import write_atomically
 
 __all__ = [
+    "READ_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "AttemptResult",
     "BatchResult",
@@ -43,7 +44,10 @@ __all__ = [
     "validate_tests",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+#: The versions read back. A result of 7 has no node ids of its deselected
+#: tests and its tests not run: they read as None.
+READ_SCHEMA_VERSIONS = (7, SCHEMA_VERSION)
 
 TestOutcome = str
 
@@ -186,6 +190,9 @@ class BatchResult(_Model):
     skip_reason: str | None = None
     tests: int
     not_run: int = Field(0, description="Tests of the batch without a result.")
+    not_run_nodeids: list[str] | None = Field(
+        None, description="Their node ids; None when not known (a result of schema version 7)."
+    )
     outcomes: dict[str, int] = Field(description="Test count by outcome.")
     duration: float = Field(description="Wall-clock seconds from its first start to last stop.")
     estimated: float | None = Field(None, description="Seconds estimated from history.")
@@ -429,7 +436,7 @@ class CollectionProblem(_Model):
 class RunResult(_Model):
     """A whole batchflow run."""
 
-    schema_version: Literal[7] = 7
+    schema_version: Literal[7, 8] = 8
     started: float
     stopped: float
     duration: float
@@ -443,6 +450,11 @@ class RunResult(_Model):
         "such files have no tests in this result.",
     )
     deselected: int = 0
+    deselected_nodeids: list[str] | None = Field(
+        None,
+        description="The node ids of the deselected tests; None when not known (a result of "
+        "schema version 7).",
+    )
     probe: ProbeResult | None = Field(None, description="With --batchflow-probe only.")
     coverage: CoverageResult | None = Field(None, description="With --batchflow-cov only.")
     benchmarks: list[BenchmarkResult] = Field(

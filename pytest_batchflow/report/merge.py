@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from ..results import (
+    READ_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     BatchResult,
     CollectionProblem,
@@ -47,15 +48,20 @@ class ResultFileError(Exception):
 
 
 def read_result(path: Path) -> RunResult:
-    """Read a JSON result file. Raises :class:`ResultFileError`."""
+    """Read a JSON result file. Raises :class:`ResultFileError`.
+
+    A result of schema version 7 reads as one of this version whose node ids
+    are None (not known): written again, it has this version's shape.
+    """
     try:
         text = path.read_bytes()
     except OSError as error:
         raise ResultFileError(f"{path}: cannot read it: {error.strerror or error}") from None
     try:
-        return RunResult.model_validate_json(text)
+        result = RunResult.model_validate_json(text)
     except ValidationError as error:
         raise ResultFileError(f"{path}: {_what_is_wrong(error)}") from None
+    return result.model_copy(update={"schema_version": SCHEMA_VERSION})
 
 
 def _what_is_wrong(error: ValidationError) -> str:
@@ -69,14 +75,15 @@ def _what_is_wrong(error: ValidationError) -> str:
         if problem["loc"] == ("schema_version",):
             found = repr(problem["input"])
             found = found if len(found) <= 20 else found[:17] + "..."
-            if str(problem["input"]) == str(SCHEMA_VERSION):  # "7": right number, not one
+            readable = [str(version) for version in READ_SCHEMA_VERSIONS]
+            if str(problem["input"]) in readable:  # "8": right number, not one
                 return (
                     f"not a batchflow result: schema_version is {found}, not the number "
-                    f"{SCHEMA_VERSION}"
+                    f"{problem['input']}"
                 )
             return (
-                f"a result of schema version {found}; this batchflow reads version "
-                f"{SCHEMA_VERSION} (render it with the batchflow that wrote it)"
+                f"a result of schema version {found}; this batchflow reads versions "
+                f"{' and '.join(readable)} (render it with the batchflow that wrote it)"
             )
     missing = [p["loc"][0] for p in problems if p["type"] == "missing" and len(p["loc"]) == 1]
     if len(missing) > 2:
@@ -126,25 +133,24 @@ def merge_results(
       result ran tests under its node id (a later stage collected the file).
       A result that pytest stopped at collection errors (exit status 2), all
       of them left out so, is replaced by the later results when together they
-      planned each of its batches with as many tests (a run again after the
-      fix, in shards or not; not another stage): its exit status and its tests
-      not run do not count.
-    - batches of the same name are combined: counts summed (a test found twice
-      counted once), outcomes counted from the merged tests, duration from
-      their first start to last stop, the policy of the first result. Status:
-      failed if a merged test failed or errored (or a result's batch failed
-      for another reason, e.g. strict flaky); else incomplete if a result's
-      batch was; else skipped if every result that ran it skipped it; else
-      passed, or empty when no result had tests in it.
+      ran or listed as not run each test it did not run (a run again after
+      the fix, in shards or not; not another stage): its exit status and its
+      tests not run do not count.
+    - batches of the same name are combined: ``not_run_nodeids`` the tests a
+      result listed as not run there that no result ran, ``tests`` those and
+      the merged tests in it, outcomes counted from the merged tests,
+      duration from their first start to last stop, the policy of the first
+      result. Status: failed if a merged test failed or errored (or a
+      result's batch failed for another reason, e.g. strict flaky); else
+      incomplete if it has tests not run; else skipped if every result that
+      ran it skipped it; else passed, or empty when no result had tests in it.
     - the run: ``started`` the earliest, ``stopped`` the latest; the first
       result's environment with ``workers`` summed; ``estimated`` summed if
       every result has one; ``lower_bound`` None (it is of one machine's
-      workers); ``deselected``: when the merged tests fit in the largest
-      collection (stages, shards by ``-k``: each deselects the others' tests),
-      those of that collection no result ran or planned, else summed (shards
-      by path);
-      ``sections`` concatenated; ``probe``
-      None (a probe's figures are of one run; a note says so).
+      workers); ``deselected_nodeids``: the tests a result deselected that no
+      result ran or listed as not run (stages and shards by ``-k`` deselect
+      each other's tests); ``sections`` concatenated; ``probe`` None (a
+      probe's figures are of one run; a note says so).
     - coverage: recomputed from ``coverage_data`` (coverage.py data files,
       combined into ``coverage_dir`` with coverage.py's reports; the gates are
       the results' thresholds), else None, with a note if a result had some.
@@ -161,6 +167,17 @@ def merge_results(
       test or batch failed, or there is no collection error); coverage if
       coverage failed.
 
+    A result of schema version 7 has no node ids (its ``deselected_nodeids``
+    and its batches' ``not_run_nodeids`` are None). When a result lacks them,
+    the merged ones are None and the numbers are guessed from the results'
+    counts, as before schema 8: a batch's ``tests`` and ``not_run`` summed (a test found
+    twice counted once), incomplete if a result's batch was; ``deselected``,
+    when the merged tests fit in the largest collection, those of that
+    collection no result ran or planned, else summed (shards by path); a
+    stopped result replaced when the later ones' batches hold as many tests.
+    So a run stopped by ``-x`` then the full run counts tests twice, and
+    uneven shards by path may look like one suite.
+
     Raises :class:`ResultFileError` for a data file coverage.py cannot read.
     """
     if not results:
@@ -172,10 +189,16 @@ def merge_results(
     several = len(results) > 1
     notes: list[str] = []
     runs = [result for _, result in results]
+    with_nodeids = all(
+        run.deselected_nodeids is not None
+        and all(batch.not_run_nodeids is not None for batch in run.batches)
+        for run in runs
+    )
     collection = _union_of_collections(runs)
-    replaced = _replaced(runs, collection)
+    replaced = _replaced(runs, collection, with_nodeids)
     tests, superseded = _union_of_tests(results, several, notes)
-    batches = _merged_batches(results, tests, superseded, replaced)
+    merged_nodeids = {test.nodeid for test in tests} if with_nodeids else None
+    batches = _merged_batches(results, tests, superseded, replaced, merged_nodeids)
     coverage: CoverageResult | None = None
     if coverage_data:
         assert coverage_dir is not None
@@ -216,6 +239,7 @@ def merge_results(
         return first.model_copy(update=verdict), notes
     started = min(run.started for run in runs)
     stopped = max(run.stopped for run in runs)
+    deselected, deselected_count = _deselected(runs, tests, batches, with_nodeids)
     merged = first.model_copy(
         update={
             **verdict,
@@ -228,7 +252,8 @@ def merge_results(
             "batches": batches,
             "tests": tests,
             "collection": collection,
-            "deselected": _deselected(runs, tests, batches),
+            "deselected": deselected_count,
+            "deselected_nodeids": deselected,
             "probe": None,
             "estimated": _sum_if_known([run.estimated for run in runs]),
             "lower_bound": None,
@@ -256,11 +281,14 @@ def _union_of_collections(runs: Sequence[RunResult]) -> list[CollectionProblem]:
     return kept
 
 
-def _replaced(runs: Sequence[RunResult], collection: Sequence[CollectionProblem]) -> set[int]:
+def _replaced(
+    runs: Sequence[RunResult], collection: Sequence[CollectionProblem], with_nodeids: bool
+) -> set[int]:
     """The results that stopped at collection errors a later result collected,
-    and whose batches later results planned as large (a run again after the
-    fix, not another stage): pytest ran none of their tests, and their exit
-    status 2 and their tests not run are of a run the later ones replaced."""
+    and whose tests not run later results planned (ran or listed as not run: a
+    run again after the fix, not another stage): pytest ran none of their
+    tests, and their exit status 2 and their tests not run are of a run the
+    later ones replaced. Without node ids, planned means batches as large."""
     left = {problem.nodeid for problem in collection if problem.outcome == "error"}
     replaced = set()
     for position, run in enumerate(runs):
@@ -268,12 +296,28 @@ def _replaced(runs: Sequence[RunResult], collection: Sequence[CollectionProblem]
             continue
         if any(problem.nodeid in left for problem in run.collection_errors):
             continue
-        later = Counter[str]()
-        for other in runs[position + 1 :]:  # together: the run again may be in shards
-            later.update({batch.name: batch.tests for batch in other.batches})
-        if all(later[batch.name] >= batch.tests for batch in run.batches if batch.not_run):
+        later = runs[position + 1 :]  # together: the run again may be in shards
+        if with_nodeids:
+            planned = {nodeid for other in later for nodeid in _planned(other)}
+            again = all(nodeid in planned for nodeid in _not_run(run))
+        else:
+            counts = Counter[str]()
+            for other in later:
+                counts.update({batch.name: batch.tests for batch in other.batches})
+            again = all(counts[b.name] >= b.tests for b in run.batches if b.not_run)
+        if again:
             replaced.add(position)
     return replaced
+
+
+def _not_run(run: RunResult) -> list[str]:
+    """The node ids of the tests ``run`` planned and did not run (none if not known)."""
+    return [nodeid for batch in run.batches for nodeid in batch.not_run_nodeids or ()]
+
+
+def _planned(run: RunResult) -> set[str]:
+    """The node ids of the tests ``run`` ran or planned to."""
+    return {test.nodeid for test in run.tests}.union(_not_run(run))
 
 
 def _union_of_tests(
@@ -326,6 +370,7 @@ def _merged_batches(
     tests: Sequence[TestResult],
     superseded: Counter[str],
     replaced: set[int],
+    merged_nodeids: set[str] | None,
 ) -> list[BatchResult]:
     parts_of: dict[str, list[BatchResult]] = {}
     for position, (_, result) in enumerate(results):
@@ -340,23 +385,41 @@ def _merged_batches(
     for test in tests:
         tests_of.setdefault(test.batch, []).append(test)
     return [
-        _merged_batch(parts, tests_of.get(name, []), superseded[name])
+        _merged_batch(parts, tests_of.get(name, []), superseded[name], merged_nodeids)
         for name, parts in parts_of.items()
     ]
 
 
 def _merged_batch(
-    parts: Sequence[BatchResult], tests: Sequence[TestResult], superseded: int
+    parts: Sequence[BatchResult],
+    tests: Sequence[TestResult],
+    superseded: int,
+    merged_nodeids: set[str] | None,
 ) -> BatchResult:
+    """``merged_nodeids``: of the merged tests; None without node ids (schema 7)."""
     outcomes = Counter(test.outcome for test in tests)
-    status = _batch_status(parts, outcomes)
+    not_run: list[str] | None = None
+    if merged_nodeids is None:  # the parts' counts: a test not run in one may have run in another
+        count = sum(part.tests for part in parts) - superseded
+        not_run_count = sum(part.not_run for part in parts)
+        incomplete = any(
+            part.status == "incomplete" or (part.status == "failed" and part.not_run)
+            for part in parts
+        )
+    else:
+        listed = dict.fromkeys(nodeid for part in parts for nodeid in part.not_run_nodeids or ())
+        not_run = [nodeid for nodeid in listed if nodeid not in merged_nodeids]
+        count, not_run_count = len(tests) + len(not_run), len(not_run)
+        incomplete = bool(not_run)
+    status = _batch_status(parts, outcomes, incomplete)
     skipped = [part.skip_reason for part in parts if part.status == "skipped"]
     return parts[0].model_copy(
         update={
             "status": status,
             "skip_reason": skipped[0] if status == "skipped" else None,
-            "tests": sum(part.tests for part in parts) - superseded,
-            "not_run": sum(part.not_run for part in parts),
+            "tests": count,
+            "not_run": not_run_count,
+            "not_run_nodeids": not_run,
             "outcomes": dict(sorted(outcomes.items())),
             "duration": max(t.stop for t in tests) - min(t.start for t in tests) if tests else 0.0,
             "estimated": _sum_if_known([part.estimated for part in parts]),
@@ -364,7 +427,9 @@ def _merged_batch(
     )
 
 
-def _batch_status(parts: Sequence[BatchResult], outcomes: Counter[str]) -> _BatchStatus:
+def _batch_status(
+    parts: Sequence[BatchResult], outcomes: Counter[str], incomplete: bool
+) -> _BatchStatus:
     # A part that failed without a failing test failed for a reason the merged
     # tests cannot show (strict flaky); one that failed for its tests only
     # fails the merge if one of them is still failing there.
@@ -374,9 +439,7 @@ def _batch_status(parts: Sequence[BatchResult], outcomes: Counter[str]) -> _Batc
     )
     if any(outcomes[o] for o in _FAILING) or failed_otherwise:
         return "failed"
-    if any(
-        part.status == "incomplete" or (part.status == "failed" and part.not_run) for part in parts
-    ):
+    if incomplete:
         return "incomplete"
     ran = [part.status for part in parts if part.status != "empty"]
     if not ran:
@@ -400,21 +463,30 @@ def _exitstatus(
 
 
 def _deselected(
-    runs: Sequence[RunResult], tests: Sequence[TestResult], batches: Sequence[BatchResult]
-) -> int:
-    """Results whose tests (run, not run) fit in the largest collection
-    collected one suite (stages, shards by -k): what it holds beyond them.
-    Otherwise they collected different tests (shards by path): what each
-    deselected. A guess without the node ids: uneven shards by path may look
-    like one suite."""
+    runs: Sequence[RunResult],
+    tests: Sequence[TestResult],
+    batches: Sequence[BatchResult],
+    with_nodeids: bool,
+) -> tuple[list[str] | None, int]:
+    """The node ids of the tests a result deselected and none ran or listed as
+    not run, and their number. Without node ids (schema 7) None, and a guess:
+    results whose tests (run, not run) fit in the largest collection collected
+    one suite (stages, shards by -k), what it holds beyond them; otherwise they
+    collected different tests (shards by path), what each deselected. Uneven
+    shards by path may look like one suite."""
+    if with_nodeids:
+        seen = {nodeid for run in runs for nodeid in _planned(run)}
+        listed = dict.fromkeys(nodeid for run in runs for nodeid in run.deselected_nodeids or ())
+        deselected = [nodeid for nodeid in listed if nodeid not in seen]
+        return deselected, len(deselected)
     collected = max(
         len(run.tests) + sum(batch.not_run for batch in run.batches) + run.deselected
         for run in runs
     )
-    seen = len(tests) + sum(batch.not_run for batch in batches)
-    if seen > collected:  # more tests than any one collection: different ones
-        return sum(run.deselected for run in runs)
-    return collected - seen
+    seen_count = len(tests) + sum(batch.not_run for batch in batches)
+    if seen_count > collected:  # more tests than any one collection: different ones
+        return None, sum(run.deselected for run in runs)
+    return None, collected - seen_count
 
 
 def _sum_if_known(values: Sequence[float | None]) -> float | None:

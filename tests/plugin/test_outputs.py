@@ -56,7 +56,8 @@ def test_json_result_holds_every_test_with_phases_and_output(pytester: pytest.Py
     result.assert_outcomes(passed=1, failed=1, skipped=1, xfailed=1)
     result.stdout.fnmatch_lines([f"batchflow: JSON result: {pytester.path}/out/result.json"])
     data = RunResult.model_validate_json((pytester.path / "out/result.json").read_text())
-    assert data.schema_version == 7
+    assert data.schema_version == 8
+    assert (data.deselected, data.deselected_nodeids) == (0, [])
     assert data.exitstatus == 1
     assert data.environment.pytest == pytest.__version__
     assert data.environment.python == ".".join(map(str, sys.version_info[:3]))

@@ -90,8 +90,13 @@ def a_batch(name: str, tests: Sequence[TestResult], **fields: Any) -> BatchResul
 
 
 def a_run(*tests: TestResult, **fields: Any) -> RunResult:
-    """A run of ``tests``: one batch per batch name, exit status 1 if one failed, else 0."""
+    """A run of ``tests``: one batch per batch name, exit status 1 if one failed, else 0.
+
+    Given ``deselected_nodeids`` it is of schema 8: its batches list their tests
+    not run, none; else of schema 7, without node ids.
+    """
     names = list(dict.fromkeys(test.batch for test in tests))
+    ids = {} if fields.get("deselected_nodeids") is None else {"not_run_nodeids": []}
     failing = any(test.outcome in FAILING for test in tests)
     values: dict[str, Any] = {
         "started": min((test.start for test in tests), default=100.0) - 1,
@@ -100,7 +105,7 @@ def a_run(*tests: TestResult, **fields: Any) -> RunResult:
         "exitstatus": 1 if failing else 0,
         "failed_by": ["tests"] if failing else [],
         "environment": environment(fields.pop("workers", 1)),
-        "batches": [a_batch(name, [t for t in tests if t.batch == name]) for name in names],
+        "batches": [a_batch(name, [t for t in tests if t.batch == name], **ids) for name in names],
         "tests": list(tests),
     }
     values.update(fields)
@@ -392,6 +397,86 @@ def test_stages_that_each_deselect_the_others_tests_deselect_nothing_together() 
     assert merged_of(shard_3, shard_4)[0].deselected == 2
 
 
+def test_a_run_stopped_by_x_and_the_full_run_after_it_merge_to_the_full_run() -> None:
+    # With the node ids (schema 8) the counts are exact. Before, the batch had
+    # 6 tests, 2 "not run" ("incomplete"), and 2 deselected: the stopped run's
+    # tests seen looked like more than one collection of 5.
+    ids = [f"t.py::test_{n}" for n in range(1, 5)]
+    ran = [a_test(ids[0]), a_test(ids[1], "failed")]
+    stopped = a_run(
+        *ran,
+        batches=[a_batch("unit", ran, not_run=2, not_run_nodeids=ids[2:])],
+        deselected=1,
+        deselected_nodeids=["t.py::test_slow"],
+    )
+    tests = [a_test(nodeid, start=200) for nodeid in ids]
+    full = a_run(*tests, deselected=1, deselected_nodeids=["t.py::test_slow"])
+    merged, _ = merged_of(stopped, full)
+    [batch] = merged.batches
+    assert (batch.tests, batch.not_run, batch.not_run_nodeids) == (4, 0, [])
+    assert (batch.status, batch.outcomes) == ("passed", {"passed": 4})
+    assert (merged.deselected, merged.deselected_nodeids) == (1, ["t.py::test_slow"])
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+    # The other way round, the tests the stopped run did not run still ran.
+    merged, _ = merged_of(full, stopped)
+    assert [(b.tests, b.not_run, b.status) for b in merged.batches] == [(4, 0, "failed")]
+
+
+def test_uneven_shards_by_path_deselect_what_no_shard_ran() -> None:
+    # Before, 4 tests run and 4 collected looked like one suite: 0 deselected.
+    shard_a = a_run(
+        *(a_test(f"a.py::test_{n}") for n in range(3)),
+        deselected=1,
+        deselected_nodeids=["a.py::test_slow"],
+    )
+    shard_b = a_run(a_test("b.py::test_0"), deselected=1, deselected_nodeids=["b.py::test_slow"])
+    merged, _ = merged_of(shard_a, shard_b)
+    assert (merged.deselected, merged.deselected_nodeids) == (
+        2,
+        ["a.py::test_slow", "b.py::test_slow"],
+    )
+    # Stages by -k: each deselects the tests the other ran.
+    stage_a = a_run(a_test("a.py::test_0"), deselected=1, deselected_nodeids=["a.py::test_1"])
+    stage_b = a_run(a_test("a.py::test_1"), deselected=1, deselected_nodeids=["a.py::test_0"])
+    assert merged_of(stage_a, stage_b)[0].deselected == 0
+
+
+def test_a_stopped_run_is_replaced_only_by_results_that_planned_its_tests() -> None:
+    # Stopped at t_new.py's collection error before test_ok ran; a later run
+    # of t_new.py alone put as many tests in batch unit, but not test_ok,
+    # which no result ran: the merged run is still interrupted.
+    error = CollectionProblem(nodeid="t_new.py", outcome="error", longrepr="E   SyntaxError")
+    stopped = a_run(
+        exitstatus=2,
+        failed_by=["collection"],
+        collection=[error],
+        batches=[
+            a_batch(
+                "unit", [], not_run=1, not_run_nodeids=["t_ok.py::test_ok"], status="incomplete"
+            )
+        ],
+        deselected_nodeids=[],
+    )
+    new = a_test("t_new.py::test_new")
+    alone = a_run(new, deselected_nodeids=[])
+    merged, _ = merged_of(stopped, alone)
+    assert merged.exitstatus == 2
+    [batch] = merged.batches
+    assert (batch.tests, batch.not_run_nodeids, batch.status) == (
+        2,
+        ["t_ok.py::test_ok"],
+        "incomplete",
+    )
+    # The whole suite again replaces it.
+    ok = a_test("t_ok.py::test_ok")
+    again = a_run(ok, new, deselected_nodeids=[])
+    merged, _ = merged_of(stopped, again)
+    assert (merged.exitstatus, [(b.tests, b.not_run, b.status) for b in merged.batches]) == (
+        0,
+        [(2, 0, "passed")],
+    )
+
+
 def test_run_figures_that_add_up_and_those_that_do_not() -> None:
     sections = [ReportSection(title=f"s{n}", html="<p>") for n in (1, 2)]
     first = a_run(PASSED, estimated=3.0, lower_bound=2.0, deselected=4, sections=sections[:1])
@@ -435,8 +520,13 @@ def test_coverage_and_probes_of_single_runs_are_left_out_with_a_note() -> None:
         ("[1, 2]", "not a batchflow result: the JSON is not an object"),
         (
             '{"schema_version": 4, "tests": []}',
-            "a result of schema version 4; this batchflow reads version 7 (render it with "
-            "the batchflow that wrote it)",
+            "a result of schema version 4; this batchflow reads versions 7 and 8 (render it "
+            "with the batchflow that wrote it)",
+        ),
+        (
+            '{"schema_version": 9, "tests": []}',
+            "a result of schema version 9; this batchflow reads versions 7 and 8 (render it "
+            "with the batchflow that wrote it)",
         ),
         (
             '{"name": "coverage"}',
@@ -446,6 +536,10 @@ def test_coverage_and_probes_of_single_runs_are_left_out_with_a_note() -> None:
         (
             '{"schema_version": "7", "tests": []}',
             "not a batchflow result: schema_version is '7', not the number 7",
+        ),
+        (
+            '{"schema_version": "8", "tests": []}',
+            "not a batchflow result: schema_version is '8', not the number 8",
         ),
     ],
 )
@@ -592,6 +686,95 @@ def test_a_file_that_is_not_coverage_data_is_exit_code_2(
     assert main(args) == 2
     assert capsys.readouterr().err == "batchflow: not.coverage: not a coverage.py data file\n"
     assert Path("not.coverage").read_text() == "hello"
+
+
+STOPPING_SUITE = """
+import os
+
+def test_first():
+    pass
+
+def test_breaks():
+    assert os.environ.get("BREAK") != "1", "broken"
+
+def test_third():
+    pass
+
+def test_fourth():
+    pass
+
+def test_slow():
+    pass
+"""
+
+
+def test_a_run_stopped_by_x_then_a_full_run_report_as_the_full_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_suite=STOPPING_SUITE)
+    args = ["--batchflow", "--batchflow-no-history", "-k", "not slow"]
+    monkeypatch.setenv("BREAK", "1")
+    stopped = pytester.runpytest(*args, "-x", "--batchflow-json=stopped/result.json")
+    stopped.assert_outcomes(passed=1, failed=1, deselected=1)
+    monkeypatch.delenv("BREAK")
+    full = pytester.runpytest(*args, "--batchflow-json=full/result.json")
+    full.assert_outcomes(passed=4, deselected=1)
+    paths = ["stopped/result.json", "full/result.json"]
+    assert main(["report", *paths, "-o", "merged.html", "--json", "merged.json"]) == 0
+    merged = read_result(pytester.path / "merged.json")
+    [batch] = merged.batches
+    assert (batch.tests, batch.not_run, batch.status) == (4, 0, "passed")
+    assert (merged.deselected, merged.deselected_nodeids) == (1, ["test_suite.py::test_slow"])
+    html = (pytester.path / "merged.html").read_text()
+    assert "<b>1</b> deselected" in html
+    assert "not run)" not in html
+
+
+def test_uneven_shards_by_path_report_what_each_deselected(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_a="def test_1(): pass\ndef test_2(): pass\ndef test_3(): pass\ndef test_slow(): pass",
+        test_b="def test_1(): pass\ndef test_slow(): pass",
+    )
+    for shard in ("a", "b"):
+        pytester.runpytest(
+            "--batchflow",
+            "--batchflow-no-history",
+            f"--batchflow-json=shard_{shard}/result.json",
+            f"test_{shard}.py",
+            "-k",
+            "not slow",
+        ).assert_outcomes(passed=3 if shard == "a" else 1, deselected=1)
+    paths = ["shard_a/result.json", "shard_b/result.json"]
+    assert main(["report", *paths, "-o", "merged.html", "--json", "merged.json"]) == 0
+    merged = read_result(pytester.path / "merged.json")
+    assert merged.deselected == 2
+    assert "<b>2</b> deselected" in (pytester.path / "merged.html").read_text()
+
+
+def test_a_result_of_schema_7_merges_with_the_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Schema 7 has no node ids: the count-based merge of before. Two stages
+    # that each deselect the other's tests, one written by an older batchflow.
+    monkeypatch.chdir(tmp_path)
+    older = a_run(a_test("a.py::test_1"), a_test("a.py::test_2"), deselected=3)
+    data = older.model_dump(mode="json")
+    data["schema_version"] = 7
+    del data["deselected_nodeids"]
+    for batch in data["batches"]:
+        del batch["not_run_nodeids"]
+    Path("stage_a.json").write_text(json.dumps(data))
+    deselected = ["a.py::test_1", "a.py::test_2"]
+    newer = a_run(
+        *(a_test(f"b.py::test_{n}") for n in range(3)), deselected=2, deselected_nodeids=deselected
+    )
+    newer.write(Path("stage_b.json"))
+    assert read_result(Path("stage_a.json")).deselected_nodeids is None
+    assert main(["report", "stage_a.json", "stage_b.json", "--json", "merged.json"]) == 0
+    merged = read_result(Path("merged.json"))
+    assert (merged.schema_version, len(merged.tests), merged.deselected) == (8, 5, 0)
+    assert merged.deselected_nodeids is None
+    assert [(b.tests, b.not_run, b.not_run_nodeids) for b in merged.batches] == [(5, 0, None)]
 
 
 # -- coverage, recomputed from the shards' data files ------------------------------

@@ -402,6 +402,8 @@ def test_stopping_early_marks_batches_incomplete(pytester: pytest.Pytester) -> N
     statuses = {batch.name: (batch.status, batch.not_run) for batch in data.batches}
     assert statuses["one"] == ("failed", 0)
     assert statuses["two"] == ("incomplete", 1)
+    not_run = {batch.name: batch.not_run_nodeids for batch in data.batches}
+    assert (not_run["one"], not_run["two"]) == ([], ["test_two.py::test_x"])
 
 
 def test_a_skipped_batch_the_run_stopped_before_says_its_tests_did_not_run(
