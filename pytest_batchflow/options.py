@@ -18,6 +18,7 @@ __all__ = [
     "OPTIONS",
     "SWITCHES",
     "Option",
+    "is_auto_quarantine",
 ]
 
 #: Set in the process a probe runs a test alone in: batchflow stays off there,
@@ -29,6 +30,12 @@ ALONE_ENV = "BATCHFLOW_PROBE_ALONE"
 HTML_OFF = "off"
 #: The value of --batchflow-cov that measures nothing (over an ini file's source).
 COV_OFF = "off"
+
+
+def is_auto_quarantine(item: str) -> bool:
+    """Whether an item of --batchflow-quarantine is ``auto[:SCORE]``, in any case
+    as every choice word is. A file of that name is given as a path: ``./auto``."""
+    return item.partition(":")[0].strip().lower() == "auto"
 
 
 @dataclass(frozen=True)
@@ -201,7 +208,7 @@ OPTIONS: tuple[Option, ...] = (
         "batchflow_quarantine",
         "Quarantined tests still run, but their failures do not fail the run: "
         "comma-separated files of node ids and/or auto[:SCORE] (tests whose flakiness "
-        "score reaches SCORE, default 0.3).",
+        "score reaches SCORE, default 0.3; the word in any case, a file named so as ./auto).",
         "quarantine.txt,auto:0.3",
         metavar="SPEC",
     ),

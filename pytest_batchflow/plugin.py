@@ -23,6 +23,7 @@ from .options import (
     OPTIONS,
     SWITCHES,
     Option,
+    is_auto_quarantine,
 )
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ def _raw_values(config: pytest.Config, early: bool = False) -> dict[str, RawValu
                 given,
                 value=",".join(
                     item
-                    if not item or item == "auto" or item.startswith("auto:")
+                    if not item or is_auto_quarantine(item)
                     else str(base / os.path.expanduser(item))
                     for item in items
                 ),

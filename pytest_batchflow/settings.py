@@ -20,7 +20,7 @@ from typing import Any, Literal
 from .core.flaky import DEFAULT_WINDOW
 from .core.plan import DEFAULT_BATCH
 from .core.resources import parse_memory_budget
-from .options import Option
+from .options import Option, is_auto_quarantine
 
 __all__ = [
     "BATCH_LINE_KEYS",
@@ -106,8 +106,8 @@ class Quarantine:
         for item in (part.strip() for part in spec.split(",")):
             if not item:
                 raise ValueError("empty item in the list")
-            if item == "auto" or item.startswith("auto:"):
-                text = item.partition(":")[2] or str(DEFAULT_QUARANTINE_SCORE)
+            if is_auto_quarantine(item):
+                text = item.partition(":")[2].strip() or str(DEFAULT_QUARANTINE_SCORE)
                 try:
                     auto = float(text)
                 except ValueError:

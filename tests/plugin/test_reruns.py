@@ -651,6 +651,40 @@ def test_auto_quarantine_enters_on_score_and_leaves_after_clean_runs(
     assert fifth.ret == pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.mark.parametrize(
+    ("where", "spec"),
+    [("command line", "Auto"), ("command line", "AUTO:0.5"), ("ini file", " Auto:0.5")],
+)
+def test_auto_quarantine_is_the_word_in_any_case(
+    pytester: pytest.Pytester, where: str, spec: str
+) -> None:
+    # Like every other choice word; before, Auto was read as a file's name.
+    pytester.makepyfile(test_suite=FLAKY + WOBBLY)
+    mode = pytester.path / "mode"
+    mode.write_text("flaky")
+    run(pytester, "--batchflow-reruns=1")  # a score of 1.0 from now on
+    mode.write_text("broken")
+    if where == "ini file":
+        pytester.makeini(f"[pytest]\nbatchflow_quarantine = quarantine.txt,{spec}\n")
+        (pytester.path / "quarantine.txt").write_text("")
+        args: tuple[str, ...] = ()
+    else:
+        args = (f"--batchflow-quarantine={spec}",)
+    result, data = run(pytester, *args)
+    result.stdout.fnmatch_lines(["batchflow: test_suite.py::test_wobbly enters quarantine *"])
+    assert by_name(data)["test_wobbly"].outcome == "quarantined"
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_quarantine_file_named_auto_is_given_as_a_path(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite="def test_known_bug():\n    assert 0\n")
+    (pytester.path / "Auto").write_text("test_suite.py::test_known_bug\n")
+    result, data = run(pytester, "--batchflow-quarantine=./Auto")
+    assert by_name(data)["test_known_bug"].outcome == "quarantined"
+    result.stdout.fnmatch_lines(["QUARANTINED test_suite.py::test_known_bug (listed in Auto)*"])
+    assert result.ret == pytest.ExitCode.OK
+
+
 def test_x_under_xdist_stops_at_a_real_failure_not_a_rerun(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_suite=FLAKY
