@@ -690,13 +690,28 @@ class Orchestrator:
 
     @property
     def history(self) -> HistoryStore | None:
-        """The store, opened on first use; None without history."""
+        """The store to read, opened on first use; None without history."""
+        return self._open_history(create=False)
+
+    def _open_history(self, create: bool) -> HistoryStore | None:
+        """The store, opened on first use; None without history.
+
+        A store that does not exist yet is created by the first write, as the
+        first test's result starts the run in it: reads before (the plan's
+        durations, the quarantine) find nothing in it anyway. A run refused
+        after collecting (a dependency cycle, ``--strict-config``'s unknown
+        key) so leaves no empty store, and no ``.batchflow`` folder, behind.
+        """
         if not self._history_opened:
-            self._history_opened = True
             path = self.settings.history_path
-            # A plan or a collection only reads durations: it creates no store.
-            if self.settings.no_history or (not self.recording and not path.exists()):
+            if self.settings.no_history:
+                self._history_opened = True
                 return None
+            if not path.exists() and not (create and self.recording):
+                # Nothing to read yet; left unopened for a later write to create
+                # (a plan or a collection never writes).
+                return None
+            self._history_opened = True
             from .history import HistoryError, HistoryStore
 
             try:
@@ -710,8 +725,8 @@ class Orchestrator:
 
     @property
     def _history_writable(self) -> bool:
-        """A store to record in: open, and not read-only."""
-        history = self.history
+        """A store to record in, created if need be: open, and not read-only."""
+        history = self._open_history(create=True)
         return history is not None and not history.read_only
 
     def _use_history(self, action: Callable[[HistoryStore], T], fallback: T) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -650,3 +651,36 @@ def test_a_run_strict_config_refuses_after_collecting_has_no_summary_or_report(
     assert "=== batchflow ===" not in result.stdout.str()
     assert not (pytester.path / "r.json").exists()
     assert not (pytester.path / ".batchflow" / "report.html").exists()
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+@pytest.mark.parametrize("refusal", ["strict-config", "dependency-cycle"])
+def test_a_run_refused_after_collecting_writes_no_history_and_the_next_run_does(
+    pytester: pytest.Pytester, workers: tuple[str, ...], refusal: str
+) -> None:
+    # Before, reading the durations for the plan created .batchflow/ and an
+    # empty history.sqlite, although no test was going to run.
+    if workers:
+        pytest.importorskip("xdist")
+    if refusal == "strict-config":
+        pytester.makeini("[pytest]\nnot_an_option = 1\n")
+        pytester.makepyfile(test_suite=SUITE)
+        refused = pytester.runpytest("--batchflow", "--strict-config", *workers)
+        fixed = ("--batchflow", *workers)
+    else:
+        pytester.makepyfile(test_suite=CYCLE_SUITE)
+        refused = pytester.runpytest("--batchflow", *workers)
+        pytester.makepyfile(test_suite=SUITE)
+        fixed = ("--batchflow", "--strict-config", *workers)
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert not (pytester.path / ".batchflow").exists()
+
+    result = pytester.runpytest(*fixed)
+    result.assert_outcomes(passed=2)
+    history = pytester.run(
+        sys.executable, "-m", "pytest_batchflow", "history", "test_suite.py::test_one"
+    )
+    assert history.ret == 0
+    # One run recorded, the one that ran.
+    history.stdout.fnmatch_lines(["run  started (UTC) *", "  1  * passed *"])
+    assert len(history.stdout.lines) == 2
