@@ -147,6 +147,47 @@ def test_last_failed_reruns_the_tests_a_failure_kept_from_running(
     assert _last_failed(pytester) == []
 
 
+def _last_failure_line(result: pytest.RunResult) -> str:
+    return next(line for line in result.stdout.lines if line.startswith("run-last-failure:"))
+
+
+def test_last_failed_counts_the_tests_a_failure_held_back_apart_from_failures(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest counts every test in its record as a failure: before, one failed
+    # test and the two it held back read "rerun previous 3 failures".
+    pytester.makepyfile(test_chain=KEPT_BACK)
+    args = ("-p", "cacheprovider", "--batchflow")
+    monkeypatch.setenv("BREAK_MAKE", "1")
+    pytester.runpytest(*args).assert_outcomes(passed=1, failed=1, skipped=2)
+    again = pytester.runpytest(*args, "--lf")
+    again.assert_outcomes(failed=1, skipped=2)
+    assert _last_failure_line(again) == (
+        "run-last-failure: rerun previous 1 failure and 2 tests it held back"
+    )
+    first = pytester.runpytest(*args, "--ff")
+    assert _last_failure_line(first) == (
+        "run-last-failure: rerun previous 1 failure and 2 tests it held back first"
+    )
+    other = pytester.runpytest(*args, "--lf", "-k", "other")
+    assert _last_failure_line(other) == (
+        "run-last-failure: 1 known failure and 2 tests it held back not in selected tests"
+    )
+    # Only held-back tests selected: no failure among them.
+    held = pytester.runpytest(*args, "--lf", "-k", "use")
+    held.assert_outcomes(skipped=2, deselected=1)
+    assert _last_failure_line(held) == "run-last-failure: rerun 2 tests a failure held back"
+    # test_make fixed; test_use runs and fails itself: a failure now, and it
+    # holds test_use_more back.
+    monkeypatch.delenv("BREAK_MAKE")
+    monkeypatch.setenv("BREAK_USE", "1")
+    pytester.runpytest(*args, "--lf").assert_outcomes(passed=1, failed=1, skipped=1)
+    last = pytester.runpytest(*args, "--lf")
+    assert _last_failure_line(last) == (
+        "run-last-failure: rerun previous 1 failure and 1 test it held back"
+    )
+
+
 def test_tests_skipped_behind_a_skipped_test_stay_out_of_last_failed(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
