@@ -337,24 +337,20 @@ class _Series(Sequence[ResourceSample]):
     """One process's memory over its tests, in arrival order: columns, not a tuple
     per test, so that keeping them allocates nothing the garbage collector counts
     (see :class:`_Finished`). Read as the samples :func:`find_leaks` takes, each
-    made when it is read: only those of a process that grew are."""
+    made when it is read (its node id looked up then): only those of a process
+    that grew are. :meth:`Orchestrator._note_resources` appends to the columns."""
 
-    __slots__ = ("nodeids", "rss_end", "rss_start", "stops")
+    __slots__ = ("indexes", "nodeid_of", "rss_end", "rss_start", "stops")
 
-    def __init__(self) -> None:
-        self.nodeids: list[str] = []
+    def __init__(self, nodeid_of: Callable[[int], str]) -> None:
+        self.nodeid_of = nodeid_of
+        self.indexes = array("q")
         self.rss_start = array("q")
         self.rss_end = array("q")
         self.stops = array("d")
 
-    def add(self, nodeid: str, rss_start: int, rss_end: int, stop: float) -> None:
-        self.nodeids.append(nodeid)
-        self.rss_start.append(rss_start)
-        self.rss_end.append(rss_end)
-        self.stops.append(stop)
-
     def __len__(self) -> int:
-        return len(self.nodeids)
+        return len(self.indexes)
 
     @overload
     def __getitem__(self, at: int) -> ResourceSample: ...
@@ -363,7 +359,8 @@ class _Series(Sequence[ResourceSample]):
     def __getitem__(self, at: int | slice) -> ResourceSample | list[ResourceSample]:
         if isinstance(at, slice):
             return [self[i] for i in range(len(self))[at]]
-        return ResourceSample(self.nodeids[at], self.rss_start[at], self.rss_end[at])
+        nodeid = self.nodeid_of(self.indexes[at])
+        return ResourceSample(nodeid, self.rss_start[at], self.rss_end[at])
 
 
 #: Tests whose models :meth:`Orchestrator._build_results` makes at a time.
@@ -1457,8 +1454,14 @@ class Orchestrator:
         key = (str(getattr(report, "worker_id", SERIAL_WORKER)), used.pid)
         series = self.resource_series.get(key)
         if series is None:
-            series = self.resource_series[key] = _Series()
-        series.add(report.nodeid, used.rss_start, used.rss_end, _phase_times(report)[1])
+            series = self.resource_series[key] = _Series(self.analysis_nodeid)
+        # Written out (once a test): the index, not the node id (a property of
+        # the report), and _phase_times's stop without its call.
+        series.indexes.append(index)
+        series.rss_start.append(used.rss_start)
+        series.rss_end.append(used.rss_end)
+        real = getattr(report, REAL_TIMES, None)
+        series.stops.append(report.stop if real is None else real[1])
         limit = self.settings.test_memory_limit
         if limit is not None and used.memory > limit:
             self.over_limit[index] = used.memory

@@ -225,21 +225,12 @@ def _payload(result: RunResult, passed_output: bool) -> dict[str, Any]:
         "batches": [b.name for b in result.batches if b.tests],
         "outcomes": list(OUTCOMES),
     }
-    if any(test.resources is not None for test in result.tests):
+    measured = [test.resources for test in result.tests]
+    if any(figures is not None for figures in measured):
         # Beside the rows, not in them: a row's optional columns stay where they are,
         # and an unmeasured test (it never started) costs a null, not a column.
-        memory: list[int | None] = []
-        cpu: list[int | None] = []
-        for test in result.tests:
-            measured = test.resources
-            if measured is None:
-                memory.append(None)
-                cpu.append(None)
-            else:
-                memory.append(round(measured.memory / 1024))
-                cpu.append(round(measured.cpu * 1000))
-        payload["memory"] = memory
-        payload["cpu"] = cpu
+        payload["memory"] = [None if m is None else round(m.memory / 1024) for m in measured]
+        payload["cpu"] = [None if m is None else round(m.cpu * 1000) for m in measured]
         payload["over_limit"] = [i for i, t in enumerate(result.tests) if t.memory_limit_exceeded]
     return payload
 
