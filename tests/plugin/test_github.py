@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from results_factory import FAILURE, attempt, batch, case, run
 
+from pytest_batchflow.cli import main
 from pytest_batchflow.report import github
 from pytest_batchflow.report.github import (
     ANNOTATION_LIMIT,
@@ -534,8 +535,6 @@ def test_batchflow_report_appends_the_merged_summary_and_annotates_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pytest_batchflow.cli import main
-
     pytester.makepyfile(test_x=SUITE)
     for shard, selection in (("shard1", "test_ok"), ("shard2", "not test_ok")):
         pytester.runpytest(
@@ -565,8 +564,6 @@ def test_batchflow_report_appends_the_merged_summary_and_annotates_nothing(
 def test_batchflow_report_off_github_writes_no_summary(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_batchflow.cli import main
-
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     pytester.makepyfile(test_x="def test_ok(): pass")
     pytester.runpytest("--batchflow", "--batchflow-no-history", "--batchflow-json=r.json")
