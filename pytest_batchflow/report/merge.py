@@ -135,7 +135,8 @@ def merge_results(
       of them left out so, is replaced by the later results when together they
       ran or listed as not run each test it did not run (a run again after
       the fix, in shards or not; not another stage): its exit status and its
-      tests not run do not count.
+      tests not run do not count. So is an interrupted result without
+      collection errors (``-x`` under xdist, Ctrl-C), given node ids.
     - batches of the same name are combined: ``not_run_nodeids`` the tests a
       result listed as not run there that no result ran, ``tests`` those and
       the merged tests in it, outcomes counted from the merged tests,
@@ -284,17 +285,21 @@ def _union_of_collections(runs: Sequence[RunResult]) -> list[CollectionProblem]:
 def _replaced(
     runs: Sequence[RunResult], collection: Sequence[CollectionProblem], with_nodeids: bool
 ) -> set[int]:
-    """The results that stopped at collection errors a later result collected,
-    and whose tests not run later results planned (ran or listed as not run: a
-    run again after the fix, not another stage): pytest ran none of their
-    tests, and their exit status 2 and their tests not run are of a run the
-    later ones replaced. Without node ids, planned means batches as large."""
+    """The interrupted results (exit status 2) whose tests not run later
+    results planned (ran or listed as not run: a run again, not another
+    stage): their exit status 2 and their tests not run are of a run the later
+    ones replaced. One stopped at collection errors also needs them collected
+    by a later result. Without node ids, only such a one, and planned means
+    batches as large (an interrupted run's tests cannot be matched)."""
     left = {problem.nodeid for problem in collection if problem.outcome == "error"}
     replaced = set()
-    for position, run in enumerate(runs):
-        if not (run.exitstatus == _INTERRUPTED and run.collection_errors):
+    for position, run in enumerate(runs[:-1]):
+        if run.exitstatus != _INTERRUPTED:
             continue
-        if any(problem.nodeid in left for problem in run.collection_errors):
+        if run.collection_errors:
+            if any(problem.nodeid in left for problem in run.collection_errors):
+                continue
+        elif not with_nodeids:  # -x under xdist, Ctrl-C: needs the node ids
             continue
         later = runs[position + 1 :]  # together: the run again may be in shards
         if with_nodeids:

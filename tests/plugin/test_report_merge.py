@@ -422,6 +422,31 @@ def test_a_run_stopped_by_x_and_the_full_run_after_it_merge_to_the_full_run() ->
     assert [(b.tests, b.not_run, b.status) for b in merged.batches] == [(4, 0, "failed")]
 
 
+def test_an_interrupted_run_and_the_full_run_after_it_merge_to_the_full_run() -> None:
+    # -x under -n, or Ctrl-C: exit status 2 without a collection error. Before,
+    # the merge kept the 2 ("interrupted") while every merged test passed.
+    ids = [f"t.py::test_{n}" for n in range(1, 4)]
+    ran = [a_test(ids[0])]
+    stopped = a_run(
+        *ran,
+        batches=[a_batch("unit", ran, not_run=2, not_run_nodeids=ids[1:], status="incomplete")],
+        exitstatus=2,
+        deselected_nodeids=[],
+    )
+    full = a_run(*(a_test(nodeid, start=200) for nodeid in ids), deselected_nodeids=[])
+    merged, _ = merged_of(stopped, full)
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+    assert [(b.tests, b.not_run, b.status) for b in merged.batches] == [(3, 0, "passed")]
+    # A later result that did not run the interrupted run's missing test
+    # (another stage) replaces nothing: the run is still interrupted.
+    other = a_run(a_test("u.py::test_other", start=200), deselected_nodeids=[])
+    merged, _ = merged_of(stopped, other)
+    assert merged.exitstatus == 2
+    # Nor does the interrupted run given last.
+    merged, _ = merged_of(full, stopped)
+    assert merged.exitstatus == 2
+
+
 def test_uneven_shards_by_path_deselect_what_no_shard_ran() -> None:
     # Before, 4 tests run and 4 collected looked like one suite: 0 deselected.
     shard_a = a_run(
