@@ -213,19 +213,6 @@ def _report(args: argparse.Namespace) -> int:
         from .report.junit import write_junit
 
         outputs.append(("JUnit XML", args.junit, write_junit))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        # The merged run's summary, in the step that merges (a CI job after the
-        # shards'). No annotations: each run printed its own in its job.
-        from .report.github import append_step_summary
-
-        outputs.append(
-            (
-                "GitHub step summary",
-                Path(summary),
-                lambda result, path: append_step_summary(result, path, output),
-            )
-        )
     for what, path, write in outputs:
         try:
             write(merged, path)
@@ -233,6 +220,22 @@ def _report(args: argparse.Namespace) -> int:
             print(f"batchflow: cannot write the {what} to {path}: {error}", file=sys.stderr)
             return 2
         _emit(f"batchflow: {what}: {path}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and len(results) > 1:
+        # The merged run's summary, in the step that merges (a CI job after the
+        # shards'); one result re-rendered appended its own when it ran. No
+        # annotations: each run printed its own in its job.
+        from .report.github import append_step_summary
+
+        try:
+            append_step_summary(merged, Path(summary), output)
+        except OSError as error:  # as in a pytest run: a warning, the verdict stays
+            print(
+                f"batchflow: warning: cannot append the GitHub step summary to {summary}: {error}",
+                file=sys.stderr,
+            )
+        else:
+            _emit(f"batchflow: GitHub step summary: {summary}")
     return merged.exitstatus
 
 

@@ -437,8 +437,9 @@ class ResourceMeter:
             children = max(children, self._alive_children_peak())
         peak = hwm + children
         # tuple.__new__ rather than the class's own __new__ (a Python frame), and
-        # round(x, 6) as (x * 1e6 + 0.5) // 1 / 1e6, the same double but with no
-        # decimal conversion: together a tenth of the pair's instructions.
+        # (x * 1e6 + 0.5) // 1 / 1e6 rather than round(x, 6): half up to the
+        # microsecond with no decimal conversion (a microsecond apart only near
+        # a tie). Together a tenth of the pair's instructions.
         return tuple.__new__(
             Figures,
             (

@@ -561,11 +561,41 @@ def test_batchflow_report_appends_the_merged_summary_and_annotates_nothing(
     assert "::error" not in out
 
 
-def test_batchflow_report_off_github_writes_no_summary(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_batchflow_report_of_one_result_or_off_github_appends_no_summary(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     pytester.makepyfile(test_x="def test_ok(): pass")
     pytester.runpytest("--batchflow", "--batchflow-no-history", "--batchflow-json=r.json")
     assert main(["report", "r.json"]) == 0
+    # One result re-rendered: its run appended its summary already.
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert main(["report", "r.json"]) == 0
     assert "step summary" not in capsys.readouterr().out
+    assert not summary.exists()
+
+
+def test_batchflow_report_keeps_its_verdict_when_the_summary_cannot_be_written(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(test_x=SUITE)
+    for shard, selection in (("shard1", "test_ok"), ("shard2", "not test_ok")):
+        pytester.runpytest(
+            "--batchflow",
+            "--batchflow-no-history",
+            f"--batchflow-json={shard}/r.json",
+            "-k",
+            selection,
+        )
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "missing" / "summary.md"))
+    assert main(["report", "shard1/r.json", "shard2/r.json"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("batchflow: warning: cannot append the GitHub step summary to ")
+    assert (pytester.path / "report.html").is_file()
