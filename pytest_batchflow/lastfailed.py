@@ -70,8 +70,13 @@ class LastFailedKept:
         # A line of another wording (another pytest) is left as it is.
         rerun = _RERUN.fullmatch(line)
         if rerun is not None:
+            # Of the tests that run: pytest counted before batchflow's own
+            # selection (--batchflow-batches) took batches out.
             held = len(self.held_before & selected)
-            counts = _apart(int(rerun[1]) - held, held, "previous ", "failure")
+            failures = len(self.before & selected) - held
+            if failures + held > int(rerun[1]):  # not what pytest counted from
+                return line
+            counts = _apart(failures, held, "previous ", "failure")
             return line if counts is None else f"run-last-failure: rerun {counts}{rerun[2]}"
         elsewhere = _NOT_SELECTED.fullmatch(line)
         if elsewhere is not None:
@@ -115,8 +120,10 @@ class LastFailedKept:
 def _apart(failures: int, held: int, previous: str, word: str) -> str | None:
     """``previous 1 failure and 2 tests it held back``; None for counts that
     do not add up (the line then stays as pytest wrote it)."""
-    if held <= 0 or failures < 0:
+    if held < 0 or failures < 0 or not (held or failures):
         return None
+    if not held:
+        return f"{previous}{count_of(failures, word)}"
     tests = count_of(held, "test")
     if failures == 0:
         return f"{tests} a failure held back"

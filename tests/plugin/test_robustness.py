@@ -188,6 +188,40 @@ def test_last_failed_counts_the_tests_a_failure_held_back_apart_from_failures(
     )
 
 
+def test_the_last_failed_line_counts_what_batch_selection_leaves(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest counts its record before batchflow selects batches: the tests a
+    # failure held back in a batch left out were counted as failures.
+    pytester.makepyfile(
+        test_chain="""
+        import os
+        import pytest
+
+        @pytest.mark.batch("make")
+        def test_make():
+            assert os.environ.get("BREAK_MAKE") != "1"
+
+        @pytest.mark.batch("use")
+        @pytest.mark.depends_on("test_make")
+        def test_use():
+            pass
+
+        @pytest.mark.batch("use")
+        @pytest.mark.depends_on("test_make")
+        def test_use_more():
+            pass
+        """
+    )
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    make:\n    use: after=make\n")
+    args = ("-p", "cacheprovider", "--batchflow")
+    monkeypatch.setenv("BREAK_MAKE", "1")
+    pytester.runpytest(*args).assert_outcomes(failed=1, skipped=2)
+    only_make = pytester.runpytest(*args, "--lf", "--batchflow-batches=make")
+    only_make.assert_outcomes(failed=1)
+    assert _last_failure_line(only_make) == "run-last-failure: rerun previous 1 failure"
+
+
 def test_tests_skipped_behind_a_skipped_test_stay_out_of_last_failed(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
