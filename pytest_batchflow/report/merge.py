@@ -203,7 +203,7 @@ def merge_results(
     coverage: CoverageResult | None = None
     if coverage_data:
         assert coverage_dir is not None
-        coverage = _combined_coverage(results, tests, batches, coverage_data, coverage_dir)
+        coverage = _combined_coverage(results, tests, batches, coverage_data, coverage_dir, notes)
         coverage_failed = coverage.failed
     else:
         coverage_failed = any("coverage" in run.failed_by for run in runs)
@@ -505,8 +505,13 @@ def _combined_coverage(
     batches: Sequence[BatchResult],
     data_files: Sequence[Path],
     outdir: Path,
+    notes: list[str],
 ) -> CoverageResult:
-    """Combine the data files with coverage.py and sum them up as a run's end does."""
+    """Combine the data files with coverage.py and sum them up as a run's end does.
+
+    A measured batch that no data file has a context of (its run's file not
+    given, or none of its lines ran) reads 0%: a note names it and the results
+    that ran it."""
     from ..coverage_report import combine_and_report
 
     several = len(results) > 1
@@ -526,6 +531,7 @@ def _combined_coverage(
     ]
     names = set(measured)
     batch_by_nodeid = {test.nodeid: test.batch for test in tests}
+    results_of = {label: result.batches for label, result in results}
 
     # Contexts are batch names, or node ids with per-test contexts.
     def batch_of(label: str) -> str | None:
@@ -534,15 +540,30 @@ def _combined_coverage(
     # combine() deletes what it combined, and reading a data file can write to
     # it: coverage.py works on copies, never on the files given.
     with tempfile.TemporaryDirectory(prefix="batchflow-coverage-") as rundir:
+        contexts: set[str] = set()
         for number, path in enumerate(data_files):
             copy = Path(rundir) / f".coverage.{number}"
-            _copy_data_file(path, copy)
+            contexts |= _copy_data_file(path, copy)
+        with_data = {batch_of(label) for label in contexts}
+        for name in measured:
+            if name not in with_data:
+                ran_by = [
+                    label
+                    for label, result in measured_by
+                    if any(batch.name == name and batch.tests for batch in results_of[label])
+                ]
+                notes.append(
+                    f"coverage: no data for batch {name!r} (run by {', '.join(ran_by) or '-'}) "
+                    "in the data files given: give each run's .batchflow/coverage/.coverage "
+                    "with --coverage-data"
+                )
         return combine_and_report(
             Path(rundir), outdir, sources, context, measured, batch_of, thresholds, lost
         )
 
 
-def _copy_data_file(path: Path, copy: Path) -> None:
+def _copy_data_file(path: Path, copy: Path) -> set[str]:
+    """Copy a data file given, and read it: the contexts it measured."""
     import coverage
     from coverage.exceptions import CoverageException
 
@@ -553,6 +574,7 @@ def _copy_data_file(path: Path, copy: Path) -> None:
     data = coverage.CoverageData(basename=str(copy))
     try:
         data.read()
+        return data.measured_contexts()
     except CoverageException:
         raise ResultFileError(f"{path}: not a coverage.py data file") from None
     finally:

@@ -894,8 +894,16 @@ def test_coverage_of_shards_is_recomputed_from_their_data_files(
     [gate] = merged.coverage.gates
     assert (gate.batch, gate.threshold, gate.passed) == (None, 80.0, True)
     assert f"batchflow: coverage {whole.coverage.percent:.2f}% of" in out
+    assert "no data for batch" not in out
     assert (pytester.path / "merged-coverage" / "html" / "index.html").is_file()
     assert (pytester.path / "shard1" / ".coverage").is_file()
+    # A shard's data file left out: its batch reads 0% and fails the gate, and
+    # a note says which batch has no data and what to give.
+    assert main([*args, "--coverage-data", "shard1/.coverage"]) == 1
+    assert (
+        "batchflow: note: coverage: no data for batch 'api' (run by shard2) in the data "
+        "files given: give each run's .batchflow/coverage/.coverage with --coverage-data"
+    ) in capsys.readouterr().out.splitlines()
     # Without the data files the shards' own gates stand, and a note says why.
     assert main(args) == 1
     assert "batchflow: note: coverage of several results cannot be combined" in (
