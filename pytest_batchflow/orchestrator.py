@@ -720,9 +720,12 @@ class Orchestrator:
                 self.notes.append(warning)
         return self._history
 
-    @property
     def _history_writable(self) -> bool:
-        """A store to record in, created if need be: open, and not read-only."""
+        """A store to record in, created if need be: open, and not read-only.
+
+        A method, not a property: pytest 8.0 reads every attribute of a plugin
+        when it registers (looking for fixtures), which would create the store.
+        """
         history = self._open_history(create=True)
         return history is not None and not history.read_only
 
@@ -1007,7 +1010,7 @@ class Orchestrator:
                 )
             self.auto_quarantined.add(index)
             self.quarantined.setdefault(index, f"flakiness score {score:.2f}")
-        if entering and self._history_writable:
+        if entering and self._history_writable():
             self._use_history(lambda h: h.enter_quarantine(entering, clock.wall()), None)
 
     def _settle_quarantine(self) -> None:
@@ -1766,7 +1769,7 @@ class Orchestrator:
         if not self.recording:
             return
         if self.run_id is None:
-            if not self._history_writable:
+            if not self._history_writable():
                 return
             self.run_id = self._use_history(
                 lambda h: h.start_run(
