@@ -529,12 +529,8 @@ def test_an_annotation_names_the_file_as_the_checkout_does(
 # -- batchflow report ------------------------------------------------------------------
 
 
-def test_batchflow_report_appends_the_merged_summary_and_annotates_nothing(
-    pytester: pytest.Pytester,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def run_shards(pytester: pytest.Pytester) -> None:
+    """SUITE in two shards' JSON results: test_ok in shard1/r.json, the rest in shard2/r.json."""
     pytester.makepyfile(test_x=SUITE)
     for shard, selection in (("shard1", "test_ok"), ("shard2", "not test_ok")):
         pytester.runpytest(
@@ -544,6 +540,15 @@ def test_batchflow_report_appends_the_merged_summary_and_annotates_nothing(
             "-k",
             selection,
         )
+
+
+def test_batchflow_report_appends_the_merged_summary_and_annotates_nothing(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_shards(pytester)
     summary = tmp_path / "summary.md"
     summary.write_text("## Shards\n", encoding="utf-8")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -585,15 +590,7 @@ def test_batchflow_report_keeps_its_verdict_when_the_summary_cannot_be_written(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    pytester.makepyfile(test_x=SUITE)
-    for shard, selection in (("shard1", "test_ok"), ("shard2", "not test_ok")):
-        pytester.runpytest(
-            "--batchflow",
-            "--batchflow-no-history",
-            f"--batchflow-json={shard}/r.json",
-            "-k",
-            selection,
-        )
+    run_shards(pytester)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "missing" / "summary.md"))
     assert main(["report", "shard1/r.json", "shard2/r.json"]) == 1
     err = capsys.readouterr().err
