@@ -104,7 +104,11 @@ class LastFailedKept:
             if kind == "failure":
                 held.add(nodeid)
         # A held-back test that ran this time is in the record only if it failed itself.
-        ran = {analysis.specs[i].nodeid for i in state.outcomes if i not in state.skipped}
+        ran = (
+            {analysis.specs[i].nodeid for i in state.outcomes if i not in state.skipped}
+            if self.held_before
+            else set()
+        )
         recorded = cache.get(_KEY, {})
         if not isinstance(recorded, dict):
             return
