@@ -542,6 +542,9 @@ class Orchestrator:
         self.failed_subtests: dict[int, list[str]] = {}
         #: Failed subtests beyond the first _SUBTESTS_KEPT of a running test, counted.
         self._more_subtests: dict[int, int] = {}
+        #: Each running test's subtest reports: taken out of pytest's tally when
+        #: their attempt is rerun (see _untally_subtests).
+        self._subtest_reports: dict[int, list[pytest.TestReport]] = {}
         self.results: dict[int, TestResult] = {}
         #: Finished tests whose result model is not built yet (``_Finished.plain``).
         self._finished: dict[int, tuple[Any, ...]] = {}
@@ -1395,6 +1398,7 @@ class Orchestrator:
         if hasattr(report, "context"):
             # Subtest reports (pytest's subtests fixture, unittest's subTest)
             # carry no times of their own: they decide the outcome only.
+            self._subtest_reports.setdefault(index, []).append(report)
             if report.failed:
                 texts = self.failed_subtests.setdefault(index, [])
                 if len(texts) < _SUBTESTS_KEPT:
@@ -1424,8 +1428,12 @@ class Orchestrator:
             self._note_resources(index, report, used)
         # A call whose subtests failed passes here; pytest fails it only later,
         # in pytest_report_teststatus ("contains 1 failed subtest").
+        # (A call that skips after a failed subtest of an attempt to be rerun is
+        # a rerun too: the attempt is over.)
         failed = report.failed or (
-            report.when == "call" and report.passed and index in self.failed_subtests
+            report.when == "call"
+            and index in self.failed_subtests
+            and (report.passed or index in self.rerunning)
         )
         if failed and self._to_rerun(index, report.longreprtext or "contains failed subtests"):
             report.outcome = RERUN  # type: ignore[assignment]
@@ -1562,8 +1570,11 @@ class Orchestrator:
         if subtests is not None and more:
             subtests = [*subtests, f"... and {more} more failed subtests"]
         subtest_failed = subtests is not None
+        subtest_reports = self._subtest_reports.pop(index, None)
         if index in self.rerunning:
             self.rerunning.discard(index)
+            if subtest_reports:
+                self._untally_subtests(subtest_reports)
             self._rerun_attempt(index, reports, subtests)
             return
         if any(report.outcome == RERUN for report in reports):
@@ -1622,6 +1633,27 @@ class Orchestrator:
                 del finished[:_BUILD_SLICE]
                 built = validate_tests([_plain_values(plain) for _, plain in piece])
                 self.results.update(zip((index for index, _ in piece), built, strict=True))
+
+    def _untally_subtests(self, subtest_reports: list[pytest.TestReport]) -> None:
+        """Take the subtests of an attempt that is rerun out of pytest's tally.
+
+        The rerun runs them all again, and the attempt counts as one rerun (its
+        call's "R"), as pytest-rerunfailures counts: without this, ``-q`` or
+        ``-v`` said "9 subtests passed, 6 rerun" of three attempts of three
+        subtests. The terminal shows each as it came; only the counts change.
+        """
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None:
+            return
+        gone = {id(report) for report in subtest_reports}
+        # Neither the passed tests nor the passed phases ("") hold subtest
+        # reports, and they are the long lists.
+        for category in [key for key in terminal.stats if key not in ("", "passed")]:
+            kept = [report for report in terminal.stats[category] if id(report) not in gone]
+            if kept:
+                terminal.stats[category] = kept
+            else:  # pytest's colour and summaries look at which categories there are
+                del terminal.stats[category]
 
     def _rerun_attempt(
         self, index: int, reports: list[pytest.TestReport], subtests: list[str] | None = None

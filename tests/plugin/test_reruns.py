@@ -885,6 +885,54 @@ SUBTESTS_NEEDED = pytest.mark.skipif(
 
 
 @SUBTESTS_NEEDED
+@pytest.mark.parametrize("verbosity", ["", "-q", "-v"], ids=["default", "quiet", "verbose"])
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_pytest_s_tally_counts_each_rerun_once_and_only_the_last_attempt_s_subtests(
+    pytester: pytest.Pytester, workers: tuple[str, ...], verbosity: str
+) -> None:
+    """As pytest-rerunfailures counts: one rerun an attempt, however many of its
+    subtests failed, and the subtests of the attempt that stands (a rerun runs
+    them all again)."""
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_sub(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 1
+
+def test_flaky_sub(subtests):
+    n = attempt("flaky_sub")
+    with subtests.test(case="a"):
+        pass
+    with subtests.test(case="b"):
+        assert n >= 2
+    with subtests.test(case="c"):
+        assert n >= 2
+
+def test_sub_then_skip(subtests):
+    n = attempt("sub_then_skip")
+    with subtests.test(n=n):
+        assert n >= 2
+    if n == 1:
+        pytest.skip("the attempt is over: no skip to count")
+
+def test_ok(): pass
+"""
+    )
+    args = ["--batchflow-reruns=2", *([verbosity] if verbosity else [])]
+    result, data = run(pytester, *args, *(xdist() if workers else ()))
+    # test_sub: two reruns, then its subtest i=1 and itself fail, 2 subtests
+    # pass; test_flaky_sub: one rerun, then its 3 subtests pass and it is
+    # flaky; test_sub_then_skip: one rerun, then its subtest passes.
+    expected = {"failed": 2, "passed": 1, "rerun": 4, "flaky": 2}
+    if verbosity:  # "6 subtests passed": pytest counts them when told -q or -v
+        expected["subtests"] = 6
+    assert result.parseoutcomes() == expected
+    assert [len(test.attempts) for test in data.tests] == [2, 1, 1, 0]
+
+
+@SUBTESTS_NEEDED
 @pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
 def test_a_quarantined_test_failing_by_a_subtest_fails_nothing(
     pytester: pytest.Pytester, workers: tuple[str, ...]
