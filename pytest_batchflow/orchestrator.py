@@ -542,6 +542,10 @@ class Orchestrator:
         self.failed_subtests: dict[int, list[str]] = {}
         #: Failed subtests beyond the first _SUBTESTS_KEPT of a running test, counted.
         self._more_subtests: dict[int, int] = {}
+        #: The report that has just ended an attempt that is rerun (its teardown,
+        #: or xdist's report of a crashed worker), for pytest's --junitxml to
+        #: leave that attempt out (junit_reruns.py).
+        self.rerun_ended: pytest.TestReport | None = None
         #: Each running test's subtest reports: taken out of pytest's tally when
         #: their attempt is rerun (see _untally_subtests).
         self._subtest_reports: dict[int, list[pytest.TestReport]] = {}
@@ -1456,6 +1460,8 @@ class Orchestrator:
             ):
                 report.batchflow_flaky = True  # type: ignore[attr-defined]
         self.reports.setdefault(index, []).append(report)
+        if index in self.rerunning and report.when not in ("setup", "call"):
+            self.rerun_ended = report
         if report.when not in _PHASES:  # a crashed worker: no logfinish follows
             self.open_tests.pop(report.nodeid, None)
             self._finalize(index)

@@ -37,6 +37,7 @@ _ORCHESTRATOR_NAME = "batchflow-orchestrator"
 _XDIST_HOOKS_NAME = "batchflow-xdist"
 _OUTPUT_LINES_NAME = "batchflow-output-lines"
 _LAST_FAILED_NAME = "batchflow-last-failed"
+_JUNIT_NAME = "batchflow-junitxml"
 _COMPAT_NAME = "batchflow-benchmark-compat"
 
 _MARKERS = (
@@ -426,6 +427,10 @@ def pytest_configure(config: pytest.Config) -> None:
             from .lastfailed import LastFailedKept
 
             config.pluginmanager.register(LastFailedKept(config, orchestrator), _LAST_FAILED_NAME)
+        if getattr(config.option, "xmlpath", None):
+            from .junit_reruns import RerunsLeftOut
+
+            config.pluginmanager.register(RerunsLeftOut(config, orchestrator), _JUNIT_NAME)
     if settings.bench_compat:
         from .bench import BenchmarkCompat
 
@@ -509,6 +514,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for name in (
         _COMPAT_NAME,
         _LAST_FAILED_NAME,
+        _JUNIT_NAME,
         _OUTPUT_LINES_NAME,
         _XDIST_HOOKS_NAME,
         _ORCHESTRATOR_NAME,

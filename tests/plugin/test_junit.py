@@ -431,6 +431,68 @@ def test_pytest_s_own_junitxml_is_unchanged_beside_ours(pytester: pytest.Pyteste
     assert (pytester.path / "out/junit.xml").exists()
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "xdist"])
+def test_pytest_s_junitxml_has_one_testcase_a_test_its_last_attempt(
+    pytester: pytest.Pytester, workers: int
+) -> None:
+    """An attempt batchflow reruns left pytest's junitxml a <testcase> with no
+    outcome, which JUnit readers count as a pass: a test failing every attempt
+    read as passed once and failed once."""
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(
+        **SUITE,
+        test_teardown="""
+        import pytest
+
+        @pytest.fixture
+        def broken_teardown():
+            yield
+            raise RuntimeError("teardown always")
+
+        def test_cleanup(broken_teardown):
+            pass
+        """,
+    )
+    if workers:  # and a worker that dies: the test's report has no name
+        pytester.makepyfile(
+            test_worker="""
+            import os, pathlib
+
+            def test_crash_once():
+                seen = pathlib.Path(__file__).with_name(".crashed")
+                if not seen.exists():
+                    seen.write_text("")
+                    os._exit(1)
+            """
+        )
+    args = ["--batchflow", "--batchflow-reruns=1", "--junitxml=pytest.xml", "-p", "no:randomly"]
+    result = pytester.runpytest_subprocess(*args, *(["-n", str(workers)] if workers else []))
+    assert result.parseoutcomes()["rerun"] == 3 + bool(workers)
+    cases = sorted(_pytest_junit(pytester.path / "pytest.xml"))
+    assert cases == [
+        ("test_api.TestOrders", "test_list", []),
+        ("test_shop", "test_broken", ["failure"]),
+        ("test_shop", "test_flaky", []),
+        ("test_shop", "test_known_bug", ["skipped"]),
+        ("test_shop", "test_later", ["skipped"]),
+        ("test_teardown", "test_cleanup", ["error"]),
+        *([("test_worker", "test_crash_once", [])] if workers else []),
+    ]
+    # The counts too are pytest's for the attempts that stand: a run without
+    # batchflow in which test_flaky passes at once.
+    (pytester.path / ".attempts-flaky").write_text("1")
+    pytester.runpytest_subprocess("--junitxml=plain.xml", "-p", "no:randomly")
+    assert cases == sorted(_pytest_junit(pytester.path / "plain.xml"))
+    assert _counts(pytester.path / "pytest.xml") == _counts(pytester.path / "plain.xml")
+
+
+def _counts(path: Path) -> list[str | None]:
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    return [suite.get(name) for name in ("tests", "failures", "errors", "skipped")]
+
+
 def test_hostile_output_and_failure_text_give_valid_junit(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_hostile=r"""
