@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,8 +28,6 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .bench import Bench
     from .orchestrator import Role
     from .settings import RawValue, Settings
@@ -289,6 +288,43 @@ class _IgnoredOptions:
         )
 
 
+def _expand_argument_files(args: list[str], where: Path, depth: int = 0) -> list[str]:
+    """``@file`` arguments (pytest 8.2+: one argument a line, relative to where
+    pytest was started) replaced by the file's, as pytest's parser reads them;
+    one it cannot read stays as it is."""
+    if depth > 10 or not any(arg.startswith("@") for arg in args):
+        return args
+    expanded: list[str] = []
+    for arg in args:
+        if arg.startswith("@"):
+            try:
+                text = (where / arg[1:]).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                pass
+            else:
+                expanded.extend(_expand_argument_files(text.splitlines(), where, depth + 1))
+                continue
+        expanded.append(arg)
+    return expanded
+
+
+def _ini_overrides(args: list[str]) -> set[str]:
+    """The ini keys the command line sets with ``-o``/``--override-ini``, in
+    each spelling pytest takes (``-o k=v``, ``-ok=v``, ``--override-ini=k=v``)."""
+    names: set[str] = set()
+    for at, arg in enumerate(args):
+        if arg in ("-o", "--override-ini"):
+            value = args[at + 1] if at + 1 < len(args) else ""
+        elif arg.startswith("--override-ini="):
+            value = arg.removeprefix("--override-ini=")
+        elif arg.startswith("-o") and not arg.startswith("--"):
+            value = arg[2:]
+        else:
+            continue
+        names.add(value.partition("=")[0].strip())
+    return names
+
+
 def _warn_of_options_ignored(config: pytest.Config) -> None:
     """Options typed on the command line while nothing switches batchflow on do
     nothing: say so (once, on the process the user started), rather than let
@@ -299,12 +335,20 @@ def _warn_of_options_ignored(config: pytest.Config) -> None:
     if os.environ.get(ALONE_ENV) or hasattr(config, "workerinput"):
         return
     # pytest.main() takes paths as well as strings.
-    args = [os.fspath(arg) for arg in config.invocation_params.args]
+    args = _expand_argument_files(
+        [os.fspath(arg) for arg in config.invocation_params.args], config.invocation_params.dir
+    )
     given = [
         option.flag
         for option in OPTIONS
         if option not in SWITCHES
         and any(arg == option.flag or arg.startswith(f"{option.flag}=") for arg in args)
+    ]
+    overridden = _ini_overrides(args)
+    given += [
+        f"-o {option.ini}"
+        for option in OPTIONS
+        if option not in SWITCHES and option.ini in overridden
     ]
     if given:
         config.pluginmanager.register(_IgnoredOptions(given), "batchflow-ignored-options")

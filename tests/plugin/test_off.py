@@ -279,6 +279,39 @@ def test_options_given_without_the_switch_are_named_as_ignored(pytester: pytest.
     assert "given without" not in kept.stdout.str()
 
 
+def test_ini_overrides_given_without_the_switch_are_named_as_ignored(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    assert False\n")
+    result = pytester.runpytest(
+        "-o",
+        "batchflow_json=out.json",
+        "--override-ini=batchflow_reruns=2",
+        "-o",
+        "console_output_style=classic",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: warning: -o batchflow_json, -o batchflow_reruns given without"
+            " --batchflow, so ignored; add --batchflow*",
+        ]
+    )
+    assert not (pytester.path / "out.json").exists()
+    # pytest's argument files (pytest 8.2+: @file, one argument a line).
+    if pytest.version_tuple >= (8, 2):
+        (pytester.path / "args.txt").write_text("-o\nbatchflow_json=out.json\n--batchflow-html=r\n")
+        from_file = pytester.runpytest("@args.txt")
+        from_file.assert_outcomes(failed=1)
+        from_file.stdout.fnmatch_lines(
+            ["batchflow: warning: --batchflow-html, -o batchflow_json given without --batchflow*"]
+        )
+    # -o batchflow=true is the switch itself, and -obatchflow_reruns=1 then works.
+    on = pytester.runpytest("-obatchflow=true", "-obatchflow_reruns=1", "-p", "no:randomly")
+    assert on.parseoutcomes() == {"failed": 1, "rerun": 1}
+    assert "given without" not in on.stdout.str()
+
+
 def test_pytest_main_with_a_path_runs_as_without_batchflow(pytester: pytest.Pytester) -> None:
     # pytest.main() takes os.PathLike arguments: the check for options given
     # without the switch must read them too.
