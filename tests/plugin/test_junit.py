@@ -487,6 +487,51 @@ def test_pytest_s_junitxml_has_one_testcase_a_test_its_last_attempt(
     assert _counts(pytester.path / "pytest.xml") == _counts(pytester.path / "plain.xml")
 
 
+def test_pytest_s_junitxml_has_no_testcase_for_a_release_item_s_failure(
+    pytester: pytest.Pytester,
+) -> None:
+    """A release item's failure (a module's finalizer) is reported under its
+    own node id and moved to the test before it on the way: pytest's junitxml
+    writes it for that test, and no nameless <testcase> for the release item."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        # test_later waits for test_between, which waits for test_last: the
+        # module's fixture ends in the release item after test_last.
+        test_late="""
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def resource():
+            yield
+            raise RuntimeError("closing late")
+
+        def test_last(resource):
+            pass
+
+        @pytest.mark.depends_on("test_z.py::test_between")
+        def test_later(resource):
+            pass
+        """,
+        test_z="""
+        import pytest
+
+        @pytest.mark.depends_on("test_late.py::test_last")
+        def test_between():
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess(
+        "--batchflow", "-n", "1", "--junitxml=pytest.xml", "-p", "no:randomly"
+    )
+    result.assert_outcomes(passed=3, errors=2)
+    assert sorted(_pytest_junit(pytester.path / "pytest.xml")) == [
+        ("test_late", "test_last", []),
+        ("test_late", "test_last", ["error"]),
+        ("test_late", "test_later", ["error"]),
+        ("test_z", "test_between", []),
+    ]
+
+
 def _counts(path: Path) -> list[str | None]:
     suite = ET.parse(path).getroot().find("testsuite")
     assert suite is not None
