@@ -318,7 +318,7 @@ def _ini_overrides(args: list[str]) -> set[str]:
         elif arg.startswith("--override-ini="):
             value = arg.removeprefix("--override-ini=")
         elif arg.startswith("-o") and not arg.startswith("--"):
-            value = arg[2:]
+            value = arg[2:].removeprefix("=")  # argparse takes -o=k=v as -o k=v
         else:
             continue
         names.add(value.partition("=")[0].strip())

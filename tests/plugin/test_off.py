@@ -312,6 +312,22 @@ def test_ini_overrides_given_without_the_switch_are_named_as_ignored(
     assert "given without" not in on.stdout.str()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-o", "batchflow_json=out.json"],
+        ["-obatchflow_json=out.json"],
+        ["-o=batchflow_json=out.json"],  # argparse's "=" after a short option
+        ["--override-ini", "batchflow_json=out.json"],
+        ["--override-ini=batchflow_json=out.json"],
+    ],
+)
+def test_each_spelling_of_an_ini_override_is_read(args: list[str]) -> None:
+    from pytest_batchflow.plugin import _ini_overrides
+
+    assert _ini_overrides(["-q", *args, "tests"]) == {"batchflow_json"}
+
+
 def test_pytest_main_with_a_path_runs_as_without_batchflow(pytester: pytest.Pytester) -> None:
     # pytest.main() takes os.PathLike arguments: the check for options given
     # without the switch must read them too.
