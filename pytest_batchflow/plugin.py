@@ -291,8 +291,9 @@ class _IgnoredOptions:
 def _expand_argument_files(args: list[str], where: Path, depth: int = 0) -> list[str]:
     """``@file`` arguments (pytest 8.2+: one argument a line, relative to where
     pytest was started) replaced by the file's, as pytest's parser reads them;
-    one it cannot read stays as it is."""
-    if depth > 10 or not any(arg.startswith("@") for arg in args):
+    one it cannot read stays as it is. An earlier pytest takes ``@file`` for a
+    path, and reads nothing from it."""
+    if pytest.version_tuple < (8, 2) or depth > 10 or not any(arg.startswith("@") for arg in args):
         return args
     expanded: list[str] = []
     for arg in args:

@@ -328,6 +328,16 @@ def test_each_spelling_of_an_ini_override_is_read(args: list[str]) -> None:
     assert _ini_overrides(["-q", *args, "tests"]) == {"batchflow_json"}
 
 
+@pytest.mark.skipif(pytest.version_tuple >= (8, 2), reason="pytest 8.2+ reads @file arguments")
+def test_an_argument_file_is_not_read_where_pytest_does_not_read_one(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest before 8.2 takes "@args.txt" for a path: it set nothing.
+    (pytester.path / "args.txt").write_text("-o\nbatchflow_json=out.json\n")
+    result = pytester.runpytest("@args.txt")
+    assert "given without" not in result.stdout.str()
+
+
 def test_pytest_main_with_a_path_runs_as_without_batchflow(pytester: pytest.Pytester) -> None:
     # pytest.main() takes os.PathLike arguments: the check for options given
     # without the switch must read them too.
