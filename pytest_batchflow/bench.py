@@ -56,6 +56,9 @@ MAX_ROUNDS = 2_000
 MAX_ITERATIONS = 10_000_000
 #: Warm-up: rounds run and thrown away before timing, within this much time.
 WARMUP_SECONDS = 0.05
+#: A calibration round this long is not timed again: a wait for a CPU (some
+#: milliseconds) cannot be most of it, and a slow function is called once less.
+_NO_CONFIRMING = 0.05
 
 
 @dataclass(frozen=True)
@@ -187,15 +190,27 @@ class Bench:
         iterations = iterations_for((clock() - started) / 1e9, resolution)
         with self._gc_off():
             # A first call is often slower than the rest (caches, imports): grow
-            # the round until it really lasts the target, as timeit's autorange does.
+            # the round until it really lasts the target, as timeit's autorange
+            # does. A round that says it is long enough is timed once more and
+            # the shorter counts: on a busy machine one round can last far
+            # longer than its calls (the process waited for a CPU), and that
+            # alone ended calibration with rounds of a tenth of the target.
+            confirmed, round_time = False, float("inf")
             while True:
                 started = clock()
                 for _ in range(iterations):
                     result = call()
-                round_time = (clock() - started) / 1e9
+                taken = (clock() - started) / 1e9
+                round_time = min(round_time, taken) if confirmed else taken
                 wanted = iterations_for(round_time / iterations, resolution)
-                if wanted <= iterations or iterations >= MAX_ITERATIONS:
+                if iterations >= MAX_ITERATIONS or (
+                    wanted <= iterations and (confirmed or taken >= _NO_CONFIRMING)
+                ):
                     break
+                if wanted <= iterations:
+                    confirmed = True  # the same round once more
+                    continue
+                confirmed = False
                 iterations = min(max(wanted, iterations * 2), MAX_ITERATIONS)
             if options.warmup:
                 # Rounds thrown away; their mean round time sizes the budget.

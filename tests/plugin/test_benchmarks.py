@@ -75,6 +75,46 @@ def test_bench_times_calibrated_rounds_and_returns_the_result(pytester: pytest.P
     assert (perf.kind, perf.mode, perf.cov, perf.reruns) == ("benchmark", "exclusive", False, 0)
 
 
+class _Item:
+    """What the bench fixture reads of its test item."""
+
+    nodeid = "test_perf.py::test_noop"
+
+    def __init__(self) -> None:
+        self.stash = pytest.Stash()
+
+
+def test_a_calibration_round_that_a_preemption_stretched_does_not_end_calibration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a busy machine one round of the calibration can last far longer than
+    its calls (the process waited for a CPU): that round alone said the round
+    was long enough, and a 100 ns function was timed in rounds of 71 calls
+    (7 microseconds) instead of the 100 microseconds a round must last."""
+    from pytest_batchflow import bench as bench_module
+
+    now = [0]
+    calls = [0]
+
+    def clock() -> int:
+        return now[0]
+
+    def function() -> None:
+        calls[0] += 1
+        # The first call is cold (1.4 us); the 10th, in the first round, waits
+        # 1 ms for a CPU.
+        now[0] += 1400 if calls[0] == 1 else 1_000_000 if calls[0] == 10 else 100
+
+    monkeypatch.setattr(bench_module, "monotonic_ns", clock)
+    monkeypatch.setattr(bench_module, "timer_resolution", lambda: 1e-8)
+    options = bench_module.BenchOptions(max_time=0.01, min_rounds=5, warmup=False)
+    bench = bench_module.Bench(_Item(), options, active=True)  # type: ignore[arg-type]
+    bench(function)
+    # 100 ns a call: 1,000 calls make the 100 us a round must last.
+    assert bench.iterations >= 1000
+    assert min(bench.samples) == pytest.approx(1e-7)
+
+
 def test_without_batchflow_the_function_runs_once(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_perf="""
