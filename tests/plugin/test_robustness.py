@@ -620,3 +620,44 @@ def test_the_batch_table_accounts_for_what_was_skipped_or_failed_while_collectin
             "while collecting: 1 skipped, 1 could not be collected (not in the table)",
         ]
     )
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_hypothesis_s_failing_example_and_statistics_are_as_without_batchflow(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: tuple[str, ...]
+) -> None:
+    """Hypothesis's pytest plugin (which the other scenarios leave out, see
+    tests/conftest.py) reports a failing example and, with
+    ``--hypothesis-show-statistics``, each test's phases, under batchflow too."""
+    pytest.importorskip("hypothesis")
+    if workers:
+        pytest.importorskip("xdist")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "")  # Hypothesis's plugin back in
+    pytester.makepyfile(
+        test_props="""
+        from hypothesis import given, strategies as st
+
+        @given(st.integers())
+        def test_small(n):
+            assert n < 1000
+
+        @given(st.text())
+        def test_text(s):
+            assert isinstance(s, str)
+        """
+    )
+    args = ("--hypothesis-show-statistics", "-p", "no:randomly", *workers)
+    plain = pytester.runpytest_subprocess(*args)
+    ours = pytester.runpytest_subprocess("--batchflow", *args)
+    for result in (plain, ours):
+        assert result.parseoutcomes() == {"failed": 1, "passed": 1}
+        result.stdout.fnmatch_lines(
+            [
+                "*: test_small(",  # "Falsifying example", later "Failing test case"
+                "*n=1000,*",
+                "*= Hypothesis Statistics =*",
+            ]
+        )
+        text = result.stdout.str()
+        assert "test_props.py::test_small:" in text
+        assert "test_props.py::test_text:" in text
