@@ -297,12 +297,15 @@ def _expand_argument_files(args: list[str], where: Path, depth: int = 0) -> list
         return args
     expanded: list[str] = []
     for arg in args:
+        # Regular files only: pytest has read a pipe or @/dev/stdin already,
+        # and a second read would wait for a second end of input.
         if arg.startswith("@"):
+            path = where / arg[1:]
             try:
-                text = (where / arg[1:]).read_text(encoding="utf-8")
+                text = path.read_text(encoding="utf-8") if path.is_file() else None
             except (OSError, UnicodeDecodeError):
-                pass
-            else:
+                text = None
+            if text is not None:
                 expanded.extend(_expand_argument_files(text.splitlines(), where, depth + 1))
                 continue
         expanded.append(arg)

@@ -9,8 +9,10 @@ with the plugin blocked (``-p no:batchflow``), in a fresh interpreter.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -326,6 +328,25 @@ def test_each_spelling_of_an_ini_override_is_read(args: list[str]) -> None:
     from pytest_batchflow.plugin import _ini_overrides
 
     assert _ini_overrides(["-q", *args, "tests"]) == {"batchflow_json"}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_an_argument_file_that_is_not_a_regular_file_is_not_read_again(tmp_path: Path) -> None:
+    """pytest has read ``@/dev/stdin`` (or a pipe) already: reading it again
+    for the ignored-options line would wait for a second end of input."""
+    import threading
+
+    from pytest_batchflow.plugin import _expand_argument_files
+
+    os.mkfifo(tmp_path / "pipe")
+    expanded: list[list[str]] = []
+    reader = threading.Thread(
+        target=lambda: expanded.append(_expand_argument_files(["@pipe", "-q"], tmp_path)),
+        daemon=True,  # left behind blocked, if it blocks
+    )
+    reader.start()
+    reader.join(timeout=10)
+    assert expanded == [["@pipe", "-q"]]
 
 
 @pytest.mark.skipif(pytest.version_tuple >= (8, 2), reason="pytest 8.2+ reads @file arguments")
