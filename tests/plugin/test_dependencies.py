@@ -291,7 +291,13 @@ def test_warns_under_xdist_too_when_pytest_dependency_is_active(
     pytest.importorskip("xdist")
     pytester.makepyfile(test_legacy=PYTEST_DEPENDENCY_SUITE)
     result = pytester.runpytest("--batchflow", "-p", "dependency", "-n", "2")
-    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    # pytest-dependency, still active on the workers, also skips a dependent
+    # whose target passed on the other worker (what the warning is about):
+    # how many it skips depends on where the tests went.
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1
+    assert outcomes["passed"] + outcomes["skipped"] == 5
+    assert 1 <= outcomes["skipped"] <= 3
     warnings = [line for line in result.stdout.lines if "pytest-dependency is active" in line]
     assert warnings == [
         "batchflow: warning: pytest-dependency is active too; batchflow orders and skips its "
