@@ -195,22 +195,18 @@ class Bench:
             # the shorter counts: on a busy machine one round can last far
             # longer than its calls (the process waited for a CPU), and that
             # alone ended calibration with rounds of a tenth of the target.
-            confirmed, round_time = False, float("inf")
             while True:
-                started = clock()
-                for _ in range(iterations):
-                    result = call()
-                taken = (clock() - started) / 1e9
-                round_time = min(round_time, taken) if confirmed else taken
-                wanted = iterations_for(round_time / iterations, resolution)
-                if iterations >= MAX_ITERATIONS or (
-                    wanted <= iterations and (confirmed or taken >= _NO_CONFIRMING)
-                ):
+                round_time = float("inf")
+                for _ in range(2):  # a second round only to confirm a short one
+                    started = clock()
+                    for _ in range(iterations):
+                        result = call()
+                    round_time = min(round_time, (clock() - started) / 1e9)
+                    wanted = iterations_for(round_time / iterations, resolution)
+                    if wanted > iterations or round_time >= _NO_CONFIRMING:
+                        break
+                if wanted <= iterations or iterations >= MAX_ITERATIONS:
                     break
-                if wanted <= iterations:
-                    confirmed = True  # the same round once more
-                    continue
-                confirmed = False
                 iterations = min(max(wanted, iterations * 2), MAX_ITERATIONS)
             if options.warmup:
                 # Rounds thrown away; their mean round time sizes the budget.
