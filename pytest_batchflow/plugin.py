@@ -28,6 +28,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    import argparse
+
     from .bench import Bench
     from .orchestrator import Role
     from .settings import RawValue, Settings
@@ -288,45 +290,42 @@ class _IgnoredOptions:
         )
 
 
-def _expand_argument_files(args: list[str], where: Path, depth: int = 0) -> list[str]:
-    """``@file`` arguments (pytest 8.2+: one argument a line, relative to where
-    pytest was started) replaced by the file's, as pytest's parser reads them;
-    one it cannot read stays as it is. An earlier pytest takes ``@file`` for a
-    path, and reads nothing from it."""
-    if pytest.version_tuple < (8, 2) or depth > 10 or not any(arg.startswith("@") for arg in args):
-        return args
-    expanded: list[str] = []
+#: The parser pytest read the command line with (:func:`pytest_load_initial_conftests`).
+_PARSER_KEY = pytest.StashKey[pytest.Parser]()
+
+
+def _rereadable(args: list[str], where: Path) -> list[str]:
+    """The arguments, each ``@file`` (pytest 8.2+) made absolute from ``where``,
+    the directory pytest started in. Regular files only: pytest has read a
+    pipe or ``@/dev/stdin`` already, and a second read would wait for a second
+    end of input; those are left out."""
+    readable: list[str] = []
     for arg in args:
-        # Regular files only: pytest has read a pipe or @/dev/stdin already,
-        # and a second read would wait for a second end of input.
-        if arg.startswith("@"):
+        if arg[:1] == "@":
             path = where / arg[1:]
-            try:
-                text = path.read_text(encoding="utf-8") if path.is_file() else None
-            except (OSError, UnicodeDecodeError):
-                text = None
-            if text is not None:
-                expanded.extend(_expand_argument_files(text.splitlines(), where, depth + 1))
+            if not path.is_file():
                 continue
-        expanded.append(arg)
-    return expanded
+            arg = f"@{path}"
+        readable.append(arg)
+    return readable
 
 
-def _ini_overrides(args: list[str]) -> set[str]:
-    """The ini keys the command line sets with ``-o``/``--override-ini``, in
-    each spelling pytest takes (``-o k=v``, ``-ok=v``, ``--override-ini=k=v``)."""
-    names: set[str] = set()
-    for at, arg in enumerate(args):
-        if arg in ("-o", "--override-ini"):
-            value = args[at + 1] if at + 1 < len(args) else ""
-        elif arg.startswith("--override-ini="):
-            value = arg.removeprefix("--override-ini=")
-        elif arg.startswith("-o") and not arg.startswith("--"):
-            value = arg[2:].removeprefix("=")  # argparse takes -o=k=v as -o k=v
-        else:
-            continue
-        names.add(value.partition("=")[0].strip())
-    return names
+def _command_line(config: pytest.Config) -> argparse.Namespace | None:
+    """The options the command line itself gave (not ``addopts`` nor
+    ``PYTEST_ADDOPTS``), read by pytest's own parser: every spelling pytest
+    takes (``-o k=v``, ``-qok=v``, ``--override-ini=k=v``, ``@file`` from
+    pytest 8.2) reads as pytest read it. None when nothing in it may concern
+    batchflow, or it cannot be read again (pytest refused it already, or
+    ``--help`` stops the parse)."""
+    parser = config.stash.get(_PARSER_KEY, None)
+    # pytest.main() takes paths as well as strings.
+    args = [os.fspath(arg) for arg in config.invocation_params.args]
+    if parser is None or not any("batchflow" in arg.lower() or arg[:1] == "@" for arg in args):
+        return None
+    try:
+        return parser.parse_known_args(_rereadable(args, config.invocation_params.dir))
+    except Exception:  # pytest 8.0's --help raises PrintHelp here: no line then
+        return None
 
 
 def _warn_of_options_ignored(config: pytest.Config) -> None:
@@ -338,24 +337,24 @@ def _warn_of_options_ignored(config: pytest.Config) -> None:
     would make an internal error."""
     if os.environ.get(ALONE_ENV) or hasattr(config, "workerinput"):
         return
-    # pytest.main() takes paths as well as strings.
-    args = _expand_argument_files(
-        [os.fspath(arg) for arg in config.invocation_params.args], config.invocation_params.dir
-    )
-    given = [
+    given = _command_line(config)
+    if given is None:
+        return
+    flags = [
         option.flag
         for option in OPTIONS
-        if option not in SWITCHES
-        and any(arg == option.flag or arg.startswith(f"{option.flag}=") for arg in args)
+        if option not in SWITCHES and getattr(given, option.dest, None) is not None
     ]
-    overridden = _ini_overrides(args)
-    given += [
+    overridden = {
+        value.partition("=")[0].strip() for value in getattr(given, "override_ini", None) or ()
+    }
+    flags += [
         f"-o {option.ini}"
         for option in OPTIONS
         if option not in SWITCHES and option.ini in overridden
     ]
-    if given:
-        config.pluginmanager.register(_IgnoredOptions(given), "batchflow-ignored-options")
+    if flags:
+        config.pluginmanager.register(_IgnoredOptions(flags), "batchflow-ignored-options")
 
 
 #: The settings load_settings validated for this session.
@@ -389,14 +388,16 @@ def load_settings(config: pytest.Config) -> Settings:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
     """Start measuring coverage before conftests import the measured code,
     and before other plugins' hooks here (pytest-django sets Django up in
     one, importing the project's apps), as pytest-cov does.
 
     Only with --batchflow and a coverage source; pytest_configure validates
-    every setting later and stops this measurement on a usage error.
+    every setting later and stops this measurement on a usage error. Also
+    keeps pytest's parser, for the line on options given without the switch.
     """
+    early_config.stash[_PARSER_KEY] = parser
     if not _wants_batchflow(early_config, early=True):
         return
     raw = _raw_values(early_config, early=True)

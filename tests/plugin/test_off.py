@@ -231,6 +231,10 @@ def test_off_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
 def test_help_shows_the_batchflow_group(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.OK
+    # With an option beside --help, the ignored-options line stays out of its way.
+    with_option = pytester.runpytest_subprocess("--help", "--batchflow-json=out.json")
+    assert with_option.ret == pytest.ExitCode.OK, with_option.stderr.str()
+    assert "given without" not in with_option.stdout.str()
     result.stdout.fnmatch_lines(
         [
             "*(batchflow):",
@@ -322,12 +326,25 @@ def test_ini_overrides_given_without_the_switch_are_named_as_ignored(
         ["-o=batchflow_json=out.json"],  # argparse's "=" after a short option
         ["--override-ini", "batchflow_json=out.json"],
         ["--override-ini=batchflow_json=out.json"],
+        ["-qo", "batchflow_json=out.json"],  # short options clustered
+        ["-vvobatchflow_json=out.json"],
     ],
 )
-def test_each_spelling_of_an_ini_override_is_read(args: list[str]) -> None:
-    from pytest_batchflow.plugin import _ini_overrides
+def test_each_spelling_of_an_ini_override_is_named(
+    pytester: pytest.Pytester, args: list[str]
+) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["batchflow: warning: -o batchflow_json given without*"])
 
-    assert _ini_overrides(["-q", *args, "tests"]) == {"batchflow_json"}
+
+def test_an_ini_override_in_addopts_is_not_named(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    pytester.makeini("[pytest]\naddopts = -qo batchflow_json=out.json\n")
+    result = pytester.runpytest("-o", "console_output_style=classic")
+    result.assert_outcomes(passed=1)
+    assert "given without" not in result.stdout.str()
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
@@ -336,17 +353,18 @@ def test_an_argument_file_that_is_not_a_regular_file_is_not_read_again(tmp_path:
     for the ignored-options line would wait for a second end of input."""
     import threading
 
-    from pytest_batchflow.plugin import _expand_argument_files
+    from pytest_batchflow.plugin import _rereadable
 
     os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "args.txt").write_text("-q\n")
     expanded: list[list[str]] = []
     reader = threading.Thread(
-        target=lambda: expanded.append(_expand_argument_files(["@pipe", "-q"], tmp_path)),
+        target=lambda: expanded.append(_rereadable(["@pipe", "@args.txt", "-v"], tmp_path)),
         daemon=True,  # left behind blocked, if it blocks
     )
     reader.start()
     reader.join(timeout=10)
-    assert expanded == [["@pipe", "-q"]]
+    assert expanded == [[f"@{tmp_path / 'args.txt'}", "-v"]]
 
 
 @pytest.mark.skipif(pytest.version_tuple >= (8, 2), reason="pytest 8.2+ reads @file arguments")
