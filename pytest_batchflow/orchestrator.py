@@ -181,6 +181,13 @@ def _without_worker_line(text: str) -> str:
     return rest.strip() if found else text
 
 
+def _strict_xpass(report: pytest.TestReport) -> bool:
+    """Whether the report is a strict xfail's pass, which pytest fails with
+    ``[XPASS(strict)] reason`` (from pytest 8.0 to 9.2 at least)."""
+    longrepr = report.longrepr
+    return isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]")
+
+
 def _subtest_failure(report: pytest.TestReport) -> str:
     """A failed subtest's description and error, as the JSON result keeps it."""
     describe = getattr(report, "_sub_test_description", None)
@@ -1439,6 +1446,9 @@ class Orchestrator:
             and index in self.failed_subtests
             and (report.passed or index in self.rerunning)
         )
+        if failed and _strict_xpass(report) and index not in self.rerunning:
+            # It failed by passing, as xpasses are never rerun: the attempt stands.
+            self._final_attempt.add(index)
         if failed and self._to_rerun(index, report.longreprtext or "contains failed subtests"):
             report.outcome = RERUN  # type: ignore[assignment]
         elif failed and index in self.quarantined:

@@ -357,6 +357,10 @@ def test_xfail():
 def test_xpass():
     pass
 
+@pytest.mark.xfail(reason="fixed?", strict=True)
+def test_strict_xpass():
+    pass  # fails as [XPASS(strict)]: a rerun would only pass again
+
 def test_failing():
     assert 0
 
@@ -367,7 +371,7 @@ def test_dependent():
     )
     result, data = run(pytester, "--batchflow-reruns=1")
     assert result.parseoutcomes() == {
-        "failed": 1,
+        "failed": 2,
         "skipped": 2,
         "xfailed": 1,
         "xpassed": 1,
@@ -378,6 +382,7 @@ def test_dependent():
         "test_skip": 0,
         "test_xfail": 0,
         "test_xpass": 0,
+        "test_strict_xpass": 0,
         "test_failing": 1,
         "test_dependent": 0,
     }
