@@ -14,6 +14,7 @@ the terminal summary.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import platform
 import re
@@ -553,6 +554,8 @@ class Orchestrator:
         #: or xdist's report of a crashed worker), for pytest's --junitxml to
         #: leave that attempt out (junit_reruns.py).
         self.rerun_ended: pytest.TestReport | None = None
+        #: The passing call of each flaky test, for pytest's -rp/-rA lines (OutputLines).
+        self.flaky_passes: list[pytest.TestReport] = []
         #: Each running test's subtest reports: taken out of pytest's tally when
         #: their attempt is rerun (see _untally_subtests).
         self._subtest_reports: dict[int, list[pytest.TestReport]] = {}
@@ -583,12 +586,14 @@ class Orchestrator:
         )
         #: Each rerun test's earlier (failed) attempts, oldest first.
         self.earlier: dict[int, list[AttemptResult]] = {}
-        #: The output a test's last kept attempt ended with, and where it ran: a
-        #: rerun in the same process starts with it (see _test_result).
-        self.output_before: dict[int, tuple[str, str, str, str]] = {}
         #: Tests whose earlier attempts are another plugin's reruns
         #: (pytest-rerunfailures): pytest's status of the last stays theirs.
         self.reran_by_others: set[int] = set()
+        #: The output a test's last attempt that another plugin reran ended with,
+        #: and where it ran: its next attempt's reports start with it, as the
+        #: item's output sections pile up in that plugin's loop (batchflow's own
+        #: reruns start afresh: _forget_earlier_output).
+        self.output_before: dict[int, tuple[str, str, str, str]] = {}
         #: Tests whose current attempt failed and will be rerun.
         self.rerunning: set[int] = set()
         #: Tests waiting for a rerun, with the delay before it (seconds).
@@ -1171,6 +1176,7 @@ class Orchestrator:
         self._last_report_at, self._phase_when = clock.wall(), None
         if _FAILED_SUBTESTS_KEY is not None:
             _forget_subtest_failures(item, _FAILED_SUBTESTS_KEY)
+        _forget_earlier_output(item)
         if isinstance(nextitem, IdleItem):
             # The idle item finishes this test's teardown (its parents' finalizers):
             # the wrappers of its protocol, called before this hook, read this
@@ -1464,11 +1470,15 @@ class Orchestrator:
             # call says nothing (one status a test), its teardown says FLAKY.
             if report.when == "call":
                 report.batchflow_flaky_call = True  # type: ignore[attr-defined]
-            elif report.when == "teardown" and any(
-                getattr(earlier, "batchflow_flaky_call", False)
-                for earlier in self.reports.get(index, ())
-            ):
-                report.batchflow_flaky = True  # type: ignore[attr-defined]
+            elif report.when == "teardown":
+                calls = [
+                    earlier
+                    for earlier in self.reports.get(index, ())
+                    if getattr(earlier, "batchflow_flaky_call", False)
+                ]
+                if calls:
+                    report.batchflow_flaky = True  # type: ignore[attr-defined]
+                    self.flaky_passes.append(calls[-1])
         self.reports.setdefault(index, []).append(report)
         if index in self.rerunning and report.when not in ("setup", "call"):
             self.rerun_ended = report
@@ -1600,6 +1610,9 @@ class Orchestrator:
             # status of the last attempt stays the plugin's ("passed", not flaky).
             self.reran_by_others.add(index)
             self._keep_attempt(index, reports, _test_outcome(reports))
+            last = reports[-1]
+            where = self._worker_of(index, last)
+            self.output_before[index] = (where, last.capstdout, last.capstderr, last.caplog)
             return
         outcome = _test_outcome(reports)
         if subtest_failed and outcome in ("passed", "xpassed"):
@@ -1706,9 +1719,6 @@ class Orchestrator:
         attempts = self.earlier.setdefault(index, [])
         attempts.append(attempt)
         self._figures.pop(index, None)  # this attempt's, not the next one's
-        last = reports[-1]
-        where = self._worker_of(index, last)
-        self.output_before[index] = (where, last.capstdout, last.capstderr, last.caplog)
         if self.recording:
             self._record(attempt, self.analysis_nodeid(index), self.plan.batch_of[index])
         return attempts
@@ -1717,8 +1727,9 @@ class Orchestrator:
         """An attempt's stdout, stderr and log, from its last report.
 
         pytest gives each report the output of all phases so far and, when
-        the attempt before ran in the same process, of the item's earlier
-        runs: those are left out.
+        another plugin reran the test in the same process (pytest-rerunfailures),
+        of the item's earlier runs: those are left out. batchflow's own reruns
+        start afresh (_forget_earlier_output).
         """
         kept = self.output_before.get(index)
         if kept is not None and kept[0] == self._worker_of(index, last):
@@ -2634,11 +2645,12 @@ class Orchestrator:
 
 
 class OutputLines:
-    """Where the outputs went, as the last lines before pytest's closing line.
+    """Where the outputs went, as the last lines before pytest's closing line;
+    and the flaky tests' passes, for pytest's own passed lines.
 
-    A separate plugin because it must run after the terminal reporter's own
+    A separate plugin because it must run around the terminal reporter's own
     summary (short test summary included), where the orchestrator's summary
-    runs before it.
+    runs inside it.
     """
 
     _LABELS = (
@@ -2654,7 +2666,23 @@ class OutputLines:
     def pytest_terminal_summary(
         self, terminalreporter: pytest.TerminalReporter
     ) -> Generator[None, None, None]:
-        yield
+        # A flaky test passed in the end: -rp and -rA list it as PASSED, with
+        # its passing attempt's output under PASSES (-rP), as pytest-rerunfailures
+        # shows it. Only while the summary is written: the closing line counts
+        # it as flaky, not passed.
+        stats = terminalreporter.stats
+        had_passed = "passed" in stats
+        flaky = [copy.copy(report) for report in self.orchestrator.flaky_passes]
+        for report in flaky:  # pytest's word for it then: PASSED
+            report.batchflow_flaky_call = False  # type: ignore[attr-defined]
+        stats.setdefault("passed", []).extend(flaky)
+        try:
+            yield
+        finally:
+            passed = stats.get("passed", [])
+            passed[:] = [report for report in passed if not any(report is f for f in flaky)]
+            if not passed and not had_passed:
+                del stats["passed"]
         written = dict(self.orchestrator.written)
         for what, label in self._LABELS:
             if what in written:
@@ -2798,6 +2826,20 @@ def _report_idle_failure(
             report.longrepr = previous.repr_failure(call.excinfo)  # type: ignore[arg-type]
         setattr(report, TEARDOWN_OF, [index, *previous.location])
     item.ihook.pytest_runtest_logreport(report=report)
+
+
+def _forget_earlier_output(item: pytest.Item) -> None:
+    """Forget the output an earlier attempt of ``item`` captured in this process.
+
+    pytest's reports take their "Captured ..." sections from a list the item
+    keeps, which only grows: the report of a rerun in the same process showed
+    every attempt's output, under the same titles. Each attempt's report now
+    carries its own, as a test that runs once does (the list is empty when
+    an item first runs).
+    """
+    sections: list[tuple[str, str, str]] | None = getattr(item, "_report_sections", None)
+    if sections:
+        sections.clear()
 
 
 def _forget_subtest_failures(item: pytest.Item, key: Any) -> None:

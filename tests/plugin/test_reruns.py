@@ -92,6 +92,49 @@ def test_a_flaky_test_is_rerun_and_reported_flaky(
 
 
 @pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_report_shows_its_own_attempt_s_output_and_a_flaky_test_its_pass(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """With -rA: the failure's captured output is its last attempt's alone (it
+    piled up attempt after attempt on one item, on whichever worker), and a
+    flaky test is listed as passed, with its passing attempt's output."""
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_broken():
+    print(f"output of attempt {attempt('broken')}")
+    assert 0
+
+def test_flaky():
+    number = attempt("flaky")
+    print(f"flaky attempt {number}")
+    assert number >= 2
+"""
+    )
+    result, _ = run(pytester, "--batchflow-reruns=2", "-rA", *(xdist() if workers else ()))
+    assert result.parseoutcomes() == {"failed": 1, "rerun": 3, "flaky": 1}
+    out = result.stdout.str()
+    assert out.count("Captured stdout call") == 2, out
+    assert "output of attempt 3" in out
+    assert "output of attempt 1" not in out
+    assert "output of attempt 2" not in out
+    assert "flaky attempt 2" in out
+    assert "flaky attempt 1" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*= PASSES =*",
+            "*_ test_flaky _*",
+            "*- Captured stdout call -*",
+            "flaky attempt 2",
+            "*= short test summary info =*",
+        ]
+    )
+    result.stdout.fnmatch_lines_random(
+        ["PASSED test_suite.py::test_flaky", "FAILED test_suite.py::test_broken - assert 0"]
+    )
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
 def test_a_test_whose_teardown_always_errors_is_not_called_flaky(
     pytester: pytest.Pytester, workers: tuple[str, ...]
 ) -> None:
@@ -809,6 +852,7 @@ def test_flaky():
     assert attempt("flaky") == 2, "first attempt"
 
 def test_broken():
+    print("broken output")
     assert 0, "always"
 
 @pytest.mark.depends_on("test_flaky")
@@ -838,6 +882,9 @@ def test_after_broken():
     assert [a.outcome for a in tests["test_flaky"].attempts] == ["failed"]
     assert "first attempt" in (tests["test_flaky"].attempts[0].longrepr or "")
     assert [a.outcome for a in tests["test_broken"].attempts] == ["failed"]
+    # The plugin's rerun ran on the same item: the result keeps its last
+    # attempt's output alone, as batchflow's own reruns do.
+    assert tests["test_broken"].stdout == "broken output\n"
 
 
 @pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
