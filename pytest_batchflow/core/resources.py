@@ -183,21 +183,25 @@ def find_leaks(
     to their last test's end, largest growth first.
 
     Each names the ``culprits`` tests that kept the most memory (end minus start
-    of the test), largest first; a test that kept less than :data:`MIN_KEPT`
-    is noise (the allocator's own growth), not a culprit.
+    of the test, summed over its runs there: a rerun test is one test), largest
+    first; a test that kept less than :data:`MIN_KEPT` is noise (the
+    allocator's own growth), not a culprit.
     """
     leaks = []
     for worker, samples in series.items():
         if not samples:
             continue
         growth = samples[-1].rss_end - samples[0].rss_start
-        if growth < threshold + KEPT_PER_TEST * len(samples):
+        by_test: dict[str, int] = {}
+        for s in samples:
+            by_test[s.nodeid] = by_test.get(s.nodeid, 0) + s.rss_end - s.rss_start
+        if growth < threshold + KEPT_PER_TEST * len(by_test):
             continue
         kept = sorted(
             (
-                (s.nodeid, s.rss_end - s.rss_start)
-                for s in samples
-                if s.rss_end - s.rss_start >= MIN_KEPT
+                (nodeid, bytes_kept)
+                for nodeid, bytes_kept in by_test.items()
+                if bytes_kept >= MIN_KEPT
             ),
             key=lambda pair: (-pair[1], pair[0]),
         )
@@ -205,7 +209,7 @@ def find_leaks(
             Leak(
                 worker=worker,
                 growth=growth,
-                tests=len(samples),
+                tests=len(by_test),
                 culprits=tuple(kept[:culprits]),
             )
         )

@@ -115,6 +115,22 @@ def test_a_growing_worker_is_named_with_the_tests_that_kept_most() -> None:
     assert find_leaks(series, threshold=141 * MIB) == []
 
 
+def test_a_rerun_test_counts_once_among_a_leaking_worker_s_tests() -> None:
+    # "b" ran twice (a rerun) on gw0: 3 tests, whose 4 runs the allowance
+    # counts as 3 tests; b's two runs kept 50 MiB together.
+    series = {
+        "gw0": samples(
+            ("a", 60 * MIB, 61 * MIB),
+            ("b", 61 * MIB, 91 * MIB),
+            ("c", 91 * MIB, 100 * MIB),
+            ("b", 100 * MIB, 120 * MIB),
+        )
+    }
+    (leak,) = find_leaks(series, threshold=50 * MIB)
+    assert leak.tests == 3
+    assert leak.culprits == (("b", 50 * MIB), ("c", 9 * MIB), ("a", 1 * MIB))
+
+
 def test_what_pytest_keeps_of_each_test_is_no_leak() -> None:
     # pytest keeps every test's reports: a few KiB a test, 117 MiB over 30,000
     # tests, spread evenly, is below the allowance of KEPT_PER_TEST a test.
