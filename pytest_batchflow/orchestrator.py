@@ -2584,6 +2584,9 @@ class Orchestrator:
         auto = self.config.stash.get(AUTO_WORKERS_KEY, None)
         return ([auto] if auto else []) + [f"batchflow: warning: {note}" for note in self.notes]
 
+    # After other plugins' summaries (a pytest-benchmark table would read as
+    # part of batchflow's section), just before pytest's short test summary.
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         result = self.run_result
         if result is not None:

@@ -487,6 +487,24 @@ def test_a_rerun_test_keeps_only_its_last_attempts_output(pytester: pytest.Pytes
     assert test.stdout == "attempt 2\n"
 
 
+def test_the_batchflow_section_comes_after_other_plugins_summaries(
+    pytester: pytest.Pytester,
+) -> None:
+    """Just before pytest's short test summary: another plugin's section (a
+    pytest-benchmark table) does not read as part of batchflow's."""
+    pytester.makeconftest(
+        """
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_sep("-", "another plugin's table")
+        """
+    )
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest("--batchflow", "-rA")
+    result.stdout.fnmatch_lines(
+        ["*- another plugin's table -*", "*= batchflow =*", "*= short test summary info =*"]
+    )
+
+
 COLLECTION_SUITE = {
     "test_ok": "def test_ok():\n    pass\n",
     "test_broken": "import not_installed_anywhere\n\ndef test_never():\n    pass\n",
