@@ -310,6 +310,20 @@ def _rereadable(args: list[str], where: Path) -> list[str]:
     return readable
 
 
+def _may_set_an_option(arg: str) -> bool:
+    """Whether a command-line argument may give a batchflow option: the parse
+    again runs every plugin's argparse actions and types a second time (one
+    that counts, or opens a file, would see it), so it is left to the runs that
+    need it; a path or ``-k`` expression naming batchflow does not."""
+    if arg[:1] == "@":
+        return pytest.version_tuple >= (8, 2)  # pytest before 8.2 takes it for a path
+    return any(
+        option.flag in arg or f"{option.ini}=" in arg
+        for option in OPTIONS
+        if option not in SWITCHES
+    )
+
+
 def _command_line(config: pytest.Config) -> argparse.Namespace | None:
     """The options the command line itself gave (not ``addopts`` nor
     ``PYTEST_ADDOPTS``), read by pytest's own parser: every spelling pytest
@@ -320,7 +334,7 @@ def _command_line(config: pytest.Config) -> argparse.Namespace | None:
     parser = config.stash.get(_PARSER_KEY, None)
     # pytest.main() takes paths as well as strings.
     args = [os.fspath(arg) for arg in config.invocation_params.args]
-    if parser is None or not any("batchflow" in arg.lower() or arg[:1] == "@" for arg in args):
+    if parser is None or not any(map(_may_set_an_option, args)):
         return None
     try:
         return parser.parse_known_args(_rereadable(args, config.invocation_params.dir))

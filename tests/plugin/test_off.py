@@ -347,6 +347,30 @@ def test_an_ini_override_in_addopts_is_not_named(pytester: pytest.Pytester) -> N
     assert "given without" not in result.stdout.str()
 
 
+def test_other_plugins_options_are_read_once_when_off(pytester: pytest.Pytester) -> None:
+    """A run that gives no batchflow option is read by pytest alone: another
+    plugin's argparse action (here one that counts its calls) runs once, as
+    without batchflow, even when a path or -k names batchflow."""
+    pytester.makeconftest(
+        """
+import argparse, pathlib
+
+class Counted(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        with pathlib.Path("calls.txt").open("a") as calls:
+            calls.write("called\\n")
+        setattr(namespace, self.dest, values)
+
+def pytest_addoption(parser):
+    parser.addoption("--mine", action=Counted)
+"""
+    )
+    pytester.makepyfile(test_batchflow_paths="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("--mine=x", "-k", "batchflow", "test_batchflow_paths.py")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "calls.txt").read_text() == "called\n"
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_an_argument_file_that_is_not_a_regular_file_is_not_read_again(tmp_path: Path) -> None:
     """pytest has read ``@/dev/stdin`` (or a pipe) already: reading it again
