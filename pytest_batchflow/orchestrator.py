@@ -2672,20 +2672,26 @@ class OutputLines:
         # A flaky test passed in the end: -rp and -rA list it as PASSED, with
         # its passing attempt's output under PASSES (-rP), as pytest-rerunfailures
         # shows it. Only while the summary is written: the closing line counts
-        # it as flaky, not passed.
+        # it as flaky, not passed. Only when asked for (-rp, -rP, -rA): other
+        # plugins' summaries read the same stats, and count it twice then.
         stats = terminalreporter.stats
         had_passed = "passed" in stats
-        flaky = [copy.copy(report) for report in self.orchestrator.flaky_passes]
+        wanted = terminalreporter.hasopt("p") or terminalreporter.hasopt("P")
+        passes = self.orchestrator.flaky_passes if wanted else []
+        flaky = [copy.copy(report) for report in passes]
         for report in flaky:  # pytest's word for it then: PASSED
             report.batchflow_flaky_call = False  # type: ignore[attr-defined]
-        stats.setdefault("passed", []).extend(flaky)
+        if flaky:
+            stats.setdefault("passed", []).extend(flaky)
         try:
             yield
         finally:
-            passed = stats.get("passed", [])
-            passed[:] = [report for report in passed if not any(report is f for f in flaky)]
-            if not passed and not had_passed:
-                del stats["passed"]
+            if flaky:
+                added = {id(report) for report in flaky}
+                passed = stats.get("passed", [])
+                passed[:] = [report for report in passed if id(report) not in added]
+                if not passed and not had_passed:
+                    del stats["passed"]
         written = dict(self.orchestrator.written)
         for what, label in self._LABELS:
             if what in written:

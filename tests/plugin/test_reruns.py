@@ -134,6 +134,33 @@ def test_flaky():
     )
 
 
+def test_without_rp_a_flaky_test_is_not_among_the_passed_other_plugins_count(
+    pytester: pytest.Pytester,
+) -> None:
+    """Only -rp/-rP list a flaky test as PASSED: otherwise a conftest counting
+    pytest's stats at the summary sees each test once, as before."""
+    pytester.makeconftest(
+        """
+def pytest_terminal_summary(terminalreporter):
+    counts = (f"{k}={len(v)}" for k, v in sorted(terminalreporter.stats.items()) if k)
+    terminalreporter.write_line("conftest counts " + " ".join(counts))
+"""
+    )
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_fine():
+    pass
+
+def test_flaky():
+    assert attempt("flaky") >= 2
+"""
+    )
+    result, _ = run(pytester, "--batchflow-reruns=1")
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 1, "flaky": 1}
+    result.stdout.fnmatch_lines(["conftest counts flaky=1 passed=1 rerun=1"])
+
+
 @pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
 def test_a_test_whose_teardown_always_errors_is_not_called_flaky(
     pytester: pytest.Pytester, workers: tuple[str, ...]
