@@ -1599,6 +1599,9 @@ class Orchestrator:
         subtest_reports = self._subtest_reports.pop(index, None)
         if index in self.rerunning:
             self.rerunning.discard(index)
+            # batchflow's rerun runs the item afresh (_forget_earlier_output):
+            # another plugin's earlier attempts are no prefix of its output.
+            self.output_before.pop(index, None)
             if subtest_reports:
                 self._untally_subtests(subtest_reports)
             self._rerun_attempt(index, reports, subtests)

@@ -865,6 +865,27 @@ def pytest_runtest_protocol(item, nextitem):
 """
 
 
+def test_a_batchflow_rerun_after_another_plugin_s_keeps_its_output(
+    pytester: pytest.Pytester,
+) -> None:
+    """The other plugin's attempts ran in an earlier protocol of the item: the
+    output they ended with is no prefix of the batchflow rerun's own, which
+    starts afresh (a test printing the same line each time lost it)."""
+    pytester.makeconftest(IN_PLACE_RERUNS)
+    pytester.makepyfile(
+        test_in_place=FLAKY
+        + """
+def test_third_time():
+    number = attempt("third")
+    print("the same line every attempt")
+    assert number >= 3
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=2")
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 2}
+    assert by_name(data)["test_third_time"].stdout == "the same line every attempt\n"
+
+
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_another_plugin_s_rerun_is_an_earlier_attempt(
     pytester: pytest.Pytester, workers: tuple[str, ...]
