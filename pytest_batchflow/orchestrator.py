@@ -555,7 +555,7 @@ class Orchestrator:
         #: leave that attempt out (junit_reruns.py).
         self.rerun_ended: pytest.TestReport | None = None
         #: The passing call of each flaky test, for pytest's -rp/-rA lines (OutputLines).
-        self.flaky_passes: list[pytest.TestReport] = []
+        self.flaky_passes: list[tuple[pytest.TestReport, pytest.TestReport]] = []
         #: Each running test's subtest reports: taken out of pytest's tally when
         #: their attempt is rerun (see _untally_subtests).
         self._subtest_reports: dict[int, list[pytest.TestReport]] = {}
@@ -1478,7 +1478,7 @@ class Orchestrator:
                 ]
                 if calls:
                     report.batchflow_flaky = True  # type: ignore[attr-defined]
-                    self.flaky_passes.append(calls[-1])
+                    self.flaky_passes.append((calls[-1], report))
         self.reports.setdefault(index, []).append(report)
         if index in self.rerunning and report.when not in ("setup", "call"):
             self.rerun_ended = report
@@ -1604,6 +1604,7 @@ class Orchestrator:
             self.output_before.pop(index, None)
             if subtest_reports:
                 self._untally_subtests(subtest_reports)
+            self._unfile_passed_phases(reports)
             self._rerun_attempt(index, reports, subtests)
             return
         if any(report.outcome == RERUN for report in reports):
@@ -1686,6 +1687,27 @@ class Orchestrator:
                 terminal.stats[category] = kept
             else:  # pytest's colour and summaries look at which categories there are
                 del terminal.stats[category]
+
+    def _unfile_passed_phases(self, reports: list[pytest.TestReport]) -> None:
+        """Take the passed setup and teardown of an attempt that is rerun out of
+        the terminal's uncounted reports.
+
+        pytest shows a test's teardown output under FAILURES and PASSES from
+        the passed teardowns it filed there: the test's final failure showed
+        the teardown output of every attempt.
+        """
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        uncounted = terminal.stats.get("") if terminal is not None else None
+        passed = {id(r) for r in reports if r.passed and r.when != "call"}
+        if not uncounted or not passed:
+            return
+        # The attempt's reports are among the last filed: look from the end.
+        for at in range(len(uncounted) - 1, -1, -1):
+            if id(uncounted[at]) in passed:
+                passed.discard(id(uncounted[at]))
+                del uncounted[at]
+                if not passed:
+                    break
 
     def _rerun_attempt(
         self, index: int, reports: list[pytest.TestReport], subtests: list[str] | None = None
@@ -2677,24 +2699,31 @@ class OutputLines:
         # shows it. Only while the summary is written: the closing line counts
         # it as flaky, not passed. Only when asked for (-rp, -rP, -rA): other
         # plugins' summaries read the same stats, and count it twice then.
+        # Its teardown, filed as FLAKY, joins the passed phases, for its output
+        # under PASSES.
         stats = terminalreporter.stats
-        had_passed = "passed" in stats
+        had = {category: category in stats for category in ("passed", "")}
         wanted = terminalreporter.hasopt("p") or terminalreporter.hasopt("P")
-        passes = self.orchestrator.flaky_passes if wanted else []
-        flaky = [copy.copy(report) for report in passes]
-        for report in flaky:  # pytest's word for it then: PASSED
-            report.batchflow_flaky_call = False  # type: ignore[attr-defined]
-        if flaky:
-            stats.setdefault("passed", []).extend(flaky)
+        added: dict[str, list[pytest.TestReport]] = {"passed": [], "": []}
+        for call, teardown in self.orchestrator.flaky_passes if wanted else ():
+            call, teardown = copy.copy(call), copy.copy(teardown)
+            call.batchflow_flaky_call = False  # type: ignore[attr-defined]
+            teardown.batchflow_flaky = False  # type: ignore[attr-defined]
+            added["passed"].append(call)  # pytest's word for it then: PASSED
+            added[""].append(teardown)
+        for category, reports in added.items():
+            if reports:
+                stats.setdefault(category, []).extend(reports)
         try:
             yield
         finally:
-            if flaky:
-                added = {id(report) for report in flaky}
-                passed = stats.get("passed", [])
-                passed[:] = [report for report in passed if id(report) not in added]
-                if not passed and not had_passed:
-                    del stats["passed"]
+            for category, reports in added.items():
+                if reports:
+                    gone = {id(report) for report in reports}
+                    kept = stats.get(category, [])
+                    kept[:] = [report for report in kept if id(report) not in gone]
+                    if not kept and not had[category]:
+                        del stats[category]
         written = dict(self.orchestrator.written)
         for what, label in self._LABELS:
             if what in written:

@@ -162,6 +162,44 @@ def test_flaky():
 
 
 @pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_teardown_output_shows_for_the_attempt_that_stands(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """pytest shows a failed or passed test's teardown output from the passed
+    teardowns it filed: those of the attempts that were rerun stay out."""
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+@pytest.fixture
+def told(request):
+    number = attempt(request.node.name)
+    yield number
+    print(f"{request.node.name} torn down after attempt {number}")
+
+def test_broken(told):
+    assert 0
+
+def test_flaky(told):
+    assert told >= 2
+"""
+    )
+    result, _ = run(pytester, "--batchflow-reruns=2", "-rA", *(xdist() if workers else ()))
+    assert result.parseoutcomes() == {"failed": 1, "rerun": 3, "flaky": 1}
+    out = result.stdout.str()
+    assert out.count("torn down after attempt") == 2, out
+    result.stdout.fnmatch_lines(
+        [
+            "*= FAILURES =*",
+            "*- Captured stdout teardown -*",
+            "test_broken torn down after attempt 3",
+            "*= PASSES =*",
+            "*- Captured stdout teardown -*",
+            "test_flaky torn down after attempt 2",
+        ]
+    )
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
 def test_a_test_whose_teardown_always_errors_is_not_called_flaky(
     pytester: pytest.Pytester, workers: tuple[str, ...]
 ) -> None:
