@@ -148,6 +148,11 @@ class XdistHooks:
         remove_run_directory(self.rundir)
 
 
+#: Tests at the head of a worker's queue left to it when the session stops
+#: (see BatchflowScheduling._withdraw_queued).
+_KEPT_WHEN_STOPPING = 3
+
+
 class BatchflowScheduling:
     """xdist's ``Scheduling`` protocol, answered by the core dispatcher."""
 
@@ -169,6 +174,10 @@ class BatchflowScheduling:
         self._collections_sent = 0
         self.item_at: dict[int, Sendable] = {}
         self.position_of: dict[Sendable, int] = {}
+        #: Once xdist stops the session: workers asked to give back the tests
+        #: they hold and have not started, and those that did (or held none).
+        self._withdrawing: set[str] = set()
+        self._withdrawn: set[str] = set()
 
     # -- state xdist asks about ------------------------------------------------
 
@@ -251,9 +260,15 @@ class BatchflowScheduling:
     def remove_pending_tests_from_node(
         self, node: WorkerController, indices: Sequence[int]
     ) -> None:
+        """The worker's answer to :meth:`_withdraw_queued`: the tests it gave back."""
         assert self.dispatcher is not None
+        worker = node.gateway.id
+        if worker in self._withdrawing:
+            self._withdrawing.discard(worker)
+            if indices:  # none: it had started one of them; asked again below
+                self._withdrawn.add(worker)
         tests = [item for item in map(self.item_at.__getitem__, indices) if isinstance(item, int)]
-        self.dispatcher.unscheduled(node.gateway.id, tests)
+        self.dispatcher.unscheduled(worker, tests)
         self._decide()
 
     def remove_node(self, node: WorkerController) -> str | None:
@@ -352,6 +367,7 @@ class BatchflowScheduling:
         if not self._scheduled or self.dispatcher is None or self.aborted:
             return
         if self._xdist_stopping():
+            self._withdraw_queued()
             return
         decision: Decision = self.dispatcher.decide(clock.monotonic())
         self._apply(decision)
@@ -372,6 +388,35 @@ class BatchflowScheduling:
             nodes[worker].send_runtest_some([self.position_of[item] for item in items])
         for worker in decision.shutdown:
             nodes[worker].shutdown()
+
+    def _withdraw_queued(self) -> None:
+        """xdist stops the session (-x, --maxfail): take back the tests each
+        worker holds and has not started, as its ``worksteal`` mode takes them.
+
+        A worker holds up to :data:`PIPELINE_DEPTH` short tests, and xdist lets
+        each run what it holds before it shuts down: the run ended with dozens
+        of failures after ``-x``, where xdist's own modes hold a few. The
+        running test, the one the worker took as the next, and one more it may
+        have reached by the time it reads the request stay; xdist 3.6+ gives
+        back all of the tests asked for or none, so a refused request is made
+        again, for what is then left, at the next event.
+        """
+        assert self.dispatcher is not None
+        for node in self.collections:
+            worker = node.gateway.id
+            if worker in self._withdrawing or worker in self._withdrawn:
+                continue
+            held = self.dispatcher.queues.get(worker, [])[_KEPT_WHEN_STOPPING:]
+            tests = [self.position_of[item] for item in held if isinstance(item, int)]
+            if not tests:
+                self._withdrawn.add(worker)
+                continue
+            try:
+                node.send_steal(tests)
+            except OSError:  # the worker is gone already
+                self._withdrawn.add(worker)
+                continue
+            self._withdrawing.add(worker)
 
     def _xdist_stopping(self) -> bool:
         """xdist shuts the session down (-x, a crash too many): send nothing more."""

@@ -158,6 +158,35 @@ def test_maxfail_of_a_batch_holds_across_workers(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*batch 'fragile' stopped after 1 failure (maxfail=1)*"])
 
 
+@pytest.mark.parametrize("stop", [["-x"], ["--maxfail=2"]], ids=["x", "maxfail"])
+def test_x_stops_the_workers_soon_however_many_short_tests_they_hold(
+    pytester: pytest.Pytester, stop: list[str]
+) -> None:
+    """Short tests go to a worker many at a time; when -x or --maxfail stops
+    the session, those it had not started are taken back, as xdist's own
+    modes hold few: the run ended with 21 to 30 failures of 30, not one."""
+    pytester.makepyfile(
+        test_x="""
+import time
+import pytest
+
+@pytest.mark.parametrize("i", range(40))
+def test_pass(i): time.sleep(0.01)
+
+@pytest.mark.parametrize("i", range(30))
+def test_fail(i): assert False
+
+@pytest.mark.parametrize("i", range(40))
+def test_after(i): time.sleep(0.01)
+"""
+    )
+    result, data = run(pytester, "-n", "2", "-p", "no:randomly", *stop)
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # as plain xdist's
+    failed = [t.nodeid for t in data.tests if t.outcome == "failed"]
+    assert 1 <= len(failed) <= 6, failed
+    assert not [t.nodeid for t in data.tests if "test_after" in t.nodeid]
+
+
 CRASH_SUITE = """
 import os
 import pytest
