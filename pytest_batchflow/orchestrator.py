@@ -23,7 +23,7 @@ import socket
 import warnings
 from array import array
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from itertools import chain
@@ -554,7 +554,8 @@ class Orchestrator:
         #: or xdist's report of a crashed worker), for pytest's --junitxml to
         #: leave that attempt out (junit_reruns.py).
         self.rerun_ended: pytest.TestReport | None = None
-        #: The passing call of each flaky test, for pytest's -rp/-rA lines (OutputLines).
+        #: Each flaky test's passing call and teardown, for pytest's -rp/-rP/-rA
+        #: lines (OutputLines._flaky_as_passed).
         self.flaky_passes: list[tuple[pytest.TestReport, pytest.TestReport]] = []
         #: Each running test's subtest reports: taken out of pytest's tally when
         #: their attempt is rerun (see _untally_subtests).
@@ -2690,17 +2691,14 @@ class OutputLines:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_terminal_summary(
-        self, terminalreporter: pytest.TerminalReporter
-    ) -> Generator[None, None, None]:
-        # A flaky test passed in the end: -rp and -rA list it as PASSED, with
-        # its passing attempt's output under PASSES (-rP), as pytest-rerunfailures
-        # shows it. Only while the summary is written: the closing line counts
-        # it as flaky, not passed. Only when asked for (-rp, -rP, -rA): other
-        # plugins' summaries read the same stats, and count it twice then.
-        # Its teardown, filed as FLAKY, joins the passed phases, for its output
-        # under PASSES.
+    @contextlib.contextmanager
+    def _flaky_as_passed(self, terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+        """A flaky test passed in the end: -rp and -rA list it as PASSED, with its
+        passing attempt's output under PASSES (-rP), as pytest-rerunfailures
+        shows it; its teardown, filed as FLAKY, joins the passed phases for its
+        output there. Only while the summary is written (the closing line counts
+        it as flaky, not passed), and only when asked for: other plugins'
+        summaries read the same stats, and count it twice then."""
         stats = terminalreporter.stats
         had = {category: category in stats for category in ("passed", "")}
         wanted = terminalreporter.hasopt("p") or terminalreporter.hasopt("P")
@@ -2724,6 +2722,13 @@ class OutputLines:
                     kept[:] = [report for report in kept if id(report) not in gone]
                     if not kept and not had[category]:
                         del stats[category]
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter
+    ) -> Generator[None, None, None]:
+        with self._flaky_as_passed(terminalreporter):
+            yield
         written = dict(self.orchestrator.written)
         for what, label in self._LABELS:
             if what in written:
