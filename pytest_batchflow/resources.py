@@ -11,7 +11,11 @@ Child processes count with their own peaks: those still alive at the
 test's end through their ``VmHWM``, those that ended and were waited for
 through the kernel's largest-child figure (``RUSAGE_CHILDREN``), when it rose
 during the test above the test process's own peak (the figure starts from
-the memory of the process a child was started from). Elsewhere psutil reads
+the memory of the process a child was started from). A child that was running
+before the test counts only with what it grew by, also when it ends during
+the test (a session fixture's server, stopped in the last test's teardown):
+its memory and CPU time at the test's start are taken off the kernel's figures
+for ended children. Elsewhere psutil reads
 the resident memory at the test's start and end, and the process's lifetime
 peak counts when it rose.
 
@@ -196,8 +200,9 @@ def _status(pid: int | str) -> tuple[int, int] | None:
     return rss * 1024, hwm * 1024
 
 
-def _linux_children(pid: int | str) -> list[str]:
-    """The process's descendants, from each thread's ``children`` file.
+def _linux_children(pid: int | str, deep: bool = True) -> list[str]:
+    """The process's descendants (``deep``) or children, from each thread's
+    ``children`` file; zombies too.
 
     psutil's ``children()`` reads every process on the machine (a
     millisecond or more); these files list only the process's own.
@@ -215,7 +220,8 @@ def _linux_children(pid: int | str) -> list[str]:
             continue
         for child in direct:
             found.append(child.decode())
-            found.extend(_linux_children(child.decode()))
+            if deep:
+                found.extend(_linux_children(child.decode()))
     return found
 
 
@@ -241,6 +247,38 @@ def _has_children() -> bool:
     except ChildProcessError:
         return False
     return True
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _child_share(pid: str) -> tuple[int, float] | None:
+    """A Linux process's parent and the CPU seconds it would add to its parent's
+    figure for ended children when waited for (its own and its ended
+    children's), from ``/proc/PID/stat``; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+        # After the name in parentheses (which may hold spaces): state, ppid, ...
+        fields = text[text.rindex(b")") + 2 :].split()
+        ticks = sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
+        return int(fields[1]), ticks / _CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _reaped(pid: str) -> bool:
+    """Whether this process's child ``pid`` was waited for: gone, not a zombie
+    (whose figures the kernel has not added to those for ended children yet)."""
+    if _WAITID is None:
+        return False
+    try:
+        _WAITID(os.P_PID, int(pid), _ASK_ONLY)
+    except ChildProcessError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def _children_usage() -> tuple[float, int]:
@@ -300,6 +338,10 @@ class ResourceMeter:
         self._psutil_process: psutil.Process | None = None
         self._start: tuple[int, float, float, int, int] | None = None
         self._children_start: dict[str, int] = {}
+        # The children at the test's start, zombies too: their memory then
+        # (None for a zombie) and the CPU seconds they would bring to the
+        # figures for ended children once waited for.
+        self._direct_start: dict[str, tuple[int | None, float]] = {}
         # What the last stop() found of the ended children (CPU seconds, peak),
         # when no child was alive or unreaped then; None otherwise.
         self._childless_at: tuple[float, int] | None = None
@@ -363,6 +405,7 @@ class ResourceMeter:
         # between two tests counts with the next one.
         self._childless_at = None
         self._children_start = {}
+        self._direct_start = {}
         children_cpu, children = childless
         cpu = own.ru_utime + own.ru_stime + children_cpu
         # peak_before (read before any reset) is at least the figure that a
@@ -378,17 +421,17 @@ class ResourceMeter:
             except OSError:
                 self.close()
         childless, self._childless_at = self._childless_at, None
+        self._children_start, self._direct_start = {}, {}
         if childless is not None:  # as in start()
-            self._children_start = {}
             children_cpu, children = childless
         else:
-            # Children from earlier tests (a server a session fixture started) count
-            # only with what they grow by during this test.
-            self._children_start = (
-                {pid: rss for pid, (rss, _) in self._descendants(reset=True).items()}
-                if _has_children()
-                else {}
-            )
+            if _has_children():
+                # Children from earlier tests (a server a session fixture started)
+                # count only with what they grow by during this test.
+                self._children_start = {
+                    pid: rss for pid, (rss, _) in self._descendants(reset=True).items()
+                }
+                self._direct_start = self._direct_children(self._children_start)
             children_cpu, children = _children_usage()
         cpu, own = _own_usage()
         # Linux: the peak figure just after the reset; elsewhere the lifetime peak.
@@ -410,7 +453,13 @@ class ResourceMeter:
         self._start = None
         wall = monotonic() - started[2]
         statm, waitid = self._own_statm, _WAITID
-        if statm is None or self._clear_refs is None or _RUSAGE_THREAD is None or waitid is None:
+        if (
+            statm is None
+            or self._clear_refs is None
+            or _RUSAGE_THREAD is None
+            or waitid is None
+            or self._direct_start
+        ):
             return self._stop_with_helpers(started, wall)
         # Linux, written out: four system calls and no helper call (each a Python
         # frame; a third of the pair's instructions went to them). The reasoning
@@ -434,7 +483,7 @@ class ResourceMeter:
         except ChildProcessError:  # no child alive or unreaped: the usual case
             self._childless_at = (children_cpu, ended_peak)
         else:
-            children = max(children, self._alive_children_peak())
+            children = max(children, self._alive_children_peak(self._descendants()))
         peak = hwm + children
         # tuple.__new__ rather than the class's own __new__ (a Python frame), and
         # (x * 1e6 + 0.5) // 1 / 1e6 rather than round(x, 6): half up to the
@@ -460,7 +509,14 @@ class ResourceMeter:
         rss_start, cpu_start, _, children_before, peak_before = started
         own_cpu, own = _own_usage()
         children_cpu, ended = _children_usage()
-        cpu = own_cpu + children_cpu - cpu_start
+        has_children = _has_children()  # one system call when there is none, the usual case
+        alive = self._descendants() if has_children else {}
+        # A child that ran before the test and ended in it (waited for by a
+        # session fixture's teardown) brings all its CPU time and its peak to
+        # the figures for ended children: only what came during the test counts.
+        ended_before = [share for pid, share in self._direct_start.items() if _reaped(pid)]
+        cpu_before = sum(cpu for _, cpu in ended_before)
+        cpu = own_cpu + children_cpu - cpu_start - cpu_before
         hwm: int | None = None
         if self._clear_refs is not None and own:
             rss_end = self._resident()
@@ -485,8 +541,13 @@ class ResourceMeter:
         # without one, over its life) can be the child's own.
         own_peak = hwm if self._clear_refs is not None else max(hwm, _lifetime_peak())
         children = ended if ended > children_before and ended > own_peak else 0
-        if _has_children():  # one system call when there is none, the usual case
-            children = max(children, self._alive_children_peak())
+        if children and ended_before:  # the figure may be that child's peak
+            bases = [rss for rss, _ in ended_before if rss is not None]
+            # A zombie's peak is gone with its memory: the figure cannot be told apart.
+            known = len(bases) == len(ended_before)
+            children = max(children - max(bases), 0) if known else 0
+        if has_children:
+            children = max(children, self._alive_children_peak(alive))
         else:
             self._childless_at = (children_cpu, ended)
         peak = hwm + children
@@ -526,15 +587,41 @@ class ResourceMeter:
             pass
         return found
 
-    def _alive_children_peak(self) -> int:
-        """What the live descendants needed during the test, summed.
+    def _direct_children(self, alive: dict[str, int]) -> dict[str, tuple[int | None, float]]:
+        """This process's children, zombies too, with their resident memory
+        (from ``alive``, pid: bytes; None for a zombie) and the CPU seconds
+        that waiting for them adds to the figures for ended children."""
+        found: dict[str, tuple[int | None, float]] = {}
+        if self._clear_refs is not None:  # /proc is read
+            for pid in _linux_children(self.pid, deep=False):
+                share = _child_share(pid)
+                if share is not None and share[0] == self.pid:
+                    found[pid] = (alive.get(pid), share[1])
+            return found
+        import psutil
+
+        try:
+            children = self._process().children()
+        except psutil.Error:
+            return found
+        for process in children:
+            try:
+                cpu = sum(process.cpu_times()[:4])
+            except psutil.Error:
+                cpu = 0.0  # not known: nothing is taken off
+            found[str(process.pid)] = (alive.get(str(process.pid)), cpu)
+        return found
+
+    def _alive_children_peak(self, alive: dict[str, tuple[int, int | None]]) -> int:
+        """What the live descendants (:meth:`_descendants`) needed during the
+        test, summed.
 
         A child started during the test counts with its whole peak; one that
         was there before with what it grew by.
         """
         total = 0
         before = self._children_start
-        for pid, (rss, hwm) in self._descendants().items():
+        for pid, (rss, hwm) in alive.items():
             peak = rss if hwm is None else hwm
             total += max(peak - before[pid], 0) if pid in before else peak
         return total

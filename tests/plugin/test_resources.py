@@ -214,6 +214,56 @@ def test_true_after():
 
 
 @linux_only
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "xdist"])
+def test_a_session_server_stopped_in_the_last_teardown_is_not_that_test_s(
+    pytester: pytest.Pytester, workers: int
+) -> None:
+    # pytest-xprocess's shape: a session fixture starts a server and waits for
+    # it in its teardown, which pytest runs in the last test's teardown. The
+    # kernel then adds the server's whole life (its peak, its CPU time) to the
+    # figures for ended children.
+    pytester.makepyfile(
+        test_server=ALLOCATE
+        + """
+SERVER = (
+    "import time; " + CHILD.format(mib=150) + "; "
+    "end = time.process_time() + 0.4\\n"
+    "while time.process_time() < end: pass\\n"
+    "print('ready', flush=True); time.sleep(60)"
+)
+
+@pytest.fixture(scope="session")
+def server():
+    process = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE)
+    process.stdout.readline()
+    yield process
+    process.kill()
+    process.wait()
+
+@pytest.mark.parametrize("number", range(6))
+def test_uses_the_server(server, number):
+    pass
+"""
+    )
+    result, data = run(pytester, *xdist_args(workers), "--batchflow-keep-order")
+    result.assert_outcomes(passed=6)
+    by_worker: dict[str, list[TestResult]] = {}
+    for test in sorted(data.tests, key=lambda t: t.start):
+        by_worker.setdefault(test.worker, []).append(test)
+    # Each worker starts its own server, in its first test's setup: that test
+    # counts the server's peak; the others, its last included, nothing.
+    firsts = [tests[0] for tests in by_worker.values()]
+    others = [test for tests in by_worker.values() for test in tests[1:]]
+    assert len(others) >= 3
+    for first in firsts:
+        assert 0.9 * 150 * MIB <= memory_of(first) <= 1.2 * 150 * MIB
+    for test in others:
+        assert memory_of(test) < 5 * MIB, test.nodeid
+        assert test.resources is not None
+        assert test.resources.cpu < 0.2, test.nodeid  # not the server's 0.4 s
+
+
+@linux_only
 def test_figures_reach_the_results_when_a_plugin_logs_the_reports_later(
     pytester: pytest.Pytester,
 ) -> None:
@@ -635,6 +685,37 @@ def test_after_a_childless_test_the_next_one_counts_only_its_own_children() -> N
     assert int(after_memory) < 5 * MIB
     assert int(beside_memory) >= 80 * MIB  # started between two tests: the next one's
     assert float(last_cpu) < 0.05
+
+
+@linux_only
+def test_a_child_from_before_counts_only_with_what_came_during_the_test() -> None:
+    # A server started before the test: killed in one test (a zombie until
+    # waited for, so the kernel has added nothing yet), waited for in the
+    # next. Neither test counts its 80 MiB or the 0.3 s it ran before them;
+    # the first counts its own busy 0.3 s in full.
+    script = (
+        "import subprocess, sys, time\n"
+        "from pytest_batchflow.resources import ResourceMeter\n"
+        "def busy(seconds):\n"
+        "    end = time.thread_time() + seconds\n"
+        "    while time.thread_time() < end: pass\n"
+        "server = ('import sys, time; b = bytearray(80 * 2**20);'\n"
+        "          ' b[::4096] = bytes(len(b[::4096])); end = time.process_time() + 0.3\\n'\n"
+        "          'while time.process_time() < end: pass\\n'\n"
+        "          'print(flush=True); time.sleep(60)')\n"
+        "child = subprocess.Popen([sys.executable, '-c', server], stdout=subprocess.PIPE)\n"
+        "child.stdout.readline()\n"
+        "meter = ResourceMeter()\n"
+        "meter.start(); meter.stop()\n"
+        "meter.start(); child.kill(); time.sleep(0.3); busy(0.3); killing = meter.stop()\n"
+        "meter.start(); child.wait(); waiting = meter.stop()\n"
+        "print(killing.cpu, killing.memory, waiting.cpu, waiting.memory)\n"
+    )
+    killing_cpu, killing_memory, waiting_cpu, waiting_memory = run_python(script).split()
+    assert 0.25 <= float(killing_cpu) < 0.5
+    assert int(killing_memory) < 5 * MIB
+    assert float(waiting_cpu) < 0.1
+    assert int(waiting_memory) < 5 * MIB
 
 
 @linux_only
