@@ -75,6 +75,20 @@ INDEX_KEY = pytest.StashKey[int]()
 T = TypeVar("T")
 Role = Literal["serial", "worker", "controller"]
 SERIAL_WORKER = "main"
+#: Plugins that rerun a failed test at once, in its own protocol: their plugin
+#: name, the options and the ini setting that turn their reruns on for every
+#: test (a ``flaky`` marker does for one), and what they are called.
+_OTHER_RERUNS = (
+    ("rerunfailures", ("reruns", "force_reruns"), "reruns", "pytest-rerunfailures' reruns"),
+    ("pytest-retry", ("retries",), "retries", "pytest-retry's retries"),
+    ("flaky", ("force_flaky",), None, "flaky's reruns (its @flaky decorator or marker)"),
+)
+_OTHER_RERUNS_NOTE = {
+    plugin: f"{what} are on too: it reruns a failure at once, before batchflow's reruns "
+    f"see it; use one plugin's reruns, e.g. -p no:{plugin} with --batchflow-reruns"
+    for plugin, _, _, what in _OTHER_RERUNS
+}
+
 #: The outcome of a failed attempt that is rerun (as pytest-rerunfailures calls it).
 RERUN = "rerun"
 #: The outcome of a quarantined test's failure: reported, but it fails nothing.
@@ -590,6 +604,10 @@ class Orchestrator:
         #: Tests whose earlier attempts are another plugin's reruns
         #: (pytest-rerunfailures): pytest's status of the last stays theirs.
         self.reran_by_others: set[int] = set()
+        #: Tests whose last attempt ended with no call report: another plugin ran
+        #: the call, kept its report back and runs the test again at once, in the
+        #: same protocol (the flaky package's reruns). See pytest_runtest_logfinish.
+        self._withheld: set[int] = set()
         #: The output a test's last attempt that another plugin reran ended with,
         #: and where it ran: its next attempt's reports start with it, as the
         #: item's output sections pile up in that plugin's loop (batchflow's own
@@ -857,27 +875,33 @@ class Orchestrator:
             stepwise_from=stepwise_from,
         )
 
-    def _both_rerun(self, plan: Plan, analysis: Analysis) -> bool:
-        """Whether pytest-rerunfailures' reruns and batchflow's are both on: its
-        ``--reruns``, ``--force-reruns``, ``reruns`` ini setting or ``flaky``
-        marker, and batchflow's settings, batch lines or ``reruns`` marker."""
-        if not self.config.pluginmanager.has_plugin("rerunfailures"):
-            return False
+    def _others_rerunning(self, plan: Plan, analysis: Analysis) -> list[str]:
+        """The other plugins (of :data:`_OTHER_RERUNS`) whose reruns are on for a
+        test batchflow may rerun too: their options, ini settings or ``flaky``
+        marker, and batchflow's settings, batch lines or ``reruns`` marker. (The
+        flaky package's ``@flaky`` decorator shows only as a test runs:
+        pytest_runtest_logfinish.)"""
         option = self.config.option
-        theirs = [getattr(option, "reruns", None), getattr(option, "force_reruns", None)]
-        if theirs[0] is None:  # its ini setting (pytest-rerunfailures 15)
-            with contextlib.suppress(TypeError, ValueError):
-                theirs.append(int(self.config.getini("reruns")))
-        theirs_on = any(isinstance(n, int) and n > 0 for n in theirs)
         ours = {
             batch.name: bool(self.settings.reruns or batch.policy.reruns) for batch in plan.batches
         }
-        # A test both would rerun: not one marked for each plugin's reruns apiece.
-        for index, batch in plan.batch_of.items():
-            names = analysis.specs[index].marker_names
-            if (theirs_on or "flaky" in names) and (ours[batch] or "reruns" in names):
-                return True
-        return False
+        found = []
+        for plugin, options, ini, _ in _OTHER_RERUNS:
+            if not self.config.pluginmanager.has_plugin(plugin):
+                continue
+            theirs = [getattr(option, name, None) for name in options]
+            if ini is not None and theirs[0] is None:  # the ini setting, unless overridden
+                with contextlib.suppress(TypeError, ValueError):
+                    theirs.append(int(self.config.getini(ini)))
+            theirs_on = any(n is True or (isinstance(n, int) and n > 0) for n in theirs)
+            # A test both would rerun: not one marked for each plugin's reruns apiece.
+            if any(
+                (theirs_on or "flaky" in analysis.specs[index].marker_names)
+                and (ours[batch] or "reruns" in analysis.specs[index].marker_names)
+                for index, batch in plan.batch_of.items()
+            ):
+                found.append(plugin)
+        return found
 
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
         """Plan the run from an analysis; history gives durations and earlier passes."""
@@ -910,12 +934,8 @@ class Orchestrator:
             )
         for note in misspelt_variables(os.environ):
             self.add_note(note)
-        if self._both_rerun(plan, analysis):
-            self.notes.append(
-                "pytest-rerunfailures' reruns are on too: it reruns a failure at once, "
-                "before batchflow's reruns see it; use one plugin's reruns, e.g. "
-                "-p no:rerunfailures with --batchflow-reruns"
-            )
+        for plugin in self._others_rerunning(plan, analysis):
+            self.add_note(_OTHER_RERUNS_NOTE[plugin])
         self.notes.extend(misspelt_paths(analysis, self.settings, self.config.rootpath))
         if pick.narrowed:
             self.notes.extend(_run_without_dependencies(plan, analysis, pick))
@@ -1407,6 +1427,12 @@ class Orchestrator:
         index = self._report_index(report)
         if index is None:
             return
+        if index in self._withheld:
+            # The next attempt of a test another plugin runs again at once: the
+            # attempt whose call it kept back leaves no trace (its setup and
+            # teardown passed; the plugin reports the last attempt's call).
+            self._withheld.discard(index)
+            self.reports.pop(index, None)
         if report.when == "teardown":  # with the number of attempts kept before it
             attempt = len(self.earlier.get(index, ()))
             self._last_teardown[self._worker_of(index, report)] = (index, attempt, report)
@@ -1508,8 +1534,35 @@ class Orchestrator:
         if self.role == "worker":
             return
         index = self.current if self.role == "serial" else self.open_tests.pop(nodeid, None)
-        if index is not None and not self._has_result(index):
-            self._finalize(index)
+        if index is None or self._has_result(index):
+            return
+        if self._call_withheld(index):
+            # Not the test's end: the plugin that kept the call's report back
+            # runs it again now, and that attempt says (settle_withheld if not).
+            self._withheld.add(index)
+            if self.rerun_budget(index):
+                self.add_note(_OTHER_RERUNS_NOTE["flaky"])
+            return
+        self._finalize(index)
+
+    def _call_withheld(self, index: int) -> bool:
+        """Whether the test's attempt passed its setup and logged no call: another
+        plugin's loop ran the call and will run the test again (the flaky package
+        logs only the last attempt's call). ``--setup-only`` runs no call."""
+        reports = self.reports.get(index, ())
+        return (
+            any(report.when == "setup" and report.passed for report in reports)
+            and not any(report.when == "call" for report in reports)
+            and not getattr(self.config.option, "setuponly", False)
+        )
+
+    def settle_withheld(self, index: int) -> None:
+        """After the test's whole protocol: an attempt whose call another plugin
+        kept back, with no attempt after it, is the test's last after all."""
+        if index in self._withheld:
+            self._withheld.discard(index)
+            if not self._has_result(index):
+                self._finalize(index)
 
     # -- reruns ----------------------------------------------------------------------
 

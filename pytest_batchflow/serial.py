@@ -70,6 +70,7 @@ class SerialLoop:
                 time.sleep(delay)
             promised = self._peek()
             item.ihook.pytest_runtest_protocol(item=item, nextitem=promised)
+            self.orchestrator.settle_withheld(index)
             last = item
             if session.shouldfail:
                 raise session.Failed(session.shouldfail)

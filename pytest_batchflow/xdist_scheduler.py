@@ -237,6 +237,7 @@ class BatchflowScheduling:
         rerun_at = None
         standing = "failed"
         if isinstance(item, int):
+            self.orchestrator.settle_withheld(item)
             delay = self.orchestrator.take_rerun(item)
             if delay is not None:
                 rerun_at = clock.monotonic() + delay

@@ -1169,6 +1169,108 @@ def test_fine(): pass
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+#: The flaky package's protocol: the item's whole protocol again, each attempt
+#: between its own logstart and logfinish, while its call fails and runs are
+#: left; the report of a call to be run again is kept back, its setup's and
+#: teardown's are logged every time.
+WITHHELD_RERUNS = """
+import pytest
+from _pytest import runner
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    runs = 2
+    original = runner.call_and_report
+    held = []
+
+    def call_and_report(item, when, log=True, **kwds):
+        report = original(item, when, log=False, **kwds)
+        if when == "call" and report.failed and len(held) + 1 < runs:
+            held.append(report)
+        elif log:
+            item.ihook.pytest_runtest_logreport(report=report)
+        return report
+
+    runner.call_and_report = call_and_report
+    try:
+        while True:
+            before = len(held)
+            runner.pytest_runtest_protocol(item, nextitem)
+            if len(held) == before:
+                return True
+    finally:
+        runner.call_and_report = original
+"""
+
+HELD_BACK = (
+    FLAKY
+    + """
+def test_broken():
+    assert 0, "always"
+
+@pytest.mark.depends_on("test_broken")
+def test_after_broken():
+    pass
+
+def test_second_time():
+    assert attempt("second") == 2, "first attempt"
+
+@pytest.mark.depends_on("test_second_time")
+def test_after_second():
+    pass
+"""
+)
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_an_attempt_whose_call_another_plugin_kept_back_is_not_the_test_s_end(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """The flaky package runs a failed test again at once and logs only the last
+    attempt's call. Each attempt before it, setup and teardown passed and no
+    call, read as a pass: the test's dependents ran after a test that failed,
+    and its failure came late, as an error."""
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(WITHHELD_RERUNS)
+    pytester.makepyfile(test_held=HELD_BACK)
+    result, data = run(pytester, "-rA", *workers)
+    assert result.parseoutcomes() == {"failed": 1, "passed": 2, "skipped": 1}
+    tests = by_name(data)
+    assert tests["test_broken"].outcome == "failed"
+    assert "always" in (tests["test_broken"].longrepr or "")
+    assert tests["test_after_broken"].outcome == "skipped"
+    assert tests["test_second_time"].outcome == "passed"
+    assert tests["test_after_second"].outcome == "passed"
+    # The result is the last attempt: one setup, one call, one teardown.
+    assert [phase.when for phase in tests["test_broken"].phases] == ["setup", "call", "teardown"]
+    assert tests["test_broken"].attempts == []
+    assert "flaky's reruns are on too" not in result.stdout.str()  # no batchflow reruns
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_batchflow_reruns_a_test_after_another_plugin_s_kept_back_attempts(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(WITHHELD_RERUNS)
+    pytester.makepyfile(test_held=HELD_BACK)
+    result, data = run(pytester, "--batchflow-reruns=1", *workers)
+    assert result.parseoutcomes() == {"failed": 1, "passed": 2, "skipped": 1, "rerun": 1}
+    tests = by_name(data)
+    assert tests["test_broken"].outcome == "failed"
+    assert [attempt.outcome for attempt in tests["test_broken"].attempts] == ["failed"]
+    assert tests["test_after_broken"].outcome == "skipped"
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: warning: flaky's reruns (its @flaky decorator or marker) are on too: "
+            "it reruns a failure at once, before batchflow's reruns see it; use one plugin's "
+            "reruns, e.g. -p no:flaky with --batchflow-reruns"
+        ]
+    )
+
+
 #: What batchflow reads of pytest-rerunfailures: its plugin name, --reruns and
 #: --force-reruns (the plugin itself where it is installed).
 RERUNFAILURES_OPTIONS = """
@@ -1233,6 +1335,60 @@ def test_both_plugins_reruns_on_get_a_warning_line(
         "-p no:rerunfailures with --batchflow-reruns"
     )
     assert (line in result.stdout.lines) is warned
+
+
+#: pytest-retry's and the flaky package's switches, and their plugin names.
+OTHER_PLUGINS_OPTIONS = """
+def pytest_addoption(parser):
+    for flag, kind in (("--retries", int), ("--force-flaky", None)):
+        try:
+            if kind is None:
+                parser.addoption(flag, action="store_true", dest="force_flaky")
+            else:
+                parser.addoption(flag, type=kind, default=None)
+        except ValueError:  # the plugin is installed: its own
+            pass
+    try:
+        parser.addini("retries", "pytest-retry's", default=0)
+    except ValueError:
+        pass
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "flaky: their marker")
+    for name in ("pytest-retry", "flaky"):
+        if not config.pluginmanager.has_plugin(name):
+            config.pluginmanager.register(object(), name)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "named"),
+    [
+        (("--retries=1", "--batchflow-reruns=1", "test_one.py"), "", ["pytest-retry's retries"]),
+        (("--batchflow-reruns=1", "test_one.py"), "retries = 2", ["pytest-retry's retries"]),
+        (("--retries=0", "--batchflow-reruns=1", "test_one.py"), "retries = 2", []),
+        (("--force-flaky", "--batchflow-reruns=1", "test_one.py"), "", ["flaky's reruns"]),
+        (("--batchflow-reruns=1", "test_marked.py"), "", ["pytest-retry's", "flaky's"]),
+        (("--retries=1", "--force-flaky", "test_one.py"), "", []),
+    ],
+    ids=["retries", "retries-ini", "retries-off", "force-flaky", "marker", "not-ours"],
+)
+def test_pytest_retry_s_and_flaky_s_reruns_on_too_get_a_warning_line(
+    pytester: pytest.Pytester, args: tuple[str, ...], ini: str, named: list[str]
+) -> None:
+    pytester.makeconftest(OTHER_PLUGINS_OPTIONS)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(
+        test_one="def test_one(): pass",
+        test_marked="import pytest\n\n@pytest.mark.flaky\ndef test_marked(): pass\n",
+    )
+    result = pytester.runpytest("--batchflow", *args)
+    assert result.ret == pytest.ExitCode.OK
+    warnings = [line for line in result.stdout.lines if "are on too" in line]
+    assert len(warnings) == len(named), warnings
+    for line, what in zip(warnings, named, strict=True):
+        assert line.startswith(f"batchflow: warning: {what}"), line
+        assert "it reruns a failure at once, before batchflow's reruns see it" in line
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
