@@ -2722,7 +2722,10 @@ class Orchestrator:
             from .report.github import annotations
 
             workspace = os.environ.get("GITHUB_WORKSPACE")
-            for line in annotations(result, self.config.invocation_params.dir, workspace):
+            # pytest-github-actions-annotate-failures annotates failed calls: not twice.
+            theirs = self.config.pluginmanager.has_plugin("pytest_github_actions_annotate_failures")
+            cwd = self.config.invocation_params.dir
+            for line in annotations(result, cwd, workspace, failures=not theirs):
                 terminalreporter.write_line(line)
 
 

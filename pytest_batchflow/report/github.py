@@ -311,14 +311,20 @@ def _collection_annotation(problem: CollectionProblem, rootdir: str, workspace: 
 
 
 def annotations(
-    result: RunResult, cwd: Path | None = None, workspace: str | None = None
+    result: RunResult,
+    cwd: Path | None = None,
+    workspace: str | None = None,
+    failures: bool = True,
 ) -> list[str]:
     """Workflow commands for collection errors, then failed and errored tests: at most
     10 errors, then a warning. ``cwd``: the folder pytest ran in, which paths in
     tracebacks may be relative to; ``workspace``: the checkout (``GITHUB_WORKSPACE``),
-    which the commands' paths are relative to."""
+    which the commands' paths are relative to; ``failures``: whether failed tests
+    are annotated (not when another plugin annotates failed calls), errored
+    tests always are."""
+    outcomes = _FAILING if failures else ("error",)
     failing: list[CollectionProblem | TestResult] = [*result.collection_errors]
-    failing += [test for test in result.tests if test.outcome in _FAILING]
+    failing += [test for test in result.tests if test.outcome in outcomes]
     rootdir = result.environment.rootdir
     commands = [
         _collection_annotation(item, rootdir, workspace)

@@ -325,6 +325,30 @@ def test_on_github_the_summary_is_appended_and_failures_annotated(
     assert "HTML report" not in text
 
 
+def test_failed_calls_are_left_to_pytest_github_actions_annotate_failures(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # That plugin annotates each failed call (its plugin name, as its entry
+    # point registers it): batchflow annotates the rest, an error in a fixture.
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    pytester.makeconftest(
+        """
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("pytest_github_actions_annotate_failures"):
+        config.pluginmanager.register(object(), "pytest_github_actions_annotate_failures")
+"""
+    )
+    pytester.makepyfile(test_x=SUITE)
+    result = pytester.runpytest("--batchflow", "--batchflow-html=off")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    ours = [line for line in result.stdout.lines if line.startswith("::error file=")]
+    assert len(ours) == 1
+    assert ours[0].startswith(
+        "::error file=test_x.py,line=11,title=batchflow%3A test_x.py%3A%3Atest_needs_server errored"
+    )
+
+
 def test_the_summary_names_the_html_report(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
