@@ -2446,7 +2446,7 @@ class Orchestrator:
                         self.analysis_nodeid(i) for i in batch.tests if i not in self.results
                     ],
                     outcomes=dict(sorted(outcomes.items())),
-                    duration=(max(r.stop for r in results) - min(r.start for r in results))
+                    duration=(max(r.stop for r in results) - min(r.first_start for r in results))
                     if results
                     else 0.0,
                     estimated=self.plan.batch_estimate(batch.name) if self.plan.measured else None,

@@ -169,6 +169,13 @@ class TestResult(_Model):
         description="Notes for the report's row, from pytest_batchflow_report_test hooks.",
     )
 
+    @property
+    def first_start(self) -> float:
+        """When its first attempt started (``start`` is its last attempt's)."""
+        if not self.attempts:
+            return self.start
+        return min(self.start, *(attempt.start for attempt in self.attempts))
+
 
 class BatchResult(_Model):
     """One batch: its policy, what happened to its tests, and its wall time."""
@@ -493,10 +500,11 @@ class RunResult(_Model):
 
     @property
     def makespan(self) -> float:
-        """Seconds from the first test's start to the last test's stop."""
+        """Seconds from the first test's start (its first attempt's) to the last
+        test's stop."""
         if not self.tests:
             return 0.0
-        return max(test.stop for test in self.tests) - min(test.start for test in self.tests)
+        return max(test.stop for test in self.tests) - min(test.first_start for test in self.tests)
 
     @property
     def bound_ratio(self) -> float | None:

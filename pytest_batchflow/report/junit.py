@@ -260,7 +260,7 @@ def junit_xml(result: RunResult) -> bytes:
     for name, batch, tests in _by_batch(result):
         verdicts = [_verdict(test) for test in tests]
         everything += verdicts
-        started = min(test.start for test in tests)
+        started = min(test.first_start for test in tests)
         if batch is not None:
             duration = batch.duration
         else:

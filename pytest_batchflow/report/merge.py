@@ -426,7 +426,9 @@ def _merged_batch(
             "not_run": not_run_count,
             "not_run_nodeids": not_run,
             "outcomes": dict(sorted(outcomes.items())),
-            "duration": max(t.stop for t in tests) - min(t.start for t in tests) if tests else 0.0,
+            "duration": max(t.stop for t in tests) - min(t.first_start for t in tests)
+            if tests
+            else 0.0,
             "estimated": _sum_if_known([part.estimated for part in parts]),
         }
     )

@@ -28,8 +28,8 @@ def attempt(outcome: str = "failed", longrepr: str | None = FAILURE) -> AttemptR
         outcome=outcome,
         worker="gw0",
         duration=0.5,
-        start=1_700_000_000.0,
-        stop=1_700_000_000.5,
+        start=1_700_000_009.0,  # just before case()'s start
+        stop=1_700_000_009.5,
         phases=[],
         longrepr=longrepr,
     )

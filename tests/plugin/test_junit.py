@@ -125,8 +125,9 @@ def test_one_testsuite_per_batch_in_plan_order_with_counts() -> None:
     )
     assert (db["tests"], db["failures"], db["errors"], db["skipped"]) == ("2", "1", "1", "0")
     assert (unit["time"], db["time"]) == ("3.500", "7.000")
-    # A suite's timestamp is its first test's start.
-    assert unit["timestamp"] == "2023-11-14T22:13:30.000+00:00"
+    # A suite's timestamp is its first test's start: test_f's first attempt, at
+    # 1_700_000_009, before test_b's start at 1_700_000_020.
+    assert unit["timestamp"] == "2023-11-14T22:13:29.000+00:00"
     assert db["timestamp"] == "2023-11-14T22:14:10.000+00:00"
     assert {suite["hostname"] for suite in (unit, db)} == {"ci"}
     assert [t.get("name") for t in suites[0].iter("testcase")] == [

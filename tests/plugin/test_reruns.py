@@ -91,6 +91,37 @@ def test_a_flaky_test_is_rerun_and_reported_flaky(
     )
 
 
+def test_a_batch_s_duration_spans_its_tests_earlier_attempts_too(
+    pytester: pytest.Pytester,
+) -> None:
+    # The first test fails, the second runs, then the first's rerun at the
+    # batch's end: its first attempt began the batch.
+    pytester.makepyfile(
+        test_span=FLAKY
+        + """
+import time
+
+def test_first():
+    time.sleep(0.3)
+    assert attempt("first") == 2, "first attempt"
+
+def test_second():
+    time.sleep(0.3)
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1", "-p", "no:randomly")
+    assert result.parseoutcomes() == {"passed": 1, "flaky": 1, "rerun": 1}
+    tests = by_name(data)
+    first = tests["test_first"]
+    (attempt,) = first.attempts
+    assert attempt.start < tests["test_second"].start < first.start
+    span = first.stop - attempt.start
+    assert span >= 0.9
+    (batch,) = data.batches
+    assert batch.duration == pytest.approx(span)
+    assert data.makespan == pytest.approx(span)
+
+
 @pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
 def test_a_report_shows_its_own_attempt_s_output_and_a_flaky_test_its_pass(
     pytester: pytest.Pytester, workers: tuple[str, ...]
