@@ -1429,8 +1429,8 @@ class Orchestrator:
             return
         if index in self._withheld:
             # The next attempt of a test another plugin runs again at once: the
-            # attempt whose call it kept back leaves no trace (its setup and
-            # teardown passed; the plugin reports the last attempt's call).
+            # attempt whose setup or call it kept back leaves no trace (the
+            # plugin reports the last attempt's).
             self._withheld.discard(index)
             self.reports.pop(index, None)
         if report.when == "teardown":  # with the number of attempts kept before it
@@ -1546,12 +1546,16 @@ class Orchestrator:
         self._finalize(index)
 
     def _call_withheld(self, index: int) -> bool:
-        """Whether the test's attempt passed its setup and logged no call: another
-        plugin's loop ran the call and will run the test again (the flaky package
-        logs only the last attempt's call). ``--setup-only`` runs no call."""
+        """Whether the test's attempt logged no call though its setup did not fail
+        or skip: another plugin's loop ran the call and will run the test again
+        (the flaky package logs only the last attempt's call). The flaky package
+        keeps a setup's report back too: a failed one it reruns, and a passed one
+        while the test needs more passes (``min_passes``). ``--setup-only`` runs
+        no call."""
         reports = self.reports.get(index, ())
         return (
-            any(report.when == "setup" and report.passed for report in reports)
+            bool(reports)
+            and all(report.passed for report in reports if report.when == "setup")
             and not any(report.when == "call" for report in reports)
             and not getattr(self.config.option, "setuponly", False)
         )

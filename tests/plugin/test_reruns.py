@@ -1201,9 +1201,9 @@ def test_fine(): pass
 
 
 #: The flaky package's protocol: the item's whole protocol again, each attempt
-#: between its own logstart and logfinish, while its call fails and runs are
-#: left; the report of a call to be run again is kept back, its setup's and
-#: teardown's are logged every time.
+#: between its own logstart and logfinish, while its setup or call fails and
+#: runs are left; the report of a setup or call to be run again is kept back,
+#: the others are logged.
 WITHHELD_RERUNS = """
 import pytest
 from _pytest import runner
@@ -1216,7 +1216,7 @@ def pytest_runtest_protocol(item, nextitem):
 
     def call_and_report(item, when, log=True, **kwds):
         report = original(item, when, log=False, **kwds)
-        if when == "call" and report.failed and len(held) + 1 < runs:
+        if when in ("setup", "call") and report.failed and len(held) + 1 < runs:
             held.append(report)
         elif log:
             item.ihook.pytest_runtest_logreport(report=report)
@@ -1300,6 +1300,41 @@ def test_batchflow_reruns_a_test_after_another_plugin_s_kept_back_attempts(
             "reruns, e.g. -p no:flaky with --batchflow-reruns"
         ]
     )
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_an_attempt_whose_setup_another_plugin_kept_back_is_not_the_test_s_end(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """The flaky package keeps a failed setup's report back too: the attempt
+    logs only its teardown. It is no pass, and the test's result is its last
+    attempt's."""
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(WITHHELD_RERUNS)
+    pytester.makepyfile(
+        test_held=FLAKY
+        + """
+@pytest.fixture
+def shaky():
+    assert attempt("fixture") == 2, "the fixture fails the first time"
+
+def test_fails_after_its_setup(shaky):
+    assert 0, "the call fails"
+
+@pytest.mark.depends_on("test_fails_after_its_setup")
+def test_after():
+    pass
+"""
+    )
+    result, data = run(pytester, *workers)
+    assert result.parseoutcomes() == {"failed": 1, "skipped": 1}
+    tests = by_name(data)
+    test = tests["test_fails_after_its_setup"]
+    assert test.outcome == "failed"
+    assert [phase.when for phase in test.phases] == ["setup", "call", "teardown"]
+    assert "the call fails" in (test.longrepr or "")
+    assert tests["test_after"].outcome == "skipped"
 
 
 #: What batchflow reads of pytest-rerunfailures: its plugin name, --reruns and
