@@ -1193,6 +1193,12 @@ class Orchestrator:
                 pending = self._idle_output[1] if self._idle_output is not None else []
                 self._idle_output = (index, pending + output)
             return True
+        if self._withheld:
+            # pytest's own loop (no batchflow reruns, so no SerialLoop): the test
+            # before kept its call back and was not run again. Before this test's
+            # setup, which may depend on it.
+            for index in list(self._withheld):
+                self.settle_withheld(index)
         self._last_run = item
         self._last_report_at, self._phase_when = clock.wall(), None
         if _FAILED_SUBTESTS_KEY is not None:

@@ -1337,6 +1337,60 @@ def test_after():
     assert tests["test_after"].outcome == "skipped"
 
 
+#: A plugin that keeps a failed call's report back and does not run the test again.
+WITHHELD_FOR_GOOD = """
+import pytest
+from _pytest import runner
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    original = runner.call_and_report
+
+    def call_and_report(item, when, log=True, **kwds):
+        report = original(item, when, log=False, **kwds)
+        if not (when == "call" and report.failed):
+            item.ihook.pytest_runtest_logreport(report=report)
+        return report
+
+    runner.call_and_report = call_and_report
+    try:
+        runner.pytest_runtest_protocol(item, nextitem)
+    finally:
+        runner.call_and_report = original
+    return True
+"""
+
+
+@pytest.mark.parametrize(
+    "args", [(), ("--batchflow-reruns=1",), ("-n", "2")], ids=["serial", "reruns", "xdist"]
+)
+def test_an_attempt_whose_call_was_kept_back_for_good_is_the_test_s_last(
+    pytester: pytest.Pytester, args: tuple[str, ...]
+) -> None:
+    """Without batchflow's reruns pytest's own loop runs the tests: the test is
+    done before the next one's setup, which may depend on it."""
+    if "-n" in args:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(WITHHELD_FOR_GOOD)
+    pytester.makepyfile(
+        test_gone="""
+import pytest
+
+def test_gone():
+    assert 0
+
+@pytest.mark.depends_on("test_gone")
+def test_after():
+    pass
+"""
+    )
+    result, data = run(pytester, *args)
+    assert result.parseoutcomes() == {"passed": 1}
+    tests = by_name(data)
+    assert [phase.when for phase in tests["test_gone"].phases] == ["setup", "teardown"]
+    assert tests["test_after"].outcome == "passed"
+
+
 #: What batchflow reads of pytest-rerunfailures: its plugin name, --reruns and
 #: --force-reruns (the plugin itself where it is installed).
 RERUNFAILURES_OPTIONS = """
