@@ -310,6 +310,12 @@ def _collection_annotation(problem: CollectionProblem, rootdir: str, workspace: 
     return _error_command(properties, title, collection_error_line(problem), problem.longrepr)
 
 
+def _call_failed(test: TestResult) -> bool:
+    """Whether a call report of the test, in any attempt, failed (or was a rerun)."""
+    phases = [*test.phases, *(phase for attempt in test.attempts for phase in attempt.phases)]
+    return any(phase.when == "call" and phase.outcome in ("failed", "rerun") for phase in phases)
+
+
 def annotations(
     result: RunResult,
     cwd: Path | None = None,
@@ -320,11 +326,16 @@ def annotations(
     10 errors, then a warning. ``cwd``: the folder pytest ran in, which paths in
     tracebacks may be relative to; ``workspace``: the checkout (``GITHUB_WORKSPACE``),
     which the commands' paths are relative to; ``failures``: whether failed tests
-    are annotated (not when another plugin annotates failed calls), errored
-    tests always are."""
-    outcomes = _FAILING if failures else ("error",)
+    whose call failed are annotated (not when another plugin annotates failed
+    calls); errored tests always are, and failed ones with no failed call (a
+    crashed worker's)."""
     failing: list[CollectionProblem | TestResult] = [*result.collection_errors]
-    failing += [test for test in result.tests if test.outcome in outcomes]
+    failing += [
+        test
+        for test in result.tests
+        if test.outcome in _FAILING
+        and (failures or test.outcome == "error" or not _call_failed(test))
+    ]
     rootdir = result.environment.rootdir
     commands = [
         _collection_annotation(item, rootdir, workspace)

@@ -18,10 +18,12 @@ from pytest_batchflow.report.github import (
 )
 from pytest_batchflow.report.html import render_html
 from pytest_batchflow.results import (
+    AttemptResult,
     CollectionProblem,
     CoverageBatch,
     CoverageGate,
     CoverageResult,
+    PhaseResult,
     error_line,
 )
 
@@ -348,6 +350,38 @@ def pytest_configure(config):
     assert ours[0].startswith(
         "::error file=test_x.py,line=11,title=batchflow%3A test_x.py%3A%3Atest_needs_server errored"
     )
+
+
+def test_with_pytest_github_actions_annotate_failures_a_crash_is_still_annotated() -> None:
+    # That plugin annotates failed call reports: a crashed worker's report
+    # ("???") is none, nor is an error; a failed call, in any attempt, is.
+    def phase(when: str, outcome: str) -> PhaseResult:
+        return PhaseResult(when=when, outcome=outcome, duration=0.1, start=1.0, stop=1.1)
+
+    crashed = case("t.py::test_crash", "failed", phases=[phase("???", "failed")])
+    failed = case("t.py::test_fail", "failed", phases=[phase("call", "failed")])
+    rerun = case(
+        "t.py::test_probed",
+        "failed",
+        phases=[phase("call", "passed")],
+        attempts=[
+            AttemptResult(
+                outcome="failed",
+                worker="gw0",
+                duration=0.1,
+                start=1.0,
+                stop=1.1,
+                phases=[phase("call", "rerun")],
+            )
+        ],
+    )
+    errored = case("t.py::test_error", "error", phases=[phase("setup", "failed")])
+    result = run([crashed, failed, rerun, errored])
+    titles = [
+        parse_command(line)[1]["title"] for line in github.annotations(result, failures=False)
+    ]
+    assert titles == ["batchflow: t.py::test_crash failed", "batchflow: t.py::test_error errored"]
+    assert len(github.annotations(result)) == 4
 
 
 def test_the_summary_names_the_html_report(
