@@ -78,6 +78,8 @@ SERIAL_WORKER = "main"
 #: Plugins that rerun a failed test at once, in its own protocol: their plugin
 #: name, the options and the ini setting that turn their reruns on for every
 #: test (a ``flaky`` marker does for one), and what they are called.
+#: pytest-rerunfailures reads its ini setting when ``--reruns`` is not given,
+#: pytest-retry its own when ``--retries`` is not given or 0.
 _OTHER_RERUNS = (
     ("rerunfailures", ("reruns", "force_reruns"), "reruns", "pytest-rerunfailures' reruns"),
     ("pytest-retry", ("retries",), "retries", "pytest-retry's retries"),
@@ -890,7 +892,8 @@ class Orchestrator:
             if not self.config.pluginmanager.has_plugin(plugin):
                 continue
             theirs = [getattr(option, name, None) for name in options]
-            if ini is not None and theirs[0] is None:  # the ini setting, unless overridden
+            overridden = theirs[0] if plugin == "rerunfailures" else theirs[0] or None
+            if ini is not None and overridden is None:  # the ini setting, unless overridden
                 with contextlib.suppress(TypeError, ValueError):
                     theirs.append(int(self.config.getini(ini)))
             theirs_on = any(n is True or (isinstance(n, int) and n > 0) for n in theirs)

@@ -201,8 +201,8 @@ def _status(pid: int | str) -> tuple[int, int] | None:
 
 
 def _linux_children(pid: int | str, deep: bool = True) -> list[str]:
-    """The process's descendants (``deep``) or children, from each thread's
-    ``children`` file; zombies too.
+    """The process's descendants (``deep``) or its direct children only, from
+    each thread's ``children`` file; zombies too.
 
     psutil's ``children()`` reads every process on the machine (a
     millisecond or more); these files list only the process's own.
@@ -338,10 +338,13 @@ class ResourceMeter:
         self._psutil_process: psutil.Process | None = None
         self._start: tuple[int, float, float, int, int] | None = None
         self._children_start: dict[str, int] = {}
-        # The children at the test's start, zombies too: their memory then
-        # (None for a zombie) and the CPU seconds they would bring to the
-        # figures for ended children once waited for.
+        # The children at the test's start, zombies too: their memory then (a
+        # zombie's last read, None if it was never seen alive) and the CPU
+        # seconds they would bring to the figures for ended children once
+        # waited for.
         self._direct_start: dict[str, tuple[int | None, float]] = {}
+        # Each descendant's memory as last read (its peak since its reset).
+        self._seen: dict[str, int] = {}
         # What the last stop() found of the ended children (CPU seconds, peak),
         # when no child was alive or unreaped then; None otherwise.
         self._childless_at: tuple[float, int] | None = None
@@ -431,7 +434,12 @@ class ResourceMeter:
                 self._children_start = {
                     pid: rss for pid, (rss, _) in self._descendants(reset=True).items()
                 }
-                self._direct_start = self._direct_children(self._children_start)
+                if _WAITID is not None:  # without it no child is known to be reaped
+                    self._direct_start = self._direct_children(self._children_start)
+                self._seen = {
+                    **{pid: rss for pid, (rss, _) in self._direct_start.items() if rss is not None},
+                    **self._children_start,
+                }
             children_cpu, children = _children_usage()
         cpu, own = _own_usage()
         # Linux: the peak figure just after the reset; elsewhere the lifetime peak.
@@ -542,10 +550,10 @@ class ResourceMeter:
         own_peak = hwm if self._clear_refs is not None else max(hwm, _lifetime_peak())
         children = ended if ended > children_before and ended > own_peak else 0
         if children and ended_before:  # the figure may be that child's peak
+            # (A zombie never seen alive has no figure to take off: it counts.)
             bases = [rss for rss, _ in ended_before if rss is not None]
-            # A zombie's peak is gone with its memory: the figure cannot be told apart.
-            known = len(bases) == len(ended_before)
-            children = max(children - max(bases), 0) if known else 0
+            if bases:
+                children = max(children - max(bases), 0)
         if has_children:
             children = max(children, self._alive_children_peak(alive))
         else:
@@ -589,14 +597,15 @@ class ResourceMeter:
 
     def _direct_children(self, alive: dict[str, int]) -> dict[str, tuple[int | None, float]]:
         """This process's children, zombies too, with their resident memory
-        (from ``alive``, pid: bytes; None for a zombie) and the CPU seconds
-        that waiting for them adds to the figures for ended children."""
+        (from ``alive``, pid: bytes; a zombie's as last read, None if it was
+        never seen alive) and the CPU seconds that waiting for them adds to the
+        figures for ended children."""
         found: dict[str, tuple[int | None, float]] = {}
         if self._clear_refs is not None:  # /proc is read
             for pid in _linux_children(self.pid, deep=False):
                 share = _child_share(pid)
                 if share is not None and share[0] == self.pid:
-                    found[pid] = (alive.get(pid), share[1])
+                    found[pid] = (alive.get(pid, self._seen.get(pid)), share[1])
             return found
         import psutil
 
@@ -609,7 +618,8 @@ class ResourceMeter:
                 cpu = sum(process.cpu_times()[:4])
             except psutil.Error:
                 cpu = 0.0  # not known: nothing is taken off
-            found[str(process.pid)] = (alive.get(str(process.pid)), cpu)
+            pid = str(process.pid)
+            found[pid] = (alive.get(pid, self._seen.get(pid)), cpu)
         return found
 
     def _alive_children_peak(self, alive: dict[str, tuple[int, int | None]]) -> int:
@@ -623,5 +633,6 @@ class ResourceMeter:
         before = self._children_start
         for pid, (rss, hwm) in alive.items():
             peak = rss if hwm is None else hwm
+            self._seen[pid] = peak
             total += max(peak - before[pid], 0) if pid in before else peak
         return total

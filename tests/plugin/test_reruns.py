@@ -1486,12 +1486,26 @@ def pytest_configure(config):
     [
         (("--retries=1", "--batchflow-reruns=1", "test_one.py"), "", ["pytest-retry's retries"]),
         (("--batchflow-reruns=1", "test_one.py"), "retries = 2", ["pytest-retry's retries"]),
-        (("--retries=0", "--batchflow-reruns=1", "test_one.py"), "retries = 2", []),
+        # pytest-retry reads "--retries or retries": 0 leaves the ini setting on.
+        (
+            ("--retries=0", "--batchflow-reruns=1", "test_one.py"),
+            "retries = 2",
+            ["pytest-retry's retries"],
+        ),
+        (("--retries=0", "--batchflow-reruns=1", "test_one.py"), "", []),
         (("--force-flaky", "--batchflow-reruns=1", "test_one.py"), "", ["flaky's reruns"]),
         (("--batchflow-reruns=1", "test_marked.py"), "", ["pytest-retry's", "flaky's"]),
         (("--retries=1", "--force-flaky", "test_one.py"), "", []),
     ],
-    ids=["retries", "retries-ini", "retries-off", "force-flaky", "marker", "not-ours"],
+    ids=[
+        "retries",
+        "retries-ini",
+        "retries-0-ini",
+        "retries-off",
+        "force-flaky",
+        "marker",
+        "not-ours",
+    ],
 )
 def test_pytest_retry_s_and_flaky_s_reruns_on_too_get_a_warning_line(
     pytester: pytest.Pytester, args: tuple[str, ...], ini: str, named: list[str]

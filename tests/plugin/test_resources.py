@@ -719,6 +719,25 @@ def test_a_child_from_before_counts_only_with_what_came_during_the_test() -> Non
 
 
 @linux_only
+def test_a_zombie_reaped_in_passing_leaves_the_test_s_own_child_counted() -> None:
+    # A child dropped while it runs is a zombie at the next test's start, and
+    # the next Popen() reaps it: that test's own 200 MiB child still counts,
+    # less the zombie's small peak as last read.
+    script = (
+        "import subprocess, sys, time\n"
+        "from pytest_batchflow.resources import ResourceMeter\n"
+        "fill = 'b = bytearray(200 * 2**20); b[::4096] = bytes(len(b[::4096]))'\n"
+        "meter = ResourceMeter()\n"
+        "meter.start(); meter.stop()\n"
+        "meter.start(); subprocess.Popen(['sleep', '0.2']); meter.stop()\n"
+        "time.sleep(0.5)  # a zombie now\n"
+        "meter.start(); subprocess.run([sys.executable, '-c', fill], check=True)\n"
+        "print(meter.stop().memory)\n"
+    )
+    assert 0.9 * 200 * MIB <= int(run_python(script)) <= 1.1 * 200 * MIB
+
+
+@linux_only
 def test_each_test_counts_only_its_own_peak_whatever_came_before() -> None:
     # The peak starts again at a test's start only where an earlier one is
     # above the memory resident then (a test that kept its memory leaves none).
