@@ -455,7 +455,12 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from .gcpause import register_fast_exit
 
-    register_fast_exit(wanted=not settings.no_fast_exit)
+    # pytest-testmon keeps its SQLite database open to the process's end, in
+    # write-ahead-log mode: only the collection of its objects at exit closes
+    # it and folds the log into .testmondata. Frozen, its data would stay in
+    # .testmondata-wal, which a CI cache of .testmondata leaves behind.
+    testmon = getattr(config, "testmon_data", None) is not None
+    register_fast_exit(wanted=not settings.no_fast_exit and not testmon)
     if not config.pluginmanager.has_plugin("dependency"):
         config.addinivalue_line("markers", _DEPENDENCY_MARKER)
     from .orchestrator import Orchestrator, OutputLines

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import atexit
 import gc
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pydantic
@@ -124,6 +126,46 @@ def finalized(folder: Path) -> dict[str, list[str]]:
         path.stem.removeprefix("finalized-"): sorted(path.read_text().split())
         for path in sorted(folder.glob("finalized-*.txt"))
     }
+
+
+#: pytest-testmon's shape (it runs its pytest_configure before batchflow's): a
+#: SQLite database in write-ahead-log mode on ``config.testmon_data``, never
+#: closed, so that only the collection at exit closes it.
+TESTMON_SHAPE = """
+import sqlite3
+
+class Data:
+    def __init__(self, config):
+        self.config = config  # a cycle through pytest's config, as testmon's
+        self.con = sqlite3.connect("data.db", isolation_level=None)
+        self.con.execute("PRAGMA journal_mode = WAL")
+        self.con.execute("CREATE TABLE IF NOT EXISTS runs (n INTEGER)")
+
+def pytest_configure(config):
+    config.testmon_data = Data(config)
+
+def pytest_sessionfinish(session):
+    session.config.testmon_data.con.execute("INSERT INTO runs VALUES (1)")
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_testmon_database_is_closed_at_exit_as_without_batchflow(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(TESTMON_SHAPE)
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    for _ in range(2):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--batchflow", *workers)
+        result.assert_outcomes(passed=1)
+        # Closed: the log folded into the file and removed, as a plain run leaves it.
+        assert not (pytester.path / "data.db-wal").exists()
+    with closing(sqlite3.connect(pytester.path / "data.db")) as database:
+        (rows,) = database.execute("SELECT count(*) FROM runs").fetchone()
+    # The controller's and each worker's sessions wrote a row, each run.
+    assert rows == (6 if workers else 2)
 
 
 @pytest.mark.parametrize(
