@@ -518,6 +518,31 @@ class _Pick:
         return left_out
 
 
+def _with_items_put_in(collected: list[pytest.Item], items: list[pytest.Item]) -> list[pytest.Item]:
+    """pytest's collection with the items other plugins' ``pytest_collection_modifyitems``
+    put in ``items`` (SQLAlchemy's plugin collects its test classes again, into
+    new items): one with the node id of a collected item that left ``items``
+    takes that item's place; the others come last, in their order."""
+    before = {id(item) for item in collected}
+    added = [item for item in items if id(item) not in before]
+    if not added:
+        return collected
+    after = {id(item) for item in items}
+    replacements: dict[str, pytest.Item] = {}
+    for item in added:
+        replacements.setdefault(item.nodeid, item)
+    placed: set[int] = set()
+    merged = []
+    for item in collected:
+        replacement = replacements.get(item.nodeid) if id(item) not in after else None
+        if replacement is not None and id(replacement) not in placed:
+            placed.add(id(replacement))
+            item = replacement
+        merged.append(item)
+    merged.extend(item for item in added if id(item) not in placed)
+    return merged
+
+
 def _run_without_dependencies(plan: Plan, analysis: Analysis, pick: _Pick) -> list[str]:
     """The note for a run that picked tests: which run without dependencies it left out."""
     specs = analysis.specs
@@ -826,7 +851,7 @@ class Orchestrator:
             # own objects (some 60 ms in a worker of 5,000 tests) comes later
             # with pytest's own, once instead of twice.
             with collector_paused():
-                self._plan_collection(collected, items)
+                self._plan_collection(_with_items_put_in(collected, items), items)
         except (PlanError, MarkerError) as error:
             if self.role != "worker":
                 raise pytest.UsageError(f"batchflow: {error}") from None

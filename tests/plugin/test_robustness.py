@@ -33,6 +33,71 @@ def test_other():
 """
 
 
+#: SQLAlchemy's plugin: its pytest_collection_modifyitems collects the test
+#: classes again and puts the new items in place of pytest's; this one also
+#: adds an item pytest never collected.
+ITEMS_PUT_IN = """
+import pytest
+
+def pytest_collection_modifyitems(items):
+    fresh = [
+        pytest.Function.from_parent(item.parent, name=item.name, callobj=item.obj)
+        for item in items
+    ]
+    extra = pytest.Function.from_parent(
+        items[0].parent, name="test_added", callobj=items[0].module.added
+    )
+    items[:] = [*fresh, extra]
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_items_another_plugin_puts_in_are_run_as_collected_ones(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(ITEMS_PUT_IN)
+    pytester.makepyfile(
+        test_put="""
+import pytest
+
+def added():
+    pass
+
+def test_make():
+    pass
+
+@pytest.mark.depends_on("test_make")
+def test_use():
+    pass
+
+def test_broken():
+    assert 0
+
+@pytest.mark.depends_on("test_broken")
+def test_after_broken():
+    pass
+"""
+    )
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    plain.assert_outcomes(passed=4, failed=1)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--batchflow", "--batchflow-json=result.json", *workers
+    )
+    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    outcomes = {test.nodeid.split("::")[-1]: test.outcome for test in data.tests}
+    assert outcomes == {
+        "test_make": "passed",
+        "test_use": "passed",
+        "test_broken": "failed",
+        "test_after_broken": "skipped",
+        "test_added": "passed",
+    }
+    assert data.deselected_nodeids == []
+
+
 def test_duplicate_node_ids_keep_every_result(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_d="""
