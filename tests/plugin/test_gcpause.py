@@ -155,6 +155,8 @@ def test_a_testmon_database_is_closed_at_exit_as_without_batchflow(
 ) -> None:
     if workers:
         pytest.importorskip("xdist")
+    if not PYDANTIC_FREES_ITS_CYCLES:
+        pytest.skip("pydantic-core before 2.41.5 keeps what config holds from the collector")
     pytester.makeconftest(TESTMON_SHAPE)
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     for _ in range(2):
