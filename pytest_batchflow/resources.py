@@ -343,7 +343,9 @@ class ResourceMeter:
         # seconds they would bring to the figures for ended children once
         # waited for.
         self._direct_start: dict[str, tuple[int | None, float]] = {}
-        # Each descendant's memory as last read (its peak since its reset).
+        # Each descendant's memory as last read (its peak since its reset);
+        # emptied when a test ends with no child, rebuilt at a start with
+        # children: a pid read once may be a new process's later.
         self._seen: dict[str, int] = {}
         # What the last stop() found of the ended children (CPU seconds, peak),
         # when no child was alive or unreaped then; None otherwise.
@@ -490,6 +492,8 @@ class ResourceMeter:
             waitid(os.P_ALL, 0, _ASK_ONLY)
         except ChildProcessError:  # no child alive or unreaped: the usual case
             self._childless_at = (children_cpu, ended_peak)
+            if self._seen:  # every child read is gone: its pid may come back as another's
+                self._seen = {}
         else:
             children = max(children, self._alive_children_peak(self._descendants()))
         peak = hwm + children
@@ -558,6 +562,7 @@ class ResourceMeter:
             children = max(children, self._alive_children_peak(alive))
         else:
             self._childless_at = (children_cpu, ended)
+            self._seen = {}  # as in stop(): no pid read before is a child any more
         peak = hwm + children
         return Figures(
             peak,

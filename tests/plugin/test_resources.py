@@ -738,6 +738,42 @@ def test_a_zombie_reaped_in_passing_leaves_the_test_s_own_child_counted() -> Non
 
 
 @linux_only
+@pytest.mark.skipif(
+    not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK), reason="sets the next pid (root)"
+)
+def test_a_pid_read_before_a_childless_test_is_not_a_later_zombie_s() -> None:
+    # A child read alive (150 MiB) is waited for; the test ends with no child.
+    # Later a short-lived child gets its pid back (pids wrap at pid_max) and is
+    # a zombie at the next test's start: never seen alive, it takes nothing
+    # off that test's own 400 MiB child.
+    script = (
+        "import subprocess, sys, time\n"
+        "from pytest_batchflow.resources import ResourceMeter\n"
+        "hold = 'b = bytearray(150 * 2**20); b[::4096] = bytes(len(b[::4096]));"
+        " print(flush=True); import time; time.sleep(60)'\n"
+        "fill = 'b = bytearray(400 * 2**20); b[::4096] = bytes(len(b[::4096]))'\n"
+        "def spawn_at(pid):\n"
+        "    for _ in range(200):\n"
+        "        with open('/proc/sys/kernel/ns_last_pid', 'w') as last:\n"
+        "            last.write(str(pid - 1))\n"
+        "        child = subprocess.Popen(['true'])\n"
+        "        if child.pid == pid:\n"
+        "            return child\n"
+        "        child.wait()\n"
+        "    sys.exit('the pid did not come back')\n"
+        "meter = ResourceMeter()\n"
+        "meter.start()\n"
+        "held = subprocess.Popen([sys.executable, '-c', hold], stdout=subprocess.PIPE)\n"
+        "held.stdout.readline(); meter.stop()\n"
+        "meter.start(); held.kill(); held.wait(); meter.stop()\n"
+        "meter.start(); again = spawn_at(held.pid); time.sleep(0.3); meter.stop()\n"
+        "meter.start(); again.wait(); subprocess.run([sys.executable, '-c', fill], check=True)\n"
+        "print(meter.stop().memory)\n"
+    )
+    assert int(run_python(script)) >= 0.9 * 400 * MIB
+
+
+@linux_only
 def test_each_test_counts_only_its_own_peak_whatever_came_before() -> None:
     # The peak starts again at a test's start only where an earlier one is
     # above the memory resident then (a test that kept its memory leaves none).
