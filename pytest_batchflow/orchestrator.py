@@ -518,11 +518,17 @@ class _Pick:
         return left_out
 
 
-def _with_items_put_in(collected: list[pytest.Item], items: list[pytest.Item]) -> list[pytest.Item]:
+def _with_items_put_in(
+    collected: list[pytest.Item], items: list[pytest.Item], deselected: set[int]
+) -> list[pytest.Item]:
     """pytest's collection with the items other plugins' ``pytest_collection_modifyitems``
     put in ``items`` (SQLAlchemy's plugin collects its test classes again, into
     new items): one with the node id of a collected item that left ``items``
-    takes that item's place; the others come last, in their order."""
+    takes that item's place; the others come last, in their order. Then a
+    collected item that left ``items`` unreported (not in ``deselected``, the
+    ids of the items passed to ``pytest_deselected``) was put in again under
+    another node id (``TestX`` as ``TestX_sqlite``): not a test of the run,
+    and not deselected, as pytest counts it."""
     before = {id(item) for item in collected}
     added = [item for item in items if id(item) not in before]
     if not added:
@@ -534,10 +540,13 @@ def _with_items_put_in(collected: list[pytest.Item], items: list[pytest.Item]) -
     placed: set[int] = set()
     merged = []
     for item in collected:
-        replacement = replacements.get(item.nodeid) if id(item) not in after else None
-        if replacement is not None and id(replacement) not in placed:
-            placed.add(id(replacement))
-            item = replacement
+        if id(item) not in after:
+            replacement = replacements.get(item.nodeid)
+            if replacement is not None and id(replacement) not in placed:
+                placed.add(id(replacement))
+                item = replacement
+            elif id(item) not in deselected:
+                continue
         merged.append(item)
     merged.extend(item for item in added if id(item) not in placed)
     return merged
@@ -631,6 +640,8 @@ class Orchestrator:
         #: Tests whose earlier attempts are another plugin's reruns
         #: (pytest-rerunfailures): pytest's status of the last stays theirs.
         self.reran_by_others: set[int] = set()
+        #: The ids of the items deselected during the collection (pytest_deselected).
+        self._deselected: set[int] = set()
         #: Tests whose last attempt ended with no call report: another plugin ran
         #: the call, kept its report back and runs the test again at once, in the
         #: same protocol (the flaky package's reruns). See pytest_runtest_logfinish.
@@ -851,12 +862,20 @@ class Orchestrator:
             # own objects (some 60 ms in a worker of 5,000 tests) comes later
             # with pytest's own, once instead of twice.
             with collector_paused():
-                self._plan_collection(_with_items_put_in(collected, items), items)
+                collected = _with_items_put_in(collected, items, self._deselected)
+                self._deselected = set()
+                self._plan_collection(collected, items)
         except (PlanError, MarkerError) as error:
             if self.role != "worker":
                 raise pytest.UsageError(f"batchflow: {error}") from None
             self._write_for_controller(error=str(error))
         return result
+
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        """Which items other plugins deselect (``-k``, ``-m``, ``--deselect``,
+        their own), to tell them from items they put in again under another
+        node id (:func:`_with_items_put_in`)."""
+        self._deselected.update(map(id, items))
 
     def _plan_collection(self, collected: list[pytest.Item], items: list[pytest.Item]) -> None:
         analysis = analyse(collected, items, self.settings, self.config.rootpath)

@@ -98,6 +98,44 @@ def test_after_broken():
     assert data.deselected_nodeids == []
 
 
+#: SQLAlchemy's other shape: a test class collected again under another name
+#: (``TestX`` as ``TestX_sqlite``), the original items gone without being
+#: deselected.
+RENAMED = """
+import pytest
+
+def pytest_collection_modifyitems(config, items):
+    kept = [item for item in items if item.name != "test_other"]
+    config.hook.pytest_deselected(items=[item for item in items if item.name == "test_other"])
+    items[:] = [
+        pytest.Function.from_parent(item.parent, name=item.name + "_sqlite", callobj=item.obj)
+        if item.name == "test_one"
+        else item
+        for item in kept
+    ]
+"""
+
+
+def test_items_put_in_under_other_node_ids_are_not_counted_deselected(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(RENAMED)
+    pytester.makepyfile(
+        test_renamed="def test_one(): pass\ndef test_two(): pass\ndef test_other(): pass\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--batchflow", "--batchflow-json=result.json"
+    )
+    result.assert_outcomes(passed=2, deselected=1)
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    assert sorted(test.nodeid for test in data.tests) == [
+        "test_renamed.py::test_one_sqlite",
+        "test_renamed.py::test_two",
+    ]
+    # As pytest counts: only the test another plugin deselected.
+    assert data.deselected_nodeids == ["test_renamed.py::test_other"]
+
+
 def test_duplicate_node_ids_keep_every_result(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_d="""
