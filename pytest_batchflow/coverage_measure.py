@@ -23,6 +23,9 @@ with per-test contexts is once a test.
 Contexts need coverage.py's C tracer: the ``sysmon`` core (the default on
 Python 3.14) records each line once and cannot attribute it to a second
 context, so ``core = ctrace`` is set here whatever the configuration says.
+A configured ``dynamic_context`` (``test_function``) is set aside, with a
+warning: coverage.py would switch to a context of its own at every test and
+leave the batches' contexts empty.
 
 With ``concurrency = multiprocessing`` configured, coverage.py starts the
 measurement of each ``multiprocessing`` child from a configuration file
@@ -177,6 +180,16 @@ class Measurement:
                     "does not count what multiprocessing children run"
                 ] = None
         self.cov.set_option("run:core", "ctrace")
+        dynamic = self.cov.get_option("run:dynamic_context")
+        if dynamic:
+            # coverage.py would switch to a context of its own at every test
+            # function, and batchflow's batch contexts would hold nothing.
+            self.cov.set_option("run:dynamic_context", None)
+            self.warnings[
+                f"its setting dynamic_context = {dynamic} is set aside: batchflow's "
+                "contexts are the batches (per-test contexts: run coverage.py without "
+                "--batchflow-cov)"
+            ] = None
         self.cov.start()
         if self.rcfile is not None:
             # coverage.py sets it when it first patches multiprocessing in a

@@ -268,6 +268,28 @@ def test_the_coverage_configuration_is_honoured(project: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["batchflow: coverage *(statements and branches; *"])
 
 
+@pytest.mark.parametrize("workers", [(), pytest.param(("-n", "2"), marks=needs_xdist)])
+def test_a_configured_dynamic_context_is_set_aside_for_the_batches(
+    project: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    # jsonschema's pyproject.toml sets it: the batches read 0.00% with it on.
+    (project.path / ".coveragerc").write_text("[run]\ndynamic_context = test_function\n")
+    result, data = run(project, "--batchflow-cov=pkg", *workers)
+    assert result.ret == pytest.ExitCode.OK
+    assert data.coverage is not None
+    batches = {batch.name: batch for batch in data.coverage.batches}
+    assert (batches["unit"].covered, batches["unit"].only) == (5, 4)
+    assert (batches["api"].covered, batches["api"].only) == (5, 4)
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: warning: coverage.py: its setting dynamic_context = test_function is "
+            "set aside: batchflow's contexts are the batches (per-test contexts: run "
+            "coverage.py without --batchflow-cov)"
+        ]
+    )
+    assert "Conflicting dynamic contexts" not in result.stdout.str()
+
+
 @needs_xdist
 def test_a_crashed_worker_keeps_the_coverage_of_the_tests_it_finished(
     project: pytest.Pytester,
