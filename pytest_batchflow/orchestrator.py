@@ -642,6 +642,8 @@ class Orchestrator:
         self.reran_by_others: set[int] = set()
         #: The ids of the items deselected during the collection (pytest_deselected).
         self._deselected: set[int] = set()
+        #: The tests of each node id that more than one test has (the controller's).
+        self._copies: dict[str, tuple[int, ...]] = {}
         #: Tests whose last attempt ended with no call report: another plugin ran
         #: the call, kept its report back and runs the test again at once, in the
         #: same protocol (the flaky package's reruns). See pytest_runtest_logfinish.
@@ -972,6 +974,11 @@ class Orchestrator:
         )
         # Set together, once nothing can fail any more: the later hooks use all three.
         self.analysis, self.plan, self.state = analysis, plan, state
+        if self.role == "controller":
+            indexes: dict[str, list[int]] = {}
+            for spec in analysis.specs:
+                indexes.setdefault(spec.nodeid, []).append(spec.index)
+            self._copies = {n: tuple(i) for n, i in indexes.items() if len(i) > 1}
         # Here, where a serial run and an xdist controller both plan: the workers,
         # which run the marks, cannot print it.
         if analysis.uses_dependency_marks and self.config.pluginmanager.has_plugin("dependency"):
@@ -1587,6 +1594,8 @@ class Orchestrator:
         if self.role == "worker":
             return
         index = self.current if self.role == "serial" else self.open_tests.pop(nodeid, None)
+        if self.role == "controller" and nodeid in self._copies:
+            index = self._copy_that_ended(nodeid, index)
         if index is None or self._has_result(index):
             return
         if self._call_withheld(index):
@@ -1597,6 +1606,17 @@ class Orchestrator:
                 self.add_note(_OTHER_RERUNS_NOTE["flaky"])
             return
         self._finalize(index)
+
+    def _copy_that_ended(self, nodeid: str, index: int | None) -> int | None:
+        """Of the tests sharing a node id (``--keep-duplicates``, a plugin's copy
+        of a test), the one whose attempt just ended: its teardown came and it
+        has no result. ``open_tests`` holds one index a node id, the last one a
+        report named: another copy's, when two run at once on two workers."""
+        for candidate in self._copies[nodeid]:
+            reports = self.reports.get(candidate)
+            if reports and reports[-1].when == "teardown" and not self._has_result(candidate):
+                return candidate
+        return index
 
     def _call_withheld(self, index: int) -> bool:
         """Whether the test's attempt logged no call though its setup did not fail

@@ -98,6 +98,74 @@ def test_after_broken():
     assert data.deselected_nodeids == []
 
 
+#: A plugin that runs a test twice: a copy of it, the same node id, appended.
+#: The copy's setup and teardown are slow and the worker that ran the
+#: original is slow to say the original finished, so that the controller
+#: hears of the copy's setup between the original's teardown and its end, and
+#: of the copy's end after the original's.
+SAME_ID_COPY = """
+import time
+import pytest
+
+def pytest_collection_modifyitems(items):
+    first = items[0]
+    copy = pytest.Function.from_parent(first.parent, name=first.name, callobj=first.obj)
+    copy.add_marker("the_copy")
+    items.append(copy)
+
+RAN_THE_ORIGINAL = []
+
+@pytest.fixture(autouse=True)
+def slow_copy(request):
+    copy = request.node.get_closest_marker("the_copy") is not None
+    if copy:
+        time.sleep(0.5)
+    elif request.node.name == "test_a":
+        RAN_THE_ORIGINAL.append(True)
+    yield
+    if copy:
+        time.sleep(1.5)
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker sends it on
+def pytest_runtest_logfinish(nodeid):
+    if RAN_THE_ORIGINAL and RAN_THE_ORIGINAL.pop():
+        time.sleep(1.0)
+"""
+
+
+def test_two_copies_of_one_node_id_on_two_workers_each_end_as_themselves(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeconftest(SAME_ID_COPY)
+    pytester.makeini("[pytest]\nmarkers = the_copy\n")
+    pytester.makepyfile(
+        test_d="""
+import pytest
+
+def test_a():
+    pass
+
+@pytest.mark.depends_on("test_a")
+def test_b():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--batchflow", "--batchflow-json=result.json", "-n", "2"
+    )
+    result.assert_outcomes(passed=3)
+    data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
+    assert sorted((test.nodeid, test.outcome) for test in data.tests) == [
+        ("test_d.py::test_a", "passed"),
+        ("test_d.py::test_a", "passed"),
+        ("test_d.py::test_b", "passed"),
+    ]
+    # Each copy's own phases: one setup, call and teardown each.
+    for test in data.tests:
+        assert [phase.when for phase in test.phases] == ["setup", "call", "teardown"]
+
+
 #: SQLAlchemy's other shape: a test class collected again under another name
 #: (``TestX`` as ``TestX_sqlite``), the original items gone without being
 #: deselected.
