@@ -648,6 +648,8 @@ class Orchestrator:
         #: the call, kept its report back and runs the test again at once, in the
         #: same protocol (the flaky package's reruns). See pytest_runtest_logfinish.
         self._withheld: set[int] = set()
+        #: What such an attempt reported failing (a teardown error), for the test's result.
+        self._withheld_errors: dict[int, list[pytest.TestReport]] = {}
         #: The output a test's last attempt that another plugin reran ended with,
         #: and where it ran: its next attempt's reports start with it, as the
         #: item's output sections pile up in that plugin's loop (batchflow's own
@@ -1490,9 +1492,12 @@ class Orchestrator:
         if index in self._withheld:
             # The next attempt of a test another plugin runs again at once: the
             # attempt whose setup or call it kept back leaves no trace (the
-            # plugin reports the last attempt's).
+            # plugin reports the last attempt's), but a failure it did report
+            # (a teardown error) pytest counted: it stays, as a late error.
             self._withheld.discard(index)
-            self.reports.pop(index, None)
+            errors = [kept for kept in self.reports.pop(index, ()) if kept.failed]
+            if errors:
+                self._withheld_errors.setdefault(index, []).extend(errors)
         if report.when == "teardown":  # with the number of attempts kept before it
             attempt = len(self.earlier.get(index, ()))
             self._last_teardown[self._worker_of(index, report)] = (index, attempt, report)
@@ -1774,6 +1779,8 @@ class Orchestrator:
         self._finished[index] = result.plain()
         if self.recording and index not in self.given_up:
             self._record(result, result.nodeid, result.batch)
+        for error in self._withheld_errors.pop(index, ()):
+            self._late_report(index, error)
 
     def _has_result(self, index: int) -> bool:
         return index in self._finished or index in self.results

@@ -1280,6 +1280,36 @@ def test_an_attempt_whose_call_another_plugin_kept_back_is_not_the_test_s_end(
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_teardown_error_of_a_kept_back_attempt_stays_the_test_s(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """The plugin logs a kept-back attempt's teardown, and pytest counts its
+    error: the test's result has it too, as a teardown error."""
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(WITHHELD_RERUNS)
+    pytester.makepyfile(
+        test_held=FLAKY
+        + """
+@pytest.fixture
+def breaks_once():
+    yield
+    if attempt("teardown") == 1:
+        raise RuntimeError("teardown of the first attempt")
+
+def test_second_time(breaks_once):
+    assert attempt("second") == 2, "first attempt"
+"""
+    )
+    result, data = run(pytester, *workers)
+    assert result.parseoutcomes() == {"passed": 1, "errors": 1}
+    (test,) = data.tests
+    assert test.outcome == "error"
+    assert "teardown of the first attempt" in (test.longrepr or "")
+    assert [(p.when, p.outcome) for p in test.phases][-1] == ("teardown", "failed")
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_batchflow_reruns_a_test_after_another_plugin_s_kept_back_attempts(
     pytester: pytest.Pytester, workers: tuple[str, ...]
 ) -> None:
