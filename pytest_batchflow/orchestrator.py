@@ -75,20 +75,33 @@ INDEX_KEY = pytest.StashKey[int]()
 T = TypeVar("T")
 Role = Literal["serial", "worker", "controller"]
 SERIAL_WORKER = "main"
-#: Plugins that rerun a failed test at once, in its own protocol: their plugin
-#: name, the options and the ini setting that turn their reruns on for every
-#: test (a ``flaky`` marker does for one), and what they are called.
-#: pytest-rerunfailures reads its ini setting when ``--reruns`` is not given,
-#: pytest-retry its own when ``--retries`` is not given or 0.
+
+
+class _RerunPlugin(NamedTuple):
+    """A plugin that reruns a failed test at once, in its own protocol."""
+
+    name: str  #: its plugin name
+    options: tuple[str, ...]  #: the options that turn its reruns on for every test
+    ini: str | None  #: the ini setting that does, read when the first option is not given
+    zero_unset: bool  #: whether the first option at 0 leaves the ini setting on
+    what: str  #: what its reruns are called
+
+
+#: A ``flaky`` marker turns each one's reruns on for one test. pytest-retry
+#: reads ``--retries or retries``: 0 on the command line leaves the ini on.
 _OTHER_RERUNS = (
-    ("rerunfailures", ("reruns", "force_reruns"), "reruns", "pytest-rerunfailures' reruns"),
-    ("pytest-retry", ("retries",), "retries", "pytest-retry's retries"),
-    ("flaky", ("force_flaky",), None, "flaky's reruns (its @flaky decorator or marker)"),
+    _RerunPlugin(
+        "rerunfailures", ("reruns", "force_reruns"), "reruns", False, "pytest-rerunfailures' reruns"
+    ),
+    _RerunPlugin("pytest-retry", ("retries",), "retries", True, "pytest-retry's retries"),
+    _RerunPlugin(
+        "flaky", ("force_flaky",), None, False, "flaky's reruns (its @flaky decorator or marker)"
+    ),
 )
 _OTHER_RERUNS_NOTE = {
-    plugin: f"{what} are on too: it reruns a failure at once, before batchflow's reruns "
-    f"see it; use one plugin's reruns, e.g. -p no:{plugin} with --batchflow-reruns"
-    for plugin, _, _, what in _OTHER_RERUNS
+    plugin.name: f"{plugin.what} are on too: it reruns a failure at once, before batchflow's "
+    f"reruns see it; use one plugin's reruns, e.g. -p no:{plugin.name} with --batchflow-reruns"
+    for plugin in _OTHER_RERUNS
 }
 
 #: The outcome of a failed attempt that is rerun (as pytest-rerunfailures calls it).
@@ -936,14 +949,14 @@ class Orchestrator:
             batch.name: bool(self.settings.reruns or batch.policy.reruns) for batch in plan.batches
         }
         found = []
-        for plugin, options, ini, _ in _OTHER_RERUNS:
-            if not self.config.pluginmanager.has_plugin(plugin):
+        for plugin in _OTHER_RERUNS:
+            if not self.config.pluginmanager.has_plugin(plugin.name):
                 continue
-            theirs = [getattr(option, name, None) for name in options]
-            overridden = theirs[0] if plugin == "rerunfailures" else theirs[0] or None
-            if ini is not None and overridden is None:  # the ini setting, unless overridden
+            theirs = [getattr(option, name, None) for name in plugin.options]
+            given = (theirs[0] or None) if plugin.zero_unset else theirs[0]
+            if plugin.ini is not None and given is None:  # the ini setting, unless overridden
                 with contextlib.suppress(TypeError, ValueError):
-                    theirs.append(int(self.config.getini(ini)))
+                    theirs.append(int(self.config.getini(plugin.ini)))
             theirs_on = any(n is True or (isinstance(n, int) and n > 0) for n in theirs)
             # A test both would rerun: not one marked for each plugin's reruns apiece.
             if any(
@@ -951,7 +964,7 @@ class Orchestrator:
                 and (ours[batch] or "reruns" in analysis.specs[index].marker_names)
                 for index, batch in plan.batch_of.items()
             ):
-                found.append(plugin)
+                found.append(plugin.name)
         return found
 
     def make_plan(self, analysis: Analysis) -> tuple[Plan, RunState]:
@@ -1631,10 +1644,11 @@ class Orchestrator:
         while the test needs more passes (``min_passes``). ``--setup-only`` runs
         no call."""
         reports = self.reports.get(index, ())
+        # The call's report first: every usual attempt has one, and stops here.
         return (
-            bool(reports)
+            not any(report.when == "call" for report in reports)
+            and bool(reports)
             and all(report.passed for report in reports if report.when == "setup")
-            and not any(report.when == "call" for report in reports)
             and not getattr(self.config.option, "setuponly", False)
         )
 
@@ -2478,7 +2492,7 @@ class Orchestrator:
         )
 
     def _batch_results(self) -> list[BatchResult]:
-        from .results import BatchResult
+        from .results import BatchResult, span
 
         assert self.plan is not None
         assert self.state is not None
@@ -2530,9 +2544,7 @@ class Orchestrator:
                         self.analysis_nodeid(i) for i in batch.tests if i not in self.results
                     ],
                     outcomes=dict(sorted(outcomes.items())),
-                    duration=(max(r.stop for r in results) - min(r.first_start for r in results))
-                    if results
-                    else 0.0,
+                    duration=span(results),
                     estimated=self.plan.batch_estimate(batch.name) if self.plan.measured else None,
                     cpu=round(sum(used.cpu for used in measured), 6) if measured else None,
                     peak_memory=max(used.memory for used in measured) if measured else None,

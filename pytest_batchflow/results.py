@@ -41,6 +41,7 @@ __all__ = [
     "collection_or_tests",
     "error_line",
     "json_schema",
+    "span",
     "validate_tests",
 ]
 
@@ -502,9 +503,7 @@ class RunResult(_Model):
     def makespan(self) -> float:
         """Seconds from the first test's start (its first attempt's) to the last
         test's stop."""
-        if not self.tests:
-            return 0.0
-        return max(test.stop for test in self.tests) - min(test.first_start for test in self.tests)
+        return span(self.tests)
 
     @property
     def bound_ratio(self) -> float | None:
@@ -527,6 +526,14 @@ _SHOWN_BOUND = 0.005
 @cache
 def _tests_adapter() -> TypeAdapter[list[TestResult]]:
     return TypeAdapter(list[TestResult])
+
+
+def span(tests: Sequence[TestResult]) -> float:
+    """Seconds from the first test's start (its first attempt's) to the last
+    test's stop; 0 for no test. A batch's duration, a run's makespan."""
+    if not tests:
+        return 0.0
+    return max(test.stop for test in tests) - min(test.first_start for test in tests)
 
 
 def validate_tests(values: Sequence[Mapping[str, Any]]) -> list[TestResult]:

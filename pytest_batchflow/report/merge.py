@@ -28,6 +28,7 @@ from ..results import (
     RunResult,
     TestResult,
     collection_or_tests,
+    span,
 )
 
 __all__ = ["ResultFileError", "labels_for", "merge_results", "read_result"]
@@ -426,9 +427,7 @@ def _merged_batch(
             "not_run": not_run_count,
             "not_run_nodeids": not_run,
             "outcomes": dict(sorted(outcomes.items())),
-            "duration": max(t.stop for t in tests) - min(t.first_start for t in tests)
-            if tests
-            else 0.0,
+            "duration": span(tests),
             "estimated": _sum_if_known([part.estimated for part in parts]),
         }
     )
