@@ -1233,6 +1233,18 @@ def pytest_runtest_protocol(item, nextitem):
         runner.call_and_report = original
 """
 
+
+@pytest.fixture(params=[(), ("-n", "2")], ids=["serial", "xdist"])
+def held_back(pytester: pytest.Pytester, request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """A project whose conftest keeps reports back as the flaky package does
+    (WITHHELD_RERUNS); the arguments of a serial run or of one on two workers."""
+    workers: tuple[str, ...] = request.param
+    if workers:
+        pytest.importorskip("xdist")
+    pytester.makeconftest(WITHHELD_RERUNS)
+    return workers
+
+
 HELD_BACK = (
     FLAKY
     + """
@@ -1253,19 +1265,15 @@ def test_after_second():
 )
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_an_attempt_whose_call_another_plugin_kept_back_is_not_the_test_s_end(
-    pytester: pytest.Pytester, workers: tuple[str, ...]
+    pytester: pytest.Pytester, held_back: tuple[str, ...]
 ) -> None:
     """The flaky package runs a failed test again at once and logs only the last
     attempt's call. Each attempt before it, setup and teardown passed and no
     call, read as a pass: the test's dependents ran after a test that failed,
     and its failure came late, as an error."""
-    if workers:
-        pytest.importorskip("xdist")
-    pytester.makeconftest(WITHHELD_RERUNS)
     pytester.makepyfile(test_held=HELD_BACK)
-    result, data = run(pytester, "-rA", *workers)
+    result, data = run(pytester, "-rA", *held_back)
     assert result.parseoutcomes() == {"failed": 1, "passed": 2, "skipped": 1}
     tests = by_name(data)
     assert tests["test_broken"].outcome == "failed"
@@ -1279,15 +1287,11 @@ def test_an_attempt_whose_call_another_plugin_kept_back_is_not_the_test_s_end(
     assert "flaky's reruns are on too" not in result.stdout.str()  # no batchflow reruns
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_a_teardown_error_of_a_kept_back_attempt_stays_the_test_s(
-    pytester: pytest.Pytester, workers: tuple[str, ...]
+    pytester: pytest.Pytester, held_back: tuple[str, ...]
 ) -> None:
     """The plugin logs a kept-back attempt's teardown, and pytest counts its
     error: the test's result has it too, as a teardown error."""
-    if workers:
-        pytest.importorskip("xdist")
-    pytester.makeconftest(WITHHELD_RERUNS)
     pytester.makepyfile(
         test_held=FLAKY
         + """
@@ -1301,7 +1305,7 @@ def test_second_time(breaks_once):
     assert attempt("second") == 2, "first attempt"
 """
     )
-    result, data = run(pytester, *workers)
+    result, data = run(pytester, *held_back)
     assert result.parseoutcomes() == {"passed": 1, "errors": 1}
     (test,) = data.tests
     assert test.outcome == "error"
@@ -1309,15 +1313,11 @@ def test_second_time(breaks_once):
     assert [(p.when, p.outcome) for p in test.phases][-1] == ("teardown", "failed")
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_batchflow_reruns_a_test_after_another_plugin_s_kept_back_attempts(
-    pytester: pytest.Pytester, workers: tuple[str, ...]
+    pytester: pytest.Pytester, held_back: tuple[str, ...]
 ) -> None:
-    if workers:
-        pytest.importorskip("xdist")
-    pytester.makeconftest(WITHHELD_RERUNS)
     pytester.makepyfile(test_held=HELD_BACK)
-    result, data = run(pytester, "--batchflow-reruns=1", *workers)
+    result, data = run(pytester, "--batchflow-reruns=1", *held_back)
     assert result.parseoutcomes() == {"failed": 1, "passed": 2, "skipped": 1, "rerun": 1}
     tests = by_name(data)
     assert tests["test_broken"].outcome == "failed"
@@ -1332,16 +1332,12 @@ def test_batchflow_reruns_a_test_after_another_plugin_s_kept_back_attempts(
     )
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_an_attempt_whose_setup_another_plugin_kept_back_is_not_the_test_s_end(
-    pytester: pytest.Pytester, workers: tuple[str, ...]
+    pytester: pytest.Pytester, held_back: tuple[str, ...]
 ) -> None:
     """The flaky package keeps a failed setup's report back too: the attempt
     logs only its teardown. It is no pass, and the test's result is its last
     attempt's."""
-    if workers:
-        pytest.importorskip("xdist")
-    pytester.makeconftest(WITHHELD_RERUNS)
     pytester.makepyfile(
         test_held=FLAKY
         + """
@@ -1357,7 +1353,7 @@ def test_after():
     pass
 """
     )
-    result, data = run(pytester, *workers)
+    result, data = run(pytester, *held_back)
     assert result.parseoutcomes() == {"failed": 1, "skipped": 1}
     tests = by_name(data)
     test = tests["test_fails_after_its_setup"]
