@@ -56,7 +56,9 @@ class Analysis:
     others of their batch on every process (pytest-django's transactional
     tests, which empty the worker's database), each with 1; the xdist
     scheduler sends none of them while a test of class 0 of that batch is
-    ready to go (see :func:`_django_order_class`).
+    ready to go (see :func:`_django_order_class`). ``follows_next_item``:
+    the plugins and conftests that read the next item a test's teardown is
+    given (see ``next_item_followers`` in the orchestrator), on a worker.
     """
 
     specs: tuple[TestSpec, ...]
@@ -74,6 +76,7 @@ class Analysis:
     skips_by_line: frozenset[int]
     chains: dict[str, tuple[str, ...]]
     order_classes: dict[int, int] = field(default_factory=dict)
+    follows_next_item: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         """Compact JSON: rows, not objects (only :meth:`from_json` reads it)."""
@@ -93,6 +96,7 @@ class Analysis:
             sorted(self.skips_by_line),
             list(self.chains.items()),
             list(self.order_classes.items()),
+            self.follows_next_item,
         ]
         return json.dumps(document, separators=(",", ":")).encode()
 
@@ -114,6 +118,7 @@ class Analysis:
             skips_by_line,
             chains,
             order_classes,
+            follows_next_item,
         ) = json.loads(data)
         # Many tests carry the same marker names: one frozenset for each set.
         names: dict[tuple[str, ...], frozenset[str]] = {}
@@ -135,6 +140,7 @@ class Analysis:
             skips_by_line=frozenset(skips_by_line),
             chains={parent: tuple(chain) for parent, chain in chains},
             order_classes=dict(order_classes),
+            follows_next_item=tuple(follows_next_item),
         )
 
     def check(self, settings: Settings, narrowed: bool) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import platform
 import re
@@ -906,6 +907,9 @@ class Orchestrator:
             self.config.hook.pytest_deselected(items=dropped)
         by_index = {item.stash[INDEX_KEY]: item for item in items}
         if self.role == "worker":
+            followers = next_item_followers(self.config)
+            if followers:
+                analysis = dataclasses.replace(analysis, follows_next_item=followers)
             self._write_for_controller(analysis=analysis)
             items[:] = [by_index[i] for i in analysis.run]
             return
@@ -2933,6 +2937,44 @@ def _pytests_own(plugin: object) -> bool:
     """Whether a plugin is one of pytest's own (a module or an object of ``_pytest``)."""
     name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
     return name == "_pytest" or name.startswith("_pytest.")
+
+
+def next_item_followers(config: pytest.Config) -> tuple[str, ...]:
+    """The plugins and conftests, besides pytest's own and batchflow, that may
+    read the next item of a test: a ``pytest_runtest_teardown`` hook, or a
+    wrapper of ``pytest_runtest_protocol``, that takes ``nextitem``.
+
+    SQLAlchemy's test plugin ends its per-class set-up (tables it creates for
+    the class) in its teardown hook when the next item is in another class;
+    pytest-testmon saves a worker's last tests' data when there is no next
+    item. A release item under a node with tests left to send tells them the
+    worker goes on there, where it may not: the xdist dispatcher then puts
+    release items at the top (see ``Dispatcher``). A plugin that runs the
+    protocol itself (pytest-rerunfailures, flaky) passes the next item on to
+    pytest, which follows release items; it is not counted.
+    """
+    found: dict[str, None] = {}
+    for name in ("pytest_runtest_teardown", "pytest_runtest_protocol"):
+        for impl in getattr(config.hook, name).get_hookimpls():
+            if "nextitem" not in impl.argnames:
+                continue
+            if name == "pytest_runtest_protocol" and not (impl.hookwrapper or impl.wrapper):
+                continue
+            plugin = impl.plugin
+            module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+            if _pytests_own(plugin) or module.partition(".")[0] == "pytest_batchflow":
+                continue
+            found[_plugin_label(impl.plugin_name, config.rootpath)] = None
+    return tuple(found)
+
+
+def _plugin_label(name: str, root: Path) -> str:
+    """A plugin's name as a user knows it: a conftest by its path from the rootdir."""
+    path = Path(name)
+    if path.is_absolute():
+        with contextlib.suppress(ValueError):
+            return path.relative_to(root).as_posix()
+    return name
 
 
 def run_idle(

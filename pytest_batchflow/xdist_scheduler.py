@@ -354,6 +354,8 @@ class BatchflowScheduling:
             order_classes=analysis.order_classes,
             interleave=self.orchestrator.settings.probe is not None,
             keep_order=self.orchestrator.settings.keep_order,
+            may_rerun=self.orchestrator.reruns_possible,
+            release_at_top=bool(analysis.follows_next_item),
             setup_costs=self.orchestrator.setup_costs,
             **self.orchestrator.memory_rules(analysis),
         )
@@ -361,6 +363,13 @@ class BatchflowScheduling:
             self.dispatcher.add_worker(node.gateway.id)
         for line in self.orchestrator.header_lines(plan):
             self.orchestrator.write_line(line)
+        if analysis.follows_next_item and self.config.get_verbosity() >= 0:
+            self.orchestrator.write_line(
+                f"batchflow: {', '.join(analysis.follows_next_item)} "
+                f"{'reads' if len(analysis.follows_next_item) == 1 else 'read'} the next item "
+                "of a test: a worker that waits for work tears down its class and module "
+                "fixtures first"
+            )
 
     def _decide(self) -> None:
         # Nothing goes out before xdist asks (schedule()): a worker lost while

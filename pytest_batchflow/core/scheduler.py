@@ -4,9 +4,10 @@
 before each test. :class:`Dispatcher` applies the same rules to W workers that
 obey pytest-xdist's last-item rule: a worker starts the last test it was sent
 only once it receives another one (pytest needs the next item to decide what
-to tear down). The dispatcher therefore follows each test with a release
-token, :class:`Idle`, a no-op item, so that a test runs as soon as it is
-sent and nothing is committed to a worker before it is needed. It sits under
+to tear down). The dispatcher therefore follows a worker's last test with a
+release token, :class:`Idle`, a no-op item, so that a test runs as soon as it
+is sent and nothing is committed to a worker before it is needed (tests sent
+several at a time follow one another, and only the last gets one). It sits under
 the test's parent while the parent has tests left to send, so that the
 parent's fixtures stay set up for them; otherwise higher up (the module, ...,
 the session), so that the test's teardown ends what nothing to come needs,
@@ -256,7 +257,12 @@ class Dispatcher:
     that is to run again (a probe's next run) goes behind every test that has
     run fewer times, so the runs come in rounds, spread over the workers.
     ``chains`` gives each parent's node ids from the top down to it, where a
-    release item may sit (without it, only under the parent).
+    release item may sit (without it, only under the parent). Without
+    ``may_rerun`` (no test can be handed back to run again), a worker's
+    shutdown follows its last test once nothing is left to send. With
+    ``release_at_top`` release items sit under the top node only, so that a
+    test's next item never claims the worker goes on under its parent
+    (plugins that read it end their own per-class state on it).
 
     It only reacts: the caller reports events (worker added or lost, test
     finished) and then asks :meth:`decide` what to do.
@@ -276,8 +282,16 @@ class Dispatcher:
         chains: Mapping[str, Sequence[str]] | None = None,
         order_classes: Mapping[int, int] | None = None,
         keep_order: bool = False,
+        may_rerun: bool = True,
+        release_at_top: bool = False,
     ) -> None:
         self.plan = plan
+        #: Release items under the top node only: plugins read a test's next
+        #: item, and one under a node would tell them the worker goes on there.
+        self.release_at_top = release_at_top
+        #: Whether a test may be handed back to run again (a rerun budget, a
+        #: probe): if not, a worker is stopped right behind its last test.
+        self.may_rerun = may_rerun
         #: Tests another plugin orders after the rest of their batch on every
         #: process (pytest-django's transactional tests); none is sent while a
         #: test of its batch without one is ready (``_first_class_ready``).
@@ -409,11 +423,13 @@ class Dispatcher:
         not started go back to be sent elsewhere.
         """
         queue = self.queues.pop(worker, [])
+        # Only the head of a queue can have started, and only with something
+        # behind it (an item, or the worker's shutdown); a crash in a release
+        # item (tearing down fixtures) blames none.
+        followed = len(queue) >= 2 or worker in self.stopping
+        started = queue[0] if queue and followed and not isinstance(queue[0], Idle) else None
         self.stopping.discard(worker)
         self._last_parent.pop(worker, None)
-        # Only the head of a queue can have started, and only with something
-        # behind it; a crash in a release item (tearing down fixtures) blames none.
-        started = queue[0] if len(queue) >= 2 and not isinstance(queue[0], Idle) else None
         for item in queue:
             if isinstance(item, int):
                 self._release(item)
@@ -484,12 +500,8 @@ class Dispatcher:
             self._send(decision, worker, test, now)
         if self.horizon > 0:
             self._top_up(now, decision)
-        for worker, items in decision.send.items():
-            last = items[-1]
-            assert isinstance(last, int)
-            items.append(Idle(self._release_point(last)))
-            self.queues[worker].append(items[-1])
         self._take_fresh(now, decision)
+        self._follow_last_tests(now, decision)
         if not self.pending:
             for worker in workers:
                 if worker not in self.stopping and not self._busy(worker):
@@ -515,6 +527,46 @@ class Dispatcher:
                 + ", ".join(self.state.nodeids[i] for i in waiting)
             )
         return decision
+
+    def _follow_last_tests(self, now: float, decision: Decision) -> None:
+        """Send what follows each worker's last test once it is the only test
+        the worker has left: another short test, a release item, or the
+        worker's shutdown when nothing can come after it.
+
+        A worker starts a test only once it holds the next item, so a test sent
+        alone gets a release item behind it and starts at once. Tests sent
+        several at a time get none: each runs with the test after it as its
+        next item, as in a plain xdist run, and the last one, once it is the
+        worker's only test, gets a short test to follow it (one is ready and
+        free of rules: committing it costs at most a short test's wait), else
+        a release item. A release item between two tests would be their next
+        item instead: plugins that follow the next item (SQLAlchemy's ends its
+        per-class state when the next item is in another class) would read it
+        as the parent going on. When nothing is left to send and no test can
+        be handed back (no rerun budget, no probe), the worker's shutdown
+        follows its last test, which then has no next item, as the last test
+        of a plain xdist worker has (pytest-testmon saves its data then).
+        """
+        for worker, queue in self.queues.items():
+            if worker in self.stopping or self._load[worker] != 1:
+                continue
+            last = queue[-1]
+            if not isinstance(last, int):
+                continue  # followed already
+            if self._sent_estimate[last] is not None and self.pending:
+                test = self._pick_for(worker, now, decision)
+                if test is not None:
+                    if self._estimate(test) is not None and self._pipelinable(test):
+                        self._send(decision, worker, test, now)
+                        continue
+                    self._make_ready(test)  # picked, not sent: back in line
+            if not self.pending and not self.may_rerun:
+                self.stopping.add(worker)
+                decision.shutdown.append(worker)
+                continue
+            idle = Idle(self._release_point(last))
+            queue.append(idle)
+            decision.send.setdefault(worker, []).append(idle)
 
     def _nothing_to_decide(self) -> bool:
         """Whether :meth:`decide` would do nothing, found cheaply: no test newly
@@ -991,6 +1043,8 @@ class Dispatcher:
         the release item keeps is torn down when the worker moves on.
         """
         chain = self._chains[self.parents[index]]
+        if self.release_at_top:
+            return chain[0]
         for node in reversed(chain):
             if self._unsent_under[node]:
                 return node

@@ -118,6 +118,8 @@ class Scenario:
             setup_costs=self.setup_costs or None,
             # As a worker's collection gives them: the session, then the module.
             chains={parent: ("", parent) for parent in parents.values()},
+            # As the orchestrator says: a test may be handed back with a budget.
+            may_rerun=any(self.budgets.values()),
         )
         cluster = Cluster(
             dispatcher,
@@ -682,12 +684,25 @@ class TestWorkers:
     def test_crash_of_the_last_test_ends_the_run(self) -> None:
         run = simulate(["a"], workers=1, crashes={"a"})
         assert run.one("a").crashed
+        assert run.result.blamed == {"gw0": run.ids["a"]}
         assert run.result.workers == ["gw0", "gw1"]
-        assert run.result.shutdowns == {"gw1": 0.5}
+        # gw0's shutdown follows its last test; the replacement has nothing to do.
+        assert run.result.shutdowns == {"gw0": 0.0, "gw1": 0.5}
 
     def test_every_worker_is_told_to_shut_down(self) -> None:
         run = simulate(["a", "b", "c"], workers=4)
+        # Nothing can come back (no rerun budget): each worker's shutdown goes
+        # right behind its last test, which then has no next item.
+        assert run.result.shutdowns == {"gw0": 0.0, "gw1": 0.0, "gw2": 0.0, "gw3": 0.0}
+        assert not any(isinstance(item, Idle) for _, items in run.result.sends for item in items)
+
+    def test_with_a_rerun_budget_workers_stop_only_once_idle(self) -> None:
+        # A failure could hand a test back: the worker that runs it must still
+        # take work, so a release item follows each test and the shutdown
+        # comes once the worker is done.
+        run = simulate(["a", "b", "c"], workers=4, budgets={"a": 1})
         assert run.result.shutdowns == {"gw0": 1.0, "gw1": 1.0, "gw2": 1.0, "gw3": 0.0}
+        assert all(isinstance(items[-1], Idle) for _, items in run.result.sends)
 
     def test_no_tests_shuts_every_worker_down_at_once(self) -> None:
         run = simulate([], workers=2)
@@ -709,14 +724,19 @@ class TestPipelining:
         run = simulate(names, workers=2, durations=dict.fromkeys(names, 0.001))
         sends = sizes_of_sends(run)
         assert max(sends) == PIPELINE_DEPTH
-        # A top-up when half the queue is left: a send (and one release item)
-        # per 64 tests while many are left, then smaller ones, shrinking by
-        # about a third each, down to single tests at the very end.
-        assert len(sends) <= 1000 // (PIPELINE_DEPTH // 2) + 24
-        assert sends[-4:] == [1, 1, 1, 1]
+        # A top-up when half the queue is left: a send per 64 tests while many
+        # are left, then smaller ones, shrinking by about a third each, down
+        # to single tests at the very end.
+        assert len(sends) <= 1000 // (PIPELINE_DEPTH // 2) + 30
+        assert sends[-3:] == [1, 1, 1]
         for _, items in run.result.sends:
-            assert isinstance(items[-1], Idle)
+            # Tests sent together follow one another: a release item goes only
+            # behind a test sent alone, or alone behind a worker's last test.
             assert not any(isinstance(item, Idle) for item in items[:-1])
+            if isinstance(items[-1], Idle):
+                assert len(items) <= 2
+        # Only where a worker ran out of tests (one release item each time).
+        assert sum(isinstance(items[-1], Idle) for _, items in run.result.sends) <= 8
         # The tail: both workers run out of work together.
         assert run.makespan == pytest.approx(0.5)
 

@@ -915,6 +915,102 @@ def test_three(service): pass
     }
 
 
+#: SQLAlchemy's test plugin, in short: its per-class set-up (the tables a class
+#: needs) starts with a class's first test on a process and ends in a test's
+#: teardown hook when the next item is in another class.
+CLASS_STATE = """
+import pytest
+
+current = [None]
+
+
+def pytest_runtest_setup(item):
+    if current[0] is None:
+        current[0] = item.getparent(pytest.Class)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None or nextitem.getparent(pytest.Class) is not current[0]:
+        current[0] = None
+
+
+@pytest.fixture
+def set_up_class():
+    return current[0].name
+"""
+
+
+def test_a_plugin_that_follows_the_next_item_sees_each_class_end(
+    pytester: pytest.Pytester,
+) -> None:
+    # A release item under a class that still had tests to send told the
+    # plugin that the worker went on in that class; when the worker's next
+    # test came from another class, that test ran with the first class's
+    # set-up (SQLAlchemy's suite under -n 2: up to 18 failures and 17 errors,
+    # "no such table", in 4 runs).
+    pytester.makeconftest(CLASS_STATE)
+    body = "".join(
+        f"    def test_{n}(self, set_up_class):\n        nap()\n"
+        f"        assert set_up_class == {{name!r}}\n"
+        for n in range(3)
+    )
+    pytester.makepyfile(
+        test_classes=SLEEPY.replace("0.4", "0.1")
+        + "".join(f"\n\nclass {name}:\n" + body.format(name=name) for name in ("TestA", "TestB"))
+    )
+    for _ in range(2):  # without a history, then with one
+        result, data = run(pytester, "-n", "2")
+        result.assert_outcomes(passed=6)
+        assert {test.worker for test in data.tests} == {"gw0", "gw1"}
+    result.stdout.fnmatch_lines(
+        ["batchflow: conftest.py reads the next item of a test: a worker that waits*"]
+    )
+
+
+#: pytest-testmon, in short: it saves what a worker's tests ran when a test
+#: has no next item (the worker's last one).
+LAST_TESTS = """
+import json
+
+import pytest
+
+last = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    yield
+    if nextitem is None:
+        last.append(item.nodeid)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    name = getattr(config, "workerinput", {}).get("workerid", "main")
+    with open(f"last_{name}.json", "w") as out:
+        json.dump(last, out)
+"""
+
+
+@pytest.mark.parametrize("tests", [2, 40])
+def test_a_worker_s_last_test_has_no_next_item(pytester: pytest.Pytester, tests: int) -> None:
+    # As in a plain xdist run: the worker's shutdown follows its last test.
+    # A release item followed it instead, so pytest-testmon never saved the
+    # data of each worker's last tests, and selected them again next time.
+    pytester.makeconftest(LAST_TESTS)
+    pytester.makepyfile(test_many="".join(f"def test_{n}():\n    pass\n\n" for n in range(tests)))
+    result, data = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=tests)
+    last_on = {}
+    for test in sorted(data.tests, key=lambda test: test.start):
+        last_on[test.worker] = test.nodeid
+    seen = {
+        path.stem.removeprefix("last_"): json.loads(path.read_text(encoding="utf-8"))
+        for path in pytester.path.glob("last_*.json")
+    }
+    assert seen == {"main": [], **{worker: [nodeid] for worker, nodeid in last_on.items()}}
+
+
 BROKEN_FINALIZERS = """
 import pytest
 
