@@ -1220,7 +1220,7 @@ class Orchestrator:
 
             nodes = release_nodes(session.items)
             session.items.extend(
-                IdleItem.from_parent(nodes[key], name="batchflow-idle") for key in sorted(nodes)
+                IdleItem.from_parent(nodes[key], name=IDLE_NAME) for key in sorted(nodes)
             )
             return None
         if self.plan is None:
@@ -1489,7 +1489,10 @@ class Orchestrator:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # First, so that a failure to be rerun reaches pytest (the terminal,
         # the failure count, -x) as a rerun.
-        if self.role == "worker" or self.state is None:
+        if self.role == "worker":
+            _drop_release_items(report)
+            return
+        if self.state is None:
             return
         output = getattr(report, TEARDOWN_OUTPUT, None)
         if output is not None:  # another test's: not left on this report for other plugins
@@ -2937,6 +2940,29 @@ def _pytests_own(plugin: object) -> bool:
     """Whether a plugin is one of pytest's own (a module or an object of ``_pytest``)."""
     name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
     return name == "_pytest" or name.startswith("_pytest.")
+
+
+#: The name of every release item (:class:`IdleItem`), the last part of its node id.
+IDLE_NAME = "batchflow-idle"
+
+
+def _drop_release_items(report: pytest.TestReport) -> None:
+    """Take release items out of what pytest-testmon sends from a worker.
+
+    testmon's ``pytest_runtest_protocol`` wrapper meets release items too
+    (xdist runs them) and records each as a test; on the controller it reads
+    a test's file from the node id, and one under the session named none
+    (``IsADirectoryError`` for the rootdir, an internal error).
+    """
+    recorded = getattr(report, "nodes_files_lines", None)
+    if isinstance(recorded, dict) and any(
+        isinstance(key, str) and key.rpartition("::")[2] == IDLE_NAME for key in recorded
+    ):
+        report.nodes_files_lines = {  # type: ignore[attr-defined]
+            key: value
+            for key, value in recorded.items()
+            if not (isinstance(key, str) and key.rpartition("::")[2] == IDLE_NAME)
+        }
 
 
 def next_item_followers(config: pytest.Config) -> tuple[str, ...]:

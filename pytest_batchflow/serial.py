@@ -118,9 +118,9 @@ class SerialLoop:
 
     def _move_on(self, last: pytest.Item, following: pytest.Item | None) -> None:
         """Tear down what ``following`` does not need, after ``last`` ran for another item."""
-        from .orchestrator import SERIAL_WORKER, IdleItem, run_idle
+        from .orchestrator import IDLE_NAME, SERIAL_WORKER, IdleItem, run_idle
 
         parent = last.parent if last.parent is not None else last.session
-        output = run_idle(IdleItem.from_parent(parent, name="batchflow-idle"), following, last)
+        output = run_idle(IdleItem.from_parent(parent, name=IDLE_NAME), following, last)
         if output:
             self.orchestrator.add_teardown_output(SERIAL_WORKER, [self._index(last), output])

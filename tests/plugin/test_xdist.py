@@ -1011,6 +1011,57 @@ def test_a_worker_s_last_test_has_no_next_item(pytester: pytest.Pytester, tests:
     assert seen == {"main": [], **{worker: [nodeid] for worker, nodeid in last_on.items()}}
 
 
+#: pytest-testmon's data path, in short: its protocol wrapper notes each item
+#: a worker runs, a test's teardown report carries what was noted since the
+#: last one (``nodes_files_lines``), and the controller reads each test's file
+#: from its node id.
+NOTED_ITEMS = """
+import json
+
+import pytest
+
+noted = []
+arrived = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    noted.append(item.nodeid)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "teardown":
+        outcome.get_result().nodes_files_lines = dict.fromkeys(noted, {})
+        noted.clear()
+
+
+def pytest_runtest_logreport(report):
+    arrived.extend(getattr(report, "nodes_files_lines", {}))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        with open("arrived.json", "w") as out:
+            json.dump(arrived, out)
+"""
+
+
+def test_testmon_s_data_from_a_worker_names_only_tests(pytester: pytest.Pytester) -> None:
+    # Release items run through testmon's protocol wrapper, which noted them
+    # as tests; one under the session named no file, and testmon's controller
+    # failed on it (IsADirectoryError, an internal error).
+    pytester.makeconftest(NOTED_ITEMS)
+    pytester.makepyfile(test_few="def test_a(): pass\n\ndef test_b(): pass\n\ndef test_c(): pass\n")
+    result, _ = run(pytester, "-n", "2", "--batchflow-reruns=1")
+    result.assert_outcomes(passed=3)
+    arrived = json.loads((pytester.path / "arrived.json").read_text(encoding="utf-8"))
+    assert sorted(arrived) == [f"test_few.py::test_{name}" for name in "abc"]
+
+
 BROKEN_FINALIZERS = """
 import pytest
 
