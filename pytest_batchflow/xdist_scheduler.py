@@ -283,7 +283,10 @@ class BatchflowScheduling:
             delay = self.orchestrator.rerun_after_crash(index, worker)
             return None if delay is None else clock.monotonic() + delay
 
-        crashed = self.dispatcher.remove_worker(worker, rerun_at)
+        # After -x xdist itself tells each worker to shut down, and the
+        # dispatcher sends nothing more: a worker's last test runs then with
+        # that shutdown behind it, as behind one the dispatcher sent.
+        crashed = self.dispatcher.remove_worker(worker, rerun_at, shut_down=node.shutting_down)
         coverage = self.orchestrator.coverage_rundir is not None
         if crashed is None:
             if coverage and node.shutting_down is False:

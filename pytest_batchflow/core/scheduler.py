@@ -414,19 +414,24 @@ class Dispatcher:
         self.queues.setdefault(worker, [])
 
     def remove_worker(
-        self, worker: str, rerun_at: Callable[[int], float | None] | None = None
+        self,
+        worker: str,
+        rerun_at: Callable[[int], float | None] | None = None,
+        shut_down: bool = False,
     ) -> int | None:
         """Forget a worker that went away; return the test it was running, if any.
 
         That test counts as failed (its worker crashed) unless ``rerun_at``
         gives a time to run it again (its rerun budget allows); tests that had
-        not started go back to be sent elsewhere.
+        not started go back to be sent elsewhere. ``shut_down``: the worker
+        was told to shut down by someone else (xdist, when the session stops),
+        so its last test ran with the shutdown behind it.
         """
         queue = self.queues.pop(worker, [])
         # Only the head of a queue can have started, and only with something
         # behind it (an item, or the worker's shutdown); a crash in a release
         # item (tearing down fixtures) blames none.
-        followed = len(queue) >= 2 or worker in self.stopping
+        followed = len(queue) >= 2 or shut_down or worker in self.stopping
         started = queue[0] if queue and followed and not isinstance(queue[0], Idle) else None
         self.stopping.discard(worker)
         self._last_parent.pop(worker, None)

@@ -1095,6 +1095,35 @@ def test_a_crashed_test_waits_for_a_new_worker_when_the_others_are_stopping() ->
     assert 0 in dispatcher.decide(2.0).send["gw2"]
 
 
+def test_a_crash_after_xdist_s_own_shutdown_blames_the_last_test() -> None:
+    # xdist stops the session (-x): it tells every worker to shut down and
+    # the dispatcher decides nothing more. A worker's shutdown then follows
+    # its last test, which runs, with nothing queued behind it; a crash
+    # there is that test's, as when the dispatcher had sent the shutdown.
+    nodeids = [f"t.py::t{n}" for n in range(3)]
+    scenario = Scenario(
+        nodeids=nodeids,
+        batches=list(ONE_BATCH),
+        batch_of=dict.fromkeys(range(3), "default"),
+        predecessors={},
+        run_order=[0, 1, 2],
+        durations=dict.fromkeys(range(3), 0.001),
+        workers=1,
+    )
+    plan = scenario.plan()
+    state = RunState(plan, dict(enumerate(nodeids)), {}, {})
+    dispatcher = Dispatcher(plan, state, dict.fromkeys(range(3), "t.py"), {}, may_rerun=False)
+    dispatcher.add_worker("gw0")
+    *ran, last = dispatcher.decide(0.0).send["gw0"]
+    assert ran  # short tests go together, with nothing behind the last
+    for test in ran:
+        state.test_finished(test, "passed")
+        dispatcher.test_complete("gw0", test, 0.001)
+    assert dispatcher.queues["gw0"] == [last]
+    assert dispatcher.remove_worker("gw0", shut_down=True) == last
+    assert state.outcomes[last] == "failed"
+
+
 class TestReruns:
     def attempts_of(self, run: Run, name: str) -> list[Execution]:
         return [e for e in run.result.executions if e.index == run.ids[name]]

@@ -269,6 +269,67 @@ def test_a_crash_another_plugin_asks_to_rerun_still_fails_the_run(
     assert data.exitstatus == pytest.ExitCode.TESTS_FAILED
 
 
+#: Short tests (known from a first run) that, in the second, each take a
+#: while; test_a fails at once, and a test run after that with no next item
+#: (its worker's shutdown behind it) kills its worker.
+CRASH_AFTER_STOP = {
+    "conftest": """
+import pytest
+
+next_item = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    next_item[:] = [nextitem]
+    yield
+""",
+    "test_stop": """
+import os
+import time
+
+from conftest import next_item
+
+SECOND = os.path.exists("second")
+
+def test_a_fails():
+    open("stopped", "w").close()
+    assert not SECOND
+
+def test_b():
+    pass
+"""
+    + "".join(
+        f"""
+def test_b{n}():
+    if SECOND:
+        time.sleep(0.5)
+        if os.path.exists("stopped") and next_item == [None]:
+            os._exit(1)
+"""
+        for n in range(12)
+    ),
+}
+
+
+def test_a_crash_after_x_stops_the_session_is_still_the_test_s(
+    pytester: pytest.Pytester,
+) -> None:
+    # -x: xdist tells each worker to shut down and batchflow takes back all
+    # but the 3 tests at the head of each queue (short tests go out
+    # together), with nothing behind the last. A worker that died in that
+    # last test was said to have crashed between tests: the crash named no
+    # test, and the run reported the test as not run.
+    pytester.makepyfile(**CRASH_AFTER_STOP)
+    run(pytester, "-n", "2")[0].assert_outcomes(passed=14)  # the history
+    (pytester.path / "second").touch()
+    result, _ = run(pytester, "-n", "2", "-x")
+    replaced = [line for line in result.stdout.lines if "replacing crashed worker" in line]
+    crashes = [line for line in result.stdout.lines if re.match(r"FAILED .*crashed while", line)]
+    assert replaced
+    assert len(crashes) == len(replaced), result.stdout.str()
+
+
 def test_max_worker_restart_is_respected_and_nothing_hangs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_crash=CRASH_SUITE)
     result, _ = run(pytester, "-n", "2", "--max-worker-restart=0")
