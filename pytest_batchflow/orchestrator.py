@@ -99,6 +99,9 @@ _OTHER_RERUNS = (
         "flaky", ("force_flaky",), None, False, "flaky's reruns (its @flaky decorator or marker)"
     ),
 )
+#: Their hooks that take a test's next item pass it on to pytest (see
+#: ``next_item_followers``).
+_RERUN_PLUGIN_NAMES = frozenset(plugin.name for plugin in _OTHER_RERUNS)
 _OTHER_RERUNS_NOTE = {
     plugin.name: f"{plugin.what} are on too: it reruns a failure at once, before batchflow's "
     f"reruns see it; use one plugin's reruns, e.g. -p no:{plugin.name} with --batchflow-reruns"
@@ -2977,12 +2980,14 @@ def next_item_followers(config: pytest.Config) -> tuple[str, ...]:
     worker goes on there, where it may not: the xdist dispatcher then puts
     release items at the top (see ``Dispatcher``). A plugin that runs the
     protocol itself (pytest-rerunfailures, flaky) passes the next item on to
-    pytest, which follows release items; it is not counted.
+    pytest, which follows release items; it is not counted, nor is
+    pytest-rerunfailures' teardown hook, which keeps the next item only to
+    hand it to pytest's teardown after a rerun.
     """
     found: dict[str, None] = {}
     for name in ("pytest_runtest_teardown", "pytest_runtest_protocol"):
         for impl in getattr(config.hook, name).get_hookimpls():
-            if "nextitem" not in impl.argnames:
+            if "nextitem" not in impl.argnames or impl.plugin_name in _RERUN_PLUGIN_NAMES:
                 continue
             if name == "pytest_runtest_protocol" and not (impl.hookwrapper or impl.wrapper):
                 continue

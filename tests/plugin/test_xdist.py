@@ -1028,6 +1028,52 @@ def test_a_plugin_that_follows_the_next_item_sees_each_class_end(
     )
 
 
+#: pytest-rerunfailures' teardown hook (14.0 and later), in short: it keeps
+#: the next item, only to hand it on to pytest's teardown after a rerun.
+RERUNFAILURES_TEARDOWN = """
+import os
+
+import pytest
+
+
+class RerunFailures:
+    def pytest_runtest_teardown(self, item, nextitem):
+        item._teardown_nextitem = nextitem
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("rerunfailures"):
+        config.pluginmanager.register(RerunFailures(), "rerunfailures")
+
+
+@pytest.fixture(scope="module")
+def service():
+    with open(f"setup_{os.environ['PYTEST_XDIST_WORKER']}", "a") as out:
+        out.write("set up;")
+    yield
+"""
+
+
+def test_pytest_rerunfailures_does_not_count_as_following_the_next_item(
+    pytester: pytest.Pytester,
+) -> None:
+    # Its teardown hook takes nextitem only to pass it on to pytest: counted
+    # as a plugin that reads it, release items went under the session, and
+    # every test sent alone (any test before the run knows how long tests
+    # take, a long one, one with rules) tore its module's fixtures down.
+    pytester.makeconftest(RERUNFAILURES_TEARDOWN)
+    pytester.makepyfile(
+        test_module=SLEEPY + "".join(f"\ndef test_{n}(service):\n    nap()\n" for n in range(6))
+    )
+    result, _ = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=6)
+    result.stdout.no_fnmatch_line("*reads the next item*")
+    setups = [
+        path.read_text(encoding="utf-8").count("set up") for path in pytester.path.glob("setup_gw*")
+    ]
+    assert setups == [1, 1]
+
+
 #: pytest-testmon, in short: it saves what a worker's tests ran when a test
 #: has no next item (the worker's last one).
 LAST_TESTS = """
