@@ -2995,17 +2995,20 @@ def next_item_followers(config: pytest.Config) -> tuple[str, ...]:
             module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
             if _pytests_own(plugin) or module.partition(".")[0] == "pytest_batchflow":
                 continue
-            found[_plugin_label(impl.plugin_name, config.rootpath)] = None
+            found[_plugin_label(impl.plugin_name, module, config.rootpath)] = None
     return tuple(found)
 
 
-def _plugin_label(name: str, root: Path) -> str:
-    """A plugin's name as a user knows it: a conftest by its path from the rootdir."""
+def _plugin_label(name: str, module: str, root: Path) -> str:
+    """A plugin's name as a user knows it: a conftest by its path from the rootdir,
+    an object registered under its own name with its package (``TestmonCollect
+    (testmon)``)."""
     path = Path(name)
     if path.is_absolute():
         with contextlib.suppress(ValueError):
             return path.relative_to(root).as_posix()
-    return name
+    package = module.partition(".")[0]
+    return name if package in name else f"{name} ({package})"
 
 
 def run_idle(
