@@ -544,7 +544,10 @@ class Dispatcher:
         next item, as in a plain xdist run, and the last one, once it is the
         worker's only test, gets a short test to follow it (one is ready and
         free of rules: committing it costs at most a short test's wait), else
-        a release item. A release item between two tests would be their next
+        a release item. With ``release_at_top`` (plugins read the next item),
+        a test of unknown length gets any ready test free of rules to follow
+        it, as xdist's ``load`` commits tests: in a first run every test is
+        of unknown length. A release item between two tests would be their next
         item instead: plugins that follow the next item (SQLAlchemy's ends its
         per-class state when the next item is in another class) would read it
         as the parent going on. When nothing is left to send and no test can
@@ -558,10 +561,16 @@ class Dispatcher:
             last = queue[-1]
             if not isinstance(last, int):
                 continue  # followed already
-            if self._sent_estimate[last] is not None and self.pending:
+            # With plugins that read the next item, a test of unknown length
+            # (before the run knows how long tests take) gets one too: its
+            # release item would be the worker's last test's next item
+            # whenever the other workers take the tests left.
+            unknown = self.release_at_top and self._estimate(last) is None
+            if self.pending and (self._sent_estimate[last] is not None or unknown):
                 test = self._pick_for(worker, now, decision)
                 if test is not None:
-                    if self._estimate(test) is not None and self._pipelinable(test):
+                    known = self._estimate(test) is not None
+                    if (known or self.release_at_top) and self._pipelinable(test):
                         self._send(decision, worker, test, now)
                         continue
                     self._make_ready(test)  # picked, not sent: back in line

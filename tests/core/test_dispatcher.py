@@ -91,6 +91,9 @@ class Scenario:
     #: Seconds each module's fixtures take to set up on a worker (known to the
     #: dispatcher from history, and spent by the cluster).
     setup_costs: dict[str, float] = field(default_factory=dict)
+    #: A plugin reads the next item: release items at the top, and a test of
+    #: unknown length gets a test behind it (see ``Dispatcher``).
+    release_at_top: bool = False
 
     def plan(self) -> Plan:
         specs = [TestSpec.from_nodeid(i, nodeid) for i, nodeid in enumerate(self.nodeids)]
@@ -120,6 +123,7 @@ class Scenario:
             chains={parent: ("", parent) for parent in parents.values()},
             # As the orchestrator says: a test may be handed back with a budget.
             may_rerun=any(self.budgets.values()),
+            release_at_top=self.release_at_top,
         )
         cluster = Cluster(
             dispatcher,
@@ -184,6 +188,7 @@ def simulate(
     rerun_delay: float = 0.0,
     needs: Mapping[str, Needs] | None = None,
     budget: Budget | None = None,
+    release_at_top: bool = False,
 ) -> Run:
     """Run tests named ``t.py::<name>`` (a list, or name -> batch) and check the run.
 
@@ -213,6 +218,7 @@ def simulate(
         rerun_delay=rerun_delay,
         needs={ids[name]: wanted for name, wanted in (needs or {}).items()},
         budget=budget,
+        release_at_top=release_at_top,
     )
     plan, result = scenario.simulate()
     check_run(scenario, plan, result)
@@ -695,6 +701,20 @@ class TestWorkers:
         # right behind its last test, which then has no next item.
         assert run.result.shutdowns == {"gw0": 0.0, "gw1": 0.0, "gw2": 0.0, "gw3": 0.0}
         assert not any(isinstance(item, Idle) for _, items in run.result.sends for item in items)
+
+    def test_a_plugin_that_reads_the_next_item_gets_a_test_behind_each_test(self) -> None:
+        # A first run (no history): every test is of unknown length. Where a
+        # plugin reads the next item, each test gets the next one behind it
+        # (as xdist's load commits them) and each worker's last test its
+        # shutdown: no release item is ever a test's next item.
+        names = [f"t{n}" for n in range(7)]
+        run = simulate(names, workers=2, history=False, release_at_top=True)
+        assert not any(isinstance(item, Idle) for _, items in run.result.sends for item in items)
+        assert set(run.result.shutdowns) == {"gw0", "gw1"}
+        assert sorted(run.executed) == sorted(names)
+        # Without such a plugin a test of unknown length goes out alone.
+        run = simulate(names, workers=2, history=False)
+        assert any(isinstance(items[-1], Idle) for _, items in run.result.sends)
 
     def test_with_a_rerun_budget_workers_stop_only_once_idle(self) -> None:
         # A failure could hand a test back: the worker that runs it must still
@@ -1439,6 +1459,7 @@ def scenarios(draw: st.DrawFn, *, plain: bool = False) -> Scenario:
             )
         ),
         **({} if plain else draw(memory(count))),
+        release_at_top=draw(st.booleans()),
     )
 
 
