@@ -2939,10 +2939,14 @@ def _why_not(error: OSError, path: Path) -> str:
     return reason
 
 
+def _plugin_module(plugin: object) -> str:
+    """The module a plugin is, or whose class it is an object of."""
+    return plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+
+
 def _pytests_own(plugin: object) -> bool:
     """Whether a plugin is one of pytest's own (a module or an object of ``_pytest``)."""
-    name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
-    return name == "_pytest" or name.startswith("_pytest.")
+    return _plugin_module(plugin).partition(".")[0] == "_pytest"
 
 
 #: The name of every release item (:class:`IdleItem`), the last part of its node id.
@@ -2958,14 +2962,15 @@ def _drop_release_items(report: pytest.TestReport) -> None:
     (``IsADirectoryError`` for the rootdir, an internal error).
     """
     recorded = getattr(report, "nodes_files_lines", None)
-    if isinstance(recorded, dict) and any(
-        isinstance(key, str) and key.rpartition("::")[2] == IDLE_NAME for key in recorded
-    ):
-        report.nodes_files_lines = {  # type: ignore[attr-defined]
-            key: value
-            for key, value in recorded.items()
-            if not (isinstance(key, str) and key.rpartition("::")[2] == IDLE_NAME)
-        }
+    if not isinstance(recorded, dict):
+        return
+    tests = {
+        key: value
+        for key, value in recorded.items()
+        if not (isinstance(key, str) and key.rpartition("::")[2] == IDLE_NAME)
+    }
+    if len(tests) < len(recorded):
+        report.nodes_files_lines = tests  # type: ignore[attr-defined]
 
 
 def next_item_followers(config: pytest.Config) -> tuple[str, ...]:
@@ -2991,9 +2996,8 @@ def next_item_followers(config: pytest.Config) -> tuple[str, ...]:
                 continue
             if name == "pytest_runtest_protocol" and not (impl.hookwrapper or impl.wrapper):
                 continue
-            plugin = impl.plugin
-            module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
-            if _pytests_own(plugin) or module.partition(".")[0] == "pytest_batchflow":
+            module = _plugin_module(impl.plugin)
+            if module.partition(".")[0] in ("_pytest", "pytest_batchflow"):
                 continue
             found[_plugin_label(impl.plugin_name, module, config.rootpath)] = None
     return tuple(found)

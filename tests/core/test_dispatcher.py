@@ -141,6 +141,23 @@ class Scenario:
         return plan, cluster.run()
 
 
+def one_batch(
+    nodeids: list[str], durations: dict[int, float], horizon: float = PIPELINE_HORIZON
+) -> Scenario:
+    """A scenario of independent tests in one batch, in collection order, on one worker."""
+    count = len(nodeids)
+    return Scenario(
+        nodeids=nodeids,
+        batches=list(ONE_BATCH),
+        batch_of=dict.fromkeys(range(count), "default"),
+        predecessors={},
+        run_order=list(range(count)),
+        durations=durations,
+        workers=1,
+        horizon=horizon,
+    )
+
+
 @dataclass
 class Run:
     """A scenario's result, by test name."""
@@ -1121,15 +1138,7 @@ def test_a_crash_after_xdist_s_own_shutdown_blames_the_last_test() -> None:
     # its last test, which runs, with nothing queued behind it; a crash
     # there is that test's, as when the dispatcher had sent the shutdown.
     nodeids = [f"t.py::t{n}" for n in range(3)]
-    scenario = Scenario(
-        nodeids=nodeids,
-        batches=list(ONE_BATCH),
-        batch_of=dict.fromkeys(range(3), "default"),
-        predecessors={},
-        run_order=[0, 1, 2],
-        durations=dict.fromkeys(range(3), 0.001),
-        workers=1,
-    )
+    scenario = one_batch(nodeids, dict.fromkeys(range(3), 0.001))
     plan = scenario.plan()
     state = RunState(plan, dict(enumerate(nodeids)), {}, {})
     dispatcher = Dispatcher(plan, state, dict.fromkeys(range(3), "t.py"), {}, may_rerun=False)
@@ -1587,16 +1596,7 @@ def test_tests_of_a_later_order_class_wait_while_their_batch_has_others_ready() 
     database: none goes out while a test of its batch without one is ready,
     even the longest, which would go first."""
     nodeids = [f"a.py::t{i}" for i in range(4)]
-    scenario = Scenario(
-        nodeids=nodeids,
-        batches=list(ONE_BATCH),
-        batch_of=dict.fromkeys(range(4), "default"),
-        predecessors={},
-        run_order=[0, 1, 2, 3],
-        durations={0: 5.0, 1: 1.0, 2: 1.0, 3: 1.0},
-        workers=1,
-        horizon=0.0,
-    )
+    scenario = one_batch(nodeids, {0: 5.0, 1: 1.0, 2: 1.0, 3: 1.0}, horizon=0.0)
     plan = scenario.plan()
     parents = dict.fromkeys(range(4), "a.py")
     for order_classes, first, last in (({0: 1}, 1, 0), ({}, 0, 3)):
