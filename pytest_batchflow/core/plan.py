@@ -250,11 +250,14 @@ class Plan:
             batch_finish[batch.name] = last
         return max(batch_finish.values(), default=0.0)
 
-    def remaining_paths(self) -> dict[int, float]:
+    def remaining_paths(self, floor: float = 0.0) -> dict[int, float]:
         """For each test, the longest chain of work from its start to the end of the run.
 
         Test edges and batch ``after`` barriers both count; dispatching the test
         with the longest remaining path first is the critical-path rule.
+        ``floor``: a test estimated below it adds nothing to the paths through
+        it, so that tests whose paths differ only by such estimates (noise at
+        that scale) weigh the same, also when a later batch waits on them all.
         """
         # Only tests with dependents have an entry (most tests have none).
         successors: dict[int, list[int]] = {}
@@ -275,7 +278,8 @@ class Plan:
             for index in reversed(batch.tests):
                 dependents = successors.get(index)
                 after = max(remaining[s] for s in dependents) if dependents else 0.0
-                remaining[index] = estimates.get(index, 0.0) + (
+                own = estimates.get(index, 0.0)
+                remaining[index] = (own if own >= floor else 0.0) + (
                     after if after > barrier else barrier
                 )
             batch_head[batch.name] = max((remaining[i] for i in batch.tests), default=barrier)

@@ -557,6 +557,39 @@ class TestDependencies:
         run = simulate(names, workers=2, durations=durations)
         assert run.one("slow").start == 0.0
 
+    @pytest.mark.parametrize("workers", [1, 3])
+    def test_fast_tests_keep_their_order_when_a_later_batch_waits_on_them(
+        self, workers: int
+    ) -> None:
+        # Every path of batch a ends with batch b's second: the fast tests'
+        # paths differ only by their own noise-sized estimates, which count
+        # as nothing (longest-first turned them into the reverse order).
+        names = [f"f{n:02}" for n in range(20)]
+        durations = {name: 0.001 + n * 1e-6 for n, name in enumerate(names)} | {"z": 1.0}
+        run = simulate(
+            dict.fromkeys(names, "a") | {"z": "b"},
+            [Policy("a"), Policy("b", after=("a",))],
+            workers=workers,
+            durations=durations,
+        )
+        for worker in {e.worker for e in run.result.executions}:
+            ran = sorted(
+                (e for e in run.result.executions if e.worker == worker and e.index < 20),
+                key=lambda e: e.start,
+            )
+            assert [e.index for e in ran] == sorted(e.index for e in ran)
+
+    def test_a_fast_test_with_a_slow_dependent_still_goes_first(self) -> None:
+        names = [f"f{n}" for n in range(6)]
+        durations = dict.fromkeys(names, 0.001) | {"slow": 10 * PRIORITY_FLOOR}
+        run = simulate(
+            [*names, "slow"],
+            workers=1,
+            durations=durations,
+            edges={"slow": ["f5"]},
+        )
+        assert run.one("f5").start == 0.0
+
 
 class TestBatches:
     def test_after_is_a_barrier(self) -> None:
