@@ -148,31 +148,59 @@ def test_what_pytest_keeps_of_each_test_is_no_leak() -> None:
     assert leak.growth == 30_000 * 12 * 1024
 
 
+RSS = st.one_of(
+    st.integers(0, 64 * KEPT_PER_TEST // 1024).map(lambda k: k * 1024), st.integers(0, 10**9)
+)
+
+
 @given(
     st.dictionaries(
         st.sampled_from(["gw0", "gw1", "gw2"]),
-        st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 10**9)), max_size=20),
+        st.lists(st.tuples(st.sampled_from("abc"), RSS, RSS), max_size=20),
     ),
-    st.integers(1, 10**9),
+    st.one_of(st.integers(1, 320).map(lambda k: k * 1024), st.integers(1, 10**30)),
 )
 def test_leaks_are_exactly_the_workers_that_grew_past_the_threshold(
-    raw: dict[str, list[tuple[int, int]]], threshold: int
+    raw: dict[str, list[tuple[str, int, int]]], threshold: int
 ) -> None:
+    # Node ids repeat (reruns): the allowance counts distinct tests. Sizes are
+    # near the allowance (whole KiB up to 64 tests' worth) or anywhere.
     series = {
-        worker: [ResourceSample(f"t{n}", start, end) for n, (start, end) in enumerate(pairs)]
-        for worker, pairs in raw.items()
+        worker: [ResourceSample(nodeid, start, end) for nodeid, start, end in runs]
+        for worker, runs in raw.items()
     }
     leaks = find_leaks(series, threshold)
     grown = {
         w
         for w, s in series.items()
-        if s and s[-1].rss_end - s[0].rss_start >= threshold + KEPT_PER_TEST * len(s)
+        if s
+        and s[-1].rss_end - s[0].rss_start
+        >= threshold + KEPT_PER_TEST * len({sample.nodeid for sample in s})
     }
     assert {leak.worker for leak in leaks} == grown
     assert [leak.growth for leak in leaks] == sorted((leak.growth for leak in leaks), reverse=True)
     for leak in leaks:
         assert all(kept >= MIN_KEPT for _, kept in leak.culprits)
         assert len(leak.culprits) <= 3
+
+
+@pytest.mark.parametrize(
+    ("runs", "grown", "named"),
+    [
+        (["a"], KEPT_PER_TEST, True),  # exactly one test's allowance past the threshold
+        (["a"], KEPT_PER_TEST - 1, False),
+        (["a", "a", "a"], KEPT_PER_TEST, True),  # one test run three times: one allowance
+        (["a", "b"], 2 * KEPT_PER_TEST - 1, False),
+        (["a", "b"], 2 * KEPT_PER_TEST, True),
+    ],
+)
+def test_the_allowance_counts_each_test_once_at_the_boundary(
+    runs: list[str], grown: int, named: bool
+) -> None:
+    threshold = 100 * MIB
+    end = 60 * MIB + threshold + grown
+    series = {"gw0": [ResourceSample(nodeid, 60 * MIB, end) for nodeid in runs]}
+    assert [leak.worker for leak in find_leaks(series, threshold)] == (["gw0"] if named else [])
 
 
 def test_n_auto_takes_the_smaller_of_cpus_and_what_memory_holds() -> None:

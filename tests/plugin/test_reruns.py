@@ -900,6 +900,12 @@ def test_x(service):
     )
     result, data = run(pytester, "-rA")
     assert result.parseoutcomes() == {"passed": 1, "failed": 1, "rerun": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: the rerun of this failure did not run: batch 'default' spent its "
+            "timeout of 1s"
+        ]
+    )
     result.stdout.re_match_lines(
         [
             r"-+ Captured stdout teardown -+",
