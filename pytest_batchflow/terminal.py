@@ -21,7 +21,14 @@ if TYPE_CHECKING:
         TestResult,
     )
 
-__all__ = ["batch_table", "format_header", "format_plan", "resource_lines", "seconds"]
+__all__ = [
+    "batch_table",
+    "format_header",
+    "format_plan",
+    "outcome_columns",
+    "resource_lines",
+    "seconds",
+]
 
 #: How many tests the resources summary names in each of its lists.
 HEAVIEST = 3
@@ -105,7 +112,30 @@ def format_plan(
     return lines
 
 
-_COLUMNS = ("batch", "kind", "tests", "passed", "failed", "skipped", "duration", "status")
+#: The batch table's counts, in its order, each with whether it shows only when
+#: a batch has such a test. Each of pytest's outcome words has a column of its
+#: own, so that the counts add up as in pytest's summary line.
+_COUNTED = (
+    ("passed", False),
+    ("flaky", True),
+    ("quarantined", True),
+    ("failed", False),
+    ("error", True),
+    ("skipped", False),
+    ("xfailed", True),
+    ("xpassed", True),
+)
+
+
+def outcome_columns(batches: Sequence[BatchResult]) -> list[str]:
+    """The outcome words the batch table counts: passed, failed and skipped
+    always; flaky, quarantined, error, xfailed and xpassed when a batch has
+    such a test."""
+    return [
+        word
+        for word, optional in _COUNTED
+        if not optional or any(batch.outcomes.get(word) for batch in batches)
+    ]
 
 
 #: How xdist words a worker's collection that differed from the first one's.
@@ -132,19 +162,15 @@ def collection_line(collection: Sequence[CollectionProblem]) -> str | None:
 def batch_rows(
     batches: Sequence[BatchResult], quote: Callable[[str], str] = str
 ) -> tuple[list[str], list[list[str]]]:
-    """The batch table's header and rows, as text: xpassed counts as passed,
-    errors as failed, xfailed as skipped.
+    """The batch table's header and rows, as text: a count for each outcome
+    word of :func:`outcome_columns`.
 
-    ``flaky`` (failed, then passed on a rerun) and ``quarantined`` (failed, but
-    quarantined) columns appear when a batch has such a test. A batch that
-    the run stopped in says how many of its tests have no result. ``quote``
-    wraps the suite's own words (a batch's name, a skip's reason).
+    A batch that the run stopped in says how many of its tests have no
+    result. ``quote`` wraps the suite's own words (a batch's name, a skip's
+    reason).
     """
-    extras = [
-        word for word in ("flaky", "quarantined") if any(b.outcomes.get(word) for b in batches)
-    ]
-    columns = list(_COLUMNS)
-    columns[4:4] = extras
+    counted = outcome_columns(batches)
+    columns = ["batch", "kind", "tests", *counted, "duration", "status"]
     rows = []
     for batch in batches:
         o = batch.outcomes
@@ -152,18 +178,16 @@ def batch_rows(
         status = batch.status if reason is None else f"skipped: {quote(reason)}"
         if batch.not_run:  # the run stopped (-x, Ctrl-C): those tests have no result
             status += f" ({batch.not_run} not run)"
-        row = [
-            quote(batch.name),
-            batch.kind,
-            str(batch.tests),
-            str(o.get("passed", 0) + o.get("xpassed", 0)),
-            str(o.get("failed", 0) + o.get("error", 0)),
-            str(o.get("skipped", 0) + o.get("xfailed", 0)),
-            seconds(batch.duration),
-            status,
-        ]
-        row[4:4] = [str(o.get(word, 0)) for word in extras]
-        rows.append(row)
+        rows.append(
+            [
+                quote(batch.name),
+                batch.kind,
+                str(batch.tests),
+                *(str(o.get(word, 0)) for word in counted),
+                seconds(batch.duration),
+                status,
+            ]
+        )
     return columns, rows
 
 

@@ -42,6 +42,7 @@ from ..core.resources import KEPT_PER_TEST, format_size
 from ..core.words import count_of
 from ..files import write_atomically
 from ..results import BatchResult, RunResult, TestResult, error_line
+from ..terminal import outcome_columns
 
 __all__ = ["TEXT_LIMIT", "render_html", "write_html"]
 
@@ -563,6 +564,7 @@ def render_html(result: RunResult, base: Path | None = None, *, passed_output: b
             makespan=result.makespan,
             workers=workers,
             batches=batches,
+            outcome_columns=outcome_columns(batches),
             benchmark_batches=[b for b in result.batches if b.kind == "benchmark" and b.tests],
             dag=_dag(batches),
             flaky=flaky,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 INI = """
@@ -93,6 +95,67 @@ def test_header_and_summary_table(suite: pytest.Pytester) -> None:
             "late *test *2 *2 *0 *0 *s *passed",
         ]
     )
+
+
+def test_the_table_counts_each_outcome_as_pytests_summary_line_does(
+    pytester: pytest.Pytester,
+) -> None:
+    """Errors, xfails and xpasses have columns of their own (when a batch has
+    one), in the terminal and in the HTML report: the counts add up as pytest's."""
+    pytester.makeini("[pytest]\nbatchflow_batches =\n    other: paths=test_other.py\n")
+    pytester.makepyfile(
+        test_all="""
+            import pytest
+            @pytest.fixture
+            def broken():
+                raise RuntimeError("no setup")
+            def test_pass(): pass
+            def test_fail(): assert False
+            def test_error(broken): pass
+            def test_skip(): pytest.skip("not here")
+            @pytest.mark.xfail(reason="known")
+            def test_xfail(): assert False
+            @pytest.mark.xfail(reason="known")
+            def test_xpass(): pass
+        """,
+        test_other="def test_other(): pass",
+    )
+    result = pytester.runpytest("--batchflow")
+    result.assert_outcomes(passed=2, failed=1, errors=1, skipped=1, xfailed=1, xpassed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "batch *kind *tests *passed *failed *error *skipped *xfailed *xpassed *duration"
+            " *status",
+            "other *test *1 *1 *0 *0 *0 *0 *0 *s *passed",
+            "default *test *6 *1 *1 *1 *1 *1 *1 *s *failed",
+        ]
+    )
+    html = (pytester.path / ".batchflow" / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<table class="grid" id="batch-table">') :]
+    table = table[: table.index("</table>")]
+    words = ["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+    assert "".join(f'<th class="n">{word}</th>' for word in words) in table
+    assert "flaky" not in table  # no batch has one
+    rows = {row.split("</td>", 1)[0]: row for row in table.replace("\n", "").split("<tr><td>")}
+    counts = '<td class="n">6</td>' + '<td class="n">1</td>' * 6
+    assert counts in re.sub(r">\s+<", "><", rows["default"])
+
+
+def test_the_table_leaves_out_the_columns_no_batch_needs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_pass(): pass")
+    result = pytester.runpytest("--batchflow")
+    result.stdout.fnmatch_lines(["batch *kind *tests *passed *failed *skipped *duration *status"])
+    header = next(line for line in result.outlines if line.startswith("batch "))
+    assert header.split() == [
+        "batch",
+        "kind",
+        "tests",
+        "passed",
+        "failed",
+        "skipped",
+        "duration",
+        "status",
+    ]
 
 
 def test_batch_marker_on_class_and_module(pytester: pytest.Pytester) -> None:
