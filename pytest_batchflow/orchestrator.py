@@ -40,6 +40,7 @@ from .collection import Analysis, analyse, misspelt_paths
 from .core.flaky import RerunPolicy, RunRecord, budget_for, final_outcome, flakiness
 from .core.plan import Plan, PlanError, build_plan
 from .core.probe import ALONE_RUNS, MAX_ALONE_TESTS, overall_outcome
+from .core.reads import reads_argument
 from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
 from .core.words import count_of
@@ -2987,13 +2988,16 @@ def next_item_followers(config: pytest.Config) -> tuple[str, ...]:
     protocol itself (pytest-rerunfailures, flaky) passes the next item on to
     pytest, which follows release items; it is not counted, nor is
     pytest-rerunfailures' teardown hook, which keeps the next item only to
-    hand it to pytest's teardown after a rerun.
+    hand it to pytest's teardown after a rerun, nor a hook that takes
+    ``nextitem`` and never reads it (see :mod:`pytest_batchflow.core.reads`).
     """
     found: dict[str, None] = {}
     for name in ("pytest_runtest_teardown", "pytest_runtest_protocol"):
         for impl in getattr(config.hook, name).get_hookimpls():
             if "nextitem" not in impl.argnames or impl.plugin_name in _RERUN_PLUGIN_NAMES:
                 continue
+            if not reads_argument(impl.function, "nextitem"):
+                continue  # the signature copied whole, the argument unused (Pygments' conftest)
             if name == "pytest_runtest_protocol" and not (impl.hookwrapper or impl.wrapper):
                 continue
             module = _plugin_module(impl.plugin)

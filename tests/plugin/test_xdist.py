@@ -1075,6 +1075,40 @@ def test_pytest_rerunfailures_does_not_count_as_following_the_next_item(
     assert setups == [1, 1]
 
 
+def test_a_teardown_hook_that_takes_the_next_item_and_never_reads_it_does_not_count(
+    pytester: pytest.Pytester,
+) -> None:
+    # Pygments' conftest has ``def pytest_runtest_teardown(item, nextitem):``
+    # and uses only ``item``: counted as following the next item, its header
+    # line said so, and every test sent alone tore its module's fixtures down.
+    conftest = RERUNFAILURES_TEARDOWN.replace(
+        "class RerunFailures:\n    def pytest_runtest_teardown(self, item, nextitem):\n"
+        "        item._teardown_nextitem = nextitem\n",
+        "def pytest_runtest_teardown(item, nextitem):\n    item.torn_down = True\n",
+    ).replace(
+        '    if not config.pluginmanager.has_plugin("rerunfailures"):\n'
+        '        config.pluginmanager.register(RerunFailures(), "rerunfailures")\n',
+        "    pass\n",
+    )
+    assert "nextitem = nextitem" not in conftest
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(
+        test_module=SLEEPY + "".join(f"\ndef test_{n}(service):\n    nap()\n" for n in range(6))
+    )
+    result, _ = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=6)
+    result.stdout.no_fnmatch_line("*reads the next item*")
+    setups = [
+        path.read_text(encoding="utf-8").count("set up") for path in pytester.path.glob("setup_gw*")
+    ]
+    assert setups == [1, 1]
+    # The same hook reading it counts.
+    pytester.makeconftest(conftest.replace("item.torn_down = True", "item.torn_down = nextitem"))
+    result, _ = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["batchflow: conftest.py reads the next item of a test: *"])
+
+
 #: pytest-testmon, in short: it saves what a worker's tests ran when a test
 #: has no next item (the worker's last one).
 LAST_TESTS = """
