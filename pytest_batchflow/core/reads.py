@@ -13,7 +13,7 @@ that may read its own frame (``locals()``, ``vars()``, ``eval``,
 from __future__ import annotations
 
 import dis
-from types import CodeType
+from types import CodeType, FunctionType
 
 __all__ = ["reads_argument"]
 
@@ -25,12 +25,14 @@ _FRAME_READERS = frozenset(
 
 def reads_argument(function: object, name: str) -> bool:
     """Whether ``function`` may read its argument ``name`` (see the module's text)."""
-    if getattr(function, "__wrapped__", None) is not None:
-        return True  # a decorator's wrapper may hand its arguments on by position
-    code = getattr(function, "__code__", None)
-    if not isinstance(code, CodeType):
+    target = getattr(function, "__func__", function)  # a bound method's function
+    if not isinstance(target, FunctionType):
+        # A C or Cython function (whose code object, if any, holds no bytecode),
+        # a partial, a callable object.
         return True
-    return _code_reads(code, name)
+    if getattr(target, "__wrapped__", None) is not None:
+        return True  # a decorator's wrapper may hand its arguments on by position
+    return _code_reads(target.__code__, name)
 
 
 def _code_reads(code: CodeType, name: str) -> bool:

@@ -100,6 +100,17 @@ def test_reads_argument(function: Callable[..., Any], reads: bool) -> None:
     assert reads_argument(function, "nextitem") is reads
 
 
+def test_a_function_whose_code_holds_no_bytecode_reads_it() -> None:
+    # Cython's functions have a code object (for tracebacks) without bytecode.
+    class CompiledFunction:
+        __code__ = copied_signature.__code__.replace(co_code=b"")
+
+        def __call__(self, item: Any, nextitem: Any) -> None:
+            """What the code object does not show."""
+
+    assert reads_argument(CompiledFunction(), "nextitem") is True
+
+
 def test_code_made_at_run_time_is_read_as_any_other() -> None:
     namespace: dict[str, Any] = {}
     exec("def hook(item, nextitem):\n    return item.name\n", namespace)
