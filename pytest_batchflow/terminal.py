@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "OUTCOME_ORDER",
     "batch_table",
     "format_header",
     "format_plan",
@@ -113,8 +114,7 @@ def format_plan(
 
 
 #: The batch table's counts, in its order, each with whether it shows only when
-#: a batch has such a test. Each of pytest's outcome words has a column of its
-#: own, so that the counts add up as in pytest's summary line.
+#: a batch has such a test: each outcome word has a column of its own.
 _COUNTED = (
     ("passed", False),
     ("flaky", True),
@@ -125,6 +125,10 @@ _COUNTED = (
     ("xfailed", True),
     ("xpassed", True),
 )
+
+
+#: The outcome words in the table's order (the GitHub summary counts them so too).
+OUTCOME_ORDER = tuple(word for word, _ in _COUNTED)
 
 
 def outcome_columns(batches: Sequence[BatchResult]) -> list[str]:

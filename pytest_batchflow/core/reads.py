@@ -19,7 +19,18 @@ __all__ = ["reads_argument"]
 
 #: Names through which a function may read its local variables without naming them.
 _FRAME_READERS = frozenset(
-    {"locals", "vars", "eval", "exec", "_getframe", "currentframe", "f_locals", "stack"}
+    {
+        "locals",
+        "vars",
+        "eval",
+        "exec",
+        "_getframe",
+        "currentframe",
+        "f_locals",
+        "stack",
+        "tb_frame",
+        "getargvalues",
+    }
 )
 
 
@@ -36,7 +47,7 @@ def reads_argument(function: object, name: str) -> bool:
 
 
 def _code_reads(code: CodeType, name: str) -> bool:
-    if name in code.co_cellvars or _FRAME_READERS.intersection(code.co_names):
+    if name in code.co_cellvars or _reads_a_frame(code):
         return True
     for instruction in dis.get_instructions(code):
         # A local or captured variable's load: LOAD_FAST, LOAD_FAST_CHECK,
@@ -50,6 +61,15 @@ def _code_reads(code: CodeType, name: str) -> bool:
         value = instruction.argval
         if value == name or (isinstance(value, tuple) and name in value):
             return True
-    # An inner function that reads it captures it (co_cellvars, above); one of
-    # the same name inside an inner function or a comprehension is another variable.
+    # An inner function that reads it captures it (co_cellvars, above). (A
+    # variable of the same name in an inner function, or in a comprehension
+    # before Python 3.12, is another one; from 3.12 a comprehension's counts.)
     return False
+
+
+def _reads_a_frame(code: CodeType) -> bool:
+    """Whether the code, or code inside it (a lambda reading the frame above
+    its own), names a way to read a frame's variables."""
+    return bool(_FRAME_READERS.intersection(code.co_names)) or any(
+        _reads_a_frame(inner) for inner in code.co_consts if isinstance(inner, CodeType)
+    )

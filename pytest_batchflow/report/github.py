@@ -35,7 +35,7 @@ from ..results import (
     collection_error_line,
     error_line,
 )
-from ..terminal import batch_rows, seconds
+from ..terminal import OUTCOME_ORDER, batch_rows, seconds
 from .junit import visible
 
 __all__ = [
@@ -59,8 +59,8 @@ _CLIP = 300
 _ANNOTATION_LINES = 20
 _ANNOTATION_LINE_CLIP = 500
 _FAILING = ("failed", "error")
-#: The order outcomes are counted in; other plugins' words follow, sorted.
-_OUTCOMES = ("passed", "failed", "error", "flaky", "quarantined", "skipped", "xfailed", "xpassed")
+#: The order outcomes are counted in, the batch table's; other plugins' words follow, sorted.
+_OUTCOMES = OUTCOME_ORDER
 #: What markdown, GitHub's extensions (emoji, math, autolinks) or HTML could read
 #: as markup; alphanumerics, spaces and plain punctuation stay as they are.
 _MARKUP = re.compile(r"[^\w ./,;%()=+?'\"-]|_")

@@ -41,6 +41,11 @@ def reads_it_by_name(item: Any, nextitem: Any) -> None:
     print(sys._getframe().f_locals)
 
 
+def reads_its_frame_from_a_lambda(item: Any, nextitem: Any) -> Any:
+    peek = lambda: sys._getframe(1).f_locals["nextitem"]  # noqa: E731
+    return peek()
+
+
 def a_generator(item: Any, nextitem: Any) -> Any:
     yield
     print(nextitem.name)
@@ -84,6 +89,7 @@ def wrapper_of(function: Callable[..., Any]) -> Callable[..., Any]:
         (in_a_comprehension, True),
         (reads_its_frame, True),
         (reads_it_by_name, True),
+        (reads_its_frame_from_a_lambda, True),
         (a_generator, True),
         (a_generator_that_does_not, False),
         (an_inner_variable_of_the_same_name, False),

@@ -111,23 +111,26 @@ def test_the_table_counts_each_outcome_as_pytests_summary_line_does(
                 raise RuntimeError("no setup")
             def test_pass(): pass
             def test_fail(): assert False
-            def test_error(broken): pass
+            @pytest.mark.parametrize("n", range(2))
+            def test_error(broken, n): pass
             def test_skip(): pytest.skip("not here")
             @pytest.mark.xfail(reason="known")
-            def test_xfail(): assert False
+            @pytest.mark.parametrize("n", range(3))
+            def test_xfail(n): assert False
             @pytest.mark.xfail(reason="known")
-            def test_xpass(): pass
+            @pytest.mark.parametrize("n", range(4))
+            def test_xpass(n): pass
         """,
         test_other="def test_other(): pass",
     )
     result = pytester.runpytest("--batchflow")
-    result.assert_outcomes(passed=2, failed=1, errors=1, skipped=1, xfailed=1, xpassed=1)
+    result.assert_outcomes(passed=2, failed=1, errors=2, skipped=1, xfailed=3, xpassed=4)
     result.stdout.fnmatch_lines(
         [
             "batch *kind *tests *passed *failed *error *skipped *xfailed *xpassed *duration"
             " *status",
-            "other *test *1 *1 *0 *0 *0 *0 *0 *s *passed",
-            "default *test *6 *1 *1 *1 *1 *1 *1 *s *failed",
+            "other *test *1 *1 *0 *0 *0 *0 *0 *[0-9.]s *passed",
+            "default *test *12 *1 *1 *2 *1 *3 *4 *[0-9.]s *failed",
         ]
     )
     html = (pytester.path / ".batchflow" / "report.html").read_text(encoding="utf-8")
@@ -137,7 +140,7 @@ def test_the_table_counts_each_outcome_as_pytests_summary_line_does(
     assert "".join(f'<th class="n">{word}</th>' for word in words) in table
     assert "flaky" not in table  # no batch has one
     rows = {row.split("</td>", 1)[0]: row for row in table.replace("\n", "").split("<tr><td>")}
-    counts = '<td class="n">6</td>' + '<td class="n">1</td>' * 6
+    counts = "".join(f'<td class="n">{n}</td>' for n in (12, 1, 1, 2, 1, 3, 4))
     assert counts in re.sub(r">\s+<", "><", rows["default"])
 
 
