@@ -1029,13 +1029,24 @@ def test_a_plugin_that_follows_the_next_item_sees_each_class_end(
     )
 
 
-#: pytest-rerunfailures' teardown hook (14.0 and later), in short: it keeps
-#: the next item, only to hand it on to pytest's teardown after a rerun.
-RERUNFAILURES_TEARDOWN = """
+#: A module fixture that notes each of its setups, in a file per worker.
+MODULE_SERVICE = """
 import os
 
 import pytest
 
+
+@pytest.fixture(scope="module")
+def service():
+    with open(f"setup_{os.environ['PYTEST_XDIST_WORKER']}", "a") as out:
+        out.write("set up;")
+    yield
+"""
+#: pytest-rerunfailures' teardown hook (14.0 and later), in short: it keeps
+#: the next item, only to hand it on to pytest's teardown after a rerun.
+RERUNFAILURES_TEARDOWN = (
+    MODULE_SERVICE
+    + """
 
 class RerunFailures:
     def pytest_runtest_teardown(self, item, nextitem):
@@ -1045,14 +1056,33 @@ class RerunFailures:
 def pytest_configure(config):
     if not config.pluginmanager.has_plugin("rerunfailures"):
         config.pluginmanager.register(RerunFailures(), "rerunfailures")
-
-
-@pytest.fixture(scope="module")
-def service():
-    with open(f"setup_{os.environ['PYTEST_XDIST_WORKER']}", "a") as out:
-        out.write("set up;")
-    yield
 """
+)
+#: A teardown hook with pytest's whole signature that reads only ``item`` (Pygments').
+UNREAD_NEXT_ITEM = (
+    MODULE_SERVICE
+    + """
+
+def pytest_runtest_teardown(item, nextitem):
+    item.torn_down = True
+"""
+)
+
+
+def run_module_with_service(pytester: pytest.Pytester, conftest: str) -> pytest.RunResult:
+    """Six tests of a module that share its fixture, run on two workers; the
+    fixture is set up once on each (a release item kept it up)."""
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(
+        test_module=SLEEPY + "".join(f"\ndef test_{n}(service):\n    nap()\n" for n in range(6))
+    )
+    result, _ = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=6)
+    setups = [
+        path.read_text(encoding="utf-8").count("set up") for path in pytester.path.glob("setup_gw*")
+    ]
+    assert setups == [1, 1]
+    return result
 
 
 def test_pytest_rerunfailures_does_not_count_as_following_the_next_item(
@@ -1062,17 +1092,8 @@ def test_pytest_rerunfailures_does_not_count_as_following_the_next_item(
     # as a plugin that reads it, release items went under the session, and
     # every test sent alone (any test before the run knows how long tests
     # take, a long one, one with rules) tore its module's fixtures down.
-    pytester.makeconftest(RERUNFAILURES_TEARDOWN)
-    pytester.makepyfile(
-        test_module=SLEEPY + "".join(f"\ndef test_{n}(service):\n    nap()\n" for n in range(6))
-    )
-    result, _ = run(pytester, "-n", "2")
-    result.assert_outcomes(passed=6)
+    result = run_module_with_service(pytester, RERUNFAILURES_TEARDOWN)
     result.stdout.no_fnmatch_line("*reads the next item*")
-    setups = [
-        path.read_text(encoding="utf-8").count("set up") for path in pytester.path.glob("setup_gw*")
-    ]
-    assert setups == [1, 1]
 
 
 def test_a_teardown_hook_that_takes_the_next_item_and_never_reads_it_does_not_count(
@@ -1081,29 +1102,10 @@ def test_a_teardown_hook_that_takes_the_next_item_and_never_reads_it_does_not_co
     # Pygments' conftest has ``def pytest_runtest_teardown(item, nextitem):``
     # and uses only ``item``: counted as following the next item, its header
     # line said so, and every test sent alone tore its module's fixtures down.
-    conftest = RERUNFAILURES_TEARDOWN.replace(
-        "class RerunFailures:\n    def pytest_runtest_teardown(self, item, nextitem):\n"
-        "        item._teardown_nextitem = nextitem\n",
-        "def pytest_runtest_teardown(item, nextitem):\n    item.torn_down = True\n",
-    ).replace(
-        '    if not config.pluginmanager.has_plugin("rerunfailures"):\n'
-        '        config.pluginmanager.register(RerunFailures(), "rerunfailures")\n',
-        "    pass\n",
-    )
-    assert "nextitem = nextitem" not in conftest
-    pytester.makeconftest(conftest)
-    pytester.makepyfile(
-        test_module=SLEEPY + "".join(f"\ndef test_{n}(service):\n    nap()\n" for n in range(6))
-    )
-    result, _ = run(pytester, "-n", "2")
-    result.assert_outcomes(passed=6)
+    result = run_module_with_service(pytester, UNREAD_NEXT_ITEM)
     result.stdout.no_fnmatch_line("*reads the next item*")
-    setups = [
-        path.read_text(encoding="utf-8").count("set up") for path in pytester.path.glob("setup_gw*")
-    ]
-    assert setups == [1, 1]
     # The same hook reading it counts.
-    pytester.makeconftest(conftest.replace("item.torn_down = True", "item.torn_down = nextitem"))
+    pytester.makeconftest(UNREAD_NEXT_ITEM.replace("torn_down = True", "torn_down = nextitem"))
     result, _ = run(pytester, "-n", "2")
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["batchflow: conftest.py reads the next item of a test: *"])
