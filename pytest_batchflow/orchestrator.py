@@ -2996,13 +2996,13 @@ def next_item_followers(config: pytest.Config) -> tuple[str, ...]:
         for impl in getattr(config.hook, name).get_hookimpls():
             if "nextitem" not in impl.argnames or impl.plugin_name in _RERUN_PLUGIN_NAMES:
                 continue
-            if not reads_argument(impl.function, "nextitem"):
-                continue  # the signature copied whole, the argument unused (Pygments' conftest)
             if name == "pytest_runtest_protocol" and not (impl.hookwrapper or impl.wrapper):
                 continue
             module = _plugin_module(impl.plugin)
             if module.partition(".")[0] in ("_pytest", "pytest_batchflow"):
                 continue
+            if not reads_argument(impl.function, "nextitem"):
+                continue  # the signature copied whole, the argument unused (Pygments' conftest)
             found[_plugin_label(impl.plugin_name, module, config.rootpath)] = None
     return tuple(found)
 

@@ -333,22 +333,19 @@ class Dispatcher:
         self._held: Counter[str] = Counter()
         remaining = plan.remaining_paths()
         position = {index: i for i, index in enumerate(plan.order)}
-        # Paths through tests under the floor, as the order weighs them: fast
-        # tests keep the plan's order even when a later batch waits on them all.
-        floored_paths = plan.remaining_paths(floor=PRIORITY_FLOOR)
         # keep_order: ready tests go in the plan's order (collection order
         # within a batch), whatever the history says of their durations.
-        self._key: dict[int, _Key] = {
-            i: (0, 0.0, 0.0, position[i])
-            if keep_order
-            else (
-                0,
-                -_floored(floored_paths[i]),
-                -_floored(plan.estimates.get(i, 0.0)),
-                position[i],
-            )
-            for i in plan.order
-        }
+        if keep_order:
+            self._key: dict[int, _Key] = {i: (0, 0.0, 0.0, position[i]) for i in plan.order}
+        else:
+            # Paths through tests under the floor weigh nothing (each path is 0 or
+            # at least the floor): fast tests keep the plan's order even when a
+            # later batch waits on them all.
+            paths = plan.remaining_paths(floor=PRIORITY_FLOOR)
+            self._key = {
+                i: (0, -paths[i], -_floored(plan.estimates.get(i, 0.0)), position[i])
+                for i in plan.order
+            }
         self._planned = planned = set(plan.order)
         # Only tests with dependents have an entry: a list per test would be
         # thousands of objects for the garbage collector to walk all run long.

@@ -59,8 +59,6 @@ _CLIP = 300
 _ANNOTATION_LINES = 20
 _ANNOTATION_LINE_CLIP = 500
 _FAILING = ("failed", "error")
-#: The order outcomes are counted in, the batch table's; other plugins' words follow, sorted.
-_OUTCOMES = OUTCOME_ORDER
 #: What markdown, GitHub's extensions (emoji, math, autolinks) or HTML could read
 #: as markup; alphanumerics, spaces and plain punctuation stay as they are.
 _MARKUP = re.compile(r"[^\w ./,;%()=+?'\"-]|_")
@@ -92,7 +90,8 @@ def _verdict(result: RunResult) -> str:
 
 def _counts(result: RunResult) -> str:
     counts = Counter(test.outcome for test in result.tests)
-    words = [*_OUTCOMES, *sorted(set(counts) - set(_OUTCOMES))]
+    # The batch table's order; other plugins' words follow, sorted.
+    words = [*OUTCOME_ORDER, *sorted(set(counts) - set(OUTCOME_ORDER))]
     parts = [f"{counts[word]} {word}" for word in words if counts[word]]
     if result.deselected:
         parts.append(f"{result.deselected} deselected")
