@@ -13,7 +13,13 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ignore_in_git", "remove_run_directory", "run_directory", "write_atomically"]
+__all__ = [
+    "ignore_in_git",
+    "output_problem",
+    "remove_run_directory",
+    "run_directory",
+    "write_atomically",
+]
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -29,6 +35,49 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+#: How much of a file :func:`output_problem` reads to tell that batchflow wrote it.
+_HEAD = 4096
+
+
+def output_problem(path: Path, mark: bytes, what: str) -> str | None:
+    """Why :func:`write_atomically` could not put ``what`` (an output: "a JSON
+    result") at ``path``, found before the run; None if nothing stands in its way.
+
+    A file there is replaced only when it is empty or batchflow wrote it (its
+    first bytes hold ``mark``): an option that took the next argument as its
+    path (``--batchflow-html tests/test_api.py``) would otherwise overwrite a
+    source or a configuration file. The folder must let a file be made in it,
+    as the write makes its temporary file there: a file of the same name
+    beside it is made and removed at once, which the system refuses where
+    ``os.access`` would not tell (``/proc``, a read-only mount, ACLs).
+    """
+    if path.is_dir():
+        return f"{path} is a folder; name a file in it"
+    if path.exists():
+        try:
+            with path.open("rb") as stream:
+                head = stream.read(_HEAD)
+        except OSError as error:
+            return f"cannot read {path} to tell whether batchflow wrote it: {error.strerror}"
+        if head.strip() and mark not in head:
+            return (
+                f"{path} exists and is not {what} that batchflow wrote, so batchflow will "
+                "not replace it; delete it or name another file"
+            )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # write_atomically makes the folders in between
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder, so {path} cannot be written"
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as error:
+        return f"cannot write in {folder}: {error.strerror or error}"
+    os.close(descriptor)
+    Path(probe).unlink(missing_ok=True)
+    return None
 
 
 def _umask() -> int:

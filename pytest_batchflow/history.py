@@ -864,7 +864,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         # Under WAL a commit survives a crash of the process; only a power loss
         # may take the last few, which a test history can afford for speed.
         connection.execute("PRAGMA synchronous = NORMAL")
-        _migrate(connection)
+        _migrate(connection, path)
         connection.execute("SELECT COUNT(*) FROM runs").fetchone()
         connection.isolation_level = "DEFERRED"
     except BaseException:
@@ -906,7 +906,7 @@ def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def _migrate(connection: sqlite3.Connection) -> None:
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
     """Bring the schema up to date; concurrent runs serialise on the write lock.
 
     Attempts a serial run staged and did not move (a test killed it) are
@@ -917,8 +917,9 @@ def _migrate(connection: sqlite3.Connection) -> None:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise HistoryError(
-                f"schema version {version} is newer than this batchflow's {SCHEMA_VERSION}; "
-                "upgrade pytest-batchflow or use another --batchflow-history"
+                f"history store {path} has schema version {version}, newer than this "
+                f"batchflow's {SCHEMA_VERSION}; upgrade pytest-batchflow or use another "
+                "--batchflow-history"
             )
         for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
             for statement in script.split(";"):

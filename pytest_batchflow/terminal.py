@@ -258,7 +258,8 @@ def resource_lines(
             (
                 f"memory budget: {format_size(resources.budget)}"
                 + (f" ({share} of the memory available)" if share else "")
-                + f" for the tests running at once, {resources.cpus} CPUs",
+                + f" for the tests running at once; CPU budget: {resources.cpus} (the larger "
+                "of the machine's CPUs and the workers)",
                 False,
             )
         )

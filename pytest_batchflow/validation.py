@@ -175,8 +175,8 @@ def parse_batch_line(line: str) -> BatchLine:
             shown = ",".join(shown)
         if key == "name":
             raise SettingsError(
-                f"line {line!r}: batch name {name!r} must start with a letter or _ and hold "
-                f"only letters, digits, _ . -; e.g. {BATCH_EXAMPLE!r}"
+                f"line {line!r}: batch name {name!r} must start with an ASCII letter or _ "
+                f"and hold only ASCII letters, digits, _ . -; e.g. {BATCH_EXAMPLE!r}"
             ) from None
         raise SettingsError(
             f"line {line!r}: {key}={shown!r}: {_first_sentence(first['msg'])}; "
@@ -389,6 +389,8 @@ def parse_settings(
             f"{given.spelling(fail)} ({given.source}) needs a limit to fail tests over; "
             f"add {limit.flag}=SIZE, e.g. {limit.flag}={limit.example}"
         )
+    if settings.enabled:
+        _check_outputs(raw, settings)
     if settings.select is not None:
         known = {policy.name for policy in settings.policies}
         unknown = [name for name in settings.select if name not in known]
@@ -400,6 +402,60 @@ def parse_settings(
                 f"known batches: {', '.join(sorted(known))}"
             )
     return settings
+
+
+#: Each output's field, what it is (with its article), and what the start
+#: of the file holds when batchflow wrote it.
+_OUTPUTS = (
+    ("json_path", "a", "JSON result", b'"schema_version"'),
+    ("html_path", "an", "HTML report", b"<title>batchflow"),
+    ("junit_path", "a", "JUnit XML", b'<testsuites name="batchflow"'),
+)
+
+
+def _check_outputs(raw: Mapping[str, RawValue], settings: Settings) -> None:
+    """Before anything runs: the outputs asked for can be written where they
+    are asked for, replacing no file that batchflow did not write, and no two
+    of them (nor the history store) share a file.
+
+    A default path (the HTML report's) is not checked: where it cannot be
+    written, the run's end says so and the run's outcome stands, as the user
+    asked for no file there.
+    """
+    from .files import output_problem
+
+    files: list[tuple[str, str, Path]] = []
+    if not settings.no_history:
+        files.append(("history_path", "the history store", settings.history_path))
+    for field, article, what, mark in _OUTPUTS:
+        path: Path | None = getattr(settings, field)
+        if path is None:
+            continue
+        given = raw[field]
+        (option,) = _options(field)
+        if given.origin != "default":
+            problem = output_problem(path, mark, f"{article} {what}")
+            if problem is not None:
+                where = f"{given.spelling(option)} ({given.source})"
+                raise SettingsError(f"{where}: {problem}; e.g. {given.example(option)}")
+        files.append((field, f"the {what}", path))
+    claimed: dict[Path, tuple[str, str]] = {}
+    for field, what, path in files:
+        first = claimed.setdefault(path.resolve(), (field, what))
+        if first[0] == field:
+            continue
+        # The one to change is the one the user gave (a default is not theirs to blame).
+        (culprit, _), (other, other_what) = sorted(
+            ((field, what), first), key=lambda pair: raw[pair[0]].origin == "default"
+        )
+        given = raw[culprit]
+        (option,) = _options(culprit)
+        holder = raw[other]
+        raise SettingsError(
+            f"{given.spelling(option)} ({given.source}): {path} is also {other_what}'s file "
+            f"({holder.spelling(_options(other)[0])}, {holder.source}); give each output a "
+            f"file of its own, e.g. {given.example(option)}"
+        )
 
 
 def _options(*fields: str) -> tuple[Option, ...]:

@@ -430,9 +430,9 @@ def test_store_of_a_newer_batchflow_is_left_untouched(pytester: pytest.Pytester)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "batchflow: warning: running without history: schema version 99 is newer than "
-            f"this batchflow's {SCHEMA_VERSION}; upgrade pytest-batchflow or use another "
-            "--batchflow-history"
+            "batchflow: warning: running without history: history store "
+            "*/.batchflow/history.sqlite has schema version 99, newer than this batchflow's "
+            f"{SCHEMA_VERSION}; upgrade pytest-batchflow or use another --batchflow-history"
         ]
     )
     assert history_rows(store, "PRAGMA user_version") == [(99,)]
@@ -811,3 +811,58 @@ def test_a_plan_without_history_says_why_its_estimate_is_unknown(
     )
     timed = pytester.runpytest("--batchflow-plan")
     timed.stdout.fnmatch_lines(["estimated duration: * (history for 1 of 1 test)"])
+
+
+OUTPUT_OPTIONS = ("--batchflow-json", "--batchflow-html", "--batchflow-junit")
+
+
+@pytest.mark.parametrize("option", OUTPUT_OPTIONS)
+def test_an_output_option_never_replaces_a_file_batchflow_did_not_write(
+    pytester: pytest.Pytester, option: str
+) -> None:
+    # The option takes the next argument as its path: the test file, here.
+    test_file = pytester.makepyfile(test_api="def test_api(): pass")
+    source = test_file.read_bytes()
+    result = pytester.runpytest("--batchflow", option, "test_api.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: batchflow: {option} (command line): */test_api.py exists and is not *"]
+    )
+    assert test_file.read_bytes() == source
+    assert not (pytester.path / ".batchflow").exists()  # nothing ran
+
+
+def test_the_outputs_batchflow_wrote_are_replaced_by_the_next_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    (pytester.path / "empty.xml").touch()  # an empty file is taken too
+    paths = ("out/result.json", "out/report.html", "empty.xml")
+    args = [f"{option}={path}" for option, path in zip(OUTPUT_OPTIONS, paths, strict=True)]
+    first = pytester.runpytest("--batchflow", *args)
+    first.assert_outcomes(passed=1)
+    written = {path: (pytester.path / path).read_bytes() for path in paths}
+    assert all(written.values())
+    second = pytester.runpytest("--batchflow", *args)
+    second.assert_outcomes(passed=1)
+    assert second.ret == pytest.ExitCode.OK
+    for path, before in written.items():
+        after = (pytester.path / path).read_bytes()
+        assert after
+        assert after != before  # the second run's own start time, at least
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_in_a_folder_that_takes_no_file_is_refused_before_the_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest("--batchflow", "--batchflow-json=/proc/result.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: --batchflow-json (command line): cannot write in /proc: *; "
+            "e.g. --batchflow-json=.batchflow/result.json"
+        ]
+    )
+    assert not (pytester.path / ".batchflow").exists()

@@ -177,7 +177,10 @@ def test_small():
     )
     if xdist_args(workers):  # the default budget, a share of what is available, named
         result.stdout.fnmatch_lines(
-            ["memory budget: * (75% of the memory available) for the tests running at once, *"]
+            [
+                "memory budget: * (75% of the memory available) for the tests running at once; "
+                "CPU budget: *"
+            ]
         )
     else:  # no budget serially
         assert "memory budget" not in result.stdout.str()
@@ -366,7 +369,12 @@ def test_d(): time.sleep(0.3)
         ]
     )
     # A size set by the user: no share of the memory available to name.
-    result.stdout.fnmatch_lines(["memory budget: 1 GiB for the tests running at once, * CPUs"])
+    result.stdout.fnmatch_lines(
+        [
+            "memory budget: 1 GiB for the tests running at once; CPU budget: "
+            f"{max(os.cpu_count() or 1, 2)} (the larger of the machine's CPUs and the workers)"
+        ]
+    )
     assert data.resources is not None
     assert data.resources.alone == ["test_mixed.py::test_huge"]
 

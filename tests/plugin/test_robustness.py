@@ -589,9 +589,16 @@ def test_runs_that_execute_no_test_leave_no_results(pytester: pytest.Pytester, o
     assert not (pytester.path / ".batchflow").exists()
 
 
-def test_unwritable_json_is_a_warning_not_a_crash(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_one="def test_one(): pass")
-    (pytester.path / "blocker").write_text("a file where a folder should be")
+def test_a_json_path_that_stops_being_writable_is_a_warning_not_a_crash(
+    pytester: pytest.Pytester,
+) -> None:
+    # Writable at the start; a test then puts a file where the folder goes.
+    pytester.makepyfile(
+        test_one="""
+        def test_one(request):
+            (request.config.rootpath / "blocker").write_text("a file where a folder should be")
+        """
+    )
     result = pytester.runpytest("--batchflow", "--batchflow-json=blocker/r.json")
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(passed=1)

@@ -26,10 +26,16 @@ def test_two():
 PREFIX = "ERROR: batchflow: "
 # Batch lines come from the ini file, named by its path (a tmp path here).
 LINES = "batchflow_batches (*tox.ini): "
-NAME_RULE = "must start with a letter or _ and hold only letters, digits, _ . -"
+NAME_RULE = "must start with an ASCII letter or _ and hold only ASCII letters, digits, _ . -"
 KNOWN_KEYS = (
     "kind, paths, markers, after, mode, workers, priority, reruns, timeout, maxfail, cov, "
     "cov_fail_under, bench_fail, on_upstream_failure"
+)
+
+
+NOT_OURS = (
+    "exists and is not %s that batchflow wrote, so batchflow will not replace it; "
+    "delete it or name another file"
 )
 
 
@@ -403,6 +409,52 @@ CASES = [
         "test_suite.py::test_a depends on 'test_missing', which matches no collected test; "
         "fix the name, select that test too, or set batchflow_missing_dependency = skip",
         suite=marked('@pytest.mark.depends_on("test_missing")'),
+    ),
+    # An output option that took the next argument as its path: batchflow
+    # replaces only files it wrote.
+    Case(
+        "output-html-over-a-test-file",
+        f"--batchflow-html (command line): */test_suite.py {NOT_OURS % 'an HTML report'}; "
+        "e.g. --batchflow-html=.batchflow/report.html",
+        args=("--batchflow", "--batchflow-html", "test_suite.py"),
+    ),
+    Case(
+        "xdist-output-junit-over-a-test-file",
+        f"--batchflow-junit (command line): */test_suite.py {NOT_OURS % 'a JUnit XML'}; "
+        "e.g. --batchflow-junit=.batchflow/junit.xml",
+        args=("--batchflow", "-n", "2", "--batchflow-junit", "test_suite.py"),
+    ),
+    Case(
+        "output-json-over-the-ini-file",
+        f"batchflow_json (*tox.ini): */tox.ini {NOT_OURS % 'a JSON result'}; "
+        "e.g. batchflow_json = .batchflow/result.json",
+        ini=("batchflow_json = tox.ini",),
+    ),
+    Case(
+        "output-json-under-a-file",
+        "--batchflow-json (command line): */test_suite.py is a file, not a folder, so "
+        "*/test_suite.py/r.json cannot be written; e.g. --batchflow-json=.batchflow/result.json",
+        args=("--batchflow", "--batchflow-json=test_suite.py/r.json"),
+    ),
+    Case(
+        "output-junit-a-folder",
+        "BATCHFLOW_JUNIT (environment): */test_bad_input_is_a_one_line_usage_error* is a "
+        "folder; name a file in it; e.g. BATCHFLOW_JUNIT=.batchflow/junit.xml",
+        env={"BATCHFLOW_JUNIT": "."},
+    ),
+    Case(
+        "output-json-and-html-share-a-file",
+        "--batchflow-html (command line): */out.json is also the JSON result's file "
+        "(--batchflow-json, command line); give each output a file of its own, "
+        "e.g. --batchflow-html=.batchflow/report.html",
+        args=("--batchflow", "--batchflow-json=out.json", "--batchflow-html=out.json"),
+    ),
+    Case(
+        "output-json-is-the-history-store",
+        "BATCHFLOW_JSON (environment): */.batchflow/history.sqlite is also the history "
+        "store's file (batchflow_history, default); give each output a file of its own, "
+        "e.g. BATCHFLOW_JSON=.batchflow/result.json",
+        env={"BATCHFLOW_JSON": ".batchflow/history.sqlite"},
     ),
 ]
 
