@@ -1242,6 +1242,42 @@ class Orchestrator:
         self.print_plan()
         return True
 
+    @pytest.hookimpl(wrapper=True, specname="pytest_runtestloop")
+    def pytest_runtestloop_reruns_cut(
+        self, session: pytest.Session
+    ) -> Generator[None, object, object]:
+        """A run that ``-x`` or ``--maxfail`` stopped before some reruns: each
+        such failure stands, and pytest hears of it as a failure (as of a rerun
+        a batch's ``maxfail`` gave up), so that its line, its ``--junitxml``
+        and the table agree.
+
+        Not on Ctrl-C, ``pytest.exit`` or another plugin's stop
+        (``--stepwise`` would take the last failure heard of for the one to
+        resume from): nothing more is reported then, and the batchflow section
+        names those failures (_reruns_not_run_summary).
+        """
+        try:
+            return (yield)
+        except BaseException as stopped:
+            maxfail = self.config.option.maxfail
+            # xdist's controller stops with its own Interrupted, a KeyboardInterrupt.
+            if (
+                self.role != "worker"
+                and maxfail
+                and session.testsfailed >= maxfail
+                and type(stopped) is not KeyboardInterrupt
+                and isinstance(stopped, (session.Interrupted, session.Failed, KeyboardInterrupt))
+            ):
+                # pytest's stop line keeps the count that stopped the run.
+                shouldfail, shouldstop = session.shouldfail, session.shouldstop
+                for index in [index for index in self.earlier if not self._has_result(index)]:
+                    self.give_up_rerun(index, f"the run stopped ({stopped})")
+                if shouldfail:
+                    session.shouldfail = shouldfail
+                if shouldstop:
+                    session.shouldstop = shouldstop
+            raise
+
     def print_plan(self) -> None:
         assert self.plan is not None
         assert self.analysis is not None

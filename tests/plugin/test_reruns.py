@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import pytest
 from json_runs import by_name, run
@@ -287,6 +288,52 @@ def test_fine():
         ]
     )
     assert by_name(data)["test_stopped"].outcome == "failed"
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_rerun_that_x_cut_off_is_a_failure_pytest_counts(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    # test_a's rerun fails and -x stops the run while test_b waits for its own.
+    pytester.makepyfile(
+        test_suite="""
+import time
+
+def test_a():
+    assert 0, "a fails"
+
+def test_b():
+    time.sleep(0.5)
+    assert 0, "b fails"
+
+def test_c():
+    pass
+"""
+    )
+    args = ("--batchflow-reruns=1", "--batchflow-reruns-delay=0.2", "-x", "--junitxml=junit.xml")
+    result, data = run(pytester, *args, *(xdist() if workers else ()))
+    # xdist stops a run at -x as an interruption, with or without batchflow.
+    stopped = pytest.ExitCode.INTERRUPTED if workers else pytest.ExitCode.TESTS_FAILED
+    assert result.ret == stopped
+    # Each failure that stands is one pytest counted, in its line and its XML.
+    assert result.parseoutcomes()["failed"] == 2
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_b _*",
+            "batchflow: the rerun of this failure did not run: the run stopped (stopping after "
+            "1 failures)",
+        ]
+    )
+    result.stdout.fnmatch_lines(["FAILED test_suite.py::test_b - batchflow: the rerun of*"])
+    result.stdout.fnmatch_lines(["*! stopping after 1 failures !*"])  # what stopped it
+    result.stdout.no_fnmatch_line("*the run stopped before its rerun*")
+    suite = ElementTree.parse(pytester.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("failures") == "2"
+    tests = by_name(data)
+    assert tests["test_b"].outcome == "failed"
+    assert tests["test_b"].longrepr is not None
+    assert "b fails" in tests["test_b"].longrepr
 
 
 def test_serially_the_rerun_comes_at_the_end_of_the_batch(pytester: pytest.Pytester) -> None:
