@@ -101,9 +101,12 @@ def glob_matches(pattern: str, relpath: str) -> bool:
     """Whether ``pattern`` matches the file ``relpath`` or any folder above it.
 
     Both are ``/``-separated and relative to rootdir; ``*`` and ``?`` stay
-    within one path segment, ``**`` spans any number of segments.
+    within one path segment, ``**`` spans any number of segments; ``.`` is
+    rootdir, above every file.
     """
     pattern_segments = glob_segments(pattern)
+    if not pattern_segments:  # "." or "./": rootdir itself, above every file
+        return bool(pattern.strip().strip("/"))
     segments = [s for s in relpath.split("/") if s not in ("", ".")]
     return any(
         _match_segments(pattern_segments, segments[:end]) for end in range(1, len(segments) + 1)

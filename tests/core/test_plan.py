@@ -42,6 +42,8 @@ class TestGlobMatches:
             ("**/unit", "tests/unit/test_a.py"),
             ("tests/**", "tests/unit/test_a.py"),
             ("**", "test_a.py"),
+            (".", "tests/unit/test_a.py"),
+            ("./", "test_a.py"),
         ],
     )
     def test_matches(self, pattern: str, relpath: str) -> None:
@@ -63,6 +65,7 @@ class TestGlobMatches:
             ("tests/**/test_a.py", "other/tests/test_a.py"),
             ("**/test_b.py", "tests/test_a.py"),
             ("", "tests/test_a.py"),
+            ("/", "tests/test_a.py"),
         ],
     )
     def test_does_not_match(self, pattern: str, relpath: str) -> None:
