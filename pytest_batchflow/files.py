@@ -48,13 +48,18 @@ def output_problem(path: Path, mark: bytes, what: str) -> str | None:
     A file there is replaced only when it is empty or batchflow wrote it (its
     first bytes hold ``mark``): an option that took the next argument as its
     path (``--batchflow-html tests/test_api.py``) would otherwise overwrite a
-    source or a configuration file. The folder must let a file be made in it,
-    as the write makes its temporary file there: a file of the same name
-    beside it is made and removed at once, which the system refuses where
-    ``os.access`` would not tell (``/proc``, a read-only mount, ACLs).
+    source or a configuration file. Nor is a device, a pipe or a socket:
+    the rename would put the output in its place (``/dev/null``, as root).
+
+    The folder must let a file be made in it, as the write makes its
+    temporary file there: one is made there and removed at once, which the
+    system refuses where ``os.access`` would not tell (``/proc``, a read-only
+    mount, ACLs).
     """
     if path.is_dir():
         return f"{path} is a folder; name a file in it"
+    if path.exists() and not path.is_file():  # a pipe or a terminal would wait for a read
+        return f"{path} is not a regular file (a device, a pipe or a socket); name a file"
     if path.exists():
         try:
             with path.open("rb") as stream:

@@ -866,3 +866,21 @@ def test_an_output_in_a_folder_that_takes_no_file_is_refused_before_the_run(
         ]
     )
     assert not (pytester.path / ".batchflow").exists()
+
+
+@pytest.mark.skipif(not os.path.exists(os.devnull), reason="needs a null device")
+@pytest.mark.parametrize("option", OUTPUT_OPTIONS)
+def test_an_output_on_a_device_is_refused_and_the_device_left_alone(
+    pytester: pytest.Pytester, option: str
+) -> None:
+    # Written atomically, the output would have taken the device's place (as root).
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest("--batchflow", f"{option}={os.devnull}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: batchflow: {option} (command line): {os.devnull} is not a regular file "
+            "(a device, a pipe or a socket); name a file; e.g. *"
+        ]
+    )
+    assert not Path(os.devnull).is_file()
