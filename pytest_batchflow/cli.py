@@ -188,6 +188,16 @@ def _report(args: argparse.Namespace) -> int:
 
     paths: list[Path] = args.results
     output: Path = args.output
+    problem = _outputs_problem(
+        [
+            ("-o/--output", "html", output),
+            ("--json", "json", args.json),
+            ("--junit", "junit", args.junit),
+        ]
+    )
+    if problem is not None:
+        print(f"batchflow: {problem}", file=sys.stderr)
+        return 2
     try:
         results = [read_result(path) for path in paths]
         merged, notes = merge_results(
@@ -237,6 +247,26 @@ def _report(args: argparse.Namespace) -> int:
         else:
             _emit(f"batchflow: GitHub step summary: {summary}")
     return merged.exitstatus
+
+
+def _outputs_problem(outputs: list[tuple[str, str, Path | None]]) -> str | None:
+    """What stops ``batchflow report`` from writing its outputs (option, kind,
+    path; None for one not asked for), checked before any result is read: as
+    in a run (:func:`~pytest_batchflow.files.output_problem`), each on a file
+    of its own."""
+    from .files import output_problem
+
+    claimed: dict[Path, str] = {}
+    for option, kind, path in outputs:
+        if path is None:
+            continue
+        problem = output_problem(path, kind)
+        if problem is not None:
+            return f"{option}: {problem}"
+        other = claimed.setdefault(path.resolve(), option)
+        if other != option:
+            return f"{option}: {path} is also {other}'s file; give each output a file of its own"
+    return None
 
 
 def _read_history(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 try:
     import fcntl
@@ -14,6 +15,8 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "OUTPUT_KINDS",
+    "OutputKind",
     "ignore_in_git",
     "output_problem",
     "remove_run_directory",
@@ -37,16 +40,32 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+class OutputKind(NamedTuple):
+    """An output batchflow writes: what it is, and what the start of the file
+    holds when batchflow wrote it."""
+
+    article: str
+    noun: str
+    mark: bytes
+
+
+#: The outputs of a run and of ``batchflow report``.
+OUTPUT_KINDS = {
+    "json": OutputKind("a", "JSON result", b'"schema_version"'),
+    "html": OutputKind("an", "HTML report", b"<title>batchflow"),
+    "junit": OutputKind("a", "JUnit XML", b'<testsuites name="batchflow"'),
+}
 #: How much of a file :func:`output_problem` reads to tell that batchflow wrote it.
 _HEAD = 4096
 
 
-def output_problem(path: Path, mark: bytes, what: str) -> str | None:
-    """Why :func:`write_atomically` could not put ``what`` (an output: "a JSON
-    result") at ``path``, found before the run; None if nothing stands in its way.
+def output_problem(path: Path, kind: str) -> str | None:
+    """Why :func:`write_atomically` could not put an output of ``kind`` (a key of
+    :data:`OUTPUT_KINDS`) at ``path``, found before anything runs; None if
+    nothing stands in its way.
 
     A file there is replaced only when it is empty or batchflow wrote it (its
-    first bytes hold ``mark``): an option that took the next argument as its
+    first bytes hold the kind's mark): an option that took the next argument as its
     path (``--batchflow-html tests/test_api.py``) would otherwise overwrite a
     source or a configuration file. Nor is a device, a pipe or a socket:
     the rename would put the output in its place (``/dev/null``, as root).
@@ -66,10 +85,11 @@ def output_problem(path: Path, mark: bytes, what: str) -> str | None:
                 head = stream.read(_HEAD)
         except OSError as error:
             return f"cannot read {path} to tell whether batchflow wrote it: {error.strerror}"
-        if head.strip() and mark not in head:
+        output = OUTPUT_KINDS[kind]
+        if head.strip() and output.mark not in head:
             return (
-                f"{path} exists and is not {what} that batchflow wrote, so batchflow will "
-                "not replace it; delete it or name another file"
+                f"{path} exists and is not {output.article} {output.noun} that batchflow "
+                "wrote, so batchflow will not replace it; delete it or name another file"
             )
     folder = path.parent
     while not folder.exists() and folder != folder.parent:

@@ -404,13 +404,8 @@ def parse_settings(
     return settings
 
 
-#: Each output's field, what it is (with its article), and what the start
-#: of the file holds when batchflow wrote it.
-_OUTPUTS = (
-    ("json_path", "a", "JSON result", b'"schema_version"'),
-    ("html_path", "an", "HTML report", b"<title>batchflow"),
-    ("junit_path", "a", "JUnit XML", b'<testsuites name="batchflow"'),
-)
+#: Each output's field and its kind (:data:`~pytest_batchflow.files.OUTPUT_KINDS`).
+_OUTPUTS = (("json_path", "json"), ("html_path", "html"), ("junit_path", "junit"))
 
 
 def _check_outputs(raw: Mapping[str, RawValue], settings: Settings) -> None:
@@ -422,23 +417,23 @@ def _check_outputs(raw: Mapping[str, RawValue], settings: Settings) -> None:
     written, the run's end says so and the run's outcome stands, as the user
     asked for no file there.
     """
-    from .files import output_problem
+    from .files import OUTPUT_KINDS, output_problem
 
     files: list[tuple[str, str, Path]] = []
     if not settings.no_history:
         files.append(("history_path", "the history store", settings.history_path))
-    for field, article, what, mark in _OUTPUTS:
+    for field, kind in _OUTPUTS:
         path: Path | None = getattr(settings, field)
         if path is None:
             continue
         given = raw[field]
         (option,) = _options(field)
         if given.origin != "default":
-            problem = output_problem(path, mark, f"{article} {what}")
+            problem = output_problem(path, kind)
             if problem is not None:
                 where = f"{given.spelling(option)} ({given.source})"
                 raise SettingsError(f"{where}: {problem}; e.g. {given.example(option)}")
-        files.append((field, f"the {what}", path))
+        files.append((field, f"the {OUTPUT_KINDS[kind].noun}", path))
     claimed: dict[Path, tuple[str, str]] = {}
     for field, what, path in files:
         first = claimed.setdefault(path.resolve(), (field, what))

@@ -683,6 +683,34 @@ def test_one_result_renders_as_it_is(
 
 
 @pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["-o", "test_suite.py"],
+            "-o/--output: test_suite.py exists and is not an HTML report that batchflow wrote, "
+            "so batchflow will not replace it; delete it or name another file",
+        ),
+        (
+            ["--json", "merged.html", "-o", "merged.html"],
+            "--json: merged.html is also -o/--output's file; give each output a file of its own",
+        ),
+        (["--junit", "shard1"], "--junit: shard1 is a folder; name a file in it"),
+    ],
+    ids=["not-ours", "shared", "folder"],
+)
+def test_an_output_the_report_may_not_write_is_refused_before_reading(
+    shards: pytest.Pytester, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    source = (shards.path / "test_suite.py").read_bytes()
+    assert main(["report", "shard1/result.json", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"batchflow: {message}"]
+    assert captured.out == ""
+    assert (shards.path / "test_suite.py").read_bytes() == source
+    assert not (shards.path / "report.html").exists()
+
+
+@pytest.mark.parametrize(
     ("content", "problem"),
     [
         (None, "cannot read it: No such file or directory"),
