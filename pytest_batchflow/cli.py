@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .core.flaky import DEFAULT_WINDOW, Flakiness, flakiness
+from .files import why_not_written
 from .history import HistoryError, HistoryStore
 
 __all__ = ["main"]
@@ -32,15 +33,20 @@ DEFAULT_STORE = Path(".batchflow") / "history.sqlite"
 DEFAULT_REPORT = Path("report.html")
 
 
+#: The largest count a query takes (SQLite's integers are 64-bit).
+_MOST = 2**63 - 1
+
+
 def _count(text: str) -> int:
-    """A whole number of at least 1 (``--window``, ``--limit``)."""
+    """A whole number of at least 1 (``--window``, ``--limit``); any larger
+    than SQLite takes counts as all."""
     try:
         number = int(text)
     except ValueError:
         number = 0
     if number < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return number
+    return min(number, _MOST)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -188,12 +194,13 @@ def _report(args: argparse.Namespace) -> int:
 
     paths: list[Path] = args.results
     output: Path = args.output
-    problem = _outputs_problem(
+    problem = _inputs_problem(paths) or _outputs_problem(
         [
             ("-o/--output", "html", output),
             ("--json", "json", args.json),
             ("--junit", "junit", args.junit),
-        ]
+        ],
+        paths,
     )
     if problem is not None:
         print(f"batchflow: {problem}", file=sys.stderr)
@@ -223,13 +230,18 @@ def _report(args: argparse.Namespace) -> int:
         from .report.junit import write_junit
 
         outputs.append(("JUnit XML", args.junit, write_junit))
-    for what, path, write in outputs:
+    unwritten = False
+    for what, path, write in outputs:  # one that cannot be written costs the others nothing
         try:
             write(merged, path)
         except OSError as error:
-            print(f"batchflow: cannot write the {what} to {path}: {error}", file=sys.stderr)
-            return 2
-        _emit(f"batchflow: {what}: {path}")
+            why = why_not_written(error, path)
+            print(f"batchflow: cannot write the {what} to {path}: {why}", file=sys.stderr)
+            unwritten = True
+        else:
+            _emit(f"batchflow: {what}: {path}")
+    if unwritten:
+        return 2
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary and len(results) > 1:
         # The merged run's summary, in the step that merges (a CI job after the
@@ -249,14 +261,25 @@ def _report(args: argparse.Namespace) -> int:
     return merged.exitstatus
 
 
-def _outputs_problem(outputs: list[tuple[str, str, Path | None]]) -> str | None:
+def _inputs_problem(paths: list[Path]) -> str | None:
+    """A result given twice (its tests would count as two shards')."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        first = seen.setdefault(path.resolve(), path)
+        if first is not path:
+            also = "" if str(first) == str(path) else f" (as {first} and {path})"
+            return f"{path} is given twice{also}; give each result once"
+    return None
+
+
+def _outputs_problem(outputs: list[tuple[str, str, Path | None]], inputs: list[Path]) -> str | None:
     """What stops ``batchflow report`` from writing its outputs (option, kind,
     path; None for one not asked for), checked before any result is read: as
     in a run (:func:`~pytest_batchflow.files.output_problem`), each on a file
-    of its own."""
+    of its own, none of them an input."""
     from .files import output_problem
 
-    claimed: dict[Path, str] = {}
+    claimed: dict[Path, str] = {path.resolve(): "an input" for path in inputs}
     for option, kind, path in outputs:
         if path is None:
             continue
@@ -264,6 +287,8 @@ def _outputs_problem(outputs: list[tuple[str, str, Path | None]]) -> str | None:
         if problem is not None:
             return f"{option}: {problem}"
         other = claimed.setdefault(path.resolve(), option)
+        if other == "an input":
+            return f"{option}: {path} is also an input; write the outputs to other files"
         if other != option:
             return f"{option}: {path} is also {other}'s file; give each output a file of its own"
     return None
@@ -271,7 +296,7 @@ def _outputs_problem(outputs: list[tuple[str, str, Path | None]]) -> str | None:
 
 def _read_history(args: argparse.Namespace) -> int:
     path: Path = args.history
-    if not path.is_file():
+    if not path.exists():
         print(
             f"batchflow: no history store at {path}; run pytest --batchflow first, or give "
             "--history PATH",
@@ -279,7 +304,8 @@ def _read_history(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        store = HistoryStore.read(path)  # a damaged store stays as it is, for pytest to handle
+        # A damaged store stays as it is, for pytest to handle.
+        store = HistoryStore.read(path, option="--history")
     except HistoryError as error:
         print(f"batchflow: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ __all__ = [
     "output_problem",
     "remove_run_directory",
     "run_directory",
+    "why_not_written",
     "write_atomically",
 ]
 
@@ -103,6 +104,16 @@ def output_problem(path: Path, kind: str) -> str | None:
     os.close(descriptor)
     Path(probe).unlink(missing_ok=True)
     return None
+
+
+def why_not_written(error: OSError, path: Path) -> str:
+    """Why a file could not be written, naming what the system refused unless it
+    is the file itself or the temporary file written beside it."""
+    reason = error.strerror or str(error)
+    refused = error.filename
+    if refused and Path(refused) != path and not Path(refused).name.startswith(f".{path.name}."):
+        reason += f": {refused}"
+    return reason
 
 
 def _umask() -> int:

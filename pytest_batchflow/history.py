@@ -180,6 +180,10 @@ _MEMORY_NEED = f"""(
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\d+(\.\d+)?")
 
 
+#: The option that names the store in a run (``batchflow`` commands take ``--history``).
+HISTORY_OPTION = "--batchflow-history"
+
+
 class HistoryError(Exception):
     """The store could not be used; the message says why, for a warning line."""
 
@@ -305,11 +309,12 @@ class HistoryStore:
         return store, f"{warning} and started a fresh one"
 
     @classmethod
-    def read(cls, path: Path) -> HistoryStore:
+    def read(cls, path: Path, option: str = HISTORY_OPTION) -> HistoryStore:
         """Open an existing store only to read it: nothing is written, not even
-        a migration, and a damaged file stays where it is. Raises HistoryError."""
-        _refuse_other_files(path)
-        return cls(path, _connect_read_only(path), read_only=True)
+        a migration, and a damaged file stays where it is. Raises HistoryError,
+        naming ``option`` as the one that gives the store's path."""
+        _refuse_other_files(path, option)
+        return cls(path, _connect_read_only(path, option), read_only=True)
 
     def close(self) -> None:
         self.wait_for_checkpoint()
@@ -702,7 +707,7 @@ def _is_sqlite_file(path: Path) -> bool:
         return False
 
 
-def _refuse_other_files(path: Path) -> None:
+def _refuse_other_files(path: Path, option: str = HISTORY_OPTION) -> None:
     """A path that is no store is left alone: raises HistoryError for a folder,
     and for an existing file that neither starts as a SQLite database nor has
     a store's name (``.sqlite``, ``.db``...). A mistyped --batchflow-history may
@@ -727,9 +732,10 @@ def _refuse_other_files(path: Path) -> None:
             f"{path / 'history.sqlite'}"
         )
     if special:  # /dev/null, a pipe: SQLite fails on them with odd messages
+        instead = ", or use --batchflow-no-history" if option == HISTORY_OPTION else ""
         raise HistoryError(
             f"{path} is not a regular file (a device, a pipe or a socket), so not a history "
-            "store; give --batchflow-history a file, or use --batchflow-no-history"
+            f"store; give {option} a file{instead}"
         )
     if other:
         raise HistoryError(
@@ -756,7 +762,7 @@ def _is_read_only(error: sqlite3.DatabaseError) -> bool:
     return "readonly database" in message or "unable to open database file" in message
 
 
-def _connect_read_only(path: Path) -> sqlite3.Connection:
+def _connect_read_only(path: Path, option: str = HISTORY_OPTION) -> sqlite3.Connection:
     """A connection that only reads the store.
 
     ``mode=ro`` where SQLite can make the write-ahead log's index next to the
@@ -770,7 +776,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             f"{path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False
         )
         try:
-            version = _refuse_foreign(connection, path)
+            version = _refuse_foreign(connection, path, option)
             if version == 0:  # no table either: a store nothing was recorded in
                 raise HistoryError(f"history store {path} is empty: no run is recorded in it")
             connection.execute("SELECT COUNT(*) FROM runs").fetchone()
@@ -784,7 +790,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         if version != SCHEMA_VERSION:
             connection.close()
             writer = "an older" if version < SCHEMA_VERSION else "a newer"
-            update = "; a pytest --batchflow run updates it" if version < SCHEMA_VERSION else ""
+            update = (
+                "; a pytest --batchflow run updates it"
+                if version < SCHEMA_VERSION
+                else "; upgrade pytest-batchflow to read it"
+            )
             raise HistoryError(
                 f"history store {path} was written by {writer} batchflow "
                 f"(schema {version}, this one reads {SCHEMA_VERSION}){update}"
@@ -884,7 +894,9 @@ def _fold_staged(connection: sqlite3.Connection) -> int:
     return moved
 
 
-def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> int:
+def _refuse_foreign(
+    connection: sqlite3.Connection, path: Path, option: str = HISTORY_OPTION
+) -> int:
     """Another program's SQLite database is left as it is: tables but no
     schema version, or a version without batchflow's ``runs`` table.
     Returns the schema version read."""
@@ -901,7 +913,7 @@ def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> int:
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise HistoryError(
             f"{path} is not a batchflow history store (it holds tables {shown or 'none'}, "
-            f"schema version {version}); give --batchflow-history a file of its own"
+            f"schema version {version}); give {option} a file of its own"
         )
     return version
 

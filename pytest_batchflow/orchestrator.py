@@ -44,7 +44,7 @@ from .core.reads import reads_argument
 from .core.resources import Budget, Needs, ResourceSample, find_leaks, format_size
 from .core.scheduler import RunState
 from .core.words import count_of
-from .files import ignore_in_git
+from .files import ignore_in_git, why_not_written
 from .gcpause import collector_paused
 from .gitstate import commit_under_test
 from .items import MarkerError
@@ -2267,7 +2267,9 @@ class Orchestrator:
             try:
                 self.coverage_child = start_child(self.coverage_rundir, outdir)
             except OSError as error:  # a read-only folder: the other results still count
-                self.coverage_problem = f"could not write to {outdir}: {_why_not(error, outdir)}"
+                self.coverage_problem = (
+                    f"could not write to {outdir}: {why_not_written(error, outdir)}"
+                )
         self._build_results()
         if self.settings.strict_flaky and self.flaky and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -2445,7 +2447,9 @@ class Orchestrator:
             try:
                 write(path)
             except OSError as error:
-                self.notes.append(f"could not write {what} to {path}: {_why_not(error, path)}")
+                self.notes.append(
+                    f"could not write {what} to {path}: {why_not_written(error, path)}"
+                )
             else:
                 self.written.append((what, path))
         for folder in self._output_folders() - self._folders_before:
@@ -2964,16 +2968,6 @@ def _with_hook_additions(config: pytest.Config, result: RunResult) -> RunResult:
     if not sections and tests is result.tests:
         return result
     return result.model_copy(update={"sections": sections, "tests": tests})
-
-
-def _why_not(error: OSError, path: Path) -> str:
-    """Why a file could not be written, naming what the system refused unless it
-    is the file itself or the temporary file written beside it."""
-    reason = error.strerror or str(error)
-    refused = error.filename
-    if refused and Path(refused) != path and not Path(refused).name.startswith(f".{path.name}."):
-        reason += f": {refused}"
-    return reason
 
 
 def _plugin_module(plugin: object) -> str:

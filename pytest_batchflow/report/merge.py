@@ -62,6 +62,11 @@ def read_result(path: Path) -> RunResult:
         result = RunResult.model_validate_json(text)
     except ValidationError as error:
         raise ResultFileError(f"{path}: {_what_is_wrong(error)}") from None
+    if "schema_version" not in result.model_fields_set:  # the model's default says nothing
+        raise ResultFileError(
+            f"{path}: not a batchflow result: it has no schema_version (every result written "
+            "by pytest --batchflow-json has one)"
+        )
     return result.model_copy(update={"schema_version": SCHEMA_VERSION})
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 
 import pytest
 
@@ -112,6 +114,34 @@ def test_a_missing_store_is_a_clear_error(
         f"batchflow: no history store at {pytester.path / 'nope.sqlite'}; run pytest "
         "--batchflow first, or give --history PATH\n"
     )
+
+
+def test_a_store_the_command_cannot_read_is_named_with_the_command_s_option(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = pytester.path / "stores"
+    folder.mkdir()
+    assert main(["flaky", "--history", str(folder)]) == 2
+    assert capsys.readouterr().err == (
+        f"batchflow: {folder} is a folder, not a history store; name a file in it, "
+        f"e.g. {folder / 'history.sqlite'}\n"
+    )
+    foreign = pytester.path / "app.sqlite"
+    with closing(sqlite3.connect(foreign)) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    assert main(["history", "test_x", "--history", str(foreign)]) == 2
+    assert capsys.readouterr().err == (
+        f"batchflow: {foreign} is not a batchflow history store (it holds tables users, "
+        "schema version 0); give --history a file of its own\n"
+    )
+
+
+def test_a_limit_larger_than_sqlite_takes_shows_every_attempt(
+    store: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["history", "test_suite.py::test_flaky", "--limit", str(2**70)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 6  # three runs, each a failed attempt and a pass
 
 
 @pytest.mark.parametrize("module", ["pytest_batchflow", "pytest_batchflow.cli"])

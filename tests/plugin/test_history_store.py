@@ -350,7 +350,11 @@ def test_a_store_of_another_schema_is_not_read_as_it_is(
         db.execute(f"PRAGMA user_version = {version}")
     with pytest.raises(HistoryError) as raised:
         _connect_read_only(path)
-    update = "; a pytest --batchflow run updates it" if writer == "an older" else ""
+    update = (
+        "; a pytest --batchflow run updates it"
+        if writer == "an older"
+        else "; upgrade pytest-batchflow to read it"
+    )
     assert str(raised.value) == (
         f"history store {path} was written by {writer} batchflow (schema "
         f"{version}, this one reads {SCHEMA_VERSION}){update}"

@@ -6,6 +6,7 @@ command on results of real runs, each a "shard" selecting part of a suite.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -695,8 +696,13 @@ def test_one_result_renders_as_it_is(
             "--json: merged.html is also -o/--output's file; give each output a file of its own",
         ),
         (["--junit", "shard1"], "--junit: shard1 is a folder; name a file in it"),
+        (
+            ["--json", "shard1/result.json"],
+            "--json: shard1/result.json is also an input; write the outputs to other files",
+        ),
+        (["shard1/./result.json"], "shard1/result.json is given twice; give each result once"),
     ],
-    ids=["not-ours", "shared", "folder"],
+    ids=["not-ours", "shared", "folder", "an-input", "input-twice"],
 )
 def test_an_output_the_report_may_not_write_is_refused_before_reading(
     shards: pytest.Pytester, capsys: pytest.CaptureFixture[str], args: list[str], message: str
@@ -708,6 +714,45 @@ def test_an_output_the_report_may_not_write_is_refused_before_reading(
     assert captured.out == ""
     assert (shards.path / "test_suite.py").read_bytes() == source
     assert not (shards.path / "report.html").exists()
+
+
+def test_a_result_without_a_schema_version_is_no_batchflow_result(shards: pytest.Pytester) -> None:
+    data = json.loads((shards.path / "shard1" / "result.json").read_text())
+    del data["schema_version"]  # all else a result's: the model's default would take it
+    path = shards.path / "other.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultFileError) as raised:
+        read_result(path)
+    assert str(raised.value) == (
+        f"{path}: not a batchflow result: it has no schema_version (every result written by "
+        "pytest --batchflow-json has one)"
+    )
+
+
+def test_an_output_that_cannot_be_written_costs_the_others_nothing(
+    shards: pytest.Pytester, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the report imports it: the shards' in-process runs took the module
+    # they imported out of sys.modules again.
+    html = importlib.import_module("pytest_batchflow.report.html")
+
+    def refused(result: RunResult, path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path.with_name(f".{path.name}.x1")))
+
+    monkeypatch.setattr(html, "write_html", refused)
+    args = ["report", "shard1/result.json", "--json", "m.json", "--junit", "m.xml"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    # The temporary file the write made beside it is no news to the user.
+    assert captured.err.splitlines() == [
+        "batchflow: cannot write the HTML report to report.html: Permission denied"
+    ]
+    assert captured.out.splitlines() == [
+        "batchflow: JSON result: m.json",
+        "batchflow: JUnit XML: m.xml",
+    ]
+    assert read_result(shards.path / "m.json").tests
+    assert (shards.path / "m.xml").is_file()
 
 
 @pytest.mark.parametrize(
