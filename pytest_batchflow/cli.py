@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="coverage.py data files of the runs (each run's .batchflow/coverage/.coverage) to "
-        "recompute the coverage from, with coverage's reports beside the HTML report (in "
+        "recompute the coverage from (after the results: it takes every name that follows), "
+        "with coverage's reports beside the HTML report (in "
         "report-coverage/ for report.html); run it where the runs ran, or map their paths with "
         "coverage's [paths] setting",
     )
