@@ -291,7 +291,9 @@ def _outputs_problem(outputs: list[tuple[str, str, Path | None]], inputs: list[P
         if other == "an input":
             return f"{option}: {path} is also an input; write the outputs to other files"
         if other != option:
-            return f"{option}: {path} is also {other}'s file; give each output a file of its own"
+            return (
+                f"{option}: {path} is also the file of {other}; give each output a file of its own"
+            )
     return None
 
 

@@ -60,49 +60,53 @@ OUTPUT_KINDS = {
 _HEAD = 4096
 
 
-def output_problem(path: Path, kind: str) -> str | None:
+def output_problem(path: Path, kind: str, probe: bool = True) -> str | None:
     """Why :func:`write_atomically` could not put an output of ``kind`` (a key of
     :data:`OUTPUT_KINDS`) at ``path``, found before anything runs; None if
     nothing stands in its way.
 
     A file there is replaced only when it is empty or batchflow wrote it (its
-    first bytes hold the kind's mark): an option that took the next argument as its
-    path (``--batchflow-html tests/test_api.py``) would otherwise overwrite a
-    source or a configuration file. Nor is a device, a pipe or a socket:
-    the rename would put the output in its place (``/dev/null``, as root).
+    first bytes hold the kind's mark): an option that took the next argument
+    as its path (``--batchflow-html tests/test_api.py``) would otherwise
+    overwrite a source or a configuration file. Nor is a device, a pipe or a
+    socket: the rename would put the output in its place (``/dev/null``, as
+    root).
 
-    The folder must let a file be made in it, as the write makes its
-    temporary file there: one is made there and removed at once, which the
-    system refuses where ``os.access`` would not tell (``/proc``, a read-only
-    mount, ACLs).
+    ``probe``: also whether the folder lets a file be made in it, as the write
+    makes its temporary file there: one is made in the nearest folder that
+    exists and removed at once, which the system refuses where ``os.access``
+    would not tell (``/proc``, a read-only mount, ACLs).
     """
-    if path.is_dir():
-        return f"{path} is a folder; name a file in it"
-    if path.exists() and not path.is_file():  # a pipe or a terminal would wait for a read
-        return f"{path} is not a regular file (a device, a pipe or a socket); name a file"
-    if path.exists():
-        try:
+    try:
+        if path.is_dir():
+            return f"{path} is a folder; name a file in it"
+        if path.exists() and not path.is_file():  # a pipe or a terminal would wait for a read
+            return f"{path} is not a regular file (a device, a pipe or a socket); name a file"
+        if path.exists():
             with path.open("rb") as stream:
                 head = stream.read(_HEAD)
-        except OSError as error:
-            return f"cannot read {path} to tell whether batchflow wrote it: {error.strerror}"
-        output = OUTPUT_KINDS[kind]
-        if head.strip() and output.mark not in head:
-            return (
-                f"{path} exists and is not {output.article} {output.noun} that batchflow "
-                "wrote, so batchflow will not replace it; delete it or name another file"
-            )
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # write_atomically makes the folders in between
-    if not folder.is_dir():
-        return f"{folder} is a file, not a folder, so {path} cannot be written"
+            output = OUTPUT_KINDS[kind]
+            if head.strip() and output.mark not in head:
+                return (
+                    f"{path} exists and is not {output.article} {output.noun} that batchflow "
+                    "wrote, so batchflow will not replace it; delete it or name another file"
+                )
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # write_atomically makes the folders in between
+        if not folder.is_dir():
+            return f"{folder} is a file, not a folder, so {path} cannot be written"
+    except OSError as error:  # a folder on the way that this process may not enter
+        return f"cannot reach {path}: {error.strerror or error}"
+    if not probe:
+        return None
     try:
-        descriptor, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+        descriptor, made = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
     except OSError as error:
         return f"cannot write in {folder}: {error.strerror or error}"
     os.close(descriptor)
-    Path(probe).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a folder that takes files and keeps them
+        os.unlink(made)
     return None
 
 

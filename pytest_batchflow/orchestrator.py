@@ -766,6 +766,8 @@ class Orchestrator:
         # Runs that execute no test bodies leave no results and no history.
         self.recording = role != "worker" and not (
             settings.plan_only
+            or getattr(option, "help", False)
+            or getattr(option, "markers", False)
             or option.collectonly
             or getattr(option, "setuponly", False)
             or getattr(option, "setupplan", False)
@@ -1259,10 +1261,13 @@ class Orchestrator:
         try:
             return (yield)
         except BaseException as stopped:
-            maxfail = self.config.option.maxfail
+            option = self.config.option
+            maxfail = option.maxfail
             # xdist's controller stops with its own Interrupted, a KeyboardInterrupt.
             if (
                 self.role != "worker"
+                and not getattr(option, "stepwise", False)
+                and not getattr(option, "stepwise_skip", False)
                 and maxfail
                 and session.testsfailed >= maxfail
                 and type(stopped) is not KeyboardInterrupt

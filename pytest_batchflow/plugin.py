@@ -401,6 +401,29 @@ def load_settings(config: pytest.Config) -> Settings:
     return settings
 
 
+#: Other plugins' output options (their ``config.option`` names) and how to name them.
+_OTHER_OUTPUTS = {"xmlpath": "pytest's --junitxml", "htmlpath": "pytest-html's --html"}
+
+
+def _check_outputs(config: pytest.Config, settings: Settings) -> None:
+    """A run that writes its outputs: each can be written, replaces no file
+    batchflow did not write, and shares its file with no other output; a
+    problem is a usage error before anything is collected."""
+    from .settings import SettingsError
+    from .validation import check_outputs
+
+    others = {}
+    for name, whose in _OTHER_OUTPUTS.items():
+        value = getattr(config.option, name, None)
+        if isinstance(value, str) and value:
+            # Relative to where pytest started, as those plugins take them.
+            others[config.invocation_params.dir / os.path.expanduser(value)] = whose
+    try:
+        check_outputs(_raw_values(config), settings, others)
+    except SettingsError as error:
+        raise pytest.UsageError(f"batchflow: {error}") from None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
     """Start measuring coverage before conftests import the measured code,
@@ -484,6 +507,8 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             role = "controller"
     orchestrator = Orchestrator(config, settings, role, workers)
+    if orchestrator.recording:
+        _check_outputs(config, settings)
     if settings.cov_source:
         from .coverage_measure import set_up
 

@@ -38,7 +38,7 @@ from .settings import (
     SettingsError,
 )
 
-__all__ = ["parse_batch_line", "parse_settings"]
+__all__ = ["check_outputs", "parse_batch_line", "parse_settings"]
 
 BATCH_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
@@ -389,8 +389,6 @@ def parse_settings(
             f"{given.spelling(fail)} ({given.source}) needs a limit to fail tests over; "
             f"add {limit.flag}=SIZE, e.g. {limit.flag}={limit.example}"
         )
-    if settings.enabled:
-        _check_outputs(raw, settings)
     if settings.select is not None:
         known = {policy.name for policy in settings.policies}
         unknown = [name for name in settings.select if name not in known]
@@ -408,18 +406,24 @@ def parse_settings(
 _OUTPUTS = (("json_path", "json"), ("html_path", "html"), ("junit_path", "junit"))
 
 
-def _check_outputs(raw: Mapping[str, RawValue], settings: Settings) -> None:
-    """Before anything runs: the outputs asked for can be written where they
-    are asked for, replacing no file that batchflow did not write, and no two
-    of them (nor the history store) share a file.
+def check_outputs(
+    raw: Mapping[str, RawValue], settings: Settings, others: Mapping[Path, str]
+) -> None:
+    """Before a run that writes its outputs: each can be written where it is
+    asked for, replacing no file that batchflow did not write, and no two of
+    them share a file, nor one with the history store or another plugin's
+    output (``others``: path, whose, e.g. "pytest's --junitxml"). Raises
+    SettingsError.
 
     A default path (the HTML report's) is not checked: where it cannot be
     written, the run's end says so and the run's outcome stands, as the user
-    asked for no file there.
+    asked for no file there. Nor is it checked whether an ini file's path can
+    be written (a checkout mounted read-only): the run's end says so too.
     """
     from .files import OUTPUT_KINDS, output_problem
 
-    files: list[tuple[str, str, Path]] = []
+    # Each file: the setting that names it ("" for another plugin's), and what it is.
+    files: list[tuple[str, str, Path]] = [("", whose, path) for path, whose in others.items()]
     if not settings.no_history:
         files.append(("history_path", "the history store", settings.history_path))
     for field, kind in _OUTPUTS:
@@ -429,7 +433,7 @@ def _check_outputs(raw: Mapping[str, RawValue], settings: Settings) -> None:
         given = raw[field]
         (option,) = _options(field)
         if given.origin != "default":
-            problem = output_problem(path, kind)
+            problem = output_problem(path, kind, probe=given.origin != "ini")
             if problem is not None:
                 where = f"{given.spelling(option)} ({given.source})"
                 raise SettingsError(f"{where}: {problem}; e.g. {given.example(option)}")
@@ -439,17 +443,24 @@ def _check_outputs(raw: Mapping[str, RawValue], settings: Settings) -> None:
         first = claimed.setdefault(path.resolve(), (field, what))
         if first[0] == field:
             continue
-        # The one to change is the one the user gave (a default is not theirs to blame).
+        # The one to change is one of batchflow's that the user gave: not a
+        # default, not another plugin's.
         (culprit, _), (other, other_what) = sorted(
-            ((field, what), first), key=lambda pair: raw[pair[0]].origin == "default"
+            ((field, what), first),
+            key=lambda pair: not pair[0] or raw[pair[0]].origin == "default",
         )
         given = raw[culprit]
         (option,) = _options(culprit)
-        holder = raw[other]
+        if not other:
+            named = other_what
+        elif raw[other].origin == "default":
+            named = f"{other_what} (its default path)"
+        else:
+            holder = raw[other]
+            named = f"{other_what} ({holder.spelling(_options(other)[0])}, {holder.source})"
         raise SettingsError(
-            f"{given.spelling(option)} ({given.source}): {path} is also {other_what}'s file "
-            f"({holder.spelling(_options(other)[0])}, {holder.source}); give each output a "
-            f"file of its own, e.g. {given.example(option)}"
+            f"{given.spelling(option)} ({given.source}): {path} is also the file of {named}; "
+            f"give each output a file of its own, e.g. {given.example(option)}"
         )
 
 

@@ -884,3 +884,73 @@ def test_an_output_on_a_device_is_refused_and_the_device_left_alone(
         ]
     )
     assert not Path(os.devnull).is_file()
+
+
+def test_a_run_that_writes_nothing_does_not_check_the_outputs(pytester: pytest.Pytester) -> None:
+    # The project's ini names an output that pytest's own --junitxml wrote once.
+    pytester.makeini("[pytest]\nbatchflow = true\nbatchflow_junit = junit.xml\n")
+    pytester.makepyfile(test_one="def test_one(): pass")
+    (pytester.path / "junit.xml").write_text('<?xml version="1.0"?><testsuites name="pytest"/>')
+    for args in (["--collect-only"], ["--help"], ["--markers"], ["--batchflow-plan"]):
+        assert pytester.runpytest(*args).ret == pytest.ExitCode.OK, args
+    refused = pytester.runpytest()
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        ["ERROR: batchflow: batchflow_junit (*tox.ini): */junit.xml exists and is not a JUnit *"]
+    )
+
+
+def test_an_output_shared_with_pytest_s_junitxml_is_named_as_such(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest("--batchflow", "--batchflow-junit=j.xml", "--junitxml=j.xml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: batchflow: --batchflow-junit (command line): */j.xml is also the file of "
+            "pytest's --junitxml; give each output a file of its own, "
+            "e.g. --batchflow-junit=.batchflow/junit.xml"
+        ]
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_ini_output_in_a_folder_that_takes_no_file_is_a_warning_at_the_end(
+    pytester: pytest.Pytester,
+) -> None:
+    # A checkout mounted read-only: the project's choice, not this command's.
+    pytester.makeini("[pytest]\nbatchflow_json = /proc/result.json\n")
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest("--batchflow")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["batchflow: warning: could not write the JSON result to /proc/result.json: *"]
+    )
+
+
+def test_a_folder_that_cannot_be_entered_is_a_problem_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_batchflow.files import output_problem
+
+    def refused(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_dir", refused)
+    assert output_problem(tmp_path / "locked" / "r.json", "json") == (
+        f"cannot reach {tmp_path / 'locked' / 'r.json'}: Permission denied"
+    )
+
+
+def test_a_folder_that_keeps_the_probe_s_file_does_not_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_batchflow.files import output_problem
+
+    def kept(path: str) -> None:  # a folder with chattr +a: files are made, never removed
+        raise PermissionError(1, "Operation not permitted", path)
+
+    monkeypatch.setattr(os, "unlink", kept)
+    assert output_problem(tmp_path / "r.json", "json") is None

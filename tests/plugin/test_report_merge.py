@@ -693,7 +693,8 @@ def test_one_result_renders_as_it_is(
         ),
         (
             ["--json", "merged.html", "-o", "merged.html"],
-            "--json: merged.html is also -o/--output's file; give each output a file of its own",
+            "--json: merged.html is also the file of -o/--output; give each output a file of its "
+            "own",
         ),
         (["--junit", "shard1"], "--junit: shard1 is a folder; name a file in it"),
         (

@@ -6,6 +6,7 @@ it and fails the ones it is told to.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -335,6 +336,32 @@ def test_c():
     assert tests["test_b"].outcome == "failed"
     assert tests["test_b"].longrepr is not None
     assert "b fails" in tests["test_b"].longrepr
+
+
+def test_stepwise_keeps_the_failure_that_stopped_it_when_x_cuts_reruns_off(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_suite="""
+import time
+
+def test_a():
+    assert 0, "a fails"
+
+def test_b():
+    time.sleep(0.3)
+    assert 0, "b fails"
+"""
+    )
+    args = ("--batchflow", "--batchflow-reruns=1", "--batchflow-reruns-delay=0.2", "--sw", "-x")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.parseoutcomes() == {"failed": 1, "rerun": 2}
+    # --sw resumes from test_a next time: it still fails, and is not skipped.
+    stepwise = json.loads((pytester.path / ".pytest_cache/v/cache/stepwise").read_text())
+    assert stepwise["last_failed"] == "test_suite.py::test_a"
+    result.stdout.fnmatch_lines(
+        ["batchflow: test_suite.py::test_b failed and the run stopped before its rerun: *"]
+    )
 
 
 def test_serially_the_rerun_comes_at_the_end_of_the_batch(pytester: pytest.Pytester) -> None:

@@ -444,15 +444,15 @@ CASES = [
     ),
     Case(
         "output-json-and-html-share-a-file",
-        "--batchflow-html (command line): */out.json is also the JSON result's file "
+        "--batchflow-html (command line): */out.json is also the file of the JSON result "
         "(--batchflow-json, command line); give each output a file of its own, "
         "e.g. --batchflow-html=.batchflow/report.html",
         args=("--batchflow", "--batchflow-json=out.json", "--batchflow-html=out.json"),
     ),
     Case(
         "output-json-is-the-history-store",
-        "BATCHFLOW_JSON (environment): */.batchflow/history.sqlite is also the history "
-        "store's file (batchflow_history, default); give each output a file of its own, "
+        "BATCHFLOW_JSON (environment): */.batchflow/history.sqlite is also the file of the "
+        "history store (its default path); give each output a file of its own, "
         "e.g. BATCHFLOW_JSON=.batchflow/result.json",
         env={"BATCHFLOW_JSON": ".batchflow/history.sqlite"},
     ),
