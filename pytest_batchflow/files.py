@@ -83,8 +83,12 @@ def output_problem(path: Path, kind: str, probe: bool = True) -> str | None:
         if path.exists() and not path.is_file():  # a pipe or a terminal would wait for a read
             return f"{path} is not a regular file (a device, a pipe or a socket); name a file"
         if path.exists():
-            with path.open("rb") as stream:
-                head = stream.read(_HEAD)
+            try:
+                with path.open("rb") as stream:
+                    head = stream.read(_HEAD)
+            except OSError as error:
+                why = error.strerror or error
+                return f"cannot read {path} to tell whether batchflow wrote it: {why}"
             output = OUTPUT_KINDS[kind]
             if head.strip() and output.mark not in head:
                 return (
