@@ -45,6 +45,8 @@ class SerialLoop:
         self.queue: deque[pytest.Item] = deque(session.items)
         #: The current batch's reruns, and tests waiting behind one, in order.
         self.later: list[pytest.Item] = []
+        #: The indexes of the tests in ``later``: a test that depends on one waits too.
+        self.held: set[int] = set()
 
     def run(self) -> None:
         session = self.session
@@ -77,7 +79,7 @@ class SerialLoop:
             if session.shouldstop:
                 raise session.Interrupted(session.shouldstop)
             if index in self.orchestrator.rerun_due:
-                self.later.append(item)
+                self._hold(item)
         if last is not None and promised is not None:
             self._move_on(last, None)
 
@@ -98,13 +100,14 @@ class SerialLoop:
         while True:
             if self._batch_ends():
                 item = self.later.pop(0)
+                self.held.discard(self._index(item))
             elif self.queue:
                 item = self.queue.popleft()
             else:
                 return None
             if not self._waits(item):
                 return item
-            self.later.append(item)
+            self._hold(item)
 
     def _peek(self) -> pytest.Item | None:
         """What should follow, as things stand (a failure may still change it)."""
@@ -112,9 +115,18 @@ class SerialLoop:
             return self.later[0]
         return self.queue[0] if self.queue else None
 
+    def _hold(self, item: pytest.Item) -> None:
+        self.later.append(item)
+        self.held.add(self._index(item))
+
     def _waits(self, item: pytest.Item) -> bool:
-        due = self.orchestrator.rerun_due
-        return any(pred in due for pred in self.plan.predecessors.get(self._index(item), ()))
+        """Whether a test it depends on waits for its rerun, or waits behind one
+        (a chain a -> b -> c: c waits behind b, which waits for a's rerun)."""
+        due, held = self.orchestrator.rerun_due, self.held
+        return any(
+            pred in due or pred in held
+            for pred in self.plan.predecessors.get(self._index(item), ())
+        )
 
     def _move_on(self, last: pytest.Item, following: pytest.Item | None) -> None:
         """Tear down what ``following`` does not need, after ``last`` ran for another item."""

@@ -364,6 +364,36 @@ def test_b():
     )
 
 
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_chain_waits_behind_a_rerun_down_to_its_last_test(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(
+        test_suite=FLAKY
+        + """
+def test_a():
+    assert attempt("a") >= 2, "fails the first time"
+
+@pytest.mark.depends_on("test_a")
+def test_b():
+    pass
+
+@pytest.mark.depends_on("test_b")
+def test_c():
+    pass
+
+def test_other():
+    pass
+"""
+    )
+    result, data = run(pytester, "--batchflow-reruns=1", *(xdist() if workers else ()))
+    # test_c waited behind test_b, which waited for test_a's rerun.
+    assert result.parseoutcomes() == {"passed": 3, "rerun": 1, "flaky": 1}
+    tests = by_name(data)
+    assert (tests["test_b"].outcome, tests["test_c"].outcome) == ("passed", "passed")
+    assert tests["test_a"].stop <= tests["test_b"].start <= tests["test_c"].start
+
+
 def test_serially_the_rerun_comes_at_the_end_of_the_batch(pytester: pytest.Pytester) -> None:
     pytester.makeini(
         "[pytest]\nbatchflow_batches =\n"
