@@ -153,7 +153,8 @@ def _flaky(store: HistoryStore, window: int, everything: bool) -> list[str]:
         *_table(rows, right=frozenset({0, 1, 2, 3, 4})),
         "",
         "score = (flaky runs + flips) / (runs + same-commit pairs); flaky run: failed, then "
-        "passed on a rerun; flip: outcome changed between two runs at the same commit; "
+        "passed on a rerun; flips: same-commit pairs (two consecutive counted runs at one commit) "
+        "whose outcome changed, of all such pairs; "
         "excluded: runs in the window's span (back to the oldest counted run) that were "
         "infrastructure failures, skipped or xfailed",
     ]

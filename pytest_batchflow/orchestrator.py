@@ -1461,7 +1461,8 @@ class Orchestrator:
     # -- the serial run ----------------------------------------------------------
 
     def pytest_report_collectionfinish(self) -> list[str]:
-        if self.plan is None or self.role != "serial":
+        # A plan's own first line says the same (batchflow plan: ...).
+        if self.plan is None or self.role != "serial" or self.settings.plan_only:
             return []
         return self.header_lines(self.plan)
 

@@ -216,6 +216,13 @@ def _used(test: TestResult) -> ResourceResult:
     return test.resources
 
 
+def _leaders(ranked: list[TestResult], figure: Callable[[TestResult], float]) -> list[TestResult]:
+    """The first of ``ranked`` and those after it with at least a hundredth of
+    its figure: a 0 B test beside a 100 MiB one is no news."""
+    least = figure(ranked[0]) / 100
+    return ranked[:1] + [test for test in ranked[1:] if figure(test) and figure(test) >= least]
+
+
 def resource_lines(
     resources: ResourcesResult, tests: Sequence[TestResult], max_memory: str | None = None
 ) -> list[tuple[str, bool]]:
@@ -237,8 +244,14 @@ def resource_lines(
     )
     if not measured or not (problems or notable):
         return []  # a suite of small tests: nothing worth a section
-    by_memory = heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).memory, t.nodeid))
-    by_cpu = heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).cpu, t.nodeid))
+    by_memory = _leaders(
+        heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).memory, t.nodeid)),
+        lambda t: _used(t).memory,
+    )
+    by_cpu = _leaders(
+        heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).cpu, t.nodeid)),
+        lambda t: _used(t).cpu,
+    )
     heaviest = ", ".join(f"{t.nodeid} ({format_size(_used(t).memory)})" for t in by_memory)
     lines = [
         (

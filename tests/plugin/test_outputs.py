@@ -115,6 +115,8 @@ def test_plan_prints_batches_tests_and_estimates_and_runs_nothing(
             " passes)",
         ]
     )
+    # The plan's first line, not the same line twice.
+    first.stdout.no_fnmatch_line("batchflow: 2 batches, 5 tests, 2 dependencies")
     assert not (pytester.path / "ran.txt").exists()
     assert not (pytester.path / ".batchflow").exists()
 

@@ -242,3 +242,35 @@ def test_in_a_browser_the_columns_show_and_sort_by_memory(
     detail = browser.find_element(By.CSS_SELECTOR, "#test-rows tr.test-detail td")
     assert detail.get_attribute("colspan") == str(len(headers))
     assert "memory " + rows[0][column["memory"]] in detail.text
+
+
+def test_the_summary_names_no_test_far_below_the_heaviest_and_busiest() -> None:
+    from pytest_batchflow.terminal import resource_lines
+
+    def measured(nodeid: str, memory: int, cpu: float) -> Any:
+        figures = ResourceResult(
+            peak_rss=100 * MIB + memory,
+            memory=memory,
+            rss_start=100 * MIB,
+            rss_end=100 * MIB,
+            cpu=cpu,
+            wall=cpu,
+            pid=42,
+        )
+        return case(nodeid, resources=figures)
+
+    tests = [
+        measured("t.py::test_big", 100 * MIB, 0.01),
+        measured("t.py::test_two", 2 * MIB, 3.0),
+        measured("t.py::test_tiny", 100 * 1024, 2.0),  # 0.1% of the heaviest: left out
+        measured("t.py::test_none", 0, 0.0),
+    ]
+    resources = ResourcesResult(
+        budget=None, cpus=1, memory_limit=None, leak_threshold=50 * MIB, cpu=5.01
+    )
+    memory, cpu = (line for line, _ in resource_lines(resources, tests)[:2])
+    assert memory.startswith(
+        "memory: heaviest tests t.py::test_big (100 MiB), t.py::test_two (2 MiB); "
+    )
+    # test_big's 0.01s is under a hundredth of the busiest's 3s.
+    assert cpu == "CPU: 5.01s in 4 tests; busiest t.py::test_two (3.00s), t.py::test_tiny (2.00s)"
