@@ -153,8 +153,8 @@ def _flaky(store: HistoryStore, window: int, everything: bool) -> list[str]:
         *_table(rows, right=frozenset({0, 1, 2, 3, 4})),
         "",
         "score = (flaky runs + flips) / (runs + same-commit pairs); flaky run: failed, then "
-        "passed on a rerun; flips: same-commit pairs (two consecutive counted runs at one commit) "
-        "whose outcome changed, of all such pairs; "
+        "passed on a rerun; flips N/M: of M pairs (a counted run and the previous counted run "
+        "at the same commit), N whose outcome changed; "
         "excluded: runs in the window's span (back to the oldest counted run) that were "
         "infrastructure failures, skipped or xfailed",
     ]

@@ -5,7 +5,8 @@ already put ``session.items`` in order). With one, this loop runs the same
 items through the same ``pytest_runtest_protocol``, and a test whose attempt
 failed comes back at the end of its batch, after its delay, with fixtures set
 up and torn down as pytest does for any item. Tests that depend on a test
-waiting for its rerun wait behind it.
+waiting for its rerun wait behind it, and so do tests that depend on those,
+down to a chain's end.
 
 pytest tears down after each item what the next one does not need, so each
 item runs with the item that will follow it. When that changes after the

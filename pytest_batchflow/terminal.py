@@ -216,11 +216,18 @@ def _used(test: TestResult) -> ResourceResult:
     return test.resources
 
 
-def _leaders(ranked: list[TestResult], figure: Callable[[TestResult], float]) -> list[TestResult]:
+def _leaders(ranked: list[TestResult], shown: Callable[[TestResult], tuple[float, str]]) -> str:
     """The first of ``ranked`` and those after it with at least a hundredth of
-    its figure: a 0 B test beside a 100 MiB one is no news."""
-    least = figure(ranked[0]) / 100
-    return ranked[:1] + [test for test in ranked[1:] if figure(test) and figure(test) >= least]
+    its figure, each with its figure as ``shown`` gives it (the figure and its
+    text); those shown as nothing (``0 B``, ``0.00s``) left out: a 0 B test
+    beside a 100 MiB one is no news. Empty when none is left."""
+    least = shown(ranked[0])[0] / 100 if ranked else 0
+    kept = []
+    for test in ranked:
+        figure, text = shown(test)
+        if figure and figure >= least and any(digit in text for digit in "123456789"):
+            kept.append(f"{test.nodeid} ({text})")
+    return ", ".join(kept)
 
 
 def resource_lines(
@@ -244,24 +251,24 @@ def resource_lines(
     )
     if not measured or not (problems or notable):
         return []  # a suite of small tests: nothing worth a section
-    by_memory = _leaders(
+    heaviest = _leaders(
         heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).memory, t.nodeid)),
-        lambda t: _used(t).memory,
+        lambda t: (_used(t).memory, format_size(_used(t).memory)),
     )
-    by_cpu = _leaders(
+    busiest = _leaders(
         heapq.nsmallest(HEAVIEST, measured, key=lambda t: (-_used(t).cpu, t.nodeid)),
-        lambda t: _used(t).cpu,
+        lambda t: (_used(t).cpu, seconds(_used(t).cpu)),
     )
-    heaviest = ", ".join(f"{t.nodeid} ({format_size(_used(t).memory)})" for t in by_memory)
     lines = [
         (
-            f"memory: heaviest tests {heaviest}; highest process peak "
-            f"{format_size(max(_used(t).peak_rss for t in measured))}",
+            "memory: "
+            + (f"heaviest tests {heaviest}; " if heaviest else "")
+            + f"highest process peak {format_size(max(_used(t).peak_rss for t in measured))}",
             False,
         ),
         (
-            f"CPU: {seconds(resources.cpu)} in {len(measured)} tests; busiest "
-            + ", ".join(f"{t.nodeid} ({seconds(_used(t).cpu)})" for t in by_cpu),
+            f"CPU: {seconds(resources.cpu)} in {count_of(len(measured), 'test')}"
+            + (f"; busiest {busiest}" if busiest else ""),
             False,
         ),
     ]

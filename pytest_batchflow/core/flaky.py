@@ -141,10 +141,11 @@ class Flakiness:
     ``score = (flaky_runs + flips) / (runs + pairs)``, 0 with no runs: the share
     of chances to show flakiness that did. ``runs`` are the counted runs (the
     last ``window`` with a pass or fail outcome, infrastructure failures left
-    out); ``flaky_runs`` those with a failure and then a pass; ``pairs`` the
-    consecutive counted runs at the same commit, ``flips`` those whose final
-    outcomes differ. A test that always passes, or always fails, scores 0; one
-    fixed (or broken) by a commit too.
+    out); ``flaky_runs`` those with a failure and then a pass; ``pairs`` each
+    counted run with the previous counted run at the same commit (runs of
+    other commits may come between; runs without a commit pair with none),
+    ``flips`` those whose final outcomes differ. A test that always passes, or
+    always fails, scores 0; one fixed (or broken) by a commit too.
     """
 
     score: float

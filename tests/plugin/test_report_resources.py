@@ -265,6 +265,7 @@ def test_the_summary_names_no_test_far_below_the_heaviest_and_busiest() -> None:
         measured("t.py::test_tiny", 100 * 1024, 2.0),  # 0.1% of the heaviest: left out
         measured("t.py::test_none", 0, 0.0),
     ]
+
     resources = ResourcesResult(
         budget=None, cpus=1, memory_limit=None, leak_threshold=50 * MIB, cpu=5.01
     )
@@ -274,3 +275,9 @@ def test_the_summary_names_no_test_far_below_the_heaviest_and_busiest() -> None:
     )
     # test_big's 0.01s is under a hundredth of the busiest's 3s.
     assert cpu == "CPU: 5.01s in 4 tests; busiest t.py::test_two (3.00s), t.py::test_tiny (2.00s)"
+    # CPU figures shown as nothing name no test; nor does a 0 B one.
+    quiet = [measured("t.py::test_big", 100 * MIB, 0.004), measured("t.py::test_zero", 0, 0.0)]
+    little = resources.model_copy(update={"cpu": 0.004})
+    memory, cpu = (line for line, _ in resource_lines(little, quiet)[:2])
+    assert memory.startswith("memory: heaviest tests t.py::test_big (100 MiB); highest ")
+    assert cpu == "CPU: 0.00s in 2 tests"
