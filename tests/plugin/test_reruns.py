@@ -291,13 +291,9 @@ def test_fine():
     assert by_name(data)["test_stopped"].outcome == "failed"
 
 
-@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
-def test_a_rerun_that_x_cut_off_is_a_failure_pytest_counts(
-    pytester: pytest.Pytester, workers: tuple[str, ...]
-) -> None:
-    # test_a's rerun fails and -x stops the run while test_b waits for its own.
-    pytester.makepyfile(
-        test_suite="""
+#: With one rerun, 0.2 s apart: test_a's rerun fails and -x stops the run
+#: while test_b waits for its own.
+CUT_OFF = """
 import time
 
 def test_a():
@@ -310,8 +306,15 @@ def test_b():
 def test_c():
     pass
 """
-    )
-    args = ("--batchflow-reruns=1", "--batchflow-reruns-delay=0.2", "-x", "--junitxml=junit.xml")
+CUT_OFF_ARGS = ("--batchflow-reruns=1", "--batchflow-reruns-delay=0.2", "-x")
+
+
+@pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
+def test_a_rerun_that_x_cut_off_is_a_failure_pytest_counts(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(test_suite=CUT_OFF)
+    args = (*CUT_OFF_ARGS, "--junitxml=junit.xml")
     result, data = run(pytester, *args, *(xdist() if workers else ()))
     # xdist stops a run at -x as an interruption, with or without batchflow.
     stopped = pytest.ExitCode.INTERRUPTED if workers else pytest.ExitCode.TESTS_FAILED
@@ -341,21 +344,9 @@ def test_c():
 def test_stepwise_keeps_the_failure_that_stopped_it_when_x_cuts_reruns_off(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(
-        test_suite="""
-import time
-
-def test_a():
-    assert 0, "a fails"
-
-def test_b():
-    time.sleep(0.3)
-    assert 0, "b fails"
-"""
-    )
-    args = ("--batchflow", "--batchflow-reruns=1", "--batchflow-reruns-delay=0.2", "--sw", "-x")
-    result = pytester.runpytest_subprocess(*args)
-    assert result.parseoutcomes() == {"failed": 1, "rerun": 2}
+    pytester.makepyfile(test_suite=CUT_OFF)
+    result = pytester.runpytest_subprocess("--batchflow", *CUT_OFF_ARGS, "--sw")
+    assert result.parseoutcomes() == {"failed": 1, "passed": 1, "rerun": 2}
     # --sw resumes from test_a next time: it still fails, and is not skipped.
     stepwise = json.loads((pytester.path / ".pytest_cache/v/cache/stepwise").read_text())
     # pytest 8.3 and later keep a record; before, the node id alone.
