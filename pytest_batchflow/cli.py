@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .core.flaky import DEFAULT_WINDOW, Flakiness, flakiness
-from .files import why_not_written
+from .files import output_problem, why_not_written
 from .history import HistoryError, HistoryStore
 
 __all__ = ["main"]
@@ -279,18 +279,17 @@ def _outputs_problem(outputs: list[tuple[str, str, Path | None]], inputs: list[P
     path; None for one not asked for), checked before any result is read: as
     in a run (:func:`~pytest_batchflow.files.output_problem`), each on a file
     of its own, none of them an input."""
-    from .files import output_problem
-
-    claimed: dict[Path, str] = {path.resolve(): "an input" for path in inputs}
+    read = {path.resolve() for path in inputs}
+    claimed: dict[Path, str] = {}
     for option, kind, path in outputs:
         if path is None:
             continue
         problem = output_problem(path, kind)
         if problem is not None:
             return f"{option}: {problem}"
-        other = claimed.setdefault(path.resolve(), option)
-        if other == "an input":
+        if path.resolve() in read:
             return f"{option}: {path} is also an input; write the outputs to other files"
+        other = claimed.setdefault(path.resolve(), option)
         if other != option:
             return (
                 f"{option}: {path} is also the file of {other}; give each output a file of its own"

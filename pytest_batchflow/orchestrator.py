@@ -1263,15 +1263,17 @@ class Orchestrator:
         except BaseException as stopped:
             option = self.config.option
             maxfail = option.maxfail
-            # xdist's controller stops with its own Interrupted, a KeyboardInterrupt.
+            # pytest stops with session.Failed or session.Interrupted, xdist's
+            # controller with its own Interrupted: KeyboardInterrupts all but
+            # Failed; Ctrl-C's is a plain one.
             if (
                 self.role != "worker"
                 and not getattr(option, "stepwise", False)
                 and not getattr(option, "stepwise_skip", False)
                 and maxfail
                 and session.testsfailed >= maxfail
+                and isinstance(stopped, (KeyboardInterrupt, session.Failed))
                 and type(stopped) is not KeyboardInterrupt
-                and isinstance(stopped, (session.Interrupted, session.Failed, KeyboardInterrupt))
             ):
                 # pytest's stop line keeps the count that stopped the run.
                 shouldfail, shouldstop = session.shouldfail, session.shouldstop
