@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .core.flaky import DEFAULT_WINDOW, Flakiness, flakiness
-from .files import output_problem, why_not_written
+from .files import output_problem, shared_file, why_not_written
 from .history import HistoryError, HistoryStore
 
 __all__ = ["main"]
@@ -280,20 +280,17 @@ def _outputs_problem(outputs: list[tuple[str, str, Path | None]], inputs: list[P
     in a run (:func:`~pytest_batchflow.files.output_problem`), each on a file
     of its own, none of them an input."""
     read = {path.resolve() for path in inputs}
-    claimed: dict[Path, str] = {}
-    for option, kind, path in outputs:
-        if path is None:
-            continue
+    asked = [(option, kind, path) for option, kind, path in outputs if path is not None]
+    for option, kind, path in asked:
         problem = output_problem(path, kind)
         if problem is not None:
             return f"{option}: {problem}"
         if path.resolve() in read:
             return f"{option}: {path} is also an input; write the outputs to other files"
-        other = claimed.setdefault(path.resolve(), option)
-        if other != option:
-            return (
-                f"{option}: {path} is also the file of {other}; give each output a file of its own"
-            )
+    shared = shared_file((option, path) for option, _, path in asked)
+    if shared is not None:
+        other, option, path = shared
+        return f"{option}: {path} is also the file of {other}; give each output a file of its own"
     return None
 
 

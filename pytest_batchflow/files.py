@@ -6,8 +6,11 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 try:
     import fcntl
@@ -21,6 +24,7 @@ __all__ = [
     "output_problem",
     "remove_run_directory",
     "run_directory",
+    "shared_file",
     "why_not_written",
     "write_atomically",
 ]
@@ -111,6 +115,19 @@ def output_problem(path: Path, kind: str, probe: bool = True) -> str | None:
     os.close(descriptor)
     with contextlib.suppress(OSError):  # a folder that takes files and keeps them
         os.unlink(made)
+    return None
+
+
+def shared_file(files: Iterable[tuple[T, Path]]) -> tuple[T, T, Path] | None:
+    """The first two of ``files`` (each a name and its path) that are one file:
+    the earlier's name, the later's and the later's path; None when each has
+    a file of its own."""
+    claimed: dict[Path, T] = {}
+    for name, path in files:
+        key = path.resolve()
+        if key in claimed:
+            return claimed[key], name, path
+        claimed[key] = name
     return None
 
 

@@ -1277,7 +1277,7 @@ class Orchestrator:
             ):
                 # pytest's stop line keeps the count that stopped the run.
                 shouldfail, shouldstop = session.shouldfail, session.shouldstop
-                for index in [index for index in self.earlier if not self._has_result(index)]:
+                for index in self._reruns_not_run():
                     self.give_up_rerun(index, f"the run stopped ({stopped})")
                 if shouldfail:
                     session.shouldfail = shouldfail
@@ -2244,6 +2244,11 @@ class Orchestrator:
                 raise
             self._finish_error = raised
 
+    def _reruns_not_run(self) -> list[int]:
+        """The tests that failed, were to be rerun and have no result: a stopped
+        run never ran their rerun."""
+        return [index for index in self.earlier if not self._has_result(index)]
+
     def _settle_unfinished(self) -> None:
         """Results for the tests a stopped run left halfway (Ctrl-C or ``pytest.exit``
         during a test, a rerun that never came): what pytest counted of them.
@@ -2258,7 +2263,7 @@ class Orchestrator:
                 del self.reports[index]
             else:  # one failing to be rerun keeps the attempt, and it stands below
                 self._finalize(index)
-        for index in [index for index in self.earlier if not self._has_result(index)]:
+        for index in self._reruns_not_run():
             self.rerun_due.pop(index, None)
             self._attempts_stand(index)
             self.reruns_not_run.append(index)

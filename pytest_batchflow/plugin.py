@@ -371,8 +371,10 @@ def _warn_of_options_ignored(config: pytest.Config) -> None:
         config.pluginmanager.register(_IgnoredOptions(flags), "batchflow-ignored-options")
 
 
-#: The settings load_settings validated for this session.
+#: The settings load_settings validated for this session, and the raw values
+#: they came from (where each was written, for the outputs' messages).
 _SETTINGS_KEY = pytest.StashKey["Settings"]()
+_RAW_KEY = pytest.StashKey["dict[str, RawValue]"]()
 
 
 def load_settings(config: pytest.Config) -> Settings:
@@ -398,6 +400,7 @@ def load_settings(config: pytest.Config) -> Settings:
     except SettingsError as error:
         raise pytest.UsageError(f"batchflow: {error}") from None
     config.stash[_SETTINGS_KEY] = settings
+    config.stash[_RAW_KEY] = raw
     return settings
 
 
@@ -419,7 +422,8 @@ def _check_outputs(config: pytest.Config, settings: Settings) -> None:
             # Relative to where pytest started, as those plugins take them.
             others[config.invocation_params.dir / os.path.expanduser(value)] = whose
     try:
-        check_outputs(_raw_values(config), settings, others)
+        raw = config.stash[_RAW_KEY]
+        check_outputs(raw, settings, others)
     except SettingsError as error:
         raise pytest.UsageError(f"batchflow: {error}") from None
 

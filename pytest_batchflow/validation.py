@@ -420,7 +420,7 @@ def check_outputs(
     asked for no file there. Nor is it checked whether an ini file's path can
     be written (a checkout mounted read-only): the run's end says so too.
     """
-    from .files import OUTPUT_KINDS, output_problem
+    from .files import OUTPUT_KINDS, output_problem, shared_file
 
     # Each file: the setting that names it ("" for another plugin's), and what it is.
     files: list[tuple[str, str, Path]] = [("", whose, path) for path, whose in others.items()]
@@ -438,30 +438,28 @@ def check_outputs(
                 where = f"{given.spelling(option)} ({given.source})"
                 raise SettingsError(f"{where}: {problem}; e.g. {given.example(option)}")
         files.append((field, f"the {OUTPUT_KINDS[kind].noun}", path))
-    claimed: dict[Path, tuple[str, str]] = {}
-    for field, what, path in files:
-        first = claimed.setdefault(path.resolve(), (field, what))
-        if first[0] == field:
-            continue
-        # The one to change is one of batchflow's that the user gave: not a
-        # default, not another plugin's.
-        (culprit, _), (other, other_what) = sorted(
-            ((field, what), first),
-            key=lambda pair: not pair[0] or raw[pair[0]].origin == "default",
-        )
-        given = raw[culprit]
-        (option,) = _options(culprit)
-        if not other:
-            named = other_what
-        elif raw[other].origin == "default":
-            named = f"{other_what} (its default path)"
-        else:
-            holder = raw[other]
-            named = f"{other_what} ({holder.spelling(_options(other)[0])}, {holder.source})"
-        raise SettingsError(
-            f"{given.spelling(option)} ({given.source}): {path} is also the file of {named}; "
-            f"give each output a file of its own, e.g. {given.example(option)}"
-        )
+    shared = shared_file(((field, what), path) for field, what, path in files)
+    if shared is None:
+        return
+    first, later, path = shared
+    # The one to change is one of batchflow's that the user gave: not a
+    # default, not another plugin's.
+    (culprit, _), (other, other_what) = sorted(
+        (later, first), key=lambda pair: not pair[0] or raw[pair[0]].origin == "default"
+    )
+    given = raw[culprit]
+    (option,) = _options(culprit)
+    if not other:
+        named = other_what
+    elif raw[other].origin == "default":
+        named = f"{other_what} (its default path)"
+    else:
+        holder = raw[other]
+        named = f"{other_what} ({holder.spelling(_options(other)[0])}, {holder.source})"
+    raise SettingsError(
+        f"{given.spelling(option)} ({given.source}): {path} is also the file of {named}; "
+        f"give each output a file of its own, e.g. {given.example(option)}"
+    )
 
 
 def _options(*fields: str) -> tuple[Option, ...]:
