@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import pytest
 
 from .clock import monotonic_ns
-from .core.bench import iterations_for, rounds_for
+from .core.bench import MAX_ROUNDS, iterations_for, rounds_for
 
 __all__ = [
     "SAMPLES_ATTRIBUTE",
@@ -50,8 +50,6 @@ T = TypeVar("T")
 SAMPLES_KEY = pytest.StashKey[dict[str, Any]]()
 #: The call report's attribute that carries it to the controller (plain builtins only).
 SAMPLES_ATTRIBUTE = "batchflow_bench"
-#: At most this many rounds, whatever the time budget: the samples are stored.
-MAX_ROUNDS = 2_000
 #: Calls per round at the most (a function of a few nanoseconds).
 MAX_ITERATIONS = 10_000_000
 #: Warm-up: rounds run and thrown away before timing, within this much time.
@@ -133,12 +131,15 @@ class Bench:
         rounds: int = 1,
         warmup_rounds: int = 0,
         iterations: int = 1,
+        teardown: Callable[..., object] | None = None,
     ) -> T:
         """Exactly ``rounds`` rounds of ``iterations`` calls after ``warmup_rounds``.
 
         ``setup`` runs before each round, untimed; when it returns
         ``(args, kwargs)`` those are the round's arguments (then ``iterations``
-        must be 1, as each round needs fresh ones).
+        must be 1, as each round needs fresh ones). ``teardown`` runs after
+        each round, warm-up ones too, untimed, with the round's arguments (as
+        pytest-benchmark's does).
         """
         self._once()
         if rounds < 1 or iterations < 1 or warmup_rounds < 0:
@@ -151,7 +152,10 @@ class Bench:
                 given = setup()
                 if given is not None:
                     call_args, call_kwargs = tuple(given[0]), dict(given[1])
-            return target(*call_args, **call_kwargs)
+            once = target(*call_args, **call_kwargs)
+            if teardown is not None:
+                teardown(*call_args, **call_kwargs)
+            return once
         result: T
         samples: list[float] = []
         clock = monotonic_ns
@@ -167,6 +171,8 @@ class Bench:
                 elapsed = clock() - started
                 if number >= warmup_rounds:
                     samples.append(elapsed / 1e9 / iterations)
+                if teardown is not None:
+                    teardown(*call_args, **call_kwargs)
         self._keep(samples, iterations)
         return result
 
@@ -256,10 +262,10 @@ class _GcOff:
             gc.enable()
 
 
-class _Stats(dict[str, float]):
+class _Stats(dict[str, float | int]):
     """pytest-benchmark's ``benchmark.stats``: keys and attributes both work."""
 
-    def __getattr__(self, name: str) -> float:
+    def __getattr__(self, name: str) -> float | int:
         try:
             return self[name]
         except KeyError:
@@ -279,30 +285,14 @@ class CompatBenchmark(Bench):
         self.name = item.name
         self.group: str | None = None
 
-    def pedantic(
-        self,
-        target: Callable[..., T],
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        setup: Callable[[], tuple[Sequence[Any], Mapping[str, Any]] | None] | None = None,
-        rounds: int = 1,
-        warmup_rounds: int = 0,
-        iterations: int = 1,
-        teardown: Callable[..., None] | None = None,
-    ) -> T:
-        result = super().pedantic(target, args, kwargs, setup, rounds, warmup_rounds, iterations)
-        if teardown is not None:
-            teardown(*args, **(kwargs or {}))
-        return result
-
     @property
     def stats(self) -> _Stats | None:
         if not self.samples:
             return None
         from .core.bench import summarize
 
-        summary = summarize(self.samples, self.iterations)
-        return _Stats({name: float(value) for name, value in asdict(summary).items()})
+        # As the summary has them: counts stay whole numbers, as pytest-benchmark's do.
+        return _Stats(asdict(summarize(self.samples, self.iterations)))
 
 
 def options_for(item: pytest.Item, base: BenchOptions, compat: bool) -> BenchOptions:
@@ -313,7 +303,8 @@ def options_for(item: pytest.Item, base: BenchOptions, compat: bool) -> BenchOpt
     given = marker.kwargs
     return BenchOptions(
         max_time=float(given.get("max_time", base.max_time)),
-        min_rounds=int(given.get("min_rounds", base.min_rounds)),
+        # pytest-benchmark runs any number; at most MAX_ROUNDS are kept here.
+        min_rounds=min(max(int(given.get("min_rounds", base.min_rounds)), 1), MAX_ROUNDS),
         disable_gc=bool(given.get("disable_gc", base.disable_gc)),
         warmup=bool(given.get("warmup", base.warmup)),
     )

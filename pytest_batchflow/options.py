@@ -308,7 +308,8 @@ OPTIONS: tuple[Option, ...] = (
         "--batchflow-bench-min-rounds",
         "BATCHFLOW_BENCH_MIN_ROUNDS",
         "batchflow_bench_min_rounds",
-        "Rounds the bench fixture times at least, however long they take (default 5).",
+        "Rounds the bench fixture times at least, however long they take (default 5, "
+        "at most 2000).",
         "5",
         metavar="N",
     ),

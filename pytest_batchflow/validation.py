@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .core.bench import parse_gate
+from .core.bench import MAX_ROUNDS, parse_gate
 from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
@@ -220,7 +220,7 @@ class _SettingsModel(BaseModel):
     bench_compare: Literal["last"] | Annotated[int, Field(ge=1)] | None = None
     bench_fail: str | None = None
     bench_max_time: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
-    bench_min_rounds: Annotated[int, Field(ge=1)] = 5
+    bench_min_rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)] = 5
     bench_disable_gc: bool = False
     bench_compat: bool = False
     no_resources: bool = False

@@ -20,6 +20,7 @@ from typing import Literal
 
 __all__ = [
     "BOOTSTRAP_VALUES",
+    "MAX_ROUNDS",
     "MIN_COMPARABLE_ROUNDS",
     "STATISTICS",
     "Comparison",
@@ -43,6 +44,8 @@ STATISTICS: tuple[Statistic, ...] = ("min", "mean", "median")
 BOOTSTRAP_VALUES = 250
 #: With fewer rounds on a side, a comparison claims nothing (see :func:`compare`).
 MIN_COMPARABLE_ROUNDS = 5
+#: At most this many rounds, whatever the time budget: the samples are stored.
+MAX_ROUNDS = 2_000
 
 _GATE_EXAMPLE = "'median:10%'"
 

@@ -23,6 +23,7 @@ from ..results import (
     READ_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     BatchResult,
+    BenchmarkResult,
     CollectionProblem,
     CoverageResult,
     RunResult,
@@ -158,6 +159,8 @@ def merge_results(
       result ran or listed as not run (stages and shards by ``-k`` deselect
       each other's tests); ``sections`` concatenated; ``probe`` None (a
       probe's figures are of one run; a note says so).
+    - benchmarks: those of the tests kept, each from the result its test is
+      kept from (none if that test measured nothing), workers renamed too.
     - coverage: recomputed from ``coverage_data`` (coverage.py data files,
       combined into ``coverage_dir`` with coverage.py's reports; the gates are
       the results' thresholds), else None, with a note if a result had some.
@@ -165,14 +168,15 @@ def merge_results(
       failed, or a file could not be collected); else the highest exit status
       of a result other than 0, 1 and 5 (2 interrupted, 3 internal error, 4
       usage error); else 1 if coverage failed the run (the recomputed gates
-      when data files are given, else any result's ``failed_by``); else 5 if
+      when data files are given, else any result's ``failed_by``) or a kept
+      benchmark failed its gate; else 5 if
       there are no tests and a result had none collected; else 0. So a result
       that exited 1 only for a test that a later result passed, or only for
       its own coverage gate when the coverage is recomputed, does not fail the
       merged run. ``failed_by`` agrees: collection if a merged collection
       error is left; tests if the status is nonzero without coverage (and a
-      test or batch failed, or there is no collection error); coverage if
-      coverage failed.
+      test or batch failed, or there is no collection error); benchmarks if
+      a kept benchmark failed its gate; coverage if coverage failed.
 
     A result of schema version 7 has no node ids (its ``deselected_nodeids``
     and its batches' ``not_run_nodeids`` are None). When a result lacks them,
@@ -222,6 +226,8 @@ def merge_results(
         notes.append(
             "probe results (--batchflow-probe) are left out: a probe's figures are of one run"
         )
+    benchmarks = _union_of_benchmarks(results, several)
+    benchmarks_failed = any(b.comparison is not None and b.comparison.failed for b in benchmarks)
     uncollected = any(problem.outcome == "error" for problem in collection)
     tests_failed = any(t.outcome in _FAILING for t in tests) or any(
         b.status == "failed" for b in batches
@@ -229,15 +235,18 @@ def merge_results(
     failing = tests_failed or uncollected
     statuses = [run.exitstatus for position, run in enumerate(runs) if position not in replaced]
     without_coverage = _exitstatus(statuses, failing, False, bool(tests))
-    failed_by: list[Literal["collection", "tests", "coverage"]] = [
+    failed_by: list[Literal["collection", "tests", "coverage", "benchmarks"]] = [
         *collection_or_tests(
             uncollected=uncollected, failed=without_coverage != _OK, tests_failed=tests_failed
         )
     ]
+    if benchmarks_failed:
+        failed_by.append("benchmarks")
     if coverage_failed:
         failed_by.append("coverage")
+    gates_failed = coverage_failed or benchmarks_failed
     verdict: dict[str, object] = {
-        "exitstatus": _exitstatus(statuses, failing, coverage_failed, bool(tests)),
+        "exitstatus": _exitstatus(statuses, failing, gates_failed, bool(tests)),
         "coverage": coverage,
         "failed_by": failed_by,
     }
@@ -258,6 +267,7 @@ def merge_results(
             ),
             "batches": batches,
             "tests": tests,
+            "benchmarks": benchmarks,
             "collection": collection,
             "deselected": deselected_count,
             "deselected_nodeids": deselected,
@@ -366,6 +376,28 @@ def _union_of_tests(
         )
     superseded = Counter(test.batch for found in earlier.values() for _, test in found)
     return tests, superseded
+
+
+def _union_of_benchmarks(
+    results: Sequence[tuple[str, RunResult]], several: bool
+) -> list[BenchmarkResult]:
+    """The benchmarks of the tests kept (:func:`_union_of_tests`: a node id's
+    later test): each from the result whose test is kept, none if that result's
+    test measured nothing (it failed); in order of first appearance."""
+    kept_from: dict[str, int] = {}
+    for position, (_, result) in enumerate(results):
+        for test in result.tests:
+            kept_from[test.nodeid] = position
+    found: dict[str, BenchmarkResult | None] = {}
+    for position, (label, result) in enumerate(results):
+        for benchmark in result.benchmarks:
+            if kept_from.get(benchmark.nodeid, position) != position:
+                found.setdefault(benchmark.nodeid, None)  # keeps its place
+                continue
+            if several:
+                benchmark = benchmark.model_copy(update={"worker": f"{label}/{benchmark.worker}"})
+            found[benchmark.nodeid] = benchmark
+    return [benchmark for benchmark in found.values() if benchmark is not None]
 
 
 def _on_shard(test: TestResult, label: str) -> TestResult:

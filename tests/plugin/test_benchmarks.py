@@ -346,9 +346,27 @@ def test_fib(benchmark):
 def test_pedantic(benchmark):
     benchmark.extra_info["size"] = 10
     assert benchmark.pedantic(fib, args=(10,), rounds=4, iterations=3) == 55
+    # Counts are whole numbers, as pytest-benchmark's are.
+    assert (benchmark.stats["rounds"], benchmark.stats.iterations) == (4, 3)
+    assert type(benchmark.stats["rounds"]) is int
+
+def test_teardown(benchmark):
+    # As pytest-benchmark: after every round, warm-up ones too, with its arguments.
+    calls = []
+    made = iter(range(100))
+    def setup():
+        return (next(made),), {"k": 1}
+    def teardown(x, k):
+        calls.append((x, k))
+    benchmark.pedantic(lambda x, k: x, setup=setup, teardown=teardown, rounds=5, warmup_rounds=1)
+    assert calls == [(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
 
 @pytest.mark.benchmark(min_rounds=12, max_time=0.01)
 def test_marker(benchmark):
+    benchmark(sum, range(10))
+
+@pytest.mark.benchmark(min_rounds=5000, max_time=0.01)
+def test_marker_over_the_most_kept(benchmark):
     benchmark(sum, range(10))
 """
 
@@ -371,12 +389,20 @@ def test_a_pytest_benchmark_suite_is_measured_in_compat_mode(
         "no:cacheprovider",
         *args,
     )
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=5)
     data = RunResult.model_validate_json((pytester.path / "result.json").read_text())
     shapes = {b.nodeid.split("::")[1]: b for b in data.benchmarks}
-    assert set(shapes) == {"test_fib", "test_pedantic", "test_marker"}
+    assert set(shapes) == {
+        "test_fib",
+        "test_pedantic",
+        "test_teardown",
+        "test_marker",
+        "test_marker_over_the_most_kept",
+    }
     assert (shapes["test_pedantic"].rounds, shapes["test_pedantic"].iterations) == (4, 3)
+    assert shapes["test_teardown"].rounds == 5
     assert shapes["test_marker"].rounds >= 12
+    assert shapes["test_marker_over_the_most_kept"].rounds == 2000
     assert shapes["test_fib"].rounds >= 5
 
 

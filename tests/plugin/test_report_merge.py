@@ -21,6 +21,8 @@ from pytest_batchflow.report.merge import ResultFileError, labels_for, merge_res
 from pytest_batchflow.results import (
     AttemptResult,
     BatchResult,
+    BenchmarkComparison,
+    BenchmarkResult,
     CollectionProblem,
     CoverageResult,
     PhaseResult,
@@ -377,6 +379,78 @@ def test_the_merged_exit_status(
 ) -> None:
     merged, _ = merged_of(*runs)
     assert (merged.exitstatus, merged.failed_by) == (exitstatus, failed_by)
+
+
+def a_benchmark(nodeid: str, median: float, *, failed: bool | None = None) -> BenchmarkResult:
+    """A benchmark of 5 rounds at ``median``; compared with a 10% gate unless ``failed`` is None."""
+    comparison = None
+    if failed is not None:
+        change = 1.0 if failed else 0.0
+        comparison = BenchmarkComparison(
+            baseline_run=1,
+            baseline_runs=[1],
+            statistic="median",
+            baseline=median / (1 + change),
+            current=median,
+            change=change,
+            low=change - 0.1,
+            high=change + 0.1,
+            verdict="slower" if failed else "same",
+            threshold=0.1,
+            failed=failed,
+        )
+    return BenchmarkResult(
+        nodeid=nodeid,
+        batch="perf",
+        worker="main",
+        rounds=5,
+        iterations=1,
+        min=median,
+        max=median,
+        mean=median,
+        stddev=0.0,
+        median=median,
+        q1=median,
+        q3=median,
+        iqr=0.0,
+        outliers_iqr=0,
+        outliers_stddev=0,
+        ops=1 / median,
+        total=5 * median,
+        gc_disabled=False,
+        samples=[median] * 5,
+        fingerprint={},
+        comparison=comparison,
+    )
+
+
+def test_benchmarks_are_merged_and_a_failed_gate_fails_the_merged_run() -> None:
+    """Each test's benchmark comes from the result its test is kept from; a gate
+    that failed there fails the merged run (it was lost: the first result's
+    benchmarks only, and exit status 0)."""
+    fib, sort = a_test("b.py::test_fib", batch="perf"), a_test("b.py::test_sort", batch="perf")
+    slow = a_run(
+        fib,
+        benchmarks=[a_benchmark(fib.nodeid, 2.0, failed=True)],
+        exitstatus=1,
+        failed_by=["benchmarks"],
+    )
+    other = a_run(sort, benchmarks=[a_benchmark(sort.nodeid, 1.0, failed=False)])
+    merged, _ = merged_of(other, slow)
+    assert [(b.nodeid, b.median, b.worker) for b in merged.benchmarks] == [
+        ("b.py::test_sort", 1.0, "shard1/main"),
+        ("b.py::test_fib", 2.0, "shard2/main"),
+    ]
+    assert (merged.exitstatus, merged.failed_by) == (1, ["benchmarks"])
+    # Run again after the fix: the later result's benchmark is kept, and passes.
+    fixed = a_run(fib, benchmarks=[a_benchmark(fib.nodeid, 1.0, failed=False)])
+    merged, _ = merged_of(slow, fixed)
+    assert [(b.nodeid, b.median) for b in merged.benchmarks] == [("b.py::test_fib", 1.0)]
+    assert (merged.exitstatus, merged.failed_by) == (0, [])
+    # The later result's test measured nothing (it failed): no benchmark for it.
+    broken = a_run(a_test(fib.nodeid, "failed", batch="perf"))
+    merged, _ = merged_of(slow, broken)
+    assert (merged.benchmarks, merged.exitstatus, merged.failed_by) == ([], 1, ["tests"])
 
 
 def test_stages_that_each_deselect_the_others_tests_deselect_nothing_together() -> None:

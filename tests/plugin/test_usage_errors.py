@@ -393,6 +393,12 @@ CASES = [
         args=("--batchflow", "--batchflow-probe=1"),
     ),
     Case(
+        "option-bench-min-rounds-over-the-most-kept",
+        "--batchflow-bench-min-rounds (command line): '3000': Input should be less than or "
+        "equal to 2000; e.g. --batchflow-bench-min-rounds=5",
+        args=("--batchflow", "--batchflow-bench-min-rounds=3000"),
+    ),
+    Case(
         "marker-reruns-not-a-number",
         "test_suite.py::test_a: @pytest.mark.reruns takes one whole number of reruns (0 or more), "
         "e.g. @pytest.mark.reruns(2); got ('2')",
