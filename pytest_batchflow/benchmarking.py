@@ -81,7 +81,14 @@ def benchmark_results(
         )
         rows.append(
             BenchmarkRow(
-                test.nodeid, machine, iterations, stats.min, stats.mean, stats.median, samples
+                test.nodeid,
+                machine,
+                iterations,
+                stats.min,
+                stats.mean,
+                stats.median,
+                samples,
+                gate_failed=comparison is not None and comparison.failed,
             )
         )
     return results, rows

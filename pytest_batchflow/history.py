@@ -113,6 +113,11 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX attempts_by_nodeid_run ON attempts (nodeid, run_id, id);
     CREATE INDEX attempts_by_run ON attempts (run_id, id);
     """,
+    # A benchmark that failed its gate in the run (NULL: it did not, or an
+    # older batchflow stored it): no baseline for its later runs.
+    """
+    ALTER TABLE benchmarks ADD COLUMN gate_failed INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -240,6 +245,8 @@ class BenchmarkRow:
     mean: float
     median: float
     samples: Sequence[float]
+    #: It failed its gate in this run: later runs do not take it as a baseline.
+    gate_failed: bool = False
 
 
 class PlanFigures(NamedTuple):
@@ -632,7 +639,7 @@ class HistoryStore:
         with self._db:
             self._db.executemany(
                 "INSERT INTO benchmarks (run_id, nodeid, fingerprint, iterations, min, mean,"
-                " median, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " median, samples, gate_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -643,6 +650,7 @@ class HistoryStore:
                         row.mean,
                         row.median,
                         json.dumps(row.samples),
+                        1 if row.gate_failed else None,
                     )
                     for row in benchmarks
                 ],
@@ -653,19 +661,25 @@ class HistoryStore:
     ) -> list[tuple[int, dict[str, str], list[float]]]:
         """A benchmark's baseline runs, oldest first: its latest ``limit`` records
         before ``before_run``, or up to and including ``run`` (none if ``run`` did not
-        measure it). The earlier ones tell how much its runs differ."""
+        measure it). The earlier ones tell how much its runs differ.
+
+        A record of a run where the benchmark failed its gate is left out
+        (``run`` itself is kept when named): a regression that is not fixed
+        fails every run, rather than widening the spread of the baseline runs
+        until the same slowdown looks like noise."""
         if run is not None:
             rows = self._db.execute(
                 "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
-                " AND run_id <= ? ORDER BY run_id DESC LIMIT ?",
-                (nodeid, run, limit),
+                " AND run_id <= ? AND (gate_failed IS NULL OR run_id = ?)"
+                " ORDER BY run_id DESC LIMIT ?",
+                (nodeid, run, run, limit),
             ).fetchall()[::-1]
             if not rows or rows[-1][0] != run:
                 return []
         else:
             rows = self._db.execute(
                 "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
-                " AND run_id < ? ORDER BY run_id DESC LIMIT ?",
+                " AND run_id < ? AND gate_failed IS NULL ORDER BY run_id DESC LIMIT ?",
                 (nodeid, before_run, limit),
             ).fetchall()[::-1]
         return [

@@ -30,6 +30,8 @@ ALONE_ENV = "BATCHFLOW_PROBE_ALONE"
 HTML_OFF = "off"
 #: The value of --batchflow-cov that measures nothing (over an ini file's source).
 COV_OFF = "off"
+#: The value of --batchflow-bench-fail (or a batch line's bench_fail=) that gates nothing.
+GATE_OFF = "off"
 
 
 def is_auto_quarantine(item: str) -> bool:
@@ -290,9 +292,10 @@ OPTIONS: tuple[Option, ...] = (
         "batchflow_bench_fail",
         "Fail the run when a benchmark is slower than its baseline by more than this, "
         "significantly (95 percent interval): STAT:PCT with STAT min, mean or median "
-        "(a batch line's bench_fail= wins; implies --batchflow-bench-compare=last).",
+        "(a batch line's bench_fail= wins; implies --batchflow-bench-compare=last). 'off': "
+        "no gate in this run, batch lines' too (accepts a slowdown: see docs/benchmarks.rst).",
         "median:10%",
-        metavar="STAT:PCT",
+        metavar="STAT:PCT|off",
     ),
     Option(
         "bench_max_time",

@@ -48,7 +48,7 @@ from .files import ignore_in_git, why_not_written
 from .gcpause import collector_paused
 from .gitstate import commit_under_test
 from .items import MarkerError
-from .options import misspelt_setting, misspelt_variables
+from .options import GATE_OFF, misspelt_setting, misspelt_variables
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
 from .terminal import batch_table, collection_line, format_header, format_plan, resource_lines
@@ -2379,10 +2379,13 @@ class Orchestrator:
         ]
         if not measured:
             return []
+        # --batchflow-bench-fail=off: no gate at all in this run, batch lines' too.
+        run_gate = self.settings.bench_fail
         gates = {
-            batch.name: batch.policy.bench_fail or self.settings.bench_fail
+            batch.name: None if run_gate == GATE_OFF else batch.policy.bench_fail or run_gate
             for batch in self.plan.batches
         }
+        gates = {name: None if gate == GATE_OFF else gate for name, gate in gates.items()}
         results, rows = benchmark_results(
             measured,
             gates,

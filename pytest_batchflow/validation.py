@@ -25,7 +25,7 @@ from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
 from .core.resources import parse_memory_budget, parse_size
-from .options import BATCHES_INI, COV_OFF, HTML_OFF, OPTIONS, Option
+from .options import BATCHES_INI, COV_OFF, GATE_OFF, HTML_OFF, OPTIONS, Option
 from .settings import (
     BATCH_LINE_KEYS,
     DEFAULT_HISTORY_RUNS,
@@ -45,8 +45,9 @@ BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
 
 
 def _valid_gate(value: str | None) -> str | None:
-    """A benchmark gate (run-wide or a batch line's), checked where it is written."""
-    if value is not None:
+    """A benchmark gate (run-wide or a batch line's), checked where it is written;
+    ``off`` as it is."""
+    if value is not None and value != GATE_OFF:
         parse_gate(value)
     return value
 

@@ -259,15 +259,44 @@ def test_a_significant_slowdown_beyond_the_gate_fails_the_run(pytester: pytest.P
     assert "benchmarks: test_perf.py::test_sleepy median +" in html
     assert "gate 10%: FAILED" in html
     assert '<svg class="trend"' in html
-    # Back to the old speed: the baseline pools runs 1 to 4, one of them ten times
-    # slower; against so unsteady a history nothing is significant, and the gate passes.
+    # Not fixed: run 4, which failed its gate, is no baseline, so the same
+    # slowdown fails again (it widened the runs' spread until it read "same").
+    still, data = gated_run(pytester, 0.01)
+    assert still.ret == 1
+    (bench,) = data.benchmarks
+    assert bench.comparison is not None
+    assert bench.comparison.baseline_runs == [1, 2, 3]
+    assert (bench.comparison.verdict, bench.comparison.failed) == ("slower", True)
+    # Back to the old speed: passes against runs 1 to 3; the trend shows every run.
     again, data = gated_run(pytester, 0.001)
     assert again.ret == 0
     (bench,) = data.benchmarks
     assert bench.comparison is not None
-    assert bench.comparison.baseline_runs == [1, 2, 3, 4]
-    assert (bench.comparison.baseline_run, bench.comparison.verdict) == (4, "same")
-    assert [run for run, _ in bench.trend] == [1, 2, 3, 4, 5]
+    assert bench.comparison.baseline_runs == [1, 2, 3]
+    assert not bench.comparison.failed
+    assert [run for run, _ in bench.trend] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_slowdown_is_accepted_by_a_run_with_the_gate_off(pytester: pytest.Pytester) -> None:
+    """--batchflow-bench-fail=off (a batch line's gate too): the run's benchmarks
+    are baselines for the next runs, as a run that failed its gate's are not."""
+    pytester.makeini(
+        "[pytest]\nbatchflow_bench_fail = median:10%\nbatchflow_batches =\n"
+        "    perf: kind=benchmark paths=test_perf.py bench_fail=min:50%\n"
+    )
+    pytester.makepyfile(test_perf=GATED)
+    for _ in range(3):
+        gated_run(pytester, 0.001)
+    assert gated_run(pytester, 0.01)[0].ret == 1
+    accepted, data = gated_run(pytester, 0.01, "--batchflow-bench-fail=off")
+    assert accepted.ret == 0
+    assert data.benchmarks[0].comparison is None
+    after, data = gated_run(pytester, 0.01)
+    assert after.ret == 0
+    comparison = data.benchmarks[0].comparison
+    assert comparison is not None
+    assert comparison.baseline_runs == [1, 2, 3, 5]
+    assert not comparison.failed
 
 
 def test_a_baseline_from_another_machine_is_flagged_and_never_gates(
