@@ -193,7 +193,13 @@ class Bench:
         resolution = timer_resolution()
         started = clock()
         result = call()
-        iterations = iterations_for((clock() - started) / 1e9, resolution)
+        first = (clock() - started) / 1e9
+        iterations = iterations_for(first, resolution)
+        # A first call of 50 ms or more was the calibration and the warm-up:
+        # a round is that one call (more rounds of a slow function only to
+        # throw them away cost seconds a test).
+        slow = iterations == 1 and first >= _NO_CONFIRMING
+        round_time = first
         with self._gc_off():
             # A first call is often slower than the rest (caches, imports): grow
             # the round until it really lasts the target, as timeit's autorange
@@ -201,7 +207,7 @@ class Bench:
             # the shorter counts: on a busy machine one round can last far
             # longer than its calls (the process waited for a CPU), and that
             # alone ended calibration with rounds of a tenth of the target.
-            while True:
+            while not slow:
                 round_time = float("inf")
                 for _ in range(2):  # a second round only to confirm a short one
                     started = clock()
@@ -214,7 +220,7 @@ class Bench:
                 if wanted <= iterations or iterations >= MAX_ITERATIONS:
                     break
                 iterations = min(max(wanted, iterations * 2), MAX_ITERATIONS)
-            if options.warmup:
+            if options.warmup and not slow:
                 # Rounds thrown away; their mean round time sizes the budget.
                 warm_until = clock() + int(min(WARMUP_SECONDS, options.max_time / 10) * 1e9)
                 spent, count = 0, 0

@@ -171,7 +171,8 @@ def benchmark_lines(benchmarks: Sequence[BenchmarkResult]) -> list[str]:
                 _time(b.mean),
                 _time(b.stddev),
                 _time(b.min),
-                f"{b.ops:,.0f}" if b.ops >= 10 else f"{b.ops:.3g}",
+                # Three figures, trailing zeros kept: 2.00 beside 4.99, not 2.
+                f"{b.ops:,.0f}" if b.ops >= 10 else f"{b.ops:#.3g}",
                 f"{b.rounds}x{b.iterations}",
             ]
         )

@@ -47,8 +47,6 @@ MIN_COMPARABLE_ROUNDS = 5
 #: At most this many rounds, whatever the time budget: the samples are stored.
 MAX_ROUNDS = 2_000
 
-_GATE_EXAMPLE = "'median:10%'"
-
 
 @dataclass(frozen=True)
 class Stats:
@@ -193,8 +191,9 @@ class Gate:
 def parse_gate(text: str) -> Gate:
     """A :class:`Gate` from ``median:10%``, ``mean:5.5%`` or ``min:0.1`` (a fraction).
 
-    The error names the text and shows a good one, as it ends up in front of
-    someone who typed it on a command line or in an ini file.
+    The error names the text and what is wrong with it, as it ends up in front
+    of someone who typed it on a command line or in an ini file (the usage
+    error around it shows a good one).
     """
     name, colon, amount = text.partition(":")
     name, amount = name.strip(), amount.strip()
@@ -222,7 +221,8 @@ def parse_gate(text: str) -> Gate:
                 return Gate(statistic, threshold)
             else:
                 problem = f"the threshold {amount!r} must be a finite number, 0 or more"
-    raise ValueError(f"invalid benchmark gate {text!r}: {problem}; for example {_GATE_EXAMPLE}")
+    # No example here: the usage error that shows this message adds one.
+    raise ValueError(f"invalid benchmark gate {text!r}: {problem}")
 
 
 @dataclass(frozen=True)

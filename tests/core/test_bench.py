@@ -242,13 +242,12 @@ class TestParseGate:
             ("median:10", "'10' without % is a fraction (10 = 1000%); write 10% for 10 percent"),
         ],
     )
-    def test_bad_gates_name_the_text_and_show_a_good_one(self, text: str, problem: str) -> None:
+    def test_bad_gates_name_the_text_and_the_problem(self, text: str, problem: str) -> None:
         with pytest.raises(ValueError, match="invalid benchmark gate") as raised:
             parse_gate(text)
         message = str(raised.value)
         assert repr(text) in message
         assert problem in message
-        assert message.endswith("for example 'median:10%'")
 
     @given(st.sampled_from(STATISTICS), st.floats(min_value=0, max_value=1000))
     def test_a_percentage_is_a_hundredth(self, statistic: str, percent: float) -> None:
