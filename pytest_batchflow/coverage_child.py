@@ -7,8 +7,9 @@ Arguments: the parent's ``sys.path`` (JSON), the run directory, the combined
 data file, the HTML directory, the XML file and the JSON file. It reads
 coverage.py's configuration as the parent would (same working directory,
 environment and import path: a coverage.py plugin may live where pytest's
-``pythonpath`` points) and prints two JSON lines: after the JSON report, and
-at the end; each says what failed and which warnings coverage.py gave.
+``pythonpath`` points) and prints two JSON lines: after the JSON report (with
+the configuration's ``fail_under``), and at the end; each says what failed and
+which warnings coverage.py gave.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import warnings
 from typing import Any
 
 
-def tell(failed: dict[str, Any], caught: list[warnings.WarningMessage]) -> None:
+def tell(failed: dict[str, Any], caught: list[warnings.WarningMessage], **more: object) -> None:
     said = [str(warning.message) for warning in caught]
-    print(json.dumps({"failed": failed, "warnings": said}), flush=True)
+    print(json.dumps({"failed": failed, "warnings": said, **more}), flush=True)
 
 
 def problem(error: Exception) -> dict[str, Any]:
@@ -56,7 +57,10 @@ def main(argv: list[str]) -> None:
         except Exception as error:
             tell({"json": problem(error)}, caught)
             return
-        tell({}, caught)
+        # The configuration's [report] fail_under: the total's gate when the
+        # run names none (0: none).
+        fail_under = cov.get_option("report:fail_under")
+        tell({}, caught, fail_under=fail_under if isinstance(fail_under, int | float) else 0)
         del caught[:]
         failed: dict[str, Any] = {}
         try:

@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from .core.coverage import summarize
+from .core.coverage import shown_percent, summarize
 from .core.words import count_of
 from .results import CoverageBatch, CoverageFile, CoverageGate, CoverageResult
 
@@ -70,6 +70,8 @@ class CoverageChild:
         self.outdir = outdir
         self.warned: set[str] = set()
         self.failed: dict[str, Any] | None = None  # once it has ended
+        #: coverage.py's ``[report] fail_under``, told with the JSON report (0: none).
+        self.fail_under = 0.0
 
     def _next_stage(self) -> dict[str, Any]:
         """The child's next line: what failed; re-emits coverage.py's warnings here."""
@@ -83,6 +85,7 @@ class CoverageChild:
             stage = json.loads(line)
             failed = dict(stage["failed"])
             said = [str(message) for message in stage["warnings"]]
+            self.fail_under = float(stage.get("fail_under", self.fail_under))
         except (ValueError, KeyError, TypeError):
             return {"child": self._died()}
         for message in said:
@@ -204,6 +207,9 @@ def sum_up(
         return no_figures(sources, context, lost, text)
     outputs = _outputs(child.outdir)
     report = json.loads(outputs["json"].read_text(encoding="utf-8"))
+    if None not in thresholds and child.fail_under > 0:
+        # coverage.py's own gate, as pytest-cov and `coverage report` apply it.
+        thresholds = {None: child.fail_under, **thresholds}
     summary = summarize(report, batch_of, batches, thresholds)
     gates = [
         CoverageGate(batch=g.batch, threshold=g.threshold, actual=g.actual, passed=g.passed)
@@ -281,10 +287,11 @@ def coverage_lines(result: CoverageResult) -> list[str]:
             )
     for gate in result.gates:
         what = "total" if gate.batch is None else f"batch {gate.batch!r}"
+        shown = shown_percent(gate.actual, gate.threshold)
         if gate.passed:
-            lines.append(f"  gate: {what} {gate.actual:.2f}% >= {gate.threshold:g}%: passed")
+            lines.append(f"  gate: {what} {shown}% >= {gate.threshold:g}%: passed")
         else:
-            lines.append(f"  gate: {what} {gate.actual:.2f}% < {gate.threshold:g}%: FAILED")
+            lines.append(f"  gate: {what} {shown}% < {gate.threshold:g}%: FAILED")
     for note in result.lost:
         lines.append(f"batchflow: coverage lost: {note}")
     if "html" in result.outputs:

@@ -22,6 +22,7 @@ __all__ = [
     "CoverageSummary",
     "FileCoverage",
     "Gate",
+    "shown_percent",
     "summarize",
 ]
 
@@ -63,7 +64,20 @@ class Gate:
     def describe(self) -> str:
         what = "total" if self.batch is None else f"batch {self.batch!r}"
         relation = ">=" if self.passed else "<"
-        return f"{what} {self.actual:.2f}% {relation} {self.threshold:g}%"
+        return (
+            f"{what} {shown_percent(self.actual, self.threshold)}% {relation} {self.threshold:g}%"
+        )
+
+
+def shown_percent(actual: float, threshold: float) -> str:
+    """A gate's percentage with two decimals, or as many more as it takes not
+    to read as the threshold when it is below it (``83.435`` against 83.44,
+    not ``83.44`` < 83.44). The gate compares the exact figure."""
+    for decimals in range(2, 7):
+        shown = f"{actual:.{decimals}f}"
+        if actual >= threshold or float(shown) < threshold:
+            return shown
+    return f"{actual!r}"
 
 
 @dataclass(frozen=True)

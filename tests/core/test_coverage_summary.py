@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_batchflow.core.coverage import COLLECTION_CONTEXT, summarize
+from pytest_batchflow.core.coverage import COLLECTION_CONTEXT, shown_percent, summarize
 
 BATCHES = ["unit", "api", "db"]
 
@@ -119,3 +120,20 @@ def test_only_lines_are_a_batch_s_own_and_percentages_add_up(
         assert only == {key for key in mine if owners[key] == {batch.name}}
         assert batch.only == len(only)
     assert sum(b.only for b in summary.batches) <= summary.covered
+
+
+@pytest.mark.parametrize(
+    ("actual", "threshold", "shown"),
+    [
+        (88.235294, 85, "88.24"),
+        (88.235294, 88.24, "88.235"),
+        (83.43504, 83.436, "83.435"),
+        (83.43504, 83.44, "83.435"),
+        (89.99999, 90, "89.99999"),
+        (90.0, 90, "90.00"),
+    ],
+)
+def test_a_gates_figure_never_reads_as_its_threshold_when_below_it(
+    actual: float, threshold: float, shown: str
+) -> None:
+    assert shown_percent(actual, threshold) == shown

@@ -217,6 +217,28 @@ def test_a_failed_total_gate_fails_the_run_and_says_coverage_did(
     assert data.coverage.failed
 
 
+def test_the_coverage_configs_fail_under_is_the_total_gate(project: pytest.Pytester) -> None:
+    """As pytest-cov and ``coverage report`` apply it (it was ignored: exit 0);
+    --batchflow-cov-fail-under wins over it."""
+    (project.path / ".coveragerc").write_text("[report]\nfail_under = 90\n")
+    result, data = run(project, "--batchflow-cov=pkg")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["  gate: total 88.24% < 90%: FAILED"])
+    assert data.failed_by == ["coverage"]
+    result, data = run(project, "--batchflow-cov=pkg", "--batchflow-cov-fail-under=85")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["  gate: total 88.24% >= 85%: passed"])
+
+
+def test_a_total_just_under_the_gate_does_not_read_as_the_gate(project: pytest.Pytester) -> None:
+    """88.235...% against 88.24: "88.24% < 88.24%" said the line before."""
+    result, _ = run(project, "--batchflow-cov=pkg", "--batchflow-cov-fail-under=88.24")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["  gate: total 88.235% < 88.24%: FAILED"])
+    html = (project.path / ".batchflow" / "report.html").read_text(encoding="utf-8")
+    assert "gate total: 88.235% &lt; 88.24%: FAILED" in html
+
+
 @needs_xdist
 def test_a_met_gate_passes_and_a_batch_gate_fails_alone(project: pytest.Pytester) -> None:
     ini = INI.replace("after=unit", "after=unit cov_fail_under=30")
