@@ -26,6 +26,7 @@ from ..results import (
     BenchmarkResult,
     CollectionProblem,
     CoverageResult,
+    ResourcesResult,
     RunResult,
     TestResult,
     collection_or_tests,
@@ -159,6 +160,7 @@ def merge_results(
       result ran or listed as not run (stages and shards by ``-k`` deselect
       each other's tests); ``sections`` concatenated; ``probe`` None (a
       probe's figures are of one run; a note says so).
+    - resources: see :func:`_merged_resources`.
     - benchmarks: those of the tests kept, each from the result its test is
       kept from (none if that test measured nothing), workers renamed too.
     - coverage: recomputed from ``coverage_data`` (coverage.py data files,
@@ -268,6 +270,7 @@ def merge_results(
             "batches": batches,
             "tests": tests,
             "benchmarks": benchmarks,
+            "resources": _merged_resources(results),
             "collection": collection,
             "deselected": deselected_count,
             "deselected_nodeids": deselected,
@@ -398,6 +401,36 @@ def _union_of_benchmarks(
                 benchmark = benchmark.model_copy(update={"worker": f"{label}/{benchmark.worker}"})
             found[benchmark.nodeid] = benchmark
     return [benchmark for benchmark in found.values() if benchmark is not None]
+
+
+def _merged_resources(results: Sequence[tuple[str, RunResult]]) -> ResourcesResult | None:
+    """The memory and CPU figures of several results: each worker's line and leak
+    under ``LABEL/WORKER`` (as its tests), the tests over the limit or run alone
+    of all, CPU seconds and CPUs summed; the budget None (it is of one
+    machine's workers); the limit and the leak threshold the first's."""
+    measured = [(label, run.resources) for label, run in results if run.resources is not None]
+    if not measured:
+        return None
+    first = measured[0][1]
+    return first.model_copy(
+        update={
+            "budget": None,
+            "cpus": sum(resources.cpus for _, resources in measured),
+            "over_limit": list(dict.fromkeys(n for _, r in measured for n in r.over_limit)),
+            "alone": list(dict.fromkeys(n for _, r in measured for n in r.alone)),
+            "leaks": [
+                leak.model_copy(update={"worker": f"{label}/{leak.worker}"})
+                for label, resources in measured
+                for leak in resources.leaks
+            ],
+            "cpu": round(sum(resources.cpu for _, resources in measured), 6),
+            "timeline": {
+                f"{label}/{worker}": points
+                for label, resources in measured
+                for worker, points in resources.timeline.items()
+            },
+        }
+    )
 
 
 def _on_shard(test: TestResult, label: str) -> TestResult:

@@ -28,6 +28,8 @@ from pytest_batchflow.results import (
     PhaseResult,
     ProbeResult,
     ReportSection,
+    ResourceLeak,
+    ResourcesResult,
     RunResult,
     TestResult,
 )
@@ -453,6 +455,41 @@ def test_benchmarks_are_merged_and_a_failed_gate_fails_the_merged_run() -> None:
     assert (merged.benchmarks, merged.exitstatus, merged.failed_by) == ([], 1, ["tests"])
 
 
+def resources_of(worker: str, cpu: float, **fields: Any) -> ResourcesResult:
+    values: dict[str, Any] = {
+        "budget": 2**30,
+        "cpus": 2,
+        "leak_threshold": 2**20,
+        "cpu": cpu,
+        "timeline": {worker: [(100.0, 2**20), (101.0, 2**21)]},
+    }
+    return ResourcesResult(**{**values, **fields})
+
+
+def test_resources_of_several_results_are_merged_under_their_shards() -> None:
+    """Each shard's memory lines and leaks under LABEL/WORKER, as its tests' workers
+    (the first result's figures alone were kept, under names no merged test had)."""
+    leak = ResourceLeak(worker="gw1", pid=7, growth=2**21, tests=2, culprits=[("b.py::t", 2**21)])
+    first = a_run(
+        a_test("a.py::test_a", worker="gw0"),
+        resources=resources_of("gw0", 1.5, over_limit=["a.py::test_a"]),
+    )
+    second = a_run(
+        a_test("b.py::test_b", worker="gw1"),
+        resources=resources_of("gw1", 2.25, leaks=[leak], alone=["b.py::test_b"]),
+    )
+    merged, _ = merged_of(first, second, a_run(a_test("c.py::test_c")))
+    resources = merged.resources
+    assert resources is not None
+    assert set(resources.timeline) == {"shard1/gw0", "shard2/gw1"}
+    assert {t.worker for t in merged.tests} >= {"shard1/gw0", "shard2/gw1"}
+    assert [(leak.worker, leak.pid) for leak in resources.leaks] == [("shard2/gw1", 7)]
+    assert (resources.cpu, resources.cpus, resources.budget) == (3.75, 4, None)
+    assert (resources.over_limit, resources.alone) == (["a.py::test_a"], ["b.py::test_b"])
+    # No result measured anything: none.
+    assert merged_of(a_run(PASSED), a_run(PASSED))[0].resources is None
+
+
 def test_stages_that_each_deselect_the_others_tests_deselect_nothing_together() -> None:
     # Stage a ran 2 of 5 tests, stage b the other 3: before, "5 deselected".
     stage_a = a_run(a_test("a.py::test_1"), a_test("a.py::test_2"), deselected=3)
@@ -736,6 +773,11 @@ def test_report_merges_shards_into_one_report(
     html = (shards.path / "merged.html").read_text()
     for name in ("test_alpha", "test_beta", "test_gamma", "test_delta", "shard2/main"):
         assert name in html
+    # Each shard's memory line, as its tests' worker is named.
+    assert merged.resources is not None
+    assert set(merged.resources.timeline) == {"shard1/main", "shard2/main"}
+    for worker in ("shard1/main", "shard2/main"):
+        assert f'class="worker-memory" data-worker="{worker}"' in html
 
 
 def test_a_failure_in_one_shard_fails_the_report_with_exit_code_1(
