@@ -2379,13 +2379,14 @@ class Orchestrator:
         ]
         if not measured:
             return []
-        # --batchflow-bench-fail=off: no gate at all in this run, batch lines' too.
+        # A batch line's gate wins over the run's; the run's "off" (no gate in
+        # this run) over both, a line's "off" over the run's gate.
         run_gate = self.settings.bench_fail
         gates = {
-            batch.name: None if run_gate == GATE_OFF else batch.policy.bench_fail or run_gate
+            batch.name: None if GATE_OFF in (run_gate, gate) else gate
             for batch in self.plan.batches
+            for gate in [batch.policy.bench_fail or run_gate]
         }
-        gates = {name: None if gate == GATE_OFF else gate for name, gate in gates.items()}
         results, rows = benchmark_results(
             measured,
             gates,

@@ -325,6 +325,19 @@ def test_a_slowdown_is_accepted_by_a_run_with_the_gate_off(pytester: pytest.Pyte
     assert not comparison.failed
 
 
+def test_a_batch_lines_gate_off_leaves_its_batch_ungated(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nbatchflow_bench_fail = median:10%\nbatchflow_batches =\n"
+        "    perf: kind=benchmark paths=test_perf.py bench_fail=off\n"
+    )
+    pytester.makepyfile(test_perf=GATED)
+    for _ in range(3):
+        gated_run(pytester, 0.001)
+    slow, data = gated_run(pytester, 0.01)
+    assert slow.ret == 0
+    assert data.benchmarks[0].comparison is None
+
+
 def test_a_baseline_from_another_machine_is_flagged_and_never_gates(
     pytester: pytest.Pytester,
 ) -> None:
