@@ -128,6 +128,7 @@ class Bench:
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         setup: Callable[[], tuple[Sequence[Any], Mapping[str, Any]] | None] | None = None,
+        *,
         rounds: int = 1,
         warmup_rounds: int = 0,
         iterations: int = 1,
@@ -195,12 +196,24 @@ class Bench:
         result = call()
         first = (clock() - started) / 1e9
         iterations = iterations_for(first, resolution)
-        # A first call of 50 ms or more was the calibration and the warm-up:
-        # a round is that one call (more rounds of a slow function only to
-        # throw them away cost seconds a test).
-        slow = iterations == 1 and first >= _NO_CONFIRMING
+        samples: list[float] = []
         round_time = first
         with self._gc_off():
+            # A first call of 50 ms or more may be a slow function's, or a
+            # cold start's (an import, a cache filled): the next call tells.
+            # Slow, it was the calibration and the warm-up, and that call is
+            # the first round (more rounds only to throw them away cost a slow
+            # function seconds a test); else calibrate from that call.
+            slow = False
+            if iterations == 1 and first >= _NO_CONFIRMING:
+                started = clock()
+                result = call()
+                round_time = (clock() - started) / 1e9
+                slow = round_time >= _NO_CONFIRMING
+                if slow:
+                    samples.append(round_time)
+                else:
+                    iterations = iterations_for(round_time, resolution)
             # A first call is often slower than the rest (caches, imports): grow
             # the round until it really lasts the target, as timeit's autorange
             # does. A round that says it is long enough is timed once more and
@@ -232,8 +245,7 @@ class Bench:
                     count += 1
                 round_time = spent / count / 1e9
             rounds = rounds_for(round_time, options.max_time, options.min_rounds, MAX_ROUNDS)
-            samples = []
-            for _ in range(rounds):
+            for _ in range(rounds - len(samples)):
                 started = clock()
                 for _ in range(iterations):
                     result = call()
@@ -290,6 +302,29 @@ class CompatBenchmark(Bench):
         self.extra_info: dict[str, Any] = {}
         self.name = item.name
         self.group: str | None = None
+
+    def pedantic(
+        self,
+        target: Callable[..., T],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        setup: Callable[[], tuple[Sequence[Any], Mapping[str, Any]] | None] | None = None,
+        teardown: Callable[..., object] | None = None,
+        rounds: int = 1,
+        warmup_rounds: int = 0,
+        iterations: int = 1,
+    ) -> T:
+        """pytest-benchmark's order of the arguments (``teardown`` after ``setup``)."""
+        return super().pedantic(
+            target,
+            args,
+            kwargs,
+            setup,
+            rounds=rounds,
+            warmup_rounds=warmup_rounds,
+            iterations=iterations,
+            teardown=teardown,
+        )
 
     @property
     def stats(self) -> _Stats | None:

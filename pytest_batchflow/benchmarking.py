@@ -25,7 +25,7 @@ from .core.bench import (
     summarize,
 )
 from .core.words import count_of
-from .history import BenchmarkRow, HistoryStore
+from .history import GATE_ACCEPTED, GATE_FAILED, BenchmarkRow, HistoryStore
 from .results import BenchmarkComparison, BenchmarkResult, TestResult
 
 __all__ = ["benchmark_lines", "benchmark_results"]
@@ -44,8 +44,12 @@ def benchmark_results(
     compare_with: Literal["last"] | int | None,
     read: Reader,
     run_id: int | None,
+    accept: bool = False,
 ) -> tuple[list[BenchmarkResult], list[BenchmarkRow]]:
-    """Results for ``(test, measurement, worker)`` triples, and the rows to store."""
+    """Results for ``(test, measurement, worker)`` triples, and the rows to store.
+
+    ``accept`` (``--batchflow-bench-fail=accept``): the rows are the benchmarks'
+    new baselines, the runs before them none any more."""
     results: list[BenchmarkResult] = []
     rows: list[BenchmarkRow] = []
     for test, measurement, worker in measured:
@@ -88,7 +92,11 @@ def benchmark_results(
                 stats.mean,
                 stats.median,
                 samples,
-                gate_failed=comparison is not None and comparison.failed,
+                gate=GATE_ACCEPTED
+                if accept
+                else GATE_FAILED
+                if comparison is not None and comparison.failed
+                else None,
             )
         )
     return results, rows

@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from .core.coverage import shown_percent, summarize
+from .core.coverage import gate_figures, summarize
 from .core.words import count_of
 from .results import CoverageBatch, CoverageFile, CoverageGate, CoverageResult
 
@@ -287,11 +287,11 @@ def coverage_lines(result: CoverageResult) -> list[str]:
             )
     for gate in result.gates:
         what = "total" if gate.batch is None else f"batch {gate.batch!r}"
-        shown = shown_percent(gate.actual, gate.threshold)
+        shown, limit = gate_figures(gate.actual, gate.threshold)
         if gate.passed:
-            lines.append(f"  gate: {what} {shown}% >= {gate.threshold:g}%: passed")
+            lines.append(f"  gate: {what} {shown}% >= {limit}%: passed")
         else:
-            lines.append(f"  gate: {what} {shown}% < {gate.threshold:g}%: FAILED")
+            lines.append(f"  gate: {what} {shown}% < {limit}%: FAILED")
     for note in result.lost:
         lines.append(f"batchflow: coverage lost: {note}")
     if "html" in result.outputs:

@@ -27,6 +27,8 @@ from .core.flaky import RunRecord, is_infrastructure_run, verdict_of
 from .files import ignore_in_git
 
 __all__ = [
+    "GATE_ACCEPTED",
+    "GATE_FAILED",
     "SCHEMA_VERSION",
     "BenchmarkRow",
     "HistoryError",
@@ -113,11 +115,6 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX attempts_by_nodeid_run ON attempts (nodeid, run_id, id);
     CREATE INDEX attempts_by_run ON attempts (run_id, id);
     """,
-    # A benchmark that failed its gate in the run (NULL: it did not, or an
-    # older batchflow stored it): no baseline for its later runs.
-    """
-    ALTER TABLE benchmarks ADD COLUMN gate_failed INTEGER;
-    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -136,6 +133,15 @@ _ATTEMPT_COLUMNS = (
 _STAGED_TABLE = (
     f"CREATE TABLE IF NOT EXISTS staged_attempts AS SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE 0"
 )
+#: ``benchmarks.gate``: what the run's gate made of the benchmark, for later
+#: runs' baselines (:meth:`HistoryStore.benchmark_baselines`): NULL (passed,
+#: not gated, or an older batchflow's record), ``failed``, or ``accepted`` (run
+#: with ``--batchflow-bench-fail=accept``: its earlier runs no baseline any more).
+#: Not a migration, for the same reason as ``staged_attempts``: a batchflow
+#: that does not know the column writes NULL and reads the store as before.
+_GATE_COLUMN = "ALTER TABLE benchmarks ADD COLUMN gate TEXT"
+GATE_FAILED = "failed"
+GATE_ACCEPTED = "accepted"
 
 
 #: WAL pages a run may write before SQLite copies them into the database
@@ -245,8 +251,8 @@ class BenchmarkRow:
     mean: float
     median: float
     samples: Sequence[float]
-    #: It failed its gate in this run: later runs do not take it as a baseline.
-    gate_failed: bool = False
+    #: What the run's gate made of it: None, ``failed`` or ``accepted`` (``_GATE_COLUMN``).
+    gate: str | None = None
 
 
 class PlanFigures(NamedTuple):
@@ -639,7 +645,7 @@ class HistoryStore:
         with self._db:
             self._db.executemany(
                 "INSERT INTO benchmarks (run_id, nodeid, fingerprint, iterations, min, mean,"
-                " median, samples, gate_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " median, samples, gate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -650,7 +656,7 @@ class HistoryStore:
                         row.mean,
                         row.median,
                         json.dumps(row.samples),
-                        1 if row.gate_failed else None,
+                        row.gate,
                     )
                     for row in benchmarks
                 ],
@@ -666,22 +672,21 @@ class HistoryStore:
         A record of a run where the benchmark failed its gate is left out
         (``run`` itself is kept when named): a regression that is not fixed
         fails every run, rather than widening the spread of the baseline runs
-        until the same slowdown looks like noise."""
-        if run is not None:
-            rows = self._db.execute(
-                "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
-                " AND run_id <= ? AND (gate_failed IS NULL OR run_id = ?)"
-                " ORDER BY run_id DESC LIMIT ?",
-                (nodeid, run, run, limit),
-            ).fetchall()[::-1]
-            if not rows or rows[-1][0] != run:
-                return []
-        else:
-            rows = self._db.execute(
-                "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
-                " AND run_id < ? AND gate_failed IS NULL ORDER BY run_id DESC LIMIT ?",
-                (nodeid, before_run, limit),
-            ).fetchall()[::-1]
+        until the same slowdown looks like noise. Records before the latest
+        one a run accepted (``--batchflow-bench-fail=accept``) are left out too."""
+        last = run if run is not None else before_run - 1
+        accepted = self._db.execute(
+            "SELECT MAX(run_id) FROM benchmarks WHERE nodeid = ? AND run_id <= ? AND gate = ?",
+            (nodeid, last, GATE_ACCEPTED),
+        ).fetchone()[0]
+        rows = self._db.execute(
+            "SELECT run_id, fingerprint, samples FROM benchmarks WHERE nodeid = ?"
+            " AND run_id BETWEEN ? AND ? AND (gate IS NOT ? OR run_id = ?)"
+            " ORDER BY run_id DESC LIMIT ?",
+            (nodeid, accepted or 0, last, GATE_FAILED, run, limit),
+        ).fetchall()[::-1]
+        if run is not None and (not rows or rows[-1][0] != run):
+            return []
         return [
             (int(row[0]), json.loads(row[1]), [float(x) for x in json.loads(row[2])])
             for row in rows
@@ -953,6 +958,9 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
                     connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {target}")
         connection.execute(_STAGED_TABLE)
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(benchmarks)")}
+        if "gate" not in columns:
+            connection.execute(_GATE_COLUMN)
         _fold_staged(connection)
         connection.execute("COMMIT")
     except BaseException:

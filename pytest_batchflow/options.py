@@ -32,6 +32,9 @@ HTML_OFF = "off"
 COV_OFF = "off"
 #: The value of --batchflow-bench-fail (or a batch line's bench_fail=) that gates nothing.
 GATE_OFF = "off"
+#: The value of --batchflow-bench-fail that gates nothing and makes this run's
+#: benchmarks their new baseline (a slowdown accepted).
+GATE_ACCEPT = "accept"
 
 
 def is_auto_quarantine(item: str) -> bool:
@@ -293,9 +296,10 @@ OPTIONS: tuple[Option, ...] = (
         "Fail the run when a benchmark is slower than its baseline by more than this, "
         "significantly (95 percent interval): STAT:PCT with STAT min, mean or median "
         "(a batch line's bench_fail= wins; implies --batchflow-bench-compare=last). 'off': "
-        "no gate in this run, batch lines' too (accepts a slowdown: see docs/benchmarks.rst).",
+        "no gate in this run, batch lines' too; 'accept': no gate, and this run's timings "
+        "are the benchmarks' new baseline (a slowdown you meant).",
         "median:10%",
-        metavar="STAT:PCT|off",
+        metavar="STAT:PCT|off|accept",
     ),
     Option(
         "bench_max_time",

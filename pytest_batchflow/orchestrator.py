@@ -48,7 +48,7 @@ from .files import ignore_in_git, why_not_written
 from .gcpause import collector_paused
 from .gitstate import commit_under_test
 from .items import MarkerError
-from .options import GATE_OFF, misspelt_setting, misspelt_variables
+from .options import GATE_ACCEPT, GATE_OFF, misspelt_setting, misspelt_variables
 from .resources import RESOURCES_ATTRIBUTE, Figures, pack_figures, unpack_figures
 from .settings import Settings
 from .terminal import batch_table, collection_line, format_header, format_plan, resource_lines
@@ -2379,11 +2379,12 @@ class Orchestrator:
         ]
         if not measured:
             return []
-        # A batch line's gate wins over the run's; the run's "off" (no gate in
-        # this run) over both, a line's "off" over the run's gate.
+        # A batch line's gate wins over the run's; the run's "off" or "accept"
+        # (no gate in this run) over both, a line's "off" over the run's gate.
         run_gate = self.settings.bench_fail
+        accept = run_gate == GATE_ACCEPT
         gates = {
-            batch.name: None if GATE_OFF in (run_gate, gate) else gate
+            batch.name: None if accept or GATE_OFF in (run_gate, gate) else gate
             for batch in self.plan.batches
             for gate in [batch.policy.bench_fail or run_gate]
         }
@@ -2393,6 +2394,7 @@ class Orchestrator:
             self.settings.bench_compare,
             lambda action: self._use_history(action, None),
             self.run_id,
+            accept=accept,
         )
         run_id = self.run_id
         if run_id is not None and rows:

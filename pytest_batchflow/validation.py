@@ -25,7 +25,7 @@ from .core.flaky import DEFAULT_WINDOW
 from .core.markexpr import MarkerExpression, MarkerExpressionError
 from .core.plan import DEFAULT_BATCH, PlanError, order_batches
 from .core.resources import parse_memory_budget, parse_size
-from .options import BATCHES_INI, COV_OFF, GATE_OFF, HTML_OFF, OPTIONS, Option
+from .options import BATCHES_INI, COV_OFF, GATE_ACCEPT, GATE_OFF, HTML_OFF, OPTIONS, Option
 from .settings import (
     BATCH_LINE_KEYS,
     DEFAULT_HISTORY_RUNS,
@@ -44,11 +44,15 @@ BATCH_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 BATCH_EXAMPLE = "unit: paths=tests/unit after=smoke mode=parallel"
 
 
-def _valid_gate(value: str | None) -> str | None:
-    """A benchmark gate (run-wide or a batch line's), checked where it is written;
-    ``off`` as it is."""
-    if value is not None and value != GATE_OFF:
-        parse_gate(value)
+def _valid_gate(value: str | None, words: tuple[str, ...] = (GATE_OFF,)) -> str | None:
+    """A benchmark gate (a batch line's; ``words`` the run's too), checked where
+    it is written; a word (``off``) in lower case, as ``--batchflow-cov``'s."""
+    if value is None:
+        return None
+    word = value.strip().lower()
+    if word in words:
+        return word
+    parse_gate(value)
     return value
 
 
@@ -233,7 +237,7 @@ class _SettingsModel(BaseModel):
     no_fast_exit: bool = False
     batches: tuple[BatchLine, ...] = ()
 
-    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value))
+    _gate = field_validator("bench_fail")(lambda value: _valid_gate(value, (GATE_OFF, GATE_ACCEPT)))
 
     @field_validator("missing_dependency", "cov_context", mode="before")
     @classmethod

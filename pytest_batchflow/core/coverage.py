@@ -22,7 +22,7 @@ __all__ = [
     "CoverageSummary",
     "FileCoverage",
     "Gate",
-    "shown_percent",
+    "gate_figures",
     "summarize",
 ]
 
@@ -64,20 +64,26 @@ class Gate:
     def describe(self) -> str:
         what = "total" if self.batch is None else f"batch {self.batch!r}"
         relation = ">=" if self.passed else "<"
-        return (
-            f"{what} {shown_percent(self.actual, self.threshold)}% {relation} {self.threshold:g}%"
-        )
+        shown, limit = gate_figures(self.actual, self.threshold)
+        return f"{what} {shown}% {relation} {limit}%"
 
 
-def shown_percent(actual: float, threshold: float) -> str:
-    """A gate's percentage with two decimals, or as many more as it takes not
-    to read as the threshold when it is below it (``83.435`` against 83.44,
-    not ``83.44`` < 83.44). The gate compares the exact figure."""
-    for decimals in range(2, 7):
+def gate_figures(actual: float, threshold: float) -> tuple[str, str]:
+    """A gate's percentage and threshold as shown: the threshold as written
+    (``90``, ``83.4351234``), the percentage with two decimals or as many more
+    as it takes for the two to compare as the exact figures do (``83.435`` <
+    ``83.44``, not ``83.44`` < ``83.44``; ``90.001`` >= ``90.001``, not
+    ``90.00``). The gate compares the exact figures."""
+    limit = f"{threshold:g}"
+    if float(limit) != threshold:
+        limit = repr(threshold)
+    shown_limit = float(limit)
+    passed = actual >= threshold
+    for decimals in range(2, 10):
         shown = f"{actual:.{decimals}f}"
-        if actual >= threshold or float(shown) < threshold:
-            return shown
-    return f"{actual!r}"
+        if (float(shown) >= shown_limit) == passed:
+            return shown, limit
+    return repr(actual), limit
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..core.coverage import shown_percent
+from ..core.coverage import gate_figures
 from ..core.words import count_of
 from ..results import (
     BatchResult,
@@ -190,8 +190,8 @@ def _coverage(result: RunResult) -> list[str]:
     for gate in coverage.gates[:LIST_LIMIT]:
         what = "total" if gate.batch is None else f"batch {_code(gate.batch)}"
         mark = "passed" if gate.passed else "**failed**"
-        shown = shown_percent(gate.actual, gate.threshold)
-        lines.append(f"- {what}: {shown}%, at least {gate.threshold:g}% wanted: {mark}")
+        shown, limit = gate_figures(gate.actual, gate.threshold)
+        lines.append(f"- {what}: {shown}%, at least {limit}% wanted: {mark}")
     if coverage.gates:
         lines += ["", *_more(LIST_LIMIT, len(coverage.gates), "gates")]
     if coverage.batches:

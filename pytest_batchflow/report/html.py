@@ -37,7 +37,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ..core.bench import scaled_time
-from ..core.coverage import shown_percent
+from ..core.coverage import gate_figures
 from ..core.layout import layered_layout
 from ..core.resources import KEPT_PER_TEST, format_size
 from ..core.words import count_of
@@ -121,7 +121,7 @@ def _environment() -> jinja2.Environment:
     env.filters["duration"] = _duration
     env.filters["size"] = _size
     env.filters["count_of"] = count_of
-    env.globals["shown_percent"] = shown_percent
+    env.globals["gate_figures"] = gate_figures
     return env
 
 
@@ -510,8 +510,9 @@ def _why_failed(result: RunResult, counts: dict[str, int]) -> list[str]:
             if not gate.passed:
                 what = f"batch {gate.batch}" if gate.batch else "total"
                 reasons.append(
-                    f"coverage: {what} {shown_percent(gate.actual, gate.threshold)}% is under the "
-                    f"gate {gate.threshold:g}%"
+                    "coverage: {} {}% is under the gate {}%".format(
+                        what, *gate_figures(gate.actual, gate.threshold)
+                    )
                 )
     for bench in result.benchmarks:
         c = bench.comparison

@@ -523,15 +523,13 @@ def _batch_status(
     return "skipped" if all(status == "skipped" for status in ran) else "passed"
 
 
-def _exitstatus(
-    statuses: Sequence[int], failing: bool, coverage_failed: bool, has_tests: bool
-) -> int:
+def _exitstatus(statuses: Sequence[int], failing: bool, gates_failed: bool, has_tests: bool) -> int:
     if failing:
         return _TESTS_FAILED
     serious = [s for s in statuses if s not in (_OK, _TESTS_FAILED, _NO_TESTS_COLLECTED)]
     if serious:
         return max(serious)
-    if coverage_failed:
+    if gates_failed:
         return _TESTS_FAILED
     if not has_tests and _NO_TESTS_COLLECTED in statuses:
         return _NO_TESTS_COLLECTED

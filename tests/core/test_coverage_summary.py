@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_batchflow.core.coverage import COLLECTION_CONTEXT, shown_percent, summarize
+from pytest_batchflow.core.coverage import COLLECTION_CONTEXT, gate_figures, summarize
 
 BATCHES = ["unit", "api", "db"]
 
@@ -125,15 +125,23 @@ def test_only_lines_are_a_batch_s_own_and_percentages_add_up(
 @pytest.mark.parametrize(
     ("actual", "threshold", "shown"),
     [
-        (88.235294, 85, "88.24"),
-        (88.235294, 88.24, "88.235"),
-        (83.43504, 83.436, "83.435"),
-        (83.43504, 83.44, "83.435"),
-        (89.99999, 90, "89.99999"),
-        (90.0, 90, "90.00"),
+        (88.235294, 85, ("88.24", "85")),
+        (88.235294, 88.24, ("88.235", "88.24")),
+        (83.43504, 83.436, ("83.435", "83.436")),
+        (89.99999, 90, ("89.99999", "90")),
+        (90.0, 90, ("90.00", "90")),
+        # The threshold as written, not to six figures; passing figures too.
+        (83.43504, 83.4350401, ("83.435", "83.4350401")),
+        (83.43512, 83.4351234, ("83.435", "83.4351234")),
+        (90.0012, 90.001, ("90.001", "90.001")),
+        (83.4449, 83.4445, ("83.445", "83.4445")),
+        (100.0, 100, ("100.00", "100")),
+        (0.0, 0, ("0.00", "0")),
     ],
 )
-def test_a_gates_figure_never_reads_as_its_threshold_when_below_it(
-    actual: float, threshold: float, shown: str
+def test_a_gates_figures_compare_as_the_exact_ones_do(
+    actual: float, threshold: float, shown: tuple[str, str]
 ) -> None:
-    assert shown_percent(actual, threshold) == shown
+    assert gate_figures(actual, threshold) == shown
+    figure, limit = (float(text) for text in shown)
+    assert (figure >= limit) == (actual >= threshold)

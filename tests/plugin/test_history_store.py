@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 from pytest_batchflow.core.flaky import RunRecord, flakiness, is_infrastructure_run
 from pytest_batchflow.history import (
     DURATION_WINDOW,
+    GATE_ACCEPTED,
+    GATE_FAILED,
     MEMORY_WINDOW,
     SCHEMA_VERSION,
     Attempt,
+    BenchmarkRow,
     HistoryError,
     HistoryStore,
     _connect_read_only,
@@ -424,3 +427,51 @@ def test_a_history_path_this_process_may_not_look_into_runs_without_history(
     monkeypatch.setattr(Path, "is_dir", refused)
     with pytest.raises(HistoryError, match=r"cannot use history store .*: .*Permission denied"):
         HistoryStore.open(path)
+
+
+def record_benchmark_runs(store: HistoryStore, gates: list[str | None]) -> list[int]:
+    """One run of ``b.py::test_b`` per gate mark, the n-th at n seconds a call."""
+    run_ids = []
+    for number, gate in enumerate(gates, 1):
+        run_id = store.start_run(float(number), None, "host", "3.11", "pytest")
+        row = BenchmarkRow("b.py::test_b", {}, 1, number, number, number, [float(number)], gate)
+        store.record_benchmarks(run_id, [row])
+        run_ids.append(run_id)
+    return run_ids
+
+
+def test_benchmark_baselines_leave_out_failed_runs_and_those_before_an_accepted_one(
+    store: HistoryStore,
+) -> None:
+    ids = record_benchmark_runs(store, [None, None, GATE_FAILED, None, GATE_ACCEPTED, None])
+    baselines = store.benchmark_baselines("b.py::test_b", ids[-1] + 1, None, 10)
+    # Runs 1 to 4 come before the accepted run 5; the failed run 3 would be left out anyway.
+    assert [run for run, _, _ in baselines] == ids[4:]
+    before_acceptance = store.benchmark_baselines("b.py::test_b", ids[4], None, 10)
+    assert [run for run, _, _ in before_acceptance] == [ids[0], ids[1], ids[3]]
+    # A failed run named as the baseline is kept; the failed runs before it are not.
+    named = store.benchmark_baselines("b.py::test_b", ids[-1] + 1, ids[2], 10)
+    assert [run for run, _, _ in named] == [ids[0], ids[1], ids[2]]
+
+
+def test_a_store_of_an_earlier_batchflow_keeps_its_benchmarks_as_baselines(
+    tmp_path: Path,
+) -> None:
+    """The gate column is added in place, with no new schema version: a store
+    keeps the version an earlier batchflow reads, and its records stay baselines."""
+    path = tmp_path / "history.sqlite"
+    opened, _ = HistoryStore.open(path)
+    ids = record_benchmark_runs(opened, [None, None])
+    opened.close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("ALTER TABLE benchmarks DROP COLUMN gate")  # as an earlier batchflow left it
+    again, warning = HistoryStore.open(path)
+    try:
+        assert warning is None
+        baselines = again.benchmark_baselines("b.py::test_b", ids[-1] + 1, None, 10)
+        assert [run for run, _, _ in baselines] == ids
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+            assert SCHEMA_VERSION == 6
+    finally:
+        again.close()
