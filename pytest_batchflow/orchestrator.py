@@ -2863,7 +2863,8 @@ class Orchestrator:
             if "benchmarks" in result.failed_by:
                 terminalreporter.write_line(
                     "batchflow: benchmarks failed the run (a significant slowdown beyond a "
-                    "gate, not a test)",
+                    "gate, not a test); a slowdown you meant: run once with "
+                    "--batchflow-bench-fail=accept",
                     red=True,
                 )
         if result is not None and result.resources is not None:

@@ -301,7 +301,7 @@ def test_a_significant_slowdown_beyond_the_gate_fails_the_run(pytester: pytest.P
         [
             "test_perf.py::test_sleepy: median +* vs run 3 [[]+*, +*[]] slower, gate 10%: FAILED",
             "batchflow: benchmarks failed the run (a significant slowdown beyond a gate, not a "
-            "test)",
+            "test); a slowdown you meant: run once with --batchflow-bench-fail=accept",
         ]
     )
     html = (pytester.path / ".batchflow" / "report.html").read_text(encoding="utf-8")
