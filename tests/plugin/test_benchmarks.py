@@ -268,6 +268,18 @@ def gated_run(
     return run(pytester, "--batchflow-bench-min-rounds=10", *args)
 
 
+def fast_history(pytester: pytest.Pytester, ini: str, line: str, runs: int, *args: str) -> None:
+    """A project of GATED in a benchmark batch (``line`` its options; ``ini`` more
+    of pytest.ini), and ``runs`` runs of it at 1 ms a call."""
+    pytester.makeini(
+        f"[pytest]\n{ini}\nbatchflow_batches =\n"
+        f"    perf: kind=benchmark paths=test_perf.py {line}\n"
+    )
+    pytester.makepyfile(test_perf=GATED)
+    for _ in range(runs):
+        gated_run(pytester, 0.001, *args)
+
+
 def test_a_significant_slowdown_beyond_the_gate_fails_the_run(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI + "batchflow_bench_fail = median:10%\n")
     pytester.makepyfile(test_unit="def test_one(): pass", test_perf=GATED)
@@ -332,14 +344,8 @@ def test_a_slowdown_is_accepted_by_a_run_that_says_so(pytester: pytest.Pytester)
     timings are the new baseline, the runs before no baseline any more; with
     10 earlier runs a run with the gate off alone left the median at the old
     speed, and every later run failed."""
-    pytester.makeini(
-        "[pytest]\nbatchflow_bench_fail = median:10%\nbatchflow_batches =\n"
-        "    perf: kind=benchmark paths=test_perf.py bench_fail=min:50%\n"
-    )
-    pytester.makepyfile(test_perf=GATED)
     quick = "--batchflow-bench-max-time=0.05"
-    for _ in range(10):
-        gated_run(pytester, 0.001, quick)
+    fast_history(pytester, "batchflow_bench_fail = median:10%", "bench_fail=min:50%", 10, quick)
     assert gated_run(pytester, 0.01, quick)[0].ret == 1
     assert gated_run(pytester, 0.01, quick, "--batchflow-bench-fail=OFF")[0].ret == 0
     assert gated_run(pytester, 0.01, quick)[0].ret == 1  # off is no acceptance
@@ -358,13 +364,7 @@ def test_a_slowdown_is_accepted_by_a_run_that_says_so(pytester: pytest.Pytester)
 
 
 def test_a_batch_lines_gate_off_leaves_its_batch_ungated(pytester: pytest.Pytester) -> None:
-    pytester.makeini(
-        "[pytest]\nbatchflow_bench_fail = median:10%\nbatchflow_batches =\n"
-        "    perf: kind=benchmark paths=test_perf.py bench_fail=off\n"
-    )
-    pytester.makepyfile(test_perf=GATED)
-    for _ in range(3):
-        gated_run(pytester, 0.001)
+    fast_history(pytester, "batchflow_bench_fail = median:10%", "bench_fail=off", 3)
     slow, data = gated_run(pytester, 0.01)
     assert slow.ret == 0
     assert data.benchmarks[0].comparison is None
@@ -396,13 +396,7 @@ def test_a_baseline_from_another_machine_is_flagged_and_never_gates(
 
 
 def test_a_batch_line_gate_and_an_explicit_baseline_run(pytester: pytest.Pytester) -> None:
-    pytester.makeini(
-        "[pytest]\nbatchflow_batches =\n"
-        "    perf: kind=benchmark paths=test_perf.py bench_fail=min:50%\n"
-    )
-    pytester.makepyfile(test_perf=GATED)
-    for _ in range(4):
-        gated_run(pytester, 0.001)
+    fast_history(pytester, "", "bench_fail=min:50%", 4)
     # Against run 3 by number, with the runs before it; the batch line's gate applies.
     result, data = gated_run(pytester, 0.01, "--batchflow-bench-compare=3")
     assert result.ret == 1
