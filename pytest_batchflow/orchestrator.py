@@ -1253,13 +1253,17 @@ class Orchestrator:
         a batch's ``maxfail`` gave up), so that its line, its ``--junitxml``
         and the table agree.
 
+        So too when xdist shut its workers down with reruns still due: its
+        ``--max-worker-restart`` reached, the loop ends as if the run had
+        finished, and the run exited 0 without the failures.
+
         Not on Ctrl-C, ``pytest.exit`` or another plugin's stop
         (``--stepwise`` would take the last failure heard of for the one to
         resume from): nothing more is reported then, and the batchflow section
         names those failures (_reruns_not_run_summary).
         """
         try:
-            return (yield)
+            result = yield
         except BaseException as stopped:
             option = self.config.option
             maxfail = option.maxfail
@@ -1284,6 +1288,19 @@ class Orchestrator:
                 if shouldstop:
                     session.shouldstop = shouldstop
             raise
+        option = self.config.option
+        if (
+            self.role == "controller"
+            and not getattr(option, "stepwise", False)
+            and not getattr(option, "stepwise_skip", False)
+        ):
+            pending = self._reruns_not_run()
+            if pending:
+                dsession = self.config.pluginmanager.getplugin("dsession")
+                why = getattr(dsession, "_summary_report", None) or "xdist shut its workers down"
+                for index in pending:
+                    self.give_up_rerun(index, f"the run stopped ({why})")
+        return result
 
     def print_plan(self) -> None:
         assert self.plan is not None

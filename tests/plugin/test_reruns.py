@@ -341,6 +341,41 @@ def test_a_rerun_that_x_cut_off_is_a_failure_pytest_counts(
     assert "b fails" in tests["test_b"].longrepr
 
 
+CRASHES = """
+import os
+import time
+
+def test_crashes():
+    os._exit(3)
+
+def test_other():
+    time.sleep(0.5)
+"""
+
+
+def test_a_rerun_that_xdists_worker_restart_limit_cut_off_is_a_failure(
+    pytester: pytest.Pytester,
+) -> None:
+    """--max-worker-restart=0 ends xdist's loop as if the run had finished: the
+    crash waiting for its rerun exited 0, missing from --junitxml."""
+    pytester.makepyfile(test_suite=CRASHES)
+    args = ("--batchflow-reruns=1", "--max-worker-restart=0", "--junitxml=junit.xml")
+    result, data = run(pytester, *args, *xdist())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.parseoutcomes()["failed"] == 1
+    result.stdout.fnmatch_lines(
+        [
+            "batchflow: the rerun of this failure did not run: the run stopped (worker gw* "
+            "crashed and worker restarting disabled)",
+        ]
+    )
+    suite = ElementTree.parse(pytester.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("failures") == "1"
+    assert (data.exitstatus, data.failed_by) == (1, ["tests"])
+    assert by_name(data)["test_crashes"].outcome == "failed"
+
+
 def test_stepwise_keeps_the_failure_that_stopped_it_when_x_cuts_reruns_off(
     pytester: pytest.Pytester,
 ) -> None:
