@@ -327,7 +327,9 @@ class HistoryStore:
         a migration, and a damaged file stays where it is. Raises HistoryError,
         naming ``option`` as the one that gives the store's path."""
         _refuse_other_files(path, option)
-        return cls(path, _connect_read_only(path, option), read_only=True)
+        connection = _connect_read_only(path, option)
+        _read_staged_too(connection)
+        return cls(path, connection, read_only=True)
 
     def close(self) -> None:
         self.wait_for_checkpoint()
@@ -900,6 +902,27 @@ def _connect(path: Path) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
+
+
+def _read_staged_too(connection: sqlite3.Connection) -> None:
+    """On a connection that only reads: attempts a serial run staged and did
+    not move (a crash killed it; the next run that writes moves them) read as
+    attempts, so ``batchflow history`` and ``flaky`` see the tests that
+    finished before it. A temporary view named ``attempts`` over both tables
+    (SQLite looks a name up in the temporary schema first), the staged ones
+    numbered after the others; nothing is written to the store."""
+    try:
+        staged = connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM main.staged_attempts)"
+        ).fetchone()[0]
+        if staged:
+            connection.execute(
+                f"CREATE TEMP VIEW attempts AS SELECT id, {_ATTEMPT_COLUMNS} FROM main.attempts"
+                " UNION ALL SELECT (SELECT IFNULL(MAX(id), 0) FROM main.attempts) + rowid,"
+                f" {_ATTEMPT_COLUMNS} FROM main.staged_attempts"
+            )
+    except sqlite3.Error:  # no staged_attempts (an earlier batchflow's store): attempts alone
+        pass
 
 
 def _fold_staged(connection: sqlite3.Connection) -> int:

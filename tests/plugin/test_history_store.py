@@ -98,6 +98,29 @@ def test_attempts_a_killed_run_staged_are_moved_when_the_store_is_next_opened(
     first.close()
 
 
+def test_a_store_only_read_sees_the_attempts_a_killed_run_staged(tmp_path: Path) -> None:
+    """batchflow history and flaky (which only read) saw no attempt of a serial
+    run a crash killed until the next pytest run moved them; the store is
+    left as it is."""
+    path = tmp_path / "history.sqlite"
+    first, _ = HistoryStore.open(path)
+    record_runs(first, [[attempt("t.py::a", "passed", 1.0)]])
+    run_id = first.start_run(1.0, None, "host", "3.11", "pytest")
+    first.stage_attempts(run_id, None, [attempt("t.py::a", "failed", 2.0)])
+    first.stage_attempts(run_id, None, [attempt("t.py::b", "passed", 3.0)])
+    # The process dies here.
+    reader = HistoryStore.read(path)
+    try:
+        assert [row[0] for row in reader.attempts_of("t.py::a", 10)] == [run_id, run_id - 1]
+        assert reader.attempts_of("t.py::b", 10)[0][4] == "passed"
+        assert reader.durations() == {"t.py::a": 1.0, "t.py::b": 3.0}
+    finally:
+        reader.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT COUNT(*) FROM staged_attempts").fetchone() == (2,)
+    first.close()
+
+
 def test_the_plan_reads_each_tests_last_attempts(store: HistoryStore) -> None:
     # Eight runs: "a" passes with durations 1..8 and fails in run 6; "b" only
     # fails; "c" ran in the first run only. Memory and shared setups are
