@@ -29,6 +29,7 @@ from pytest_batchflow.results import (
     ProbeResult,
     ReportSection,
     ResourceLeak,
+    ResourceResult,
     ResourcesResult,
     RunResult,
     TestResult,
@@ -283,6 +284,26 @@ def test_batches_of_the_same_name_are_combined() -> None:
     assert unit.estimated == 12.0
     assert unit.status == "incomplete"
     assert (other.tests, other.duration, other.estimated) == (1, 4.0, None)
+
+
+def test_a_combined_batchs_cpu_and_peak_memory_are_of_all_its_tests() -> None:
+    """Summed and the largest over the shards' tests (the first part's alone were
+    kept: None where the first shard had no test in the batch)."""
+
+    def used(test: TestResult, cpu: float, memory: int) -> TestResult:
+        figures = ResourceResult(
+            peak_rss=memory, memory=memory, rss_start=0, rss_end=0, cpu=cpu, wall=1.0, pid=1
+        )
+        return test.model_copy(update={"resources": figures})
+
+    first = a_run(used(a_test("u.py::test_one"), 0.25, 2**20), a_test("u.py::test_bare"))
+    api = used(a_test("a.py::test_api", batch="api"), 0.5, 2**22)
+    second = a_run(used(a_test("u.py::test_two"), 1.0, 2**21), api)
+    unit, api_batch = merged_of(first, second)[0].batches
+    assert (unit.cpu, unit.peak_memory) == (1.25, 2**21)
+    assert (api_batch.cpu, api_batch.peak_memory) == (0.5, 2**22)
+    unmeasured = merged_of(a_run(a_test("x.py::test_x")), a_run(a_test("y.py::test_y")))[0]
+    assert (unmeasured.batches[0].cpu, unmeasured.batches[0].peak_memory) == (None, None)
 
 
 def a_shard(status: str, number: int) -> RunResult:
