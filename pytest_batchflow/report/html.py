@@ -25,6 +25,7 @@ import heapq
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -134,10 +135,20 @@ def _static(name: str) -> Markup:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
-    if value >= 60:
-        minutes, seconds = divmod(value, 60)
-        return f"{int(minutes)}m {seconds:04.1f}s"
+    if round(value * 100) >= 6000:  # rounded first: 119.97 is 2m 00.0s, not 1m 60.0s
+        minutes, tenths = divmod(round(value * 10), 600)
+        return f"{minutes}m {tenths / 10:04.1f}s"
     return f"{value:.2f}s"
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """A sort key that puts gw2 before gw10: digits as numbers."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
+def _is_controller(worker: str) -> bool:
+    """The xdist controller (a shard's too): it runs no test, only reports skips."""
+    return worker == "controller" or worker.endswith("/controller")
 
 
 def _size(value: int | None) -> str:
@@ -395,7 +406,7 @@ def _memory_chart(
     plot_w = _CHART_W - _CHART_LEFT - _CHART_RIGHT
     plot_h = _CHART_H - _CHART_TOP - _CHART_BOTTOM
     lines = []
-    for index, worker in enumerate(sorted(lines_of)):
+    for index, worker in enumerate(sorted(lines_of, key=_natural)):
         points = lines_of[worker]
         columns: dict[int, int] = {}
         for time, rss in points:
@@ -412,8 +423,9 @@ def _memory_chart(
                 worker,
                 _PALETTE[index % len(_PALETTE)],
                 xy,
+                # One figure an attempt: a rerun test counts each time it ran.
                 f"{worker}: {format_size(low)} to {format_size(high)} resident over "
-                f"its {count_of(len(timeline[worker]), 'test')}",
+                f"its {count_of(len(timeline[worker]), 'test run')}",
             )
         )
     x_step = _nice_step(end, 6)
@@ -554,7 +566,7 @@ def render_html(result: RunResult, base: Path | None = None, *, passed_output: b
     coverage_link = None
     if coverage is not None and "html" in coverage.outputs:
         coverage_link = _relative_link(coverage.outputs["html"], base)
-    workers = sorted({t.worker for t in result.tests})
+    workers = sorted({t.worker for t in result.tests if not _is_controller(t.worker)}, key=_natural)
     resources = result.resources
     return (
         _environment()

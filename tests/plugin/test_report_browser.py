@@ -490,3 +490,36 @@ def test_hostile_ids_and_output_stay_text(
             == 0
         )
         assert not pwned(driver)
+
+
+def test_lanes_in_number_order_minutes_and_a_search_of_earlier_attempts(
+    driver: Chrome, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Twelve workers' lanes read gw0, gw1, ..., gw11 (gw10 came after gw1), the
+    controller's skips get no lane, 119.97 s reads 2m 0.0s (not 1m 60.0s), and
+    the text filter finds a flaky test by its earlier attempt's error."""
+    from results_factory import attempt, case, run
+
+    from pytest_batchflow.report.html import render_html
+
+    start = 1_700_000_010.0
+    tests = [
+        case(f"t.py::test_{n}", worker=f"gw{n}", start=start, stop=start + 1.0, duration=1.0)
+        for n in range(12)
+    ]
+    tests[0] = tests[0].model_copy(update={"duration": 119.97, "stop": start + 119.97})
+    flaky = attempt(longrepr="E   AssertionError: the first attempt fails")
+    tests[1] = tests[1].model_copy(update={"outcome": "flaky", "attempts": [flaky]})
+    tests.append(case("t.py::test_skipped", "skipped", worker="controller", duration=0.0))
+    report = tmp_path / "report.html"
+    report.write_text(render_html(run(tests)), encoding="utf-8")
+    with watching(driver, request, tmp_path):
+        open_report(driver, report)
+        labels = driver.find_elements(By.CSS_SELECTOR, "#timeline-svg text.lane")
+        assert [label.text for label in labels] == [f"gw{n}" for n in range(12)]
+        assert sort_by(driver, "duration")[0] == "t.py::test_0"
+        row = driver.find_element(By.CSS_SELECTOR, "#test-rows tr.test-row")
+        assert "2m 0.0s" in row.text
+        driver.find_element(By.ID, "filter-text").send_keys("first attempt fails")
+        WebDriverWait(driver, WAIT).until(lambda d: count_text(d) == "1 of 13 tests")
+        assert shown_ids(driver) == ["t.py::test_1"]

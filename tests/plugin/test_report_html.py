@@ -431,3 +431,22 @@ def test_the_title_counts_collection_errors_in_words(errors: int, words: str) ->
     ]
     result = run([case("a.py::test_one", "passed")], collection=problems, exitstatus=2)
     assert f"<title>batchflow: failed, 1 test, {words}</title>" in render_html(result)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(119.97, "2m 00.0s"), (59.999, "1m 00.0s"), (59.994, "59.99s"), (61.25, "1m 01.2s")],
+)
+def test_minutes_never_read_sixty_seconds(value: float, shown: str) -> None:
+    """119.97 s read "1m 60.0s": the seconds were rounded after the minutes were taken."""
+    assert html_module._seconds(value) == shown
+
+
+def test_workers_are_listed_in_number_order_without_the_controller() -> None:
+    """gw2 before gw10; the xdist controller runs no test (its skips take no time)."""
+    tests = [
+        case(f"t.py::test_{worker}", worker=worker)
+        for worker in ("gw10", "gw2", "gw1", "controller")
+    ]
+    html = render_html(run(tests))
+    assert "(gw1, gw2, gw10)</dd>" in html

@@ -33,8 +33,12 @@
   }
   function seconds(value) {
     if (value === 0) return "0s";
-    return value >= 60 ? Math.floor(value / 60) + "m " + (value % 60).toFixed(1) + "s"
-                       : value.toFixed(value < 0.01 ? 4 : 2) + "s";
+    if (Math.round(value * 100) >= 6000) {  // rounded first: 119.97 is 2m 0.0s, not 1m 60.0s
+      var tenths = Math.round(value * 10);
+      return Math.floor(tenths / 600) + "m " + ((tenths % 600) / 10).toFixed(1) + "s";
+    }
+    // Under 0.01 s four decimals, without trailing zeros (0.008s, not 0.0080s).
+    return (value < 0.01 ? String(+value.toFixed(4)) : value.toFixed(2)) + "s";
   }
 
   // -- the tests table ----------------------------------------------------------
@@ -58,7 +62,9 @@
     if (lowered === null) {
       lowered = T.map(function (t) {
         var d = t[DET] >= 0 ? DETAILS[t[DET]] : null;
-        return (nodeid(t) + "\n" + (d && d.r ? d.r : "") + "\n" +
+        // Earlier attempts' failures too: a flaky test's error is only there.
+        var attempts = d && d.a ? d.a.map(function (a) { return a[3] || ""; }).join("\n") : "";
+        return (nodeid(t) + "\n" + (d && d.r ? d.r : "") + "\n" + attempts + "\n" +
                 (t[NOTES] ? t[NOTES].join("\n") : "")).toLowerCase();
       });
     }
@@ -206,10 +212,15 @@
   var lanes = [], laneOf = {};
   T.forEach(function (t, i) {
     var w = t[WORKER];
+    // The xdist controller runs no test: its skips (a dependency failed) take no time.
+    if (/(^|\/)controller$/.test(S[w])) return;
     if (!(w in laneOf)) { laneOf[w] = lanes.length; lanes.push({worker: w, tests: []}); }
     lanes[laneOf[w]].tests.push(i);
   });
-  lanes.sort(function (a, b) { return S[a.worker] < S[b.worker] ? -1 : 1; });
+  // gw2 before gw10.
+  lanes.sort(function (a, b) {
+    return S[a.worker].localeCompare(S[b.worker], "en", {numeric: true});
+  });
   lanes.forEach(function (lane) {
     lane.tests.sort(function (a, b) { return T[a][START] - T[b][START]; });
   });
