@@ -450,3 +450,9 @@ def test_workers_are_listed_in_number_order_without_the_controller() -> None:
     ]
     html = render_html(run(tests))
     assert "(gw1, gw2, gw10)</dd>" in html
+
+
+def test_without_javascript_the_table_and_the_timeline_say_why_they_are_empty() -> None:
+    html = render_html(run([case("t.py::a")]))
+    assert "<noscript><p>The tests table needs JavaScript" in html
+    assert "<noscript><p>The timeline needs JavaScript" in html
