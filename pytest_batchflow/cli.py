@@ -305,7 +305,7 @@ def _read_history(args: argparse.Namespace) -> int:
         return 2
     try:
         # A damaged store stays as it is, for pytest to handle.
-        store = HistoryStore.read(path, option="--history")
+        store = HistoryStore.read(path, option="--history", staged=True)
     except HistoryError as error:
         print(f"batchflow: {error}", file=sys.stderr)
         return 2

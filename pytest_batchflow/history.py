@@ -322,13 +322,18 @@ class HistoryStore:
         return store, f"{warning} and started a fresh one"
 
     @classmethod
-    def read(cls, path: Path, option: str = HISTORY_OPTION) -> HistoryStore:
+    def read(cls, path: Path, option: str = HISTORY_OPTION, staged: bool = False) -> HistoryStore:
         """Open an existing store only to read it: nothing is written, not even
         a migration, and a damaged file stays where it is. Raises HistoryError,
-        naming ``option`` as the one that gives the store's path."""
+        naming ``option`` as the one that gives the store's path.
+
+        ``staged``: read the attempts a killed serial run staged too (the
+        ``batchflow`` command's views of a test; not the plan's queries over
+        every test, which the view that joins them makes many times slower)."""
         _refuse_other_files(path, option)
         connection = _connect_read_only(path, option)
-        _read_staged_too(connection)
+        if staged:
+            _read_staged_too(connection)
         return cls(path, connection, read_only=True)
 
     def close(self) -> None:

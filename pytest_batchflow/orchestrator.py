@@ -2027,6 +2027,9 @@ class Orchestrator:
         report = pytest.TestReport(
             nodeid, location, {}, "failed", longrepr, when, start=now, stop=now
         )
+        if self.role == "controller":
+            # The result is of the worker its last attempt ran on, not the controller's.
+            report.worker_id = attempts[-1].worker  # type: ignore[attr-defined]
         hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
@@ -2878,12 +2881,24 @@ class Orchestrator:
             for line in benchmark_lines(result.benchmarks):
                 terminalreporter.write_line(line, red=" FAILED" in line)
             if "benchmarks" in result.failed_by:
+                # A pinned baseline stays what it is: accepting starts no new one there.
+                meant = (
+                    "compare with a run that measured it (--batchflow-bench-compare=RUN)"
+                    if isinstance(self.settings.bench_compare, int)
+                    else "run once with --batchflow-bench-fail=accept"
+                )
                 terminalreporter.write_line(
                     "batchflow: benchmarks failed the run (a significant slowdown beyond a "
-                    "gate, not a test); a slowdown you meant: run once with "
-                    "--batchflow-bench-fail=accept",
+                    f"gate, not a test); a slowdown you meant: {meant}",
                     red=True,
                 )
+            if self.settings.bench_fail == GATE_ACCEPT:
+                if self.run_id is not None:
+                    accepted = count_of(len(result.benchmarks), "benchmark")
+                    line = f"the timings of {accepted} are their new baseline"
+                else:
+                    line = "accepted nothing: this run is not recorded in the history"
+                terminalreporter.write_line(f"batchflow: --batchflow-bench-fail=accept: {line}")
         if result is not None and result.resources is not None:
             lines = resource_lines(result.resources, result.tests, self.settings.max_memory)
             if lines:

@@ -135,6 +135,8 @@ def _static(name: str) -> Markup:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
+    if not math.isfinite(value):
+        return f"{value}s"
     if round(value * 100) >= 6000:  # rounded first: 119.97 is 2m 00.0s, not 1m 60.0s
         minutes, tenths = divmod(round(value * 10), 600)
         return f"{minutes}m {tenths / 10:04.1f}s"
@@ -143,7 +145,11 @@ def _seconds(value: float | None) -> str:
 
 def _natural(name: str) -> list[tuple[int, int | str]]:
     """A sort key that puts gw2 before gw10: digits as numbers."""
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+    # re.split with a group: the digit runs are at the odd places (isdigit() would
+    # also take "²", which int() refuses).
+    return [
+        (0, int(part)) if at % 2 else (1, part) for at, part in enumerate(re.split(r"(\d+)", name))
+    ]
 
 
 def _is_controller(worker: str) -> bool:

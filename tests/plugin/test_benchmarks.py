@@ -349,9 +349,18 @@ def test_a_slowdown_is_accepted_by_a_run_that_says_so(pytester: pytest.Pytester)
     assert gated_run(pytester, 0.01, quick)[0].ret == 1
     assert gated_run(pytester, 0.01, quick, "--batchflow-bench-fail=OFF")[0].ret == 0
     assert gated_run(pytester, 0.01, quick)[0].ret == 1  # off is no acceptance
+    unrecorded, _ = gated_run(
+        pytester, 0.01, quick, "--batchflow-bench-fail=accept", "--batchflow-no-history"
+    )
+    unrecorded.stdout.fnmatch_lines(
+        ["batchflow: --batchflow-bench-fail=accept: accepted nothing: this run is not recorded*"]
+    )
     accepted, data = gated_run(pytester, 0.01, quick, "--batchflow-bench-fail=accept")
     assert accepted.ret == 0
     assert data.benchmarks[0].comparison is None
+    accepted.stdout.fnmatch_lines(
+        ["batchflow: --batchflow-bench-fail=accept: the timings of 1 benchmark are their new *"]
+    )
     for run in (15, 16, 17):
         after, data = gated_run(pytester, 0.01, quick)
         assert after.ret == 0
@@ -400,6 +409,13 @@ def test_a_batch_line_gate_and_an_explicit_baseline_run(pytester: pytest.Pyteste
     # Against run 3 by number, with the runs before it; the batch line's gate applies.
     result, data = gated_run(pytester, 0.01, "--batchflow-bench-compare=3")
     assert result.ret == 1
+    # A pinned baseline is not one that accepting a slowdown replaces.
+    result.stdout.fnmatch_lines(
+        [
+            "*a slowdown you meant: compare with a run that measured it "
+            "(--batchflow-bench-compare=RUN)"
+        ]
+    )
     comparison = data.benchmarks[0].comparison
     assert comparison is not None
     assert (comparison.baseline_run, comparison.statistic, comparison.threshold) == (3, "min", 0.5)

@@ -109,7 +109,8 @@ def test_a_store_only_read_sees_the_attempts_a_killed_run_staged(tmp_path: Path)
     first.stage_attempts(run_id, None, [attempt("t.py::a", "failed", 2.0)])
     first.stage_attempts(run_id, None, [attempt("t.py::b", "passed", 3.0)])
     # The process dies here.
-    reader = HistoryStore.read(path)
+    assert HistoryStore.read(path).durations() == {"t.py::a": 1.0}  # the plan's: not staged
+    reader = HistoryStore.read(path, staged=True)
     try:
         assert [row[0] for row in reader.attempts_of("t.py::a", 10)] == [run_id, run_id - 1]
         assert reader.attempts_of("t.py::b", 10)[0][4] == "passed"

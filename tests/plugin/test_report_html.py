@@ -456,3 +456,15 @@ def test_without_javascript_the_table_and_the_timeline_say_why_they_are_empty() 
     html = render_html(run([case("t.py::a")]))
     assert "<noscript><p>The tests table needs JavaScript" in html
     assert "<noscript><p>The timeline needs JavaScript" in html
+
+
+def test_lane_names_sort_by_their_digit_runs_only() -> None:
+    names = ["gw10", "shard²/gw1", "gw2", "main", "shard²/gw0"]
+    assert sorted(names, key=html_module._natural) == [
+        "gw2",
+        "gw10",
+        "main",
+        "shard²/gw0",
+        "shard²/gw1",
+    ]
+    assert html_module._seconds(float("nan")) == "nans"

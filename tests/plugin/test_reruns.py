@@ -373,7 +373,11 @@ def test_a_rerun_that_xdists_worker_restart_limit_cut_off_is_a_failure(
     assert suite is not None
     assert suite.get("failures") == "1"
     assert (data.exitstatus, data.failed_by) == (1, ["tests"])
-    assert by_name(data)["test_crashes"].outcome == "failed"
+    crashed = by_name(data)["test_crashes"]
+    assert crashed.outcome == "failed"
+    # Of the worker its attempt ran on (the report's lane), not the controller.
+    assert crashed.worker == crashed.attempts[-1].worker
+    assert crashed.worker.startswith("gw")
 
 
 def test_stepwise_keeps_the_failure_that_stopped_it_when_x_cuts_reruns_off(

@@ -37,7 +37,9 @@
       var tenths = Math.round(value * 10);
       return Math.floor(tenths / 600) + "m " + ((tenths % 600) / 10).toFixed(1) + "s";
     }
-    // Under 0.01 s four decimals, without trailing zeros (0.008s, not 0.0080s).
+    // Under 0.01 s four decimals, without trailing zeros (0.008s, not 0.0080s);
+    // under a tenth of a millisecond, not 0s, which is a time of none at all.
+    if (value > 0 && value < 0.0001) return "<0.0001s";
     return (value < 0.01 ? String(+value.toFixed(4)) : value.toFixed(2)) + "s";
   }
 
