@@ -109,7 +109,11 @@ def test_a_store_only_read_sees_the_attempts_a_killed_run_staged(tmp_path: Path)
     first.stage_attempts(run_id, None, [attempt("t.py::a", "failed", 2.0)])
     first.stage_attempts(run_id, None, [attempt("t.py::b", "passed", 3.0)])
     # The process dies here.
-    assert HistoryStore.read(path).durations() == {"t.py::a": 1.0}  # the plan's: not staged
+    plans = HistoryStore.read(path)
+    try:
+        assert plans.durations() == {"t.py::a": 1.0}  # the plan's reads: not the staged ones
+    finally:
+        plans.close()
     reader = HistoryStore.read(path, staged=True)
     try:
         assert [row[0] for row in reader.attempts_of("t.py::a", 10)] == [run_id, run_id - 1]
