@@ -83,6 +83,8 @@ def benchmark_results(
                 baseline_problem=problem,
             )
         )
+        failed = comparison is not None and comparison.failed
+        mark = GATE_ACCEPTED if accept else GATE_FAILED if failed else None
         rows.append(
             BenchmarkRow(
                 test.nodeid,
@@ -92,11 +94,7 @@ def benchmark_results(
                 stats.mean,
                 stats.median,
                 samples,
-                gate=GATE_ACCEPTED
-                if accept
-                else GATE_FAILED
-                if comparison is not None and comparison.failed
-                else None,
+                gate=mark,
             )
         )
     return results, rows

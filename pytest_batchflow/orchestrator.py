@@ -1262,18 +1262,18 @@ class Orchestrator:
         resume from): nothing more is reported then, and the batchflow section
         names those failures (_reruns_not_run_summary).
         """
+        option = self.config.option
+        stepwise = getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False)
         try:
             result = yield
         except BaseException as stopped:
-            option = self.config.option
             maxfail = option.maxfail
             # pytest stops with session.Failed or session.Interrupted, xdist's
             # controller with its own Interrupted: KeyboardInterrupts all but
             # Failed; Ctrl-C's is a plain one.
             if (
                 self.role != "worker"
-                and not getattr(option, "stepwise", False)
-                and not getattr(option, "stepwise_skip", False)
+                and not stepwise
                 and maxfail
                 and session.testsfailed >= maxfail
                 and isinstance(stopped, (KeyboardInterrupt, session.Failed))
@@ -1288,12 +1288,7 @@ class Orchestrator:
                 if shouldstop:
                     session.shouldstop = shouldstop
             raise
-        option = self.config.option
-        if (
-            self.role == "controller"
-            and not getattr(option, "stepwise", False)
-            and not getattr(option, "stepwise_skip", False)
-        ):
+        if self.role == "controller" and not stepwise:
             pending = self._reruns_not_run()
             if pending:
                 dsession = self.config.pluginmanager.getplugin("dsession")
@@ -2582,7 +2577,7 @@ class Orchestrator:
         )
 
     def _batch_results(self) -> list[BatchResult]:
-        from .results import BatchResult, span
+        from .results import BatchResult, batch_resources, span
 
         assert self.plan is not None
         assert self.state is not None
@@ -2592,7 +2587,7 @@ class Orchestrator:
             if selected is not None and batch.name not in selected:
                 continue
             results = [self.results[i] for i in batch.tests if i in self.results]
-            measured = [r.resources for r in results if r.resources is not None]
+            cpu, peak_memory = batch_resources(results)
             outcomes = Counter(result.outcome for result in results)
             blocked = self.state.upstream_block(batch.name) if batch.tests else None
             if not batch.tests:
@@ -2636,8 +2631,8 @@ class Orchestrator:
                     outcomes=dict(sorted(outcomes.items())),
                     duration=span(results),
                     estimated=self.plan.batch_estimate(batch.name) if self.plan.measured else None,
-                    cpu=round(sum(used.cpu for used in measured), 6) if measured else None,
-                    peak_memory=max(used.memory for used in measured) if measured else None,
+                    cpu=cpu,
+                    peak_memory=peak_memory,
                 )
             )
         return batches

@@ -37,6 +37,7 @@ __all__ = [
     "RunResult",
     "TestOutcome",
     "TestResult",
+    "batch_resources",
     "collection_error_line",
     "collection_or_tests",
     "error_line",
@@ -534,6 +535,15 @@ def span(tests: Sequence[TestResult]) -> float:
     if not tests:
         return 0.0
     return max(test.stop for test in tests) - min(test.first_start for test in tests)
+
+
+def batch_resources(tests: Sequence[TestResult]) -> tuple[float | None, int | None]:
+    """A batch's CPU seconds (summed) and peak memory (the largest ``memory``)
+    over its measured tests; None for both when none was measured."""
+    measured = [test.resources for test in tests if test.resources is not None]
+    if not measured:
+        return None, None
+    return round(sum(used.cpu for used in measured), 6), max(used.memory for used in measured)
 
 
 def validate_tests(values: Sequence[Mapping[str, Any]]) -> list[TestResult]:

@@ -29,6 +29,7 @@ from ..results import (
     ResourcesResult,
     RunResult,
     TestResult,
+    batch_resources,
     collection_or_tests,
     span,
 )
@@ -489,8 +490,7 @@ def _merged_batch(
         incomplete = bool(not_run)
     status = _batch_status(parts, outcomes, incomplete)
     skipped = [part.skip_reason for part in parts if part.status == "skipped"]
-    # From the merged tests, as a run sums them up (the first part's alone were kept).
-    measured = [test.resources for test in tests if test.resources is not None]
+    cpu, peak_memory = batch_resources(tests)  # of the merged tests, as a run's are
     return parts[0].model_copy(
         update={
             "status": status,
@@ -501,8 +501,8 @@ def _merged_batch(
             "outcomes": dict(sorted(outcomes.items())),
             "duration": span(tests),
             "estimated": _sum_if_known([part.estimated for part in parts]),
-            "cpu": round(sum(used.cpu for used in measured), 6) if measured else None,
-            "peak_memory": max(used.memory for used in measured) if measured else None,
+            "cpu": cpu,
+            "peak_memory": peak_memory,
         }
     )
 

@@ -309,6 +309,13 @@ def test_c():
 CUT_OFF_ARGS = ("--batchflow-reruns=1", "--batchflow-reruns-delay=0.2", "-x")
 
 
+def junit_failures(pytester: pytest.Pytester) -> str | None:
+    """The failures pytest's ``--junitxml=junit.xml`` counted."""
+    suite = ElementTree.parse(pytester.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    return suite.get("failures")
+
+
 @pytest.mark.parametrize("workers", [(), ("xdist",)], ids=["serial", "xdist"])
 def test_a_rerun_that_x_cut_off_is_a_failure_pytest_counts(
     pytester: pytest.Pytester, workers: tuple[str, ...]
@@ -332,9 +339,7 @@ def test_a_rerun_that_x_cut_off_is_a_failure_pytest_counts(
     result.stdout.fnmatch_lines(["FAILED test_suite.py::test_b*"])
     result.stdout.fnmatch_lines(["*! stopping after 1 failures !*"])  # what stopped it
     result.stdout.no_fnmatch_line("*the run stopped before its rerun*")
-    suite = ElementTree.parse(pytester.path / "junit.xml").getroot().find("testsuite")
-    assert suite is not None
-    assert suite.get("failures") == "2"
+    assert junit_failures(pytester) == "2"
     tests = by_name(data)
     assert tests["test_b"].outcome == "failed"
     assert tests["test_b"].longrepr is not None
@@ -369,9 +374,7 @@ def test_a_rerun_that_xdists_worker_restart_limit_cut_off_is_a_failure(
             "crashed and worker restarting disabled)",
         ]
     )
-    suite = ElementTree.parse(pytester.path / "junit.xml").getroot().find("testsuite")
-    assert suite is not None
-    assert suite.get("failures") == "1"
+    assert junit_failures(pytester) == "1"
     assert (data.exitstatus, data.failed_by) == (1, ["tests"])
     crashed = by_name(data)["test_crashes"]
     assert crashed.outcome == "failed"
